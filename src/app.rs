@@ -1,0 +1,118 @@
+//! Building and running the service: production and tests start it the same way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::ServeConfig;
+use crate::db::seed::{self, SeedSpec};
+use crate::db::{Db, Session};
+use crate::graphql::{AppSchema, build_schema};
+
+/// Any start-up failure.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The GraphQL schema.
+    pub schema: AppSchema,
+    /// The connection pool.
+    pub db: Db,
+    /// The configuration.
+    pub config: Arc<ServeConfig>,
+}
+
+impl AppState {
+    /// Builds the state for an already opened pool.
+    pub fn new(db: Db, config: ServeConfig) -> Self {
+        let schema = build_schema(config.schema_limits());
+        AppState {
+            schema,
+            db,
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// A bound, ready-to-run server.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    /// Opens the database, migrates and loads demo data as configured, and binds the listener
+    /// (port 0 picks a free port).
+    pub async fn build(config: ServeConfig) -> Result<App, BoxError> {
+        let db = Db::connect(&config.db.database_url, &config.db.pool()).await?;
+        if config.db.backend() == crate::db::Backend::Sqlite {
+            tracing::info!(database = %config.db.database_url, "using the embedded SQLite database");
+        }
+        if config.migrate {
+            db.migrate().await?;
+        }
+        if config.demo_data {
+            let session = Session::unmetered(db.clone());
+            if seed::is_empty(&session).await.map_err(|e| e.detail())? {
+                let report = seed::seed(&session, SeedSpec::DEMO, |_| {})
+                    .await
+                    .map_err(|e| e.detail())?;
+                tracing::info!(
+                    users = report.users,
+                    orders = report.orders,
+                    "loaded demo data"
+                );
+            }
+        }
+        let listener = TcpListener::bind(config.bind).await?;
+        Ok(App {
+            listener,
+            state: AppState::new(db, config),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (pool, schema, configuration).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until Ctrl-C / SIGTERM, then drains in-flight requests and closes the pool.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let db = self.state.db.clone();
+        let router = crate::http::router(self.state);
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        db.close().await;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

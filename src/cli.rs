@@ -1,0 +1,119 @@
+//! The command line: `serve` (the default), `migrate`, `seed` and `schema`.
+
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::app::{App, BoxError};
+use crate::config::{DbConfig, ServeConfig};
+use crate::db::seed::{self, SeedSpec};
+use crate::db::{Db, Session};
+use crate::{graphql, telemetry};
+
+/// A GraphQL server whose SQL statement count depends only on the shape of the query.
+#[derive(Debug, Parser)]
+#[command(name = "eagerql", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve GraphQL at /graphql and GraphiQL at / (the default).
+    Serve(ServeConfig),
+    /// Apply pending database migrations and exit.
+    Migrate(DbConfig),
+    /// Fill an empty database with deterministic demo data, with bulk statements.
+    Seed(SeedArgs),
+    /// Print the GraphQL schema (SDL).
+    Schema,
+}
+
+/// Arguments of `eagerql seed`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Database and logging.
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// Users to create.
+    #[arg(long, default_value_t = 1000)]
+    pub users: u64,
+    /// Orders per user.
+    #[arg(long, default_value_t = 10)]
+    pub orders_per_user: u64,
+    /// Items per order (distinct products).
+    #[arg(long, default_value_t = 3)]
+    pub items_per_order: u64,
+    /// Products to create.
+    #[arg(long, default_value_t = 500)]
+    pub products: u64,
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<(), BoxError> {
+    let command = match cli.command {
+        Some(c) => c,
+        // No subcommand: serve, with settings from the environment.
+        None => match Cli::try_parse_from(["eagerql", "serve"])?.command {
+            Some(c) => c,
+            None => return Err("no command".into()),
+        },
+    };
+    match command {
+        Command::Serve(config) => {
+            telemetry::init(&config.db.log, config.db.log_format);
+            let app = App::build(config).await?;
+            let addr = app.local_addr()?;
+            tracing::info!(%addr, "serving GraphQL at http://{addr}/graphql and GraphiQL at http://{addr}/");
+            app.run_until_stopped().await?;
+        }
+        Command::Migrate(db) => {
+            telemetry::init(&db.log, db.log_format);
+            let pool = Db::connect(&db.database_url, &db.pool()).await?;
+            pool.migrate().await?;
+            tracing::info!(backend = pool.backend().name(), "migrations applied");
+        }
+        Command::Seed(args) => {
+            telemetry::init(&args.db.log, args.db.log_format);
+            let pool = Db::connect(&args.db.database_url, &args.db.pool()).await?;
+            pool.migrate().await?;
+            let spec = SeedSpec {
+                users: args.users,
+                orders_per_user: args.orders_per_user,
+                items_per_order: args.items_per_order,
+                products: args.products,
+            };
+            let bar = ProgressBar::new(spec.total_rows());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} rows ({per_sec})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let started = Instant::now();
+            let session = Session::unmetered(pool.clone());
+            let report = seed::seed(&session, spec, |n| bar.set_position(n))
+                .await
+                .map_err(|e| e.detail())?;
+            bar.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "seeded {} users, {} products, {} orders, {} items in {secs:.1} s ({} statements)",
+                report.users,
+                report.products,
+                report.orders,
+                report.items,
+                session.log().count()
+            );
+            pool.close().await;
+        }
+        Command::Schema => {
+            print!("{}", graphql::sdl());
+        }
+    }
+    Ok(())
+}

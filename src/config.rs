@@ -1,0 +1,167 @@
+//! Configuration: every setting, its environment variable and its default, in one place.
+//! `eagerql --help` prints the same list.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::db::{Backend, PoolConfig};
+use crate::graphql::SchemaLimits;
+use crate::planner::Limits;
+
+/// Log line format.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Whether clients may ask for the SQL a request ran (`x-eagerql-debug: sql`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DebugSql {
+    /// Allowed on the embedded SQLite database, refused on PostgreSQL.
+    Auto,
+    /// Always allowed.
+    On,
+    /// Never allowed.
+    Off,
+}
+
+/// Settings shared by every subcommand.
+#[derive(Clone, Debug, Args)]
+pub struct DbConfig {
+    /// Database: `postgres://...` for PostgreSQL, or `sqlite:PATH` / a file path for the
+    /// embedded SQLite database (created if missing).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:eagerql.db")]
+    pub database_url: String,
+
+    /// Maximum connections in the pool.
+    #[arg(long, env = "EAGERQL_POOL_SIZE", default_value_t = 10)]
+    pub pool_size: u32,
+
+    /// Seconds a request waits for a free connection before it fails with SERVICE_UNAVAILABLE.
+    #[arg(long, env = "EAGERQL_POOL_TIMEOUT_SECS", default_value_t = 5)]
+    pub pool_timeout_secs: u64,
+
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `eagerql=debug`).
+    #[arg(long, env = "EAGERQL_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log format.
+    #[arg(long, env = "EAGERQL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl DbConfig {
+    /// The pool settings.
+    pub fn pool(&self) -> PoolConfig {
+        PoolConfig {
+            max_connections: self.pool_size.max(1),
+            acquire_timeout: Duration::from_secs(self.pool_timeout_secs),
+        }
+    }
+
+    /// The backend `database_url` names.
+    pub fn backend(&self) -> Backend {
+        if self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
+        {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// Settings of `eagerql serve`.
+#[derive(Clone, Debug, Args)]
+pub struct ServeConfig {
+    /// Database and logging.
+    #[command(flatten)]
+    pub db: DbConfig,
+
+    /// Listen address.
+    #[arg(long, env = "EAGERQL_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+
+    /// Apply pending migrations on start.
+    #[arg(long, env = "EAGERQL_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate: bool,
+
+    /// Load the small demo data set when the database is empty.
+    #[arg(long, env = "EAGERQL_DEMO_DATA", default_value_t = true, action = clap::ArgAction::Set)]
+    pub demo_data: bool,
+
+    /// Largest `first` accepted on any list; larger (or negative) is BAD_USER_INPUT.
+    #[arg(long, env = "EAGERQL_MAX_PAGE_SIZE", default_value_t = 1000)]
+    pub max_page_size: i64,
+
+    /// Most SQL statements one request may run; a request whose plan needs more is refused
+    /// with LIMIT_EXCEEDED before any SQL runs. 0 means no limit.
+    #[arg(long, env = "EAGERQL_STATEMENT_BUDGET", default_value_t = 25)]
+    pub statement_budget: usize,
+
+    /// Strict loading (the lesson's `lazy="raise"`): a relationship that no plan loaded is an
+    /// error instead of an extra query.
+    #[arg(long, env = "EAGERQL_STRICT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub strict: bool,
+
+    /// Whether `x-eagerql-debug: sql` may add the executed statements to a response.
+    #[arg(long, env = "EAGERQL_DEBUG_SQL", value_enum, default_value_t = DebugSql::Auto)]
+    pub debug_sql: DebugSql,
+
+    /// Deepest selection nesting accepted.
+    #[arg(long, env = "EAGERQL_MAX_DEPTH", default_value_t = 12)]
+    pub max_depth: usize,
+
+    /// Largest query complexity accepted (one point per selected field).
+    #[arg(long, env = "EAGERQL_MAX_COMPLEXITY", default_value_t = 2000)]
+    pub max_complexity: usize,
+
+    /// Largest request body, in bytes.
+    #[arg(long, env = "EAGERQL_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Seconds before a request is cut off with 503.
+    #[arg(long, env = "EAGERQL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+}
+
+impl ServeConfig {
+    /// The planner's limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_page_size: self.max_page_size,
+        }
+    }
+
+    /// The schema's limits.
+    pub fn schema_limits(&self) -> SchemaLimits {
+        SchemaLimits {
+            max_depth: self.max_depth,
+            max_complexity: self.max_complexity,
+        }
+    }
+
+    /// The statement budget, `None` when unlimited.
+    pub fn budget(&self) -> Option<usize> {
+        (self.statement_budget > 0).then_some(self.statement_budget)
+    }
+
+    /// Whether clients may see the SQL of their requests.
+    pub fn debug_sql_allowed(&self) -> bool {
+        match self.debug_sql {
+            DebugSql::On => true,
+            DebugSql::Off => false,
+            DebugSql::Auto => self.db.backend() == Backend::Sqlite,
+        }
+    }
+
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}

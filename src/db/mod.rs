@@ -1,0 +1,129 @@
+//! The only place SQL is written.
+//!
+//! Two backends share one schema and one API: PostgreSQL (production) and an embedded SQLite
+//! file (zero-setup default). Each module is named after a table and holds that table's row
+//! struct and access paths; [`load`] builds the statements of an eager-loading plan, and
+//! [`session`] is the one wrapper every statement passes through, so that each is counted.
+
+pub mod load;
+pub mod money;
+pub mod order_items;
+pub mod orders;
+pub mod products;
+pub mod seed;
+pub mod session;
+pub mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use session::{DbRow, Session, StatementLog, StatementRecord};
+
+/// Which database a pool talks to; decides the SQL dialect.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL: `numeric` money, `= any($1)` key lists.
+    Postgres,
+    /// SQLite: integer-cent money, `in (select value from json_each($1))` key lists.
+    Sqlite,
+}
+
+impl Backend {
+    /// A short name for logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A connection pool to one of the two backends.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// PostgreSQL pool.
+    Postgres(PgPool),
+    /// SQLite pool.
+    Sqlite(SqlitePool),
+}
+
+/// How to open the pool.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Maximum connections.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before `SERVICE_UNAVAILABLE`.
+    pub acquire_timeout: Duration,
+}
+
+impl Db {
+    /// Opens a pool for `url`: `postgres://...`/`postgresql://...`, or `sqlite:PATH`/a plain file
+    /// path, created if missing.
+    pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, sqlx::Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(cfg.max_connections)
+                .acquire_timeout(cfg.acquire_timeout)
+                .test_before_acquire(true)
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"));
+            let opts = SqliteConnectOptions::new()
+                .filename(path.unwrap_or(url))
+                .create_if_missing(true)
+                // WAL lets readers run beside one writer; foreign keys are off by default in SQLite.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(cfg.max_connections)
+                .acquire_timeout(cfg.acquire_timeout)
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        }
+    }
+
+    /// The backend this pool talks to.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Db::Postgres(pool) => sqlx::migrate!("sql/migrations/postgres").run(pool).await,
+            Db::Sqlite(pool) => sqlx::migrate!("sql/migrations/sqlite").run(pool).await,
+        }
+    }
+
+    /// Closes every connection of the pool.
+    pub async fn close(&self) {
+        match self {
+            Db::Postgres(pool) => pool.close().await,
+            Db::Sqlite(pool) => pool.close().await,
+        }
+    }
+
+    /// `(size, idle)` connections of the pool, for readiness and leak checks.
+    pub fn pool_status(&self) -> (u32, usize) {
+        match self {
+            Db::Postgres(pool) => (pool.size(), pool.num_idle()),
+            Db::Sqlite(pool) => (pool.size(), pool.num_idle()),
+        }
+    }
+}

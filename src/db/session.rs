@@ -1,0 +1,364 @@
+//! The statement-counting wrapper: every SQL statement of the server passes through
+//! [`Session`], which needs a [`StatementLog`] to run anything. No code path can reach the pool
+//! without it, so every statement of a request, also those run on tasks that loaders spawn,
+//! is counted, timed, traced and checked against the request's budget.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, Row};
+use tracing::Instrument;
+
+use super::{Backend, Db};
+use crate::error::{AppError, AppResult};
+
+/// One executed statement, as reported in the response's `extensions`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StatementRecord {
+    /// The access path that ran it, e.g. `orders.by_user_ids`.
+    pub name: &'static str,
+    /// The SQL text.
+    pub sql: Arc<str>,
+    /// Rows returned (or affected, for writes).
+    pub rows: u64,
+    /// Wall time in microseconds.
+    pub duration_us: u64,
+}
+
+/// The statements of one request (or one command), and its budget.
+#[derive(Debug, Default)]
+pub struct StatementLog {
+    records: Mutex<Vec<StatementRecord>>,
+    reserved: Mutex<usize>,
+    budget: Option<usize>,
+}
+
+impl StatementLog {
+    /// A log that allows at most `budget` statements (`None`: unlimited).
+    pub fn new(budget: Option<usize>) -> Self {
+        StatementLog {
+            budget,
+            ..Default::default()
+        }
+    }
+
+    /// Statements executed so far.
+    pub fn count(&self) -> usize {
+        self.lock_records().len()
+    }
+
+    /// A copy of the records so far.
+    pub fn records(&self) -> Vec<StatementRecord> {
+        self.lock_records().clone()
+    }
+
+    /// Total database time so far.
+    pub fn total_duration(&self) -> Duration {
+        Duration::from_micros(self.lock_records().iter().map(|r| r.duration_us).sum())
+    }
+
+    /// Reserves `predicted` statements of the budget before any of them runs, so that a plan
+    /// that would exceed the budget is rejected without touching the database.
+    pub fn reserve(&self, predicted: usize) -> AppResult<()> {
+        let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        let total = *reserved + predicted;
+        if let Some(budget) = self.budget
+            && total > budget
+        {
+            return Err(AppError::LimitExceeded(format!(
+                "this request needs {total} SQL statements, more than the budget of {budget}"
+            )));
+        }
+        *reserved = total;
+        Ok(())
+    }
+
+    fn lock_records(&self) -> std::sync::MutexGuard<'_, Vec<StatementRecord>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checked before each statement: a request can never run more than its budget, whatever
+    /// its plan predicted.
+    fn admit(&self) -> AppResult<()> {
+        let done = self.count();
+        match self.budget {
+            Some(budget) if done >= budget => Err(AppError::LimitExceeded(format!(
+                "this request reached its budget of {budget} SQL statements"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn push(&self, record: StatementRecord) {
+        self.lock_records().push(record);
+    }
+}
+
+/// A value bound to a statement parameter.
+#[derive(Clone, Debug)]
+pub enum Arg {
+    /// An integer.
+    I64(i64),
+    /// An optional integer.
+    OptI64(Option<i64>),
+    /// Text.
+    Text(String),
+    /// Optional text.
+    OptText(Option<String>),
+    /// A boolean.
+    Bool(bool),
+    /// A timestamp.
+    Ts(DateTime<Utc>),
+    /// A key list: ONE parameter whatever its length (PostgreSQL `bigint[]`, SQLite JSON text
+    /// read with `json_each`), so the statement text is the same for any number of keys.
+    Ids(Vec<i64>),
+}
+
+/// Typed access to a result row by column index, the same for both backends.
+pub trait DbRow {
+    /// An integer column.
+    fn i64(&self, i: usize) -> Result<i64, sqlx::Error>;
+    /// A nullable integer column.
+    fn opt_i64(&self, i: usize) -> Result<Option<i64>, sqlx::Error>;
+    /// A text column.
+    fn text(&self, i: usize) -> Result<String, sqlx::Error>;
+    /// A nullable text column.
+    fn opt_text(&self, i: usize) -> Result<Option<String>, sqlx::Error>;
+    /// A boolean column.
+    fn bool(&self, i: usize) -> Result<bool, sqlx::Error>;
+    /// A timestamp column.
+    fn ts(&self, i: usize) -> Result<DateTime<Utc>, sqlx::Error>;
+}
+
+macro_rules! impl_db_row {
+    ($row:ty) => {
+        impl DbRow for $row {
+            fn i64(&self, i: usize) -> Result<i64, sqlx::Error> {
+                self.try_get(i)
+            }
+            fn opt_i64(&self, i: usize) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(i)
+            }
+            fn text(&self, i: usize) -> Result<String, sqlx::Error> {
+                self.try_get(i)
+            }
+            fn opt_text(&self, i: usize) -> Result<Option<String>, sqlx::Error> {
+                self.try_get(i)
+            }
+            fn bool(&self, i: usize) -> Result<bool, sqlx::Error> {
+                self.try_get(i)
+            }
+            fn ts(&self, i: usize) -> Result<DateTime<Utc>, sqlx::Error> {
+                self.try_get(i)
+            }
+        }
+    };
+}
+impl_db_row!(PgRow);
+impl_db_row!(SqliteRow);
+
+/// Formats a timestamp the way SQLite columns store it (ISO-8601 UTC, milliseconds, `Z`), so
+/// that text comparison is chronological.
+pub fn sqlite_ts(ts: DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn bind_pg<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for arg in args {
+        q = match arg {
+            Arg::I64(v) => q.bind(v),
+            Arg::OptI64(v) => q.bind(v),
+            Arg::Text(v) => q.bind(v),
+            Arg::OptText(v) => q.bind(v),
+            Arg::Bool(v) => q.bind(v),
+            Arg::Ts(v) => q.bind(v),
+            Arg::Ids(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+fn bind_sqlite<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    for arg in args {
+        q = match arg {
+            Arg::I64(v) => q.bind(v),
+            Arg::OptI64(v) => q.bind(v),
+            Arg::Text(v) => q.bind(v),
+            Arg::OptText(v) => q.bind(v),
+            Arg::Bool(v) => q.bind(v),
+            Arg::Ts(v) => q.bind(sqlite_ts(v)),
+            Arg::Ids(v) => q.bind(ids_json(&v)),
+        };
+    }
+    q
+}
+
+/// A key list as the JSON array text that SQLite's `json_each` reads.
+fn ids_json(ids: &[i64]) -> String {
+    let mut out = String::with_capacity(ids.len() * 8 + 2);
+    out.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&id.to_string());
+    }
+    out.push(']');
+    out
+}
+
+/// A database handle bound to one request's [`StatementLog`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Session {
+    db: Db,
+    log: Arc<StatementLog>,
+}
+
+impl Session {
+    /// Binds `db` to `log`.
+    pub fn new(db: Db, log: Arc<StatementLog>) -> Self {
+        Session { db, log }
+    }
+
+    /// A session with its own unlimited log, for commands and background work.
+    pub fn unmetered(db: Db) -> Self {
+        Session::new(db, Arc::new(StatementLog::new(None)))
+    }
+
+    /// The backend, which decides the dialect.
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
+    /// The pool.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The request's statement log.
+    pub fn log(&self) -> &Arc<StatementLog> {
+        &self.log
+    }
+
+    /// Runs a query and decodes each row with `decode`.
+    pub async fn fetch<T>(
+        &self,
+        name: &'static str,
+        sql: String,
+        args: Vec<Arg>,
+        decode: impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
+    ) -> AppResult<Vec<T>> {
+        self.log.admit()?;
+        let span = tracing::debug_span!("sql", statement = name, rows = tracing::field::Empty);
+        let started = Instant::now();
+        let sql: Arc<str> = Arc::from(sql);
+        let out: Result<Vec<T>, sqlx::Error> = async {
+            match &self.db {
+                Db::Postgres(pool) => {
+                    let q = bind_pg(sqlx::query(AssertSqlSafe(sql.to_string())), args);
+                    let rows = q.fetch_all(pool).await?;
+                    rows.iter().map(|r| decode(r)).collect()
+                }
+                Db::Sqlite(pool) => {
+                    let q = bind_sqlite(sqlx::query(AssertSqlSafe(sql.to_string())), args);
+                    let rows = q.fetch_all(pool).await?;
+                    rows.iter().map(|r| decode(r)).collect()
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let rows = out.as_ref().map(|v| v.len() as u64).unwrap_or(0);
+        span.record("rows", rows);
+        self.record(name, sql, rows, started);
+        Ok(out?)
+    }
+
+    /// Runs a statement that returns no rows; gives the number of rows affected.
+    pub async fn execute(&self, name: &'static str, sql: String, args: Vec<Arg>) -> AppResult<u64> {
+        self.log.admit()?;
+        let started = Instant::now();
+        let sql: Arc<str> = Arc::from(sql);
+        let out = match &self.db {
+            Db::Postgres(pool) => bind_pg(sqlx::query(AssertSqlSafe(sql.to_string())), args)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+            Db::Sqlite(pool) => bind_sqlite(sqlx::query(AssertSqlSafe(sql.to_string())), args)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+        };
+        self.record(name, sql, *out.as_ref().unwrap_or(&0), started);
+        Ok(out?)
+    }
+
+    /// Bulk-loads rows with PostgreSQL `COPY ... FROM STDIN` (text format). `statement` is the
+    /// `COPY` statement, `data` the rows in COPY text format. PostgreSQL only.
+    pub async fn copy_in(
+        &self,
+        name: &'static str,
+        statement: String,
+        data: Vec<u8>,
+    ) -> AppResult<u64> {
+        use sqlx::postgres::PgPoolCopyExt;
+        self.log.admit()?;
+        let started = Instant::now();
+        let Db::Postgres(pool) = &self.db else {
+            return Err(AppError::internal("COPY is only available on PostgreSQL"));
+        };
+        let out: Result<u64, sqlx::Error> = async {
+            let mut copy = pool.copy_in_raw(&statement).await?;
+            copy.send(data).await?;
+            copy.finish().await
+        }
+        .await;
+        self.record(
+            name,
+            Arc::from(statement),
+            *out.as_ref().unwrap_or(&0),
+            started,
+        );
+        Ok(out?)
+    }
+
+    fn record(&self, name: &'static str, sql: Arc<str>, rows: u64, started: Instant) {
+        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tracing::debug!(statement = name, rows, duration_us, "sql");
+        self.log.push(StatementRecord {
+            name,
+            sql,
+            rows,
+            duration_us,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_lists_are_one_json_parameter() {
+        assert_eq!(ids_json(&[]), "[]");
+        assert_eq!(ids_json(&[1, 22, 333]), "[1,22,333]");
+    }
+
+    #[test]
+    fn budget_rejects_predictions_over_it() {
+        let log = StatementLog::new(Some(3));
+        assert!(log.reserve(2).is_ok());
+        assert!(matches!(log.reserve(2), Err(AppError::LimitExceeded(_))));
+        assert!(log.reserve(1).is_ok());
+    }
+}

@@ -1,0 +1,118 @@
+//! One error type for the whole server.
+//!
+//! Every variant's [`AppError::message`] is safe to show a client. Internal causes (database errors, I/O) are
+//! logged once, where they are turned into a GraphQL error, and never returned: a client sees
+//! `INTERNAL` and a generic message, never SQL text.
+
+use async_graphql::ErrorExtensions;
+
+/// What can go wrong while serving a request.
+///
+/// Deliberately not `Display`: async-graphql converts any `Display` type into an error without
+/// an `extensions.code`, so every conversion goes through our `From` impl instead.
+#[derive(Debug)]
+pub enum AppError {
+    /// The client sent something the API does not accept (`BAD_USER_INPUT`).
+    BadInput(String),
+    /// A referenced object does not exist (`NOT_FOUND`).
+    NotFound(String),
+    /// A unique value is already taken (`CONFLICT`); names the field.
+    Conflict {
+        /// The GraphQL input field that conflicts.
+        field: &'static str,
+    },
+    /// The request would exceed a configured limit (`LIMIT_EXCEEDED`).
+    LimitExceeded(String),
+    /// Strict mode: a relationship was read that no plan or loader prepared (`UNPLANNED_LOAD`).
+    Unplanned(String),
+    /// The database is unreachable or the pool is exhausted (`SERVICE_UNAVAILABLE`).
+    Unavailable(sqlx::Error),
+    /// Anything else: the cause is logged, the client sees a generic message (`INTERNAL`).
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    /// The machine-readable code put into `extensions.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadInput(_) => "BAD_USER_INPUT",
+            AppError::NotFound(_) => "NOT_FOUND",
+            AppError::Conflict { .. } => "CONFLICT",
+            AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            AppError::Unplanned(_) => "UNPLANNED_LOAD",
+            AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            AppError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The client-safe message.
+    pub fn message(&self) -> String {
+        match self {
+            AppError::BadInput(m)
+            | AppError::NotFound(m)
+            | AppError::LimitExceeded(m)
+            | AppError::Unplanned(m) => m.clone(),
+            AppError::Conflict { field } => format!("{field} is already taken"),
+            AppError::Unavailable(_) => "the database is unavailable, try again later".to_owned(),
+            AppError::Internal(_) => "an internal error occurred".to_owned(),
+        }
+    }
+
+    /// The message with the internal cause, for logs and command-line output only.
+    pub fn detail(&self) -> String {
+        match self {
+            AppError::Unavailable(cause) => format!("{}: {cause}", self.message()),
+            AppError::Internal(cause) => format!("{}: {cause}", self.message()),
+            _ => self.message(),
+        }
+    }
+
+    /// Shorthand for [`AppError::BadInput`].
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        AppError::BadInput(message.into())
+    }
+
+    /// Wraps any error as [`AppError::Internal`].
+    pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        AppError::Internal(err.into())
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                AppError::Unavailable(err)
+            }
+            other => AppError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        match &err {
+            AppError::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+            }
+            AppError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+            }
+            _ => {}
+        }
+        let code = err.code();
+        let extra = match &err {
+            AppError::Conflict { field } => Some(*field),
+            _ => None,
+        };
+        async_graphql::Error::new(err.message()).extend_with(|_, e| {
+            e.set("code", code);
+            if let Some(field) = extra {
+                e.set("field", field);
+            }
+        })
+    }
+}
+
+/// Result alias used across the crate.
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,67 @@
+//! The GraphQL API: schema, root resolvers, object types and the plan executor.
+
+pub mod execution;
+pub mod preload;
+pub mod query;
+pub mod types;
+
+use async_graphql::{EmptyMutation, EmptySubscription, ID, Schema};
+
+use crate::db::Session;
+use crate::error::AppError;
+use crate::planner::Limits;
+
+/// The server's schema type.
+pub type AppSchema = Schema<query::Query, EmptyMutation, EmptySubscription>;
+
+/// Schema-wide limits, checked before a query runs.
+#[derive(Copy, Clone, Debug)]
+pub struct SchemaLimits {
+    /// Deepest selection nesting accepted.
+    pub max_depth: usize,
+    /// Largest query complexity accepted.
+    pub max_complexity: usize,
+}
+
+impl Default for SchemaLimits {
+    fn default() -> Self {
+        SchemaLimits {
+            max_depth: 12,
+            max_complexity: 2000,
+        }
+    }
+}
+
+/// Builds the schema.
+pub fn build_schema(limits: SchemaLimits) -> AppSchema {
+    Schema::build(query::Query, EmptyMutation, EmptySubscription)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .extension(execution::ExecutionMarker)
+        .finish()
+}
+
+/// The schema in SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    build_schema(SchemaLimits::default()).sdl()
+}
+
+/// What every resolver of one request shares: the request's database session (and so its
+/// statement log), the planner's limits, and whether unplanned loads are errors.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// The request's database session.
+    pub session: Session,
+    /// Planner limits.
+    pub limits: Limits,
+    /// The lesson's `lazy="raise"`: a relationship no plan loaded is an error, not a query.
+    pub strict: bool,
+}
+
+/// Parses a GraphQL `ID` argument into a row id.
+pub fn parse_id(id: &ID, what: &str) -> Result<i64, AppError> {
+    id.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| AppError::bad_input(format!("{what}: {:?} is not a valid id", id.as_str())))
+}

@@ -1,0 +1,310 @@
+//! Runs a plan: the root statement, then one statement per batch, level by level, and
+//! assembles the object graph the field resolvers read.
+//!
+//! Batches come from the plan, never from a timer, so the statement count of a request is
+//! exactly what the planner predicted: `1 + batches` per root field (fewer only when a level
+//! comes back empty, since a batch with no parent ids is not sent).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_graphql::{Context, SelectionField, Value};
+
+use super::RequestContext;
+use super::types::order::OrderData;
+use super::types::order_item::OrderItemData;
+use super::types::product::ProductData;
+use super::types::user::UserData;
+use super::types::{Edges, Order, OrderItem, Product, User};
+use crate::db::Session;
+use crate::db::load::{self, EntityRow, Loaded, RootQuery};
+use crate::error::{AppError, AppResult};
+use crate::planner::{self, Batch, EdgeArgs, Entity, Field, Node, ToMany, ToOne};
+
+/// An assembled object of any type.
+#[derive(Clone, Debug)]
+pub enum Obj {
+    /// A user.
+    User(User),
+    /// An order.
+    Order(Order),
+    /// An order line.
+    OrderItem(OrderItem),
+    /// A product.
+    Product(Product),
+}
+
+/// Keeps the users of a list of objects.
+pub fn into_users(objs: Vec<Obj>) -> Vec<User> {
+    objs.into_iter()
+        .filter_map(|o| match o {
+            Obj::User(v) => Some(v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Keeps the orders of a list of objects.
+pub fn into_orders(objs: Vec<Obj>) -> Vec<Order> {
+    objs.into_iter()
+        .filter_map(|o| match o {
+            Obj::Order(v) => Some(v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Keeps the order lines of a list of objects.
+pub fn into_order_items(objs: Vec<Obj>) -> Vec<OrderItem> {
+    objs.into_iter()
+        .filter_map(|o| match o {
+            Obj::OrderItem(v) => Some(v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Keeps the products of a list of objects.
+pub fn into_products(objs: Vec<Obj>) -> Vec<Product> {
+    objs.into_iter()
+        .filter_map(|o| match o {
+            Obj::Product(v) => Some(v),
+            _ => None,
+        })
+        .collect()
+}
+
+fn first_of<T>(objs: Vec<T>) -> async_graphql::Result<T> {
+    objs.into_iter()
+        .next()
+        .ok_or_else(|| AppError::NotFound("the related object does not exist".into()).into())
+}
+
+/// The single user of a to-one load.
+pub fn into_user(objs: Vec<Obj>) -> async_graphql::Result<User> {
+    first_of(into_users(objs))
+}
+/// The single order of a to-one load.
+pub fn into_order(objs: Vec<Obj>) -> async_graphql::Result<Order> {
+    first_of(into_orders(objs))
+}
+/// The single product of a to-one load.
+pub fn into_product(objs: Vec<Obj>) -> async_graphql::Result<Product> {
+    first_of(into_products(objs))
+}
+
+/// The sub-selection of `field` as the planner's [`Field`] tree: fragments and inline
+/// fragments flattened, `@skip`/`@include` applied, variables substituted.
+pub fn selection(field: &SelectionField<'_>) -> async_graphql::Result<Vec<Field>> {
+    let mut out = Vec::new();
+    for child in field.selection_set() {
+        if !included(&child)? {
+            continue;
+        }
+        out.push(Field {
+            name: child.name().to_owned(),
+            args: child
+                .arguments()?
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v))
+                .collect(),
+            children: selection(&child)?,
+        });
+    }
+    Ok(out)
+}
+
+fn included(field: &SelectionField<'_>) -> async_graphql::Result<bool> {
+    for d in field.directives()? {
+        let cond = d
+            .arguments
+            .iter()
+            .find(|(n, _)| n.node.as_str() == "if")
+            .map(|(_, v)| matches!(v.node, Value::Boolean(true)));
+        match (d.name.node.as_str(), cond) {
+            ("skip", Some(true)) | ("include", Some(false)) => return Ok(false),
+            _ => {}
+        }
+    }
+    Ok(true)
+}
+
+/// Plans the current field's selection for `entity` rows, reserves its statements in the
+/// request's budget, and loads it.
+pub async fn load_root(ctx: &Context<'_>, entity: Entity, q: RootQuery) -> AppResult<Vec<Obj>> {
+    let rc = ctx
+        .data::<RequestContext>()
+        .map_err(|e| AppError::internal(e.message))?;
+    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
+    let node = planner::plan(entity, &fields, rc.limits).map_err(|e| AppError::BadInput(e.0))?;
+    rc.session.log().reserve(node.statements())?;
+    let loaded = load::fetch_root(&rc.session, &node, q).await?;
+    build(&rc.session, &node, loaded).await
+}
+
+/// A to-many edge that no plan preloaded. In strict mode (the lesson's `lazy="raise"`) this is
+/// an error; otherwise the edge is loaded for this one parent, with its own sub-plan.
+pub async fn unplanned(
+    ctx: &Context<'_>,
+    edge: ToMany,
+    args: EdgeArgs,
+    parent_id: i64,
+) -> async_graphql::Result<Vec<Obj>> {
+    let rc = ctx.data::<RequestContext>()?;
+    if rc.strict {
+        return Err(AppError::Unplanned(format!(
+            "{} was not loaded by the plan (strict mode)",
+            edge.path()
+        ))
+        .into());
+    }
+    let fields = selection(&ctx.field())?;
+    let node =
+        planner::plan(edge.target(), &fields, rc.limits).map_err(|e| AppError::BadInput(e.0))?;
+    let batch = Batch { edge, args, node };
+    let rows = load::fetch_batch(&rc.session, &batch, vec![parent_id]).await?;
+    let loaded = rows.into_iter().map(|(_, l)| l).collect();
+    Ok(build(&rc.session, &batch.node, loaded).await?)
+}
+
+/// A to-one edge that no plan joined; see [`unplanned`].
+pub async fn unplanned_one(
+    ctx: &Context<'_>,
+    entity: Entity,
+    id: i64,
+    path: &str,
+) -> async_graphql::Result<Vec<Obj>> {
+    let rc = ctx.data::<RequestContext>()?;
+    if rc.strict {
+        return Err(AppError::Unplanned(format!(
+            "{path} was not loaded by the plan (strict mode)"
+        ))
+        .into());
+    }
+    Ok(load_root(ctx, entity, RootQuery::ById(id)).await?)
+}
+
+/// The results of a node's batches (and of the batches below its joins), grouped by parent.
+#[derive(Default)]
+struct Children {
+    batches: Vec<HashMap<i64, Vec<Obj>>>,
+    joins: Vec<Children>,
+}
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = AppResult<T>> + Send + 'a>>;
+
+/// Loads every batch below `node` for `rows`, then assembles the objects.
+pub fn build<'a>(s: &'a Session, node: &'a Node, rows: Vec<Loaded>) -> BoxFut<'a, Vec<Obj>> {
+    Box::pin(async move {
+        let refs: Vec<&Loaded> = rows.iter().collect();
+        let children = load_children(s, node, &refs).await?;
+        Ok(rows
+            .into_iter()
+            .map(|l| assemble(node, l, &children))
+            .collect())
+    })
+}
+
+fn load_children<'a>(
+    s: &'a Session,
+    node: &'a Node,
+    rows: &'a [&'a Loaded],
+) -> BoxFut<'a, Children> {
+    Box::pin(async move {
+        let mut out = Children::default();
+        for batch in &node.batches {
+            let mut ids: Vec<i64> = rows.iter().map(|l| l.row.id()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut grouped: HashMap<i64, Vec<Obj>> = HashMap::new();
+            if !ids.is_empty() {
+                let found = load::fetch_batch(s, batch, ids).await?;
+                let (parents, loaded): (Vec<i64>, Vec<Loaded>) = found.into_iter().unzip();
+                let objs = build(s, &batch.node, loaded).await?;
+                for (parent, obj) in parents.into_iter().zip(objs) {
+                    grouped.entry(parent).or_default().push(obj);
+                }
+            }
+            out.batches.push(grouped);
+        }
+        for (k, join) in node.joins.iter().enumerate() {
+            let joined: Vec<&Loaded> = rows.iter().filter_map(|l| l.joins.get(k)).collect();
+            out.joins.push(load_children(s, &join.node, &joined).await?);
+        }
+        Ok(out)
+    })
+}
+
+fn assemble(node: &Node, loaded: Loaded, children: &Children) -> Obj {
+    let id = loaded.row.id();
+    let mut joined: Vec<(ToOne, Obj)> = Vec::with_capacity(node.joins.len());
+    for ((join, l), c) in node.joins.iter().zip(loaded.joins).zip(&children.joins) {
+        joined.push((join.edge, assemble(&join.node, l, c)));
+    }
+    let mut batches: Vec<(ToMany, EdgeArgs, Vec<Obj>)> = node
+        .batches
+        .iter()
+        .zip(&children.batches)
+        .map(|(b, map)| (b.edge, b.args, map.get(&id).cloned().unwrap_or_default()))
+        .collect();
+    match loaded.row {
+        EntityRow::User(row) => {
+            let mut orders = Edges::default();
+            for (_, args, objs) in batches.drain(..) {
+                orders.insert(args, into_orders(objs));
+            }
+            Obj::User(User(Arc::new(UserData { row, orders })))
+        }
+        EntityRow::Order(row) => {
+            let mut data = OrderData {
+                row,
+                user: None,
+                items: Edges::default(),
+                products: Edges::default(),
+            };
+            for (_, obj) in joined {
+                if let Obj::User(u) = obj {
+                    data.user = Some(u);
+                }
+            }
+            for (edge, args, objs) in batches.drain(..) {
+                match edge {
+                    ToMany::OrderItems => data.items.insert(args, into_order_items(objs)),
+                    _ => data.products.insert(args, into_products(objs)),
+                }
+            }
+            Obj::Order(Order(Arc::new(data)))
+        }
+        EntityRow::OrderItem(row) => {
+            let mut data = OrderItemData {
+                row,
+                order: None,
+                product: None,
+            };
+            for (edge, obj) in joined {
+                match (edge, obj) {
+                    (ToOne::OrderItemOrder, Obj::Order(o)) => data.order = Some(o),
+                    (ToOne::OrderItemProduct, Obj::Product(p)) => data.product = Some(p),
+                    _ => {}
+                }
+            }
+            Obj::OrderItem(OrderItem(Arc::new(data)))
+        }
+        EntityRow::Product(row) => {
+            let mut data = ProductData {
+                row,
+                orders: Edges::default(),
+                order_items: Edges::default(),
+            };
+            for (edge, args, objs) in batches.drain(..) {
+                match edge {
+                    ToMany::ProductOrders => data.orders.insert(args, into_orders(objs)),
+                    _ => data.order_items.insert(args, into_order_items(objs)),
+                }
+            }
+            Obj::Product(Product(Arc::new(data)))
+        }
+    }
+}

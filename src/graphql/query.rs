@@ -1,0 +1,139 @@
+//! The `Query` root. Every field plans its whole sub-selection before sending any SQL.
+
+use async_graphql::{Context, ID, Object, Result};
+use rust_decimal::Decimal;
+
+use super::preload::{self, into_orders, into_products, into_users};
+use super::types::{Order, Product, User};
+use super::{RequestContext, parse_id};
+use crate::db::load::{OrderFilter, RootQuery};
+use crate::db::money::to_cents;
+use crate::error::AppError;
+use crate::model::OrderStatus;
+use crate::planner::{Entity, check_first};
+
+/// Read access to users, orders and products.
+pub struct Query;
+
+fn page(ctx: &Context<'_>, what: &str, first: i32, offset: i32) -> Result<(i64, i64), AppError> {
+    let limits = ctx
+        .data::<RequestContext>()
+        .map_err(|e| AppError::internal(e.message))?
+        .limits;
+    let first = check_first(i64::from(first), what, limits).map_err(|e| AppError::BadInput(e.0))?;
+    if offset < 0 {
+        return Err(AppError::bad_input(format!(
+            "{what}: `offset` must not be negative, got {offset}"
+        )));
+    }
+    Ok((first, i64::from(offset)))
+}
+
+#[Object]
+impl Query {
+    /// Users ordered by id.
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            default = 20,
+            desc = "Page size (at most the configured maximum, 1000 by default)."
+        )]
+        first: i32,
+        #[graphql(default = 0, desc = "Users skipped before the page starts.")] offset: i32,
+    ) -> Result<Vec<User>> {
+        let (first, offset) = page(ctx, "users", first, offset)?;
+        let objs = preload::load_root(ctx, Entity::User, RootQuery::Page { first, offset }).await?;
+        Ok(into_users(objs))
+    }
+
+    /// One user by id, or null if there is none.
+    async fn user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id.")] id: ID,
+    ) -> Result<Option<User>> {
+        let id = parse_id(&id, "user")?;
+        let objs = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
+        Ok(into_users(objs).into_iter().next())
+    }
+
+    /// Orders ordered by id, optionally filtered.
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            default = 20,
+            desc = "Page size (at most the configured maximum, 1000 by default)."
+        )]
+        first: i32,
+        #[graphql(default = 0, desc = "Orders skipped before the page starts.")] offset: i32,
+        #[graphql(desc = "Only orders with this status.")] status: Option<OrderStatus>,
+        #[graphql(desc = "Only this user's orders.")] user_id: Option<ID>,
+        #[graphql(desc = "Only orders whose total is at least this amount.")] min_amount: Option<
+            Decimal,
+        >,
+    ) -> Result<Vec<Order>> {
+        let (first, offset) = page(ctx, "orders", first, offset)?;
+        let user_id = user_id
+            .map(|id| parse_id(&id, "orders.userId"))
+            .transpose()?;
+        let min_amount_cents = min_amount
+            .map(|d| {
+                to_cents(d).ok_or_else(|| {
+                    AppError::bad_input(format!(
+                        "orders.minAmount: {d} is not an amount with at most 2 decimals"
+                    ))
+                })
+            })
+            .transpose()?;
+        let filter = OrderFilter {
+            first,
+            offset,
+            status,
+            user_id,
+            min_amount_cents,
+        };
+        let objs = preload::load_root(ctx, Entity::Order, RootQuery::Orders(filter)).await?;
+        Ok(into_orders(objs))
+    }
+
+    /// One order by id, or null if there is none.
+    async fn order(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The order's id.")] id: ID,
+    ) -> Result<Option<Order>> {
+        let id = parse_id(&id, "order")?;
+        let objs = preload::load_root(ctx, Entity::Order, RootQuery::ById(id)).await?;
+        Ok(into_orders(objs).into_iter().next())
+    }
+
+    /// Products ordered by id.
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            default = 20,
+            desc = "Page size (at most the configured maximum, 1000 by default)."
+        )]
+        first: i32,
+        #[graphql(default = 0, desc = "Products skipped before the page starts.")] offset: i32,
+    ) -> Result<Vec<Product>> {
+        let (first, offset) = page(ctx, "products", first, offset)?;
+        let objs =
+            preload::load_root(ctx, Entity::Product, RootQuery::Page { first, offset }).await?;
+        Ok(into_products(objs))
+    }
+
+    /// One product by id, or null if there is none.
+    async fn product(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The product's id.")] id: ID,
+    ) -> Result<Option<Product>> {
+        let id = parse_id(&id, "product")?;
+        let objs = preload::load_root(ctx, Entity::Product, RootQuery::ById(id)).await?;
+        Ok(into_products(objs).into_iter().next())
+    }
+}

@@ -1,0 +1,454 @@
+//! HTTP: GraphQL over HTTP at `/graphql` (POST, and GET for queries), the GraphiQL
+//! playground at `/` with its assets served by the binary, and `/healthz`, `/readyz`.
+//!
+//! The `/graphql` handler follows the GraphQL-over-HTTP specification: it negotiates
+//! `application/graphql-response+json` or legacy `application/json` from `Accept`, answers
+//! request errors (bad JSON, bad parameters, parse, validation and variable errors) with 400
+//! and no `data` under the former, refuses mutations over GET with 405 and `Allow: POST`, and
+//! answers unsupported media types with 415 / 406.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{Request, Variables};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::get;
+use serde_json::{Map, Value as Json, json};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::app::AppState;
+use crate::db::{Session, StatementLog};
+use crate::graphql::RequestContext;
+use crate::graphql::execution::ExecutionStarted;
+
+/// The request header that asks for the executed SQL in the response's `extensions`.
+pub const DEBUG_HEADER: &str = "x-eagerql-debug";
+/// The response header that always carries the request's SQL statement count.
+pub const COUNT_HEADER: &str = "x-eagerql-sql-statements";
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const APPLICATION_JSON: &str = "application/json";
+
+/// The router of the whole service.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    let timeout = state.config.request_timeout();
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/", get(graphiql_page))
+        .route("/graphiql/{file}", get(graphiql_asset))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                tracing::error!("a request handler panicked");
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "an internal error occurred",
+                )
+            },
+        ))
+        .with_state(state)
+}
+
+/// The response media type chosen from `Accept`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Media {
+    GraphqlResponse,
+    Json,
+}
+
+impl Media {
+    fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Media::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
+            Media::Json => "application/json; charset=utf-8",
+        })
+    }
+}
+
+/// Picks the response media type: the acceptable range with the highest `q`, earliest first.
+/// No `Accept` header means legacy `application/json`.
+fn negotiate(headers: &HeaderMap) -> Option<Media> {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return Some(Media::Json);
+    };
+    let accept = accept.to_str().ok()?;
+    let mut best: Option<(f32, Media)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let mime = parts.next().unwrap_or("").to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+            .find_map(|v| v.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let media = match mime.as_str() {
+            GRAPHQL_RESPONSE_JSON => Media::GraphqlResponse,
+            APPLICATION_JSON | "application/*" | "*/*" => Media::Json,
+            _ => continue,
+        };
+        if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, media));
+        }
+    }
+    best.map(|(_, m)| m)
+}
+
+/// A GraphQL-shaped error body for failures outside GraphQL execution.
+fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, Media::Json.content_type());
+    resp
+}
+
+fn bad_request(message: &str) -> HttpResponse {
+    error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+}
+
+/// The GraphQL request parameters, checked for their JSON types.
+struct Params {
+    query: String,
+    operation_name: Option<String>,
+    variables: Option<Map<String, Json>>,
+    extensions: Option<Map<String, Json>>,
+}
+
+fn params_from_json(body: Json) -> Result<Params, String> {
+    let Json::Object(mut obj) = body else {
+        return Err(
+            "the request body must be a JSON object (batching is not supported)".to_owned(),
+        );
+    };
+    let query = match obj.remove("query") {
+        Some(Json::String(q)) => q,
+        None | Some(Json::Null) => return Err("the request has no `query`".to_owned()),
+        Some(_) => return Err("`query` must be a string".to_owned()),
+    };
+    let operation_name = match obj.remove("operationName") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) => Some(s),
+        Some(_) => return Err("`operationName` must be a string".to_owned()),
+    };
+    let object = |v: Option<Json>, what: &str| match v {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(format!("`{what}` must be an object")),
+    };
+    let variables = object(obj.remove("variables"), "variables")?;
+    let extensions = object(obj.remove("extensions"), "extensions")?;
+    if let Some(key) = obj.keys().next() {
+        return Err(format!("unknown request parameter `{key}`"));
+    }
+    Ok(Params {
+        query,
+        operation_name,
+        variables,
+        extensions,
+    })
+}
+
+async fn graphql_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResponse {
+    let Some(media) = negotiate(&headers) else {
+        return error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            "acceptable media types: application/graphql-response+json, application/json",
+        );
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut ct = content_type.split(';').map(str::trim);
+    let mime = ct.next().unwrap_or("").to_ascii_lowercase();
+    let charset_ok = ct
+        .filter_map(|p| {
+            p.to_ascii_lowercase()
+                .strip_prefix("charset=")
+                .map(|c| c.trim_matches('"').to_owned())
+        })
+        .all(|c| c == "utf-8");
+    if mime != APPLICATION_JSON || !charset_ok {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "send the request as application/json (UTF-8)",
+        );
+    }
+    let json: Json = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return bad_request("the request body is not valid JSON"),
+    };
+    match params_from_json(json) {
+        Ok(params) => execute(state, headers, media, params).await,
+        Err(message) => bad_request(&message),
+    }
+}
+
+async fn graphql_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> HttpResponse {
+    let Some(media) = negotiate(&headers) else {
+        return error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            "acceptable media types: application/graphql-response+json, application/json",
+        );
+    };
+    let pairs: Vec<(String, String)> =
+        match serde_urlencoded::from_str(raw.as_deref().unwrap_or("")) {
+            Ok(p) => p,
+            Err(_) => return bad_request("the query string is malformed"),
+        };
+    let mut obj = Map::new();
+    for (key, value) in pairs {
+        let v = match key.as_str() {
+            "query" | "operationName" => Json::String(value),
+            "variables" | "extensions" => match serde_json::from_str(&value) {
+                Ok(v) => v,
+                Err(_) => return bad_request(&format!("`{key}` must be URL-encoded JSON")),
+            },
+            _ => Json::String(value),
+        };
+        if obj.insert(key.clone(), v).is_some() {
+            return bad_request(&format!("`{key}` is given more than once"));
+        }
+    }
+    let params = match params_from_json(Json::Object(obj)) {
+        Ok(p) => p,
+        Err(message) => return bad_request(&message),
+    };
+    // GET is for queries only: a mutation must not run on a request that caches and
+    // prefetchers consider safe.
+    if let Ok(doc) = async_graphql::parser::parse_query(&params.query) {
+        let ty = match &doc.operations {
+            DocumentOperations::Single(op) => Some(op.node.ty),
+            DocumentOperations::Multiple(ops) => params
+                .operation_name
+                .as_deref()
+                .and_then(|name| ops.get(name))
+                .map(|op| op.node.ty),
+        };
+        if ty.is_some_and(|t| t != OperationType::Query) {
+            let mut resp = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "only queries may be sent with GET; send mutations with POST",
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return resp;
+        }
+    }
+    execute(state, headers, media, params).await
+}
+
+async fn execute(
+    state: AppState,
+    headers: HeaderMap,
+    media: Media,
+    params: Params,
+) -> HttpResponse {
+    let started = Instant::now();
+    let wants_sql = headers
+        .get(DEBUG_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("sql")));
+    let log = Arc::new(StatementLog::new(state.config.budget()));
+    let rc = RequestContext {
+        session: Session::new(state.db.clone(), log.clone()),
+        limits: state.config.limits(),
+        strict: state.config.strict,
+    };
+    let marker = Arc::new(ExecutionStarted::default());
+    let mut request = Request::new(params.query).data(rc).data(marker.clone());
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(vars) = params.variables {
+        request = request.variables(Variables::from_json(Json::Object(vars)));
+    }
+    if let Some(ext) = params.extensions {
+        for (k, v) in ext {
+            if let Ok(v) = async_graphql::Value::from_json(v) {
+                request.extensions.insert(k, v);
+            }
+        }
+    }
+    let response = state.schema.execute(request).await;
+    let executed = marker.started();
+    let statements = log.count();
+    let mut response = response;
+    if wants_sql {
+        let value = if state.config.debug_sql_allowed() {
+            json!({
+                "count": statements,
+                "totalDurationUs": log.total_duration().as_micros() as u64,
+                "statements": log.records(),
+            })
+        } else {
+            json!({ "count": statements, "statements": null,
+                    "note": "SQL text is disabled on this server (EAGERQL_DEBUG_SQL)" })
+        };
+        if let Ok(value) = async_graphql::Value::from_json(value) {
+            response.extensions.insert("sql".to_owned(), value);
+        }
+    }
+    // A request error (execution never began) has no `data` entry at all.
+    let body = Body {
+        data: executed.then_some(&response.data),
+        errors: &response.errors,
+        extensions: &response.extensions,
+    };
+    let body = serde_json::to_string(&body).unwrap_or_else(|_| {
+        r#"{"errors":[{"message":"an internal error occurred","extensions":{"code":"INTERNAL"}}]}"#
+            .to_owned()
+    });
+    let status = if !executed && media == Media::GraphqlResponse {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    tracing::info!(
+        status = status.as_u16(),
+        statements,
+        db_us = log.total_duration().as_micros() as u64,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        errors = response.errors.len(),
+        "graphql request"
+    );
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, media.content_type());
+    h.insert(COUNT_HEADER, HeaderValue::from(statements));
+    resp
+}
+
+/// A GraphQL response body; field order follows the query.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a async_graphql::Value>,
+    #[serde(skip_serializing_if = "no_errors")]
+    errors: &'a Vec<async_graphql::ServerError>,
+    #[serde(skip_serializing_if = "no_extensions")]
+    extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
+}
+
+fn no_errors(e: &&Vec<async_graphql::ServerError>) -> bool {
+    e.is_empty()
+}
+
+fn no_extensions(e: &&std::collections::BTreeMap<String, async_graphql::Value>) -> bool {
+    e.is_empty()
+}
+
+/// The vendored GraphiQL build (see `assets/graphiql/README.md`).
+const GRAPHIQL_INDEX: &str = include_str!("../assets/graphiql/index.html");
+
+async fn graphiql_page() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        GRAPHIQL_INDEX,
+    )
+}
+
+async fn graphiql_asset(Path(file): Path<String>) -> HttpResponse {
+    let (body, ty): (&'static [u8], &str) = match file.as_str() {
+        "graphiql.min.js" => (
+            include_bytes!("../assets/graphiql/graphiql.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "graphiql.min.css" => (
+            include_bytes!("../assets/graphiql/graphiql.min.css"),
+            "text/css; charset=utf-8",
+        ),
+        "react.production.min.js" => (
+            include_bytes!("../assets/graphiql/react.production.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "react-dom.production.min.js" => (
+            include_bytes!("../assets/graphiql/react-dom.production.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, ty),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> HttpResponse {
+    let session = Session::unmetered(state.db.clone());
+    match session
+        .fetch("readyz", "select 1".to_owned(), vec![], |r| r.i64(0))
+        .await
+    {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err.detail(), "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> Option<Media> {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        negotiate(&h)
+    }
+
+    #[test]
+    fn negotiates_the_response_media_type() {
+        assert_eq!(negotiate(&HeaderMap::new()), Some(Media::Json));
+        assert_eq!(
+            accept("application/graphql-response+json"),
+            Some(Media::GraphqlResponse)
+        );
+        assert_eq!(accept("application/json"), Some(Media::Json));
+        assert_eq!(accept("*/*"), Some(Media::Json));
+        assert_eq!(
+            accept("application/json;q=0.5, application/graphql-response+json"),
+            Some(Media::GraphqlResponse)
+        );
+        assert_eq!(
+            accept("application/graphql-response+json;q=0.1, application/json"),
+            Some(Media::Json)
+        );
+        assert_eq!(accept("text/html"), None);
+        assert_eq!(accept("application/json;q=0"), None);
+    }
+}

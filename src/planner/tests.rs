@@ -1,0 +1,183 @@
+use async_graphql::{Name, Value};
+
+use super::*;
+
+const LIMITS: Limits = Limits {
+    max_page_size: 1000,
+};
+
+fn f(name: &str, children: Vec<Field>) -> Field {
+    Field::new(name, children)
+}
+
+fn leaf(name: &str) -> Field {
+    Field::leaf(name)
+}
+
+fn int(n: i64) -> Value {
+    Value::from(n)
+}
+
+#[test]
+fn scalars_only_is_one_statement() {
+    let node =
+        plan(Entity::User, &[leaf("id"), leaf("email")], LIMITS).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        node,
+        Node {
+            entity: Entity::User,
+            joins: vec![],
+            batches: vec![]
+        }
+    );
+    assert_eq!(node.statements(), 1);
+}
+
+#[test]
+fn lesson_shapes_have_their_counts() {
+    // users -> orders
+    let dashboard = plan(
+        Entity::User,
+        &[leaf("id"), f("orders", vec![leaf("id")])],
+        LIMITS,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dashboard.statements(), 2);
+
+    // users -> orders -> items -> product: the product is joined into the items statement.
+    let deep = plan(
+        Entity::User,
+        &[f(
+            "orders",
+            vec![f("items", vec![f("product", vec![leaf("name")])])],
+        )],
+        LIMITS,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(deep.statements(), 3);
+    let items = &deep.batches[0].node.batches[0];
+    assert_eq!(items.edge, ToMany::OrderItems);
+    assert_eq!(items.node.joins[0].edge, ToOne::OrderItemProduct);
+
+    // order(id) -> { user, items -> product }
+    let detail = plan(
+        Entity::Order,
+        &[
+            f("user", vec![leaf("email")]),
+            f("items", vec![f("product", vec![leaf("name")])]),
+        ],
+        LIMITS,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(detail.statements(), 2);
+    assert_eq!(detail.joins[0].edge, ToOne::OrderUser);
+
+    // products -> orders -> user
+    let m2m = plan(
+        Entity::Product,
+        &[f("orders", vec![f("user", vec![leaf("email")])])],
+        LIMITS,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m2m.statements(), 2);
+}
+
+#[test]
+fn aliases_with_equal_arguments_share_a_batch() {
+    let a = f("orders", vec![leaf("id")]).arg("first", int(2));
+    let b = f("orders", vec![f("items", vec![leaf("id")])]).arg("first", int(2));
+    let node = plan(Entity::User, &[a, b], LIMITS).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(node.batches.len(), 1);
+    // The merged batch carries the union of both sub-selections.
+    assert_eq!(node.batches[0].node.batches.len(), 1);
+    assert_eq!(node.statements(), 3);
+}
+
+#[test]
+fn aliases_with_different_arguments_are_separate_batches() {
+    let a = f("orders", vec![leaf("id")]).arg("first", int(2));
+    let b = f("orders", vec![leaf("id")]).arg("status", Value::Enum(Name::new("SHIPPED")));
+    let node = plan(Entity::User, &[a, b], LIMITS).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(node.batches.len(), 2);
+    assert_eq!(
+        node.batches[0].args,
+        EdgeArgs {
+            first: Some(2),
+            status: None
+        }
+    );
+    assert_eq!(
+        node.batches[1].args,
+        EdgeArgs {
+            first: None,
+            status: Some(OrderStatus::Shipped)
+        }
+    );
+}
+
+#[test]
+fn a_to_one_edge_selected_twice_is_joined_once() {
+    let a = f("user", vec![leaf("id")]);
+    let b = f("user", vec![f("orders", vec![leaf("id")])]);
+    let node = plan(Entity::Order, &[a, b], LIMITS).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(node.joins.len(), 1);
+    // A to-many edge under a joined to-one edge is still one batch, keyed by the joined ids.
+    assert_eq!(node.joins[0].node.batches.len(), 1);
+    assert_eq!(node.statements(), 2);
+}
+
+#[test]
+fn explicit_null_arguments_mean_absent() {
+    let a = f("orders", vec![leaf("id")])
+        .arg("first", Value::Null)
+        .arg("status", Value::Null);
+    let node = plan(Entity::User, &[a], LIMITS).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(node.batches[0].args, EdgeArgs::default());
+}
+
+#[test]
+fn four_levels_count_every_to_many_level() {
+    // products -> orderItems -> order -> items -> product -> orders
+    let sel = f(
+        "orderItems",
+        vec![f(
+            "order",
+            vec![f(
+                "items",
+                vec![f("product", vec![f("orders", vec![leaf("id")])])],
+            )],
+        )],
+    );
+    let node = plan(Entity::Product, &[sel], LIMITS).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(node.statements(), 4);
+}
+
+#[test]
+fn page_sizes_are_checked() {
+    let neg = f("orders", vec![]).arg("first", int(-1));
+    let err = plan(Entity::User, &[neg], LIMITS).err();
+    assert_eq!(
+        err,
+        Some(PlanError(
+            "User.orders: `first` must not be negative, got -1".into()
+        ))
+    );
+    let big = f("orders", vec![]).arg("first", int(1001));
+    assert!(plan(Entity::User, &[big], LIMITS).is_err());
+    let ok = f("orders", vec![]).arg("first", int(1000));
+    assert!(plan(Entity::User, &[ok], LIMITS).is_ok());
+}
+
+#[test]
+fn unknown_status_is_refused() {
+    let bad = f("orders", vec![]).arg("status", Value::Enum(Name::new("LOST")));
+    assert!(plan(Entity::User, &[bad], LIMITS).is_err());
+}
+
+#[test]
+fn fields_of_other_types_are_not_edges() {
+    // `orders` is an edge of User and Product, but not of OrderItem.
+    let node = plan(Entity::OrderItem, &[f("orders", vec![leaf("id")])], LIMITS)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(node.statements(), 1);
+}
