@@ -25,7 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::app::AppState;
 use crate::db::{Session, StatementLog};
 use crate::graphql::RequestContext;
-use crate::graphql::execution::ExecutionStarted;
+use crate::graphql::execution::{ExecutionStarted, apply_variable_defaults, ensure_error_codes};
 
 /// The request header that asks for the executed SQL in the response's `extensions`.
 pub const DEBUG_HEADER: &str = "x-eagerql-debug";
@@ -295,10 +295,11 @@ async fn execute(
             }
         }
     }
-    let response = state.schema.execute(request).await;
+    apply_variable_defaults(&mut request);
+    let mut response = state.schema.execute(request).await;
     let executed = marker.started();
+    ensure_error_codes(&mut response, executed);
     let statements = log.count();
-    let mut response = response;
     if wants_sql {
         let value = if state.config.debug_sql_allowed() {
             json!({
@@ -410,7 +411,12 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AppState>) -> HttpResponse {
     let session = Session::unmetered(state.db.clone());
     match session
-        .fetch("readyz", "select 1".to_owned(), vec![], |r| r.i64(0))
+        .fetch(
+            "readyz",
+            "select cast(1 as bigint)".to_owned(),
+            vec![],
+            |r| r.i64(0),
+        )
         .await
     {
         Ok(_) => (StatusCode::OK, "ready").into_response(),

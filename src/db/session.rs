@@ -18,6 +18,7 @@ use crate::error::{AppError, AppResult};
 
 /// One executed statement, as reported in the response's `extensions`.
 #[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StatementRecord {
     /// The access path that ran it, e.g. `orders.by_user_ids`.
     pub name: &'static str,

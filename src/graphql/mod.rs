@@ -3,6 +3,7 @@
 pub mod execution;
 pub mod preload;
 pub mod query;
+pub mod scalars;
 pub mod types;
 
 use async_graphql::{EmptyMutation, EmptySubscription, ID, Schema};

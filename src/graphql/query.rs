@@ -1,7 +1,7 @@
 //! The `Query` root. Every field plans its whole sub-selection before sending any SQL.
 
+use super::scalars::Decimal;
 use async_graphql::{Context, ID, Object, Result};
-use rust_decimal::Decimal;
 
 use super::preload::{self, into_orders, into_products, into_users};
 use super::types::{Order, Product, User};
@@ -29,6 +29,9 @@ fn page(ctx: &Context<'_>, what: &str, first: i32, offset: i32) -> Result<(i64, 
     Ok((first, i64::from(offset)))
 }
 
+/// Read access to users, orders and products. Every root field plans its whole
+/// sub-selection before any SQL runs: one statement for the root rows (to-one relations
+/// joined in) plus one per selected to-many relation.
 #[Object]
 impl Query {
     /// Users ordered by id.
@@ -80,9 +83,10 @@ impl Query {
             .transpose()?;
         let min_amount_cents = min_amount
             .map(|d| {
-                to_cents(d).ok_or_else(|| {
+                to_cents(d.0).ok_or_else(|| {
                     AppError::bad_input(format!(
-                        "orders.minAmount: {d} is not an amount with at most 2 decimals"
+                        "orders.minAmount: {} is not an amount with at most 2 decimals",
+                        d.0
                     ))
                 })
             })

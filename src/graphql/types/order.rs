@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::graphql::scalars::DateTime;
+use crate::graphql::scalars::Decimal;
 use async_graphql::{Context, ID, Object, Result};
-use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 
 use super::{Edges, OrderItem, Product, User};
 use crate::db::orders::OrderRow;
@@ -29,6 +29,7 @@ pub struct OrderData {
 #[derive(Clone, Debug)]
 pub struct Order(pub Arc<OrderData>);
 
+/// A purchase: who placed it, what it contains and what it cost.
 #[Object]
 impl Order {
     /// Unique identifier.
@@ -43,12 +44,12 @@ impl Order {
 
     /// The exact total of the order's items.
     async fn total_amount(&self) -> Decimal {
-        self.0.row.total_amount
+        Decimal(self.0.row.total_amount)
     }
 
     /// When the order was placed.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.row.created_at
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.row.created_at)
     }
 
     /// The user who placed the order. Joined into the statement that loads the order.

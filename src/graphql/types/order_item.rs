@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::graphql::scalars::Decimal;
 use async_graphql::{Context, ID, Object, Result};
-use rust_decimal::Decimal;
 
 use super::{Order, Product};
 use crate::db::order_items::OrderItemRow;
@@ -25,6 +25,7 @@ pub struct OrderItemData {
 #[derive(Clone, Debug)]
 pub struct OrderItem(pub Arc<OrderItemData>);
 
+/// One line of an order: a product, a quantity and the unit price paid.
 #[Object]
 impl OrderItem {
     /// Unique identifier.
@@ -39,7 +40,7 @@ impl OrderItem {
 
     /// The price of one unit when the order was placed.
     async fn unit_price(&self) -> Decimal {
-        self.0.row.unit_price
+        Decimal(self.0.row.unit_price)
     }
 
     /// The order this line belongs to. Joined into the statement that loads the line.

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::graphql::scalars::Decimal;
 use async_graphql::{Context, ID, Object, Result};
-use rust_decimal::Decimal;
 
 use super::{Edges, Order, OrderItem};
 use crate::db::products::ProductRow;
@@ -25,6 +25,7 @@ pub struct ProductData {
 #[derive(Clone, Debug)]
 pub struct Product(pub Arc<ProductData>);
 
+/// A product in the catalogue, with its current price and stock.
 #[Object]
 impl Product {
     /// Unique identifier.
@@ -44,7 +45,7 @@ impl Product {
 
     /// Current unit price.
     async fn price(&self) -> Decimal {
-        self.0.row.price
+        Decimal(self.0.row.price)
     }
 
     /// Units in stock; never negative.

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, ID, Object, Result};
-use chrono::{DateTime, Utc};
 
 use super::{Edges, Order};
 use crate::db::users::UserRow;
@@ -24,6 +24,7 @@ pub struct UserData {
 #[derive(Clone, Debug)]
 pub struct User(pub Arc<UserData>);
 
+/// A customer account. Its password hash is never exposed.
 #[Object]
 impl User {
     /// Unique identifier.
@@ -47,13 +48,13 @@ impl User {
     }
 
     /// When the account was created.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.row.created_at
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.row.created_at)
     }
 
     /// When the account last changed.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.row.updated_at
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.0.row.updated_at)
     }
 
     /// Free-text profile, if any.

@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: a cached dependency layer (cargo-chef), a release build, and a small
+# non-root runtime image whose embedded SQLite database lives on a volume.
+
+FROM rust:1.95-slim-bookworm AS chef
+RUN cargo install cargo-chef --locked --version ^0.1
+WORKDIR /app
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /app/recipe.json recipe.json
+# Dependencies only: this layer is reused until Cargo.toml / Cargo.lock change.
+RUN cargo chef cook --release --recipe-path recipe.json
+COPY . .
+RUN cargo build --release --locked --bin eagerql
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /data --create-home eagerql
+COPY --from=builder /app/target/release/eagerql /usr/local/bin/eagerql
+USER eagerql
+WORKDIR /data
+VOLUME ["/data"]
+ENV DATABASE_URL=sqlite:/data/eagerql.db \
+    EAGERQL_BIND=0.0.0.0:8000 \
+    EAGERQL_LOG_FORMAT=json
+EXPOSE 8000
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/eagerql"]
+CMD ["serve"]

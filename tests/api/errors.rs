@@ -1,0 +1,116 @@
+//! Bad input gets a clear GraphQL error with `extensions.code`: never a panic, never SQL.
+
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn bad_page_sizes_are_bad_user_input_not_clamped() {
+    let app = spawn_app().await;
+    for (query, needle) in [
+        ("{ users(first: -1) { id } }", "must not be negative"),
+        ("{ users(first: 1001) { id } }", "at most 1000"),
+        ("{ users(offset: -5) { id } }", "offset"),
+        ("{ products(first: 5000) { id } }", "at most 1000"),
+        ("{ users { orders(first: -2) { id } } }", "User.orders"),
+        (
+            "{ products { orders(first: 100000) { id } } }",
+            "Product.orders",
+        ),
+    ] {
+        let resp = app.gql(query).await;
+        assert_eq!(
+            resp.error_code(),
+            "BAD_USER_INPUT",
+            "{query}: {}",
+            resp.body
+        );
+        assert!(
+            resp.error_message().contains(needle),
+            "{query}: {}",
+            resp.error_message()
+        );
+        assert_eq!(resp.statements, 0, "{query} must not reach the database");
+    }
+}
+
+#[tokio::test]
+async fn bad_ids_and_decimals_are_bad_user_input() {
+    let app = spawn_app().await;
+    for query in [
+        r#"{ user(id: "abc") { id } }"#,
+        r#"{ order(id: "-3") { id } }"#,
+        r#"{ product(id: "1; drop table users") { id } }"#,
+        r#"{ orders(userId: "x") { id } }"#,
+        r#"{ orders(minAmount: "0.001") { id } }"#,
+    ] {
+        let resp = app.gql(query).await;
+        assert_eq!(
+            resp.error_code(),
+            "BAD_USER_INPUT",
+            "{query}: {}",
+            resp.body
+        );
+        assert!(
+            !resp.body.to_string().to_lowercase().contains("select"),
+            "SQL leaked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_ids_are_null_not_errors() {
+    let app = spawn_app().await;
+    let resp = app
+        .gql(r#"{ user(id: "999") { id } order(id: "5") { id } product(id: "7") { id } }"#)
+        .await;
+    assert_eq!(
+        resp.data(),
+        &json!({ "user": null, "order": null, "product": null })
+    );
+}
+
+#[tokio::test]
+async fn validation_errors_are_request_errors() {
+    let app = spawn_app().await;
+    let resp = app.gql("{ users { id passwordHash } }").await;
+    assert_eq!(resp.status, 400);
+    assert!(
+        resp.body.get("data").is_none(),
+        "a request error has no data: {}",
+        resp.body
+    );
+    assert!(resp.error_message().contains("passwordHash"));
+    assert_eq!(resp.error_code(), "GRAPHQL_VALIDATION_FAILED");
+
+    let wrong_var = app
+        .gql_vars(
+            "query($n: Int!) { users(first: $n) { id } }",
+            json!({ "n": "ten" }),
+        )
+        .await;
+    assert_eq!(wrong_var.status, 400);
+    assert!(wrong_var.body.get("data").is_none());
+
+    let not_decimal = app
+        .gql_vars(
+            "query($m: Decimal) { orders(minAmount: $m) { id } }",
+            json!({ "m": "lots" }),
+        )
+        .await;
+    assert_eq!(not_decimal.status, 400, "{}", not_decimal.body);
+}
+
+#[tokio::test]
+async fn too_deep_queries_are_refused() {
+    let app = spawn_app().await;
+    // users -> (orders -> items -> order)* : 16 levels, over the default limit of 12.
+    let mut query = String::from("{ users { orders { items { id } } } }");
+    for _ in 0..5 {
+        query = query.replace("items { id }", "items { order { items { id } } }");
+    }
+    let resp = app.gql(&query).await;
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.error_code(), "LIMIT_EXCEEDED");
+    assert!(resp.error_message().contains("too deep"), "{}", resp.body);
+}

@@ -1,0 +1,289 @@
+//! Test harness: a fresh database per test, the app built exactly as in production, requests
+//! sent through the router without a socket, and statement counts read from each response.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use clap::Parser;
+use eagerql::app::AppState;
+use eagerql::config::ServeConfig;
+use eagerql::db::seed::{self, SeedSpec};
+use eagerql::db::{Backend, Db, PoolConfig, Session};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// The backend under test.
+pub fn backend() -> Backend {
+    match std::env::var("EAGERQL_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A database that exists for one test and is removed afterwards.
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    name: String,
+}
+
+impl TestDb {
+    /// Creates an empty database on the backend under test.
+    pub async fn create() -> TestDb {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "eagerql_test_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            nanos
+        );
+        match backend() {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("{name}.db"));
+                TestDb {
+                    url: format!("sqlite:{}", path.display()),
+                    name: path.display().to_string(),
+                }
+            }
+            Backend::Postgres => {
+                let admin = sqlx::PgPool::connect(&admin_url())
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+                    .execute(&admin)
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                let base = admin_url();
+                let (head, query) = match base.split_once('?') {
+                    Some((h, q)) => (h.to_owned(), format!("?{q}")),
+                    None => (base.clone(), String::new()),
+                };
+                let root = head
+                    .rsplit_once('/')
+                    .map(|(r, _)| r.to_owned())
+                    .unwrap_or(head);
+                TestDb {
+                    url: format!("{root}/{name}{query}"),
+                    name,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match backend() {
+            Backend::Sqlite => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", self.name));
+                }
+            }
+            Backend::Postgres => {
+                let name = self.name.clone();
+                // Drop runs inside the test's runtime: use a thread with its own.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    if let Ok(rt) = rt {
+                        rt.block_on(async {
+                            if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
+                                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                    "drop database if exists {name} with (force)"
+                                )))
+                                .execute(&admin)
+                                .await;
+                                admin.close().await;
+                            }
+                        });
+                    }
+                })
+                .join();
+            }
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(args_override_self = true)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ServeConfig,
+}
+
+/// A running app on its own database.
+pub struct TestApp {
+    /// The router, called without a socket.
+    pub router: Router,
+    /// The pool.
+    pub db: Db,
+    _db: TestDb,
+}
+
+/// A GraphQL response.
+#[derive(Debug)]
+pub struct Gql {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The JSON body.
+    pub body: Value,
+    /// The statement count the server reported.
+    pub statements: usize,
+}
+
+impl Gql {
+    /// `data`, after checking that there were no errors.
+    pub fn data(&self) -> &Value {
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors: {}",
+            self.body
+        );
+        &self.body["data"]
+    }
+
+    /// The `extensions.code` of the first error.
+    pub fn error_code(&self) -> &str {
+        self.body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {}", self.body))
+    }
+
+    /// The message of the first error.
+    pub fn error_message(&self) -> &str {
+        self.body["errors"][0]["message"].as_str().unwrap_or("")
+    }
+}
+
+/// Starts the app on a fresh, migrated, empty database with the test settings (strict mode,
+/// SQL debug allowed) plus `extra` command-line settings.
+pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    let tdb = TestDb::create().await;
+    let mut args = vec![
+        "eagerql".to_owned(),
+        "--database-url".to_owned(),
+        tdb.url.clone(),
+        "--demo-data".to_owned(),
+        "false".to_owned(),
+        "--strict".to_owned(),
+        "true".to_owned(),
+        "--debug-sql".to_owned(),
+        "on".to_owned(),
+        "--pool-size".to_owned(),
+        "5".to_owned(),
+        "--bind".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let config = ServeArgs::try_parse_from(args)
+        .expect("test settings")
+        .config;
+    let db = Db::connect(
+        &config.db.database_url,
+        &PoolConfig {
+            max_connections: config.db.pool_size,
+            acquire_timeout: std::time::Duration::from_secs(10),
+        },
+    )
+    .await
+    .expect("connect");
+    db.migrate().await.expect("migrate");
+    let state = AppState::new(db.clone(), config);
+    TestApp {
+        router: eagerql::http::router(state),
+        db,
+        _db: tdb,
+    }
+}
+
+/// [`spawn_app_with`] without extra settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+impl TestApp {
+    /// Seeds deterministic data.
+    pub async fn seed(
+        &self,
+        users: u64,
+        orders_per_user: u64,
+        items_per_order: u64,
+        products: u64,
+    ) {
+        let spec = SeedSpec {
+            users,
+            orders_per_user,
+            items_per_order,
+            products,
+        };
+        seed::seed(&Session::unmetered(self.db.clone()), spec, |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("seed: {}", e.detail()));
+    }
+
+    /// Sends a raw HTTP request.
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("router never fails");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (
+            status,
+            headers,
+            String::from_utf8(bytes.to_vec()).expect("utf-8 body"),
+        )
+    }
+
+    /// POSTs a GraphQL request with variables.
+    pub async fn gql_vars(&self, query: &str, variables: Value) -> Gql {
+        let body = json!({ "query": query, "variables": variables });
+        let req = Request::post("/graphql")
+            .header("content-type", "application/json")
+            .header("accept", "application/graphql-response+json")
+            .header("x-eagerql-debug", "sql")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let (status, headers, text) = self.send(req).await;
+        let body: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        let statements = headers
+            .get("x-eagerql-sql-statements")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| usize::from_str(v).ok())
+            .expect("statement count header");
+        if let Some(n) = body["extensions"]["sql"]["count"].as_u64() {
+            assert_eq!(n as usize, statements, "header and extensions disagree");
+        }
+        Gql {
+            status,
+            body,
+            statements,
+        }
+    }
+
+    /// POSTs a GraphQL request.
+    pub async fn gql(&self, query: &str) -> Gql {
+        self.gql_vars(query, json!({})).await
+    }
+}

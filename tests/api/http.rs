@@ -1,0 +1,243 @@
+//! GraphQL over HTTP: media types, status codes, GET rules, GraphiQL, health endpoints.
+
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+fn post(body: &str, content_type: Option<&str>, accept: Option<&str>) -> Request<Body> {
+    let mut req = Request::post("/graphql");
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    if let Some(a) = accept {
+        req = req.header("accept", a);
+    }
+    req.body(Body::from(body.to_owned())).expect("request")
+}
+
+fn get(path: &str, accept: Option<&str>) -> Request<Body> {
+    let mut req = Request::get(path);
+    if let Some(a) = accept {
+        req = req.header("accept", a);
+    }
+    req.body(Body::empty()).expect("request")
+}
+
+async fn send(app: &TestApp, req: Request<Body>) -> (u16, String, String, Value) {
+    let (status, headers, text) = app.send(req).await;
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status.as_u16(), ct, text, json)
+}
+
+const Q: &str = r#"{"query":"{ __typename }"}"#;
+
+#[tokio::test]
+async fn the_response_media_type_follows_accept() {
+    let app = spawn_app().await;
+    let (s, ct, _, body) = send(&app, post(Q, Some("application/json"), None)).await;
+    assert_eq!((s, ct.as_str()), (200, "application/json; charset=utf-8"));
+    assert_eq!(body, json!({ "data": { "__typename": "Query" } }));
+
+    let (s, ct, _, _) = send(
+        &app,
+        post(
+            Q,
+            Some("application/json"),
+            Some("application/graphql-response+json"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, ct.as_str()),
+        (200, "application/graphql-response+json; charset=utf-8")
+    );
+
+    let (s, ct, _, _) = send(&app, post(Q, Some("application/json"), Some("*/*"))).await;
+    assert_eq!((s, ct.as_str()), (200, "application/json; charset=utf-8"));
+
+    let (s, _, _, body) = send(&app, post(Q, Some("application/json"), Some("text/html"))).await;
+    assert_eq!(s, 406);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_ACCEPTABLE");
+}
+
+#[tokio::test]
+async fn unsupported_bodies_are_refused() {
+    let app = spawn_app().await;
+    assert_eq!(send(&app, post(Q, Some("text/plain"), None)).await.0, 415);
+    assert_eq!(send(&app, post(Q, None, None)).await.0, 415);
+    assert_eq!(
+        send(
+            &app,
+            post(Q, Some("application/json; charset=latin1"), None)
+        )
+        .await
+        .0,
+        415
+    );
+    for bad in [
+        "{not json",
+        "[]",
+        r#"[{"query":"{ __typename }"}]"#,
+        r#"{"query": 1}"#,
+        r#"{"query":"{ __typename }","variables":"x"}"#,
+        r#"{"query":"{ __typename }","operationName":3}"#,
+        r#"{"query":"{ __typename }","extensions":[]}"#,
+        r#"{"qeury":"{ __typename }"}"#,
+    ] {
+        let (s, _, text, body) = send(&app, post(bad, Some("application/json"), None)).await;
+        assert_eq!(s, 400, "{bad}: {text}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "BAD_REQUEST",
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn request_errors_are_400_without_data_under_graphql_response_json() {
+    let app = spawn_app().await;
+    let gr = Some("application/graphql-response+json");
+    let (s, _, _, body) = send(&app, post(r#"{"query":"{"}"#, Some("application/json"), gr)).await;
+    assert_eq!(s, 400);
+    assert!(body.get("data").is_none() && body["errors"].is_array());
+    let (s, _, _, body) = send(
+        &app,
+        post(r#"{"query":"{ nope }"}"#, Some("application/json"), gr),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(body.get("data").is_none());
+    // The legacy media type keeps 200 for GraphQL-level errors.
+    let (s, _, _, body) = send(
+        &app,
+        post(r#"{"query":"{ nope }"}"#, Some("application/json"), None),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(body.get("data").is_none());
+}
+
+#[tokio::test]
+async fn get_runs_queries_and_refuses_mutations() {
+    let app = spawn_app().await;
+    let (s, _, _, body) = send(&app, get("/graphql?query=%7B__typename%7D", None)).await;
+    assert_eq!(s, 200);
+    assert_eq!(body["data"]["__typename"], "Query");
+
+    let (s, _, _, body) = send(
+        &app,
+        get("/graphql?query=query(%24n%3AInt!)%7Busers(first%3A%24n)%7Bid%7D%7D&variables=%7B%22n%22%3A1%7D", None),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["data"]["users"], json!([]));
+
+    let (status, headers, _) = app
+        .send(get("/graphql?query=mutation%7B__typename%7D", None))
+        .await;
+    assert_eq!(status, 405);
+    assert_eq!(
+        headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+
+    assert_eq!(
+        send(
+            &app,
+            get("/graphql?query=%7B__typename%7D&variables=nope", None)
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(send(&app, get("/graphql", None)).await.0, 400);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let app = spawn_app_with(&["--max-body-bytes", "1024"]).await;
+    let big = format!(
+        r#"{{"query":"{{ __typename }}","extensions":{{"pad":"{}"}}}}"#,
+        "x".repeat(4096)
+    );
+    assert_eq!(
+        send(&app, post(&big, Some("application/json"), None))
+            .await
+            .0,
+        413
+    );
+}
+
+#[tokio::test]
+async fn sql_is_shown_only_when_asked_and_allowed() {
+    let app = spawn_app().await;
+    let (_, _, _, body) = send(
+        &app,
+        post(
+            r#"{"query":"{ users { id } }"}"#,
+            Some("application/json"),
+            None,
+        ),
+    )
+    .await;
+    assert!(body.get("extensions").is_none(), "not asked: {body}");
+    let r = app.gql("{ users { id orders { id } } }").await;
+    let sql = &r.body["extensions"]["sql"];
+    assert_eq!(sql["count"], 1);
+    assert_eq!(sql["statements"][0]["name"], "users.page");
+    assert!(
+        sql["statements"][0]["sql"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("select"))
+    );
+    assert!(sql["statements"][0]["durationUs"].is_u64());
+
+    let off = spawn_app_with(&["--debug-sql", "off"]).await;
+    let r = off.gql("{ users { id } }").await;
+    assert_eq!(r.body["extensions"]["sql"]["count"], 1);
+    assert!(r.body["extensions"]["sql"]["statements"].is_null());
+}
+
+#[tokio::test]
+async fn graphiql_is_served_offline() {
+    let app = spawn_app().await;
+    let (s, ct, html, _) = send(&app, get("/", Some("text/html"))).await;
+    assert_eq!(s, 200);
+    assert!(ct.starts_with("text/html"));
+    assert!(
+        !html.contains("https://") && !html.contains("http://"),
+        "no CDN"
+    );
+    for asset in [
+        "graphiql.min.js",
+        "graphiql.min.css",
+        "react.production.min.js",
+        "react-dom.production.min.js",
+    ] {
+        assert!(
+            html.contains(&format!("/graphiql/{asset}")),
+            "{asset} referenced"
+        );
+        let (s, _, body, _) = send(&app, get(&format!("/graphiql/{asset}"), None)).await;
+        assert_eq!(s, 200, "{asset}");
+        assert!(body.len() > 1000, "{asset} has content");
+    }
+    assert_eq!(send(&app, get("/graphiql/nope.js", None)).await.0, 404);
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    assert_eq!(send(&app, get("/healthz", None)).await.0, 200);
+    assert_eq!(send(&app, get("/readyz", None)).await.0, 200);
+    app.db.close().await;
+    assert_eq!(send(&app, get("/readyz", None)).await.0, 503);
+    assert_eq!(send(&app, get("/healthz", None)).await.0, 200);
+}

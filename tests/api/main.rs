@@ -1,0 +1,18 @@
+//! The integration suite: one binary, one fresh database per test. The backend is chosen by
+//! `EAGERQL_TEST_BACKEND` (`sqlite`, the default, or `postgres` with `TEST_DATABASE_URL`);
+//! `scripts/test` runs the suite on both.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a test fails by panicking"
+)]
+
+mod helpers;
+mod reference;
+
+mod errors;
+mod http;
+mod schema;
+mod seed;
+mod statement_counts;

@@ -1,0 +1,430 @@
+//! The reference: the whole database read naively into memory, and a small, independent
+//! GraphQL evaluator that answers a query row by row from it (the lesson's lazy loading, with
+//! no SQL at all). Every statement-count test compares the server's answer with this one, so
+//! batching can never change an answer unnoticed.
+
+use std::collections::HashMap;
+
+use async_graphql::parser::parse_query;
+use async_graphql::parser::types::{
+    Directive, DocumentOperations, ExecutableDocument, Field, Selection, SelectionSet,
+};
+use async_graphql::{Name, Positioned, Value as GqlValue};
+use eagerql::db::order_items::{self, OrderItemRow};
+use eagerql::db::orders::{self, OrderRow};
+use eagerql::db::products::{self, ProductRow};
+use eagerql::db::users::{self, UserRow};
+use eagerql::db::{Backend, Db, Session};
+use eagerql::model::OrderStatus;
+use serde_json::{Map, Value as Json};
+
+/// Every row of the database.
+pub struct Model {
+    users: Vec<UserRow>,
+    orders: Vec<OrderRow>,
+    items: Vec<OrderItemRow>,
+    products: Vec<ProductRow>,
+    links: Vec<(i64, i64)>,
+}
+
+impl Model {
+    /// Reads every table with one plain `select` each.
+    pub async fn load(db: &Db) -> Model {
+        let s = Session::unmetered(db.clone());
+        let pg = db.backend() == Backend::Postgres;
+        let money = |c: &str| {
+            if pg {
+                format!("({c} * 100)::int8")
+            } else {
+                c.to_owned()
+            }
+        };
+        let int = |c: &str| {
+            if pg {
+                format!("{c}::int8")
+            } else {
+                c.to_owned()
+            }
+        };
+        let users = s
+            .fetch("ref.users", "select id, email, username, is_active, created_at, updated_at, bio from users order by id".into(), vec![], |r| users::decode(r, 0))
+            .await;
+        let orders = s
+            .fetch(
+                "ref.orders",
+                format!(
+                    "select id, user_id, status, {}, created_at from orders order by id",
+                    money("total_amount")
+                ),
+                vec![],
+                |r| orders::decode(r, 0),
+            )
+            .await;
+        let items = s
+            .fetch(
+                "ref.items",
+                format!(
+                    "select id, order_id, product_id, {}, {} from order_items order by id",
+                    int("quantity"),
+                    money("unit_price")
+                ),
+                vec![],
+                |r| order_items::decode(r, 0),
+            )
+            .await;
+        let products = s
+            .fetch(
+                "ref.products",
+                format!(
+                    "select id, name, sku, {}, {} from products order by id",
+                    money("price"),
+                    int("stock_quantity")
+                ),
+                vec![],
+                |r| products::decode(r, 0),
+            )
+            .await;
+        let links = s
+            .fetch(
+                "ref.links",
+                "select order_id, product_id from order_products order by order_id, product_id"
+                    .into(),
+                vec![],
+                |r| Ok((r.i64(0)?, r.i64(1)?)),
+            )
+            .await;
+        Model {
+            users: must(users, "users"),
+            orders: must(orders, "orders"),
+            items: must(items, "items"),
+            products: must(products, "products"),
+            links: must(links, "links"),
+        }
+    }
+
+    /// Number of users.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Answers `query` with `variables`, as `data`.
+    pub fn eval(&self, query: &str, variables: &Json) -> Json {
+        let doc = parse_query(query).expect("reference: query parses");
+        let op = match &doc.operations {
+            DocumentOperations::Single(op) => op,
+            DocumentOperations::Multiple(ops) => ops.values().next().expect("an operation"),
+        };
+        let mut vars = variables.as_object().cloned().unwrap_or_default();
+        for def in &op.node.variable_definitions {
+            let name = def.node.name.node.to_string();
+            if let (false, Some(default)) = (vars.contains_key(&name), &def.node.default_value) {
+                vars.insert(name, default.node.clone().into_json().unwrap_or(Json::Null));
+            }
+        }
+        let cx = Cx { doc: &doc, vars };
+        Json::Object(self.set(Obj::Query, &op.node.selection_set.node, &cx))
+    }
+
+    fn set(&self, obj: Obj<'_>, set: &SelectionSet, cx: &Cx<'_>) -> Map<String, Json> {
+        let mut out = Map::new();
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) => {
+                    if cx.skipped(&f.node.directives) {
+                        continue;
+                    }
+                    let key = f
+                        .node
+                        .alias
+                        .as_ref()
+                        .unwrap_or(&f.node.name)
+                        .node
+                        .to_string();
+                    let value = self.field(obj, &f.node, cx);
+                    merge(&mut out, key, value);
+                }
+                Selection::FragmentSpread(fs) => {
+                    if cx.skipped(&fs.node.directives) {
+                        continue;
+                    }
+                    let frag = &cx.doc.fragments[&fs.node.fragment_name.node];
+                    for (k, v) in self.set(obj, &frag.node.selection_set.node, cx) {
+                        merge(&mut out, k, v);
+                    }
+                }
+                Selection::InlineFragment(inf) => {
+                    if cx.skipped(&inf.node.directives) {
+                        continue;
+                    }
+                    for (k, v) in self.set(obj, &inf.node.selection_set.node, cx) {
+                        merge(&mut out, k, v);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn field(&self, obj: Obj<'_>, f: &Field, cx: &Cx<'_>) -> Json {
+        let args = cx.args(f);
+        let int = |name: &str, default: Option<i64>| match args.get(name) {
+            Some(GqlValue::Number(n)) => n.as_i64(),
+            _ => default,
+        };
+        let id = |name: &str| match args.get(name) {
+            Some(GqlValue::String(s)) => s.parse::<i64>().ok(),
+            Some(GqlValue::Number(n)) => n.as_i64(),
+            _ => None,
+        };
+        let status = match args.get("status") {
+            Some(GqlValue::Enum(e)) => OrderStatus::from_graphql(e.as_str()),
+            _ => None,
+        };
+        let sub = |o: Obj<'_>| Json::Object(self.set(o, &f.selection_set.node, cx));
+        let list = |objs: Vec<Obj<'_>>| Json::Array(objs.into_iter().map(sub).collect());
+        let page = |n: usize| {
+            let first = int("first", Some(20)).unwrap_or(20) as usize;
+            let offset = int("offset", Some(0)).unwrap_or(0) as usize;
+            (offset..n).take(first)
+        };
+        let name = f.name.node.as_str();
+        if name == "__typename" {
+            return Json::String(obj.typename().to_owned());
+        }
+        match obj {
+            Obj::Query => match name {
+                "users" => list(
+                    page(self.users.len())
+                        .map(|i| Obj::User(&self.users[i]))
+                        .collect(),
+                ),
+                "user" => self
+                    .user(id("id").unwrap_or(0))
+                    .map(sub)
+                    .unwrap_or(Json::Null),
+                "order" => self
+                    .order(id("id").unwrap_or(0))
+                    .map(sub)
+                    .unwrap_or(Json::Null),
+                "product" => self
+                    .product(id("id").unwrap_or(0))
+                    .map(sub)
+                    .unwrap_or(Json::Null),
+                "products" => list(
+                    page(self.products.len())
+                        .map(|i| Obj::Product(&self.products[i]))
+                        .collect(),
+                ),
+                "orders" => {
+                    let user = id("userId");
+                    let matching: Vec<&OrderRow> = self
+                        .orders
+                        .iter()
+                        .filter(|o| status.is_none_or(|s| o.status == s))
+                        .filter(|o| user.is_none_or(|u| o.user_id == u))
+                        .filter(|o| match args.get("minAmount") {
+                            Some(GqlValue::String(m)) => {
+                                o.total_amount >= m.parse().unwrap_or_default()
+                            }
+                            _ => true,
+                        })
+                        .collect();
+                    list(
+                        page(matching.len())
+                            .map(|i| Obj::Order(matching[i]))
+                            .collect(),
+                    )
+                }
+                other => panic!("reference: unknown Query.{other}"),
+            },
+            Obj::User(u) => match name {
+                "id" => Json::String(u.id.to_string()),
+                "email" => Json::String(u.email.clone()),
+                "username" => Json::String(u.username.clone()),
+                "isActive" => Json::Bool(u.is_active),
+                "createdAt" => Json::String(u.created_at.to_rfc3339()),
+                "updatedAt" => Json::String(u.updated_at.to_rfc3339()),
+                "bio" => u.bio.clone().map(Json::String).unwrap_or(Json::Null),
+                "orders" => {
+                    let mine = self
+                        .orders
+                        .iter()
+                        .filter(|o| o.user_id == u.id && status.is_none_or(|s| o.status == s))
+                        .map(Obj::Order)
+                        .collect();
+                    list(take(mine, int("first", None)))
+                }
+                other => panic!("reference: unknown User.{other}"),
+            },
+            Obj::Order(o) => match name {
+                "id" => Json::String(o.id.to_string()),
+                "status" => Json::String(format!("{:?}", o.status).to_uppercase()),
+                "totalAmount" => Json::String(o.total_amount.to_string()),
+                "createdAt" => Json::String(o.created_at.to_rfc3339()),
+                "user" => sub(self.user(o.user_id).expect("order has a user")),
+                "items" => list(
+                    self.items
+                        .iter()
+                        .filter(|i| i.order_id == o.id)
+                        .map(Obj::Item)
+                        .collect(),
+                ),
+                "products" => {
+                    let mut ids: Vec<i64> = self
+                        .links
+                        .iter()
+                        .filter(|l| l.0 == o.id)
+                        .map(|l| l.1)
+                        .collect();
+                    ids.sort_unstable();
+                    list(ids.into_iter().filter_map(|p| self.product(p)).collect())
+                }
+                other => panic!("reference: unknown Order.{other}"),
+            },
+            Obj::Item(i) => match name {
+                "id" => Json::String(i.id.to_string()),
+                "quantity" => Json::from(i.quantity),
+                "unitPrice" => Json::String(i.unit_price.to_string()),
+                "order" => sub(self.order(i.order_id).expect("item has an order")),
+                "product" => sub(self.product(i.product_id).expect("item has a product")),
+                other => panic!("reference: unknown OrderItem.{other}"),
+            },
+            Obj::Product(p) => match name {
+                "id" => Json::String(p.id.to_string()),
+                "name" => Json::String(p.name.clone()),
+                "sku" => Json::String(p.sku.clone()),
+                "price" => Json::String(p.price.to_string()),
+                "stockQuantity" => Json::from(p.stock_quantity),
+                "orders" => {
+                    let mut ids: Vec<i64> = self
+                        .links
+                        .iter()
+                        .filter(|l| l.1 == p.id)
+                        .map(|l| l.0)
+                        .collect();
+                    ids.sort_unstable();
+                    let orders = ids.into_iter().filter_map(|o| self.order(o)).collect();
+                    list(take(orders, int("first", None)))
+                }
+                "orderItems" => list(
+                    self.items
+                        .iter()
+                        .filter(|i| i.product_id == p.id)
+                        .map(Obj::Item)
+                        .collect(),
+                ),
+                other => panic!("reference: unknown Product.{other}"),
+            },
+        }
+    }
+
+    fn user(&self, id: i64) -> Option<Obj<'_>> {
+        self.users.iter().find(|u| u.id == id).map(Obj::User)
+    }
+    fn order(&self, id: i64) -> Option<Obj<'_>> {
+        self.orders.iter().find(|o| o.id == id).map(Obj::Order)
+    }
+    fn product(&self, id: i64) -> Option<Obj<'_>> {
+        self.products.iter().find(|p| p.id == id).map(Obj::Product)
+    }
+}
+
+#[derive(Copy, Clone)]
+enum Obj<'a> {
+    Query,
+    User(&'a UserRow),
+    Order(&'a OrderRow),
+    Item(&'a OrderItemRow),
+    Product(&'a ProductRow),
+}
+
+impl Obj<'_> {
+    fn typename(&self) -> &'static str {
+        match self {
+            Obj::Query => "Query",
+            Obj::User(_) => "User",
+            Obj::Order(_) => "Order",
+            Obj::Item(_) => "OrderItem",
+            Obj::Product(_) => "Product",
+        }
+    }
+}
+
+struct Cx<'a> {
+    doc: &'a ExecutableDocument,
+    vars: Map<String, Json>,
+}
+
+impl Cx<'_> {
+    fn var(&self, name: &Name) -> GqlValue {
+        self.vars
+            .get(name.as_str())
+            .and_then(|v| GqlValue::from_json(v.clone()).ok())
+            .unwrap_or(GqlValue::Null)
+    }
+
+    fn args(&self, f: &Field) -> HashMap<String, GqlValue> {
+        f.arguments
+            .iter()
+            .map(|(n, v)| {
+                let value = v
+                    .node
+                    .clone()
+                    .into_const_with(|name| Ok::<_, ()>(self.var(&name)))
+                    .unwrap_or(GqlValue::Null);
+                (n.node.to_string(), value)
+            })
+            .filter(|(_, v)| *v != GqlValue::Null)
+            .collect()
+    }
+
+    fn skipped(&self, directives: &[Positioned<Directive>]) -> bool {
+        directives.iter().any(|d| {
+            let cond = d.node.get_argument("if").and_then(|v| {
+                v.node
+                    .clone()
+                    .into_const_with(|n| Ok::<_, ()>(self.var(&n)))
+                    .ok()
+            });
+            match d.node.name.node.as_str() {
+                "skip" => cond == Some(GqlValue::Boolean(true)),
+                "include" => cond == Some(GqlValue::Boolean(false)),
+                _ => false,
+            }
+        })
+    }
+}
+
+fn must<T>(r: Result<T, eagerql::error::AppError>, what: &str) -> T {
+    r.unwrap_or_else(|e| panic!("reference {what}: {}", e.detail()))
+}
+
+fn take(v: Vec<Obj<'_>>, first: Option<i64>) -> Vec<Obj<'_>> {
+    match first {
+        Some(n) => v.into_iter().take(n as usize).collect(),
+        None => v,
+    }
+}
+
+/// Merges a field into a response map the way GraphQL merges repeated fields.
+fn merge(out: &mut Map<String, Json>, key: String, value: Json) {
+    match (out.get_mut(&key), value) {
+        (Some(Json::Object(a)), Json::Object(b)) => {
+            for (k, v) in b {
+                merge(a, k, v);
+            }
+        }
+        (Some(Json::Array(a)), Json::Array(b)) => {
+            for (x, y) in a.iter_mut().zip(b) {
+                if let (Json::Object(xa), Json::Object(yb)) = (x, y) {
+                    for (k, v) in yb {
+                        merge(xa, k, v);
+                    }
+                }
+            }
+        }
+        (_, value) => {
+            out.insert(key, value);
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Statement counts as a contract: every query shape runs an exact number of statements,
+//! the same at 1, 10 and 1,000 parents, and answers exactly as the naive reference does.
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::reference::Model;
+
+/// A query shape and the statements it must cost. `$n` is the root page size.
+struct Shape {
+    name: &'static str,
+    query: &'static str,
+    statements: usize,
+}
+
+const SHAPES: &[Shape] = &[
+    Shape {
+        name: "scalars only",
+        query: "query($n: Int!) { users(first: $n) { id email username isActive createdAt updatedAt bio } }",
+        statements: 1,
+    },
+    Shape {
+        name: "the lesson's dashboard: users -> orders",
+        query: "query($n: Int!) { users(first: $n) { id username orders { id totalAmount } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "users -> orders -> items -> product",
+        query: "query($n: Int!) { users(first: $n) { id orders { id status totalAmount createdAt items { quantity unitPrice product { name sku price } } } } }",
+        statements: 3,
+    },
+    Shape {
+        name: "order(id) -> { user, items -> product }",
+        query: "query($n: Int!) { order(id: 1) { id user { email } items { quantity unitPrice product { name } } } users(first: $n) { id } }",
+        statements: 3,
+    },
+    Shape {
+        name: "many-to-many: products -> orders -> user",
+        query: "query($n: Int!) { products(first: $n) { id name orders { id user { email } } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "reverse: products -> orderItems -> order -> user",
+        query: "query($n: Int!) { products(first: $n) { id orderItems { quantity order { id user { username } } } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "order -> products (association table)",
+        query: "query($n: Int!) { orders(first: $n) { id products { id sku } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "four levels: users -> orders -> products -> orders(first) -> user",
+        query: "query($n: Int!) { users(first: $n) { id orders { id products { id orders(first: 2) { id user { id } } } } } }",
+        statements: 4,
+    },
+    Shape {
+        name: "to-one then to-many: orderItems -> order -> items",
+        query: "query($n: Int!) { products(first: $n) { orderItems { id order { id items { id product { id } } } } } }",
+        statements: 3,
+    },
+    Shape {
+        name: "to-many below a join: orders -> user -> orders",
+        query: "query($n: Int!) { orders(first: $n) { id user { id orders(first: 1) { id } } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "fragments",
+        query: "query($n: Int!) { users(first: $n) { ...U } } fragment U on User { id orders { ...O } } fragment O on Order { id items { id } }",
+        statements: 3,
+    },
+    Shape {
+        name: "inline fragments",
+        query: "query($n: Int!) { users(first: $n) { ... on User { id orders { ... on Order { id user { email } } } } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "aliases with equal arguments share a batch",
+        query: "query($n: Int!) { users(first: $n) { id a: orders(first: 2) { id } b: orders(first: 2) { status } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "aliases with different arguments are separate batches",
+        query: "query($n: Int!) { users(first: $n) { id a: orders(first: 1) { id } b: orders(status: COMPLETED) { id status } c: orders { id } } }",
+        statements: 4,
+    },
+    Shape {
+        name: "nested first and status",
+        query: "query($n: Int!) { users(first: $n) { id orders(first: 2, status: COMPLETED) { id status } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "@skip and @include drop edges",
+        query: "query($n: Int!, $yes: Boolean = true, $no: Boolean = false) { users(first: $n) { id orders @skip(if: $yes) { id } kept: orders @include(if: $yes) { id } gone: orders(first: 1) @include(if: $no) { id } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "root orders with filters",
+        query: "query($n: Int!) { orders(first: $n, status: COMPLETED, minAmount: \"10.00\") { id totalAmount user { username } items { id } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "root single user, four levels",
+        query: "query($n: Int!) { user(id: 1) { id orders { items { product { orders(first: 1) { id } } } } } products(first: $n) { id } }",
+        statements: 5,
+    },
+    Shape {
+        name: "two root lists",
+        query: "query($n: Int!) { users(first: $n) { id orders { id } } products(first: $n) { id orderItems { id } } }",
+        statements: 4,
+    },
+];
+
+/// Seeds `n` users (3 orders each, 2 items each) and `n` products, then checks every shape:
+/// exact statement count and the reference's answer.
+async fn check_all_shapes(app: &TestApp, n: u64) {
+    app.seed(n, 3, n.min(2), n).await;
+    let model = Model::load(&app.db).await;
+    assert_eq!(model.user_count() as u64, n);
+    let vars = json!({ "n": n });
+    for shape in SHAPES {
+        let resp = app.gql_vars(shape.query, vars.clone()).await;
+        let data = resp.data().clone();
+        assert_eq!(
+            resp.statements, shape.statements,
+            "{} at {n} parents: expected {} statements, ran {}: {:#}",
+            shape.name, shape.statements, resp.statements, resp.body["extensions"]
+        );
+        let expected = model.eval(shape.query, &vars);
+        assert!(
+            data == expected,
+            "{} at {n} parents: answer differs from the reference\nserver:    {data}\nreference: {expected}",
+            shape.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_shape_at_1_parent() {
+    check_all_shapes(&spawn_app().await, 1).await;
+}
+
+#[tokio::test]
+async fn every_shape_at_10_parents() {
+    check_all_shapes(&spawn_app().await, 10).await;
+}
+
+#[tokio::test]
+async fn every_shape_at_1000_parents() {
+    check_all_shapes(&spawn_app().await, 1000).await;
+}
+
+#[tokio::test]
+async fn the_lesson_puzzle_costs_2_statements_not_1001() {
+    let app = spawn_app().await;
+    app.seed(1000, 2, 1, 10).await;
+    let resp = app
+        .gql("{ users(first: 1000) { username orders { id } } }")
+        .await;
+    assert_eq!(resp.data()["users"].as_array().map(Vec::len), Some(1000));
+    assert_eq!(resp.statements, 2);
+    let names: Vec<&str> = resp.body["extensions"]["sql"]["statements"]
+        .as_array()
+        .expect("statements listed")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["users.page", "orders.by_user_ids"]);
+}
+
+#[tokio::test]
+async fn the_count_is_the_same_under_concurrency() {
+    let app = spawn_app().await;
+    app.seed(50, 3, 2, 20).await;
+    let query =
+        "{ users(first: 50) { id orders { id items { product { name } } products { id } } } }";
+    let runs = (0..40).map(|_| app.gql(query));
+    let results = futures_util::future::join_all(runs).await;
+    for r in results {
+        r.data();
+        assert_eq!(r.statements, 4);
+    }
+}
+
+#[tokio::test]
+async fn per_parent_first_limits_each_parent_not_the_total() {
+    let app = spawn_app().await;
+    app.seed(5, 4, 1, 3).await;
+    let resp = app
+        .gql("{ users(first: 5) { orders(first: 2) { id } } }")
+        .await;
+    let users = resp.data()["users"].as_array().expect("users").clone();
+    assert_eq!(users.len(), 5);
+    for u in users {
+        assert_eq!(u["orders"].as_array().map(Vec::len), Some(2));
+    }
+    assert_eq!(resp.statements, 2);
+}
+
+#[tokio::test]
+async fn an_empty_level_sends_no_batch() {
+    let app = spawn_app().await;
+    let resp = app.gql("{ users { id orders { id items { id } } } }").await;
+    assert_eq!(resp.data()["users"], json!([]));
+    assert_eq!(resp.statements, 1);
+}
+
+#[tokio::test]
+async fn a_plan_over_the_budget_is_refused_before_any_sql() {
+    let app = spawn_app_with(&["--statement-budget", "3"]).await;
+    app.seed(2, 1, 1, 1).await;
+    let ok = app.gql("{ users { orders { items { id } } } }").await;
+    assert_eq!(ok.statements, 3);
+    let refused = app
+        .gql("{ users { orders { items { id } products { id } } } }")
+        .await;
+    assert_eq!(refused.error_code(), "LIMIT_EXCEEDED");
+    assert!(
+        refused.error_message().contains("4 SQL statements"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.statements, 0);
+}
+
+#[tokio::test]
+async fn the_budget_covers_all_root_fields_of_a_request() {
+    let app = spawn_app_with(&["--statement-budget", "3"]).await;
+    app.seed(2, 1, 1, 1).await;
+    let resp = app
+        .gql("{ a: users { orders { id } } b: users { orders { id } } }")
+        .await;
+    assert_eq!(resp.error_code(), "LIMIT_EXCEEDED");
+    assert!(resp.statements <= 3);
+}
