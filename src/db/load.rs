@@ -385,3 +385,36 @@ pub async fn fetch_batch(
     })
     .await
 }
+
+/// Runs an aggregate statement and joins the rows it names into the same statement: `agg_sql`
+/// yields a key column `key` (the id of `node`'s rows) and the integer columns `extras`; each
+/// result is `(extras, the node's row with its joins)`, ordered by `order_by` (over `agg.*`).
+/// A to-one edge from an aggregate row (`CustomerRevenue.user`) so costs no statement.
+#[allow(clippy::too_many_arguments)]
+pub async fn fetch_aggregate(
+    s: &Session,
+    name: &'static str,
+    agg_sql: &str,
+    args: Vec<Arg>,
+    key: &str,
+    extras: &[&str],
+    order_by: &str,
+    node: &Node,
+) -> AppResult<Vec<(Vec<i64>, Loaded)>> {
+    let select = Select::new(s.backend(), node);
+    let extra_cols: Vec<String> = extras.iter().map(|c| format!("agg.{c}")).collect();
+    let sql = format!(
+        "with agg as ({agg_sql}) select {}, {} from agg join {} t0 on t0.id = agg.{key}{} order by {order_by}",
+        extra_cols.join(", "),
+        select.list(),
+        table(node.entity),
+        select.joins
+    );
+    let n = extras.len();
+    s.fetch(name, sql, args, |r| {
+        let values = (0..n).map(|i| r.i64(i)).collect::<Result<Vec<_>, _>>()?;
+        let mut at = n;
+        Ok((values, decode(node, r, &mut at)?))
+    })
+    .await
+}

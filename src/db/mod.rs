@@ -5,6 +5,7 @@
 //! struct and access paths; [`load`] builds the statements of an eager-loading plan, and
 //! [`session`] is the one wrapper every statement passes through, so that each is counted.
 
+pub mod analytics;
 pub mod load;
 pub mod money;
 pub mod order_items;

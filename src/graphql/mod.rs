@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, root resolvers, object types and the plan executor.
 
+pub mod analytics;
 pub mod execution;
 pub mod preload;
 pub mod query;

@@ -131,6 +131,24 @@ fn included(field: &SelectionField<'_>) -> async_graphql::Result<bool> {
     Ok(true)
 }
 
+/// Plans the rows named by the sub-field `child` of the current field (for example `user` of
+/// `topCustomers`): every occurrence (aliases, fragments) is merged into one plan, and its
+/// statements are reserved in the request's budget. `extra` statements are reserved with it.
+pub fn plan_child(ctx: &Context<'_>, child: &str, entity: Entity, extra: usize) -> AppResult<Node> {
+    let rc = ctx
+        .data::<RequestContext>()
+        .map_err(|e| AppError::internal(e.message))?;
+    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
+    let children: Vec<Field> = fields
+        .into_iter()
+        .filter(|f| f.name == child)
+        .flat_map(|f| f.children)
+        .collect();
+    let node = planner::plan(entity, &children, rc.limits).map_err(|e| AppError::BadInput(e.0))?;
+    rc.session.log().reserve(extra + node.batch_statements())?;
+    Ok(node)
+}
+
 /// Plans the current field's selection for `entity` rows, reserves its statements in the
 /// request's budget, and loads it.
 pub async fn load_root(ctx: &Context<'_>, entity: Entity, q: RootQuery) -> AppResult<Vec<Obj>> {

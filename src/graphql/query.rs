@@ -3,6 +3,7 @@
 use super::scalars::Decimal;
 use async_graphql::{Context, ID, Object, Result};
 
+use super::analytics::Analytics;
 use super::preload::{self, into_orders, into_products, into_users};
 use super::types::{Order, Product, User};
 use super::{RequestContext, parse_id};
@@ -15,7 +16,13 @@ use crate::planner::{Entity, check_first};
 /// Read access to users, orders and products.
 pub struct Query;
 
-fn page(ctx: &Context<'_>, what: &str, first: i32, offset: i32) -> Result<(i64, i64), AppError> {
+/// Checks a root page: `first` within the configured cap, `offset` not negative.
+pub fn page_args(
+    ctx: &Context<'_>,
+    what: &str,
+    first: i32,
+    offset: i32,
+) -> Result<(i64, i64), AppError> {
     let limits = ctx
         .data::<RequestContext>()
         .map_err(|e| AppError::internal(e.message))?
@@ -45,7 +52,7 @@ impl Query {
         first: i32,
         #[graphql(default = 0, desc = "Users skipped before the page starts.")] offset: i32,
     ) -> Result<Vec<User>> {
-        let (first, offset) = page(ctx, "users", first, offset)?;
+        let (first, offset) = page_args(ctx, "users", first, offset)?;
         let objs = preload::load_root(ctx, Entity::User, RootQuery::Page { first, offset }).await?;
         Ok(into_users(objs))
     }
@@ -77,7 +84,7 @@ impl Query {
             Decimal,
         >,
     ) -> Result<Vec<Order>> {
-        let (first, offset) = page(ctx, "orders", first, offset)?;
+        let (first, offset) = page_args(ctx, "orders", first, offset)?;
         let user_id = user_id
             .map(|id| parse_id(&id, "orders.userId"))
             .transpose()?;
@@ -124,10 +131,15 @@ impl Query {
         first: i32,
         #[graphql(default = 0, desc = "Products skipped before the page starts.")] offset: i32,
     ) -> Result<Vec<Product>> {
-        let (first, offset) = page(ctx, "products", first, offset)?;
+        let (first, offset) = page_args(ctx, "products", first, offset)?;
         let objs =
             preload::load_root(ctx, Entity::Product, RootQuery::Page { first, offset }).await?;
         Ok(into_products(objs))
+    }
+
+    /// Revenue reports computed by aggregate SQL in the database.
+    async fn analytics(&self) -> Analytics {
+        Analytics
     }
 
     /// One product by id, or null if there is none.

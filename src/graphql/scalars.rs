@@ -79,3 +79,24 @@ impl FromStr for Decimal {
         rust_decimal::Decimal::from_str_exact(s).map(Decimal)
     }
 }
+
+/// A calendar date.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Date(pub chrono::NaiveDate);
+
+/// A calendar date in ISO 8601 (`"2024-05-01"`), in UTC.
+#[Scalar(name = "Date")]
+impl ScalarType for Date {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(s) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(Date)
+                .map_err(|_| InputValueError::custom(format!("{value} is not a YYYY-MM-DD date"))),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.format("%Y-%m-%d").to_string())
+    }
+}

@@ -11,6 +11,7 @@
 mod helpers;
 mod reference;
 
+mod analytics;
 mod errors;
 mod http;
 mod schema;

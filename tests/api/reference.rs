@@ -20,11 +20,11 @@ use serde_json::{Map, Value as Json};
 
 /// Every row of the database.
 pub struct Model {
-    users: Vec<UserRow>,
-    orders: Vec<OrderRow>,
-    items: Vec<OrderItemRow>,
-    products: Vec<ProductRow>,
-    links: Vec<(i64, i64)>,
+    pub users: Vec<UserRow>,
+    pub orders: Vec<OrderRow>,
+    pub items: Vec<OrderItemRow>,
+    pub products: Vec<ProductRow>,
+    pub links: Vec<(i64, i64)>,
 }
 
 impl Model {

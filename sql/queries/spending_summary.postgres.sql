@@ -1,0 +1,11 @@
+-- The lesson's get_spending_summary: every active user with the count and sum of all their
+-- orders. The outer join keeps users without orders; they have 0 and sort last.
+select u.id as user_id,
+       count(o.id)::int8 as order_count,
+       (coalesce(sum(o.total_amount), 0) * 100)::int8 as revenue_cents
+from users u
+left join orders o on o.user_id = u.id
+where u.is_active
+group by u.id
+order by sum(o.total_amount) desc nulls last, u.id
+limit $1 offset $2

@@ -1,0 +1,16 @@
+-- Top customers by revenue (the lesson's Level 3 answer): orders of one status created in
+-- [$2, $3), of active users, grouped by user; highest revenue first, user id breaks ties.
+-- For status 'completed' the partial index orders_completed_created_at_idx makes the window
+-- an index-only range scan; the GROUP BY is the remaining cost.
+select o.user_id,
+       count(*)::int8 as order_count,
+       (sum(o.total_amount) * 100)::int8 as revenue_cents
+from orders o
+join users u on u.id = o.user_id
+where o.status = $1
+  and o.created_at >= $2
+  and o.created_at < $3
+  and u.is_active
+group by o.user_id
+order by revenue_cents desc, o.user_id
+limit $4

@@ -1,0 +1,15 @@
+-- Top customers by revenue (the lesson's Level 3 answer): orders of one status created in
+-- [$2, $3), of active users, grouped by user; highest revenue first, user id breaks ties.
+-- Money is integer cents here, so the sum is exact.
+select o.user_id,
+       count(*) as order_count,
+       sum(o.total_amount) as revenue_cents
+from orders o
+join users u on u.id = o.user_id
+where o.status = $1
+  and o.created_at >= $2
+  and o.created_at < $3
+  and u.is_active = 1
+group by o.user_id
+order by revenue_cents desc, o.user_id
+limit $4
