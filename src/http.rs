@@ -274,7 +274,9 @@ async fn execute(
         .get(DEBUG_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("sql")));
-    let log = Arc::new(StatementLog::new(state.config.budget()));
+    let capture = wants_sql && state.config.debug_sql_allowed();
+    let log = StatementLog::new(state.config.budget());
+    let log = Arc::new(if capture { log.capturing() } else { log });
     let rc = RequestContext {
         session: Session::new(state.db.clone(), log.clone()),
         limits: state.config.limits(),

@@ -24,6 +24,8 @@ pub struct StatementRecord {
     pub name: &'static str,
     /// The SQL text.
     pub sql: Arc<str>,
+    /// The bound parameters (key lists as arrays).
+    pub params: Vec<serde_json::Value>,
     /// Rows returned (or affected, for writes).
     pub rows: u64,
     /// Wall time in microseconds.
@@ -36,6 +38,9 @@ pub struct StatementLog {
     records: Mutex<Vec<StatementRecord>>,
     reserved: Mutex<usize>,
     budget: Option<usize>,
+    /// Keep SQL text and parameters (for `x-eagerql-debug: sql`); otherwise only names,
+    /// row counts and durations are kept, which costs no copies.
+    capture: bool,
 }
 
 impl StatementLog {
@@ -45,6 +50,12 @@ impl StatementLog {
             budget,
             ..Default::default()
         }
+    }
+
+    /// The same log, keeping SQL text and parameters of each statement.
+    pub fn capturing(mut self) -> Self {
+        self.capture = true;
+        self
     }
 
     /// Statements executed so far.
@@ -117,6 +128,22 @@ pub enum Arg {
     /// A key list: ONE parameter whatever its length (PostgreSQL `bigint[]`, SQLite JSON text
     /// read with `json_each`), so the statement text is the same for any number of keys.
     Ids(Vec<i64>),
+}
+
+impl Arg {
+    /// The value as JSON, for the statement log.
+    fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Arg::I64(v) => Value::from(*v),
+            Arg::OptI64(v) => v.map(Value::from).unwrap_or(Value::Null),
+            Arg::Text(v) => Value::from(v.as_str()),
+            Arg::OptText(v) => v.as_deref().map(Value::from).unwrap_or(Value::Null),
+            Arg::Bool(v) => Value::from(*v),
+            Arg::Ts(v) => Value::from(v.to_rfc3339()),
+            Arg::Ids(v) => Value::from(v.clone()),
+        }
+    }
 }
 
 /// Typed access to a result row by column index, the same for both backends.
@@ -261,17 +288,17 @@ impl Session {
     ) -> AppResult<Vec<T>> {
         self.log.admit()?;
         let span = tracing::debug_span!("sql", statement = name, rows = tracing::field::Empty);
+        let params = self.params_of(&args);
         let started = Instant::now();
-        let sql: Arc<str> = Arc::from(sql);
         let out: Result<Vec<T>, sqlx::Error> = async {
             match &self.db {
                 Db::Postgres(pool) => {
-                    let q = bind_pg(sqlx::query(AssertSqlSafe(sql.to_string())), args);
+                    let q = bind_pg(sqlx::query(AssertSqlSafe(sql.as_str())), args);
                     let rows = q.fetch_all(pool).await?;
                     rows.iter().map(|r| decode(r)).collect()
                 }
                 Db::Sqlite(pool) => {
-                    let q = bind_sqlite(sqlx::query(AssertSqlSafe(sql.to_string())), args);
+                    let q = bind_sqlite(sqlx::query(AssertSqlSafe(sql.as_str())), args);
                     let rows = q.fetch_all(pool).await?;
                     rows.iter().map(|r| decode(r)).collect()
                 }
@@ -281,26 +308,26 @@ impl Session {
         .await;
         let rows = out.as_ref().map(|v| v.len() as u64).unwrap_or(0);
         span.record("rows", rows);
-        self.record(name, sql, rows, started);
+        self.record(name, sql, params, rows, started);
         Ok(out?)
     }
 
     /// Runs a statement that returns no rows; gives the number of rows affected.
     pub async fn execute(&self, name: &'static str, sql: String, args: Vec<Arg>) -> AppResult<u64> {
         self.log.admit()?;
+        let params = self.params_of(&args);
         let started = Instant::now();
-        let sql: Arc<str> = Arc::from(sql);
         let out = match &self.db {
-            Db::Postgres(pool) => bind_pg(sqlx::query(AssertSqlSafe(sql.to_string())), args)
+            Db::Postgres(pool) => bind_pg(sqlx::query(AssertSqlSafe(sql.as_str())), args)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected()),
-            Db::Sqlite(pool) => bind_sqlite(sqlx::query(AssertSqlSafe(sql.to_string())), args)
+            Db::Sqlite(pool) => bind_sqlite(sqlx::query(AssertSqlSafe(sql.as_str())), args)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected()),
         };
-        self.record(name, sql, *out.as_ref().unwrap_or(&0), started);
+        self.record(name, sql, params, *out.as_ref().unwrap_or(&0), started);
         Ok(out?)
     }
 
@@ -326,19 +353,41 @@ impl Session {
         .await;
         self.record(
             name,
-            Arc::from(statement),
+            statement,
+            Vec::new(),
             *out.as_ref().unwrap_or(&0),
             started,
         );
         Ok(out?)
     }
 
-    fn record(&self, name: &'static str, sql: Arc<str>, rows: u64, started: Instant) {
+    fn params_of(&self, args: &[Arg]) -> Vec<serde_json::Value> {
+        if self.log.capture {
+            args.iter().map(Arg::to_json).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn record(
+        &self,
+        name: &'static str,
+        sql: String,
+        params: Vec<serde_json::Value>,
+        rows: u64,
+        started: Instant,
+    ) {
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         tracing::debug!(statement = name, rows, duration_us, "sql");
+        let sql: Arc<str> = if self.log.capture {
+            Arc::from(sql)
+        } else {
+            Arc::from("")
+        };
         self.log.push(StatementRecord {
             name,
             sql,
+            params,
             rows,
             duration_us,
         });
