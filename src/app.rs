@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::config::ServeConfig;
 use crate::db::seed::{self, SeedSpec};
-use crate::db::{Db, Session};
+use crate::db::{Db, Session, StatementHook};
 use crate::graphql::{AppSchema, build_schema};
 
 /// Any start-up failure.
@@ -22,6 +22,9 @@ pub struct AppState {
     pub db: Db,
     /// The configuration.
     pub config: Arc<ServeConfig>,
+    /// Called after every statement of every request (tests and diagnostics; `None` in
+    /// production).
+    pub statement_hook: Option<StatementHook>,
 }
 
 impl AppState {
@@ -32,6 +35,7 @@ impl AppState {
             schema,
             db,
             config: Arc::new(config),
+            statement_hook: None,
         }
     }
 }

@@ -109,6 +109,11 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_STRICT", default_value_t = true, action = clap::ArgAction::Set)]
     pub strict: bool,
 
+    /// Run each query operation in one read-only transaction, so all its statements see one
+    /// snapshot (PostgreSQL `REPEATABLE READ READ ONLY`; SQLite a WAL read transaction).
+    #[arg(long, env = "EAGERQL_READ_SNAPSHOT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub read_snapshot: bool,
+
     /// Whether `x-eagerql-debug: sql` may add the executed statements to a response.
     #[arg(long, env = "EAGERQL_DEBUG_SQL", value_enum, default_value_t = DebugSql::Auto)]
     pub debug_sql: DebugSql,

@@ -78,8 +78,41 @@ impl AppError {
     }
 }
 
+/// The GraphQL input field a unique constraint protects, from its name (PostgreSQL) or its
+/// message (SQLite: `UNIQUE constraint failed: users.email`).
+fn conflict_field(err: &dyn sqlx::error::DatabaseError) -> Option<&'static str> {
+    const FIELDS: [(&str, &str, &str); 3] = [
+        ("users_email_key", "users.email", "email"),
+        ("users_username_key", "users.username", "username"),
+        ("products_sku_key", "products.sku", "sku"),
+    ];
+    let message = err.message();
+    FIELDS
+        .iter()
+        .find(|(constraint, column, _)| {
+            err.constraint() == Some(*constraint) || message.contains(column)
+        })
+        .map(|(_, _, field)| *field)
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &err {
+            if db.is_unique_violation()
+                && let Some(field) = conflict_field(db.as_ref())
+            {
+                return AppError::Conflict { field };
+            }
+            // The CHECK that keeps stock from going negative: the last line of defence against
+            // overselling, should a conditional update ever let one through.
+            let msg = db.message();
+            if db.is_check_violation()
+                && (db.constraint() == Some("products_stock_quantity_check")
+                    || msg.contains("products_stock_quantity_check"))
+            {
+                return AppError::bad_input("insufficient stock");
+            }
+        }
         match err {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 AppError::Unavailable(err)

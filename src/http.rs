@@ -25,7 +25,9 @@ use tower_http::timeout::TimeoutLayer;
 use crate::app::AppState;
 use crate::db::{Session, StatementLog};
 use crate::graphql::RequestContext;
-use crate::graphql::execution::{ExecutionStarted, apply_variable_defaults, ensure_error_codes};
+use crate::graphql::execution::{
+    ExecutionStarted, apply_variable_defaults, ensure_error_codes, operation_type,
+};
 
 /// The request header that asks for the executed SQL in the response's `extensions`.
 pub const DEBUG_HEADER: &str = "x-eagerql-debug";
@@ -275,18 +277,28 @@ async fn execute(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("sql")));
     let capture = wants_sql && state.config.debug_sql_allowed();
-    let log = StatementLog::new(state.config.budget());
+    let log = StatementLog::new(state.config.budget()).with_hook(state.statement_hook.clone());
     let log = Arc::new(if capture { log.capturing() } else { log });
+    let mut request = Request::new(params.query);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    // One session per request. A query reads one snapshot on one connection; a mutation's
+    // fields each run their own write transaction.
+    let base = Session::new(state.db.clone(), log.clone());
+    let is_query = operation_type(&mut request) == Some(OperationType::Query);
+    let session = if is_query && state.config.read_snapshot {
+        base.begin_read()
+    } else {
+        base
+    };
     let rc = RequestContext {
-        session: Session::new(state.db.clone(), log.clone()),
+        session: session.clone(),
         limits: state.config.limits(),
         strict: state.config.strict,
     };
     let marker = Arc::new(ExecutionStarted::default());
-    let mut request = Request::new(params.query).data(rc).data(marker.clone());
-    if let Some(name) = params.operation_name {
-        request = request.operation_name(name);
-    }
+    let mut request = request.data(rc).data(marker.clone());
     if let Some(vars) = params.variables {
         request = request.variables(Variables::from_json(Json::Object(vars)));
     }
@@ -299,6 +311,11 @@ async fn execute(
     }
     apply_variable_defaults(&mut request);
     let mut response = state.schema.execute(request).await;
+    // Ends the read snapshot and gives the connection back. (On a panic, a disconnect or a
+    // timeout this line is never reached: dropping the session rolls back instead.)
+    if let Err(err) = session.commit().await {
+        tracing::warn!(error = %err.detail(), "ending the request's transaction failed");
+    }
     let executed = marker.started();
     ensure_error_codes(&mut response, executed);
     let statements = log.count();
@@ -308,6 +325,7 @@ async fn execute(
                 "count": statements,
                 "totalDurationUs": log.total_duration().as_micros() as u64,
                 "statements": log.records(),
+                "transactionControl": log.control(),
             })
         } else {
             json!({ "count": statements, "statements": null,

@@ -16,3 +16,4 @@ pub mod http;
 pub mod model;
 pub mod planner;
 pub mod telemetry;
+pub mod validate;

@@ -47,3 +47,49 @@ impl OrderStatus {
             .find(|s| s.as_db().eq_ignore_ascii_case(value))
     }
 }
+
+impl OrderStatus {
+    /// Whether an order may move from `self` to `to`: `pending -> shipped -> completed`, and
+    /// `pending | shipped -> cancelled`. Completed and cancelled are final.
+    pub fn can_become(self, to: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, to),
+            (Pending, Shipped) | (Shipped, Completed) | (Pending, Cancelled) | (Shipped, Cancelled)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrderStatus::{self, *};
+
+    #[test]
+    fn the_state_machine() {
+        let allowed: Vec<(OrderStatus, OrderStatus)> = OrderStatus::ALL
+            .into_iter()
+            .flat_map(|a| OrderStatus::ALL.into_iter().map(move |b| (a, b)))
+            .filter(|(a, b)| a.can_become(*b))
+            .collect();
+        assert_eq!(
+            allowed,
+            [
+                (Pending, Shipped),
+                (Pending, Cancelled),
+                (Shipped, Completed),
+                (Shipped, Cancelled)
+            ]
+        );
+    }
+
+    #[test]
+    fn graphql_and_database_names() {
+        for s in OrderStatus::ALL {
+            assert_eq!(OrderStatus::from_db(s.as_db()), Some(s));
+            assert_eq!(
+                OrderStatus::from_graphql(&s.as_db().to_uppercase()),
+                Some(s)
+            );
+        }
+    }
+}

@@ -46,3 +46,68 @@ pub fn decode(r: &dyn DbRow, at: usize) -> Result<OrderRow, sqlx::Error> {
         created_at: r.ts(at + 4)?,
     })
 }
+
+/// Inserts a pending order; gives its id.
+pub async fn insert(
+    s: &super::Session,
+    user_id: i64,
+    total_cents: i64,
+) -> crate::error::AppResult<i64> {
+    use super::session::Arg;
+    let sql = match s.backend() {
+        super::Backend::Postgres => {
+            "insert into orders (user_id, total_amount) values ($1, $2::int8::numeric / 100) returning id"
+        }
+        super::Backend::Sqlite => {
+            "insert into orders (user_id, total_amount) values ($1, $2) returning id"
+        }
+    };
+    let ids = s
+        .fetch(
+            "orders.insert",
+            sql.to_owned(),
+            vec![Arg::I64(user_id), Arg::I64(total_cents)],
+            |r| r.i64(0),
+        )
+        .await?;
+    ids.first()
+        .copied()
+        .ok_or_else(|| crate::error::AppError::internal("insert returned no id"))
+}
+
+/// An order's status, row-locked on PostgreSQL until the transaction ends, so that two
+/// concurrent transitions of one order cannot both win. `None`: no such order.
+pub async fn lock_status(
+    s: &super::Session,
+    id: i64,
+) -> crate::error::AppResult<Option<OrderStatus>> {
+    use super::session::Arg;
+    let sql = match s.backend() {
+        super::Backend::Postgres => "select status from orders where id = $1 for update",
+        super::Backend::Sqlite => "select status from orders where id = $1",
+    };
+    let rows = s
+        .fetch(
+            "orders.lock_status",
+            sql.to_owned(),
+            vec![Arg::I64(id)],
+            |r| r.text(0),
+        )
+        .await?;
+    Ok(rows.first().and_then(|s| OrderStatus::from_db(s)))
+}
+
+/// Sets an order's status.
+pub async fn set_status(
+    s: &super::Session,
+    id: i64,
+    status: OrderStatus,
+) -> crate::error::AppResult<u64> {
+    use super::session::Arg;
+    s.execute(
+        "orders.set_status",
+        "update orders set status = $2 where id = $1".to_owned(),
+        vec![Arg::I64(id), Arg::Text(status.as_db().to_owned())],
+    )
+    .await
+}

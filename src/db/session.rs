@@ -32,15 +32,34 @@ pub struct StatementRecord {
     pub duration_us: u64,
 }
 
+/// Called after every statement with its name: a seam for tests and diagnostics (pausing a
+/// request between two statements, injecting a failure).
+pub type StatementHook = Arc<
+    dyn Fn(&'static str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// The statements of one request (or one command), and its budget.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct StatementLog {
     records: Mutex<Vec<StatementRecord>>,
+    control: Mutex<Vec<&'static str>>,
     reserved: Mutex<usize>,
     budget: Option<usize>,
     /// Keep SQL text and parameters (for `x-eagerql-debug: sql`); otherwise only names,
     /// row counts and durations are kept, which costs no copies.
     capture: bool,
+    hook: Option<StatementHook>,
+}
+
+impl std::fmt::Debug for StatementLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatementLog")
+            .field("count", &self.count())
+            .field("budget", &self.budget)
+            .finish()
+    }
 }
 
 impl StatementLog {
@@ -55,6 +74,12 @@ impl StatementLog {
     /// The same log, keeping SQL text and parameters of each statement.
     pub fn capturing(mut self) -> Self {
         self.capture = true;
+        self
+    }
+
+    /// The same log, calling `hook` after every statement.
+    pub fn with_hook(mut self, hook: Option<StatementHook>) -> Self {
+        self.hook = hook;
         self
     }
 
@@ -105,6 +130,22 @@ impl StatementLog {
         }
     }
 
+    /// Transaction control statements (`begin`, `commit`, `rollback`) run so far: shown apart
+    /// from the data statements, which are what [`StatementLog::count`] counts.
+    pub fn control(&self) -> Vec<&'static str> {
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn push_control(&self, what: &'static str) {
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(what);
+    }
+
     fn push(&self, record: StatementRecord) {
         self.lock_records().push(record);
     }
@@ -128,6 +169,8 @@ pub enum Arg {
     /// A key list: ONE parameter whatever its length (PostgreSQL `bigint[]`, SQLite JSON text
     /// read with `json_each`), so the statement text is the same for any number of keys.
     Ids(Vec<i64>),
+    /// A text list: ONE parameter (PostgreSQL `text[]`, SQLite JSON text).
+    Texts(Vec<String>),
 }
 
 impl Arg {
@@ -142,6 +185,7 @@ impl Arg {
             Arg::Bool(v) => Value::from(*v),
             Arg::Ts(v) => Value::from(v.to_rfc3339()),
             Arg::Ids(v) => Value::from(v.clone()),
+            Arg::Texts(v) => Value::from(v.clone()),
         }
     }
 }
@@ -195,10 +239,11 @@ pub fn sqlite_ts(ts: DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn bind_pg<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+fn bind_pg(
+    sql: &str,
     args: Vec<Arg>,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut q = sqlx::query(AssertSqlSafe(sql));
     for arg in args {
         q = match arg {
             Arg::I64(v) => q.bind(v),
@@ -208,15 +253,17 @@ fn bind_pg<'q>(
             Arg::Bool(v) => q.bind(v),
             Arg::Ts(v) => q.bind(v),
             Arg::Ids(v) => q.bind(v),
+            Arg::Texts(v) => q.bind(v),
         };
     }
     q
 }
 
-fn bind_sqlite<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+fn bind_sqlite(
+    sql: &str,
     args: Vec<Arg>,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    let mut q = sqlx::query(AssertSqlSafe(sql));
     for arg in args {
         q = match arg {
             Arg::I64(v) => q.bind(v),
@@ -226,6 +273,7 @@ fn bind_sqlite<'q>(
             Arg::Bool(v) => q.bind(v),
             Arg::Ts(v) => q.bind(sqlite_ts(v)),
             Arg::Ids(v) => q.bind(ids_json(&v)),
+            Arg::Texts(v) => q.bind(serde_json::Value::from(v).to_string()),
         };
     }
     q
@@ -245,17 +293,148 @@ fn ids_json(ids: &[i64]) -> String {
     out
 }
 
+/// An open transaction, shared by the clones of a [`Session`]. Dropped without a commit, it
+/// rolls back.
+enum Tx {
+    /// A read snapshot not begun yet: it begins with the first statement, so a request that
+    /// runs no SQL costs no round trip.
+    PendingRead,
+    Postgres(Option<sqlx::Transaction<'static, sqlx::Postgres>>),
+    Sqlite(Option<sqlx::Transaction<'static, sqlx::Sqlite>>),
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tx")
+    }
+}
+
+/// Where statements run: on any pooled connection, or inside one transaction.
+#[derive(Clone, Debug)]
+enum Exec {
+    Pool,
+    Tx(Arc<tokio::sync::Mutex<Tx>>),
+}
+
 /// A database handle bound to one request's [`StatementLog`]. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Session {
     db: Db,
     log: Arc<StatementLog>,
+    exec: Exec,
+}
+
+/// Locks the session's transaction, beginning a pending read snapshot.
+async fn lock_open<'a>(
+    session: &Session,
+    tx: &'a tokio::sync::Mutex<Tx>,
+) -> Result<tokio::sync::MutexGuard<'a, Tx>, sqlx::Error> {
+    let mut guard = tx.lock().await;
+    session.open_read(&mut guard).await?;
+    Ok(guard)
+}
+
+/// Rolls a transaction back on an error path; sqlx would also do it when the transaction is
+/// dropped, this makes it explicit and logged.
+async fn rollback(tx: &mut Tx) {
+    let result = match tx {
+        Tx::PendingRead => Ok(()),
+        Tx::Postgres(t) => match t.take() {
+            Some(t) => t.rollback().await,
+            None => Ok(()),
+        },
+        Tx::Sqlite(t) => match t.take() {
+            Some(t) => t.rollback().await,
+            None => Ok(()),
+        },
+    };
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "rollback failed");
+    }
 }
 
 impl Session {
     /// Binds `db` to `log`.
     pub fn new(db: Db, log: Arc<StatementLog>) -> Self {
-        Session { db, log }
+        Session {
+            db,
+            log,
+            exec: Exec::Pool,
+        }
+    }
+
+    /// Opens a write transaction on one connection; the returned session runs every statement
+    /// inside it until [`Session::commit`]. On SQLite it is `BEGIN IMMEDIATE`, so concurrent
+    /// writers queue for the write lock (up to the busy timeout) instead of failing half-way;
+    /// on PostgreSQL it is `READ COMMITTED`, with row locks taken by the statements that need
+    /// them.
+    pub async fn begin_write(&self) -> AppResult<Session> {
+        let tx = match &self.db {
+            Db::Postgres(pool) => Tx::Postgres(Some(pool.begin().await?)),
+            Db::Sqlite(pool) => Tx::Sqlite(Some(pool.begin_with("BEGIN IMMEDIATE").await?)),
+        };
+        self.log.push_control("begin");
+        Ok(Session {
+            db: self.db.clone(),
+            log: self.log.clone(),
+            exec: Exec::Tx(Arc::new(tokio::sync::Mutex::new(tx))),
+        })
+    }
+
+    /// Commits the transaction this session runs in (no-op outside one).
+    pub async fn commit(&self) -> AppResult<()> {
+        let Exec::Tx(tx) = &self.exec else {
+            return Ok(());
+        };
+        let mut guard = tx.lock().await;
+        let result = match &mut *guard {
+            Tx::PendingRead => return Ok(()),
+            Tx::Postgres(t) => match t.take() {
+                Some(t) => t.commit().await,
+                None => Ok(()),
+            },
+            Tx::Sqlite(t) => match t.take() {
+                Some(t) => t.commit().await,
+                None => Ok(()),
+            },
+        };
+        self.log.push_control("commit");
+        Ok(result?)
+    }
+
+    /// A session whose statements all read one consistent snapshot: a read-only transaction on
+    /// one connection, held until [`Session::commit`] (PostgreSQL `REPEATABLE READ READ ONLY`;
+    /// SQLite a deferred transaction, whose first read fixes the snapshot in WAL mode). It
+    /// begins lazily, with the first statement.
+    pub fn begin_read(&self) -> Session {
+        Session {
+            db: self.db.clone(),
+            log: self.log.clone(),
+            exec: Exec::Tx(Arc::new(tokio::sync::Mutex::new(Tx::PendingRead))),
+        }
+    }
+
+    /// Opens a pending read snapshot on first use.
+    async fn open_read(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+        if matches!(tx, Tx::PendingRead) {
+            *tx = match &self.db {
+                Db::Postgres(pool) => Tx::Postgres(Some(
+                    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                        .await?,
+                )),
+                Db::Sqlite(pool) => Tx::Sqlite(Some(pool.begin().await?)),
+            };
+            self.log.push_control("begin read");
+        }
+        Ok(())
+    }
+
+    /// Rolls the transaction back (no-op outside one, or after a commit).
+    pub async fn rollback(&self) {
+        if let Exec::Tx(tx) = &self.exec {
+            rollback(&mut *tx.lock().await).await;
+            self.log.push_control("rollback");
+        }
     }
 
     /// A session with its own unlimited log, for commands and background work.
@@ -291,17 +470,28 @@ impl Session {
         let params = self.params_of(&args);
         let started = Instant::now();
         let out: Result<Vec<T>, sqlx::Error> = async {
-            match &self.db {
-                Db::Postgres(pool) => {
-                    let q = bind_pg(sqlx::query(AssertSqlSafe(sql.as_str())), args);
-                    let rows = q.fetch_all(pool).await?;
+            match (&self.exec, &self.db) {
+                (Exec::Pool, Db::Postgres(pool)) => {
+                    let rows = bind_pg(&sql, args).fetch_all(pool).await?;
                     rows.iter().map(|r| decode(r)).collect()
                 }
-                Db::Sqlite(pool) => {
-                    let q = bind_sqlite(sqlx::query(AssertSqlSafe(sql.as_str())), args);
-                    let rows = q.fetch_all(pool).await?;
+                (Exec::Pool, Db::Sqlite(pool)) => {
+                    let rows = bind_sqlite(&sql, args).fetch_all(pool).await?;
                     rows.iter().map(|r| decode(r)).collect()
                 }
+                (Exec::Tx(tx), _) => match &mut *lock_open(self, tx).await? {
+                    Tx::Postgres(Some(t)) => {
+                        let rows = bind_pg(&sql, args).fetch_all(&mut **t).await?;
+                        rows.iter().map(|r| decode(r)).collect()
+                    }
+                    Tx::Sqlite(Some(t)) => {
+                        let rows = bind_sqlite(&sql, args).fetch_all(&mut **t).await?;
+                        rows.iter().map(|r| decode(r)).collect()
+                    }
+                    _ => Err(sqlx::Error::Protocol(
+                        "the transaction is already closed".into(),
+                    )),
+                },
             }
         }
         .instrument(span.clone())
@@ -309,6 +499,7 @@ impl Session {
         let rows = out.as_ref().map(|v| v.len() as u64).unwrap_or(0);
         span.record("rows", rows);
         self.record(name, sql, params, rows, started);
+        self.after(name).await;
         Ok(out?)
     }
 
@@ -317,17 +508,31 @@ impl Session {
         self.log.admit()?;
         let params = self.params_of(&args);
         let started = Instant::now();
-        let out = match &self.db {
-            Db::Postgres(pool) => bind_pg(sqlx::query(AssertSqlSafe(sql.as_str())), args)
+        let out = match (&self.exec, &self.db) {
+            (Exec::Pool, Db::Postgres(pool)) => bind_pg(&sql, args)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected()),
-            Db::Sqlite(pool) => bind_sqlite(sqlx::query(AssertSqlSafe(sql.as_str())), args)
+            (Exec::Pool, Db::Sqlite(pool)) => bind_sqlite(&sql, args)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected()),
+            (Exec::Tx(tx), _) => match &mut *lock_open(self, tx).await? {
+                Tx::Postgres(Some(t)) => bind_pg(&sql, args)
+                    .execute(&mut **t)
+                    .await
+                    .map(|r| r.rows_affected()),
+                Tx::Sqlite(Some(t)) => bind_sqlite(&sql, args)
+                    .execute(&mut **t)
+                    .await
+                    .map(|r| r.rows_affected()),
+                _ => Err(sqlx::Error::Protocol(
+                    "the transaction is already closed".into(),
+                )),
+            },
         };
         self.record(name, sql, params, *out.as_ref().unwrap_or(&0), started);
+        self.after(name).await;
         Ok(out?)
     }
 
@@ -359,6 +564,12 @@ impl Session {
             started,
         );
         Ok(out?)
+    }
+
+    async fn after(&self, name: &'static str) {
+        if let Some(hook) = &self.log.hook {
+            hook(name).await;
+        }
     }
 
     fn params_of(&self, args: &[Arg]) -> Vec<serde_json::Value> {

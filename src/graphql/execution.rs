@@ -106,3 +106,20 @@ pub fn ensure_error_codes(response: &mut Response, executed: bool) {
             .set("code", code);
     }
 }
+
+/// The type of the operation a request will run (`None` when it does not parse or names no
+/// operation: execution reports that).
+pub fn operation_type(
+    request: &mut async_graphql::Request,
+) -> Option<async_graphql::parser::types::OperationType> {
+    use async_graphql::parser::types::DocumentOperations;
+    let operation_name = request.operation_name.clone();
+    let doc = request.parsed_query().ok()?;
+    match &doc.operations {
+        DocumentOperations::Single(op) => Some(op.node.ty),
+        DocumentOperations::Multiple(ops) => operation_name
+            .as_deref()
+            .and_then(|n| ops.get(n))
+            .map(|op| op.node.ty),
+    }
+}

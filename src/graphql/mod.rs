@@ -2,19 +2,20 @@
 
 pub mod analytics;
 pub mod execution;
+pub mod mutation;
 pub mod preload;
 pub mod query;
 pub mod scalars;
 pub mod types;
 
-use async_graphql::{EmptyMutation, EmptySubscription, ID, Schema};
+use async_graphql::{EmptySubscription, ID, Schema};
 
 use crate::db::Session;
 use crate::error::AppError;
 use crate::planner::Limits;
 
 /// The server's schema type.
-pub type AppSchema = Schema<query::Query, EmptyMutation, EmptySubscription>;
+pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
 
 /// Schema-wide limits, checked before a query runs.
 #[derive(Copy, Clone, Debug)]
@@ -36,7 +37,7 @@ impl Default for SchemaLimits {
 
 /// Builds the schema.
 pub fn build_schema(limits: SchemaLimits) -> AppSchema {
-    Schema::build(query::Query, EmptyMutation, EmptySubscription)
+    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .extension(execution::ExecutionMarker)

@@ -150,16 +150,30 @@ pub fn plan_child(ctx: &Context<'_>, child: &str, entity: Entity, extra: usize) 
 }
 
 /// Plans the current field's selection for `entity` rows, reserves its statements in the
-/// request's budget, and loads it.
+/// request's budget, and loads it with the request's session.
 pub async fn load_root(ctx: &Context<'_>, entity: Entity, q: RootQuery) -> AppResult<Vec<Obj>> {
+    let rc = ctx
+        .data::<RequestContext>()
+        .map_err(|e| AppError::internal(e.message))?;
+    load_root_in(ctx, &rc.session, entity, q).await
+}
+
+/// [`load_root`] on a given session (a mutation's transaction, so that the result is read
+/// as it was written).
+pub async fn load_root_in(
+    ctx: &Context<'_>,
+    session: &Session,
+    entity: Entity,
+    q: RootQuery,
+) -> AppResult<Vec<Obj>> {
     let rc = ctx
         .data::<RequestContext>()
         .map_err(|e| AppError::internal(e.message))?;
     let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
     let node = planner::plan(entity, &fields, rc.limits).map_err(|e| AppError::BadInput(e.0))?;
-    rc.session.log().reserve(node.statements())?;
-    let loaded = load::fetch_root(&rc.session, &node, q).await?;
-    build(&rc.session, &node, loaded).await
+    session.log().reserve(node.statements())?;
+    let loaded = load::fetch_root(session, &node, q).await?;
+    build(session, &node, loaded).await
 }
 
 /// A to-many edge that no plan preloaded. In strict mode (the lesson's `lazy="raise"`) this is

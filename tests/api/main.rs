@@ -14,6 +14,7 @@ mod reference;
 mod analytics;
 mod errors;
 mod http;
+mod mutations;
 mod schema;
 mod seed;
 mod statement_counts;

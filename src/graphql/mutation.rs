@@ -1,0 +1,310 @@
+//! The `Mutation` root. Every field is one unit of work: one transaction, committed whole or
+//! not at all, with statements whose count does not grow with the input (key lists and rows
+//! travel as one array parameter). The result is then loaded with the same eager-loading plan
+//! as a query, so whatever the client selects on it costs `1 + batches` statements.
+
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
+
+use super::preload::{self, into_orders, into_users};
+use super::scalars::Decimal;
+use super::types::{Order, User};
+use super::{RequestContext, parse_id};
+use crate::db::load::RootQuery;
+use crate::db::money::MAX_CENTS;
+use crate::db::products::ProductUpsert;
+use crate::db::{Session, order_items, orders, products, users};
+use crate::error::{AppError, AppResult};
+use crate::model::OrderStatus;
+use crate::planner::Entity;
+use crate::validate;
+
+/// Most products one `importProducts` call accepts.
+const MAX_IMPORT: usize = 50_000;
+/// Rows per bulk statement of an import.
+const IMPORT_BATCH: usize = 5_000;
+
+/// A new user account.
+#[derive(InputObject)]
+pub struct CreateUserInput {
+    /// Unique e-mail address (stored lower-case).
+    email: String,
+    /// Unique user name: 3 to 100 letters, digits, `_`, `.`, `-`.
+    username: String,
+    /// 8 to 128 characters; stored only as an argon2id hash.
+    password: String,
+    /// Optional profile text, at most 2000 characters.
+    bio: Option<String>,
+}
+
+/// One line of a new order.
+#[derive(InputObject)]
+pub struct OrderItemInput {
+    /// The product.
+    product_id: ID,
+    /// Units (at least 1).
+    quantity: i32,
+}
+
+/// A new order.
+#[derive(InputObject)]
+pub struct CreateOrderInput {
+    /// The ordering user; must be active.
+    user_id: ID,
+    /// The lines: at least one, each product at most once. Prices come from the catalogue.
+    items: Vec<OrderItemInput>,
+}
+
+/// A product to insert, or to update when its SKU exists.
+#[derive(InputObject)]
+pub struct ProductInput {
+    /// Display name.
+    name: String,
+    /// Stock-keeping unit: the key that decides insert or update.
+    sku: String,
+    /// Unit price, at most 2 decimals.
+    price: Decimal,
+    /// Units in stock (replaces the current stock on update).
+    stock_quantity: i32,
+}
+
+/// What an import did.
+#[derive(SimpleObject)]
+pub struct ImportResult {
+    /// Products created.
+    inserted: i32,
+    /// Existing products (same SKU) updated.
+    updated: i32,
+}
+
+fn request<'a>(ctx: &Context<'a>) -> AppResult<&'a RequestContext> {
+    ctx.data::<RequestContext>()
+        .map_err(|e| AppError::internal(e.message))
+}
+
+/// Runs `work` in a write transaction: commit on success, roll back on any error.
+async fn unit_of_work<T>(
+    session: &Session,
+    work: impl AsyncFnOnce(&Session) -> AppResult<T>,
+) -> AppResult<T> {
+    let tx = session.begin_write().await?;
+    match work(&tx).await {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            tx.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+fn hash_password(password: &str) -> AppResult<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::internal(e.to_string()))
+}
+
+/// Loads the order a mutation wrote, with the client's selection, inside its transaction.
+async fn load_order(ctx: &Context<'_>, tx: &Session, id: i64) -> AppResult<Order> {
+    let objs = preload::load_root_in(ctx, tx, Entity::Order, RootQuery::ById(id)).await?;
+    into_orders(objs)
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::NotFound(format!("order {id} does not exist")))
+}
+
+/// Loads the user a mutation wrote, with the client's selection, inside its transaction.
+async fn load_user(ctx: &Context<'_>, tx: &Session, id: i64) -> AppResult<User> {
+    let objs = preload::load_root_in(ctx, tx, Entity::User, RootQuery::ById(id)).await?;
+    into_users(objs)
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::NotFound(format!("user {id} does not exist")))
+}
+
+/// Changes to users, orders and products. Each field is one transaction.
+pub struct Mutation;
+
+/// Changes to users, orders and products. Each field runs in its own transaction and either
+/// applies completely or not at all; in an operation with several fields they run in order,
+/// each committed on its own.
+#[Object]
+impl Mutation {
+    /// Creates a user. A taken email or username is `CONFLICT` with `extensions.field`.
+    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<User> {
+        let rc = request(ctx)?;
+        let email = validate::email(&input.email).map_err(AppError::BadInput)?;
+        let username = validate::username(&input.username).map_err(AppError::BadInput)?;
+        validate::password(&input.password).map_err(AppError::BadInput)?;
+        let bio = validate::bio(input.bio.as_deref()).map_err(AppError::BadInput)?;
+        // Hashing is CPU work by design: keep it off the async workers.
+        let password = input.password;
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(AppError::internal)??;
+        let user = unit_of_work(&rc.session, async |tx: &Session| {
+            let id = users::insert(tx, &email, &username, &hash, bio.as_deref()).await?;
+            load_user(ctx, tx, id).await
+        })
+        .await?;
+        Ok(user)
+    }
+
+    /// Marks a user inactive: they keep their orders but cannot place new ones.
+    async fn deactivate_user(&self, ctx: &Context<'_>, id: ID) -> Result<User> {
+        let rc = request(ctx)?;
+        let id = parse_id(&id, "deactivateUser.id")?;
+        let user = unit_of_work(&rc.session, async |tx: &Session| {
+            if !users::deactivate(tx, id).await? {
+                return Err(AppError::NotFound(format!("user {id} does not exist")));
+            }
+            load_user(ctx, tx, id).await
+        })
+        .await?;
+        Ok(user)
+    }
+
+    /// Places an order: unit prices come from the catalogue, the total is computed exactly,
+    /// stock is taken with a conditional update so that concurrent orders never oversell.
+    /// Any failure leaves nothing behind.
+    async fn create_order(&self, ctx: &Context<'_>, input: CreateOrderInput) -> Result<Order> {
+        let rc = request(ctx)?;
+        let user_id = parse_id(&input.user_id, "createOrder.userId")?;
+        let mut raw = Vec::with_capacity(input.items.len());
+        for (i, item) in input.items.iter().enumerate() {
+            raw.push((
+                parse_id(&item.product_id, &format!("items[{i}].productId"))?,
+                item.quantity,
+            ));
+        }
+        let lines = validate::order_lines(&raw).map_err(AppError::BadInput)?;
+        let order = unit_of_work(&rc.session, async |tx: &Session| {
+            match users::active_for_order(tx, user_id).await? {
+                None => return Err(AppError::NotFound(format!("user {user_id} does not exist"))),
+                Some(false) => {
+                    return Err(AppError::bad_input(format!(
+                        "user {user_id} is inactive and cannot place orders"
+                    )));
+                }
+                Some(true) => {}
+            }
+            let stock = products::lock_for_order(tx, lines.iter().map(|l| l.0).collect()).await?;
+            let mut total: i64 = 0;
+            for (i, (product, quantity)) in lines.iter().enumerate() {
+                let Some(p) = stock.iter().find(|p| p.id == *product) else {
+                    return Err(AppError::NotFound(format!(
+                        "items[{i}]: product {product} does not exist"
+                    )));
+                };
+                if p.stock < *quantity {
+                    return Err(AppError::bad_input(format!(
+                        "items[{i}]: insufficient stock for product {product} ({}): {quantity} requested, {} available",
+                        p.sku, p.stock
+                    )));
+                }
+                total = p
+                    .price_cents
+                    .checked_mul(*quantity)
+                    .and_then(|line| total.checked_add(line))
+                    .filter(|t| *t <= MAX_CENTS)
+                    .ok_or_else(|| AppError::bad_input("the order total is too large"))?;
+            }
+            let taken = products::take_stock(tx, &lines).await?;
+            if taken != lines.len() as u64 {
+                // Only reachable if the stock changed after it was read: never on PostgreSQL
+                // (rows locked) nor SQLite (one writer); kept as the guarantee's last check.
+                return Err(AppError::bad_input("insufficient stock"));
+            }
+            let order_id = orders::insert(tx, user_id, total).await?;
+            order_items::insert_lines(tx, order_id, &lines).await?;
+            load_order(ctx, tx, order_id).await
+        })
+        .await?;
+        Ok(order)
+    }
+
+    /// Moves an order along its life cycle: `PENDING -> SHIPPED -> COMPLETED`, or
+    /// `PENDING | SHIPPED -> CANCELLED` (which returns the items' stock). Any other move is
+    /// `BAD_USER_INPUT`; of two concurrent moves of one order, only one can win.
+    async fn update_order_status(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        status: OrderStatus,
+    ) -> Result<Order> {
+        let rc = request(ctx)?;
+        let id = parse_id(&id, "updateOrderStatus.id")?;
+        let order = unit_of_work(&rc.session, async |tx: &Session| {
+            let current = orders::lock_status(tx, id)
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("order {id} does not exist")))?;
+            if !current.can_become(status) {
+                return Err(AppError::bad_input(format!(
+                    "order {id} cannot go from {current:?} to {status:?}"
+                )));
+            }
+            if status == OrderStatus::Cancelled {
+                products::return_stock(tx, id).await?;
+            }
+            orders::set_status(tx, id, status).await?;
+            load_order(ctx, tx, id).await
+        })
+        .await?;
+        Ok(order)
+    }
+
+    /// Inserts or updates (by SKU) a list of products, atomically: one bulk statement per
+    /// 5,000 rows, and a bad row fails the whole import, naming its index.
+    async fn import_products(
+        &self,
+        ctx: &Context<'_>,
+        products: Vec<ProductInput>,
+    ) -> Result<ImportResult> {
+        let rc = request(ctx)?;
+        if products.len() > MAX_IMPORT {
+            return Err(AppError::LimitExceeded(format!(
+                "importProducts: at most {MAX_IMPORT} products per call, got {}",
+                products.len()
+            ))
+            .into());
+        }
+        let mut rows = Vec::with_capacity(products.len());
+        let mut seen = std::collections::HashMap::with_capacity(products.len());
+        for (i, p) in products.iter().enumerate() {
+            let (name, sku, price_cents, stock) =
+                validate::product(i, &p.name, &p.sku, p.price.0, p.stock_quantity)
+                    .map_err(AppError::BadInput)?;
+            if let Some(first) = seen.insert(sku.clone(), i) {
+                return Err(AppError::bad_input(format!(
+                    "products[{i}]: sku {sku:?} is already in products[{first}]"
+                ))
+                .into());
+            }
+            rows.push(ProductUpsert {
+                name,
+                sku,
+                price_cents,
+                stock,
+            });
+        }
+        let batches = rows.len().div_ceil(IMPORT_BATCH);
+        rc.session.log().reserve(batches * 2)?;
+        let (inserted, updated) = unit_of_work(&rc.session, async |tx: &Session| {
+            let mut totals = (0, 0);
+            for chunk in rows.chunks(IMPORT_BATCH) {
+                let (i, u) = products::upsert(tx, chunk).await?;
+                totals = (totals.0 + i, totals.1 + u);
+            }
+            Ok(totals)
+        })
+        .await?;
+        Ok(ImportResult {
+            inserted: i32::try_from(inserted).unwrap_or(i32::MAX),
+            updated: i32::try_from(updated).unwrap_or(i32::MAX),
+        })
+    }
+}
