@@ -11,7 +11,7 @@ use clap::Parser;
 use eagerql::app::AppState;
 use eagerql::config::ServeConfig;
 use eagerql::db::seed::{self, SeedSpec};
-use eagerql::db::{Backend, Db, PoolConfig, Session};
+use eagerql::db::{Backend, Db, Session, StatementHook};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -133,6 +133,7 @@ pub struct TestApp {
     pub router: Router,
     /// The pool.
     pub db: Db,
+    state: AppState,
     _db: TestDb,
 }
 
@@ -174,6 +175,11 @@ impl Gql {
 /// Starts the app on a fresh, migrated, empty database with the test settings (strict mode,
 /// SQL debug allowed) plus `extra` command-line settings.
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    spawn_app_with_hook(extra, None).await
+}
+
+/// [`spawn_app_with`], calling `hook` after every statement of every request.
+pub async fn spawn_app_with_hook(extra: &[&str], hook: Option<StatementHook>) -> TestApp {
     let tdb = TestDb::create().await;
     let mut args = vec![
         "eagerql".to_owned(),
@@ -187,6 +193,8 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
         "on".to_owned(),
         "--pool-size".to_owned(),
         "5".to_owned(),
+        "--pool-timeout-secs".to_owned(),
+        "10".to_owned(),
         "--bind".to_owned(),
         "127.0.0.1:0".to_owned(),
     ];
@@ -194,19 +202,15 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let config = ServeArgs::try_parse_from(args)
         .expect("test settings")
         .config;
-    let db = Db::connect(
-        &config.db.database_url,
-        &PoolConfig {
-            max_connections: config.db.pool_size,
-            acquire_timeout: std::time::Duration::from_secs(10),
-        },
-    )
-    .await
-    .expect("connect");
+    let db = Db::connect(&config.db.database_url, &config.db.pool())
+        .await
+        .expect("connect");
     db.migrate().await.expect("migrate");
-    let state = AppState::new(db.clone(), config);
+    let mut state = AppState::new(db.clone(), config);
+    state.statement_hook = hook;
     TestApp {
-        router: eagerql::http::router(state),
+        router: eagerql::http::router(state.clone()),
+        state,
         db,
         _db: tdb,
     }
@@ -218,6 +222,13 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// The same app (same database and pool) with `hook` called after every statement.
+    pub fn with_hook(mut self, hook: StatementHook) -> TestApp {
+        self.state.statement_hook = Some(hook);
+        self.router = eagerql::http::router(self.state.clone());
+        self
+    }
+
     /// Seeds deterministic data.
     pub async fn seed(
         &self,

@@ -17,4 +17,5 @@ mod http;
 mod mutations;
 mod schema;
 mod seed;
+mod sessions;
 mod statement_counts;
