@@ -46,6 +46,11 @@ pub struct DbConfig {
     #[arg(long, env = "EAGERQL_POOL_TIMEOUT_SECS", default_value_t = 5)]
     pub pool_timeout_secs: u64,
 
+    /// PostgreSQL: longest a single statement may run, in milliseconds (0: no limit). A
+    /// statement over it is cancelled by the server and the request gets LIMIT_EXCEEDED.
+    #[arg(long, env = "EAGERQL_STATEMENT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub statement_timeout_ms: u64,
+
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `eagerql=debug`).
     #[arg(long, env = "EAGERQL_LOG", default_value = "info")]
     pub log: String,
@@ -61,6 +66,8 @@ impl DbConfig {
         PoolConfig {
             max_connections: self.pool_size.max(1),
             acquire_timeout: Duration::from_secs(self.pool_timeout_secs),
+            statement_timeout: (self.statement_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.statement_timeout_ms)),
         }
     }
 

@@ -103,6 +103,11 @@ impl From<sqlx::Error> for AppError {
             {
                 return AppError::Conflict { field };
             }
+            if db.code().as_deref() == Some("57014") {
+                return AppError::LimitExceeded(
+                    "a statement ran longer than the statement timeout".to_owned(),
+                );
+            }
             // The CHECK that keeps stock from going negative: the last line of defence against
             // overselling, should a conditional update ever let one through.
             let msg = db.message();

@@ -60,6 +60,8 @@ pub struct PoolConfig {
     pub max_connections: u32,
     /// How long a request waits for a free connection before `SERVICE_UNAVAILABLE`.
     pub acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout` of every connection.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Db {
@@ -67,10 +69,15 @@ impl Db {
     /// path, created if missing.
     pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, sqlx::Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url)?;
+            let mut opts = PgConnectOptions::from_str(url)?;
+            if let Some(t) = cfg.statement_timeout {
+                opts = opts.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(cfg.max_connections)
                 .acquire_timeout(cfg.acquire_timeout)
+                // The lesson's pool_pre_ping: a connection broken by a database restart is
+                // replaced instead of failing a request.
                 .test_before_acquire(true)
                 .connect_with(opts)
                 .await?;
@@ -90,6 +97,7 @@ impl Db {
             let pool = SqlitePoolOptions::new()
                 .max_connections(cfg.max_connections)
                 .acquire_timeout(cfg.acquire_timeout)
+                .test_before_acquire(true)
                 .connect_with(opts)
                 .await?;
             Ok(Db::Sqlite(pool))

@@ -239,3 +239,24 @@ async fn an_exhausted_pool_is_service_unavailable() {
     assert!(!second.body.to_string().contains("PoolTimedOut"));
     assert_eq!(first.data()["users"].as_array().map(Vec::len), Some(2));
 }
+
+#[tokio::test]
+async fn postgres_statements_are_cut_off_by_the_statement_timeout() {
+    if crate::helpers::backend() != Backend::Postgres {
+        return;
+    }
+    let app = spawn_app_with_hook(&["--statement-timeout-ms", "100"], None).await;
+    let s = Session::unmetered(app.db.clone());
+    let err = s
+        .fetch(
+            "test.sleep",
+            "select 1::int8 from pg_sleep(1)".into(),
+            vec![],
+            |r| r.i64(0),
+        )
+        .await
+        .expect_err("cancelled");
+    assert_eq!(err.code(), "LIMIT_EXCEEDED", "{}", err.detail());
+    // The connection is still usable afterwards.
+    assert_eq!(app.gql("{ users { id } }").await.statements, 1);
+}

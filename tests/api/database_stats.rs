@@ -1,0 +1,101 @@
+//! The statement counts the server reports, checked from outside: PostgreSQL's own
+//! `pg_stat_statements` must count the same data statements for each request.
+//! (SQLite keeps no such statistics; there the counting session is the one source.)
+
+use eagerql::db::session::Arg;
+use eagerql::db::{Backend, Session};
+
+use crate::helpers::{TestApp, backend, spawn_app};
+
+const SHAPES: &[&str] = &[
+    "{ users(first: 100) { id orders { id } } }",
+    "{ users(first: 100) { id orders { id items { quantity product { name } } } } }",
+    "{ order(id: 1) { id user { email } items { product { name } } } }",
+    "{ products(first: 20) { id orders { id user { email } } orderItems { id } } }",
+    "{ analytics { topCustomers(days: 90) { user { id orders(first: 2) { id } } totalRevenue } } }",
+];
+
+async fn stats_available(s: &Session) -> bool {
+    let loaded = s
+        .fetch(
+            "test.preload",
+            "select count(*) from pg_settings where name = 'shared_preload_libraries' \
+             and setting like '%pg_stat_statements%'"
+                .into(),
+            vec![],
+            |r| r.i64(0),
+        )
+        .await
+        .map(|v| v == [1])
+        .unwrap_or(false);
+    if !loaded {
+        return false;
+    }
+    s.execute(
+        "test.ext",
+        "create extension if not exists pg_stat_statements".into(),
+        vec![],
+    )
+    .await
+    .is_ok()
+}
+
+/// Data statements PostgreSQL executed in this database since the last reset.
+async fn executed(s: &Session) -> i64 {
+    let n = s
+        .fetch(
+            "test.count",
+            "select coalesce(sum(calls), 0)::int8 from pg_stat_statements \
+             where dbid = (select oid from pg_database where datname = current_database()) \
+             and query !~* '^\\s*(begin|commit|rollback|select pg_stat_statements_reset)' \
+             and query not like '%pg_stat_statements%'"
+                .into(),
+            vec![],
+            |r| r.i64(0),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.detail()));
+    n[0]
+}
+
+async fn reset(s: &Session) {
+    s.fetch(
+        "test.reset",
+        "select 1::int8 from (select pg_stat_statements_reset(0, \
+         (select oid from pg_database where datname = current_database()), 0)) r"
+            .into(),
+        Vec::<Arg>::new(),
+        |r| r.i64(0),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}", e.detail()));
+}
+
+#[tokio::test]
+async fn postgres_statistics_count_the_same_statements() {
+    if backend() != Backend::Postgres {
+        eprintln!("pg_stat_statements check: PostgreSQL only");
+        return;
+    }
+    let app: TestApp = spawn_app().await;
+    app.seed(100, 3, 2, 20).await;
+    let s = Session::unmetered(app.db.clone());
+    if !stats_available(&s).await {
+        assert!(
+            std::env::var("EAGERQL_REQUIRE_PG_STATS").as_deref() != Ok("1"),
+            "pg_stat_statements is not loaded (shared_preload_libraries)"
+        );
+        eprintln!("pg_stat_statements not loaded: check skipped");
+        return;
+    }
+    for shape in SHAPES {
+        // Warm the pool's connections (type look-ups on first use are not the request's).
+        app.gql(shape).await.data();
+        reset(&s).await;
+        let resp = app.gql(shape).await;
+        resp.data();
+        let n = executed(&s).await;
+        eprintln!("STATS {shape}: pg={n} server={}", resp.statements);
+        assert_eq!(n, resp.statements as i64, "{shape}");
+    }
+}
