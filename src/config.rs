@@ -134,7 +134,7 @@ pub struct ServeConfig {
     pub max_complexity: usize,
 
     /// Largest request body, in bytes.
-    #[arg(long, env = "EAGERQL_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "EAGERQL_MAX_BODY_BYTES", default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
 
     /// Seconds before a request is cut off with 503.
