@@ -358,8 +358,9 @@ pub async fn seed(
     }
 
     if backend == Backend::Postgres {
-        // Explicit ids were written: move the sequences past them, and refresh the planner's
-        // statistics so the first queries get good plans.
+        // Explicit ids were written: move the sequences past them; then vacuum, so hint bits
+        // and the visibility map are set (no first-read writes, index-only scans possible),
+        // and refresh the planner's statistics so the first queries get good plans.
         for table in ["users", "products", "orders", "order_items"] {
             s.fetch(
                 "seed.setval",

@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod execution;
+pub mod fast;
 pub mod mutation;
 pub mod preload;
 pub mod query;

@@ -4,6 +4,7 @@ use super::scalars::Decimal;
 use async_graphql::{Context, ID, Object, Result};
 
 use super::analytics::Analytics;
+use super::fast::Fast;
 use super::preload::{self, into_orders, into_products, into_users};
 use super::types::{Order, Product, User};
 use super::{RequestContext, parse_id};
@@ -51,10 +52,10 @@ impl Query {
         )]
         first: i32,
         #[graphql(default = 0, desc = "Users skipped before the page starts.")] offset: i32,
-    ) -> Result<Vec<User>> {
+    ) -> Result<Fast<Vec<User>>> {
         let (first, offset) = page_args(ctx, "users", first, offset)?;
         let objs = preload::load_root(ctx, Entity::User, RootQuery::Page { first, offset }).await?;
-        Ok(into_users(objs))
+        Ok(Fast(into_users(objs)))
     }
 
     /// One user by id, or null if there is none.
@@ -62,10 +63,10 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The user's id.")] id: ID,
-    ) -> Result<Option<User>> {
+    ) -> Result<Fast<Option<User>>> {
         let id = parse_id(&id, "user")?;
         let objs = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
-        Ok(into_users(objs).into_iter().next())
+        Ok(Fast(into_users(objs).into_iter().next()))
     }
 
     /// Orders ordered by id, optionally filtered.
@@ -83,7 +84,7 @@ impl Query {
         #[graphql(desc = "Only orders whose total is at least this amount.")] min_amount: Option<
             Decimal,
         >,
-    ) -> Result<Vec<Order>> {
+    ) -> Result<Fast<Vec<Order>>> {
         let (first, offset) = page_args(ctx, "orders", first, offset)?;
         let user_id = user_id
             .map(|id| parse_id(&id, "orders.userId"))
@@ -106,7 +107,7 @@ impl Query {
             min_amount_cents,
         };
         let objs = preload::load_root(ctx, Entity::Order, RootQuery::Orders(filter)).await?;
-        Ok(into_orders(objs))
+        Ok(Fast(into_orders(objs)))
     }
 
     /// One order by id, or null if there is none.
@@ -114,10 +115,10 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The order's id.")] id: ID,
-    ) -> Result<Option<Order>> {
+    ) -> Result<Fast<Option<Order>>> {
         let id = parse_id(&id, "order")?;
         let objs = preload::load_root(ctx, Entity::Order, RootQuery::ById(id)).await?;
-        Ok(into_orders(objs).into_iter().next())
+        Ok(Fast(into_orders(objs).into_iter().next()))
     }
 
     /// Products ordered by id.
@@ -130,11 +131,11 @@ impl Query {
         )]
         first: i32,
         #[graphql(default = 0, desc = "Products skipped before the page starts.")] offset: i32,
-    ) -> Result<Vec<Product>> {
+    ) -> Result<Fast<Vec<Product>>> {
         let (first, offset) = page_args(ctx, "products", first, offset)?;
         let objs =
             preload::load_root(ctx, Entity::Product, RootQuery::Page { first, offset }).await?;
-        Ok(into_products(objs))
+        Ok(Fast(into_products(objs)))
     }
 
     /// Revenue reports computed by aggregate SQL in the database.
@@ -147,9 +148,9 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The product's id.")] id: ID,
-    ) -> Result<Option<Product>> {
+    ) -> Result<Fast<Option<Product>>> {
         let id = parse_id(&id, "product")?;
         let objs = preload::load_root(ctx, Entity::Product, RootQuery::ById(id)).await?;
-        Ok(into_products(objs).into_iter().next())
+        Ok(Fast(into_products(objs).into_iter().next()))
     }
 }

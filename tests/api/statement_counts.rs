@@ -112,7 +112,7 @@ const SHAPES: &[Shape] = &[
 ];
 
 /// Seeds `n` users (3 orders each, 2 items each) and `n` products, then checks every shape:
-/// exact statement count and the reference's answer.
+/// exact statement count and the reference's answer, rendered by the fast output path.
 async fn check_all_shapes(app: &TestApp, n: u64) {
     app.seed(n, 3, n.min(2), n).await;
     let model = Model::load(&app.db).await;
@@ -133,6 +133,11 @@ async fn check_all_shapes(app: &TestApp, n: u64) {
             shape.name
         );
     }
+    assert_eq!(
+        eagerql::graphql::fast::fallbacks(),
+        0,
+        "every shape took the fast path"
+    );
 }
 
 #[tokio::test]

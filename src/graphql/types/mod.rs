@@ -34,6 +34,14 @@ impl<T: Clone> Edges<T> {
             .map(|(_, v)| v.clone())
     }
 
+    /// The children loaded for `args`, borrowed.
+    pub fn get_ref(&self, args: &EdgeArgs) -> Option<&[T]> {
+        self.0
+            .iter()
+            .find(|(a, _)| a == args)
+            .map(|(_, v)| v.as_slice())
+    }
+
     /// Records the children loaded for `args`.
     pub fn insert(&mut self, args: EdgeArgs, children: Vec<T>) {
         self.0.push((args, children));
