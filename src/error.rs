@@ -103,6 +103,12 @@ impl From<sqlx::Error> for AppError {
             {
                 return AppError::Conflict { field };
             }
+            // The server is shutting down or restarting, or the connection broke: retryable.
+            if let Some(code) = db.code()
+                && (code.starts_with("57P") || code.starts_with("08"))
+            {
+                return AppError::Unavailable(err);
+            }
             if db.code().as_deref() == Some("57014") {
                 return AppError::LimitExceeded(
                     "a statement ran longer than the statement timeout".to_owned(),

@@ -26,7 +26,7 @@ use crate::app::AppState;
 use crate::db::{Session, StatementLog};
 use crate::graphql::RequestContext;
 use crate::graphql::execution::{
-    ExecutionStarted, apply_variable_defaults, ensure_error_codes, operation_type,
+    apply_variable_defaults, ensure_error_codes, execution_started, operation_type,
 };
 
 /// The request header that asks for the executed SQL in the response's `extensions`.
@@ -297,8 +297,7 @@ async fn execute(
         limits: state.config.limits(),
         strict: state.config.strict,
     };
-    let marker = Arc::new(ExecutionStarted::default());
-    let mut request = request.data(rc).data(marker.clone());
+    let mut request = request.data(rc);
     if let Some(vars) = params.variables {
         request = request.variables(Variables::from_json(Json::Object(vars)));
     }
@@ -316,7 +315,7 @@ async fn execute(
     if let Err(err) = session.commit().await {
         tracing::warn!(error = %err.detail(), "ending the request's transaction failed");
     }
-    let executed = marker.started();
+    let executed = execution_started(&response);
     ensure_error_codes(&mut response, executed);
     let statements = log.count();
     if wants_sql {

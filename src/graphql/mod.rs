@@ -41,7 +41,6 @@ pub fn build_schema(limits: SchemaLimits) -> AppSchema {
     Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
-        .extension(execution::ExecutionMarker)
         .finish()
 }
 
