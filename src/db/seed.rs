@@ -224,6 +224,10 @@ const LINK_COLS: &[&str] = &["order_id", "product_id", "quantity"];
 /// Rows per bulk statement.
 const BATCH_ROWS: u64 = 50_000;
 
+async fn join_copy(handle: tokio::task::JoinHandle<AppResult<()>>) -> AppResult<()> {
+    handle.await.map_err(AppError::internal)?
+}
+
 /// Whether the database has no users, products or orders yet.
 pub async fn is_empty(s: &Session) -> AppResult<bool> {
     let n = s
@@ -312,6 +316,7 @@ pub async fn seed(
     let mut items = Rows::new(backend);
     let mut links = Rows::new(backend);
     let users_per_chunk = (BATCH_ROWS / spec.orders_per_user.max(1)).max(1);
+    let mut in_flight: Option<tokio::task::JoinHandle<AppResult<()>>> = None;
     let mut user = 1;
     while user <= spec.users {
         let last = (user + users_per_chunk - 1).min(spec.users);
@@ -351,10 +356,33 @@ pub async fn seed(
         }
         written += rows.count + items.count + links.count;
         rows.flush(s, "orders", ORDER_COLS).await?;
-        items.flush(s, "order_items", ITEM_COLS).await?;
-        links.flush(s, "order_products", LINK_COLS).await?;
+        if backend == Backend::Postgres {
+            // Pipelined: this chunk's items and links are copied on two more connections
+            // while the next chunk is generated and its orders copied (items reference
+            // orders, so the orders of a chunk always land first).
+            if let Some(previous) = in_flight.take() {
+                join_copy(previous).await?;
+            }
+            let mut it = std::mem::replace(&mut items, Rows::new(backend));
+            let mut li = std::mem::replace(&mut links, Rows::new(backend));
+            let s2 = s.clone();
+            in_flight = Some(tokio::spawn(async move {
+                let s3 = s2.clone();
+                tokio::try_join!(
+                    it.flush(&s2, "order_items", ITEM_COLS),
+                    li.flush(&s3, "order_products", LINK_COLS)
+                )
+                .map(|_| ())
+            }));
+        } else {
+            items.flush(s, "order_items", ITEM_COLS).await?;
+            links.flush(s, "order_products", LINK_COLS).await?;
+        }
         progress(written);
         user = last + 1;
+    }
+    if let Some(previous) = in_flight.take() {
+        join_copy(previous).await?;
     }
 
     if backend == Backend::Postgres {
