@@ -42,7 +42,7 @@ Workloads (--workloads, comma-separated; default: all):
   (also: reads, writes, all)
 
 Data: seed --users 1000 --orders-per-user 10 --items-per-order 3 --products 500, into a fresh
-SQLite file in the temp directory, or a PostgreSQL database eagerql_bench_<size> (dropped and
+SQLite file in the temp directory, or a PostgreSQL database eagerql_bench_<size>_<pid> (dropped and
 created again) on BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 --scale adds the dashboard and deep shapes on 10x and 100x the users (own databases);
 --big adds top-customers on 500,000 users / 5,000,000 orders (PostgreSQL only; slow to seed).

@@ -135,7 +135,7 @@ fn check_loopback_url(url: &str) -> Res<()> {
 }
 
 impl Database {
-    /// An empty database for `size`: a new temp file, or `eagerql_bench_<size>` dropped and
+    /// An empty database for `size`: a new temp file, or `eagerql_bench_<size>_<pid>` dropped and
     /// created again.
     pub async fn create(backend: Backend, size: &SeedSize) -> Res<Database> {
         match backend {
@@ -156,7 +156,7 @@ impl Database {
             Backend::Postgres => {
                 let admin = pg_admin_url();
                 check_loopback_url(&admin)?;
-                let name = format!("eagerql_bench_{}", size.label());
+                let name = format!("eagerql_bench_{}_{}", size.label(), std::process::id());
                 let mut conn = PgConnection::connect(&admin).await?;
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                     "drop database if exists {name} with (force)"
