@@ -30,5 +30,6 @@ ENV DATABASE_URL=sqlite:/data/eagerql.db \
     EAGERQL_BIND=0.0.0.0:8000 \
     EAGERQL_LOG_FORMAT=json
 EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s CMD ["/usr/local/bin/eagerql", "health"]
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/eagerql"]
 CMD ["serve"]

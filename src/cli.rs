@@ -31,6 +31,13 @@ pub enum Command {
     Seed(SeedArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Exit 0 when the server at ADDR answers `GET /readyz` with 200 (for container health
+    /// checks, where no HTTP client is installed).
+    Health {
+        /// The server's address.
+        #[arg(long, env = "EAGERQL_BIND", default_value = "127.0.0.1:8000")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 /// Arguments of `eagerql seed`.
@@ -114,6 +121,36 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Schema => {
             print!("{}", graphql::sdl());
         }
+        Command::Health { addr } => {
+            let status = ready_status(addr).await?;
+            if status != 200 {
+                return Err(format!("GET /readyz answered {status}").into());
+            }
+            println!("ready");
+        }
     }
     Ok(())
+}
+
+/// The status code of `GET /readyz` at `addr`: a bare HTTP/1.0 request, so no HTTP client is
+/// needed. An address bound to all interfaces is reached through loopback.
+async fn ready_status(addr: std::net::SocketAddr) -> Result<u16, BoxError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<_, std::io::Error>(head)
+    };
+    let head = tokio::time::timeout(std::time::Duration::from_secs(3), exchange).await??;
+    // "HTTP/1.1 200"
+    let code = std::str::from_utf8(&head[9..12])?.parse::<u16>()?;
+    Ok(code)
 }

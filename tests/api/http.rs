@@ -241,3 +241,27 @@ async fn health_and_readiness() {
     assert_eq!(send(&app, get("/readyz", None)).await.0, 503);
     assert_eq!(send(&app, get("/healthz", None)).await.0, 200);
 }
+
+#[tokio::test]
+async fn the_health_command_reads_readyz_over_a_socket() {
+    let app = spawn_app().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = app.router.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let health = |addr| {
+        eagerql::cli::run(eagerql::cli::Cli {
+            command: Some(eagerql::cli::Command::Health { addr }),
+        })
+    };
+    assert!(health(addr).await.is_ok());
+    app.db.close().await;
+    assert!(health(addr).await.is_err(), "503 once the database is gone");
+    server.abort();
+    assert!(
+        health("127.0.0.1:9".parse().expect("addr")).await.is_err(),
+        "nothing listening"
+    );
+}
