@@ -36,6 +36,35 @@ fn revenue_rows(rows: Vec<(Vec<i64>, Loaded)>) -> Vec<Revenue> {
         .collect()
 }
 
+/// A ranking report: `(status, window start, window end, limit)` bound in that order, rows
+/// keyed by `key` with `extras`, highest revenue first, ties by key.
+struct Ranking {
+    name: &'static str,
+    agg: &'static str,
+    key: &'static str,
+    extras: [&'static str; 2],
+    order_by: &'static str,
+}
+
+async fn ranked(
+    s: &Session,
+    r: Ranking,
+    status: OrderStatus,
+    window: Window,
+    limit: i64,
+    node: &Node,
+) -> AppResult<Vec<Revenue>> {
+    let args = vec![
+        Arg::Text(status.as_db().to_owned()),
+        Arg::Ts(window.start),
+        Arg::Ts(window.end),
+        Arg::I64(limit),
+    ];
+    let rows =
+        load::fetch_aggregate(s, r.name, r.agg, args, r.key, &r.extras, r.order_by, node).await?;
+    Ok(revenue_rows(rows))
+}
+
 /// Top customers by revenue: active users' orders of `status` in `window`.
 pub async fn top_customers(
     s: &Session,
@@ -44,29 +73,18 @@ pub async fn top_customers(
     limit: i64,
     user: &Node,
 ) -> AppResult<Vec<Revenue>> {
-    let agg = sql(
-        s.backend(),
-        include_str!("../../sql/queries/top_customers.postgres.sql"),
-        include_str!("../../sql/queries/top_customers.sqlite.sql"),
-    );
-    let args = vec![
-        Arg::Text(status.as_db().to_owned()),
-        Arg::Ts(window.start),
-        Arg::Ts(window.end),
-        Arg::I64(limit),
-    ];
-    let rows = load::fetch_aggregate(
-        s,
-        "analytics.top_customers",
-        agg,
-        args,
-        "user_id",
-        &["order_count", "revenue_cents"],
-        "agg.revenue_cents desc, agg.user_id",
-        user,
-    )
-    .await?;
-    Ok(revenue_rows(rows))
+    let ranking = Ranking {
+        name: "analytics.top_customers",
+        agg: sql(
+            s.backend(),
+            include_str!("../../sql/queries/top_customers.postgres.sql"),
+            include_str!("../../sql/queries/top_customers.sqlite.sql"),
+        ),
+        key: "user_id",
+        extras: ["order_count", "revenue_cents"],
+        order_by: "agg.revenue_cents desc, agg.user_id",
+    };
+    ranked(s, ranking, status, window, limit, user).await
 }
 
 /// The lesson's spending summary: every active user, those without orders last with 0.
@@ -104,29 +122,18 @@ pub async fn product_sales(
     limit: i64,
     product: &Node,
 ) -> AppResult<Vec<Revenue>> {
-    let agg = sql(
-        s.backend(),
-        include_str!("../../sql/queries/product_sales.postgres.sql"),
-        include_str!("../../sql/queries/product_sales.sqlite.sql"),
-    );
-    let args = vec![
-        Arg::Text(status.as_db().to_owned()),
-        Arg::Ts(window.start),
-        Arg::Ts(window.end),
-        Arg::I64(limit),
-    ];
-    let rows = load::fetch_aggregate(
-        s,
-        "analytics.product_sales",
-        agg,
-        args,
-        "product_id",
-        &["units_sold", "revenue_cents"],
-        "agg.revenue_cents desc, agg.product_id",
-        product,
-    )
-    .await?;
-    Ok(revenue_rows(rows))
+    let ranking = Ranking {
+        name: "analytics.product_sales",
+        agg: sql(
+            s.backend(),
+            include_str!("../../sql/queries/product_sales.postgres.sql"),
+            include_str!("../../sql/queries/product_sales.sqlite.sql"),
+        ),
+        key: "product_id",
+        extras: ["units_sold", "revenue_cents"],
+        order_by: "agg.revenue_cents desc, agg.product_id",
+    };
+    ranked(s, ranking, status, window, limit, product).await
 }
 
 /// One day of revenue.
