@@ -174,7 +174,7 @@ fn bind_sqlite<'q>(q: SqliteQuery<'q>, v: &Value) -> Res<SqliteQuery<'q>> {
             None => q.bind(n.as_f64().unwrap_or(f64::NAN)),
         },
         Value::String(s) => match as_timestamp(s) {
-            Some(ts) => q.bind(ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            Some(ts) => q.bind(eagerql::db::session::sqlite_ts(ts)),
             None => q.bind(s.clone()),
         },
         Value::Array(items) => {
