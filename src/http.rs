@@ -28,6 +28,7 @@ use crate::graphql::RequestContext;
 use crate::graphql::execution::{
     apply_variable_defaults, ensure_error_codes, execution_started, operation_type,
 };
+use crate::json;
 
 /// The request header that asks for the executed SQL in the response's `extensions`.
 pub const DEBUG_HEADER: &str = "x-eagerql-debug";
@@ -335,15 +336,7 @@ async fn execute(
         }
     }
     // A request error (execution never began) has no `data` entry at all.
-    let body = Body {
-        data: executed.then_some(&response.data),
-        errors: &response.errors,
-        extensions: &response.extensions,
-    };
-    let body = serde_json::to_string(&body).unwrap_or_else(|_| {
-        r#"{"errors":[{"message":"an internal error occurred","extensions":{"code":"INTERNAL"}}]}"#
-            .to_owned()
-    });
+    let body = response_body(executed.then_some(&response.data), &response);
     let status = if !executed && media == Media::GraphqlResponse {
         StatusCode::BAD_REQUEST
     } else {
@@ -364,23 +357,42 @@ async fn execute(
     resp
 }
 
-/// A GraphQL response body; field order follows the query.
-#[derive(serde::Serialize)]
-struct Body<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a async_graphql::Value>,
-    #[serde(skip_serializing_if = "no_errors")]
-    errors: &'a Vec<async_graphql::ServerError>,
-    #[serde(skip_serializing_if = "no_extensions")]
-    extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
-}
-
-fn no_errors(e: &&Vec<async_graphql::ServerError>) -> bool {
-    e.is_empty()
-}
-
-fn no_extensions(e: &&std::collections::BTreeMap<String, async_graphql::Value>) -> bool {
-    e.is_empty()
+/// The JSON body of a GraphQL response. `data` is written by [`json::write_value`], which
+/// splices in the JSON text the fast output path rendered; errors and extensions by serde.
+fn response_body(
+    data: Option<&async_graphql::Value>,
+    response: &async_graphql::Response,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.map_or(0, json::size_hint) + 1024);
+    out.push(b'{');
+    if let Some(data) = data {
+        out.extend_from_slice(b"\"data\":");
+        json::write_value(&mut out, data);
+    }
+    let sep = |out: &mut Vec<u8>| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+    };
+    let rest = (|| {
+        if !response.errors.is_empty() {
+            sep(&mut out);
+            out.extend_from_slice(b"\"errors\":");
+            serde_json::to_writer(&mut out, &response.errors)?;
+        }
+        if !response.extensions.is_empty() {
+            sep(&mut out);
+            out.extend_from_slice(b"\"extensions\":");
+            serde_json::to_writer(&mut out, &response.extensions)?;
+        }
+        Ok::<_, serde_json::Error>(())
+    })();
+    if rest.is_err() {
+        return br#"{"errors":[{"message":"an internal error occurred","extensions":{"code":"INTERNAL"}}]}"#
+            .to_vec();
+    }
+    out.push(b'}');
+    out
 }
 
 /// The vendored GraphiQL build (see `assets/graphiql/README.md`).

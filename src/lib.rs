@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod json;
 pub mod model;
 pub mod planner;
 pub mod telemetry;

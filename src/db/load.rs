@@ -34,28 +34,41 @@ enum Kind {
 pub struct Column {
     name: &'static str,
     kind: Kind,
+    /// The GraphQL field that reads it; `None` for keys, which every load reads.
+    field: Option<&'static str>,
 }
 
 impl Column {
-    /// A column read as stored.
-    pub const fn plain(name: &'static str) -> Self {
+    /// A key column (primary or foreign), read by every load.
+    pub const fn key(name: &'static str) -> Self {
         Column {
             name,
             kind: Kind::Plain,
+            field: None,
         }
     }
-    /// A money column, read as integer cents.
-    pub const fn money(name: &'static str) -> Self {
+    /// A column read as stored, only when the GraphQL field `field` is selected.
+    pub const fn plain(name: &'static str, field: &'static str) -> Self {
+        Column {
+            name,
+            kind: Kind::Plain,
+            field: Some(field),
+        }
+    }
+    /// A money column, read as integer cents, only when `field` is selected.
+    pub const fn money(name: &'static str, field: &'static str) -> Self {
         Column {
             name,
             kind: Kind::Money,
+            field: Some(field),
         }
     }
-    /// A 32-bit integer column, read as a 64-bit one.
-    pub const fn int4(name: &'static str) -> Self {
+    /// A 32-bit integer column, read as a 64-bit one, only when `field` is selected.
+    pub const fn int4(name: &'static str, field: &'static str) -> Self {
         Column {
             name,
             kind: Kind::Int4,
+            field: Some(field),
         }
     }
 
@@ -65,6 +78,89 @@ impl Column {
             (Backend::Postgres, Kind::Int4) => format!("{alias}.{}::int8", self.name),
             _ => format!("{alias}.{}", self.name),
         }
+    }
+}
+
+/// Which columns of a table's load list a node reads: bit `i` is `COLUMNS[i]`.
+fn column_mask(node: &Node) -> u32 {
+    let mut mask = 0;
+    for (i, col) in columns(node.entity).iter().enumerate() {
+        let wanted = match col.field {
+            None => true,
+            Some(field) => node
+                .scalars
+                .binary_search_by(|s| s.as_str().cmp(field))
+                .is_ok(),
+        };
+        if wanted {
+            mask |= 1 << i;
+        }
+    }
+    mask
+}
+
+/// Reads a row's columns in load-list order, giving defaults for the columns the load did
+/// not select (whose fields the query did not ask for, so no resolver reads them).
+pub struct Cols<'a> {
+    row: &'a dyn DbRow,
+    mask: u32,
+    /// Index in the load list of the next column.
+    next: u32,
+    /// Position in the result row of the next selected column.
+    at: usize,
+}
+
+impl<'a> Cols<'a> {
+    /// Every column of the load list, from the row's first column on (a full-row read).
+    pub fn all(row: &'a dyn DbRow) -> Self {
+        Cols {
+            row,
+            mask: u32::MAX,
+            next: 0,
+            at: 0,
+        }
+    }
+
+    fn take(&mut self) -> Option<usize> {
+        let selected = self.mask & (1 << self.next) != 0;
+        self.next += 1;
+        selected.then(|| {
+            self.at += 1;
+            self.at - 1
+        })
+    }
+
+    /// An integer column.
+    pub fn i64(&mut self) -> Result<i64, sqlx::Error> {
+        self.take().map_or(Ok(0), |i| self.row.i64(i))
+    }
+    /// A text column.
+    pub fn text(&mut self) -> Result<String, sqlx::Error> {
+        self.take().map_or(Ok(String::new()), |i| self.row.text(i))
+    }
+    /// A nullable text column.
+    pub fn opt_text(&mut self) -> Result<Option<String>, sqlx::Error> {
+        self.take().map_or(Ok(None), |i| self.row.opt_text(i))
+    }
+    /// A boolean column.
+    pub fn bool(&mut self) -> Result<bool, sqlx::Error> {
+        self.take().map_or(Ok(false), |i| self.row.bool(i))
+    }
+    /// A timestamp column.
+    pub fn ts(&mut self) -> Result<chrono::DateTime<chrono::Utc>, sqlx::Error> {
+        self.take()
+            .map_or(Ok(chrono::DateTime::UNIX_EPOCH), |i| self.row.ts(i))
+    }
+    /// An order status column.
+    pub fn status(&mut self) -> Result<OrderStatus, sqlx::Error> {
+        let Some(i) = self.take() else {
+            return Ok(OrderStatus::Pending);
+        };
+        let status = self.row.text(i)?;
+        OrderStatus::from_db(&status).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "status".into(),
+            source: format!("unknown order status {status:?}").into(),
+        })
     }
 }
 
@@ -143,6 +239,8 @@ fn in_ids(backend: Backend, col: &str, n: usize) -> String {
 struct Select {
     backend: Backend,
     cols: Vec<String>,
+    /// The column mask of every node, depth-first (the order `decode` reads them).
+    masks: Vec<u32>,
     joins: String,
     next_alias: usize,
 }
@@ -152,6 +250,7 @@ impl Select {
         let mut s = Select {
             backend,
             cols: Vec::new(),
+            masks: Vec::new(),
             joins: String::new(),
             next_alias: 1,
         };
@@ -160,9 +259,13 @@ impl Select {
     }
 
     fn add(&mut self, node: &Node, alias: &str) {
-        for col in columns(node.entity) {
-            let expr = col.expr(self.backend, alias);
-            self.cols.push(expr);
+        let mask = column_mask(node);
+        self.masks.push(mask);
+        for (i, col) in columns(node.entity).iter().enumerate() {
+            if mask & (1 << i) != 0 {
+                let expr = col.expr(self.backend, alias);
+                self.cols.push(expr);
+            }
         }
         for join in &node.joins {
             let child = format!("t{}", self.next_alias);
@@ -190,18 +293,32 @@ impl Select {
     }
 }
 
-fn decode(node: &Node, r: &dyn DbRow, at: &mut usize) -> Result<Loaded, sqlx::Error> {
-    let row = match node.entity {
-        Entity::User => EntityRow::User(users::decode(r, *at)?),
-        Entity::Order => EntityRow::Order(orders::decode(r, *at)?),
-        Entity::OrderItem => EntityRow::OrderItem(order_items::decode(r, *at)?),
-        Entity::Product => EntityRow::Product(products::decode(r, *at)?),
+/// Decodes a node's row and its joins from position `at` on; `masks` is
+/// [`Select::masks`], consumed in the same depth-first order.
+fn decode(
+    node: &Node,
+    r: &dyn DbRow,
+    at: &mut usize,
+    masks: &mut std::slice::Iter<'_, u32>,
+) -> Result<Loaded, sqlx::Error> {
+    let mask = masks.next().copied().unwrap_or(u32::MAX);
+    let mut c = Cols {
+        row: r,
+        mask,
+        next: 0,
+        at: *at,
     };
-    *at += columns(node.entity).len();
+    let row = match node.entity {
+        Entity::User => EntityRow::User(users::decode(&mut c)?),
+        Entity::Order => EntityRow::Order(orders::decode(&mut c)?),
+        Entity::OrderItem => EntityRow::OrderItem(order_items::decode(&mut c)?),
+        Entity::Product => EntityRow::Product(products::decode(&mut c)?),
+    };
+    *at = c.at;
     let joins = node
         .joins
         .iter()
-        .map(|j| decode(&j.node, r, at))
+        .map(|j| decode(&j.node, r, at, masks))
         .collect::<Result<_, _>>()?;
     Ok(Loaded { row, joins })
 }
@@ -314,7 +431,7 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
     }
     s.fetch(name, sql, args, |r| {
         let mut at = 0;
-        decode(node, r, &mut at)
+        decode(node, r, &mut at, &mut select.masks.iter())
     })
     .await
 }
@@ -385,7 +502,10 @@ pub async fn fetch_batch(
     let mut rows = s
         .fetch(name, sql, args, |r| {
             let mut at = 1;
-            Ok((r.i64(0)?, decode(&batch.node, r, &mut at)?))
+            Ok((
+                r.i64(0)?,
+                decode(&batch.node, r, &mut at, &mut select.masks.iter())?,
+            ))
         })
         .await?;
     rows.sort_unstable_by_key(|(parent, child)| (*parent, child.row.id()));
@@ -420,7 +540,7 @@ pub async fn fetch_aggregate(
     s.fetch(name, sql, args, |r| {
         let values = (0..n).map(|i| r.i64(i)).collect::<Result<Vec<_>, _>>()?;
         let mut at = n;
-        Ok((values, decode(node, r, &mut at)?))
+        Ok((values, decode(node, r, &mut at, &mut select.masks.iter())?))
     })
     .await
 }

@@ -2,9 +2,8 @@
 
 use rust_decimal::Decimal;
 
-use super::load::Column;
+use super::load::{Cols, Column};
 use super::money::from_cents;
-use super::session::DbRow;
 
 /// A row of `order_items`.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,21 +22,21 @@ pub struct OrderItemRow {
 
 /// The columns a load selects, in decoding order.
 pub const COLUMNS: &[Column] = &[
-    Column::plain("id"),
-    Column::plain("order_id"),
-    Column::plain("product_id"),
-    Column::int4("quantity"),
-    Column::money("unit_price"),
+    Column::key("id"),
+    Column::key("order_id"),
+    Column::key("product_id"),
+    Column::int4("quantity", "quantity"),
+    Column::money("unit_price", "unitPrice"),
 ];
 
-/// Decodes [`COLUMNS`] starting at column `at`.
-pub fn decode(r: &dyn DbRow, at: usize) -> Result<OrderItemRow, sqlx::Error> {
+/// Decodes [`COLUMNS`] (those the load selected).
+pub fn decode(c: &mut Cols<'_>) -> Result<OrderItemRow, sqlx::Error> {
     Ok(OrderItemRow {
-        id: r.i64(at)?,
-        order_id: r.i64(at + 1)?,
-        product_id: r.i64(at + 2)?,
-        quantity: narrow(r.i64(at + 3)?)?,
-        unit_price: from_cents(r.i64(at + 4)?),
+        id: c.i64()?,
+        order_id: c.i64()?,
+        product_id: c.i64()?,
+        quantity: narrow(c.i64()?)?,
+        unit_price: from_cents(c.i64()?),
     })
 }
 

@@ -3,9 +3,8 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::load::Column;
+use super::load::{Cols, Column};
 use super::money::from_cents;
-use super::session::DbRow;
 use crate::model::OrderStatus;
 
 /// A row of `orders`.
@@ -25,25 +24,21 @@ pub struct OrderRow {
 
 /// The columns a load selects, in decoding order.
 pub const COLUMNS: &[Column] = &[
-    Column::plain("id"),
-    Column::plain("user_id"),
-    Column::plain("status"),
-    Column::money("total_amount"),
-    Column::plain("created_at"),
+    Column::key("id"),
+    Column::key("user_id"),
+    Column::plain("status", "status"),
+    Column::money("total_amount", "totalAmount"),
+    Column::plain("created_at", "createdAt"),
 ];
 
-/// Decodes [`COLUMNS`] starting at column `at`.
-pub fn decode(r: &dyn DbRow, at: usize) -> Result<OrderRow, sqlx::Error> {
-    let status = r.text(at + 2)?;
+/// Decodes [`COLUMNS`] (those the load selected).
+pub fn decode(c: &mut Cols<'_>) -> Result<OrderRow, sqlx::Error> {
     Ok(OrderRow {
-        id: r.i64(at)?,
-        user_id: r.i64(at + 1)?,
-        status: OrderStatus::from_db(&status).ok_or_else(|| sqlx::Error::ColumnDecode {
-            index: "status".into(),
-            source: format!("unknown order status {status:?}").into(),
-        })?,
-        total_amount: from_cents(r.i64(at + 3)?),
-        created_at: r.ts(at + 4)?,
+        id: c.i64()?,
+        user_id: c.i64()?,
+        status: c.status()?,
+        total_amount: from_cents(c.i64()?),
+        created_at: c.ts()?,
     })
 }
 

@@ -2,10 +2,9 @@
 
 use rust_decimal::Decimal;
 
-use super::load::Column;
+use super::load::{Cols, Column};
 use super::money::from_cents;
 use super::order_items::narrow;
-use super::session::DbRow;
 
 /// A row of `products`.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,21 +23,21 @@ pub struct ProductRow {
 
 /// The columns a load selects, in decoding order.
 pub const COLUMNS: &[Column] = &[
-    Column::plain("id"),
-    Column::plain("name"),
-    Column::plain("sku"),
-    Column::money("price"),
-    Column::int4("stock_quantity"),
+    Column::key("id"),
+    Column::plain("name", "name"),
+    Column::plain("sku", "sku"),
+    Column::money("price", "price"),
+    Column::int4("stock_quantity", "stockQuantity"),
 ];
 
-/// Decodes [`COLUMNS`] starting at column `at`.
-pub fn decode(r: &dyn DbRow, at: usize) -> Result<ProductRow, sqlx::Error> {
+/// Decodes [`COLUMNS`] (those the load selected).
+pub fn decode(c: &mut Cols<'_>) -> Result<ProductRow, sqlx::Error> {
     Ok(ProductRow {
-        id: r.i64(at)?,
-        name: r.text(at + 1)?,
-        sku: r.text(at + 2)?,
-        price: from_cents(r.i64(at + 3)?),
-        stock_quantity: narrow(r.i64(at + 4)?)?,
+        id: c.i64()?,
+        name: c.text()?,
+        sku: c.text()?,
+        price: from_cents(c.i64()?),
+        stock_quantity: narrow(c.i64()?)?,
     })
 }
 

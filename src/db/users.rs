@@ -2,8 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::load::Column;
-use super::session::DbRow;
+use super::load::{Cols, Column};
 
 /// A row of `users`, without `password_hash`.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,25 +25,25 @@ pub struct UserRow {
 
 /// The columns a load selects, in decoding order.
 pub const COLUMNS: &[Column] = &[
-    Column::plain("id"),
-    Column::plain("email"),
-    Column::plain("username"),
-    Column::plain("is_active"),
-    Column::plain("created_at"),
-    Column::plain("updated_at"),
-    Column::plain("bio"),
+    Column::key("id"),
+    Column::plain("email", "email"),
+    Column::plain("username", "username"),
+    Column::plain("is_active", "isActive"),
+    Column::plain("created_at", "createdAt"),
+    Column::plain("updated_at", "updatedAt"),
+    Column::plain("bio", "bio"),
 ];
 
-/// Decodes [`COLUMNS`] starting at column `at`.
-pub fn decode(r: &dyn DbRow, at: usize) -> Result<UserRow, sqlx::Error> {
+/// Decodes [`COLUMNS`] (those the load selected).
+pub fn decode(c: &mut Cols<'_>) -> Result<UserRow, sqlx::Error> {
     Ok(UserRow {
-        id: r.i64(at)?,
-        email: r.text(at + 1)?,
-        username: r.text(at + 2)?,
-        is_active: r.bool(at + 3)?,
-        created_at: r.ts(at + 4)?,
-        updated_at: r.ts(at + 5)?,
-        bio: r.opt_text(at + 6)?,
+        id: c.i64()?,
+        email: c.text()?,
+        username: c.text()?,
+        is_active: c.bool()?,
+        created_at: c.ts()?,
+        updated_at: c.ts()?,
+        bio: c.opt_text()?,
     })
 }
 

@@ -10,16 +10,14 @@
 
 use std::borrow::Cow;
 
-use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::Field;
 use async_graphql::registry::Registry;
 use async_graphql::{
-    ContextSelectionSet, Name, OutputType, Positioned, ScalarType, SelectionField, ServerResult,
-    Value,
+    ContextSelectionSet, OutputType, Positioned, SelectionField, ServerResult, Value,
 };
 
-use super::scalars::{DateTime, Decimal};
 use super::types::{Order, OrderItem, Product, User};
+use crate::json;
 use crate::model::OrderStatus;
 use crate::planner::EdgeArgs;
 
@@ -36,7 +34,8 @@ pub fn fallbacks() -> u64 {
 
 /// One compiled field: its response key and what it reads (opaque outside this module).
 pub struct Compiled {
-    key: Name,
+    /// `"key":`, ready to copy.
+    key: Box<[u8]>,
     what: What,
 }
 
@@ -157,111 +156,160 @@ fn compile(ty: Ty, fields: &[SelectionField<'_>]) -> Option<Vec<Compiled>> {
             (Ty::Product, "orderItems") => What::ProductOrderItems(compile(Ty::OrderItem, &same)?),
             _ => return None,
         };
+        let mut k = Vec::with_capacity(key.len() + 3);
+        json::push_str(&mut k, key);
+        k.push(b':');
         out.push(Compiled {
-            key: Name::new(key),
+            key: k.into_boxed_slice(),
             what,
         });
     }
     Some(out)
 }
 
-fn id(v: i64) -> Value {
-    Value::String(v.to_string())
-}
+/// Output buffer of a render.
+type Out = Vec<u8>;
 
-fn list<T>(items: &[T], render: impl Fn(&T) -> Option<Value>) -> Option<Value> {
-    items
-        .iter()
-        .map(render)
-        .collect::<Option<Vec<_>>>()
-        .map(Value::List)
-}
-
-fn status_name(s: OrderStatus) -> Name {
-    Name::new(match s {
-        OrderStatus::Pending => "PENDING",
-        OrderStatus::Completed => "COMPLETED",
-        OrderStatus::Shipped => "SHIPPED",
-        OrderStatus::Cancelled => "CANCELLED",
-    })
-}
-
-fn object(sel: &[Compiled], mut field: impl FnMut(&What) -> Option<Value>) -> Option<Value> {
-    let mut map = IndexMap::with_capacity(sel.len());
-    for c in sel {
-        map.insert(c.key.clone(), field(&c.what)?);
+fn list<T>(out: &mut Out, items: &[T], render: impl Fn(&T, &mut Out) -> Option<()>) -> Option<()> {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        render(item, out)?;
     }
-    Some(Value::Object(map))
+    out.push(b']');
+    Some(())
 }
 
-fn user(u: &User, sel: &[Compiled]) -> Option<Value> {
+fn status_name(s: OrderStatus) -> &'static [u8] {
+    match s {
+        OrderStatus::Pending => b"\"PENDING\"",
+        OrderStatus::Completed => b"\"COMPLETED\"",
+        OrderStatus::Shipped => b"\"SHIPPED\"",
+        OrderStatus::Cancelled => b"\"CANCELLED\"",
+    }
+}
+
+fn object(
+    out: &mut Out,
+    sel: &[Compiled],
+    mut field: impl FnMut(&What, &mut Out) -> Option<()>,
+) -> Option<()> {
+    out.push(b'{');
+    for (i, c) in sel.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&c.key);
+        field(&c.what, out)?;
+    }
+    out.push(b'}');
+    Some(())
+}
+
+fn typename(out: &mut Out, name: &str) {
+    json::push_str(out, name);
+}
+
+fn datetime(out: &mut Out, t: &chrono::DateTime<chrono::Utc>) {
+    // The same text as the `DateTime` scalar.
+    json::push_str(out, &t.to_rfc3339());
+}
+
+fn opt_str(out: &mut Out, s: Option<&str>) {
+    match s {
+        Some(s) => json::push_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn bool_(out: &mut Out, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+fn user(u: &User, sel: &[Compiled], out: &mut Out) -> Option<()> {
     let d = &u.0;
-    object(sel, |what| {
-        Some(match what {
-            What::Typename(n) => Value::String((*n).to_owned()),
-            What::UserId => id(d.row.id),
-            What::UserEmail => Value::String(d.row.email.clone()),
-            What::UserUsername => Value::String(d.row.username.clone()),
-            What::UserIsActive => Value::Boolean(d.row.is_active),
-            What::UserCreatedAt => DateTime(d.row.created_at).to_value(),
-            What::UserUpdatedAt => DateTime(d.row.updated_at).to_value(),
-            What::UserBio => d.row.bio.clone().map(Value::String).unwrap_or(Value::Null),
-            What::UserOrders(args, s) => list(d.orders.get_ref(args)?, |o| order(o, s))?,
+    object(out, sel, |what, out| {
+        match what {
+            What::Typename(n) => typename(out, n),
+            What::UserId => json::push_id(out, d.row.id),
+            What::UserEmail => json::push_str(out, &d.row.email),
+            What::UserUsername => json::push_str(out, &d.row.username),
+            What::UserIsActive => bool_(out, d.row.is_active),
+            What::UserCreatedAt => datetime(out, &d.row.created_at),
+            What::UserUpdatedAt => datetime(out, &d.row.updated_at),
+            What::UserBio => opt_str(out, d.row.bio.as_deref()),
+            What::UserOrders(args, s) => {
+                list(out, d.orders.get_ref(args)?, |o, out| order(o, s, out))?
+            }
             _ => return None,
-        })
+        }
+        Some(())
     })
 }
 
-fn order(o: &Order, sel: &[Compiled]) -> Option<Value> {
+fn order(o: &Order, sel: &[Compiled], out: &mut Out) -> Option<()> {
     let d = &o.0;
-    object(sel, |what| {
-        Some(match what {
-            What::Typename(n) => Value::String((*n).to_owned()),
-            What::OrderId => id(d.row.id),
-            What::OrderStatus => Value::Enum(status_name(d.row.status)),
-            What::OrderTotalAmount => Decimal(d.row.total_amount).to_value(),
-            What::OrderCreatedAt => DateTime(d.row.created_at).to_value(),
-            What::OrderUser(s) => user(d.user.as_ref()?, s)?,
-            What::OrderItems(s) => list(d.items.get_ref(&EdgeArgs::default())?, |i| item(i, s))?,
+    object(out, sel, |what, out| {
+        match what {
+            What::Typename(n) => typename(out, n),
+            What::OrderId => json::push_id(out, d.row.id),
+            What::OrderStatus => out.extend_from_slice(status_name(d.row.status)),
+            What::OrderTotalAmount => json::push_decimal(out, &d.row.total_amount),
+            What::OrderCreatedAt => datetime(out, &d.row.created_at),
+            What::OrderUser(s) => user(d.user.as_ref()?, s, out)?,
+            What::OrderItems(s) => list(out, d.items.get_ref(&EdgeArgs::default())?, |i, out| {
+                item(i, s, out)
+            })?,
             What::OrderProducts(s) => {
-                list(d.products.get_ref(&EdgeArgs::default())?, |p| product(p, s))?
+                list(out, d.products.get_ref(&EdgeArgs::default())?, |p, out| {
+                    product(p, s, out)
+                })?
             }
             _ => return None,
-        })
+        }
+        Some(())
     })
 }
 
-fn item(i: &OrderItem, sel: &[Compiled]) -> Option<Value> {
+fn item(i: &OrderItem, sel: &[Compiled], out: &mut Out) -> Option<()> {
     let d = &i.0;
-    object(sel, |what| {
-        Some(match what {
-            What::Typename(n) => Value::String((*n).to_owned()),
-            What::ItemId => id(d.row.id),
-            What::ItemQuantity => Value::from(d.row.quantity),
-            What::ItemUnitPrice => Decimal(d.row.unit_price).to_value(),
-            What::ItemOrder(s) => order(d.order.as_ref()?, s)?,
-            What::ItemProduct(s) => product(d.product.as_ref()?, s)?,
+    object(out, sel, |what, out| {
+        match what {
+            What::Typename(n) => typename(out, n),
+            What::ItemId => json::push_id(out, d.row.id),
+            What::ItemQuantity => json::push_i64(out, i64::from(d.row.quantity)),
+            What::ItemUnitPrice => json::push_decimal(out, &d.row.unit_price),
+            What::ItemOrder(s) => order(d.order.as_ref()?, s, out)?,
+            What::ItemProduct(s) => product(d.product.as_ref()?, s, out)?,
             _ => return None,
-        })
+        }
+        Some(())
     })
 }
 
-fn product(p: &Product, sel: &[Compiled]) -> Option<Value> {
+fn product(p: &Product, sel: &[Compiled], out: &mut Out) -> Option<()> {
     let d = &p.0;
-    object(sel, |what| {
-        Some(match what {
-            What::Typename(n) => Value::String((*n).to_owned()),
-            What::ProductId => id(d.row.id),
-            What::ProductName => Value::String(d.row.name.clone()),
-            What::ProductSku => Value::String(d.row.sku.clone()),
-            What::ProductPrice => Decimal(d.row.price).to_value(),
-            What::ProductStockQuantity => Value::from(d.row.stock_quantity),
-            What::ProductOrders(args, s) => list(d.orders.get_ref(args)?, |o| order(o, s))?,
-            What::ProductOrderItems(s) => {
-                list(d.order_items.get_ref(&EdgeArgs::default())?, |i| item(i, s))?
+    object(out, sel, |what, out| {
+        match what {
+            What::Typename(n) => typename(out, n),
+            What::ProductId => json::push_id(out, d.row.id),
+            What::ProductName => json::push_str(out, &d.row.name),
+            What::ProductSku => json::push_str(out, &d.row.sku),
+            What::ProductPrice => json::push_decimal(out, &d.row.price),
+            What::ProductStockQuantity => json::push_i64(out, i64::from(d.row.stock_quantity)),
+            What::ProductOrders(args, s) => {
+                list(out, d.orders.get_ref(args)?, |o, out| order(o, s, out))?
             }
+            What::ProductOrderItems(s) => list(
+                out,
+                d.order_items.get_ref(&EdgeArgs::default())?,
+                |i, out| item(i, s, out),
+            )?,
             _ => return None,
-        })
+        }
+        Some(())
     })
 }
 
@@ -272,7 +320,7 @@ pub trait Render: OutputType {
     fn ty() -> TyTag;
     /// Renders it with a compiled selection.
     #[doc(hidden)]
-    fn render(&self, sel: &[Compiled]) -> Option<Value>;
+    fn render(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()>;
 }
 
 /// The object type of a [`Render`] implementation (opaque).
@@ -285,8 +333,8 @@ macro_rules! render {
             fn ty() -> TyTag {
                 TyTag($ty)
             }
-            fn render(&self, sel: &[Compiled]) -> Option<Value> {
-                $f(self, sel)
+            fn render(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()> {
+                $f(self, sel, out)
             }
         }
     };
@@ -303,15 +351,15 @@ pub trait Shape: OutputType {
     fn ty() -> TyTag;
     /// Renders the value.
     #[doc(hidden)]
-    fn render_shape(&self, sel: &[Compiled]) -> Option<Value>;
+    fn render_shape(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()>;
 }
 
 impl<T: Render> Shape for T {
     fn ty() -> TyTag {
         <T as Render>::ty()
     }
-    fn render_shape(&self, sel: &[Compiled]) -> Option<Value> {
-        self.render(sel)
+    fn render_shape(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()> {
+        self.render(sel, out)
     }
 }
 
@@ -319,8 +367,8 @@ impl<T: Render> Shape for Vec<T> {
     fn ty() -> TyTag {
         T::ty()
     }
-    fn render_shape(&self, sel: &[Compiled]) -> Option<Value> {
-        list(self, |v| v.render(sel))
+    fn render_shape(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()> {
+        list(out, self, |v, out| v.render(sel, out))
     }
 }
 
@@ -328,10 +376,13 @@ impl<T: Render> Shape for Option<T> {
     fn ty() -> TyTag {
         T::ty()
     }
-    fn render_shape(&self, sel: &[Compiled]) -> Option<Value> {
+    fn render_shape(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()> {
         match self {
-            Some(v) => v.render(sel),
-            None => Some(Value::Null),
+            Some(v) => v.render(sel, out),
+            None => {
+                out.extend_from_slice(b"null");
+                Some(())
+            }
         }
     }
 }
@@ -357,11 +408,15 @@ impl<T: Shape> OutputType for Fast<T> {
         let rendered = {
             let fctx = ctx.with_field(field);
             let this = fctx.field();
-            compile(T::ty().0, std::slice::from_ref(&this))
-                .and_then(|sel| self.0.render_shape(&sel))
+            compile(T::ty().0, std::slice::from_ref(&this)).and_then(|sel| {
+                let mut out = Vec::with_capacity(4096);
+                self.0.render_shape(&sel, &mut out)?;
+                Some(out)
+            })
         };
         match rendered {
-            Some(value) => Ok(value),
+            // JSON text, spliced into the response by `json::write_value`.
+            Some(json) => Ok(Value::Binary(json.into())),
             None => {
                 FALLBACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(field = %field.node.name.node, "fast output fell back");

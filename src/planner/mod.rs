@@ -170,6 +170,9 @@ pub struct Node {
     pub joins: Vec<Join>,
     /// To-many edges, each one more statement keyed by this node's ids.
     pub batches: Vec<Batch>,
+    /// The scalar fields selected on these rows, sorted and without repeats. Only their
+    /// columns (and the keys) are read from the database.
+    pub scalars: Vec<String>,
 }
 
 /// A to-one edge loaded by a JOIN into its parent's statement.
@@ -233,9 +236,14 @@ pub fn plan(entity: Entity, selection: &[Field], limits: Limits) -> Result<Node,
 fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, PlanError> {
     let mut joins: Vec<(ToOne, Vec<&Field>)> = Vec::new();
     let mut batches: Vec<(ToMany, EdgeArgs, Vec<&Field>)> = Vec::new();
+    let mut scalars: Vec<String> = Vec::new();
     for field in fields {
         match edge_of(entity, &field.name) {
-            None => {}
+            None => {
+                if let Err(at) = scalars.binary_search(&field.name) {
+                    scalars.insert(at, field.name.clone());
+                }
+            }
             Some(Edge::One(edge)) => match joins.iter_mut().find(|(e, _)| *e == edge) {
                 Some((_, children)) => children.extend(field.children.iter()),
                 None => joins.push((edge, field.children.iter().collect())),
@@ -273,6 +281,7 @@ fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, 
                 })
             })
             .collect::<Result<_, PlanError>>()?,
+        scalars,
     })
 }
 

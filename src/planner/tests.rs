@@ -27,7 +27,8 @@ fn scalars_only_is_one_statement() {
         Node {
             entity: Entity::User,
             joins: vec![],
-            batches: vec![]
+            batches: vec![],
+            scalars: vec!["email".to_owned(), "id".to_owned()],
         }
     );
     assert_eq!(node.statements(), 1);
@@ -180,4 +181,27 @@ fn fields_of_other_types_are_not_edges() {
     let node = plan(Entity::OrderItem, &[f("orders", vec![leaf("id")])], LIMITS)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(node.statements(), 1);
+}
+
+#[test]
+fn records_the_scalars_each_node_reads() {
+    let node = plan(
+        Entity::User,
+        &[
+            leaf("username"),
+            leaf("__typename"),
+            f(
+                "orders",
+                vec![leaf("totalAmount"), f("user", vec![leaf("email")])],
+            ),
+            leaf("username"),
+            leaf("id"),
+        ],
+        LIMITS,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(node.scalars, ["__typename", "id", "username"]);
+    let orders = &node.batches[0].node;
+    assert_eq!(orders.scalars, ["totalAmount"]);
+    assert_eq!(orders.joins[0].node.scalars, ["email"]);
 }

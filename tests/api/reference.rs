@@ -10,6 +10,7 @@ use async_graphql::parser::types::{
     Directive, DocumentOperations, ExecutableDocument, Field, Selection, SelectionSet,
 };
 use async_graphql::{Name, Positioned, Value as GqlValue};
+use eagerql::db::load::Cols;
 use eagerql::db::order_items::{self, OrderItemRow};
 use eagerql::db::orders::{self, OrderRow};
 use eagerql::db::products::{self, ProductRow};
@@ -47,7 +48,7 @@ impl Model {
             }
         };
         let users = s
-            .fetch("ref.users", "select id, email, username, is_active, created_at, updated_at, bio from users order by id".into(), vec![], |r| users::decode(r, 0))
+            .fetch("ref.users", "select id, email, username, is_active, created_at, updated_at, bio from users order by id".into(), vec![], |r| users::decode(&mut Cols::all(r)))
             .await;
         let orders = s
             .fetch(
@@ -57,7 +58,7 @@ impl Model {
                     money("total_amount")
                 ),
                 vec![],
-                |r| orders::decode(r, 0),
+                |r| orders::decode(&mut Cols::all(r)),
             )
             .await;
         let items = s
@@ -69,7 +70,7 @@ impl Model {
                     money("unit_price")
                 ),
                 vec![],
-                |r| order_items::decode(r, 0),
+                |r| order_items::decode(&mut Cols::all(r)),
             )
             .await;
         let products = s
@@ -81,7 +82,7 @@ impl Model {
                     int("stock_quantity")
                 ),
                 vec![],
-                |r| products::decode(r, 0),
+                |r| products::decode(&mut Cols::all(r)),
             )
             .await;
         let links = s
