@@ -43,7 +43,7 @@ Workloads (--workloads, comma-separated; default: all):
 
 Data: seed --users 1000 --orders-per-user 10 --items-per-order 3 --products 500, into a fresh
 SQLite file in the temp directory, or a PostgreSQL database eagerql_bench_<size>_<pid> (dropped and
-created again) on BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres).
+created again) on BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable).
 --scale adds the dashboard and deep shapes on 10x and 100x the users (own databases);
 --big adds top-customers on 500,000 users / 5,000,000 orders (PostgreSQL only; slow to seed).
 Only loopback addresses are ever loaded. The server binary is target/release/eagerql, or
@@ -74,7 +74,7 @@ struct Opts {
     /// Also run dashboard and deep on 10x and 100x the users.
     #[arg(long)]
     scale: bool,
-    /// Concurrent clients for --scale (1 shows per-request cost best).
+    /// Concurrent clients for --scale and --big (1 shows per-request cost best).
     #[arg(long, default_value_t = 1)]
     scale_clients: usize,
     /// Also run top-customers on 500,000 users / 5,000,000 orders (PostgreSQL only).
@@ -965,7 +965,7 @@ async fn run_big(opts: &Opts, bin: &Path, out: &mut Out) -> Res<Row> {
         opts,
         "top-customers (big)",
         fixed(TOP_CUSTOMERS),
-        plan_of(opts, opts.clients),
+        plan_of(opts, opts.scale_clients),
     )
     .await;
     env.stop(opts).await;
@@ -978,7 +978,7 @@ async fn run_big(opts: &Opts, bin: &Path, out: &mut Out) -> Res<Row> {
         "== postgres big: {} (seeded in {:.1} s); {} clients, {:.0} s ==",
         BIG.describe(),
         env.seed_secs,
-        opts.clients,
+        opts.scale_clients,
         opts.duration
     );
     print_table(out, &title, &[&row]);

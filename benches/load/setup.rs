@@ -16,7 +16,8 @@ use super::Res;
 use super::client::Conn;
 
 /// The default PostgreSQL server (overridable with `BENCH_DATABASE_URL`).
-pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// Loopback, so without TLS (`sslmode=disable`): encryption would only add CPU to both sides.
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
 
 /// Which database the benchmark runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,19 +1,21 @@
--- Revenue per UTC day over [$1, $2) for orders of status $3. Every day of the window is
--- listed, days without orders with 0. Timestamps are ISO-8601 UTC text, so the day is its
--- first ten characters.
+-- Revenue per UTC day over [{start}, {end}) for orders of status {status}. Every day of the
+-- window is listed, days without orders with 0. Timestamps are ISO-8601 UTC text, so the
+-- day is its first ten characters.
+-- {status}, {start}, {end}, {limit}, {offset}: values db/analytics.rs writes into the text as
+-- typed literals (no bound parameters), so every run is planned for its actual window.
 with recursive days(day) as (
-    select date($1)
+    select date({start})
     union all
-    select date(day, '+1 day') from days where day < date($2, '-0.001 seconds')
+    select date(day, '+1 day') from days where day < date({end}, '-0.001 seconds')
 ),
 totals as (
     select substr(o.created_at, 1, 10) as day,
            count(*) as order_count,
            sum(o.total_amount) as revenue_cents
     from orders o
-    where o.status = $3
-      and o.created_at >= $1
-      and o.created_at < $2
+    where o.status = {status}
+      and o.created_at >= {start}
+      and o.created_at < {end}
     group by 1
 )
 select days.day,

@@ -1,5 +1,7 @@
 -- The lesson's get_spending_summary: every active user with the count and sum of all their
 -- orders. The outer join keeps users without orders; they have 0 and sort last.
+-- {status}, {start}, {end}, {limit}, {offset}: values db/analytics.rs writes into the text as
+-- typed literals (no bound parameters), so every run is planned for its actual window.
 select u.id as user_id,
        count(o.id) as order_count,
        coalesce(sum(o.total_amount), 0) as revenue_cents
@@ -8,4 +10,4 @@ left join orders o on o.user_id = u.id
 where u.is_active = 1
 group by u.id
 order by sum(o.total_amount) is null, sum(o.total_amount) desc, u.id
-limit $1 offset $2
+limit {limit} offset {offset}

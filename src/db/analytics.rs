@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::Backend;
 use super::load::{self, Loaded};
-use super::session::{Arg, Session};
+use super::session::{Session, sqlite_ts};
 use crate::error::AppResult;
 use crate::model::OrderStatus;
 use crate::planner::Node;
@@ -27,6 +27,49 @@ fn sql(backend: Backend, pg: &'static str, sqlite: &'static str) -> &'static str
     }
 }
 
+/// The values of one report run.
+#[derive(Copy, Clone, Debug, Default)]
+struct Values {
+    status: Option<OrderStatus>,
+    window: Option<Window>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// A report's SQL with its values written in as typed literals: `{status}` (from the closed
+/// [`OrderStatus`] enum), `{start}`/`{end}` (formatted from validated timestamps), `{limit}` and
+/// `{offset}` (integers). Nothing a client typed reaches the text as it is. Literals, unlike
+/// bound parameters, let the database plan each run for its window (a day or ten years need
+/// different plans) and match the partial indexes on `status = 'completed'`.
+fn render(backend: Backend, sql: &str, v: Values) -> String {
+    let mut out = sql.to_owned();
+    if let Some(status) = v.status {
+        out = out.replace("{status}", &format!("'{}'", status.as_db()));
+    }
+    if let Some(w) = v.window {
+        out = out
+            .replace("{start}", &ts_literal(backend, w.start))
+            .replace("{end}", &ts_literal(backend, w.end));
+    }
+    if let Some(n) = v.limit {
+        out = out.replace("{limit}", &n.to_string());
+    }
+    if let Some(n) = v.offset {
+        out = out.replace("{offset}", &n.to_string());
+    }
+    out
+}
+
+fn ts_literal(backend: Backend, t: DateTime<Utc>) -> String {
+    match backend {
+        Backend::Postgres => format!(
+            "'{}'::timestamptz",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        ),
+        Backend::Sqlite => format!("'{}'", sqlite_ts(t)),
+    }
+}
+
 /// `(order count, revenue in cents)` and the user row.
 pub type Revenue = (i64, i64, Loaded);
 
@@ -36,7 +79,7 @@ fn revenue_rows(rows: Vec<(Vec<i64>, Loaded)>) -> Vec<Revenue> {
         .collect()
 }
 
-/// A ranking report: `(status, window start, window end, limit)` bound in that order, rows
+/// A ranking report over `{status}`, `{start}`, `{end}` and `{limit}`: rows
 /// keyed by `key` with `extras`, highest revenue first, ties by key.
 struct Ranking {
     name: &'static str,
@@ -54,14 +97,14 @@ async fn ranked(
     limit: i64,
     node: &Node,
 ) -> AppResult<Vec<Revenue>> {
-    let args = vec![
-        Arg::Text(status.as_db().to_owned()),
-        Arg::Ts(window.start),
-        Arg::Ts(window.end),
-        Arg::I64(limit),
-    ];
-    let rows =
-        load::fetch_aggregate(s, r.name, r.agg, args, r.key, &r.extras, r.order_by, node).await?;
+    let values = Values {
+        status: Some(status),
+        window: Some(window),
+        limit: Some(limit),
+        offset: None,
+    };
+    let agg = render(s.backend(), r.agg, values);
+    let rows = load::fetch_aggregate(s, r.name, &agg, r.key, &r.extras, r.order_by, node).await?;
     Ok(revenue_rows(rows))
 }
 
@@ -99,11 +142,15 @@ pub async fn spending_summary(
         include_str!("../../sql/queries/spending_summary.postgres.sql"),
         include_str!("../../sql/queries/spending_summary.sqlite.sql"),
     );
+    let values = Values {
+        limit: Some(first),
+        offset: Some(offset),
+        ..Values::default()
+    };
     let rows = load::fetch_aggregate(
         s,
         "analytics.spending_summary",
-        agg,
-        vec![Arg::I64(first), Arg::I64(offset)],
+        &render(s.backend(), agg, values),
         "user_id",
         &["order_count", "revenue_cents"],
         // Users without orders (count 0, sum NULL in the aggregate) sort last.
@@ -158,14 +205,17 @@ pub async fn revenue_by_day(
         include_str!("../../sql/queries/revenue_by_day.postgres.sql"),
         include_str!("../../sql/queries/revenue_by_day.sqlite.sql"),
     );
-    s.fetch(
+    s.fetch_unprepared(
         "analytics.revenue_by_day",
-        q.to_owned(),
-        vec![
-            Arg::Ts(window.start),
-            Arg::Ts(window.end),
-            Arg::Text(status.as_db().to_owned()),
-        ],
+        render(
+            s.backend(),
+            q,
+            Values {
+                status: Some(status),
+                window: Some(window),
+                ..Values::default()
+            },
+        ),
         |r| {
             Ok(DayRow {
                 day: r.text(0)?,
@@ -175,4 +225,107 @@ pub async fn revenue_by_day(
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQL without its `--` comments.
+    fn code(sql: &str) -> String {
+        sql.lines()
+            .map(|l| l.split("--").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn values_are_written_in_as_typed_literals() {
+        for status in [
+            OrderStatus::Pending,
+            OrderStatus::Completed,
+            OrderStatus::Shipped,
+            OrderStatus::Cancelled,
+        ] {
+            let db = status.as_db();
+            assert!(db.bytes().all(|b| b.is_ascii_lowercase()), "{db}");
+            let v = Values {
+                status: Some(status),
+                ..Values::default()
+            };
+            assert_eq!(
+                render(Backend::Postgres, "where o.status = {status} and x", v),
+                format!("where o.status = '{db}' and x")
+            );
+        }
+        let start = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.123456Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        let v = Values {
+            window: Some(Window { start, end: start }),
+            limit: Some(10),
+            offset: Some(0),
+            ..Values::default()
+        };
+        let q = "a >= {start} and a < {end} limit {limit} offset {offset}";
+        assert_eq!(
+            render(Backend::Postgres, q, v),
+            "a >= '2026-01-02T03:04:05.123456Z'::timestamptz and \
+             a < '2026-01-02T03:04:05.123456Z'::timestamptz limit 10 offset 0"
+        );
+        assert_eq!(
+            render(Backend::Sqlite, q, v),
+            "a >= '2026-01-02T03:04:05.123Z' and a < '2026-01-02T03:04:05.123Z' limit 10 offset 0"
+        );
+    }
+
+    #[test]
+    fn every_report_is_left_without_placeholders_or_parameters() {
+        let all = Values {
+            status: Some(OrderStatus::Completed),
+            window: Some(Window {
+                start: DateTime::UNIX_EPOCH,
+                end: DateTime::UNIX_EPOCH,
+            }),
+            limit: Some(10),
+            offset: Some(0),
+        };
+        for (backend, q) in [
+            (
+                Backend::Postgres,
+                include_str!("../../sql/queries/top_customers.postgres.sql"),
+            ),
+            (
+                Backend::Sqlite,
+                include_str!("../../sql/queries/top_customers.sqlite.sql"),
+            ),
+            (
+                Backend::Postgres,
+                include_str!("../../sql/queries/product_sales.postgres.sql"),
+            ),
+            (
+                Backend::Sqlite,
+                include_str!("../../sql/queries/product_sales.sqlite.sql"),
+            ),
+            (
+                Backend::Postgres,
+                include_str!("../../sql/queries/revenue_by_day.postgres.sql"),
+            ),
+            (
+                Backend::Sqlite,
+                include_str!("../../sql/queries/revenue_by_day.sqlite.sql"),
+            ),
+            (
+                Backend::Postgres,
+                include_str!("../../sql/queries/spending_summary.postgres.sql"),
+            ),
+            (
+                Backend::Sqlite,
+                include_str!("../../sql/queries/spending_summary.sqlite.sql"),
+            ),
+        ] {
+            let filled = code(&render(backend, q, all));
+            assert!(!filled.contains('{') && !filled.contains('$'), "{filled}");
+        }
+    }
 }

@@ -513,15 +513,14 @@ pub async fn fetch_batch(
 }
 
 /// Runs an aggregate statement and joins the rows it names into the same statement: `agg_sql`
-/// yields a key column `key` (the id of `node`'s rows) and the integer columns `extras`; each
-/// result is `(extras, the node's row with its joins)`, ordered by `order_by` (over `agg.*`).
-/// A to-one edge from an aggregate row (`CustomerRevenue.user`) so costs no statement.
-#[allow(clippy::too_many_arguments)]
+/// (its values written in as literals: no parameters) yields a key column `key` (the id of
+/// `node`'s rows) and the integer columns `extras`; each result is `(extras, the node's row with
+/// its joins)`, ordered by `order_by` (over `agg.*`). A to-one edge from an aggregate row
+/// (`CustomerRevenue.user`) so costs no statement.
 pub async fn fetch_aggregate(
     s: &Session,
     name: &'static str,
     agg_sql: &str,
-    args: Vec<Arg>,
     key: &str,
     extras: &[&str],
     order_by: &str,
@@ -537,7 +536,7 @@ pub async fn fetch_aggregate(
         select.joins
     );
     let n = extras.len();
-    s.fetch(name, sql, args, |r| {
+    s.fetch_unprepared(name, sql, |r| {
         let values = (0..n).map(|i| r.i64(i)).collect::<Result<Vec<_>, _>>()?;
         let mut at = n;
         Ok((values, decode(node, r, &mut at, &mut select.masks.iter())?))

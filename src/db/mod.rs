@@ -69,7 +69,13 @@ impl Db {
     /// path, created if missing.
     pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, sqlx::Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let mut opts = PgConnectOptions::from_str(url)?;
+            // Every statement with parameters is one of the planner's key lookups (`= any($1)`
+            // batches, pages, by-id loads) or a write: one generic plan per prepared statement
+            // serves them all, and planning them afresh on each run cost more than running
+            // them. Analytics, whose best plan depends on the window, carry their values as
+            // literals and are not cached (`Session::fetch_unprepared`).
+            let mut opts = PgConnectOptions::from_str(url)?
+                .options([("plan_cache_mode", "force_generic_plan")]);
             if let Some(t) = cfg.statement_timeout {
                 opts = opts.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
             }

@@ -474,13 +474,36 @@ impl Session {
         &self.log
     }
 
-    /// Runs a query and decodes each row with `decode`.
+    /// Runs a query and decodes each row with `decode`. The statement is prepared once per
+    /// connection and its plan cached (on PostgreSQL, one generic plan: see [`super::Db::connect`]).
     pub async fn fetch<T>(
         &self,
         name: &'static str,
         sql: String,
         args: Vec<Arg>,
         decode: impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
+    ) -> AppResult<Vec<T>> {
+        self.fetch_as(name, sql, args, decode, true).await
+    }
+
+    /// Runs a query without caching its prepared statement: for statements whose text carries
+    /// their values (analytics), planned afresh for those values on every run.
+    pub async fn fetch_unprepared<T>(
+        &self,
+        name: &'static str,
+        sql: String,
+        decode: impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
+    ) -> AppResult<Vec<T>> {
+        self.fetch_as(name, sql, Vec::new(), decode, false).await
+    }
+
+    async fn fetch_as<T>(
+        &self,
+        name: &'static str,
+        sql: String,
+        args: Vec<Arg>,
+        decode: impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
+        prepared: bool,
     ) -> AppResult<Vec<T>> {
         self.log.admit()?;
         let span = tracing::debug_span!("sql", statement = name, rows = tracing::field::Empty);
@@ -491,17 +514,33 @@ impl Session {
             // held twice (raw rows and decoded values).
             match (&self.exec, &self.db) {
                 (Exec::Pool, Db::Postgres(pool)) => {
-                    decode_all(bind_pg(&sql, args).fetch(pool), &decode).await
+                    decode_all(
+                        bind_pg(&sql, args).persistent(prepared).fetch(pool),
+                        &decode,
+                    )
+                    .await
                 }
                 (Exec::Pool, Db::Sqlite(pool)) => {
-                    decode_all(bind_sqlite(&sql, args).fetch(pool), &decode).await
+                    decode_all(
+                        bind_sqlite(&sql, args).persistent(prepared).fetch(pool),
+                        &decode,
+                    )
+                    .await
                 }
                 (Exec::Tx(tx), _) => match &mut *lock_open(self, tx).await? {
                     Tx::Postgres(Some(t)) => {
-                        decode_all(bind_pg(&sql, args).fetch(&mut **t), &decode).await
+                        decode_all(
+                            bind_pg(&sql, args).persistent(prepared).fetch(&mut **t),
+                            &decode,
+                        )
+                        .await
                     }
                     Tx::Sqlite(Some(t)) => {
-                        decode_all(bind_sqlite(&sql, args).fetch(&mut **t), &decode).await
+                        decode_all(
+                            bind_sqlite(&sql, args).persistent(prepared).fetch(&mut **t),
+                            &decode,
+                        )
+                        .await
                     }
                     _ => Err(sqlx::Error::Protocol(
                         "the transaction is already closed".into(),
