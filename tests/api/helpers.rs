@@ -133,7 +133,8 @@ pub struct TestApp {
     pub router: Router,
     /// The pool.
     pub db: Db,
-    state: AppState,
+    /// The app state (configuration, schema, pool).
+    pub state: AppState,
     _db: TestDb,
 }
 

@@ -260,3 +260,35 @@ async fn postgres_statements_are_cut_off_by_the_statement_timeout() {
     // The connection is still usable afterwards.
     assert_eq!(app.gql("{ users { id } }").await.statements, 1);
 }
+
+#[tokio::test]
+async fn postgres_connections_dropped_by_the_server_are_replaced_before_use() {
+    if crate::helpers::backend() != Backend::Postgres {
+        return;
+    }
+    let app = spawn_app_with_hook(&[], None).await;
+    app.seed(2, 1, 1, 2).await;
+    assert_eq!(app.gql("{ users { id } }").await.status, 200);
+    // The database drops every connection to this database (a restart, a failover, a proxy's
+    // idle timeout) while they sit in the pool.
+    let url = app.state.config.db.database_url.clone();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("admin connection");
+    let killed: i64 = sqlx::query_scalar(
+        "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity \
+         where datname = current_database() and pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("terminate");
+    assert!(killed >= 1, "the pool held a connection");
+    tokio::time::sleep(eagerql::db::PING_AFTER_IDLE + Duration::from_millis(200)).await;
+    // The idle connection is pinged, found dead and replaced: the request never sees it.
+    for _ in 0..3 {
+        let r = app.gql("{ users { id } }").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.get("errors").is_none(), "{}", r.body);
+        assert_eq!(r.data()["users"].as_array().map(Vec::len), Some(2));
+    }
+}
