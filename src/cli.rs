@@ -86,7 +86,10 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Seed(args) => {
             telemetry::init(&args.db.log, args.db.log_format);
-            let pool = Db::connect(&args.db.database_url, &args.db.pool()).await?;
+            // Bulk loading and the closing vacuum are not requests: no statement timeout.
+            let mut cfg = args.db.pool();
+            cfg.statement_timeout = None;
+            let pool = Db::connect(&args.db.database_url, &cfg).await?;
             pool.migrate().await?;
             let spec = SeedSpec {
                 users: args.users,

@@ -136,7 +136,25 @@ impl Db {
     /// Applies the embedded migrations of this backend.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
-            Db::Postgres(pool) => sqlx::migrate!("sql/migrations/postgres").run(pool).await,
+            Db::Postgres(pool) => {
+                // A migration may rewrite a large table: it runs on a connection of its own,
+                // without the pool's per-statement timeout, closed afterwards.
+                use sqlx::migrate::MigrateError;
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(MigrateError::Execute)?
+                    .detach();
+                sqlx::query("set statement_timeout = 0")
+                    .execute(&mut conn)
+                    .await
+                    .map_err(MigrateError::Execute)?;
+                let result = sqlx::migrate!("sql/migrations/postgres")
+                    .run(&mut conn)
+                    .await;
+                let _ = sqlx::Connection::close(conn).await;
+                result
+            }
             Db::Sqlite(pool) => sqlx::migrate!("sql/migrations/sqlite").run(pool).await,
         }
     }
