@@ -21,8 +21,6 @@ pub const COUNT_HEADER: &str = "x-eagerql-sql-statements";
 pub const DEBUG_HEADER: &str = "x-eagerql-debug";
 /// Longest a single request may take before it counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
-/// Upper bound on requests per client and phase, whatever the duration.
-const MAX_REQUESTS_PER_CLIENT: u64 = 5_000_000;
 
 /// One HTTP response.
 pub struct Reply {
@@ -245,20 +243,51 @@ pub struct Plan {
     pub duration: Duration,
 }
 
-/// Closed loop: `clients` connections each send a request, wait for the whole response, and
-/// send the next, first for the warm-up (not recorded), then for the measured duration.
-/// Request numbers come from one shared counter, so `body(i)` varies across all clients.
-pub async fn run_http(addr: SocketAddr, plan: Plan, body: BodyFn) -> Res<Stats> {
-    let counter = Arc::new(AtomicU64::new(0));
+/// One closed-loop worker: repeats a step (a request, or a replayed sequence of statements)
+/// back to back and records each measured one.
+pub trait Worker: Send + 'static {
+    /// What one step gives back.
+    type Outcome: Send;
+    /// Runs one step; an error stops this worker and fails the run.
+    fn step(&mut self) -> impl Future<Output = Res<Self::Outcome>> + Send;
+    /// Records a step that began in the measured phase.
+    fn record(stats: &mut Stats, latency: Duration, outcome: Self::Outcome);
+}
+
+/// Upper bound on steps per worker and phase, whatever the duration.
+const MAX_STEPS_PER_WORKER: u64 = 5_000_000;
+
+/// Runs `workers` side by side, each in a closed loop: first for the warm-up (not recorded),
+/// then for the measured duration; a step begun during the warm-up is never recorded. Each
+/// phase is bounded in time and in count.
+pub async fn closed_loop<W: Worker>(plan: Plan, workers: Vec<W>) -> Res<Stats> {
     let start = Instant::now();
     let measure_from = start + plan.warmup;
     let measure_until = measure_from + plan.duration;
-    let mut tasks = Vec::with_capacity(plan.clients);
-    for _ in 0..plan.clients.max(1) {
-        let counter = counter.clone();
-        let body = body.clone();
+    let mut tasks = Vec::with_capacity(workers.len());
+    for mut worker in workers {
         tasks.push(tokio::spawn(async move {
-            client_loop(addr, counter, body, measure_from, measure_until).await
+            let mut stats = Stats {
+                statements_min: u64::MAX,
+                ..Stats::default()
+            };
+            let mut end = Instant::now();
+            for until in [measure_from, measure_until] {
+                let mut n = 0u64;
+                while n < MAX_STEPS_PER_WORKER {
+                    let began = Instant::now();
+                    if began >= until {
+                        break;
+                    }
+                    n += 1;
+                    let outcome = worker.step().await?;
+                    end = Instant::now();
+                    if began >= measure_from {
+                        W::record(&mut stats, end.duration_since(began), outcome);
+                    }
+                }
+            }
+            Ok::<_, super::BoxError>((stats, end))
         }));
     }
     let mut parts = Vec::with_capacity(tasks.len());
@@ -274,69 +303,64 @@ pub async fn run_http(addr: SocketAddr, plan: Plan, body: BodyFn) -> Res<Stats> 
     ))
 }
 
-async fn client_loop(
-    addr: SocketAddr,
+/// A client of [`run_http`]: one keep-alive connection.
+struct HttpClient {
+    conn: Conn,
     counter: Arc<AtomicU64>,
     body: BodyFn,
-    measure_from: Instant,
-    measure_until: Instant,
-) -> Res<(Stats, Instant)> {
-    let mut conn = Conn::connect(addr).await?;
-    let mut stats = Stats {
-        statements_min: u64::MAX,
-        ..Stats::default()
-    };
-    let mut end = Instant::now();
-    // Warm-up, then measurement; each phase is bounded in time and in count.
-    for measured in [false, true] {
-        let until = if measured {
-            measure_until
-        } else {
-            measure_from
-        };
-        let mut n = 0u64;
-        while n < MAX_REQUESTS_PER_CLIENT {
-            let now = Instant::now();
-            if now >= until {
-                break;
+}
+
+impl Worker for HttpClient {
+    /// A failed request is recorded as an error, not a failed run.
+    type Outcome = Res<Reply>;
+
+    async fn step(&mut self) -> Res<Res<Reply>> {
+        let i = self.counter.fetch_add(1, Ordering::Relaxed);
+        let req = (self.body)(i);
+        Ok(self.conn.graphql(req, false).await)
+    }
+
+    fn record(stats: &mut Stats, latency: Duration, outcome: Res<Reply>) {
+        match outcome {
+            Ok(reply) if looks_ok(&reply) => {
+                stats.ok += 1;
+                stats.latencies_us.push(latency.as_micros() as u64);
+                stats.bytes += reply.body.len() as u64;
+                let s = reply.statements.unwrap_or(0);
+                stats.statements += s;
+                stats.statements_min = stats.statements_min.min(s);
+                stats.statements_max = stats.statements_max.max(s);
             }
-            n += 1;
-            let i = counter.fetch_add(1, Ordering::Relaxed);
-            let req = body(i);
-            let result = conn.graphql(req, false).await;
-            end = Instant::now();
-            // A request started during the warm-up that ends after it is not recorded.
-            if !measured || now < measure_from {
-                continue;
+            Ok(reply) => {
+                stats.errors += 1;
+                if stats.first_error.is_none() {
+                    let mut text = String::from_utf8_lossy(&reply.body).into_owned();
+                    text.truncate(400);
+                    stats.first_error = Some(format!("HTTP {}: {text}", reply.status));
+                }
             }
-            match result {
-                Ok(reply) if looks_ok(&reply) => {
-                    stats.ok += 1;
-                    stats
-                        .latencies_us
-                        .push(end.duration_since(now).as_micros() as u64);
-                    stats.bytes += reply.body.len() as u64;
-                    let s = reply.statements.unwrap_or(0);
-                    stats.statements += s;
-                    stats.statements_min = stats.statements_min.min(s);
-                    stats.statements_max = stats.statements_max.max(s);
-                }
-                Ok(reply) => {
-                    stats.errors += 1;
-                    if stats.first_error.is_none() {
-                        let mut text = String::from_utf8_lossy(&reply.body).into_owned();
-                        text.truncate(400);
-                        stats.first_error = Some(format!("HTTP {}: {text}", reply.status));
-                    }
-                }
-                Err(e) => {
-                    stats.errors += 1;
-                    if stats.first_error.is_none() {
-                        stats.first_error = Some(e.to_string());
-                    }
+            Err(e) => {
+                stats.errors += 1;
+                if stats.first_error.is_none() {
+                    stats.first_error = Some(e.to_string());
                 }
             }
         }
     }
-    Ok((stats, end))
+}
+
+/// Closed loop over HTTP: `clients` connections each send a request, wait for the whole
+/// response, and send the next (see [`closed_loop`]). Request numbers come from one shared
+/// counter, so `body(i)` varies across all clients.
+pub async fn run_http(addr: SocketAddr, plan: Plan, body: BodyFn) -> Res<Stats> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::with_capacity(plan.clients.max(1));
+    for _ in 0..plan.clients.max(1) {
+        clients.push(HttpClient {
+            conn: Conn::connect(addr).await?,
+            counter: counter.clone(),
+            body: body.clone(),
+        });
+    }
+    closed_loop(plan, clients).await
 }

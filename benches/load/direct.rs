@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -15,10 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Postgres, Sqlite};
 
 use super::Res;
-use super::client::{Plan, Stats};
-
-/// Upper bound on replayed sequences per task and phase, whatever the duration.
-const MAX_SEQUENCES_PER_TASK: u64 = 5_000_000;
+use super::client::{Plan, Stats, Worker, closed_loop};
 
 /// One statement of a request: SQL text with `$n` placeholders and its parameters.
 #[derive(Clone, Debug)]
@@ -185,8 +182,33 @@ fn bind_sqlite<'q>(q: SqliteQuery<'q>, v: &Value) -> Res<SqliteQuery<'q>> {
     })
 }
 
-/// Replays `statements` in order, as one "request", from `plan.clients` tasks: warm-up, then
-/// the measured duration. Fails on the first database error.
+/// A task of [`run_direct`]: replays the statements in order on the shared pool.
+struct Replayer {
+    pool: Pool,
+    statements: Arc<Vec<Statement>>,
+}
+
+impl Worker for Replayer {
+    /// Rows returned by the sequence.
+    type Outcome = usize;
+
+    async fn step(&mut self) -> Res<usize> {
+        let mut rows = 0usize;
+        for s in self.statements.iter() {
+            rows += self.pool.run(s).await?;
+        }
+        Ok(rows)
+    }
+
+    fn record(stats: &mut Stats, latency: Duration, rows: usize) {
+        stats.ok += 1;
+        stats.bytes += rows as u64;
+        stats.latencies_us.push(latency.as_micros() as u64);
+    }
+}
+
+/// Replays `statements` in order, as one "request", from `plan.clients` tasks in a closed loop
+/// (see [`closed_loop`]). Fails on the first database error.
 pub async fn run_direct(pool: &Pool, plan: Plan, statements: Vec<Statement>) -> Res<Stats> {
     let statements = Arc::new(statements);
     // Once outside the clock, so that a statement that cannot be replayed fails clearly.
@@ -195,58 +217,16 @@ pub async fn run_direct(pool: &Pool, plan: Plan, statements: Vec<Statement>) -> 
             .await
             .map_err(|e| format!("replaying {}: {e}", s.name))?;
     }
-    let start = Instant::now();
-    let measure_from = start + plan.warmup;
-    let measure_until = measure_from + plan.duration;
-    let mut tasks = Vec::new();
-    for _ in 0..plan.clients.max(1) {
-        let pool = pool.clone();
-        let statements = statements.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut stats = Stats::default();
-            let mut end = Instant::now();
-            for measured in [false, true] {
-                let until = if measured {
-                    measure_until
-                } else {
-                    measure_from
-                };
-                let mut n = 0u64;
-                while n < MAX_SEQUENCES_PER_TASK {
-                    let began = Instant::now();
-                    if began >= until {
-                        break;
-                    }
-                    n += 1;
-                    let mut rows = 0usize;
-                    for s in statements.iter() {
-                        rows += pool.run(s).await?;
-                    }
-                    end = Instant::now();
-                    if measured {
-                        stats.ok += 1;
-                        stats.bytes += rows as u64;
-                        stats
-                            .latencies_us
-                            .push(end.duration_since(began).as_micros() as u64);
-                    }
-                }
-            }
-            stats.statements = stats.ok * statements.len() as u64;
-            stats.statements_min = statements.len() as u64;
-            stats.statements_max = statements.len() as u64;
-            Ok::<_, super::BoxError>((stats, end))
-        }));
-    }
-    let mut parts = Vec::new();
-    let mut last_end = measure_until;
-    for t in tasks {
-        let (stats, end) = t.await??;
-        last_end = last_end.max(end);
-        parts.push(stats);
-    }
-    Ok(Stats::merge(
-        parts,
-        last_end.saturating_duration_since(measure_from),
-    ))
+    let replayers = (0..plan.clients.max(1))
+        .map(|_| Replayer {
+            pool: pool.clone(),
+            statements: statements.clone(),
+        })
+        .collect();
+    let mut stats = closed_loop(plan, replayers).await?;
+    let per = statements.len() as u64;
+    stats.statements = stats.ok * per;
+    stats.statements_min = per;
+    stats.statements_max = per;
+    Ok(stats)
 }
