@@ -51,6 +51,11 @@ pub struct DbConfig {
     #[arg(long, env = "EAGERQL_STATEMENT_TIMEOUT_MS", default_value_t = 10_000)]
     pub statement_timeout_ms: u64,
 
+    /// Statements slower than this many milliseconds are logged at WARN, with their SQL
+    /// (0: never).
+    #[arg(long, env = "EAGERQL_SLOW_STATEMENT_MS", default_value_t = 1_000)]
+    pub slow_statement_ms: u64,
+
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `eagerql=debug`).
     #[arg(long, env = "EAGERQL_LOG", default_value = "info")]
     pub log: String,
@@ -68,6 +73,8 @@ impl DbConfig {
             acquire_timeout: Duration::from_secs(self.pool_timeout_secs),
             statement_timeout: (self.statement_timeout_ms > 0)
                 .then(|| Duration::from_millis(self.statement_timeout_ms)),
+            slow_statement: (self.slow_statement_ms > 0)
+                .then(|| Duration::from_millis(self.slow_statement_ms)),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod users;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::ConnectOptions as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -67,6 +68,18 @@ pub struct PoolConfig {
     pub acquire_timeout: Duration,
     /// PostgreSQL `statement_timeout` of every connection.
     pub statement_timeout: Option<Duration>,
+    /// Statements slower than this are logged at WARN (`None`: never).
+    pub slow_statement: Option<Duration>,
+}
+
+impl PoolConfig {
+    /// The driver's slow-statement log setting.
+    fn slow_log(&self) -> (log::LevelFilter, Duration) {
+        match self.slow_statement {
+            Some(d) => (log::LevelFilter::Warn, d),
+            None => (log::LevelFilter::Off, Duration::MAX),
+        }
+    }
 }
 
 impl Db {
@@ -84,6 +97,8 @@ impl Db {
             if let Some(t) = cfg.statement_timeout {
                 opts = opts.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
             }
+            let (level, after) = cfg.slow_log();
+            let opts = opts.log_slow_statements(level, after);
             let pool = PgPoolOptions::new()
                 .max_connections(cfg.max_connections)
                 .acquire_timeout(cfg.acquire_timeout)
@@ -115,6 +130,8 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
+            let (level, after) = cfg.slow_log();
+            let opts = opts.log_slow_statements(level, after);
             let pool = SqlitePoolOptions::new()
                 .max_connections(cfg.max_connections)
                 .acquire_timeout(cfg.acquire_timeout)
@@ -173,5 +190,26 @@ impl Db {
             Db::Postgres(pool) => (pool.size(), pool.num_idle()),
             Db::Sqlite(pool) => (pool.size(), pool.num_idle()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_statement_logging_follows_the_setting() {
+        let mut cfg = PoolConfig {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(1),
+            statement_timeout: None,
+            slow_statement: Some(Duration::from_millis(250)),
+        };
+        assert_eq!(
+            cfg.slow_log(),
+            (log::LevelFilter::Warn, Duration::from_millis(250))
+        );
+        cfg.slow_statement = None;
+        assert_eq!(cfg.slow_log().0, log::LevelFilter::Off);
     }
 }
