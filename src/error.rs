@@ -109,6 +109,11 @@ impl From<sqlx::Error> for AppError {
             {
                 return AppError::Unavailable(err);
             }
+            // Text the database cannot store (PostgreSQL: U+0000 or an unconvertible
+            // character): the client's input, not a server fault.
+            if matches!(db.code().as_deref(), Some("22021" | "22P05")) {
+                return AppError::bad_input("text contains a character the database cannot store");
+            }
             if db.code().as_deref() == Some("57014") {
                 return AppError::LimitExceeded(
                     "a statement ran longer than the statement timeout".to_owned(),

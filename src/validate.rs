@@ -2,6 +2,9 @@
 
 use crate::db::money::{MAX_CENTS, to_cents};
 
+/// PostgreSQL text cannot hold U+0000; both backends refuse it alike.
+const NUL: &str = "{}: must not contain the NUL character (U+0000)";
+
 /// A checked e-mail address, lower-cased so that `Ann@x.io` and `ann@x.io` are one account.
 pub fn email(raw: &str) -> Result<String, String> {
     let email = raw.trim().to_lowercase();
@@ -49,12 +52,13 @@ pub fn password(raw: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An optional biography: at most 2000 characters.
+/// An optional biography: at most 2000 characters, any text but NUL.
 pub fn bio(raw: Option<&str>) -> Result<Option<String>, String> {
     match raw {
         Some(b) if b.chars().count() > 2000 => {
             Err("bio: must be at most 2000 characters".to_owned())
         }
+        Some(b) if b.contains('\0') => Err(NUL.replace("{}", "bio")),
         Some(b) => Ok(Some(b.to_owned())),
         None => Ok(None),
     }
@@ -72,6 +76,11 @@ pub fn product(
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 255 {
         return Err(at("name must be 1 to 255 characters".to_owned()));
+    }
+    if name.contains('\0') {
+        return Err(at(
+            "name must not contain the NUL character (U+0000)".to_owned()
+        ));
     }
     let sku = sku.trim();
     if sku.is_empty()
@@ -146,6 +155,11 @@ mod tests {
         assert!(password("short").is_err());
         assert!(password("long enough").is_ok());
         assert!(bio(Some(&"x".repeat(2001))).is_err());
+        assert_eq!(
+            bio(Some("a\0b")),
+            Err("bio: must not contain the NUL character (U+0000)".to_owned())
+        );
+        assert!(bio(Some("tab\t \u{1b} é 😀")).is_ok());
     }
 
     #[test]
@@ -171,5 +185,10 @@ mod tests {
         assert!(product(1, "Pen", "P", rust_decimal::Decimal::new(1, 3), 0).is_err());
         assert!(product(1, "Pen", "P", rust_decimal::Decimal::new(-1, 0), 0).is_err());
         assert!(product(1, "Pen", "P", rust_decimal::Decimal::ONE, -1).is_err());
+        assert!(
+            product(2, "P\0n", "P", rust_decimal::Decimal::ONE, 0).is_err_and(
+                |e| e == "products[2]: name must not contain the NUL character (U+0000)"
+            )
+        );
     }
 }

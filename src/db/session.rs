@@ -171,6 +171,9 @@ pub enum Arg {
     Ids(Vec<i64>),
     /// A text list: ONE parameter (PostgreSQL `text[]`, SQLite JSON text).
     Texts(Vec<String>),
+    /// Text bound like [`Arg::Text`] but never shown: the statement log (and so
+    /// `extensions.sql`) lists it as `"<redacted>"` (password hashes).
+    Secret(String),
 }
 
 impl Arg {
@@ -186,6 +189,7 @@ impl Arg {
             Arg::Ts(v) => Value::from(v.to_rfc3339()),
             Arg::Ids(v) => Value::from(v.clone()),
             Arg::Texts(v) => Value::from(v.clone()),
+            Arg::Secret(_) => Value::from("<redacted>"),
         }
     }
 }
@@ -265,7 +269,7 @@ fn bind_pg(
         q = match arg {
             Arg::I64(v) => q.bind(v),
             Arg::OptI64(v) => q.bind(v),
-            Arg::Text(v) => q.bind(v),
+            Arg::Text(v) | Arg::Secret(v) => q.bind(v),
             Arg::OptText(v) => q.bind(v),
             Arg::Bool(v) => q.bind(v),
             Arg::Ts(v) => q.bind(v),
@@ -285,7 +289,7 @@ fn bind_sqlite(
         q = match arg {
             Arg::I64(v) => q.bind(v),
             Arg::OptI64(v) => q.bind(v),
-            Arg::Text(v) => q.bind(v),
+            Arg::Text(v) | Arg::Secret(v) => q.bind(v),
             Arg::OptText(v) => q.bind(v),
             Arg::Bool(v) => q.bind(v),
             Arg::Ts(v) => q.bind(sqlite_ts(v)),

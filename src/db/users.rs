@@ -65,7 +65,7 @@ pub async fn insert(
             vec![
                 Arg::Text(email.to_owned()),
                 Arg::Text(username.to_owned()),
-                Arg::Text(password_hash.to_owned()),
+                Arg::Secret(password_hash.to_owned()),
                 Arg::OptText(bio.map(str::to_owned)),
             ],
             |r| r.i64(0),

@@ -16,6 +16,7 @@ mod database_stats;
 mod errors;
 mod http;
 mod mutations;
+mod output;
 mod schema;
 mod seed;
 mod sessions;
