@@ -583,16 +583,10 @@ fn plan_of(opts: &Opts, clients: usize) -> Plan {
     }
 }
 
-/// One read workload: check a response and fetch its statements, load the server, then
-/// replay the statements directly.
-async fn read_workload(env: &Env, opts: &Opts, name: &str, body: BodyFn, plan: Plan) -> Res<Row> {
+/// Loads the server with `body` over HTTP as `plan` says; the row has the server's peak RSS
+/// during the run.
+async fn load_server(env: &Env, name: &str, plan: Plan, body: BodyFn) -> Res<Row> {
     let server = env.server()?;
-    let mut conn = Conn::connect(server.addr).await?;
-    let reply = conn.graphql(body(0), true).await?;
-    let json = check_graphql(&reply)?;
-    let statements = direct::statements_of(&json)?;
-    drop(conn);
-
     progress(&format!(
         "{} {name}: {} clients, {:.1} s warm-up + {:.1} s",
         env.backend.name(),
@@ -607,6 +601,20 @@ async fn read_workload(env: &Env, opts: &Opts, name: &str, body: BodyFn, plan: P
     if !reset {
         row.note = Some("peak RSS since server start (clear_refs not writable)".into());
     }
+    Ok(row)
+}
+
+/// One read workload: check a response and fetch its statements, load the server, then
+/// replay the statements directly.
+async fn read_workload(env: &Env, opts: &Opts, name: &str, body: BodyFn, plan: Plan) -> Res<Row> {
+    let server = env.server()?;
+    let mut conn = Conn::connect(server.addr).await?;
+    let reply = conn.graphql(body(0), true).await?;
+    let json = check_graphql(&reply)?;
+    let statements = direct::statements_of(&json)?;
+    drop(conn);
+
+    let mut row = load_server(env, name, plan, body).await?;
     if let Some(pool) = &env.pool
         && !opts.no_direct
     {
@@ -685,21 +693,7 @@ async fn create_order_workload(env: &Env, plan: Plan) -> Res<Row> {
     let mut conn = Conn::connect(server.addr).await?;
     check_graphql(&conn.graphql(body(u64::MAX / 2), false).await?)?;
     drop(conn);
-    progress(&format!(
-        "{} create-order: {} clients, {:.1} s warm-up + {:.1} s",
-        env.backend.name(),
-        plan.clients,
-        plan.warmup.as_secs_f64(),
-        plan.duration.as_secs_f64()
-    ));
-    let reset = server.reset_peak();
-    let stats = client::run_http(server.addr, plan, body).await?;
-    let mut row = Row::from_stats(&stats, plan.clients);
-    row.peak_rss_mib = server.peak_rss_kib().map(|k| k as f64 / 1024.0);
-    if !reset {
-        row.note = Some("peak RSS since server start".into());
-    }
-    Ok(row)
+    load_server(env, "create-order", plan, body).await
 }
 
 /// Imports of 10,000 products, one at a time: even runs a new set of SKUs (inserts), odd runs

@@ -364,35 +364,42 @@ fn response_body(
     response: &async_graphql::Response,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.map_or(0, json::size_hint) + 1024);
-    out.push(b'{');
-    if let Some(data) = data {
-        out.extend_from_slice(b"\"data\":");
-        json::write_value(&mut out, data);
+    match write_body(&mut out, data, response) {
+        Ok(()) => out,
+        Err(_) => br#"{"errors":[{"message":"an internal error occurred","extensions":{"code":"INTERNAL"}}]}"#
+            .to_vec(),
     }
-    let sep = |out: &mut Vec<u8>| {
-        if out.len() > 1 {
-            out.push(b',');
-        }
-    };
-    let rest = (|| {
-        if !response.errors.is_empty() {
-            sep(&mut out);
-            out.extend_from_slice(b"\"errors\":");
-            serde_json::to_writer(&mut out, &response.errors)?;
-        }
-        if !response.extensions.is_empty() {
-            sep(&mut out);
-            out.extend_from_slice(b"\"extensions\":");
-            serde_json::to_writer(&mut out, &response.extensions)?;
-        }
-        Ok::<_, serde_json::Error>(())
-    })();
-    if rest.is_err() {
-        return br#"{"errors":[{"message":"an internal error occurred","extensions":{"code":"INTERNAL"}}]}"#
-            .to_vec();
+}
+
+fn write_body(
+    out: &mut Vec<u8>,
+    data: Option<&async_graphql::Value>,
+    response: &async_graphql::Response,
+) -> serde_json::Result<()> {
+    let mut sep = "{";
+    if let Some(data) = data {
+        out.extend_from_slice(b"{\"data\":");
+        json::write_value(out, data);
+        sep = ",";
+    }
+    if !response.errors.is_empty() {
+        out.extend_from_slice(sep.as_bytes());
+        out.extend_from_slice(b"\"errors\":");
+        serde_json::to_writer(&mut *out, &response.errors)?;
+        sep = ",";
+    }
+    if !response.extensions.is_empty() {
+        out.extend_from_slice(sep.as_bytes());
+        out.extend_from_slice(b"\"extensions\":");
+        serde_json::to_writer(&mut *out, &response.extensions)?;
+        sep = ",";
+    }
+    // An empty body is still an object.
+    if sep == "{" {
+        out.push(b'{');
     }
     out.push(b'}');
-    out
+    Ok(())
 }
 
 /// The vendored GraphiQL build (see `assets/graphiql/README.md`).

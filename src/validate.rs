@@ -2,9 +2,6 @@
 
 use crate::db::money::{MAX_CENTS, to_cents};
 
-/// PostgreSQL text cannot hold U+0000; both backends refuse it alike.
-const NUL: &str = "{}: must not contain the NUL character (U+0000)";
-
 /// A checked e-mail address, lower-cased so that `Ann@x.io` and `ann@x.io` are one account.
 pub fn email(raw: &str) -> Result<String, String> {
     let email = raw.trim().to_lowercase();
@@ -52,13 +49,16 @@ pub fn password(raw: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An optional biography: at most 2000 characters, any text but NUL.
+/// An optional biography: at most 2000 characters, any text but NUL (PostgreSQL text cannot
+/// hold U+0000; both backends refuse it alike).
 pub fn bio(raw: Option<&str>) -> Result<Option<String>, String> {
     match raw {
         Some(b) if b.chars().count() > 2000 => {
             Err("bio: must be at most 2000 characters".to_owned())
         }
-        Some(b) if b.contains('\0') => Err(NUL.replace("{}", "bio")),
+        Some(b) if b.contains('\0') => {
+            Err("bio: must not contain the NUL character (U+0000)".to_owned())
+        }
         Some(b) => Ok(Some(b.to_owned())),
         None => Ok(None),
     }

@@ -208,10 +208,6 @@ fn object(
     Some(())
 }
 
-fn typename(out: &mut Out, name: &str) {
-    json::push_str(out, name);
-}
-
 fn datetime(out: &mut Out, t: &chrono::DateTime<chrono::Utc>) {
     // The same text as the `DateTime` scalar.
     json::push_str(out, &t.to_rfc3339());
@@ -232,7 +228,7 @@ fn user(u: &User, sel: &[Compiled], out: &mut Out) -> Option<()> {
     let d = &u.0;
     object(out, sel, |what, out| {
         match what {
-            What::Typename(n) => typename(out, n),
+            What::Typename(n) => json::push_str(out, n),
             What::UserId => json::push_id(out, d.row.id),
             What::UserEmail => json::push_str(out, &d.row.email),
             What::UserUsername => json::push_str(out, &d.row.username),
@@ -253,7 +249,7 @@ fn order(o: &Order, sel: &[Compiled], out: &mut Out) -> Option<()> {
     let d = &o.0;
     object(out, sel, |what, out| {
         match what {
-            What::Typename(n) => typename(out, n),
+            What::Typename(n) => json::push_str(out, n),
             What::OrderId => json::push_id(out, d.row.id),
             What::OrderStatus => out.extend_from_slice(status_name(d.row.status)),
             What::OrderTotalAmount => json::push_decimal(out, &d.row.total_amount),
@@ -277,7 +273,7 @@ fn item(i: &OrderItem, sel: &[Compiled], out: &mut Out) -> Option<()> {
     let d = &i.0;
     object(out, sel, |what, out| {
         match what {
-            What::Typename(n) => typename(out, n),
+            What::Typename(n) => json::push_str(out, n),
             What::ItemId => json::push_id(out, d.row.id),
             What::ItemQuantity => json::push_i64(out, i64::from(d.row.quantity)),
             What::ItemUnitPrice => json::push_decimal(out, &d.row.unit_price),
@@ -293,7 +289,7 @@ fn product(p: &Product, sel: &[Compiled], out: &mut Out) -> Option<()> {
     let d = &p.0;
     object(out, sel, |what, out| {
         match what {
-            What::Typename(n) => typename(out, n),
+            What::Typename(n) => json::push_str(out, n),
             What::ProductId => json::push_id(out, d.row.id),
             What::ProductName => json::push_str(out, &d.row.name),
             What::ProductSku => json::push_str(out, &d.row.sku),
