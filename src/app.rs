@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use crate::config::ServeConfig;
 use crate::db::seed::{self, SeedSpec};
 use crate::db::{Db, Session, StatementHook};
+use crate::graphql::operation::{DocumentLimits, Preparer};
 use crate::graphql::{AppSchema, build_schema};
 
 /// Any start-up failure.
@@ -18,6 +19,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct AppState {
     /// The GraphQL schema.
     pub schema: AppSchema,
+    /// Validates requests and rewrites them into the canonical documents the schema runs.
+    pub preparer: Arc<Preparer>,
     /// The connection pool.
     pub db: Db,
     /// The configuration.
@@ -29,14 +32,16 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state for an already opened pool.
-    pub fn new(db: Db, config: ServeConfig) -> Self {
+    pub fn new(db: Db, config: ServeConfig) -> Result<Self, BoxError> {
         let schema = build_schema(config.schema_limits());
-        AppState {
+        let preparer = Preparer::new(&schema.sdl(), DocumentLimits::default())?;
+        Ok(AppState {
             schema,
+            preparer: Arc::new(preparer),
             db,
             config: Arc::new(config),
             statement_hook: None,
-        }
+        })
     }
 }
 
@@ -73,7 +78,7 @@ impl App {
         let listener = TcpListener::bind(config.bind).await?;
         Ok(App {
             listener,
-            state: AppState::new(db, config),
+            state: AppState::new(db, config)?,
         })
     }
 

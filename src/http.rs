@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql::{Request, Variables};
+use async_graphql::Request;
+use async_graphql::parser::types::OperationType;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
@@ -25,9 +25,8 @@ use tower_http::timeout::TimeoutLayer;
 use crate::app::AppState;
 use crate::db::{Session, StatementLog};
 use crate::graphql::RequestContext;
-use crate::graphql::execution::{
-    apply_variable_defaults, ensure_error_codes, execution_started, operation_type,
-};
+use crate::graphql::execution::{ensure_error_codes, execution_started};
+use crate::graphql::operation::{self, Prepared, Refused};
 use crate::json;
 
 /// The request header that asks for the executed SQL in the response's `extensions`.
@@ -201,7 +200,7 @@ async fn graphql_post(
         Err(_) => return bad_request("the request body is not valid JSON"),
     };
     match params_from_json(json) {
-        Ok(params) => execute(state, headers, media, params).await,
+        Ok(params) => execute(state, headers, media, params, Method::Post).await,
         Err(message) => bad_request(&message),
     }
 }
@@ -241,29 +240,14 @@ async fn graphql_get(
         Ok(p) => p,
         Err(message) => return bad_request(&message),
     };
-    // GET is for queries only: a mutation must not run on a request that caches and
-    // prefetchers consider safe.
-    if let Ok(doc) = async_graphql::parser::parse_query(&params.query) {
-        let ty = match &doc.operations {
-            DocumentOperations::Single(op) => Some(op.node.ty),
-            DocumentOperations::Multiple(ops) => params
-                .operation_name
-                .as_deref()
-                .and_then(|name| ops.get(name))
-                .map(|op| op.node.ty),
-        };
-        if ty.is_some_and(|t| t != OperationType::Query) {
-            let mut resp = error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
-                "only queries may be sent with GET; send mutations with POST",
-            );
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return resp;
-        }
-    }
-    execute(state, headers, media, params).await
+    execute(state, headers, media, params, Method::Get).await
+}
+
+/// The HTTP method a GraphQL request came with.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
 }
 
 async fn execute(
@@ -271,6 +255,7 @@ async fn execute(
     headers: HeaderMap,
     media: Media,
     params: Params,
+    method: Method,
 ) -> HttpResponse {
     let started = Instant::now();
     let wants_sql = headers
@@ -280,42 +265,32 @@ async fn execute(
     let capture = wants_sql && state.config.debug_sql_allowed();
     let log = StatementLog::new(state.config.budget()).with_hook(state.statement_hook.clone());
     let log = Arc::new(if capture { log.capturing() } else { log });
-    let mut request = Request::new(params.query);
-    if let Some(name) = params.operation_name {
-        request = request.operation_name(name);
-    }
-    // One session per request. A query reads one snapshot on one connection; a mutation's
-    // fields each run their own write transaction.
-    let base = Session::new(state.db.clone(), log.clone());
-    let is_query = operation_type(&mut request) == Some(OperationType::Query);
-    let session = if is_query && state.config.read_snapshot {
-        base.begin_read()
-    } else {
-        base
-    };
-    let rc = RequestContext {
-        session: session.clone(),
-        limits: state.config.limits(),
-        strict: state.config.strict,
-    };
-    let mut request = request.data(rc);
-    if let Some(vars) = params.variables {
-        request = request.variables(Variables::from_json(Json::Object(vars)));
-    }
-    if let Some(ext) = params.extensions {
-        for (k, v) in ext {
-            if let Ok(v) = async_graphql::Value::from_json(v) {
-                request.extensions.insert(k, v);
+    let variables = params
+        .variables
+        .map(operation::variables)
+        .unwrap_or_default();
+    let prepared =
+        state
+            .preparer
+            .prepare(&params.query, params.operation_name.as_deref(), &variables);
+    let mut response = match prepared {
+        Err(Refused(errors)) => async_graphql::Response::from_errors(errors),
+        Ok(prepared) => {
+            // GET is for queries only: a mutation must not run on a request that caches and
+            // prefetchers consider safe.
+            if method == Method::Get && prepared.ty != OperationType::Query {
+                let mut resp = error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "METHOD_NOT_ALLOWED",
+                    "only queries may be sent with GET; send mutations with POST",
+                );
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                return resp;
             }
+            run(&state, &log, prepared, params.query, params.extensions).await
         }
-    }
-    apply_variable_defaults(&mut request);
-    let mut response = state.schema.execute(request).await;
-    // Ends the read snapshot and gives the connection back. (On a panic, a disconnect or a
-    // timeout this line is never reached: dropping the session rolls back instead.)
-    if let Err(err) = session.commit().await {
-        tracing::warn!(error = %err.detail(), "ending the request's transaction failed");
-    }
+    };
     let executed = execution_started(&response);
     ensure_error_codes(&mut response, executed);
     let statements = log.count();
@@ -355,6 +330,47 @@ async fn execute(
     h.insert(header::CONTENT_TYPE, media.content_type());
     h.insert(COUNT_HEADER, HeaderValue::from(statements));
     resp
+}
+
+/// Executes a prepared operation in the request's session, and gives the response the key
+/// order of the canonical selection sets.
+async fn run(
+    state: &AppState,
+    log: &Arc<StatementLog>,
+    prepared: Prepared,
+    query: String,
+    extensions: Option<Map<String, Json>>,
+) -> async_graphql::Response {
+    // One session per request. A query reads one snapshot on one connection; a mutation's
+    // fields each run their own write transaction.
+    let base = Session::new(state.db.clone(), log.clone());
+    let session = if prepared.ty == OperationType::Query && state.config.read_snapshot {
+        base.begin_read()
+    } else {
+        base
+    };
+    let rc = RequestContext {
+        session: session.clone(),
+        limits: state.config.limits(),
+        strict: state.config.strict,
+    };
+    let mut request = Request::new(query).data(rc);
+    request.set_parsed_query(prepared.document);
+    if let Some(ext) = extensions {
+        for (k, v) in ext {
+            if let Ok(v) = async_graphql::Value::from_json(v) {
+                request.extensions.insert(k, v);
+            }
+        }
+    }
+    let mut response = state.schema.execute(request).await;
+    // Ends the read snapshot and gives the connection back. (On a panic, a disconnect or a
+    // timeout this line is never reached: dropping the session rolls back instead.)
+    if let Err(err) = session.commit().await {
+        tracing::warn!(error = %err.detail(), "ending the request's transaction failed");
+    }
+    operation::finish(&mut response.data, &prepared.shape);
+    response
 }
 
 /// The JSON body of a GraphQL response. `data` is written by [`json::write_value`], which

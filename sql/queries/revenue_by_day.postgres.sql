@@ -5,7 +5,7 @@
 with days as (
     select d::date as day
     from generate_series(
-        ({start} at time zone 'utc')::date,
+        {start_day}::date,
         (({end} - interval '1 microsecond') at time zone 'utc')::date,
         interval '1 day'
     ) as d

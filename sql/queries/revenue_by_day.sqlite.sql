@@ -1,10 +1,11 @@
 -- Revenue per UTC day over [{start}, {end}) for orders of status {status}. Every day of the
 -- window is listed, days without orders with 0. Timestamps are ISO-8601 UTC text, so the
--- day is its first ten characters.
+-- day is its first ten characters. {start_day} is the UTC date of the exact start, since
+-- {start} is rounded up to the stored millisecond precision.
 -- {status}, {start}, {end}, {limit}, {offset}: values db/analytics.rs writes into the text as
 -- typed literals (no bound parameters), so every run is planned for its actual window.
 with recursive days(day) as (
-    select date({start})
+    select {start_day}
     union all
     select date(day, '+1 day') from days where day < date({end}, '-0.001 seconds')
 ),

@@ -48,6 +48,10 @@ fn render(backend: Backend, sql: &str, v: Values) -> String {
     }
     if let Some(w) = v.window {
         out = out
+            .replace(
+                "{start_day}",
+                &format!("'{}'", w.start.date_naive().format("%Y-%m-%d")),
+            )
             .replace("{start}", &ts_literal(backend, w.start))
             .replace("{end}", &ts_literal(backend, w.end));
     }
@@ -60,13 +64,27 @@ fn render(backend: Backend, sql: &str, v: Values) -> String {
     out
 }
 
+/// A window bound as a literal. Stored timestamps have microseconds on PostgreSQL and
+/// milliseconds on SQLite, so the bound is rounded *up* to that precision: for every stored
+/// `t`, `t >= bound` and `t < bound` then mean exactly what they mean for the bound as given
+/// (a bound of `…:38.000001` must count an order placed at `…:38.000` as before it).
 fn ts_literal(backend: Backend, t: DateTime<Utc>) -> String {
     match backend {
         Backend::Postgres => format!(
             "'{}'::timestamptz",
-            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            ceil_to(t, 1_000).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
         ),
-        Backend::Sqlite => format!("'{}'", sqlite_ts(t)),
+        Backend::Sqlite => format!("'{}'", sqlite_ts(ceil_to(t, 1_000_000))),
+    }
+}
+
+/// `t` rounded up to a multiple of `unit` nanoseconds within its second.
+fn ceil_to(t: DateTime<Utc>, unit: u32) -> DateTime<Utc> {
+    let rest = t.timestamp_subsec_nanos() % unit;
+    if rest == 0 {
+        t
+    } else {
+        t + chrono::Duration::nanoseconds(i64::from(unit - rest))
     }
 }
 
@@ -273,9 +291,27 @@ mod tests {
             "a >= '2026-01-02T03:04:05.123456Z'::timestamptz and \
              a < '2026-01-02T03:04:05.123456Z'::timestamptz limit 10 offset 0"
         );
+        // SQLite stores milliseconds: a bound between two of them is rounded up, so that an
+        // order at .123 counts as before a bound of .123456 (not at it).
         assert_eq!(
             render(Backend::Sqlite, q, v),
-            "a >= '2026-01-02T03:04:05.123Z' and a < '2026-01-02T03:04:05.123Z' limit 10 offset 0"
+            "a >= '2026-01-02T03:04:05.124Z' and a < '2026-01-02T03:04:05.124Z' limit 10 offset 0"
+        );
+        assert_eq!(
+            render(Backend::Sqlite, "{start_day}", v),
+            "'2026-01-02'",
+            "the first day of a window is the exact start's"
+        );
+        let ns = DateTime::parse_from_rfc3339("2026-01-02T23:59:59.9999995Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        let v = Values {
+            window: Some(Window { start: ns, end: ns }),
+            ..Values::default()
+        };
+        assert_eq!(
+            render(Backend::Postgres, "{start} {start_day}", v),
+            "'2026-01-03T00:00:00.000000Z'::timestamptz '2026-01-02'"
         );
     }
 

@@ -1,5 +1,5 @@
-//! Around execution: variable defaults for directives, the operation's type, telling request
-//! errors from execution errors, and an `extensions.code` on every error.
+//! Around execution: telling request errors from execution errors, and an `extensions.code`
+//! on every error.
 
 use async_graphql::Response;
 
@@ -15,42 +15,8 @@ pub fn execution_started(response: &Response) -> bool {
         && response.errors.iter().all(|e| e.path.is_empty()))
 }
 
-/// Adds the operation's variable defaults to the request's variables.
-///
-/// async-graphql evaluates `@skip(if: $v)` / `@include(if: $v)` against the variables sent,
-/// ignoring `$v: Boolean = true` defaults, so a default-driven directive would be read as
-/// `false`. Filling in the defaults first makes directives follow the specification.
-pub fn apply_variable_defaults(request: &mut async_graphql::Request) {
-    use async_graphql::parser::types::DocumentOperations;
-    let operation_name = request.operation_name.clone();
-    let Ok(doc) = request.parsed_query() else {
-        return;
-    };
-    let op = match &doc.operations {
-        DocumentOperations::Single(op) => Some(op),
-        DocumentOperations::Multiple(ops) => operation_name.as_deref().and_then(|n| ops.get(n)),
-    };
-    let Some(op) = op else {
-        return;
-    };
-    let defaults: Vec<_> = op
-        .node
-        .variable_definitions
-        .iter()
-        .filter_map(|d| {
-            d.node
-                .default_value
-                .as_ref()
-                .map(|v| (d.node.name.node.clone(), v.node.clone()))
-        })
-        .collect();
-    for (name, value) in defaults {
-        request.variables.entry(name).or_insert(value);
-    }
-}
-
-/// Gives every error an `extensions.code`: errors raised by async-graphql itself (parse,
-/// validation, limits, argument coercion) carry none.
+/// Gives every error an `extensions.code`: errors raised by async-graphql itself (its depth
+/// and complexity limits, argument coercion) carry none.
 pub fn ensure_error_codes(response: &mut Response, executed: bool) {
     for err in &mut response.errors {
         let has_code = err
@@ -63,11 +29,12 @@ pub fn ensure_error_codes(response: &mut Response, executed: bool) {
         let msg = err.message.as_str();
         let code = if msg.contains("nested too deep") || msg.contains("too complex") {
             "LIMIT_EXCEEDED"
-        } else if !executed && msg.trim_start().starts_with("-->") {
-            "GRAPHQL_PARSE_FAILED"
         } else if !executed {
             "GRAPHQL_VALIDATION_FAILED"
-        } else if msg.starts_with("Failed to parse") || msg.starts_with("Invalid value") {
+        } else if ["Failed to parse", "Invalid value", "Expected input type"]
+            .iter()
+            .any(|p| msg.starts_with(p))
+        {
             "BAD_USER_INPUT"
         } else {
             "INTERNAL"
@@ -75,22 +42,5 @@ pub fn ensure_error_codes(response: &mut Response, executed: bool) {
         err.extensions
             .get_or_insert_with(Default::default)
             .set("code", code);
-    }
-}
-
-/// The type of the operation a request will run (`None` when it does not parse or names no
-/// operation: execution reports that).
-pub fn operation_type(
-    request: &mut async_graphql::Request,
-) -> Option<async_graphql::parser::types::OperationType> {
-    use async_graphql::parser::types::DocumentOperations;
-    let operation_name = request.operation_name.clone();
-    let doc = request.parsed_query().ok()?;
-    match &doc.operations {
-        DocumentOperations::Single(op) => Some(op.node.ty),
-        DocumentOperations::Multiple(ops) => operation_name
-            .as_deref()
-            .and_then(|n| ops.get(n))
-            .map(|op| op.node.ty),
     }
 }

@@ -16,6 +16,7 @@ use async_graphql::{
     ContextSelectionSet, OutputType, Positioned, SelectionField, ServerResult, Value,
 };
 
+use super::operation::EMPTY_SELECTION_KEY;
 use super::types::{Order, OrderItem, Product, User};
 use crate::json;
 use crate::model::OrderStatus;
@@ -90,20 +91,10 @@ impl Ty {
     }
 }
 
-/// The edge arguments of a field, read exactly as the planner reads them.
+/// The edge arguments of a field, read by the planner's own reading.
 fn edge_args(field: &SelectionField<'_>) -> Option<EdgeArgs> {
-    let mut args = EdgeArgs::default();
-    for (name, value) in field.arguments().ok()? {
-        match (name.as_str(), value) {
-            (_, Value::Null) => {}
-            ("first", Value::Number(n)) => args.first = Some(n.as_i64()?),
-            ("status", Value::Enum(s)) => {
-                args.status = Some(OrderStatus::from_graphql(s.as_str())?)
-            }
-            _ => return None,
-        }
-    }
-    Some(args)
+    let args = field.arguments().ok()?;
+    EdgeArgs::read("", args.iter().map(|(n, v)| (n.as_str(), v))).ok()
 }
 
 /// Compiles the union of the sub-selections of `fields` (one response key, possibly repeated)
@@ -114,6 +105,10 @@ fn compile(ty: Ty, fields: &[SelectionField<'_>]) -> Option<Vec<Compiled>> {
     for parent in fields {
         for child in parent.selection_set() {
             let key = child.alias().unwrap_or(child.name());
+            if key == EMPTY_SELECTION_KEY {
+                // The placeholder of an emptied selection set: the object renders as `{}`.
+                continue;
+            }
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, same)) => same.push(child),
                 None => groups.push((key, vec![child])),

@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod execution;
 pub mod fast;
 pub mod mutation;
+pub mod operation;
 pub mod preload;
 pub mod query;
 pub mod scalars;
@@ -36,9 +37,11 @@ impl Default for SchemaLimits {
     }
 }
 
-/// Builds the schema.
+/// Builds the schema. It executes canonical documents (see [`operation`]), which were
+/// validated in full before they were rewritten, so its own validation keeps only the limits.
 pub fn build_schema(limits: SchemaLimits) -> AppSchema {
     Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+        .validation_mode(async_graphql::ValidationMode::Fast)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .finish()

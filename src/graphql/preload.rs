@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use async_graphql::{Context, SelectionField, Value};
+use async_graphql::{Context, SelectionField};
 
 use super::RequestContext;
 use super::types::order::OrderData;
@@ -95,14 +95,12 @@ pub fn into_product(objs: Vec<Obj>) -> async_graphql::Result<Product> {
     first_of(into_products(objs))
 }
 
-/// The sub-selection of `field` as the planner's [`Field`] tree: fragments and inline
-/// fragments flattened, `@skip`/`@include` applied, variables substituted.
+/// The sub-selection of `field` as the planner's [`Field`] tree. The executor runs canonical
+/// documents (see [`super::operation`]): fragments are already inlined, `@skip`/`@include`
+/// applied and variables substituted.
 pub fn selection(field: &SelectionField<'_>) -> async_graphql::Result<Vec<Field>> {
     let mut out = Vec::new();
     for child in field.selection_set() {
-        if !included(&child)? {
-            continue;
-        }
         out.push(Field {
             name: child.name().to_owned(),
             args: child
@@ -114,21 +112,6 @@ pub fn selection(field: &SelectionField<'_>) -> async_graphql::Result<Vec<Field>
         });
     }
     Ok(out)
-}
-
-fn included(field: &SelectionField<'_>) -> async_graphql::Result<bool> {
-    for d in field.directives()? {
-        let cond = d
-            .arguments
-            .iter()
-            .find(|(n, _)| n.node.as_str() == "if")
-            .map(|(_, v)| matches!(v.node, Value::Boolean(true)));
-        match (d.name.node.as_str(), cond) {
-            ("skip", Some(true)) | ("include", Some(false)) => return Ok(false),
-            _ => {}
-        }
-    }
-    Ok(true)
 }
 
 /// Plans the rows named by the sub-field `child` of the current field (for example `user` of

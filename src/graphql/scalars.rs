@@ -100,3 +100,20 @@ impl ScalarType for Date {
         Value::String(self.0.format("%Y-%m-%d").to_string())
     }
 }
+
+/// Checks an input value of the custom scalar `name` (`None`: not one of ours). The request's
+/// preparation calls this for every literal and variable value of a custom scalar type, so a
+/// bad value is a request error, as for the built-in scalars.
+pub fn check_input(name: &str, value: &Value) -> Option<Result<(), String>> {
+    fn run<T: ScalarType + async_graphql::InputType>(value: &Value) -> Result<(), String> {
+        <T as ScalarType>::parse(value.clone())
+            .map(|_| ())
+            .map_err(|e| e.into_server_error(async_graphql::Pos::default()).message)
+    }
+    Some(match name {
+        "Decimal" => run::<Decimal>(value),
+        "DateTime" => run::<DateTime>(value),
+        "Date" => run::<Date>(value),
+        _ => return None,
+    })
+}

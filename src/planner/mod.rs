@@ -48,14 +48,6 @@ impl Field {
         self.args.push((name.to_owned(), value));
         self
     }
-
-    fn arg_value(&self, name: &str) -> Option<&Value> {
-        self.args
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .filter(|v| !matches!(v, Value::Null))
-    }
 }
 
 /// The four object types backed by tables.
@@ -302,38 +294,55 @@ pub fn check_first(first: i64, what: &str, limits: Limits) -> Result<i64, PlanEr
 }
 
 fn edge_args(edge: ToMany, field: &Field, limits: Limits) -> Result<EdgeArgs, PlanError> {
-    let first = match field.arg_value("first") {
-        None => None,
-        Some(Value::Number(n)) => {
-            let n = n
-                .as_i64()
-                .ok_or_else(|| PlanError(format!("{}: `first` must be an integer", edge.path())))?;
-            Some(check_first(n, edge.path(), limits)?)
-        }
-        Some(other) => {
-            return Err(PlanError(format!(
-                "{}: `first` must be an integer, got {other}",
-                edge.path()
-            )));
-        }
-    };
-    let status = match field.arg_value("status") {
-        None => None,
-        Some(Value::Enum(name)) => Some(parse_status(name.as_str(), edge)?),
-        Some(Value::String(name)) => Some(parse_status(name, edge)?),
-        Some(other) => {
-            return Err(PlanError(format!(
-                "{}: `status` must be an OrderStatus, got {other}",
-                edge.path()
-            )));
-        }
-    };
-    Ok(EdgeArgs { first, status })
+    let args = EdgeArgs::read(edge.path(), field.args.iter().map(|(n, v)| (n.as_str(), v)))?;
+    if let Some(first) = args.first {
+        check_first(first, edge.path(), limits)?;
+    }
+    Ok(args)
 }
 
-fn parse_status(name: &str, edge: ToMany) -> Result<OrderStatus, PlanError> {
+impl EdgeArgs {
+    /// Reads a to-many edge's arguments (variables already substituted; `null` means absent).
+    /// The planner and every renderer read them through this one function, so the key a
+    /// batch is stored under is the key it is looked up by.
+    pub fn read<'v>(
+        path: &str,
+        args: impl IntoIterator<Item = (&'v str, &'v Value)>,
+    ) -> Result<EdgeArgs, PlanError> {
+        let mut out = EdgeArgs::default();
+        for (name, value) in args {
+            match (name, value) {
+                (_, Value::Null) => {}
+                ("first", Value::Number(n)) => {
+                    out.first =
+                        Some(n.as_i64().ok_or_else(|| {
+                            PlanError(format!("{path}: `first` must be an integer"))
+                        })?);
+                }
+                ("first", other) => {
+                    return Err(PlanError(format!(
+                        "{path}: `first` must be an integer, got {other}"
+                    )));
+                }
+                ("status", Value::Enum(name)) => out.status = Some(parse_status(name, path)?),
+                ("status", Value::String(name)) => out.status = Some(parse_status(name, path)?),
+                ("status", other) => {
+                    return Err(PlanError(format!(
+                        "{path}: `status` must be an OrderStatus, got {other}"
+                    )));
+                }
+                (other, _) => {
+                    return Err(PlanError(format!("{path}: unknown argument `{other}`")));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse_status(name: &str, path: &str) -> Result<OrderStatus, PlanError> {
     OrderStatus::from_graphql(name)
-        .ok_or_else(|| PlanError(format!("{}: unknown status {name}", edge.path())))
+        .ok_or_else(|| PlanError(format!("{path}: unknown status {name}")))
 }
 
 #[cfg(test)]

@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use eagerql::db::Session;
 use eagerql::db::session::Arg;
 use eagerql::model::OrderStatus;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, backend, spawn_app};
+use crate::helpers::{deactivate, exec, insert_order, spawn_app};
 use crate::reference::Model;
 
 fn as_of() -> DateTime<Utc> {
@@ -21,39 +20,6 @@ fn as_of() -> DateTime<Utc> {
         .and_hms_opt(0, 0, 0)
         .expect("midnight")
         .and_utc()
-}
-
-async fn exec(app: &TestApp, sql: &str, args: Vec<Arg>) {
-    Session::unmetered(app.db.clone())
-        .execute("test.exec", sql.to_owned(), args)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {}", e.detail()));
-}
-
-async fn insert_order(app: &TestApp, user: i64, status: &str, cents: i64, at: DateTime<Utc>) {
-    let money = match backend() {
-        eagerql::db::Backend::Postgres => "$3::int8::numeric / 100",
-        eagerql::db::Backend::Sqlite => "$3",
-    };
-    exec(
-        app,
-        &format!("insert into orders (user_id, status, total_amount, created_at) values ($1, $2, {money}, $4)"),
-        vec![Arg::I64(user), Arg::Text(status.into()), Arg::I64(cents), Arg::Ts(at)],
-    )
-    .await;
-}
-
-async fn deactivate(app: &TestApp, user: i64) {
-    let value = match backend() {
-        eagerql::db::Backend::Postgres => "false",
-        eagerql::db::Backend::Sqlite => "0",
-    };
-    exec(
-        app,
-        &format!("update users set is_active = {value} where id = $1"),
-        vec![Arg::I64(user)],
-    )
-    .await;
 }
 
 /// The reference top customers: (user id, order count, revenue).

@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use chrono::{DateTime, Utc};
 use clap::Parser;
 use eagerql::app::AppState;
 use eagerql::config::ServeConfig;
 use eagerql::db::seed::{self, SeedSpec};
+use eagerql::db::session::Arg;
 use eagerql::db::{Backend, Db, Session, StatementHook};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -207,7 +209,7 @@ pub async fn spawn_app_with_hook(extra: &[&str], hook: Option<StatementHook>) ->
         .await
         .expect("connect");
     db.migrate().await.expect("migrate");
-    let mut state = AppState::new(db.clone(), config);
+    let mut state = AppState::new(db.clone(), config).expect("state");
     state.statement_hook = hook;
     TestApp {
         router: eagerql::http::router(state.clone()),
@@ -298,4 +300,40 @@ impl TestApp {
     pub async fn gql(&self, query: &str) -> Gql {
         self.gql_vars(query, json!({})).await
     }
+}
+
+/// Runs one statement directly (test set-up).
+pub async fn exec(app: &TestApp, sql: &str, args: Vec<Arg>) {
+    Session::unmetered(app.db.clone())
+        .execute("test.exec", sql.to_owned(), args)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", e.detail()));
+}
+
+/// Inserts an order with the given status, total and creation time.
+pub async fn insert_order(app: &TestApp, user: i64, status: &str, cents: i64, at: DateTime<Utc>) {
+    let money = match backend() {
+        eagerql::db::Backend::Postgres => "$3::int8::numeric / 100",
+        eagerql::db::Backend::Sqlite => "$3",
+    };
+    exec(
+        app,
+        &format!("insert into orders (user_id, status, total_amount, created_at) values ($1, $2, {money}, $4)"),
+        vec![Arg::I64(user), Arg::Text(status.into()), Arg::I64(cents), Arg::Ts(at)],
+    )
+    .await;
+}
+
+/// Marks a user inactive.
+pub async fn deactivate(app: &TestApp, user: i64) {
+    let value = match backend() {
+        eagerql::db::Backend::Postgres => "false",
+        eagerql::db::Backend::Sqlite => "0",
+    };
+    exec(
+        app,
+        &format!("update users set is_active = {value} where id = $1"),
+        vec![Arg::I64(user)],
+    )
+    .await;
 }

@@ -12,6 +12,7 @@ mod helpers;
 mod reference;
 
 mod analytics;
+mod correctness;
 mod database_stats;
 mod errors;
 mod http;

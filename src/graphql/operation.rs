@@ -1,0 +1,653 @@
+//! Turns a request into the operation the executor runs, following the GraphQL specification
+//! where the executor would not.
+//!
+//! [`Preparer::prepare`] parses the document (with token and nesting limits), validates it
+//! against the schema with a complete implementation of the specification's validation rules,
+//! selects the operation and coerces the variable values (`CoerceVariableValues`). It then
+//! rewrites the operation into a *canonical* document: the specification's `CollectFields`
+//! applied at every level (fragments inlined when their type applies, `@skip`/`@include`
+//! evaluated with the coerced variables, fields with the same response key merged into one
+//! field whose sub-selection is the union of theirs, in first-occurrence order), and every
+//! variable replaced by its coerced value; an argument whose variable was not provided (and
+//! has no default) is left out, so the argument's own default applies.
+//!
+//! The executor then runs a document with one field per response key, no fragments, no
+//! directives and no variables, so each response key is resolved exactly once (one plan, one
+//! set of statements) and nothing depends on how the executor merges or orders results.
+//! [`finish`] puts the response's keys in the order of the canonical selection sets and
+//! removes the placeholder that keeps an emptied selection set an object (`{}`) rather than
+//! `null`.
+
+use std::collections::HashSet;
+
+use apollo_compiler::ast;
+use apollo_compiler::executable::{self, Selection};
+use apollo_compiler::parser::{Parser, SourceMap};
+use apollo_compiler::response::{JsonMap, JsonValue};
+use apollo_compiler::schema::ExtendedType;
+use apollo_compiler::validation::Valid;
+use async_graphql::indexmap::IndexMap;
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType,
+    Selection as GqlSelection, SelectionSet,
+};
+use async_graphql::{Name, Pos, Positioned, ServerError, Value};
+
+/// The alias of the placeholder field added to a selection set that `@skip`/`@include` left
+/// empty: the object still resolves (or is `null`), and [`finish`] removes the key.
+pub const EMPTY_SELECTION_KEY: &str = "__eagerqlEmpty";
+
+/// Limits on the work one document may cost before it runs.
+#[derive(Copy, Clone, Debug)]
+pub struct DocumentLimits {
+    /// Most lexical tokens in a document.
+    pub max_tokens: usize,
+    /// Deepest syntactic nesting the parser accepts.
+    pub max_nesting: usize,
+    /// Most fields of the canonical operation (after fragments are inlined).
+    pub max_fields: usize,
+}
+
+impl Default for DocumentLimits {
+    fn default() -> Self {
+        DocumentLimits {
+            max_tokens: 50_000,
+            max_nesting: 64,
+            max_fields: 10_000,
+        }
+    }
+}
+
+/// An operation ready to execute.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Query or mutation.
+    pub ty: OperationType,
+    /// The canonical document: one operation, one field per response key, no fragments,
+    /// directives or variables.
+    pub document: ExecutableDocument,
+    /// The response keys of every selection set of the canonical document, in order.
+    pub shape: Shape,
+}
+
+/// The response keys of a canonical selection set, in order, each with its field's type and
+/// the shape of its own sub-selection.
+#[derive(Debug, Default)]
+pub struct Shape(Vec<(Name, OutType, Shape)>);
+
+/// The wrapping of a field's type: what [`finish`] needs to propagate nulls.
+#[derive(Debug, Clone)]
+pub enum OutType {
+    /// A named type.
+    Named {
+        /// `T!`
+        non_null: bool,
+    },
+    /// A list.
+    List {
+        /// `[T]!`
+        non_null: bool,
+        /// The items' type.
+        item: Box<OutType>,
+    },
+}
+
+impl OutType {
+    fn of(ty: &ast::Type) -> OutType {
+        match ty {
+            ast::Type::Named(_) => OutType::Named { non_null: false },
+            ast::Type::NonNullNamed(_) => OutType::Named { non_null: true },
+            ast::Type::List(item) => OutType::List {
+                non_null: false,
+                item: Box::new(OutType::of(item)),
+            },
+            ast::Type::NonNullList(item) => OutType::List {
+                non_null: true,
+                item: Box::new(OutType::of(item)),
+            },
+        }
+    }
+
+    fn non_null(&self) -> bool {
+        match self {
+            OutType::Named { non_null } | OutType::List { non_null, .. } => *non_null,
+        }
+    }
+}
+
+/// Why a request cannot run. Each is a request error: the response has no `data`.
+#[derive(Debug)]
+pub struct Refused(pub Vec<ServerError>);
+
+/// Validates and canonicalises operations against the schema.
+pub struct Preparer {
+    schema: Valid<apollo_compiler::Schema>,
+    limits: DocumentLimits,
+}
+
+impl std::fmt::Debug for Preparer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preparer")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+fn request_error(message: impl Into<String>, pos: Option<Pos>, code: &str) -> ServerError {
+    let mut err = ServerError::new(message, pos);
+    err.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
+    err
+}
+
+fn pos_of(
+    location: Option<apollo_compiler::parser::SourceSpan>,
+    sources: &SourceMap,
+) -> Option<Pos> {
+    location.and_then(|l| l.line_column(sources)).map(|lc| Pos {
+        line: lc.line,
+        column: lc.column,
+    })
+}
+
+impl Preparer {
+    /// A preparer for the schema whose SDL is `sdl`.
+    pub fn new(sdl: &str, limits: DocumentLimits) -> Result<Self, String> {
+        let schema = apollo_compiler::Schema::parse_and_validate(sdl, "schema.graphql")
+            .map_err(|e| e.errors.to_string())?;
+        Ok(Preparer { schema, limits })
+    }
+
+    /// Parses, validates and canonicalises `query`'s selected operation with `variables`.
+    pub fn prepare(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+        variables: &JsonMap,
+    ) -> Result<Prepared, Refused> {
+        let mut parser = Parser::new()
+            .token_limit(self.limits.max_tokens)
+            .recursion_limit(self.limits.max_nesting);
+        let ast = parser.parse_ast(query, "query.graphql");
+        let too_big = parser.tokens_reached() > self.limits.max_tokens
+            || parser.recursion_reached() > self.limits.max_nesting;
+        let ast = match ast {
+            Ok(ast) => ast,
+            Err(with) => {
+                let code = if too_big {
+                    "LIMIT_EXCEEDED"
+                } else {
+                    "GRAPHQL_PARSE_FAILED"
+                };
+                return Err(Refused(diagnostics(&with.errors, code)));
+            }
+        };
+        let doc = ast
+            .to_executable_validate(&self.schema)
+            .map_err(|with| Refused(diagnostics(&with.errors, "GRAPHQL_VALIDATION_FAILED")))?;
+        let sources = doc.sources.clone();
+        let op = doc.operations.get(operation_name).map_err(|e| {
+            Refused(vec![request_error(
+                e.message().to_string(),
+                pos_of(e.location(), &sources),
+                "OPERATION_RESOLUTION_FAILURE",
+            )])
+        })?;
+        let ty = match op.operation_type {
+            ast::OperationType::Query => OperationType::Query,
+            ast::OperationType::Mutation => OperationType::Mutation,
+            ast::OperationType::Subscription => OperationType::Subscription,
+        };
+        let vars = apollo_compiler::request::coerce_variable_values(&self.schema, op, variables)
+            .map_err(|e| {
+                Refused(vec![request_error(
+                    e.message().to_string(),
+                    pos_of(e.location(), &sources),
+                    "BAD_USER_INPUT",
+                )])
+            })?;
+        let mut canon = Canon {
+            schema: &self.schema,
+            doc: &doc,
+            vars: &vars,
+            fields: 0,
+            max_fields: self.limits.max_fields,
+        };
+        for def in &op.variables {
+            if let Some(v) = vars.get(def.name.as_str()) {
+                check_scalars(&self.schema, &def.ty, &json(v)).map_err(|m| {
+                    Refused(vec![request_error(
+                        format!("variable ${}: {m}", def.name),
+                        pos_of(def.location(), &sources),
+                        "BAD_USER_INPUT",
+                    )])
+                })?;
+            }
+        }
+        let (root, shape) = canon
+            .selection_set(&op.selection_set.ty, &[&op.selection_set], true)
+            .map_err(|e| Refused(vec![e]))?;
+        let operation = OperationDefinition {
+            ty,
+            variable_definitions: Vec::new(),
+            directives: Vec::new(),
+            selection_set: root,
+        };
+        let document = ExecutableDocument {
+            operations: DocumentOperations::Single(Positioned::new(
+                operation,
+                pos_of(op.location(), &sources).unwrap_or_default(),
+            )),
+            fragments: Default::default(),
+        };
+        Ok(Prepared {
+            ty,
+            document,
+            shape,
+        })
+    }
+}
+
+fn diagnostics(list: &apollo_compiler::validation::DiagnosticList, code: &str) -> Vec<ServerError> {
+    list.iter()
+        .map(|d| {
+            let json = d.to_json();
+            let pos = json.locations.first().map(|lc| Pos {
+                line: lc.line,
+                column: lc.column,
+            });
+            let mut err = request_error(json.message, pos, code);
+            err.locations = json
+                .locations
+                .iter()
+                .map(|lc| Pos {
+                    line: lc.line,
+                    column: lc.column,
+                })
+                .collect();
+            err
+        })
+        .collect()
+}
+
+/// The state of one canonicalisation.
+struct Canon<'a> {
+    schema: &'a Valid<apollo_compiler::Schema>,
+    doc: &'a Valid<executable::ExecutableDocument>,
+    vars: &'a Valid<JsonMap>,
+    fields: usize,
+    max_fields: usize,
+}
+
+impl<'a> Canon<'a> {
+    /// `CollectFields` over `sets` for objects of `object_type`, merged by response key, then
+    /// the same for each field's merged sub-selection.
+    fn selection_set(
+        &mut self,
+        object_type: &str,
+        sets: &[&'a executable::SelectionSet],
+        composite: bool,
+    ) -> Result<(Positioned<SelectionSet>, Shape), ServerError> {
+        let mut grouped: IndexMap<
+            &'a apollo_compiler::Name,
+            Vec<&'a apollo_compiler::Node<executable::Field>>,
+        > = IndexMap::new();
+        let mut visited = HashSet::new();
+        let mut pos = None;
+        for set in sets {
+            self.collect(object_type, &set.selections, &mut visited, &mut grouped);
+        }
+        let mut items = Vec::with_capacity(grouped.len());
+        let mut shape = Vec::with_capacity(grouped.len());
+        for (key, same) in grouped {
+            self.fields += 1;
+            if self.fields > self.max_fields {
+                return Err(request_error(
+                    format!(
+                        "the operation has more than {} fields once its fragments are expanded",
+                        self.max_fields
+                    ),
+                    None,
+                    "LIMIT_EXCEEDED",
+                ));
+            }
+            let first = same[0];
+            let field_pos = pos_of(first.location(), &self.doc.sources).unwrap_or_default();
+            pos.get_or_insert(field_pos);
+            let inner = first.selection_set.ty.as_str();
+            let has_selection = !first.selection_set.selections.is_empty();
+            let (selection_set, sub) = if has_selection {
+                let subs: Vec<&'a executable::SelectionSet> =
+                    same.iter().map(|f| &f.selection_set).collect();
+                self.selection_set(inner, &subs, true)?
+            } else {
+                (
+                    Positioned::new(SelectionSet::default(), field_pos),
+                    Shape::default(),
+                )
+            };
+            shape.push((
+                Name::new(key.as_str()),
+                OutType::of(&first.definition.ty),
+                sub,
+            ));
+            let mut arguments = Vec::with_capacity(first.arguments.len());
+            for arg in &first.arguments {
+                let at = pos_of(arg.location(), &self.doc.sources).unwrap_or(field_pos);
+                if let Some(def) = first.definition.argument_by_name(&arg.name) {
+                    self.check_literal(&def.ty, &arg.value)
+                        .map_err(|m| request_error(m, Some(at), "GRAPHQL_VALIDATION_FAILED"))?;
+                }
+                let Some(value) = self.value(&arg.value) else {
+                    continue;
+                };
+                arguments.push((
+                    Positioned::new(Name::new(arg.name.as_str()), at),
+                    Positioned::new(value.into_value(), at),
+                ));
+            }
+            let field = Field {
+                alias: first
+                    .alias
+                    .as_ref()
+                    .map(|_| Positioned::new(Name::new(key.as_str()), field_pos)),
+                name: Positioned::new(Name::new(first.name.as_str()), field_pos),
+                arguments,
+                directives: Vec::new(),
+                selection_set,
+            };
+            items.push(Positioned::new(
+                GqlSelection::Field(Positioned::new(field, field_pos)),
+                field_pos,
+            ));
+        }
+        let pos = pos.unwrap_or_default();
+        if items.is_empty() && composite {
+            // Everything was skipped: keep the object an object.
+            let field = Field {
+                alias: Some(Positioned::new(Name::new(EMPTY_SELECTION_KEY), pos)),
+                name: Positioned::new(Name::new("__typename"), pos),
+                arguments: Vec::new(),
+                directives: Vec::new(),
+                selection_set: Positioned::new(SelectionSet::default(), pos),
+            };
+            items.push(Positioned::new(
+                GqlSelection::Field(Positioned::new(field, pos)),
+                pos,
+            ));
+            shape.push((
+                Name::new(EMPTY_SELECTION_KEY),
+                OutType::Named { non_null: true },
+                Shape::default(),
+            ));
+        }
+        Ok((Positioned::new(SelectionSet { items }, pos), Shape(shape)))
+    }
+
+    /// The specification's `CollectFields`.
+    fn collect(
+        &self,
+        object_type: &str,
+        selections: &'a [Selection],
+        visited: &mut HashSet<&'a apollo_compiler::Name>,
+        grouped: &mut IndexMap<
+            &'a apollo_compiler::Name,
+            Vec<&'a apollo_compiler::Node<executable::Field>>,
+        >,
+    ) {
+        for selection in selections {
+            if !self.included(selection.directives()) {
+                continue;
+            }
+            match selection {
+                Selection::Field(field) => {
+                    grouped.entry(field.response_key()).or_default().push(field)
+                }
+                Selection::FragmentSpread(spread) => {
+                    if !visited.insert(&spread.fragment_name) {
+                        continue;
+                    }
+                    let Some(fragment) = self.doc.fragments.get(&spread.fragment_name) else {
+                        continue;
+                    };
+                    if self.applies(object_type, fragment.type_condition()) {
+                        self.collect(
+                            object_type,
+                            &fragment.selection_set.selections,
+                            visited,
+                            grouped,
+                        );
+                    }
+                }
+                Selection::InlineFragment(inline) => {
+                    if inline
+                        .type_condition
+                        .as_ref()
+                        .is_none_or(|c| self.applies(object_type, c))
+                    {
+                        self.collect(
+                            object_type,
+                            &inline.selection_set.selections,
+                            visited,
+                            grouped,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The specification's `DoesFragmentTypeApply`.
+    fn applies(&self, object_type: &str, condition: &str) -> bool {
+        match self.schema.types.get(condition) {
+            Some(ExtendedType::Object(_)) => condition == object_type,
+            Some(ExtendedType::Interface(_)) => match self.schema.types.get(object_type) {
+                Some(ExtendedType::Object(o)) => o.implements_interfaces.contains(condition),
+                _ => false,
+            },
+            Some(ExtendedType::Union(u)) => u.members.contains(object_type),
+            _ => false,
+        }
+    }
+
+    /// `@skip(if:)` and `@include(if:)`, with literals or coerced variables.
+    fn included(&self, directives: &executable::DirectiveList) -> bool {
+        let cond = |name: &str| {
+            directives
+                .get(name)
+                .and_then(|d| d.specified_argument_by_name("if"))
+                .and_then(|v| match v.as_ref() {
+                    ast::Value::Boolean(b) => Some(*b),
+                    ast::Value::Variable(var) => self.vars.get(var.as_str())?.as_bool(),
+                    _ => None,
+                })
+        };
+        cond("skip") != Some(true) && cond("include") != Some(false)
+    }
+
+    /// Checks the custom-scalar values written literally in an argument (variables were
+    /// checked with the variable values).
+    fn check_literal(&self, ty: &ast::Type, v: &ast::Value) -> Result<(), String> {
+        match v {
+            ast::Value::Variable(_) | ast::Value::Null => Ok(()),
+            ast::Value::List(items) if ty.is_list() => items
+                .iter()
+                .try_for_each(|item| self.check_literal(ty.item_type(), item)),
+            ast::Value::Object(fields) => {
+                let Some(ExtendedType::InputObject(def)) =
+                    self.schema.types.get(ty.inner_named_type())
+                else {
+                    return Ok(());
+                };
+                fields
+                    .iter()
+                    .try_for_each(|(k, v)| match def.fields.get(k) {
+                        Some(f) => self.check_literal(&f.ty, v),
+                        None => Ok(()),
+                    })
+            }
+            _ if ty.is_list() => self.check_literal(ty.item_type(), v),
+            _ => match self.value(v) {
+                Some(value) => check_scalars(self.schema, ty, &value),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// An argument value with variables replaced by their coerced values. `None`: a variable
+    /// that was not provided, so the argument (or input field) counts as not given.
+    fn value(&self, v: &ast::Value) -> Option<Value> {
+        Some(match v {
+            ast::Value::Null => Value::Null,
+            ast::Value::Enum(name) => Value::Enum(Name::new(name.as_str())),
+            ast::Value::Variable(name) => json(self.vars.get(name.as_str())?),
+            ast::Value::String(s) => Value::String(s.clone()),
+            ast::Value::Boolean(b) => Value::Boolean(*b),
+            ast::Value::Int(i) => match i.as_str().parse::<i64>() {
+                Ok(n) => Value::Number(n.into()),
+                Err(_) => number(i.try_to_f64().ok()?),
+            },
+            ast::Value::Float(f) => number(f.try_to_f64().ok()?),
+            // A list item whose variable is missing is null.
+            ast::Value::List(items) => Value::List(
+                items
+                    .iter()
+                    .map(|item| self.value(item).unwrap_or(Value::Null))
+                    .collect(),
+            ),
+            ast::Value::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .filter_map(|(k, v)| Some((Name::new(k.as_str()), self.value(v)?)))
+                    .collect(),
+            ),
+        })
+    }
+}
+
+/// Checks every custom-scalar value inside `v` (of type `ty`) with the scalar's own parser.
+fn check_scalars(
+    schema: &apollo_compiler::Schema,
+    ty: &ast::Type,
+    v: &Value,
+) -> Result<(), String> {
+    match v {
+        Value::Null => Ok(()),
+        Value::List(items) if ty.is_list() => items
+            .iter()
+            .try_for_each(|item| check_scalars(schema, ty.item_type(), item)),
+        _ if ty.is_list() => check_scalars(schema, ty.item_type(), v),
+        _ => match schema.types.get(ty.inner_named_type()) {
+            Some(ExtendedType::Scalar(def)) if !def.is_built_in() => {
+                match super::scalars::check_input(def.name.as_str(), v) {
+                    Some(result) => result,
+                    None => Ok(()),
+                }
+            }
+            Some(ExtendedType::InputObject(def)) => match v {
+                Value::Object(fields) => {
+                    fields
+                        .iter()
+                        .try_for_each(|(k, fv)| match def.fields.get(k.as_str()) {
+                            Some(f) => check_scalars(schema, &f.ty, fv),
+                            None => Ok(()),
+                        })
+                }
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        },
+    }
+}
+
+fn number(f: f64) -> Value {
+    serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+}
+
+fn json(v: &JsonValue) -> Value {
+    match v {
+        JsonValue::Null => Value::Null,
+        JsonValue::Bool(b) => Value::Boolean(*b),
+        JsonValue::Number(n) => Value::Number(n.clone()),
+        JsonValue::String(s) => Value::String(s.as_str().to_owned()),
+        JsonValue::Array(items) => Value::List(items.iter().map(json).collect()),
+        JsonValue::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (Name::new(k.as_str()), json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Converts request variables (JSON) into the form [`Preparer::prepare`] takes.
+pub fn variables(vars: serde_json::Map<String, serde_json::Value>) -> JsonMap {
+    vars.into_iter()
+        .map(|(k, v)| (k.into(), JsonValue::from(v)))
+        .collect()
+}
+
+/// Completes the executor's `data` as the specification's `CompleteValue` would: every
+/// object's keys in the order of the canonical selection set that produced it, without the
+/// [`EMPTY_SELECTION_KEY`] placeholders, and a `null` in a non-null position (a field that
+/// failed) propagated to the nearest nullable parent, up to `data` itself. (Values the fast
+/// output path rendered are complete JSON text already.)
+pub fn finish(data: &mut Value, shape: &Shape) {
+    // The executor answers `null` for a root whose every field failed: start from an
+    // object whose fields are all missing, and let their types decide.
+    if matches!(data, Value::Null) {
+        *data = Value::Object(IndexMap::new());
+    }
+    if complete_object(data, shape).is_err() {
+        *data = Value::Null;
+    }
+}
+
+/// A `null` that must propagate to the parent.
+struct NullInNonNull;
+
+fn complete_object(value: &mut Value, shape: &Shape) -> Result<(), NullInNonNull> {
+    let Value::Object(map) = value else {
+        return Ok(());
+    };
+    let mut sorted = IndexMap::with_capacity(map.len());
+    let mut null = false;
+    for (key, ty, sub) in &shape.0 {
+        let (k, mut v) = map
+            .shift_remove_entry(key)
+            .unwrap_or_else(|| (key.clone(), Value::Null));
+        if complete(&mut v, ty, sub).is_err() {
+            null = true;
+        }
+        if k.as_str() != EMPTY_SELECTION_KEY {
+            sorted.insert(k, v);
+        }
+    }
+    *map = sorted;
+    if null { Err(NullInNonNull) } else { Ok(()) }
+}
+
+fn complete(value: &mut Value, ty: &OutType, shape: &Shape) -> Result<(), NullInNonNull> {
+    let ok = match (&mut *value, ty) {
+        (Value::Null, _) => false,
+        (Value::List(items), OutType::List { item, .. }) => {
+            let mut ok = true;
+            for v in items.iter_mut() {
+                ok &= complete(v, item, shape).is_ok();
+            }
+            ok
+        }
+        (Value::Object(_), _) => complete_object(value, shape).is_ok(),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        *value = Value::Null;
+        if ty.non_null() {
+            Err(NullInNonNull)
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Answers follow the GraphQL specification's execution algorithm: repeated response keys
+//! merge into one execution, `@skip`/`@include` never turn an object into `null`, omitted
+//! variables let argument defaults apply, keys come in selection order, and analytics windows
+//! are exact to the microsecond. Each case here was once answered wrongly.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+
+use crate::helpers::{insert_order, spawn_app};
+
+fn keys(v: &Value) -> Vec<&str> {
+    v.as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_repeated_root_field_merges_its_selections_and_runs_once() {
+    let app = spawn_app().await;
+    app.seed(10, 2, 2, 5).await;
+    let resp = app
+        .gql(r#"{ product(id: "4") { name } product(id: "4") { stockQuantity } }"#)
+        .await;
+    let product = &resp.data()["product"];
+    assert_eq!(keys(product), ["name", "stockQuantity"], "{}", resp.body);
+    assert_eq!(resp.statements, 1, "one execution for one response key");
+
+    let resp = app
+        .gql("{ user(id: 5) { id orders { id } } user(id: 5) { isActive } }")
+        .await;
+    let user = &resp.data()["user"];
+    assert_eq!(keys(user), ["id", "orders", "isActive"], "{}", resp.body);
+    assert_eq!(user["orders"].as_array().map(Vec::len), Some(2));
+    assert_eq!(resp.statements, 2);
+}
+
+#[tokio::test]
+async fn repeated_fields_merge_in_analytics_rows_and_mutation_results() {
+    let app = spawn_app().await;
+    app.seed(10, 3, 2, 5).await;
+    let resp = app
+        .gql(
+            "{ analytics { spendingSummary(first: 3) { user { email } } \
+             spendingSummary(first: 3) { totalRevenue user { username } } } }",
+        )
+        .await;
+    let rows = resp.data()["analytics"]["spendingSummary"]
+        .as_array()
+        .expect("rows")
+        .clone();
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        assert_eq!(keys(row), ["user", "totalRevenue"], "{row}");
+        assert_eq!(keys(&row["user"]), ["email", "username"], "{row}");
+    }
+    assert_eq!(resp.statements, 1);
+
+    let resp = app
+        .gql(r#"mutation { deactivateUser(id: "3") { id } deactivateUser(id: "3") { isActive } }"#)
+        .await;
+    assert_eq!(
+        resp.data(),
+        &json!({ "deactivateUser": { "id": "3", "isActive": false } }),
+        "{}",
+        resp.body
+    );
+}
+
+#[tokio::test]
+async fn skipped_selections_leave_objects_not_nulls() {
+    let app = spawn_app().await;
+    app.seed(10, 3, 2, 5).await;
+    let resp = app
+        .gql(
+            "{ analytics { spendingSummary(first: 2) { user { orders @skip(if: true) { status } } \
+             user { email } } } }",
+        )
+        .await;
+    for row in resp.data()["analytics"]["spendingSummary"]
+        .as_array()
+        .expect("rows")
+    {
+        assert!(row["user"]["email"].is_string(), "{}", resp.body);
+        assert_eq!(keys(&row["user"]), ["email"]);
+    }
+
+    let resp = app
+        .gql_vars(
+            "query($s: OrderStatus) { users(first: 1) { orders(status: $s) { id @skip(if: true) } \
+             orders(status: $s) { status } } }",
+            json!({ "s": "COMPLETED" }),
+        )
+        .await;
+    let orders = resp.data()["users"][0]["orders"]
+        .as_array()
+        .expect("orders")
+        .clone();
+    assert!(!orders.is_empty(), "{}", resp.body);
+    for o in &orders {
+        assert_eq!(o, &json!({ "status": "COMPLETED" }), "{}", resp.body);
+    }
+
+    let resp = app
+        .gql("{ analytics { topCustomers @include(if: false) { totalRevenue } } }")
+        .await;
+    assert_eq!(resp.data(), &json!({ "analytics": {} }), "{}", resp.body);
+
+    let resp = app
+        .gql("{ order(id: 57) @skip(if: true) { __typename } }")
+        .await;
+    assert_eq!(resp.data(), &json!({}), "{}", resp.body);
+
+    // A variable-driven skip of every field of a list's objects: each object is `{}`.
+    let resp = app
+        .gql_vars(
+            "query($b: Boolean!) { orders(first: 2) { __typename @skip(if: $b) } }",
+            json!({ "b": true }),
+        )
+        .await;
+    assert_eq!(resp.data(), &json!({ "orders": [{}, {}] }), "{}", resp.body);
+}
+
+#[tokio::test]
+async fn variables_used_only_in_directives_are_used() {
+    let app = spawn_app().await;
+    app.seed(5, 1, 1, 2).await;
+    let resp = app
+        .gql_vars(
+            "query($b: Boolean!) { orders(first: 2) { __typename @skip(if: $b) } }",
+            json!({ "b": false }),
+        )
+        .await;
+    assert_eq!(
+        resp.data(),
+        &json!({ "orders": [{ "__typename": "Order" }, { "__typename": "Order" }] }),
+        "{}",
+        resp.body
+    );
+    // A default drives a directive when the variable is not sent.
+    let resp = app
+        .gql_vars(
+            "query($b: Boolean = true) { users(first: 1) { id @include(if: $b) email @skip(if: $b) } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        resp.data(),
+        &json!({ "users": [{ "id": "1" }] }),
+        "{}",
+        resp.body
+    );
+}
+
+#[tokio::test]
+async fn an_omitted_variable_lets_the_argument_default_apply() {
+    let app = spawn_app().await;
+    app.seed(30, 1, 1, 2).await;
+    let resp = app
+        .gql_vars("query($f: Int) { users(first: $f) { id } }", json!({}))
+        .await;
+    assert!(resp.body.get("errors").is_none(), "{}", resp.body);
+    assert_eq!(resp.data()["users"].as_array().map(Vec::len), Some(20));
+
+    // Inside an input value too: an omitted variable is an absent field or argument.
+    let resp = app
+        .gql_vars(
+            "query($s: OrderStatus, $n: Int) { users(first: 2) { orders(status: $s, first: $n) { id } } }",
+            json!({}),
+        )
+        .await;
+    assert!(resp.body.get("errors").is_none(), "{}", resp.body);
+
+    // An explicit null for a non-null argument with a default is the client's error.
+    let resp = app
+        .gql_vars(
+            "query($f: Int) { users(first: $f) { id } }",
+            json!({ "f": null }),
+        )
+        .await;
+    assert_eq!(resp.error_code(), "BAD_USER_INPUT", "{}", resp.body);
+    assert_eq!(resp.body["errors"][0]["path"], json!(["users"]));
+    assert_eq!(resp.statements, 0);
+}
+
+#[tokio::test]
+async fn response_keys_follow_the_selection_order() {
+    let app = spawn_app().await;
+    app.seed(5, 2, 1, 3).await;
+    let resp = app
+        .gql(
+            "{ z: products(first: 1) { id } __typename a: users(first: 1) { id } \
+             analytics { revenueByDay(days: 1) { revenue day orderCount } \
+             topCustomers(days: 3650) { totalRevenue user { id } orderCount } } m: user(id: 1) { email id } }",
+        )
+        .await;
+    let data = resp.data();
+    assert_eq!(keys(data), ["z", "__typename", "a", "analytics", "m"]);
+    assert_eq!(keys(&data["analytics"]), ["revenueByDay", "topCustomers"]);
+    assert_eq!(
+        keys(&data["analytics"]["revenueByDay"][0]),
+        ["revenue", "day", "orderCount"]
+    );
+    for row in data["analytics"]["topCustomers"].as_array().expect("rows") {
+        assert_eq!(keys(row), ["totalRevenue", "user", "orderCount"]);
+    }
+    assert_eq!(keys(&data["m"]), ["email", "id"]);
+
+    // Fragments and inline fragments place a key where it first occurs.
+    let resp = app
+        .gql(
+            "query { ...Q users(first: 1) { ... on User { email } id } } \
+             fragment Q on Query { products(first: 1) { sku } users(first: 1) { username } }",
+        )
+        .await;
+    assert_eq!(keys(resp.data()), ["products", "users"]);
+    assert_eq!(keys(&resp.data()["users"][0]), ["username", "email", "id"]);
+}
+
+fn ts(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("timestamp")
+        .with_timezone(&Utc)
+}
+
+#[tokio::test]
+async fn analytics_windows_are_exact_to_the_microsecond() {
+    let app = spawn_app().await;
+    app.seed(3, 0, 0, 1).await;
+    // One shipped order of user 1 at 03:14:38.000 UTC.
+    let at = ts("2026-10-25T03:14:38.000Z");
+    insert_order(&app, 1, "shipped", 1250, at).await;
+    let top = |as_of: DateTime<Utc>| {
+        format!(
+            r#"{{ analytics {{ topCustomers(status: SHIPPED, days: 1, asOf: "{}") {{ orderCount }} }} }}"#,
+            as_of.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+        )
+    };
+    // The window [asOf - 1 day, asOf) starts 1 µs after the order: it is not counted.
+    let resp = app
+        .gql(&top(at + Duration::days(1) + Duration::microseconds(1)))
+        .await;
+    assert_eq!(
+        resp.data()["analytics"]["topCustomers"],
+        json!([]),
+        "{}",
+        resp.body
+    );
+    // The window ends 1 µs after the order: it is counted.
+    let resp = app.gql(&top(at + Duration::microseconds(1))).await;
+    assert_eq!(
+        resp.data()["analytics"]["topCustomers"],
+        json!([{ "orderCount": 1 }]),
+        "{}",
+        resp.body
+    );
+    // The window ends exactly at the order: not counted (the end is exclusive).
+    let resp = app.gql(&top(at)).await;
+    assert_eq!(resp.data()["analytics"]["topCustomers"], json!([]));
+    // The window starts exactly at the order: counted (the start is inclusive).
+    let resp = app.gql(&top(at + Duration::days(1))).await;
+    assert_eq!(
+        resp.data()["analytics"]["topCustomers"],
+        json!([{ "orderCount": 1 }])
+    );
+
+    // revenueByDay at the other edge, with an offset given in another time zone.
+    let resp = app
+        .gql(
+            r#"{ analytics { revenueByDay(status: SHIPPED, days: 1, asOf: "2026-10-25T05:14:38.000001+02:00") { day orderCount } } }"#,
+        )
+        .await;
+    assert_eq!(
+        resp.data()["analytics"]["revenueByDay"],
+        json!([{ "day": "2026-10-24", "orderCount": 0 }, { "day": "2026-10-25", "orderCount": 1 }]),
+        "{}",
+        resp.body
+    );
+}
