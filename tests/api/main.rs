@@ -9,11 +9,13 @@
 )]
 
 mod helpers;
+mod oracle;
 mod reference;
 
 mod analytics;
 mod correctness;
 mod database_stats;
+mod differential;
 mod errors;
 mod http;
 mod mutations;

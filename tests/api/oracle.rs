@@ -1,0 +1,1483 @@
+//! The oracle of the differential test: a grammar of query operations over the whole query
+//! schema, its printer, and an independent evaluator that follows the GraphQL specification's
+//! execution algorithm (`CoerceVariableValues`, `CollectFields` with `@skip`/`@include`,
+//! `CoerceArgumentValues` with defaults and omitted variables, `ExecuteField`, null
+//! propagation) over the raw rows. It shares nothing with the server's request handling: it
+//! never parses a document (it evaluates the grammar's own tree) and reads plain rows.
+//!
+//! It also predicts the statement count from the plan rules the README states: one statement
+//! per root field or report, plus one per distinct to-many edge and argument set per level
+//! whose parents are not empty; to-one edges are joined.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use eagerql::db::order_items::OrderItemRow;
+use eagerql::db::orders::OrderRow;
+use eagerql::db::products::ProductRow;
+use eagerql::db::users::UserRow;
+use eagerql::model::OrderStatus;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value as Json};
+
+use crate::reference::Model;
+
+// ---------------------------------------------------------------------------------------------
+// The schema, as the grammar and the evaluator see it.
+
+/// The object types of the query side.
+#[derive(Copy, Clone, PartialEq, Eq, Debug, Hash)]
+pub enum Ty {
+    Query,
+    Analytics,
+    User,
+    Order,
+    Item,
+    Product,
+    CustomerRevenue,
+    DailyRevenue,
+    ProductSales,
+}
+
+impl Ty {
+    fn name(self) -> &'static str {
+        match self {
+            Ty::Query => "Query",
+            Ty::Analytics => "Analytics",
+            Ty::User => "User",
+            Ty::Order => "Order",
+            Ty::Item => "OrderItem",
+            Ty::Product => "Product",
+            Ty::CustomerRevenue => "CustomerRevenue",
+            Ty::DailyRevenue => "DailyRevenue",
+            Ty::ProductSales => "ProductSales",
+        }
+    }
+}
+
+/// How an argument is typed in the schema.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum ArgKind {
+    /// `first: Int! = 20`
+    First,
+    /// `offset: Int! = 0`
+    Offset,
+    /// `id: ID!`
+    Id,
+    /// `status: OrderStatus`
+    Status,
+    /// `status: OrderStatus! = COMPLETED`
+    StatusReq,
+    /// `userId: ID`
+    UserId,
+    /// `minAmount: Decimal`
+    MinAmount,
+    /// `first: Int` on a to-many edge
+    EdgeFirst,
+    /// `days: Int! = 30`
+    Days,
+    /// `limit: Int! = 10`
+    Limit,
+    /// `asOf: DateTime`
+    AsOf,
+}
+
+impl ArgKind {
+    /// The argument's type and default, as the schema declares them.
+    fn location(self) -> (&'static str, Option<Json>) {
+        match self {
+            ArgKind::First => ("Int!", Some(Json::from(20))),
+            ArgKind::Offset => ("Int!", Some(Json::from(0))),
+            ArgKind::Id => ("ID!", None),
+            ArgKind::Status => ("OrderStatus", None),
+            ArgKind::StatusReq => ("OrderStatus!", Some(Json::from("COMPLETED"))),
+            ArgKind::UserId => ("ID", None),
+            ArgKind::MinAmount => ("Decimal", None),
+            ArgKind::EdgeFirst => ("Int", None),
+            ArgKind::Days => ("Int!", Some(Json::from(30))),
+            ArgKind::Limit => ("Int!", Some(Json::from(10))),
+            ArgKind::AsOf => ("DateTime", None),
+        }
+    }
+}
+
+/// A field of an object type.
+#[derive(Debug)]
+pub struct FieldDef {
+    name: &'static str,
+    ty: Option<Ty>,
+    args: &'static [(&'static str, ArgKind)],
+}
+
+const fn leaf(name: &'static str) -> FieldDef {
+    FieldDef {
+        name,
+        ty: None,
+        args: &[],
+    }
+}
+
+const fn obj(name: &'static str, ty: Ty, args: &'static [(&'static str, ArgKind)]) -> FieldDef {
+    FieldDef {
+        name,
+        ty: Some(ty),
+        args,
+    }
+}
+
+const PAGE: &[(&str, ArgKind)] = &[("first", ArgKind::First), ("offset", ArgKind::Offset)];
+const BY_ID: &[(&str, ArgKind)] = &[("id", ArgKind::Id)];
+
+static QUERY: &[FieldDef] = &[
+    obj("users", Ty::User, PAGE),
+    obj("user", Ty::User, BY_ID),
+    obj(
+        "orders",
+        Ty::Order,
+        &[
+            ("first", ArgKind::First),
+            ("offset", ArgKind::Offset),
+            ("status", ArgKind::Status),
+            ("userId", ArgKind::UserId),
+            ("minAmount", ArgKind::MinAmount),
+        ],
+    ),
+    obj("order", Ty::Order, BY_ID),
+    obj("products", Ty::Product, PAGE),
+    obj("product", Ty::Product, BY_ID),
+    obj("analytics", Ty::Analytics, &[]),
+    leaf("__typename"),
+];
+static ANALYTICS: &[FieldDef] = &[
+    obj(
+        "topCustomers",
+        Ty::CustomerRevenue,
+        &[
+            ("days", ArgKind::Days),
+            ("limit", ArgKind::Limit),
+            ("status", ArgKind::StatusReq),
+            ("asOf", ArgKind::AsOf),
+        ],
+    ),
+    obj("spendingSummary", Ty::CustomerRevenue, PAGE),
+    obj(
+        "revenueByDay",
+        Ty::DailyRevenue,
+        &[
+            ("days", ArgKind::Days),
+            ("asOf", ArgKind::AsOf),
+            ("status", ArgKind::StatusReq),
+        ],
+    ),
+    obj(
+        "productSales",
+        Ty::ProductSales,
+        &[
+            ("days", ArgKind::Days),
+            ("limit", ArgKind::Limit),
+            ("asOf", ArgKind::AsOf),
+            ("status", ArgKind::StatusReq),
+        ],
+    ),
+    leaf("__typename"),
+];
+static USER: &[FieldDef] = &[
+    leaf("id"),
+    leaf("email"),
+    leaf("username"),
+    leaf("isActive"),
+    leaf("createdAt"),
+    leaf("updatedAt"),
+    leaf("bio"),
+    obj(
+        "orders",
+        Ty::Order,
+        &[("first", ArgKind::EdgeFirst), ("status", ArgKind::Status)],
+    ),
+    leaf("__typename"),
+];
+static ORDER: &[FieldDef] = &[
+    leaf("id"),
+    leaf("status"),
+    leaf("totalAmount"),
+    leaf("createdAt"),
+    obj("user", Ty::User, &[]),
+    obj("items", Ty::Item, &[]),
+    obj("products", Ty::Product, &[]),
+    leaf("__typename"),
+];
+static ITEM: &[FieldDef] = &[
+    leaf("id"),
+    leaf("quantity"),
+    leaf("unitPrice"),
+    obj("order", Ty::Order, &[]),
+    obj("product", Ty::Product, &[]),
+    leaf("__typename"),
+];
+static PRODUCT: &[FieldDef] = &[
+    leaf("id"),
+    leaf("name"),
+    leaf("sku"),
+    leaf("price"),
+    leaf("stockQuantity"),
+    obj("orders", Ty::Order, &[("first", ArgKind::EdgeFirst)]),
+    obj("orderItems", Ty::Item, &[]),
+    leaf("__typename"),
+];
+static CUSTOMER_REVENUE: &[FieldDef] = &[
+    obj("user", Ty::User, &[]),
+    leaf("orderCount"),
+    leaf("totalRevenue"),
+    leaf("__typename"),
+];
+static DAILY_REVENUE: &[FieldDef] = &[
+    leaf("day"),
+    leaf("orderCount"),
+    leaf("revenue"),
+    leaf("__typename"),
+];
+static PRODUCT_SALES: &[FieldDef] = &[
+    obj("product", Ty::Product, &[]),
+    leaf("unitsSold"),
+    leaf("revenue"),
+    leaf("__typename"),
+];
+
+fn fields(ty: Ty) -> &'static [FieldDef] {
+    match ty {
+        Ty::Query => QUERY,
+        Ty::Analytics => ANALYTICS,
+        Ty::User => USER,
+        Ty::Order => ORDER,
+        Ty::Item => ITEM,
+        Ty::Product => PRODUCT,
+        Ty::CustomerRevenue => CUSTOMER_REVENUE,
+        Ty::DailyRevenue => DAILY_REVENUE,
+        Ty::ProductSales => PRODUCT_SALES,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The grammar's tree, and its printer.
+
+/// A literal value.
+#[derive(Clone, Debug)]
+pub enum Lit {
+    Int(i64),
+    Str(String),
+    Enum(&'static str),
+    Bool(bool),
+    Null,
+}
+
+impl Lit {
+    fn print(&self) -> String {
+        match self {
+            Lit::Int(n) => n.to_string(),
+            Lit::Str(s) => Json::from(s.as_str()).to_string(),
+            Lit::Enum(e) => (*e).to_owned(),
+            Lit::Bool(b) => b.to_string(),
+            Lit::Null => "null".to_owned(),
+        }
+    }
+
+    fn json(&self) -> Json {
+        match self {
+            Lit::Int(n) => Json::from(*n),
+            Lit::Str(s) => Json::from(s.as_str()),
+            Lit::Enum(e) => Json::from(*e),
+            Lit::Bool(b) => Json::Bool(*b),
+            Lit::Null => Json::Null,
+        }
+    }
+}
+
+/// An argument or condition value: a literal or the index of a variable.
+#[derive(Clone, Debug)]
+pub enum Val {
+    Lit(Lit),
+    Var(usize),
+}
+
+/// A variable definition with the value the request sends (`None`: omitted).
+#[derive(Clone, Debug)]
+pub struct VarDef {
+    ty: String,
+    default: Option<Lit>,
+    given: Option<Json>,
+}
+
+/// `@skip(if:)` (`skip`) or `@include(if:)`.
+#[derive(Clone, Debug)]
+pub struct Dir {
+    skip: bool,
+    cond: Val,
+}
+
+/// A selection.
+#[derive(Clone, Debug)]
+pub enum Sel {
+    Field(FieldSel),
+    /// A spread of fragment `usize`.
+    Spread(usize, Vec<Dir>),
+    /// An inline fragment, with a type condition or without.
+    Inline(Option<Ty>, Vec<Dir>, Vec<Sel>),
+}
+
+/// A field selection.
+#[derive(Clone, Debug)]
+pub struct FieldSel {
+    alias: Option<String>,
+    def: &'static FieldDef,
+    args: Vec<(&'static str, ArgKind, Val)>,
+    dirs: Vec<Dir>,
+    sel: Vec<Sel>,
+}
+
+impl FieldSel {
+    fn key(&self) -> &str {
+        self.alias.as_deref().unwrap_or(self.def.name)
+    }
+}
+
+/// A fragment definition.
+#[derive(Clone, Debug)]
+pub struct Frag {
+    on: Ty,
+    sel: Vec<Sel>,
+}
+
+/// A query operation and the variables its request sends.
+#[derive(Clone, Debug)]
+pub struct Op {
+    vars: Vec<VarDef>,
+    frags: Vec<Frag>,
+    sel: Vec<Sel>,
+}
+
+impl Op {
+    /// The document text.
+    pub fn document(&self) -> String {
+        let mut out = String::from("query");
+        if !self.vars.is_empty() {
+            out.push('(');
+            for (i, v) in self.vars.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&format!("$v{i}: {}", v.ty));
+                if let Some(d) = &v.default {
+                    out.push_str(&format!(" = {}", d.print()));
+                }
+            }
+            out.push(')');
+        }
+        out.push(' ');
+        print_set(&mut out, &self.sel);
+        for (i, f) in self.frags.iter().enumerate() {
+            out.push_str(&format!("\nfragment F{i} on {} ", f.on.name()));
+            print_set(&mut out, &f.sel);
+        }
+        out
+    }
+
+    /// The request's `variables`.
+    pub fn variables(&self) -> Json {
+        let mut m = Map::new();
+        for (i, v) in self.vars.iter().enumerate() {
+            if let Some(g) = &v.given {
+                m.insert(format!("v{i}"), g.clone());
+            }
+        }
+        Json::Object(m)
+    }
+}
+
+fn print_val(v: &Val) -> String {
+    match v {
+        Val::Lit(l) => l.print(),
+        Val::Var(i) => format!("$v{i}"),
+    }
+}
+
+fn print_dirs(out: &mut String, dirs: &[Dir]) {
+    for d in dirs {
+        let name = if d.skip { "skip" } else { "include" };
+        out.push_str(&format!(" @{name}(if: {})", print_val(&d.cond)));
+    }
+}
+
+fn print_set(out: &mut String, sel: &[Sel]) {
+    out.push('{');
+    for s in sel {
+        out.push(' ');
+        match s {
+            Sel::Field(f) => {
+                if let Some(a) = &f.alias {
+                    out.push_str(a);
+                    out.push_str(": ");
+                }
+                out.push_str(f.def.name);
+                out.push_str(&print_args(&f.args));
+                print_dirs(out, &f.dirs);
+                if !f.sel.is_empty() {
+                    out.push(' ');
+                    print_set(out, &f.sel);
+                }
+            }
+            Sel::Spread(i, dirs) => {
+                out.push_str(&format!("...F{i}"));
+                print_dirs(out, dirs);
+            }
+            Sel::Inline(cond, dirs, sel) => {
+                out.push_str("...");
+                if let Some(ty) = cond {
+                    out.push_str(&format!(" on {}", ty.name()));
+                }
+                print_dirs(out, dirs);
+                out.push(' ');
+                print_set(out, sel);
+            }
+        }
+    }
+    out.push_str(" }");
+}
+
+fn print_args(args: &[(&'static str, ArgKind, Val)]) -> String {
+    if args.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = args
+        .iter()
+        .map(|(n, _, v)| format!("{n}: {}", print_val(v)))
+        .collect();
+    format!("({})", parts.join(", "))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The generator: draws every decision from a sequence of numbers, where 0 is always the
+// simplest choice, so that proptest shrinks an operation by shrinking the sequence.
+
+/// Values the generator picks arguments from.
+pub struct Pool {
+    pub user_ids: Vec<i64>,
+    pub order_ids: Vec<i64>,
+    pub product_ids: Vec<i64>,
+    /// Window ends worth trying: order times and the instants next to them.
+    pub as_of: Vec<DateTime<Utc>>,
+}
+
+/// Generates one operation from `choices`.
+pub fn generate(choices: &[u32], pool: &Pool) -> Op {
+    let mut g = Gen {
+        choices,
+        at: 0,
+        pool,
+        op: Op {
+            vars: Vec::new(),
+            frags: Vec::new(),
+            sel: Vec::new(),
+        },
+        keys: HashMap::new(),
+        unaliased: HashMap::new(),
+    };
+    let sel = g.selection(Ty::Query, 0, 0);
+    g.op.sel = sel;
+    g.op
+}
+
+const MAX_DEPTH: usize = 4;
+
+struct Gen<'a> {
+    choices: &'a [u32],
+    at: usize,
+    pool: &'a Pool,
+    op: Op,
+    /// Aliases, one per (type, field, arguments), so equal keys always mean equal fields.
+    keys: HashMap<String, usize>,
+    /// The arguments of the unaliased use of a (type, field), which later ones must repeat.
+    unaliased: HashMap<(Ty, &'static str), String>,
+}
+
+impl Gen<'_> {
+    fn next(&mut self, n: u32) -> u32 {
+        let v = self.choices.get(self.at).copied().unwrap_or(0);
+        self.at += 1;
+        if n == 0 { 0 } else { v % n }
+    }
+
+    /// `true` with about `pct` percent, and `false` for the simplest choice.
+    fn chance(&mut self, pct: u32) -> bool {
+        self.next(100) >= 100 - pct
+    }
+
+    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        let i = self.next(items.len() as u32) as usize;
+        items[i].clone()
+    }
+
+    fn selection(&mut self, ty: Ty, depth: usize, nesting: usize) -> Vec<Sel> {
+        let n = 1 + self.next(if depth == 0 { 3 } else { 4 });
+        let mut out: Vec<Sel> = Vec::new();
+        for _ in 0..n {
+            let r = self.next(100);
+            if r >= 92 && nesting < 2 {
+                let reuse: Vec<usize> = (0..self.op.frags.len())
+                    .filter(|i| self.op.frags[*i].on == ty)
+                    .collect();
+                let idx = if !reuse.is_empty() && self.chance(50) {
+                    self.pick(&reuse)
+                } else {
+                    let sel = self.selection(ty, depth, nesting + 1);
+                    self.op.frags.push(Frag { on: ty, sel });
+                    self.op.frags.len() - 1
+                };
+                let dirs = self.dirs();
+                out.push(Sel::Spread(idx, dirs));
+            } else if r >= 85 && nesting < 2 {
+                let cond = self.chance(50).then_some(ty);
+                let dirs = self.dirs();
+                let sel = self.selection(ty, depth, nesting + 1);
+                out.push(Sel::Inline(cond, dirs, sel));
+            } else if r >= 78 && out.iter().any(|s| matches!(s, Sel::Field(_))) {
+                // The same response key again, with another sub-selection and directives.
+                let prev: Vec<FieldSel> = out
+                    .iter()
+                    .filter_map(|s| match s {
+                        Sel::Field(f) => Some(f.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let mut f = self.pick(&prev);
+                f.dirs = self.dirs();
+                if let Some(t) = f.def.ty {
+                    f.sel = self.selection(t, depth + 1, 0);
+                }
+                out.push(Sel::Field(f));
+            } else {
+                let f = self.field(ty, depth);
+                out.push(Sel::Field(f));
+            }
+        }
+        out
+    }
+
+    fn dirs(&mut self) -> Vec<Dir> {
+        let mut out = Vec::new();
+        while out.len() < 2 && self.chance(if out.is_empty() { 20 } else { 15 }) {
+            // `@skip` and `@include` are not repeatable: a second directive is the other one.
+            let skip = match out.first() {
+                Some(Dir { skip, .. }) => !*skip,
+                None => self.chance(50),
+            };
+            let cond = if self.chance(50) {
+                // `Boolean!` sent, or `Boolean = default` sent or omitted.
+                let (ty, default, given) = match self.next(3) {
+                    0 => ("Boolean!", None, Some(Json::Bool(self.chance(50)))),
+                    1 => ("Boolean", Some(Lit::Bool(self.chance(50))), None),
+                    _ => (
+                        "Boolean",
+                        Some(Lit::Bool(self.chance(50))),
+                        Some(Json::Bool(self.chance(50))),
+                    ),
+                };
+                Val::Var(self.var(ty, default, given))
+            } else {
+                Val::Lit(Lit::Bool(self.chance(50)))
+            };
+            out.push(Dir { skip, cond });
+        }
+        out
+    }
+
+    fn var(&mut self, ty: &str, default: Option<Lit>, given: Option<Json>) -> usize {
+        self.op.vars.push(VarDef {
+            ty: ty.to_owned(),
+            default,
+            given,
+        });
+        self.op.vars.len() - 1
+    }
+
+    fn field(&mut self, ty: Ty, depth: usize) -> FieldSel {
+        let defs = fields(ty);
+        let mut def = &defs[self.next(defs.len() as u32) as usize];
+        if def.ty.is_some() && depth >= MAX_DEPTH {
+            // Deep enough: a leaf.
+            def = defs.iter().find(|d| d.ty.is_none()).unwrap_or(def);
+        }
+        let mut args = Vec::new();
+        for (name, kind) in def.args {
+            let required = matches!(kind, ArgKind::Id | ArgKind::AsOf);
+            if required || self.chance(55) {
+                let v = self.arg(*kind, def.name);
+                args.push((*name, *kind, v));
+            }
+        }
+        let printed = print_args(&args);
+        // An unaliased field must repeat the arguments of the first unaliased use.
+        let aliased = match self.unaliased.get(&(ty, def.name)) {
+            Some(p) if *p == printed => self.chance(30),
+            Some(_) => true,
+            None => self.chance(30),
+        };
+        let alias = if aliased {
+            let id = format!("{}.{}{}", ty.name(), def.name, printed);
+            let n = self.keys.len();
+            let n = *self.keys.entry(id).or_insert(n);
+            Some(format!("{}_{n}", def.name.trim_start_matches("__")))
+        } else {
+            self.unaliased.entry((ty, def.name)).or_insert(printed);
+            None
+        };
+        let dirs = self.dirs();
+        let sel = match def.ty {
+            Some(t) => self.selection(t, depth + 1, 0),
+            None => Vec::new(),
+        };
+        FieldSel {
+            alias,
+            def,
+            args,
+            dirs,
+            sel,
+        }
+    }
+
+    /// An argument value: a literal, or a variable (sent, omitted, defaulted or null).
+    fn arg(&mut self, kind: ArgKind, field: &str) -> Val {
+        let lit = self.lit(kind, field);
+        if !self.chance(30) {
+            return Val::Lit(lit);
+        }
+        let (loc, loc_default) = kind.location();
+        let base = loc.trim_end_matches('!');
+        // A nullable variable may stand in a non-null position only where the argument has
+        // a default.
+        let var_non_null = if !loc.ends_with('!') || loc_default.is_some() {
+            self.chance(40)
+        } else {
+            true
+        };
+        let var_ty = if var_non_null {
+            format!("{base}!")
+        } else {
+            base.to_owned()
+        };
+        let default = if self.chance(30) {
+            Some(self.lit_non_null(kind, field))
+        } else {
+            None
+        };
+        // `asOf` must never be absent (it would mean "now") and `id` is required.
+        let must_have_value = matches!(kind, ArgKind::Id | ArgKind::AsOf);
+        let given = match self.next(4) {
+            0 if (!var_non_null || default.is_some())
+                && (!must_have_value || default.is_some()) =>
+            {
+                None
+            }
+            1 if !var_non_null && !must_have_value => Some(Json::Null),
+            _ if matches!(lit, Lit::Null) && (var_non_null || must_have_value) => {
+                Some(self.lit_non_null(kind, field).json())
+            }
+            _ => Some(lit.json()),
+        };
+        Val::Var(self.var(&var_ty, default, given))
+    }
+
+    fn lit_non_null(&mut self, kind: ArgKind, field: &str) -> Lit {
+        for _ in 0..4 {
+            let l = self.lit(kind, field);
+            if !matches!(l, Lit::Null) {
+                return l;
+            }
+        }
+        Lit::Int(1)
+    }
+
+    fn lit(&mut self, kind: ArgKind, field: &str) -> Lit {
+        let bad = self.chance(3);
+        match kind {
+            ArgKind::First if bad => Lit::Int(self.pick(&[-1, 1001])),
+            ArgKind::First => Lit::Int(self.pick(&[2, 0, 1, 3, 5, 20, 200])),
+            ArgKind::Offset if bad => Lit::Int(-1),
+            ArgKind::Offset => Lit::Int(self.pick(&[0, 1, 2, 7])),
+            ArgKind::EdgeFirst if bad => Lit::Int(-2),
+            ArgKind::EdgeFirst => Lit::Int(self.pick(&[1, 0, 2, 3])),
+            ArgKind::Id | ArgKind::UserId if bad => {
+                Lit::Str(self.pick(&["abc".to_owned(), "0".to_owned()]))
+            }
+            ArgKind::Id | ArgKind::UserId => {
+                let ids = match (kind, field) {
+                    (ArgKind::UserId, _) | (_, "user") => &self.pool.user_ids,
+                    (_, "order") => &self.pool.order_ids,
+                    _ => &self.pool.product_ids,
+                };
+                let mut ids = ids.clone();
+                ids.push(99_999);
+                Lit::Str(self.pick(&ids).to_string())
+            }
+            ArgKind::Status if self.chance(8) => Lit::Null,
+            ArgKind::Status | ArgKind::StatusReq => {
+                Lit::Enum(self.pick(&["COMPLETED", "PENDING", "SHIPPED", "CANCELLED"]))
+            }
+            ArgKind::MinAmount if bad => Lit::Str("0.001".into()),
+            ArgKind::MinAmount => {
+                Lit::Str(self.pick(&["10".to_owned(), "0".into(), "50.5".into(), "120.25".into()]))
+            }
+            ArgKind::Days if bad => Lit::Int(0),
+            ArgKind::Days => Lit::Int(self.pick(&[7, 1, 2, 30, 3650])),
+            ArgKind::Limit if bad => Lit::Int(self.pick(&[0, 101])),
+            ArgKind::Limit => Lit::Int(self.pick(&[3, 1, 2, 10])),
+            ArgKind::AsOf => {
+                let t = self.pick(&self.pool.as_of.clone());
+                let text = if self.chance(50) {
+                    t.with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).expect("offset"))
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+                } else {
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                };
+                Lit::Str(text)
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The evaluator.
+
+/// A field after `CollectFields` and `CoerceArgumentValues`: one per response key.
+#[derive(Debug)]
+struct CField {
+    key: String,
+    def: &'static FieldDef,
+    /// Coerced arguments: absent ones are missing (their defaults applied).
+    args: HashMap<&'static str, Json>,
+    /// Arguments that failed coercion (an explicit null for a non-null argument).
+    bad_args: bool,
+    children: Vec<CField>,
+}
+
+impl CField {
+    fn arg(&self, name: &str) -> Option<&Json> {
+        self.args.get(name).filter(|v| !v.is_null())
+    }
+}
+
+/// What the oracle expects: `data` (absent for a request error), error paths with codes,
+/// and the statement count.
+#[derive(Debug)]
+pub struct Expected {
+    pub data: Json,
+    pub errors: Vec<(Json, &'static str)>,
+    pub statements: usize,
+}
+
+/// Evaluates `op` over `model`.
+pub fn evaluate(op: &Op, model: &Model) -> Expected {
+    let mut vars: HashMap<usize, Json> = HashMap::new();
+    for (i, v) in op.vars.iter().enumerate() {
+        match (&v.given, &v.default) {
+            (Some(g), _) => {
+                vars.insert(i, g.clone());
+            }
+            (None, Some(d)) => {
+                vars.insert(i, d.json());
+            }
+            (None, None) => {}
+        }
+    }
+    let cx = Cx { op, vars, model };
+    let root: Vec<&Sel> = op.sel.iter().collect();
+    let tree = cx.collect(Ty::Query, &[root]);
+    let mut errors = Vec::new();
+    let mut statements = 0;
+    let data = match cx.object(Obj::Query, &tree, &[], &mut errors, &mut statements) {
+        Some(m) => Json::Object(m),
+        None => Json::Null,
+    };
+    errors.sort_by_key(|e| e.0.to_string());
+    Expected {
+        data,
+        errors,
+        statements,
+    }
+}
+
+struct Cx<'a> {
+    op: &'a Op,
+    vars: HashMap<usize, Json>,
+    model: &'a Model,
+}
+
+#[derive(Clone, Copy)]
+enum Obj<'m> {
+    Query,
+    Analytics,
+    User(&'m UserRow),
+    Order(&'m OrderRow),
+    Item(&'m OrderItemRow),
+    Product(&'m ProductRow),
+    /// A customer's row of a report: user, order count, cents.
+    Customer(&'m UserRow, i64, i64),
+    Daily(NaiveDate, i64, i64),
+    Sales(&'m ProductRow, i64, i64),
+}
+
+fn cents(d: Decimal) -> i64 {
+    (d * Decimal::from(100))
+        .trunc()
+        .to_string()
+        .parse()
+        .expect("cents")
+}
+
+fn money(c: i64) -> Json {
+    let sign = if c < 0 { "-" } else { "" };
+    Json::from(format!("{sign}{}.{:02}", c.abs() / 100, c.abs() % 100))
+}
+
+fn status_name(s: OrderStatus) -> &'static str {
+    match s {
+        OrderStatus::Pending => "PENDING",
+        OrderStatus::Completed => "COMPLETED",
+        OrderStatus::Shipped => "SHIPPED",
+        OrderStatus::Cancelled => "CANCELLED",
+    }
+}
+
+fn parse_status(v: &Json) -> Option<OrderStatus> {
+    match v.as_str()? {
+        "PENDING" => Some(OrderStatus::Pending),
+        "COMPLETED" => Some(OrderStatus::Completed),
+        "SHIPPED" => Some(OrderStatus::Shipped),
+        "CANCELLED" => Some(OrderStatus::Cancelled),
+        _ => None,
+    }
+}
+
+fn int(v: Option<&Json>) -> Option<i64> {
+    v.and_then(Json::as_i64)
+}
+
+fn id(v: Option<&Json>) -> Option<i64> {
+    let n = match v? {
+        Json::String(s) => s.parse::<i64>().ok()?,
+        Json::Number(n) => n.as_i64()?,
+        _ => return None,
+    };
+    (n > 0).then_some(n)
+}
+
+impl<'a> Cx<'a> {
+    fn value(&self, v: &Val) -> Option<Json> {
+        match v {
+            Val::Lit(l) => Some(l.json()),
+            Val::Var(i) => self.vars.get(i).cloned(),
+        }
+    }
+
+    fn included(&self, dirs: &[Dir]) -> bool {
+        dirs.iter().all(|d| {
+            let b = self
+                .value(&d.cond)
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            if d.skip { !b } else { b }
+        })
+    }
+
+    /// `CollectFields` for objects of `ty` over several selection sets (the sub-selections of
+    /// one response key's fields), then the same for each key's merged sub-selection.
+    fn collect(&self, ty: Ty, sets: &[Vec<&'a Sel>]) -> Vec<CField> {
+        let mut grouped: Vec<(String, Vec<&'a FieldSel>)> = Vec::new();
+        let mut visited = Vec::new();
+        for set in sets {
+            self.collect_into(ty, set, &mut visited, &mut grouped);
+        }
+        grouped
+            .into_iter()
+            .map(|(key, same)| {
+                let first = same[0];
+                let mut args = HashMap::new();
+                let mut bad_args = false;
+                for (name, kind, v) in &first.args {
+                    if let Some(value) = self.value(v) {
+                        args.insert(*name, value);
+                    }
+                    let (loc, _) = kind.location();
+                    if loc.ends_with('!') && args.get(name).is_some_and(Json::is_null) {
+                        bad_args = true;
+                    }
+                }
+                for (name, kind) in first.def.args {
+                    if !args.contains_key(name)
+                        && let (_, Some(d)) = kind.location()
+                    {
+                        args.insert(*name, d);
+                    }
+                }
+                let children = match first.def.ty {
+                    Some(t) => {
+                        let subs: Vec<Vec<&'a Sel>> =
+                            same.iter().map(|f| f.sel.iter().collect()).collect();
+                        self.collect(t, &subs)
+                    }
+                    None => Vec::new(),
+                };
+                CField {
+                    key,
+                    def: first.def,
+                    args,
+                    bad_args,
+                    children,
+                }
+            })
+            .collect()
+    }
+
+    fn collect_into(
+        &self,
+        ty: Ty,
+        set: &[&'a Sel],
+        visited: &mut Vec<usize>,
+        grouped: &mut Vec<(String, Vec<&'a FieldSel>)>,
+    ) {
+        for sel in set {
+            match sel {
+                Sel::Field(f) => {
+                    if !self.included(&f.dirs) {
+                        continue;
+                    }
+                    match grouped.iter_mut().find(|(k, _)| k == f.key()) {
+                        Some((_, same)) => same.push(f),
+                        None => grouped.push((f.key().to_owned(), vec![f])),
+                    }
+                }
+                Sel::Spread(i, dirs) => {
+                    if !self.included(dirs) || visited.contains(i) {
+                        continue;
+                    }
+                    visited.push(*i);
+                    let frag = &self.op.frags[*i];
+                    if frag.on == ty {
+                        let inner: Vec<&Sel> = frag.sel.iter().collect();
+                        self.collect_into(ty, &inner, visited, grouped);
+                    }
+                }
+                Sel::Inline(_, dirs, inner) => {
+                    if !self.included(dirs) {
+                        continue;
+                    }
+                    let inner: Vec<&Sel> = inner.iter().collect();
+                    self.collect_into(ty, &inner, visited, grouped);
+                }
+            }
+        }
+    }
+
+    /// Executes a selection on an object. `None`: a non-null field below was null (the
+    /// object itself becomes null).
+    fn object(
+        &self,
+        obj: Obj<'a>,
+        set: &[CField],
+        path: &[Json],
+        errors: &mut Vec<(Json, &'static str)>,
+        statements: &mut usize,
+    ) -> Option<Map<String, Json>> {
+        let mut out = Map::new();
+        let mut null = false;
+        for f in set {
+            let mut p = path.to_vec();
+            p.push(Json::from(f.key.as_str()));
+            match self.field(obj, f, &p, errors, statements) {
+                Some(v) => {
+                    out.insert(f.key.clone(), v);
+                }
+                None => null = true,
+            }
+        }
+        (!null).then_some(out)
+    }
+
+    /// A field's completed value; `None` when it is null in a non-null position.
+    fn field(
+        &self,
+        obj: Obj<'a>,
+        f: &CField,
+        path: &[Json],
+        errors: &mut Vec<(Json, &'static str)>,
+        statements: &mut usize,
+    ) -> Option<Json> {
+        let name = f.def.name;
+        if name == "__typename" {
+            return Some(Json::from(match obj {
+                Obj::Query => "Query",
+                Obj::Analytics => "Analytics",
+                Obj::User(_) => "User",
+                Obj::Order(_) => "Order",
+                Obj::Item(_) => "OrderItem",
+                Obj::Product(_) => "Product",
+                Obj::Customer(..) => "CustomerRevenue",
+                Obj::Daily(..) => "DailyRevenue",
+                Obj::Sales(..) => "ProductSales",
+            }));
+        }
+        let m = self.model;
+        let fail = |errors: &mut Vec<(Json, &'static str)>, nullable: bool| {
+            errors.push((Json::Array(path.to_vec()), "BAD_USER_INPUT"));
+            if nullable { Some(Json::Null) } else { None }
+        };
+        // A root field or report whose arguments (or whose sub-selection's edge arguments)
+        // are refused fails as a whole, before any SQL.
+        let root_like = matches!(obj, Obj::Query | Obj::Analytics);
+        if root_like && name != "analytics" && (f.bad_args || !self.args_ok(f)) {
+            let nullable = matches!(name, "user" | "order" | "product");
+            return fail(errors, nullable);
+        }
+        let sub = |o: Obj<'a>, errors: &mut Vec<_>, statements: &mut usize| {
+            self.object(o, &f.children, path, errors, statements)
+                .map(Json::Object)
+        };
+        let list = |objs: Vec<Obj<'a>>, errors: &mut Vec<_>, statements: &mut usize| {
+            let mut items = Vec::with_capacity(objs.len());
+            for (i, o) in objs.into_iter().enumerate() {
+                let mut p = path.to_vec();
+                p.push(Json::from(i));
+                items.push(
+                    self.object(o, &f.children, &p, errors, statements)
+                        .map(Json::Object)?,
+                );
+            }
+            Some(Json::Array(items))
+        };
+        let page = |n: usize| {
+            let first = int(f.arg("first")).unwrap_or(20) as usize;
+            let offset = int(f.arg("offset")).unwrap_or(0) as usize;
+            (offset.min(n)..n).take(first)
+        };
+        match obj {
+            Obj::Query => {
+                let rows: Vec<Obj<'a>> = match name {
+                    "users" => page(m.users.len())
+                        .map(|i| Obj::User(&m.users[i]))
+                        .collect(),
+                    "products" => page(m.products.len())
+                        .map(|i| Obj::Product(&m.products[i]))
+                        .collect(),
+                    "orders" => {
+                        let status = f.arg("status").and_then(parse_status);
+                        let user = id(f.arg("userId"));
+                        let min = f
+                            .arg("minAmount")
+                            .and_then(Json::as_str)
+                            .and_then(|s| s.parse::<Decimal>().ok());
+                        let matching: Vec<&OrderRow> = m
+                            .orders
+                            .iter()
+                            .filter(|o| status.is_none_or(|s| o.status == s))
+                            .filter(|o| user.is_none_or(|u| o.user_id == u))
+                            .filter(|o| min.is_none_or(|a| o.total_amount >= a))
+                            .collect();
+                        page(matching.len())
+                            .map(|i| Obj::Order(matching[i]))
+                            .collect()
+                    }
+                    "user" => self
+                        .user(id(f.arg("id")).unwrap_or(0))
+                        .into_iter()
+                        .collect(),
+                    "order" => self
+                        .order(id(f.arg("id")).unwrap_or(0))
+                        .into_iter()
+                        .collect(),
+                    "product" => self
+                        .product(id(f.arg("id")).unwrap_or(0))
+                        .into_iter()
+                        .collect(),
+                    "analytics" => {
+                        return sub(Obj::Analytics, errors, statements);
+                    }
+                    other => panic!("oracle: Query.{other}"),
+                };
+                *statements += 1 + self.batches(&rows, &f.children);
+                match name {
+                    "user" | "order" | "product" => match rows.into_iter().next() {
+                        Some(o) => Some(sub(o, errors, statements).unwrap_or(Json::Null)),
+                        None => Some(Json::Null),
+                    },
+                    _ => list(rows, errors, statements),
+                }
+            }
+            Obj::Analytics => {
+                let rows = self.report(f);
+                *statements += 1;
+                let named: Vec<Obj<'a>> = rows
+                    .iter()
+                    .filter_map(|r| match r {
+                        Obj::Customer(u, ..) => Some(Obj::User(u)),
+                        Obj::Sales(p, ..) => Some(Obj::Product(p)),
+                        _ => None,
+                    })
+                    .collect();
+                let below: Vec<&CField> = f
+                    .children
+                    .iter()
+                    .filter(|c| matches!(c.def.name, "user" | "product"))
+                    .flat_map(|c| c.children.iter())
+                    .collect();
+                *statements += self.batches_of(&named, &below);
+                list(rows, errors, statements)
+            }
+            Obj::User(u) => Some(match name {
+                "id" => Json::from(u.id.to_string()),
+                "email" => Json::from(u.email.as_str()),
+                "username" => Json::from(u.username.as_str()),
+                "isActive" => Json::from(u.is_active),
+                "createdAt" => Json::from(u.created_at.to_rfc3339()),
+                "updatedAt" => Json::from(u.updated_at.to_rfc3339()),
+                "bio" => u.bio.clone().map(Json::from).unwrap_or(Json::Null),
+                "orders" => return list(self.edge(obj, f), errors, statements),
+                other => panic!("oracle: User.{other}"),
+            }),
+            Obj::Order(o) => Some(match name {
+                "id" => Json::from(o.id.to_string()),
+                "status" => Json::from(status_name(o.status)),
+                "totalAmount" => money(cents(o.total_amount)),
+                "createdAt" => Json::from(o.created_at.to_rfc3339()),
+                "user" => {
+                    let u = self.user(o.user_id).expect("order has a user");
+                    return sub(u, errors, statements);
+                }
+                "items" | "products" => return list(self.edge(obj, f), errors, statements),
+                other => panic!("oracle: Order.{other}"),
+            }),
+            Obj::Item(i) => Some(match name {
+                "id" => Json::from(i.id.to_string()),
+                "quantity" => Json::from(i.quantity),
+                "unitPrice" => money(cents(i.unit_price)),
+                "order" => {
+                    let o = self.order(i.order_id).expect("item has an order");
+                    return sub(o, errors, statements);
+                }
+                "product" => {
+                    let p = self.product(i.product_id).expect("item has a product");
+                    return sub(p, errors, statements);
+                }
+                other => panic!("oracle: OrderItem.{other}"),
+            }),
+            Obj::Product(p) => Some(match name {
+                "id" => Json::from(p.id.to_string()),
+                "name" => Json::from(p.name.as_str()),
+                "sku" => Json::from(p.sku.as_str()),
+                "price" => money(cents(p.price)),
+                "stockQuantity" => Json::from(p.stock_quantity),
+                "orders" | "orderItems" => return list(self.edge(obj, f), errors, statements),
+                other => panic!("oracle: Product.{other}"),
+            }),
+            Obj::Customer(u, count, c) => Some(match name {
+                "user" => return sub(Obj::User(u), errors, statements),
+                "orderCount" => Json::from(count),
+                "totalRevenue" => money(c),
+                other => panic!("oracle: CustomerRevenue.{other}"),
+            }),
+            Obj::Daily(day, count, c) => Some(match name {
+                "day" => Json::from(day.format("%Y-%m-%d").to_string()),
+                "orderCount" => Json::from(count),
+                "revenue" => money(c),
+                other => panic!("oracle: DailyRevenue.{other}"),
+            }),
+            Obj::Sales(p, units, c) => Some(match name {
+                "product" => return sub(Obj::Product(p), errors, statements),
+                "unitsSold" => Json::from(units),
+                "revenue" => money(c),
+                other => panic!("oracle: ProductSales.{other}"),
+            }),
+        }
+    }
+
+    /// Whether a root field's or report's arguments, and every edge argument selected below
+    /// it, are accepted.
+    fn args_ok(&self, f: &CField) -> bool {
+        let in_range =
+            |name: &str, lo: i64, hi: i64| int(f.arg(name)).is_none_or(|n| (lo..=hi).contains(&n));
+        let own = match f.def.name {
+            "users" | "products" | "spendingSummary" => {
+                in_range("first", 0, 1000) && in_range("offset", 0, i64::MAX)
+            }
+            "orders" => {
+                in_range("first", 0, 1000)
+                    && in_range("offset", 0, i64::MAX)
+                    && f.arg("userId").is_none_or(|v| id(Some(v)).is_some())
+                    && f.arg("minAmount").is_none_or(|v| {
+                        v.as_str()
+                            .and_then(|s| s.parse::<Decimal>().ok())
+                            .is_some_and(|d| d.scale() <= 2 || d.normalize().scale() <= 2)
+                    })
+            }
+            "user" | "order" | "product" => id(f.arg("id")).is_some(),
+            "topCustomers" | "productSales" => {
+                in_range("days", 1, 3650) && in_range("limit", 1, 100)
+            }
+            "revenueByDay" => in_range("days", 1, 3650),
+            _ => true,
+        };
+        own && f.children.iter().all(edges_ok)
+    }
+
+    fn user(&self, id: i64) -> Option<Obj<'a>> {
+        self.model.users.iter().find(|u| u.id == id).map(Obj::User)
+    }
+    fn order(&self, id: i64) -> Option<Obj<'a>> {
+        self.model
+            .orders
+            .iter()
+            .find(|o| o.id == id)
+            .map(Obj::Order)
+    }
+    fn product(&self, id: i64) -> Option<Obj<'a>> {
+        self.model
+            .products
+            .iter()
+            .find(|p| p.id == id)
+            .map(Obj::Product)
+    }
+
+    /// A to-many edge's children of one parent, in id order, with the edge's arguments.
+    fn edge(&self, parent: Obj<'a>, f: &CField) -> Vec<Obj<'a>> {
+        let m = self.model;
+        let first = int(f.arg("first")).map(|n| n.max(0) as usize);
+        let status = f.arg("status").and_then(parse_status);
+        let mut out: Vec<Obj<'a>> = match (parent, f.def.name) {
+            (Obj::User(u), "orders") => m
+                .orders
+                .iter()
+                .filter(|o| o.user_id == u.id && status.is_none_or(|s| o.status == s))
+                .map(Obj::Order)
+                .collect(),
+            (Obj::Order(o), "items") => m
+                .items
+                .iter()
+                .filter(|i| i.order_id == o.id)
+                .map(Obj::Item)
+                .collect(),
+            (Obj::Order(o), "products") => {
+                let mut ids: Vec<i64> = m
+                    .links
+                    .iter()
+                    .filter(|l| l.0 == o.id)
+                    .map(|l| l.1)
+                    .collect();
+                ids.sort_unstable();
+                ids.into_iter().filter_map(|p| self.product(p)).collect()
+            }
+            (Obj::Product(p), "orders") => {
+                let mut ids: Vec<i64> = m
+                    .links
+                    .iter()
+                    .filter(|l| l.1 == p.id)
+                    .map(|l| l.0)
+                    .collect();
+                ids.sort_unstable();
+                ids.into_iter().filter_map(|o| self.order(o)).collect()
+            }
+            (Obj::Product(p), "orderItems") => m
+                .items
+                .iter()
+                .filter(|i| i.product_id == p.id)
+                .map(Obj::Item)
+                .collect(),
+            (_, other) => panic!("oracle: edge {other}"),
+        };
+        if let Some(n) = first {
+            out.truncate(n);
+        }
+        out
+    }
+
+    /// A to-one edge's target.
+    fn target(&self, parent: Obj<'a>, name: &str) -> Option<Obj<'a>> {
+        match (parent, name) {
+            (Obj::Order(o), "user") => self.user(o.user_id),
+            (Obj::Item(i), "order") => self.order(i.order_id),
+            (Obj::Item(i), "product") => self.product(i.product_id),
+            _ => None,
+        }
+    }
+
+    fn batches(&self, rows: &[Obj<'a>], set: &[CField]) -> usize {
+        let refs: Vec<&CField> = set.iter().collect();
+        self.batches_of(rows, &refs)
+    }
+
+    /// Statements of the batches below `rows` for the (merged) selection `set`: to-one edges
+    /// are joined (free), each to-many edge with one argument set is one statement when
+    /// there are parents, whatever their number.
+    fn batches_of(&self, rows: &[Obj<'a>], set: &[&CField]) -> usize {
+        // The planner merges by field name and arguments, whatever the response keys.
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        for f in set {
+            if f.def.ty.is_none() {
+                continue;
+            }
+            let first = int(f.arg("first"));
+            let status = f.arg("status").and_then(parse_status);
+            let children: Vec<&CField> = f.children.iter().collect();
+            match groups
+                .iter_mut()
+                .find(|g| g.0.def.name == f.def.name && g.1 == first && g.2 == status)
+            {
+                Some(g) => g.3.extend(children),
+                None => groups.push((f, first, status, children)),
+            }
+        }
+        let mut n = 0;
+        for (f, _, _, children) in groups {
+            let name = f.def.name;
+            let below: Vec<Obj<'a>> = if matches!(name, "user" | "order" | "product") {
+                rows.iter().filter_map(|r| self.target(*r, name)).collect()
+            } else {
+                if rows.is_empty() {
+                    continue;
+                }
+                n += 1;
+                rows.iter().flat_map(|r| self.edge(*r, f)).collect()
+            };
+            n += self.batches_of(&below, &children);
+        }
+        n
+    }
+
+    /// A report's rows, computed from the raw rows.
+    fn report(&self, f: &CField) -> Vec<Obj<'a>> {
+        let m = self.model;
+        let status = f
+            .arg("status")
+            .and_then(parse_status)
+            .unwrap_or(OrderStatus::Completed);
+        // Reports over a window always get `asOf` from the grammar (absent means "now").
+        let end = f
+            .arg("asOf")
+            .and_then(Json::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let days = int(f.arg("days")).unwrap_or(30);
+        let limit = int(f.arg("limit")).unwrap_or(10).max(0) as usize;
+        let start = end - Duration::days(days);
+        let in_window =
+            |o: &OrderRow| o.status == status && o.created_at >= start && o.created_at < end;
+        match f.def.name {
+            "topCustomers" => {
+                let mut by: Vec<(&UserRow, i64, i64)> = Vec::new();
+                for u in m.users.iter().filter(|u| u.is_active) {
+                    let mine: Vec<&OrderRow> = m
+                        .orders
+                        .iter()
+                        .filter(|o| o.user_id == u.id && in_window(o))
+                        .collect();
+                    if !mine.is_empty() {
+                        let c = mine.iter().map(|o| cents(o.total_amount)).sum();
+                        by.push((u, mine.len() as i64, c));
+                    }
+                }
+                by.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.id.cmp(&b.0.id)));
+                by.truncate(limit);
+                by.into_iter()
+                    .map(|(u, n, c)| Obj::Customer(u, n, c))
+                    .collect()
+            }
+            "spendingSummary" => {
+                let mut by: Vec<(&UserRow, i64, i64)> = m
+                    .users
+                    .iter()
+                    .filter(|u| u.is_active)
+                    .map(|u| {
+                        let mine: Vec<&OrderRow> =
+                            m.orders.iter().filter(|o| o.user_id == u.id).collect();
+                        (
+                            u,
+                            mine.len() as i64,
+                            mine.iter().map(|o| cents(o.total_amount)).sum(),
+                        )
+                    })
+                    .collect();
+                by.sort_by(|a, b| {
+                    (a.1 == 0)
+                        .cmp(&(b.1 == 0))
+                        .then(b.2.cmp(&a.2))
+                        .then(a.0.id.cmp(&b.0.id))
+                });
+                let first = int(f.arg("first")).unwrap_or(20).max(0) as usize;
+                let offset = int(f.arg("offset")).unwrap_or(0).max(0) as usize;
+                by.into_iter()
+                    .skip(offset)
+                    .take(first)
+                    .map(|(u, n, c)| Obj::Customer(u, n, c))
+                    .collect()
+            }
+            "revenueByDay" => {
+                let first_day = start.date_naive();
+                let last_day = (end - Duration::microseconds(1)).date_naive();
+                let mut out = Vec::new();
+                let mut day = first_day;
+                while day <= last_day {
+                    let orders: Vec<&OrderRow> = m
+                        .orders
+                        .iter()
+                        .filter(|o| in_window(o) && o.created_at.date_naive() == day)
+                        .collect();
+                    let c = orders.iter().map(|o| cents(o.total_amount)).sum();
+                    out.push(Obj::Daily(day, orders.len() as i64, c));
+                    day = day.succ_opt().expect("a next day");
+                }
+                out
+            }
+            "productSales" => {
+                let mut by: Vec<(&ProductRow, i64, i64)> = Vec::new();
+                for p in &m.products {
+                    let mut units = 0;
+                    let mut c = 0;
+                    let mut any = false;
+                    for i in m.items.iter().filter(|i| i.product_id == p.id) {
+                        let order = m.orders.iter().find(|o| o.id == i.order_id).expect("order");
+                        if in_window(order) {
+                            any = true;
+                            units += i64::from(i.quantity);
+                            c += i64::from(i.quantity) * cents(i.unit_price);
+                        }
+                    }
+                    if any {
+                        by.push((p, units, c));
+                    }
+                }
+                by.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.id.cmp(&b.0.id)));
+                by.truncate(limit);
+                by.into_iter()
+                    .map(|(p, u, c)| Obj::Sales(p, u, c))
+                    .collect()
+            }
+            other => panic!("oracle: Analytics.{other}"),
+        }
+    }
+}
+
+/// Fields the planner loads together: one of them, their `first` and `status`, and the
+/// sub-selections of all of them.
+type Group<'f> = (
+    &'f CField,
+    Option<i64>,
+    Option<OrderStatus>,
+    Vec<&'f CField>,
+);
+
+/// Whether every to-many edge argument in a sub-selection is accepted.
+fn edges_ok(f: &CField) -> bool {
+    let own = match f.def.name {
+        "orders" => int(f.arg("first")).is_none_or(|n| (0..=1000).contains(&n)),
+        _ => true,
+    };
+    own && !f.bad_args && f.children.iter().all(edges_ok)
+}
