@@ -38,6 +38,7 @@ Workloads (--workloads, comma-separated; default: all):
   top-customers    { analytics { topCustomers(days: 30, limit: 10) { user { id email } orderCount totalRevenue } } }
   many-to-many     { products(first: 50) { id name orders { id user { email } } } }
   create-order     createOrder with 3 items of quantity 1 (skipped when the schema has no such mutation)
+  sign-ups         1,000 createUser calls (argon2id) from the clients; RSS after them
   import-products  importProducts of 10,000 products, timed alone, --import-runs times
   (also: reads, writes, all)
 
@@ -112,17 +113,19 @@ enum Workload {
     TopCustomers,
     ManyToMany,
     CreateOrder,
+    SignUps,
     ImportProducts,
 }
 
 impl Workload {
-    const ALL: [Workload; 7] = [
+    const ALL: [Workload; 8] = [
         Workload::Dashboard,
         Workload::Deep,
         Workload::Detail,
         Workload::TopCustomers,
         Workload::ManyToMany,
         Workload::CreateOrder,
+        Workload::SignUps,
         Workload::ImportProducts,
     ];
 
@@ -134,12 +137,16 @@ impl Workload {
             Workload::TopCustomers => "top-customers",
             Workload::ManyToMany => "many-to-many",
             Workload::CreateOrder => "create-order",
+            Workload::SignUps => "sign-ups",
             Workload::ImportProducts => "import-products",
         }
     }
 
     fn is_read(self) -> bool {
-        !matches!(self, Workload::CreateOrder | Workload::ImportProducts)
+        !matches!(
+            self,
+            Workload::CreateOrder | Workload::SignUps | Workload::ImportProducts
+        )
     }
 
     fn parse_list(names: &[String]) -> Res<Vec<Workload>> {
@@ -225,7 +232,7 @@ fn read_body(w: Workload, size: &SeedSize) -> BodyFn {
         Workload::Deep => fixed(&deep_query(100)),
         Workload::TopCustomers => fixed(TOP_CUSTOMERS),
         Workload::ManyToMany => fixed(MANY_TO_MANY),
-        Workload::Detail | Workload::CreateOrder | Workload::ImportProducts => {
+        Workload::Detail | Workload::CreateOrder | Workload::SignUps | Workload::ImportProducts => {
             let orders = size.orders().max(1);
             Arc::new(move |i| {
                 let id = 1 + (i.wrapping_mul(7919) % orders);
@@ -696,6 +703,72 @@ async fn create_order_workload(env: &Env, plan: Plan) -> Res<Row> {
     load_server(env, "create-order", plan, body).await
 }
 
+/// 1,000 sign-ups (`createUser`, so 1,000 argon2id hashes) sent by `clients` connections:
+/// their rate and latency, the server's peak RSS during them, and its RSS once they are done
+/// (hashing memory must be bounded and must not stay behind).
+async fn sign_up_workload(env: &Env, clients: usize) -> Res<Row> {
+    const N: u64 = 1000;
+    let server = env.server()?;
+    let addr = server.addr;
+    let reset = server.reset_peak();
+    let before = server.rss_kib();
+    progress(&format!(
+        "{} sign-ups: {N} createUser calls from {clients} clients",
+        env.backend.name()
+    ));
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients.max(1) {
+        let mut conn = Conn::connect(addr).await?;
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ms = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= N {
+                    return Ok::<_, BoxError>(ms);
+                }
+                let body = query_body(&format!(
+                    "mutation {{ createUser(input: {{ email: \"bench-signup-{i}@example.com\", \
+                     username: \"bench_signup_{i}\", password: \"correct horse battery\" }}) {{ id }} }}"
+                ));
+                let t = Instant::now();
+                let reply = conn.graphql(body, false).await?;
+                check_graphql(&reply)?;
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut ms = Vec::new();
+    for t in tasks {
+        ms.extend(t.await??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms[((ms.len() - 1) as f64 * p / 100.0).round() as usize];
+    let after = server.rss_kib();
+    let mib = |k: Option<u64>| k.map_or("?".to_owned(), |k| format!("{:.0}", k as f64 / 1024.0));
+    Ok(Row {
+        workload: "sign-ups".to_owned(),
+        clients,
+        requests: ms.len() as u64,
+        requests_per_sec: ms.len() as f64 / secs,
+        p50_ms: pct(50.0),
+        p99_ms: pct(99.0),
+        statements_per_request: f64::NAN,
+        response_bytes: f64::NAN,
+        peak_rss_mib: server.peak_rss_kib().map(|k| k as f64 / 1024.0),
+        note: Some(format!(
+            "RSS {} MiB before, {} MiB after the {N} sign-ups{}",
+            mib(before),
+            mib(after),
+            if reset { "" } else { " (peak since start)" }
+        )),
+        ..Row::default()
+    })
+}
+
 /// Imports of 10,000 products, one at a time: even runs a new set of SKUs (inserts), odd runs
 /// the previous set again (updates).
 async fn import_workload(env: &Env, opts: &Opts, field_def: &Value) -> Res<Vec<Row>> {
@@ -859,6 +932,7 @@ async fn run_base_workloads(
         for w in writes {
             let fname = match w {
                 Workload::CreateOrder => "createOrder",
+                Workload::SignUps => "createUser",
                 _ => "importProducts",
             };
             let Some(def) = field(&fields, fname) else {
@@ -877,6 +951,7 @@ async fn run_base_workloads(
                     r.workload = w.name().to_owned();
                     vec![r]
                 }),
+                Workload::SignUps => sign_up_workload(env, plan.clients).await.map(|r| vec![r]),
                 _ => import_workload(env, opts, def).await,
             };
             match result {

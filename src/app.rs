@@ -10,6 +10,7 @@ use crate::db::seed::{self, SeedSpec};
 use crate::db::{Db, Session, StatementHook};
 use crate::graphql::operation::{DocumentLimits, Preparer};
 use crate::graphql::{AppSchema, build_schema};
+use crate::password::Hasher;
 
 /// Any start-up failure.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub schema: AppSchema,
     /// Validates requests and rewrites them into the canonical documents the schema runs.
     pub preparer: Arc<Preparer>,
+    /// The password hashing workers (bounded threads and memory).
+    pub hasher: Hasher,
     /// The connection pool.
     pub db: Db,
     /// The configuration.
@@ -38,6 +41,7 @@ impl AppState {
         Ok(AppState {
             schema,
             preparer: Arc::new(preparer),
+            hasher: Hasher::start_default()?,
             db,
             config: Arc::new(config),
             statement_hook: None,

@@ -27,6 +27,8 @@ pub enum AppError {
     Unplanned(String),
     /// The database is unreachable or the pool is exhausted (`SERVICE_UNAVAILABLE`).
     Unavailable(sqlx::Error),
+    /// A bounded resource other than the database is at capacity (`SERVICE_UNAVAILABLE`).
+    Busy(String),
     /// Anything else: the cause is logged, the client sees a generic message (`INTERNAL`).
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -40,7 +42,7 @@ impl AppError {
             AppError::Conflict { .. } => "CONFLICT",
             AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
             AppError::Unplanned(_) => "UNPLANNED_LOAD",
-            AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            AppError::Unavailable(_) | AppError::Busy(_) => "SERVICE_UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -51,7 +53,8 @@ impl AppError {
             AppError::BadInput(m)
             | AppError::NotFound(m)
             | AppError::LimitExceeded(m)
-            | AppError::Unplanned(m) => m.clone(),
+            | AppError::Unplanned(m)
+            | AppError::Busy(m) => m.clone(),
             AppError::Conflict { field } => format!("{field} is already taken"),
             AppError::Unavailable(_) => "the database is unavailable, try again later".to_owned(),
             AppError::Internal(_) => "an internal error occurred".to_owned(),

@@ -353,6 +353,7 @@ async fn run(
         session: session.clone(),
         limits: state.config.limits(),
         strict: state.config.strict,
+        hasher: state.hasher.clone(),
     };
     let mut request = Request::new(query).data(rc);
     request.set_parsed_query(prepared.document);

@@ -15,6 +15,7 @@ pub mod graphql;
 pub mod http;
 pub mod json;
 pub mod model;
+pub mod password;
 pub mod planner;
 pub mod telemetry;
 pub mod validate;

@@ -62,6 +62,8 @@ pub struct RequestContext {
     pub limits: Limits,
     /// The lesson's `lazy="raise"`: a relationship no plan loaded is an error, not a query.
     pub strict: bool,
+    /// The password hashing workers.
+    pub hasher: crate::password::Hasher,
 }
 
 /// Parses a GraphQL `ID` argument into a row id.

@@ -99,15 +99,6 @@ async fn unit_of_work<T>(
     }
 }
 
-fn hash_password(password: &str) -> AppResult<String> {
-    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AppError::internal(e.to_string()))
-}
-
 /// Loads the order a mutation wrote, with the client's selection, inside its transaction.
 async fn load_order(ctx: &Context<'_>, tx: &Session, id: i64) -> AppResult<Order> {
     let objs = preload::load_root_in(ctx, tx, Entity::Order, RootQuery::ById(id)).await?;
@@ -141,11 +132,8 @@ impl Mutation {
         let username = validate::username(&input.username).map_err(AppError::BadInput)?;
         validate::password(&input.password).map_err(AppError::BadInput)?;
         let bio = validate::bio(input.bio.as_deref()).map_err(AppError::BadInput)?;
-        // Hashing is CPU work by design: keep it off the async workers.
-        let password = input.password;
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(AppError::internal)??;
+        // Hashing is CPU and memory work by design: the bounded hashing workers do it.
+        let hash = rc.hasher.hash(input.password).await?;
         let user = unit_of_work(&rc.session, async |tx: &Session| {
             let id = users::insert(tx, &email, &username, &hash, bio.as_deref()).await?;
             load_user(ctx, tx, id).await
