@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use crate::config::ServeConfig;
 use crate::db::seed::{self, SeedSpec};
 use crate::db::{Db, Session, StatementHook};
-use crate::graphql::operation::{DocumentLimits, Preparer};
+use crate::graphql::operation::Preparer;
 use crate::graphql::{AppSchema, build_schema};
 use crate::password::Hasher;
 
@@ -24,6 +24,8 @@ pub struct AppState {
     pub preparer: Arc<Preparer>,
     /// The password hashing workers (bounded threads and memory).
     pub hasher: Hasher,
+    /// Automatic persisted queries: documents by SHA-256, bounded.
+    pub persisted: Arc<crate::persisted::Store>,
     /// The connection pool.
     pub db: Db,
     /// The configuration.
@@ -37,11 +39,15 @@ impl AppState {
     /// Builds the state for an already opened pool.
     pub fn new(db: Db, config: ServeConfig) -> Result<Self, BoxError> {
         let schema = build_schema(config.schema_limits());
-        let preparer = Preparer::new(&schema.sdl(), DocumentLimits::default())?;
+        let preparer = Preparer::new(&schema.sdl(), config.document_limits())?;
         Ok(AppState {
             schema,
             preparer: Arc::new(preparer),
             hasher: Hasher::start_default()?,
+            persisted: Arc::new(crate::persisted::Store::new(
+                config.persisted_queries,
+                config.persisted_queries.saturating_mul(16 << 10),
+            )),
             db,
             config: Arc::new(config),
             statement_hook: None,

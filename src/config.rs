@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 
 use crate::db::{Backend, PoolConfig};
 use crate::graphql::SchemaLimits;
+use crate::graphql::operation::DocumentLimits;
 use crate::planner::Limits;
 
 /// Log line format.
@@ -118,6 +119,16 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_STATEMENT_BUDGET", default_value_t = 25)]
     pub statement_budget: usize,
 
+    /// Most rows one request may read, counted while they stream in; past it the request is
+    /// refused with LIMIT_EXCEEDED and what it read is dropped. 0 means no limit.
+    #[arg(long, env = "EAGERQL_MAX_ROWS", default_value_t = 50_000)]
+    pub max_rows: usize,
+
+    /// Largest response body, in bytes, checked while it is written; past it the request is
+    /// refused with LIMIT_EXCEEDED instead of sending a giant body. 0 means no limit.
+    #[arg(long, env = "EAGERQL_MAX_RESPONSE_BYTES", default_value_t = 16 << 20)]
+    pub max_response_bytes: usize,
+
     /// Strict loading (the lesson's `lazy="raise"`): a relationship that no plan loaded is an
     /// error instead of an extra query.
     #[arg(long, env = "EAGERQL_STRICT", default_value_t = true, action = clap::ArgAction::Set)]
@@ -132,9 +143,27 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_DEBUG_SQL", value_enum, default_value_t = DebugSql::Auto)]
     pub debug_sql: DebugSql,
 
-    /// Deepest selection nesting accepted.
+    /// Deepest selection nesting accepted, not counting introspection (`__schema`, `__type`),
+    /// which has its own bound so that the standard introspection query always works.
     #[arg(long, env = "EAGERQL_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
+
+    /// Most lexical tokens in a GraphQL document (the standard introspection query has
+    /// about 300; send bulk input as variables, which do not count).
+    #[arg(long, env = "EAGERQL_MAX_TOKENS", default_value_t = 5_000)]
+    pub max_tokens: usize,
+
+    /// Most aliased fields in a document.
+    #[arg(long, env = "EAGERQL_MAX_ALIASES", default_value_t = 30)]
+    pub max_aliases: usize,
+
+    /// Most directives in a document.
+    #[arg(long, env = "EAGERQL_MAX_DIRECTIVES", default_value_t = 50)]
+    pub max_directives: usize,
+
+    /// Most fields of an operation once its fragments are expanded.
+    #[arg(long, env = "EAGERQL_MAX_FIELDS", default_value_t = 2_000)]
+    pub max_fields: usize,
 
     /// Largest query complexity accepted (one point per selected field).
     #[arg(long, env = "EAGERQL_MAX_COMPLEXITY", default_value_t = 2000)]
@@ -143,6 +172,21 @@ pub struct ServeConfig {
     /// Largest request body, in bytes.
     #[arg(long, env = "EAGERQL_MAX_BODY_BYTES", default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
+
+    /// Origins allowed to call the API from a browser (comma list, or `*` for any origin
+    /// without credentials); none by default.
+    #[arg(
+        long,
+        env = "EAGERQL_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Most documents kept for automatic persisted queries (least recently used go first;
+    /// at most 16 KiB of text each on average). 0 turns the store off.
+    #[arg(long, env = "EAGERQL_PERSISTED_QUERIES", default_value_t = 1000)]
+    pub persisted_queries: usize,
 
     /// Seconds before a request is cut off with 503.
     #[arg(long, env = "EAGERQL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
@@ -160,8 +204,33 @@ impl ServeConfig {
     /// The schema's limits.
     pub fn schema_limits(&self) -> SchemaLimits {
         SchemaLimits {
-            max_depth: self.max_depth,
             max_complexity: self.max_complexity,
+        }
+    }
+
+    /// The limits on a document, checked before it is planned.
+    pub fn document_limits(&self) -> DocumentLimits {
+        DocumentLimits {
+            max_tokens: self.max_tokens,
+            max_aliases: self.max_aliases,
+            max_directives: self.max_directives,
+            max_depth: self.max_depth,
+            max_fields: self.max_fields,
+            ..DocumentLimits::default()
+        }
+    }
+
+    /// The row budget, `None` when unlimited.
+    pub fn row_budget(&self) -> Option<usize> {
+        (self.max_rows > 0).then_some(self.max_rows)
+    }
+
+    /// The response size cap (`usize::MAX` when unlimited).
+    pub fn response_cap(&self) -> usize {
+        if self.max_response_bytes == 0 {
+            usize::MAX
+        } else {
+            self.max_response_bytes
         }
     }
 

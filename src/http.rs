@@ -20,14 +20,18 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::get;
 use serde_json::{Map, Value as Json, json};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::app::AppState;
 use crate::db::{Session, StatementLog};
-use crate::graphql::RequestContext;
 use crate::graphql::execution::{ensure_error_codes, execution_started};
 use crate::graphql::operation::{self, Prepared, Refused};
+use crate::graphql::{OutputBudget, RequestContext};
 use crate::json;
+use crate::persisted::ApqError;
 
 /// The request header that asks for the executed SQL in the response's `extensions`.
 pub const DEBUG_HEADER: &str = "x-eagerql-debug";
@@ -41,7 +45,8 @@ const APPLICATION_JSON: &str = "application/json";
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     let timeout = state.config.request_timeout();
-    Router::new()
+    let cors = cors_layer(&state.config.cors_origins);
+    let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/", get(graphiql_page))
         .route("/graphiql/{file}", get(graphiql_asset))
@@ -62,7 +67,96 @@ pub fn router(state: AppState) -> Router {
                 )
             },
         ))
+        // Outside the timeout, so that a cut-off request's 503 becomes a GraphQL error too.
+        .layer(axum::middleware::map_response(json_refusals));
+    // Without configured origins there is no CORS layer at all (it would answer every
+    // OPTIONS request as a preflight).
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
+        // Responses above a kilobyte (the dashboard's 400 KB, the GraphiQL assets) are
+        // compressed when the client accepts gzip, br or zstd; small answers are sent as they
+        // are, so they cost nothing extra.
+        .layer(
+            CompressionLayer::new().compress_when(
+                SizeAbove::new(1024)
+                    .and(NotForContentType::IMAGES)
+                    .and(NotForContentType::GRPC),
+            ),
+        )
         .with_state(state)
+}
+
+/// CORS for `EAGERQL_CORS_ORIGINS`: none by default (same-origin only); `*` lets any origin
+/// call the API without credentials; a list of origins lets exactly those call it with
+/// credentials (cookies, `Authorization`). Preflights are answered here, before routing.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    let base = CorsLayer::new()
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .expose_headers([axum::http::HeaderName::from_static(COUNT_HEADER)])
+        .max_age(std::time::Duration::from_secs(600));
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    if origins.contains(&"*") {
+        return Some(base.allow_origin(Any).allow_headers(Any));
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        base.allow_origin(AllowOrigin::list(list))
+            .allow_headers(AllowHeaders::mirror_request())
+            .allow_credentials(true)
+            .vary([header::ORIGIN]),
+    )
+}
+
+/// Every refusal is a GraphQL-shaped JSON error with `extensions.code`: a body over the size
+/// limit (413), a method a route does not serve (405, with its `Allow`), a request cut off by
+/// the timeout (503), an unknown path (404). Responses that are JSON already pass unchanged.
+async fn json_refusals(resp: HttpResponse) -> HttpResponse {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("json"));
+    if is_json {
+        return resp;
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "PAYLOAD_TOO_LARGE",
+            "the request body is larger than the server accepts (EAGERQL_MAX_BODY_BYTES)",
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("METHOD_NOT_ALLOWED", "this path does not serve that method")
+        }
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "SERVICE_UNAVAILABLE",
+            "the request took longer than the server allows (EAGERQL_REQUEST_TIMEOUT_SECS)",
+        ),
+        StatusCode::NOT_FOUND => ("NOT_FOUND", "no such path"),
+        _ => ("BAD_REQUEST", "the request was refused"),
+    };
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let mut out = error_response(status, code, message);
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
 }
 
 /// The response media type chosen from `Accept`.
@@ -123,7 +217,8 @@ fn bad_request(message: &str) -> HttpResponse {
 
 /// The GraphQL request parameters, checked for their JSON types.
 struct Params {
-    query: String,
+    /// Absent when an automatic persisted query names its document by hash alone.
+    query: Option<String>,
     operation_name: Option<String>,
     variables: Option<Map<String, Json>>,
     extensions: Option<Map<String, Json>>,
@@ -136,8 +231,8 @@ fn params_from_json(body: Json) -> Result<Params, String> {
         );
     };
     let query = match obj.remove("query") {
-        Some(Json::String(q)) => q,
-        None | Some(Json::Null) => return Err("the request has no `query`".to_owned()),
+        Some(Json::String(q)) => Some(q),
+        None | Some(Json::Null) => None,
         Some(_) => return Err("`query` must be a string".to_owned()),
     };
     let operation_name = match obj.remove("operationName") {
@@ -154,6 +249,12 @@ fn params_from_json(body: Json) -> Result<Params, String> {
     let extensions = object(obj.remove("extensions"), "extensions")?;
     if let Some(key) = obj.keys().next() {
         return Err(format!("unknown request parameter `{key}`"));
+    }
+    let persisted = extensions
+        .as_ref()
+        .is_some_and(|e| e.contains_key("persistedQuery"));
+    if query.is_none() && !persisted {
+        return Err("the request has no `query`".to_owned());
     }
     Ok(Params {
         query,
@@ -263,16 +364,33 @@ async fn execute(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("sql")));
     let capture = wants_sql && state.config.debug_sql_allowed();
-    let log = StatementLog::new(state.config.budget()).with_hook(state.statement_hook.clone());
+    let log = StatementLog::new(state.config.budget())
+        .with_row_budget(state.config.row_budget())
+        .with_hook(state.statement_hook.clone());
     let log = Arc::new(if capture { log.capturing() } else { log });
+    let query = match document(&state, &params) {
+        Ok(q) => q,
+        Err(e) => {
+            // Apollo's clients read `PERSISTED_QUERY_NOT_FOUND` from a 200 and then send the
+            // document; a malformed or mismatched hash is the client's error.
+            let status = match e {
+                ApqError::NotFound => StatusCode::OK,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let mut resp = error_response(status, e.code(), &e.message());
+            resp.headers_mut()
+                .insert(COUNT_HEADER, HeaderValue::from_static("0"));
+            return resp;
+        }
+    };
     let variables = params
         .variables
         .map(operation::variables)
         .unwrap_or_default();
-    let prepared =
-        state
-            .preparer
-            .prepare(&params.query, params.operation_name.as_deref(), &variables);
+    let prepared = state
+        .preparer
+        .prepare(&query, params.operation_name.as_deref(), &variables);
+    let mut refused_status = None;
     let mut response = match prepared {
         Err(Refused(errors)) => async_graphql::Response::from_errors(errors),
         Ok(prepared) => {
@@ -288,7 +406,13 @@ async fn execute(
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
                 return resp;
             }
-            run(&state, &log, prepared, params.query, params.extensions).await
+            match run(&state, &log, prepared, query.to_string(), params.extensions).await {
+                Ok(response) => response,
+                Err(errors) => {
+                    refused_status = Some(StatusCode::SERVICE_UNAVAILABLE);
+                    async_graphql::Response::from_errors(errors)
+                }
+            }
         }
     };
     let executed = execution_started(&response);
@@ -312,10 +436,10 @@ async fn execute(
     }
     // A request error (execution never began) has no `data` entry at all.
     let body = response_body(executed.then_some(&response.data), &response);
-    let status = if !executed && media == Media::GraphqlResponse {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
+    let status = match refused_status {
+        Some(status) => status,
+        None if !executed && media == Media::GraphqlResponse => StatusCode::BAD_REQUEST,
+        None => StatusCode::OK,
     };
     tracing::info!(
         status = status.as_u16(),
@@ -332,15 +456,37 @@ async fn execute(
     resp
 }
 
-/// Executes a prepared operation in the request's session, and gives the response the key
-/// order of the canonical selection sets.
+/// The request's document: its `query`, or, for an automatic persisted query
+/// (`extensions.persistedQuery`), the stored document its hash names.
+fn document(state: &AppState, params: &Params) -> Result<Arc<str>, ApqError> {
+    let pq = params
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("persistedQuery"));
+    match pq {
+        None => Ok(params.query.as_deref().unwrap_or_default().into()),
+        Some(Json::Object(pq)) => {
+            let hash = pq.get("sha256Hash").and_then(Json::as_str).ok_or_else(|| {
+                ApqError::Malformed("persistedQuery.sha256Hash must be a string".to_owned())
+            })?;
+            let version = pq.get("version").and_then(Json::as_i64);
+            state.persisted.resolve(version, hash, params.query.clone())
+        }
+        Some(_) => Err(ApqError::Malformed(
+            "extensions.persistedQuery must be an object".to_owned(),
+        )),
+    }
+}
+
+/// Executes a prepared operation in the request's session, and completes the response
+/// (key order, null propagation). `Err`: no database connection could be had for it.
 async fn run(
     state: &AppState,
     log: &Arc<StatementLog>,
     prepared: Prepared,
     query: String,
     extensions: Option<Map<String, Json>>,
-) -> async_graphql::Response {
+) -> Result<async_graphql::Response, Vec<async_graphql::ServerError>> {
     // One session per request. A query reads one snapshot on one connection; a mutation's
     // fields each run their own write transaction.
     let base = Session::new(state.db.clone(), log.clone());
@@ -349,11 +495,24 @@ async fn run(
     } else {
         base
     };
+    // The whole request takes its connection now, or fails whole.
+    if prepared.reads_data
+        && let Err(err) = session.open().await
+    {
+        tracing::warn!(error = %err.detail(), "no database connection for the request");
+        let code = err.code();
+        let mut e = async_graphql::ServerError::new(err.message(), None);
+        e.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+        return Err(vec![e]);
+    }
     let rc = RequestContext {
         session: session.clone(),
         limits: state.config.limits(),
         strict: state.config.strict,
         hasher: state.hasher.clone(),
+        output: Arc::new(OutputBudget::new(state.config.response_cap())),
     };
     let mut request = Request::new(query).data(rc);
     request.set_parsed_query(prepared.document);
@@ -371,7 +530,7 @@ async fn run(
         tracing::warn!(error = %err.detail(), "ending the request's transaction failed");
     }
     operation::finish(&mut response.data, &prepared.shape);
-    response
+    Ok(response)
 }
 
 /// The JSON body of a GraphQL response. `data` is written by [`json::write_value`], which

@@ -16,6 +16,7 @@ pub mod http;
 pub mod json;
 pub mod model;
 pub mod password;
+pub mod persisted;
 pub mod planner;
 pub mod telemetry;
 pub mod validate;

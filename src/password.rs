@@ -3,9 +3,9 @@
 //! argon2id needs 19 MiB of working memory per hash. Run on the blocking pool (up to 512
 //! threads), every thread that ever hashed kept its own allocator arena with those 19 MiB, so
 //! memory grew with the number of concurrent sign-ups and never came back. Here a fixed set of
-//! worker threads (one per core) each own one preallocated block of argon2 memory, reused for
-//! every hash: sign-ups and password checks cost at most `workers x 19 MiB`, allocated once at
-//! start, whatever the load. Requests wait in a bounded queue; past it they are refused with
+//! worker threads (one per core) each own one block of argon2 memory, allocated with its first
+//! job and reused for every hash after: sign-ups and password checks cost at most
+//! `workers x 19 MiB`, whatever the load. Requests wait in a bounded queue; past it they are refused with
 //! `SERVICE_UNAVAILABLE` instead of piling up.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -102,7 +102,8 @@ impl Hasher {
 }
 
 fn work(rx: &Mutex<Receiver<Job>>) {
-    let mut memory = vec![Block::default(); Params::DEFAULT.block_count()];
+    // Allocated with the first job, then kept and reused: an idle server does not hold it.
+    let mut blocks: Vec<Block> = Vec::new();
     loop {
         let job = match rx.lock() {
             Ok(guard) => guard.recv(),
@@ -111,16 +112,20 @@ fn work(rx: &Mutex<Receiver<Job>>) {
         let Ok(job) = job else {
             return;
         };
+        if blocks.is_empty() {
+            blocks = vec![Block::default(); Params::DEFAULT.block_count()];
+        }
+        let memory = blocks.as_mut_slice();
         match job {
             Job::Hash { password, reply } => {
-                let _ = reply.send(hash_with(&mut memory, &password));
+                let _ = reply.send(hash_with(memory, &password));
             }
             Job::Verify {
                 password,
                 phc,
                 reply,
             } => {
-                let _ = reply.send(verify_with(&mut memory, &password, &phc));
+                let _ = reply.send(verify_with(memory, &password, &phc));
             }
         }
     }

@@ -6,7 +6,12 @@ use crate::db::money::{MAX_CENTS, to_cents};
 pub fn email(raw: &str) -> Result<String, String> {
     let email = raw.trim().to_lowercase();
     let bad = || format!("email: {raw:?} is not a valid e-mail address");
-    if email.len() < 3 || email.len() > 255 || email.chars().any(char::is_whitespace) {
+    // Control characters (U+0000 above all, which PostgreSQL cannot store) are refused on
+    // both backends alike.
+    if email.len() < 3
+        || email.len() > 255
+        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(bad());
     }
     let (local, domain) = email.split_once('@').ok_or_else(bad)?;
@@ -141,7 +146,17 @@ mod tests {
     fn emails() {
         assert_eq!(email(" Ann@Example.COM "), Ok("ann@example.com".to_owned()));
         for bad in [
-            "", "ann", "ann@", "@x.io", "a b@x.io", "a@x", "a@@x.io", "a@x..io", "a@.x.io",
+            "",
+            "ann",
+            "ann@",
+            "@x.io",
+            "a b@x.io",
+            "a@x",
+            "a@@x.io",
+            "a@x..io",
+            "a@.x.io",
+            "a\0b@x.io",
+            "a@x\u{7}.io",
         ] {
             assert!(email(bad).is_err(), "{bad}");
         }

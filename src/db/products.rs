@@ -165,16 +165,19 @@ pub async fn upsert(
     use super::session::Arg;
     match s.backend() {
         super::Backend::Postgres => {
-            // `xmax = 0` holds for a freshly inserted row version, not for an updated one.
-            let flags = s
+            // `xmax = 0` holds for a freshly inserted row version, not for an updated one. The
+            // flags are counted in the statement: one row back per batch, not one per product.
+            let counts = s
                 .fetch(
                     "products.upsert",
-                    "insert into products (name, sku, price, stock_quantity) \
-                     select x.name, x.sku, x.cents::numeric / 100, x.stock \
-                     from unnest($1::text[], $2::text[], $3::int8[], $4::int8[]) as x(name, sku, cents, stock) \
-                     on conflict (sku) do update set name = excluded.name, price = excluded.price, \
-                         stock_quantity = excluded.stock_quantity \
-                     returning (xmax = 0)"
+                    "with up as (\
+                         insert into products (name, sku, price, stock_quantity) \
+                         select x.name, x.sku, x.cents::numeric / 100, x.stock \
+                         from unnest($1::text[], $2::text[], $3::int8[], $4::int8[]) as x(name, sku, cents, stock) \
+                         on conflict (sku) do update set name = excluded.name, price = excluded.price, \
+                             stock_quantity = excluded.stock_quantity \
+                         returning (xmax = 0) as inserted) \
+                     select count(*) filter (where inserted), count(*) filter (where not inserted) from up"
                         .to_owned(),
                     vec![
                         Arg::Texts(rows.iter().map(|r| r.name.clone()).collect()),
@@ -182,11 +185,11 @@ pub async fn upsert(
                         Arg::Ids(rows.iter().map(|r| r.price_cents).collect()),
                         Arg::Ids(rows.iter().map(|r| r.stock).collect()),
                     ],
-                    |r| r.bool(0),
+                    |r| Ok((r.i64(0)?, r.i64(1)?)),
                 )
                 .await?;
-            let inserted = flags.iter().filter(|f| **f).count() as u64;
-            Ok((inserted, flags.len() as u64 - inserted))
+            let (inserted, updated) = counts.first().copied().unwrap_or((0, 0));
+            Ok((inserted as u64, updated as u64))
         }
         super::Backend::Sqlite => {
             let json = serde_json::Value::from(

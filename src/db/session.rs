@@ -51,6 +51,11 @@ pub struct StatementLog {
     /// row counts and durations are kept, which costs no copies.
     capture: bool,
     hook: Option<StatementHook>,
+    /// Rows read by the request so far, and the most it may read.
+    rows: std::sync::atomic::AtomicUsize,
+    max_rows: Option<usize>,
+    /// Set when a statement stopped because the row budget ran out.
+    rows_exceeded: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for StatementLog {
@@ -75,6 +80,35 @@ impl StatementLog {
     pub fn capturing(mut self) -> Self {
         self.capture = true;
         self
+    }
+
+    /// The same log, refusing to read more than `max_rows` rows in all (`None`: no limit).
+    pub fn with_row_budget(mut self, max_rows: Option<usize>) -> Self {
+        self.max_rows = max_rows;
+        self
+    }
+
+    /// Rows read so far.
+    pub fn rows(&self) -> usize {
+        self.rows.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether a statement of this request stopped at the row budget.
+    pub fn rows_exceeded(&self) -> bool {
+        self.rows_exceeded
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts one row read; `false` once the budget is spent (the statement then stops
+    /// reading, and its rows are dropped).
+    fn take_row(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let n = self.rows.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.max_rows.is_some_and(|max| n > max) {
+            self.rows_exceeded.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     /// The same log, calling `hook` after every statement.
@@ -242,13 +276,20 @@ impl_db_row!(PgRow, try_get_unchecked);
 impl_db_row!(SqliteRow, try_get);
 
 /// Decodes a stream of rows one by one.
+/// Decodes rows as they stream in, counting each against the request's row budget: past it
+/// the statement stops (its stream is dropped, so the rest is never read) and the caller sees
+/// [`StatementLog::rows_exceeded`].
 async fn decode_all<R: DbRow, T>(
     mut rows: futures_util::stream::BoxStream<'_, Result<R, sqlx::Error>>,
     decode: &impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
+    log: &StatementLog,
 ) -> Result<Vec<T>, sqlx::Error> {
     use futures_util::TryStreamExt as _;
     let mut out = Vec::new();
     while let Some(row) = rows.try_next().await? {
+        if !log.take_row() {
+            return Err(sqlx::Error::RowNotFound);
+        }
         out.push(decode(&row)?);
     }
     Ok(out)
@@ -435,6 +476,17 @@ impl Session {
         }
     }
 
+    /// Opens a pending read snapshot now, taking its connection from the pool: a request
+    /// takes its connection once, up front, and fails as a whole when none is free in time,
+    /// instead of answering half its fields.
+    pub async fn open(&self) -> AppResult<()> {
+        if let Exec::Tx(tx) = &self.exec {
+            let mut guard = tx.lock().await;
+            self.open_read(&mut guard).await?;
+        }
+        Ok(())
+    }
+
     /// Opens a pending read snapshot on first use.
     async fn open_read(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
         if matches!(tx, Tx::PendingRead) {
@@ -521,6 +573,7 @@ impl Session {
                     decode_all(
                         bind_pg(&sql, args).persistent(prepared).fetch(pool),
                         &decode,
+                        &self.log,
                     )
                     .await
                 }
@@ -528,6 +581,7 @@ impl Session {
                     decode_all(
                         bind_sqlite(&sql, args).persistent(prepared).fetch(pool),
                         &decode,
+                        &self.log,
                     )
                     .await
                 }
@@ -536,6 +590,7 @@ impl Session {
                         decode_all(
                             bind_pg(&sql, args).persistent(prepared).fetch(&mut **t),
                             &decode,
+                            &self.log,
                         )
                         .await
                     }
@@ -543,6 +598,7 @@ impl Session {
                         decode_all(
                             bind_sqlite(&sql, args).persistent(prepared).fetch(&mut **t),
                             &decode,
+                            &self.log,
                         )
                         .await
                     }
@@ -558,6 +614,13 @@ impl Session {
         span.record("rows", rows);
         self.record(name, sql, params, rows, started);
         self.after(name).await;
+        if out.is_err() && self.log.rows_exceeded() {
+            return Err(AppError::LimitExceeded(format!(
+                "this request reads more than {} rows (EAGERQL_MAX_ROWS); select less, or page \
+                 with `first`",
+                self.log.max_rows.unwrap_or(0)
+            )));
+        }
         Ok(out?)
     }
 

@@ -64,10 +64,21 @@ fn window(days: i32, as_of: Option<DateTime>) -> Result<Window, AppError> {
         )));
     }
     let end = as_of.map(|d| d.0).unwrap_or_else(Utc::now);
-    Ok(Window {
-        start: end - Duration::days(i64::from(days)),
-        end,
-    })
+    let start = end - Duration::days(i64::from(days));
+    // Both backends store and compare these years exactly (PostgreSQL has no year 0, and
+    // SQLite compares four-digit years as text).
+    let earliest = chrono::NaiveDate::from_ymd_opt(1900, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc());
+    let latest = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc());
+    if earliest.is_some_and(|e| start < e) || latest.is_some_and(|l| end > l) {
+        return Err(AppError::bad_input(
+            "the window must lie between 1900-01-01 and 9999-12-31 (UTC)",
+        ));
+    }
+    Ok(Window { start, end })
 }
 
 fn check_limit(limit: i32) -> Result<i64, AppError> {

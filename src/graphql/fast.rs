@@ -13,9 +13,10 @@ use std::borrow::Cow;
 use async_graphql::parser::types::Field;
 use async_graphql::registry::Registry;
 use async_graphql::{
-    ContextSelectionSet, OutputType, Positioned, SelectionField, ServerResult, Value,
+    ContextSelectionSet, OutputType, Positioned, SelectionField, ServerError, ServerResult, Value,
 };
 
+use super::RequestContext;
 use super::operation::EMPTY_SELECTION_KEY;
 use super::types::{Order, OrderItem, Product, User};
 use crate::json;
@@ -162,12 +163,38 @@ fn compile(ty: Ty, fields: &[SelectionField<'_>]) -> Option<Vec<Compiled>> {
     Some(out)
 }
 
-/// Output buffer of a render.
-type Out = Vec<u8>;
+/// Output buffer of a render, with the most it may hold: a render that would pass it stops
+/// (at the next list item), so a fan-out never builds a giant body.
+pub struct Out {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl Out {
+    fn over(&self) -> bool {
+        self.buf.len() > self.cap
+    }
+}
+
+impl std::ops::Deref for Out {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for Out {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+}
 
 fn list<T>(out: &mut Out, items: &[T], render: impl Fn(&T, &mut Out) -> Option<()>) -> Option<()> {
     out.push(b'[');
     for (i, item) in items.iter().enumerate() {
+        if out.over() {
+            return None;
+        }
         if i > 0 {
             out.push(b',');
         }
@@ -311,7 +338,7 @@ pub trait Render: OutputType {
     fn ty() -> TyTag;
     /// Renders it with a compiled selection.
     #[doc(hidden)]
-    fn render(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()>;
+    fn render(&self, sel: &[Compiled], out: &mut Out) -> Option<()>;
 }
 
 /// The object type of a [`Render`] implementation (opaque).
@@ -324,7 +351,7 @@ macro_rules! render {
             fn ty() -> TyTag {
                 TyTag($ty)
             }
-            fn render(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()> {
+            fn render(&self, sel: &[Compiled], out: &mut Out) -> Option<()> {
                 $f(self, sel, out)
             }
         }
@@ -342,14 +369,14 @@ pub trait Shape: OutputType {
     fn ty() -> TyTag;
     /// Renders the value.
     #[doc(hidden)]
-    fn render_shape(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()>;
+    fn render_shape(&self, sel: &[Compiled], out: &mut Out) -> Option<()>;
 }
 
 impl<T: Render> Shape for T {
     fn ty() -> TyTag {
         <T as Render>::ty()
     }
-    fn render_shape(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()> {
+    fn render_shape(&self, sel: &[Compiled], out: &mut Out) -> Option<()> {
         self.render(sel, out)
     }
 }
@@ -358,7 +385,7 @@ impl<T: Render> Shape for Vec<T> {
     fn ty() -> TyTag {
         T::ty()
     }
-    fn render_shape(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()> {
+    fn render_shape(&self, sel: &[Compiled], out: &mut Out) -> Option<()> {
         list(out, self, |v, out| v.render(sel, out))
     }
 }
@@ -367,7 +394,7 @@ impl<T: Render> Shape for Option<T> {
     fn ty() -> TyTag {
         T::ty()
     }
-    fn render_shape(&self, sel: &[Compiled], out: &mut Vec<u8>) -> Option<()> {
+    fn render_shape(&self, sel: &[Compiled], out: &mut Out) -> Option<()> {
         match self {
             Some(v) => v.render(sel, out),
             None => {
@@ -396,18 +423,42 @@ impl<T: Shape> OutputType for Fast<T> {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
+        let budget = ctx
+            .data::<RequestContext>()
+            .ok()
+            .map(|rc| rc.output.clone());
+        let cap = budget.as_ref().map_or(usize::MAX, |b| b.left());
+        let mut out = Out {
+            buf: Vec::with_capacity(4096),
+            cap,
+        };
         let rendered = {
             let fctx = ctx.with_field(field);
             let this = fctx.field();
-            compile(T::ty().0, std::slice::from_ref(&this)).and_then(|sel| {
-                let mut out = Vec::with_capacity(4096);
-                self.0.render_shape(&sel, &mut out)?;
-                Some(out)
-            })
+            compile(T::ty().0, std::slice::from_ref(&this))
+                .and_then(|sel| self.0.render_shape(&sel, &mut out))
         };
+        if out.over() {
+            let mut err = ServerError::new(
+                format!(
+                    "the response would be larger than {cap} bytes (EAGERQL_MAX_RESPONSE_BYTES); \
+                     select less, or page with `first`"
+                ),
+                Some(field.pos),
+            );
+            err.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", "LIMIT_EXCEEDED");
+            return Err(ctx.set_error_path(err));
+        }
         match rendered {
             // JSON text, spliced into the response by `json::write_value`.
-            Some(json) => Ok(Value::Binary(json.into())),
+            Some(()) => {
+                if let Some(b) = &budget {
+                    b.spend(out.buf.len());
+                }
+                Ok(Value::Binary(out.buf.into()))
+            }
             None => {
                 FALLBACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(field = %field.node.name.node, "fast output fell back");

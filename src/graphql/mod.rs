@@ -19,11 +19,10 @@ use crate::planner::Limits;
 /// The server's schema type.
 pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
 
-/// Schema-wide limits, checked before a query runs.
+/// Schema-wide limits, checked before a query runs. (Depth and document size are checked
+/// while the document is prepared: see [`operation::DocumentLimits`].)
 #[derive(Copy, Clone, Debug)]
 pub struct SchemaLimits {
-    /// Deepest selection nesting accepted.
-    pub max_depth: usize,
     /// Largest query complexity accepted.
     pub max_complexity: usize,
 }
@@ -31,7 +30,6 @@ pub struct SchemaLimits {
 impl Default for SchemaLimits {
     fn default() -> Self {
         SchemaLimits {
-            max_depth: 12,
             max_complexity: 2000,
         }
     }
@@ -42,7 +40,6 @@ impl Default for SchemaLimits {
 pub fn build_schema(limits: SchemaLimits) -> AppSchema {
     Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .validation_mode(async_graphql::ValidationMode::Fast)
-        .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .finish()
 }
@@ -64,6 +61,37 @@ pub struct RequestContext {
     pub strict: bool,
     /// The password hashing workers.
     pub hasher: crate::password::Hasher,
+    /// The response bytes the fast output path may still write for this request.
+    pub output: std::sync::Arc<OutputBudget>,
+}
+
+/// The bytes a request's response may still take (see `EAGERQL_MAX_RESPONSE_BYTES`).
+#[derive(Debug)]
+pub struct OutputBudget {
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl OutputBudget {
+    /// A budget of `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        OutputBudget {
+            left: std::sync::atomic::AtomicUsize::new(cap),
+        }
+    }
+
+    /// Bytes left.
+    pub fn left(&self) -> usize {
+        self.left.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Spends `n` bytes (saturating).
+    pub fn spend(&self, n: usize) {
+        let _ = self.left.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |left| Some(left.saturating_sub(n)),
+        );
+    }
 }
 
 /// Parses a GraphQL `ID` argument into a row id.

@@ -37,13 +37,25 @@ use async_graphql::{Name, Pos, Positioned, ServerError, Value};
 /// empty: the object still resolves (or is `null`), and [`finish`] removes the key.
 pub const EMPTY_SELECTION_KEY: &str = "__eagerqlEmpty";
 
-/// Limits on the work one document may cost before it runs.
+/// Limits on the work one document may cost before it runs. Each is checked on the text or
+/// on the tree as it is built, so a hostile document costs work in proportion to its size and
+/// the limits, never to what its fragments would expand to.
 #[derive(Copy, Clone, Debug)]
 pub struct DocumentLimits {
     /// Most lexical tokens in a document.
     pub max_tokens: usize,
     /// Deepest syntactic nesting the parser accepts.
     pub max_nesting: usize,
+    /// Most aliased fields in a document.
+    pub max_aliases: usize,
+    /// Most directives in a document.
+    pub max_directives: usize,
+    /// Deepest field nesting of the operation (the root field is level 1), outside
+    /// introspection.
+    pub max_depth: usize,
+    /// Deepest field nesting inside `__schema` and `__type` (the standard introspection query
+    /// needs 13).
+    pub max_introspection_depth: usize,
     /// Most fields of the canonical operation (after fragments are inlined).
     pub max_fields: usize,
 }
@@ -51,9 +63,13 @@ pub struct DocumentLimits {
 impl Default for DocumentLimits {
     fn default() -> Self {
         DocumentLimits {
-            max_tokens: 50_000,
+            max_tokens: 5_000,
             max_nesting: 64,
-            max_fields: 10_000,
+            max_aliases: 30,
+            max_directives: 50,
+            max_depth: 12,
+            max_introspection_depth: 20,
+            max_fields: 2_000,
         }
     }
 }
@@ -68,6 +84,8 @@ pub struct Prepared {
     pub document: ExecutableDocument,
     /// The response keys of every selection set of the canonical document, in order.
     pub shape: Shape,
+    /// Whether any root field reads data (not only `__typename` or introspection).
+    pub reads_data: bool,
 }
 
 /// The response keys of a canonical selection set, in order, each with its field's type and
@@ -183,6 +201,7 @@ impl Preparer {
                 return Err(Refused(diagnostics(&with.errors, code)));
             }
         };
+        count_document(&ast, &self.limits)?;
         let doc = ast
             .to_executable_validate(&self.schema)
             .map_err(|with| Refused(diagnostics(&with.errors, "GRAPHQL_VALIDATION_FAILED")))?;
@@ -212,7 +231,7 @@ impl Preparer {
             doc: &doc,
             vars: &vars,
             fields: 0,
-            max_fields: self.limits.max_fields,
+            limits: self.limits,
         };
         for def in &op.variables {
             if let Some(v) = vars.get(def.name.as_str()) {
@@ -226,7 +245,7 @@ impl Preparer {
             }
         }
         let (root, shape) = canon
-            .selection_set(&op.selection_set.ty, &[&op.selection_set], true)
+            .selection_set(&op.selection_set.ty, &[&op.selection_set], Level::root())
             .map_err(|e| Refused(vec![e]))?;
         let operation = OperationDefinition {
             ty,
@@ -241,12 +260,76 @@ impl Preparer {
             )),
             fragments: Default::default(),
         };
+        let reads_data = root_fields(&document)
+            .any(|name| !matches!(name, "__typename" | "__schema" | "__type"));
         Ok(Prepared {
             ty,
             document,
             shape,
+            reads_data,
         })
     }
+}
+
+/// The schema names of the canonical operation's root fields.
+fn root_fields(doc: &ExecutableDocument) -> impl Iterator<Item = &str> {
+    let items = match &doc.operations {
+        DocumentOperations::Single(op) => op.node.selection_set.node.items.as_slice(),
+        DocumentOperations::Multiple(_) => &[],
+    };
+    items.iter().filter_map(|item| match &item.node {
+        GqlSelection::Field(f) => Some(f.node.name.node.as_str()),
+        _ => None,
+    })
+}
+
+/// Counts a document's aliases and directives against the limits (all of its operations and
+/// fragments, before anything is expanded).
+fn count_document(doc: &ast::Document, limits: &DocumentLimits) -> Result<(), Refused> {
+    fn walk(set: &[ast::Selection], aliases: &mut usize, directives: &mut usize) {
+        for sel in set {
+            match sel {
+                ast::Selection::Field(f) => {
+                    *aliases += usize::from(f.alias.is_some());
+                    *directives += f.directives.len();
+                    walk(&f.selection_set, aliases, directives);
+                }
+                ast::Selection::FragmentSpread(s) => *directives += s.directives.len(),
+                ast::Selection::InlineFragment(i) => {
+                    *directives += i.directives.len();
+                    walk(&i.selection_set, aliases, directives);
+                }
+            }
+        }
+    }
+    let (mut aliases, mut directives) = (0, 0);
+    for def in &doc.definitions {
+        match def {
+            ast::Definition::OperationDefinition(op) => {
+                directives += op.directives.len();
+                walk(&op.selection_set, &mut aliases, &mut directives);
+            }
+            ast::Definition::FragmentDefinition(f) => {
+                directives += f.directives.len();
+                walk(&f.selection_set, &mut aliases, &mut directives);
+            }
+            _ => {}
+        }
+    }
+    let over = |what: &str, n: usize, max: usize| {
+        Refused(vec![request_error(
+            format!("the document has {n} {what}, more than the {max} allowed"),
+            None,
+            "LIMIT_EXCEEDED",
+        )])
+    };
+    if aliases > limits.max_aliases {
+        return Err(over("aliases", aliases, limits.max_aliases));
+    }
+    if directives > limits.max_directives {
+        return Err(over("directives", directives, limits.max_directives));
+    }
+    Ok(())
 }
 
 fn diagnostics(list: &apollo_compiler::validation::DiagnosticList, code: &str) -> Vec<ServerError> {
@@ -277,7 +360,24 @@ struct Canon<'a> {
     doc: &'a Valid<executable::ExecutableDocument>,
     vars: &'a Valid<JsonMap>,
     fields: usize,
-    max_fields: usize,
+    limits: DocumentLimits,
+}
+
+/// Where a selection set sits: the nesting level of its fields, and whether it is inside
+/// introspection.
+#[derive(Copy, Clone)]
+struct Level {
+    depth: usize,
+    introspection: bool,
+}
+
+impl Level {
+    fn root() -> Level {
+        Level {
+            depth: 1,
+            introspection: false,
+        }
+    }
 }
 
 impl<'a> Canon<'a> {
@@ -287,7 +387,7 @@ impl<'a> Canon<'a> {
         &mut self,
         object_type: &str,
         sets: &[&'a executable::SelectionSet],
-        composite: bool,
+        level: Level,
     ) -> Result<(Positioned<SelectionSet>, Shape), ServerError> {
         let mut grouped: IndexMap<
             &'a apollo_compiler::Name,
@@ -302,11 +402,11 @@ impl<'a> Canon<'a> {
         let mut shape = Vec::with_capacity(grouped.len());
         for (key, same) in grouped {
             self.fields += 1;
-            if self.fields > self.max_fields {
+            if self.fields > self.limits.max_fields {
                 return Err(request_error(
                     format!(
                         "the operation has more than {} fields once its fragments are expanded",
-                        self.max_fields
+                        self.limits.max_fields
                     ),
                     None,
                     "LIMIT_EXCEEDED",
@@ -314,13 +414,31 @@ impl<'a> Canon<'a> {
             }
             let first = same[0];
             let field_pos = pos_of(first.location(), &self.doc.sources).unwrap_or_default();
+            let introspection =
+                level.introspection || matches!(first.name.as_str(), "__schema" | "__type");
+            let (limit, what) = if introspection {
+                (self.limits.max_introspection_depth, "introspection")
+            } else {
+                (self.limits.max_depth, "the selection")
+            };
+            if level.depth > limit {
+                return Err(request_error(
+                    format!("the query is nested too deep: {what} may nest at most {limit} fields"),
+                    Some(field_pos),
+                    "LIMIT_EXCEEDED",
+                ));
+            }
             pos.get_or_insert(field_pos);
             let inner = first.selection_set.ty.as_str();
             let has_selection = !first.selection_set.selections.is_empty();
             let (selection_set, sub) = if has_selection {
                 let subs: Vec<&'a executable::SelectionSet> =
                     same.iter().map(|f| &f.selection_set).collect();
-                self.selection_set(inner, &subs, true)?
+                let below = Level {
+                    depth: level.depth + 1,
+                    introspection,
+                };
+                self.selection_set(inner, &subs, below)?
             } else {
                 (
                     Positioned::new(SelectionSet::default(), field_pos),
@@ -363,7 +481,7 @@ impl<'a> Canon<'a> {
             ));
         }
         let pos = pos.unwrap_or_default();
-        if items.is_empty() && composite {
+        if items.is_empty() {
             // Everything was skipped: keep the object an object.
             let field = Field {
                 alias: Some(Positioned::new(Name::new(EMPTY_SELECTION_KEY), pos)),

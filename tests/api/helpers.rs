@@ -251,6 +251,23 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("seed: {}", e.detail()));
     }
 
+    /// Sends a raw HTTP request; the body as bytes, as sent.
+    pub async fn send_bytes(
+        &self,
+        req: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("router never fails");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, headers, bytes.to_vec())
+    }
+
     /// Sends a raw HTTP request.
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
         let resp = self

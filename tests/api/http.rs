@@ -265,3 +265,90 @@ async fn the_health_command_reads_readyz_over_a_socket() {
         "nothing listening"
     );
 }
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn automatic_persisted_queries_follow_the_apollo_protocol() {
+    let app = spawn_app().await;
+    app.seed(3, 1, 1, 1).await;
+    let query = "{ users(first: 2) { id } }";
+    let hash = sha256_hex(query);
+    let ext = serde_json::json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let post = |body: serde_json::Value| {
+        Request::post("/graphql")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request")
+    };
+    // The hash alone: not found yet.
+    let (status, headers, text) = app
+        .send(post(serde_json::json!({ "extensions": ext })))
+        .await;
+    assert_eq!(status, 200);
+    let body: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound");
+    assert_eq!(headers["x-eagerql-sql-statements"], "0");
+    // The document with its hash: checked, stored and run.
+    let (_, _, text) = app
+        .send(post(
+            serde_json::json!({ "query": query, "extensions": ext }),
+        ))
+        .await;
+    let body: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        body["data"]["users"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    // Then the hash alone, over POST and over GET.
+    let (_, _, text) = app
+        .send(post(serde_json::json!({ "extensions": ext })))
+        .await;
+    let body: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        body["data"]["users"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    let uri = format!("/graphql?extensions={}", url_encode(&ext.to_string()));
+    let (status, _, text) = app
+        .send(Request::get(uri).body(Body::empty()).expect("request"))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        body["data"]["users"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    // A document that does not have the hash sent is refused, and not stored.
+    let (status, _, text) = app
+        .send(post(
+            serde_json::json!({ "query": "{ products { id } }", "extensions": ext }),
+        ))
+        .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("BAD_REQUEST"));
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -17,6 +17,7 @@ mod correctness;
 mod database_stats;
 mod differential;
 mod errors;
+mod hostile;
 mod http;
 mod mutations;
 mod output;
