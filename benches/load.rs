@@ -36,6 +36,7 @@ Workloads (--workloads, comma-separated; default: all):
   deep             { users(first: 100) { id orders { id status totalAmount items { quantity unitPrice product { name sku price } } } } }
   detail           order(id: 1 + (i*7919 % orders)) { id user { email } items { quantity unitPrice product { name } } }
   top-customers    { analytics { topCustomers(days: 30, limit: 10) { user { id email } orderCount totalRevenue } } }
+  fan-out          products(first: 20) { orders { products { orders { id } } } }: a large accepted request
   many-to-many     { products(first: 50) { id name orders { id user { email } } } }
   create-order     createOrder with 3 items of quantity 1 (skipped when the schema has no such mutation)
   sign-ups         1,000 createUser calls (argon2id) from the clients; RSS after them
@@ -112,18 +113,20 @@ enum Workload {
     Detail,
     TopCustomers,
     ManyToMany,
+    FanOut,
     CreateOrder,
     SignUps,
     ImportProducts,
 }
 
 impl Workload {
-    const ALL: [Workload; 8] = [
+    const ALL: [Workload; 9] = [
         Workload::Dashboard,
         Workload::Deep,
         Workload::Detail,
         Workload::TopCustomers,
         Workload::ManyToMany,
+        Workload::FanOut,
         Workload::CreateOrder,
         Workload::SignUps,
         Workload::ImportProducts,
@@ -136,6 +139,7 @@ impl Workload {
             Workload::Detail => "detail",
             Workload::TopCustomers => "top-customers",
             Workload::ManyToMany => "many-to-many",
+            Workload::FanOut => "fan-out",
             Workload::CreateOrder => "create-order",
             Workload::SignUps => "sign-ups",
             Workload::ImportProducts => "import-products",
@@ -219,6 +223,9 @@ fn deep_query(users: u64) -> String {
 
 const TOP_CUSTOMERS: &str = "{ analytics { topCustomers(days: 30, limit: 10) { user { id email } orderCount totalRevenue } } }";
 const MANY_TO_MANY: &str = "{ products(first: 50) { id name orders { id user { email } } } }";
+/// A large accepted request: a many-to-many round trip whose tree multiplies its rows (about
+/// 30,000 rows and 3 MB on the default data set, under the default row and byte budgets).
+const FAN_OUT: &str = "{ products(first: 20) { orders { products { orders { id } } } } }";
 
 fn fixed(query: &str) -> BodyFn {
     let body = query_body(query);
@@ -232,6 +239,7 @@ fn read_body(w: Workload, size: &SeedSize) -> BodyFn {
         Workload::Deep => fixed(&deep_query(100)),
         Workload::TopCustomers => fixed(TOP_CUSTOMERS),
         Workload::ManyToMany => fixed(MANY_TO_MANY),
+        Workload::FanOut => fixed(FAN_OUT),
         Workload::Detail | Workload::CreateOrder | Workload::SignUps | Workload::ImportProducts => {
             let orders = size.orders().max(1);
             Arc::new(move |i| {

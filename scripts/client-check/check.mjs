@@ -1,0 +1,77 @@
+// Real clients against a running eagerql server: Apollo Client with its persisted-query link,
+// over POST and over GET. Usage: node check.mjs [URL]   (default http://127.0.0.1:8000/graphql)
+// Exits 0 when every check passes.
+import { ApolloClient, InMemoryCache, HttpLink, gql } from '@apollo/client/core/index.js';
+import { createPersistedQueryLink } from '@apollo/client/link/persisted-queries/index.js';
+import { createHash } from 'node:crypto';
+import assert from 'node:assert/strict';
+
+const url = process.argv[2] ?? 'http://127.0.0.1:8000/graphql';
+let failures = 0;
+
+async function check(name, fn) {
+  try {
+    await fn();
+    console.log(`ok   ${name}`);
+  } catch (e) {
+    failures += 1;
+    console.log(`FAIL ${name}: ${e.message}`);
+  }
+}
+
+function client(useGET) {
+  const seen = [];
+  const recording = async (uri, options) => {
+    const response = await fetch(uri, options);
+    seen.push({ method: options.method ?? 'GET', uri: String(uri), body: options.body ?? null, status: response.status });
+    return response;
+  };
+  const link = createPersistedQueryLink({
+    sha256: (q) => createHash('sha256').update(q).digest('hex'),
+    useGETForHashedQueries: useGET,
+  }).concat(new HttpLink({ uri: url, fetch: recording }));
+  return { apollo: new ApolloClient({ link, cache: new InMemoryCache() }), seen };
+}
+
+// A document unique to this run, so that the server has not stored it yet.
+const tag = `run${Date.now()}`;
+const QUERY = gql`
+  query Users_${tag} {
+    users(first: 3) { id username orders(first: 1) { id status } }
+  }
+`;
+
+for (const useGET of [false, true]) {
+  const mode = useGET ? 'GET' : 'POST';
+  await check(`Apollo Client persisted queries over ${mode}`, async () => {
+    const { apollo, seen } = client(useGET);
+    const doc = useGET ? gql`query UsersGet_${tag} { users(first: 3) { id username } }` : QUERY;
+    const first = await apollo.query({ query: doc, fetchPolicy: 'network-only' });
+    assert.equal(first.data.users.length, 3);
+    // Hash only, refused with PERSISTED_QUERY_NOT_FOUND; then the document with its hash.
+    assert.equal(seen.length, 2, JSON.stringify(seen));
+    assert.equal(seen[0].method, mode);
+    const firstSent = seen[0].body ?? decodeURIComponent(seen[0].uri);
+    assert.ok(!firstSent.includes('"query"') && !firstSent.includes('query='), firstSent);
+    assert.ok((seen[1].body ?? '').includes('"query"'), 'the fallback sends the document');
+    const again = await apollo.query({ query: doc, fetchPolicy: 'network-only' });
+    assert.deepEqual(again.data, first.data);
+    assert.equal(seen.length, 3, 'the second time, the hash alone is enough');
+    assert.equal(seen[2].method, mode);
+    assert.equal(seen[2].status, 200);
+  });
+}
+
+await check('Apollo Client reads errors with extensions.code', async () => {
+  const { apollo } = client(false);
+  try {
+    await apollo.query({ query: gql`query Bad_${tag} { users(first: -1) { id } }`, fetchPolicy: 'network-only' });
+    assert.fail('expected an error');
+  } catch (e) {
+    const errors = e.graphQLErrors ?? [];
+    assert.equal(errors[0]?.extensions?.code, 'BAD_USER_INPUT', JSON.stringify(e));
+  }
+});
+
+console.log(failures === 0 ? 'PASS: real clients' : `FAIL: ${failures} check(s)`);
+process.exit(failures === 0 ? 0 : 1);
