@@ -148,8 +148,9 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
 
-    /// Most lexical tokens in a GraphQL document (the standard introspection query has
-    /// about 300; send bulk input as variables, which do not count).
+    /// Most lexical tokens in a GraphQL document, whitespace runs and comments included
+    /// (GraphiQL's introspection query has about 1,000; send bulk input as variables, which
+    /// do not count).
     #[arg(long, env = "EAGERQL_MAX_TOKENS", default_value_t = 5_000)]
     pub max_tokens: usize,
 
