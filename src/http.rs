@@ -25,13 +25,13 @@ use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove
 use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::app::AppState;
 use crate::db::{Session, StatementLog};
 use crate::graphql::execution::{ensure_error_codes, execution_started};
 use crate::graphql::operation::{self, Prepared, Refused};
 use crate::graphql::{OutputBudget, RequestContext};
 use crate::json;
 use crate::persisted::ApqError;
+use crate::state::AppState;
 
 /// The request header that asks for the executed SQL in the response's `extensions`.
 pub const DEBUG_HEADER: &str = "x-eagerql-debug";

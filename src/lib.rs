@@ -18,5 +18,6 @@ pub mod model;
 pub mod password;
 pub mod persisted;
 pub mod planner;
+pub mod state;
 pub mod telemetry;
 pub mod validate;

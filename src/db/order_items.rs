@@ -2,7 +2,7 @@
 
 use rust_decimal::Decimal;
 
-use super::load::{Cols, Column};
+use super::columns::{Cols, Column};
 use super::money::from_cents;
 
 /// A row of `order_items`.
@@ -35,14 +35,9 @@ pub fn decode(c: &mut Cols<'_>) -> Result<OrderItemRow, sqlx::Error> {
         id: c.i64()?,
         order_id: c.i64()?,
         product_id: c.i64()?,
-        quantity: narrow(c.i64()?)?,
+        quantity: c.i32()?,
         unit_price: from_cents(c.i64()?),
     })
-}
-
-/// Narrows an integer column to `i32`, failing loudly rather than wrapping.
-pub fn narrow(v: i64) -> Result<i32, sqlx::Error> {
-    i32::try_from(v).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// Writes an order's lines with ONE statement into `order_items` (the unit price is read from

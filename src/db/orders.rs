@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::load::{Cols, Column};
+use super::columns::{Cols, Column};
 use super::money::from_cents;
 use crate::model::OrderStatus;
 

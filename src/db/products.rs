@@ -2,9 +2,8 @@
 
 use rust_decimal::Decimal;
 
-use super::load::{Cols, Column};
+use super::columns::{Cols, Column};
 use super::money::from_cents;
-use super::order_items::narrow;
 
 /// A row of `products`.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,7 +36,7 @@ pub fn decode(c: &mut Cols<'_>) -> Result<ProductRow, sqlx::Error> {
         name: c.text()?,
         sku: c.text()?,
         price: from_cents(c.i64()?),
-        stock_quantity: narrow(c.i64()?)?,
+        stock_quantity: c.i32()?,
     })
 }
 

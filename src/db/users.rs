@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::load::{Cols, Column};
+use super::columns::{Cols, Column};
 
 /// A row of `users`, without `password_hash`.
 #[derive(Clone, Debug, PartialEq)]

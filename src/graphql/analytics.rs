@@ -5,10 +5,11 @@
 use async_graphql::{Context, Object, Result, SimpleObject};
 use chrono::{Duration, Utc};
 
+use super::RequestContext;
+use super::args::page_args;
 use super::preload::{self, into_products, into_users};
 use super::scalars::{Date, DateTime, Decimal};
 use super::types::{Product, User};
-use super::{RequestContext, query::page_args};
 use crate::db::analytics::{self, Revenue, Window};
 use crate::db::load::Loaded;
 use crate::db::money::from_cents;

@@ -1,6 +1,7 @@
 //! The GraphQL API: schema, root resolvers, object types and the plan executor.
 
 pub mod analytics;
+pub mod args;
 pub mod execution;
 pub mod fast;
 pub mod mutation;

@@ -4,38 +4,19 @@ use super::scalars::Decimal;
 use async_graphql::{Context, ID, Object, Result};
 
 use super::analytics::Analytics;
+use super::args::page_args;
 use super::fast::Fast;
+use super::parse_id;
 use super::preload::{self, into_orders, into_products, into_users};
 use super::types::{Order, Product, User};
-use super::{RequestContext, parse_id};
 use crate::db::load::{OrderFilter, RootQuery};
 use crate::db::money::to_cents;
 use crate::error::AppError;
 use crate::model::OrderStatus;
-use crate::planner::{Entity, check_first};
+use crate::planner::Entity;
 
 /// Read access to users, orders and products.
 pub struct Query;
-
-/// Checks a root page: `first` within the configured cap, `offset` not negative.
-pub fn page_args(
-    ctx: &Context<'_>,
-    what: &str,
-    first: i32,
-    offset: i32,
-) -> Result<(i64, i64), AppError> {
-    let limits = ctx
-        .data::<RequestContext>()
-        .map_err(|e| AppError::internal(e.message))?
-        .limits;
-    let first = check_first(i64::from(first), what, limits).map_err(|e| AppError::BadInput(e.0))?;
-    if offset < 0 {
-        return Err(AppError::bad_input(format!(
-            "{what}: `offset` must not be negative, got {offset}"
-        )));
-    }
-    Ok((first, i64::from(offset)))
-}
 
 /// Read access to users, orders and products. Every root field plans its whole
 /// sub-selection before any SQL runs: one statement for the root rows (to-one relations

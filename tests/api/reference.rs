@@ -10,7 +10,7 @@ use async_graphql::parser::types::{
     Directive, DocumentOperations, ExecutableDocument, Field, Selection, SelectionSet,
 };
 use async_graphql::{Name, Positioned, Value as GqlValue};
-use eagerql::db::load::Cols;
+use eagerql::db::columns::Cols;
 use eagerql::db::order_items::{self, OrderItemRow};
 use eagerql::db::orders::{self, OrderRow};
 use eagerql::db::products::{self, ProductRow};

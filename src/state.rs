@@ -1,0 +1,53 @@
+//! What every request handler shares: the schema, the request preparer, the pool, the
+//! configuration and the bounded services (password hashing, persisted queries).
+
+use std::sync::Arc;
+
+use crate::config::ServeConfig;
+use crate::db::{Db, StatementHook};
+use crate::graphql::operation::Preparer;
+use crate::graphql::{AppSchema, build_schema};
+use crate::password::Hasher;
+
+/// Any start-up failure.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The GraphQL schema.
+    pub schema: AppSchema,
+    /// Validates requests and rewrites them into the canonical documents the schema runs.
+    pub preparer: Arc<Preparer>,
+    /// The password hashing workers (bounded threads and memory).
+    pub hasher: Hasher,
+    /// Automatic persisted queries: documents by SHA-256, bounded.
+    pub persisted: Arc<crate::persisted::Store>,
+    /// The connection pool.
+    pub db: Db,
+    /// The configuration.
+    pub config: Arc<ServeConfig>,
+    /// Called after every statement of every request (tests and diagnostics; `None` in
+    /// production).
+    pub statement_hook: Option<StatementHook>,
+}
+
+impl AppState {
+    /// Builds the state for an already opened pool.
+    pub fn new(db: Db, config: ServeConfig) -> Result<Self, BoxError> {
+        let schema = build_schema(config.schema_limits());
+        let preparer = Preparer::new(&schema.sdl(), config.document_limits())?;
+        Ok(AppState {
+            schema,
+            preparer: Arc::new(preparer),
+            hasher: Hasher::start_default()?,
+            persisted: Arc::new(crate::persisted::Store::new(
+                config.persisted_queries,
+                config.persisted_queries.saturating_mul(16 << 10),
+            )),
+            db,
+            config: Arc::new(config),
+            statement_hook: None,
+        })
+    }
+}
