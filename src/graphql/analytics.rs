@@ -7,6 +7,7 @@ use chrono::{Duration, Utc};
 
 use super::RequestContext;
 use super::args::page_args;
+use super::fast::Fast;
 use super::preload::{self, into_products, into_users};
 use super::scalars::{Date, DateTime, Decimal};
 use super::types::{Product, User};
@@ -29,7 +30,7 @@ pub struct Analytics;
 #[derive(SimpleObject)]
 pub struct CustomerRevenue {
     /// The customer.
-    user: User,
+    user: Fast<User>,
     /// Orders counted.
     order_count: i32,
     /// Sum of their totals, exact.
@@ -51,7 +52,7 @@ pub struct DailyRevenue {
 #[derive(SimpleObject)]
 pub struct ProductSales {
     /// The product.
-    product: Product,
+    product: Fast<Product>,
     /// Units sold.
     units_sold: i32,
     /// Sum of quantity times the unit price paid, exact.
@@ -113,7 +114,7 @@ async fn customers(
         .into_iter()
         .zip(users)
         .map(|((orders, cents), user)| CustomerRevenue {
-            user,
+            user: Fast(user),
             order_count: count(orders),
             total_revenue: Decimal(from_cents(cents)),
         })
@@ -211,7 +212,7 @@ impl Analytics {
             .into_iter()
             .zip(products)
             .map(|((units, cents), product)| ProductSales {
-                product,
+                product: Fast(product),
                 units_sold: count(units),
                 revenue: Decimal(from_cents(cents)),
             })

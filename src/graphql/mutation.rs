@@ -5,6 +5,7 @@
 
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 
+use super::fast::Fast;
 use super::preload::{self, into_orders, into_users};
 use super::scalars::Decimal;
 use super::types::{Order, User};
@@ -126,7 +127,7 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Creates a user. A taken email or username is `CONFLICT` with `extensions.field`.
-    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<User> {
+    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<Fast<User>> {
         let rc = request(ctx)?;
         let email = validate::email(&input.email).map_err(AppError::BadInput)?;
         let username = validate::username(&input.username).map_err(AppError::BadInput)?;
@@ -139,11 +140,11 @@ impl Mutation {
             load_user(ctx, tx, id).await
         })
         .await?;
-        Ok(user)
+        Ok(Fast(user))
     }
 
     /// Marks a user inactive: they keep their orders but cannot place new ones.
-    async fn deactivate_user(&self, ctx: &Context<'_>, id: ID) -> Result<User> {
+    async fn deactivate_user(&self, ctx: &Context<'_>, id: ID) -> Result<Fast<User>> {
         let rc = request(ctx)?;
         let id = parse_id(&id, "deactivateUser.id")?;
         let user = unit_of_work(&rc.session, async |tx: &Session| {
@@ -153,13 +154,17 @@ impl Mutation {
             load_user(ctx, tx, id).await
         })
         .await?;
-        Ok(user)
+        Ok(Fast(user))
     }
 
     /// Places an order: unit prices come from the catalogue, the total is computed exactly,
     /// stock is taken with a conditional update so that concurrent orders never oversell.
     /// Any failure leaves nothing behind.
-    async fn create_order(&self, ctx: &Context<'_>, input: CreateOrderInput) -> Result<Order> {
+    async fn create_order(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateOrderInput,
+    ) -> Result<Fast<Order>> {
         let rc = request(ctx)?;
         let user_id = parse_id(&input.user_id, "createOrder.userId")?;
         let mut raw = Vec::with_capacity(input.items.len());
@@ -212,7 +217,7 @@ impl Mutation {
             load_order(ctx, tx, order_id).await
         })
         .await?;
-        Ok(order)
+        Ok(Fast(order))
     }
 
     /// Moves an order along its life cycle: `PENDING -> SHIPPED -> COMPLETED`, or
@@ -223,7 +228,7 @@ impl Mutation {
         ctx: &Context<'_>,
         id: ID,
         status: OrderStatus,
-    ) -> Result<Order> {
+    ) -> Result<Fast<Order>> {
         let rc = request(ctx)?;
         let id = parse_id(&id, "updateOrderStatus.id")?;
         let order = unit_of_work(&rc.session, async |tx: &Session| {
@@ -242,7 +247,7 @@ impl Mutation {
             load_order(ctx, tx, id).await
         })
         .await?;
-        Ok(order)
+        Ok(Fast(order))
     }
 
     /// Inserts or updates (by SKU) a list of products, atomically: one bulk statement per

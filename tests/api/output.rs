@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 /// The SQL text of the statement named `name` in a response's `extensions.sql`.
 fn sql_of<'a>(body: &'a Value, name: &str) -> &'a str {
@@ -97,4 +97,82 @@ async fn text_the_database_cannot_store_is_bad_input_on_both_backends() {
     assert_eq!(r.error_code(), "BAD_USER_INPUT", "{}", r.body);
     assert!(r.error_message().contains("U+0000"), "{}", r.body);
     assert_eq!(app.gql("{ users { id } }").await.data()["users"], json!([]));
+}
+
+/// Mutation results and the users and products of analytics rows are written by the same
+/// renderer as query roots: none of them falls back to the field-by-field executor, and their
+/// answers have the selection's key order and aliases.
+#[tokio::test]
+async fn mutation_results_and_report_rows_use_the_one_renderer() {
+    let app = spawn_app().await;
+    app.seed(6, 2, 2, 4).await;
+    let before = eagerql::graphql::fast::fallbacks();
+    let created = app
+        .gql(
+            "mutation { createUser(input: { email: \"r@example.com\", username: \"renderer\", \
+             password: \"correct horse\" }) { __typename handle: username id orders { id } } }",
+        )
+        .await;
+    let user = &created.data()["createUser"];
+    assert_eq!(
+        user.as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>()),
+        Some(vec![
+            "__typename".into(),
+            "handle".into(),
+            "id".into(),
+            "orders".into()
+        ])
+    );
+    assert_eq!(user["handle"], "renderer");
+    let order = app
+        .gql(
+            "mutation { createOrder(input: { userId: \"1\", items: [{ productId: \"2\", quantity: 1 }] }) \
+             { id status user { username } items { quantity product { sku } } products { id } } }",
+        )
+        .await;
+    assert_eq!(order.data()["createOrder"]["items"][0]["quantity"], 1);
+    let id = order.data()["createOrder"]["id"].clone();
+    let shipped = app
+        .gql(&format!(
+            "mutation {{ updateOrderStatus(id: {id}, status: SHIPPED) {{ status totalAmount }} }}"
+        ))
+        .await;
+    assert_eq!(shipped.data()["updateOrderStatus"]["status"], "SHIPPED");
+    let off = app
+        .gql("mutation { deactivateUser(id: \"6\") { isActive orders { id } } }")
+        .await;
+    assert_eq!(off.data()["deactivateUser"]["isActive"], false);
+    let reports = app
+        .gql(
+            "{ analytics { spendingSummary(first: 3) { user { username orders(first: 1) { id } } } \
+             topCustomers(days: 3650) { user { email } } \
+             productSales(days: 3650) { product { sku orderItems { id } } } } }",
+        )
+        .await;
+    assert!(reports.data()["analytics"]["spendingSummary"][0]["user"]["username"].is_string());
+    assert_eq!(
+        eagerql::graphql::fast::fallbacks(),
+        before,
+        "every object went through the one renderer"
+    );
+}
+
+/// A rule of the renderer (here the response byte cap) applies to report rows and mutation
+/// results as it does to query roots, since the same renderer writes them.
+#[tokio::test]
+async fn the_renderers_rules_apply_to_reports_and_mutation_results() {
+    let app = spawn_app_with(&["--max-response-bytes", "400"]).await;
+    app.seed(6, 4, 3, 4).await;
+    let big = "{ analytics { spendingSummary(first: 6) { user { orders { id status totalAmount createdAt } } } } }";
+    let r = app.gql(big).await;
+    assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+    let r = app
+        .gql("mutation { deactivateUser(id: \"2\") { orders { id status totalAmount createdAt items { id } } } }")
+        .await;
+    assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+    let small = app
+        .gql("{ analytics { spendingSummary(first: 1) { user { id } } } }")
+        .await;
+    assert!(small.data()["analytics"]["spendingSummary"][0]["user"]["id"].is_string());
 }
