@@ -134,6 +134,13 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_STRICT", default_value_t = true, action = clap::ArgAction::Set)]
     pub strict: bool,
 
+    /// How relationships are loaded: `eager` plans every selected relationship before any SQL
+    /// runs (joins and batches); `lazy` loads each one as it is resolved, through a
+    /// per-request DataLoader (one batch per level, not one query per parent), for
+    /// comparison. `lazy` needs `EAGERQL_STRICT=false`.
+    #[arg(long, env = "EAGERQL_PLAN", value_enum, default_value_t = PlanMode::Eager)]
+    pub plan: PlanMode,
+
     /// Run each query operation in one read-only transaction, so all its statements see one
     /// snapshot (PostgreSQL `REPEATABLE READ READ ONLY`; SQLite a WAL read transaction).
     #[arg(long, env = "EAGERQL_READ_SNAPSHOT", default_value_t = true, action = clap::ArgAction::Set)]
@@ -192,6 +199,15 @@ pub struct ServeConfig {
     /// Seconds before a request is cut off with 503.
     #[arg(long, env = "EAGERQL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+}
+
+/// How relationships are loaded (`EAGERQL_PLAN`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanMode {
+    /// Planned before any SQL runs (the default).
+    Eager,
+    /// Loaded as resolved, through a per-request DataLoader.
+    Lazy,
 }
 
 impl ServeConfig {

@@ -70,6 +70,20 @@ impl AppError {
         }
     }
 
+    /// A copy for a second receiver of the same failure (an error shared by a batch): the
+    /// same code and client message; internal causes become their logged detail.
+    pub fn replicate(&self) -> AppError {
+        match self {
+            AppError::BadInput(m) => AppError::BadInput(m.clone()),
+            AppError::NotFound(m) => AppError::NotFound(m.clone()),
+            AppError::Conflict { field } => AppError::Conflict { field },
+            AppError::LimitExceeded(m) => AppError::LimitExceeded(m.clone()),
+            AppError::Unplanned(m) => AppError::Unplanned(m.clone()),
+            AppError::Unavailable(_) | AppError::Busy(_) => AppError::Busy(self.message()),
+            AppError::Internal(_) => AppError::internal(self.detail()),
+        }
+    }
+
     /// Shorthand for [`AppError::BadInput`].
     pub fn bad_input(message: impl Into<String>) -> Self {
         AppError::BadInput(message.into())

@@ -25,9 +25,12 @@ use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove
 use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::config::PlanMode;
 use crate::db::{Session, StatementLog};
 use crate::graphql::execution::{ensure_error_codes, execution_started};
+use crate::graphql::lazy::RequestLoader;
 use crate::graphql::operation::{self, Prepared, Refused};
+use crate::graphql::types::LazyLoader;
 use crate::graphql::{OutputBudget, RequestContext};
 use crate::json;
 use crate::persisted::ApqError;
@@ -511,10 +514,18 @@ async fn run(
         session: session.clone(),
         limits: state.config.limits(),
         strict: state.config.strict,
+        eager: state.config.plan == PlanMode::Eager,
         hasher: state.hasher.clone(),
         output: Arc::new(OutputBudget::new(state.config.response_cap())),
     };
+    let lazy = (!rc.strict).then(|| {
+        let loader: LazyLoader = Arc::new(RequestLoader::new(session.clone(), rc.limits, rc.eager));
+        loader
+    });
     let mut request = Request::new(query).data(rc);
+    if let Some(lazy) = lazy {
+        request = request.data(lazy);
+    }
     request.set_parsed_query(prepared.document);
     if let Some(ext) = extensions {
         for (k, v) in ext {

@@ -4,6 +4,8 @@ pub mod analytics;
 pub mod args;
 pub mod execution;
 pub mod fast;
+pub mod lazy;
+pub mod lookahead;
 pub mod mutation;
 pub mod operation;
 pub mod preload;
@@ -60,6 +62,9 @@ pub struct RequestContext {
     pub limits: Limits,
     /// The lesson's `lazy="raise"`: a relationship no plan loaded is an error, not a query.
     pub strict: bool,
+    /// Whether root fields plan their relationships (`EAGERQL_PLAN=eager`) or leave them to
+    /// the lazy loader.
+    pub eager: bool,
     /// The password hashing workers.
     pub hasher: crate::password::Hasher,
     /// The response bytes the fast output path may still write for this request.

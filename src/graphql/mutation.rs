@@ -6,9 +6,10 @@
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 
 use super::fast::Fast;
-use super::preload::{self, into_orders, into_users};
+use super::preload;
 use super::scalars::Decimal;
 use super::types::{Order, User};
+use super::types::{into_orders, into_users};
 use super::{RequestContext, parse_id};
 use crate::db::load::RootQuery;
 use crate::db::money::MAX_CENTS;

@@ -10,109 +10,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use async_graphql::{Context, SelectionField};
+use async_graphql::Context;
 
 use super::RequestContext;
+use super::lookahead::selection;
 use super::types::order::OrderData;
 use super::types::order_item::OrderItemData;
 use super::types::product::ProductData;
 use super::types::user::UserData;
-use super::types::{Edges, Order, OrderItem, Product, User};
+use super::types::{
+    Edges, Obj, Order, OrderItem, Product, User, into_order_items, into_orders, into_products,
+};
 use crate::db::Session;
 use crate::db::load::{self, EntityRow, Loaded, RootQuery};
 use crate::error::{AppError, AppResult};
-use crate::planner::{self, Batch, EdgeArgs, Entity, Field, Node, ToMany, ToOne};
-
-/// An assembled object of any type.
-#[derive(Clone, Debug)]
-pub enum Obj {
-    /// A user.
-    User(User),
-    /// An order.
-    Order(Order),
-    /// An order line.
-    OrderItem(OrderItem),
-    /// A product.
-    Product(Product),
-}
-
-/// Keeps the users of a list of objects.
-pub fn into_users(objs: Vec<Obj>) -> Vec<User> {
-    objs.into_iter()
-        .filter_map(|o| match o {
-            Obj::User(v) => Some(v),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Keeps the orders of a list of objects.
-pub fn into_orders(objs: Vec<Obj>) -> Vec<Order> {
-    objs.into_iter()
-        .filter_map(|o| match o {
-            Obj::Order(v) => Some(v),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Keeps the order lines of a list of objects.
-pub fn into_order_items(objs: Vec<Obj>) -> Vec<OrderItem> {
-    objs.into_iter()
-        .filter_map(|o| match o {
-            Obj::OrderItem(v) => Some(v),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Keeps the products of a list of objects.
-pub fn into_products(objs: Vec<Obj>) -> Vec<Product> {
-    objs.into_iter()
-        .filter_map(|o| match o {
-            Obj::Product(v) => Some(v),
-            _ => None,
-        })
-        .collect()
-}
-
-fn first_of<T>(objs: Vec<T>) -> async_graphql::Result<T> {
-    objs.into_iter()
-        .next()
-        .ok_or_else(|| AppError::NotFound("the related object does not exist".into()).into())
-}
-
-/// The single user of a to-one load.
-pub fn into_user(objs: Vec<Obj>) -> async_graphql::Result<User> {
-    first_of(into_users(objs))
-}
-/// The single order of a to-one load.
-pub fn into_order(objs: Vec<Obj>) -> async_graphql::Result<Order> {
-    first_of(into_orders(objs))
-}
-/// The single product of a to-one load.
-pub fn into_product(objs: Vec<Obj>) -> async_graphql::Result<Product> {
-    first_of(into_products(objs))
-}
-
-/// The sub-selection of `field` as the planner's [`Field`] tree. The executor runs canonical
-/// documents (see [`super::operation`]): fragments are already inlined, `@skip`/`@include`
-/// applied and variables substituted.
-pub fn selection(field: &SelectionField<'_>) -> async_graphql::Result<Vec<Field>> {
-    let mut out = Vec::new();
-    for child in field.selection_set() {
-        out.push(Field {
-            name: child.name().to_owned(),
-            args: child
-                .arguments()?
-                .into_iter()
-                .map(|(n, v)| (n.to_string(), v))
-                .collect(),
-            children: selection(&child)?,
-        });
-    }
-    Ok(out)
-}
+use crate::planner::{self, EdgeArgs, Entity, Field, Node, ToMany, ToOne};
 
 /// Plans the rows named by the sub-field `child` of the current field (for example `user` of
 /// `topCustomers`): every occurrence (aliases, fragments) is merged into one plan, and its
@@ -127,9 +39,19 @@ pub fn plan_child(ctx: &Context<'_>, child: &str, entity: Entity, extra: usize) 
         .filter(|f| f.name == child)
         .flat_map(|f| f.children)
         .collect();
-    let node = planner::plan(entity, &children, rc.limits).map_err(|e| AppError::BadInput(e.0))?;
+    let node = plan_for(rc, entity, &children)?;
     rc.session.log().reserve(extra + node.batch_statements())?;
     Ok(node)
+}
+
+/// The plan of a selection: every relationship (eager mode), or the rows' own columns only
+/// (lazy mode, where relationships are loaded as they are resolved).
+fn plan_for(rc: &RequestContext, entity: Entity, fields: &[Field]) -> AppResult<Node> {
+    if rc.eager {
+        planner::plan(entity, fields, rc.limits).map_err(|e| AppError::BadInput(e.0))
+    } else {
+        Ok(planner::plan_scalars(entity, fields))
+    }
 }
 
 /// Plans the current field's selection for `entity` rows, reserves its statements in the
@@ -153,52 +75,10 @@ pub async fn load_root_in(
         .data::<RequestContext>()
         .map_err(|e| AppError::internal(e.message))?;
     let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
-    let node = planner::plan(entity, &fields, rc.limits).map_err(|e| AppError::BadInput(e.0))?;
+    let node = plan_for(rc, entity, &fields)?;
     session.log().reserve(node.statements())?;
     let loaded = load::fetch_root(session, &node, q).await?;
     build(session, &node, loaded).await
-}
-
-/// A to-many edge that no plan preloaded. In strict mode (the lesson's `lazy="raise"`) this is
-/// an error; otherwise the edge is loaded for this one parent, with its own sub-plan.
-pub async fn unplanned(
-    ctx: &Context<'_>,
-    edge: ToMany,
-    args: EdgeArgs,
-    parent_id: i64,
-) -> async_graphql::Result<Vec<Obj>> {
-    let rc = ctx.data::<RequestContext>()?;
-    if rc.strict {
-        return Err(AppError::Unplanned(format!(
-            "{} was not loaded by the plan (strict mode)",
-            edge.path()
-        ))
-        .into());
-    }
-    let fields = selection(&ctx.field())?;
-    let node =
-        planner::plan(edge.target(), &fields, rc.limits).map_err(|e| AppError::BadInput(e.0))?;
-    let batch = Batch { edge, args, node };
-    let rows = load::fetch_batch(&rc.session, &batch, vec![parent_id]).await?;
-    let loaded = rows.into_iter().map(|(_, l)| l).collect();
-    Ok(build(&rc.session, &batch.node, loaded).await?)
-}
-
-/// A to-one edge that no plan joined; see [`unplanned`].
-pub async fn unplanned_one(
-    ctx: &Context<'_>,
-    entity: Entity,
-    id: i64,
-    path: &str,
-) -> async_graphql::Result<Vec<Obj>> {
-    let rc = ctx.data::<RequestContext>()?;
-    if rc.strict {
-        return Err(AppError::Unplanned(format!(
-            "{path} was not loaded by the plan (strict mode)"
-        ))
-        .into());
-    }
-    Ok(load_root(ctx, entity, RootQuery::ById(id)).await?)
 }
 
 /// The results of a node's batches (and of the batches below its joins), grouped by parent.

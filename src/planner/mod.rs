@@ -154,7 +154,7 @@ pub struct EdgeArgs {
 }
 
 /// A set of rows of one entity, loaded by one statement, with what is loaded along with them.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Node {
     /// The entity of the rows.
     pub entity: Entity,
@@ -168,7 +168,7 @@ pub struct Node {
 }
 
 /// A to-one edge loaded by a JOIN into its parent's statement.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Join {
     /// Which edge.
     pub edge: ToOne,
@@ -177,7 +177,7 @@ pub struct Join {
 }
 
 /// A to-many edge loaded by one batch statement.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Batch {
     /// Which edge.
     pub edge: ToMany,
@@ -275,6 +275,24 @@ fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, 
             .collect::<Result<_, PlanError>>()?,
         scalars,
     })
+}
+
+/// A plan that loads only the rows' own columns and no relationship: what a lazy loader
+/// plans (each relationship is then loaded when it is resolved).
+pub fn plan_scalars(entity: Entity, selection: &[Field]) -> Node {
+    let mut scalars: Vec<String> = selection
+        .iter()
+        .filter(|f| edge_of(entity, &f.name).is_none())
+        .map(|f| f.name.clone())
+        .collect();
+    scalars.sort();
+    scalars.dedup();
+    Node {
+        entity,
+        joins: Vec::new(),
+        batches: Vec::new(),
+        scalars,
+    }
 }
 
 /// Validates a page size: not negative, not above the configured cap.

@@ -19,6 +19,7 @@ mod differential;
 mod errors;
 mod hostile;
 mod http;
+mod lazy;
 mod mutations;
 mod output;
 mod schema;

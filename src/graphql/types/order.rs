@@ -8,7 +8,6 @@ use async_graphql::{Context, ID, Object, Result};
 
 use super::{Edges, OrderItem, Product, User};
 use crate::db::orders::OrderRow;
-use crate::graphql::preload;
 use crate::model::OrderStatus;
 use crate::planner::{EdgeArgs, Entity, ToMany};
 
@@ -56,9 +55,9 @@ impl Order {
     async fn user(&self, ctx: &Context<'_>) -> Result<User> {
         match &self.0.user {
             Some(user) => Ok(user.clone()),
-            None => preload::unplanned_one(ctx, Entity::User, self.0.row.user_id, "Order.user")
+            None => super::unplanned_one(ctx, Entity::User, self.0.row.user_id, "Order.user")
                 .await
-                .and_then(preload::into_user),
+                .and_then(super::into_user),
         }
     }
 
@@ -67,9 +66,9 @@ impl Order {
         let args = EdgeArgs::default();
         match self.0.items.get(&args) {
             Some(items) => Ok(items),
-            None => preload::unplanned(ctx, ToMany::OrderItems, args, self.0.row.id)
+            None => super::unplanned(ctx, ToMany::OrderItems, args, self.0.row.id)
                 .await
-                .map(preload::into_order_items),
+                .map(super::into_order_items),
         }
     }
 
@@ -78,9 +77,9 @@ impl Order {
         let args = EdgeArgs::default();
         match self.0.products.get(&args) {
             Some(products) => Ok(products),
-            None => preload::unplanned(ctx, ToMany::OrderProducts, args, self.0.row.id)
+            None => super::unplanned(ctx, ToMany::OrderProducts, args, self.0.row.id)
                 .await
-                .map(preload::into_products),
+                .map(super::into_products),
         }
     }
 }

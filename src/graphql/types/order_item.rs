@@ -7,7 +7,6 @@ use async_graphql::{Context, ID, Object, Result};
 
 use super::{Order, Product};
 use crate::db::order_items::OrderItemRow;
-use crate::graphql::preload;
 use crate::planner::Entity;
 
 /// An order line with the relations its plan preloaded.
@@ -48,9 +47,9 @@ impl OrderItem {
         match &self.0.order {
             Some(order) => Ok(order.clone()),
             None => {
-                preload::unplanned_one(ctx, Entity::Order, self.0.row.order_id, "OrderItem.order")
+                super::unplanned_one(ctx, Entity::Order, self.0.row.order_id, "OrderItem.order")
                     .await
-                    .and_then(preload::into_order)
+                    .and_then(super::into_order)
             }
         }
     }
@@ -59,14 +58,14 @@ impl OrderItem {
     async fn product(&self, ctx: &Context<'_>) -> Result<Product> {
         match &self.0.product {
             Some(product) => Ok(product.clone()),
-            None => preload::unplanned_one(
+            None => super::unplanned_one(
                 ctx,
                 Entity::Product,
                 self.0.row.product_id,
                 "OrderItem.product",
             )
             .await
-            .and_then(preload::into_product),
+            .and_then(super::into_product),
         }
     }
 }

@@ -7,7 +7,6 @@ use async_graphql::{Context, ID, Object, Result};
 
 use super::{Edges, Order, OrderItem};
 use crate::db::products::ProductRow;
-use crate::graphql::preload;
 use crate::planner::{EdgeArgs, ToMany};
 
 /// A product with the relations its plan preloaded.
@@ -67,9 +66,9 @@ impl Product {
         };
         match self.0.orders.get(&args) {
             Some(orders) => Ok(orders),
-            None => preload::unplanned(ctx, ToMany::ProductOrders, args, self.0.row.id)
+            None => super::unplanned(ctx, ToMany::ProductOrders, args, self.0.row.id)
                 .await
-                .map(preload::into_orders),
+                .map(super::into_orders),
         }
     }
 
@@ -78,9 +77,9 @@ impl Product {
         let args = EdgeArgs::default();
         match self.0.order_items.get(&args) {
             Some(items) => Ok(items),
-            None => preload::unplanned(ctx, ToMany::ProductOrderItems, args, self.0.row.id)
+            None => super::unplanned(ctx, ToMany::ProductOrderItems, args, self.0.row.id)
                 .await
-                .map(preload::into_order_items),
+                .map(super::into_order_items),
         }
     }
 }

@@ -7,7 +7,6 @@ use async_graphql::{Context, ID, Object, Result};
 
 use super::{Edges, Order};
 use crate::db::users::UserRow;
-use crate::graphql::preload;
 use crate::model::OrderStatus;
 use crate::planner::{EdgeArgs, ToMany};
 
@@ -77,9 +76,9 @@ impl User {
         };
         match self.0.orders.get(&args) {
             Some(orders) => Ok(orders),
-            None => preload::unplanned(ctx, ToMany::UserOrders, args, self.0.row.id)
+            None => super::unplanned(ctx, ToMany::UserOrders, args, self.0.row.id)
                 .await
-                .map(preload::into_orders),
+                .map(super::into_orders),
         }
     }
 }
