@@ -522,7 +522,7 @@ async fn run(
         let loader: LazyLoader = Arc::new(RequestLoader::new(session.clone(), rc.limits, rc.eager));
         loader
     });
-    let mut request = Request::new(query).data(rc);
+    let mut request = Request::new(query).variables(prepared.variables).data(rc);
     if let Some(lazy) = lazy {
         request = request.data(lazy);
     }

@@ -29,7 +29,7 @@ use apollo_compiler::validation::Valid;
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType,
-    Selection as GqlSelection, SelectionSet,
+    Selection as GqlSelection, SelectionSet, Type, VariableDefinition,
 };
 use async_graphql::{Name, Pos, Positioned, ServerError, Value};
 
@@ -86,6 +86,10 @@ pub struct Prepared {
     pub shape: Shape,
     /// Whether any root field reads data (not only `__typename` or introspection).
     pub reads_data: bool,
+    /// The coerced values of the variables the canonical document still refers to (those
+    /// that are a whole argument's value: bulk input is handed over once, not copied into
+    /// the document).
+    pub variables: async_graphql::Variables,
 }
 
 /// The response keys of a canonical selection set, in order, each with its field's type and
@@ -232,10 +236,11 @@ impl Preparer {
             vars: &vars,
             fields: 0,
             limits: self.limits,
+            passed: IndexMap::new(),
         };
         for def in &op.variables {
             if let Some(v) = vars.get(def.name.as_str()) {
-                check_scalars(&self.schema, &def.ty, &json(v)).map_err(|m| {
+                check_scalars(&self.schema, &def.ty, v).map_err(|m| {
                     Refused(vec![request_error(
                         format!("variable ${}: {m}", def.name),
                         pos_of(def.location(), &sources),
@@ -247,9 +252,27 @@ impl Preparer {
         let (root, shape) = canon
             .selection_set(&op.selection_set.ty, &[&op.selection_set], Level::root())
             .map_err(|e| Refused(vec![e]))?;
+        // The variables the canonical document still refers to keep their definitions.
+        let variable_definitions = op
+            .variables
+            .iter()
+            .filter(|def| canon.passed.contains_key(def.name.as_str()))
+            .filter_map(|def| {
+                let at = pos_of(def.location(), &sources).unwrap_or_default();
+                Some(Positioned::new(
+                    VariableDefinition {
+                        name: Positioned::new(Name::new(def.name.as_str()), at),
+                        var_type: Positioned::new(Type::new(&def.ty.to_string())?, at),
+                        directives: Vec::new(),
+                        default_value: None,
+                    },
+                    at,
+                ))
+            })
+            .collect();
         let operation = OperationDefinition {
             ty,
-            variable_definitions: Vec::new(),
+            variable_definitions,
             directives: Vec::new(),
             selection_set: root,
         };
@@ -262,11 +285,14 @@ impl Preparer {
         };
         let reads_data = root_fields(&document)
             .any(|name| !matches!(name, "__typename" | "__schema" | "__type"));
+        let variables =
+            async_graphql::Variables::from_value(Value::Object(std::mem::take(&mut canon.passed)));
         Ok(Prepared {
             ty,
             document,
             shape,
             reads_data,
+            variables,
         })
     }
 }
@@ -361,6 +387,8 @@ struct Canon<'a> {
     vars: &'a Valid<JsonMap>,
     fields: usize,
     limits: DocumentLimits,
+    /// Variables the canonical document refers to, with their coerced values.
+    passed: IndexMap<Name, Value>,
 }
 
 /// Where a selection set sits: the nesting level of its fields, and whether it is inside
@@ -457,12 +485,27 @@ impl<'a> Canon<'a> {
                     self.check_literal(&def.ty, &arg.value)
                         .map_err(|m| request_error(m, Some(at), "GRAPHQL_VALIDATION_FAILED"))?;
                 }
-                let Some(value) = self.value(&arg.value) else {
-                    continue;
+                let value = match arg.value.as_ref() {
+                    // A whole argument that is a variable stays a variable: its value is
+                    // handed to the executor once (bulk input is not copied again).
+                    ast::Value::Variable(var) => {
+                        let Some(v) = self.vars.get(var.as_str()) else {
+                            continue;
+                        };
+                        let name = Name::new(var.as_str());
+                        if !self.passed.contains_key(&name) {
+                            self.passed.insert(name.clone(), json(v));
+                        }
+                        async_graphql_value::Value::Variable(name)
+                    }
+                    other => match self.value(other) {
+                        Some(value) => value.into_value(),
+                        None => continue,
+                    },
                 };
                 arguments.push((
                     Positioned::new(Name::new(arg.name.as_str()), at),
-                    Positioned::new(value.into_value(), at),
+                    Positioned::new(value, at),
                 ));
             }
             let field = Field {
@@ -644,38 +687,92 @@ impl<'a> Canon<'a> {
     }
 }
 
+/// An input value as [`check_scalars`] walks it: async-graphql's (literals) or JSON
+/// (variables), so that a large variable is checked where it is, without a copy.
+trait InputTree {
+    fn is_null(&self) -> bool;
+    fn items(&self) -> Option<Vec<&Self>>;
+    fn entries(&self) -> Option<Vec<(&str, &Self)>>;
+    /// The value as async-graphql's, for a scalar's own parser (leaves only: small).
+    fn leaf(&self) -> Value;
+}
+
+impl InputTree for Value {
+    fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+    fn items(&self) -> Option<Vec<&Self>> {
+        match self {
+            Value::List(items) => Some(items.iter().collect()),
+            _ => None,
+        }
+    }
+    fn entries(&self) -> Option<Vec<(&str, &Self)>> {
+        match self {
+            Value::Object(m) => Some(m.iter().map(|(k, v)| (k.as_str(), v)).collect()),
+            _ => None,
+        }
+    }
+    fn leaf(&self) -> Value {
+        self.clone()
+    }
+}
+
+impl InputTree for JsonValue {
+    fn is_null(&self) -> bool {
+        matches!(self, JsonValue::Null)
+    }
+    fn items(&self) -> Option<Vec<&Self>> {
+        match self {
+            JsonValue::Array(items) => Some(items.iter().collect()),
+            _ => None,
+        }
+    }
+    fn entries(&self) -> Option<Vec<(&str, &Self)>> {
+        match self {
+            JsonValue::Object(m) => Some(m.iter().map(|(k, v)| (k.as_str(), v)).collect()),
+            _ => None,
+        }
+    }
+    fn leaf(&self) -> Value {
+        json(self)
+    }
+}
+
 /// Checks every custom-scalar value inside `v` (of type `ty`) with the scalar's own parser.
-fn check_scalars(
+fn check_scalars<V: InputTree>(
     schema: &apollo_compiler::Schema,
     ty: &ast::Type,
-    v: &Value,
+    v: &V,
 ) -> Result<(), String> {
-    match v {
-        Value::Null => Ok(()),
-        Value::List(items) if ty.is_list() => items
-            .iter()
-            .try_for_each(|item| check_scalars(schema, ty.item_type(), item)),
-        _ if ty.is_list() => check_scalars(schema, ty.item_type(), v),
-        _ => match schema.types.get(ty.inner_named_type()) {
-            Some(ExtendedType::Scalar(def)) if !def.is_built_in() => {
-                match super::scalars::check_input(def.name.as_str(), v) {
-                    Some(result) => result,
-                    None => Ok(()),
-                }
+    if v.is_null() {
+        return Ok(());
+    }
+    if ty.is_list() {
+        return match v.items() {
+            Some(items) => items
+                .into_iter()
+                .try_for_each(|item| check_scalars(schema, ty.item_type(), item)),
+            None => check_scalars(schema, ty.item_type(), v),
+        };
+    }
+    match schema.types.get(ty.inner_named_type()) {
+        Some(ExtendedType::Scalar(def)) if !def.is_built_in() => {
+            match super::scalars::check_input(def.name.as_str(), &v.leaf()) {
+                Some(result) => result,
+                None => Ok(()),
             }
-            Some(ExtendedType::InputObject(def)) => match v {
-                Value::Object(fields) => {
-                    fields
-                        .iter()
-                        .try_for_each(|(k, fv)| match def.fields.get(k.as_str()) {
-                            Some(f) => check_scalars(schema, &f.ty, fv),
-                            None => Ok(()),
-                        })
-                }
-                _ => Ok(()),
-            },
-            _ => Ok(()),
+        }
+        Some(ExtendedType::InputObject(def)) => match v.entries() {
+            Some(entries) => entries
+                .into_iter()
+                .try_for_each(|(k, fv)| match def.fields.get(k) {
+                    Some(f) => check_scalars(schema, &f.ty, fv),
+                    None => Ok(()),
+                }),
+            None => Ok(()),
         },
+        _ => Ok(()),
     }
 }
 
