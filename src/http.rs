@@ -516,7 +516,15 @@ async fn run(
         strict: state.config.strict,
         eager: state.config.plan == PlanMode::Eager,
         hasher: state.hasher.clone(),
-        output: Arc::new(OutputBudget::new(state.config.response_cap())),
+        // A mutation's result is never refused after its write committed: it is bounded by
+        // the row budget instead, which is checked inside the transaction (and rolls it back).
+        output: Arc::new(OutputBudget::new(
+            if prepared.ty == OperationType::Mutation {
+                usize::MAX
+            } else {
+                state.config.response_cap()
+            },
+        )),
     };
     let lazy = (!rc.strict).then(|| {
         let loader: LazyLoader = Arc::new(RequestLoader::new(session.clone(), rc.limits, rc.eager));

@@ -158,8 +158,9 @@ async fn mutation_results_and_report_rows_use_the_one_renderer() {
     );
 }
 
-/// A rule of the renderer (here the response byte cap) applies to report rows and mutation
-/// results as it does to query roots, since the same renderer writes them.
+/// A rule of the renderer (here the response byte cap) applies to report rows as it does to
+/// query roots, since the same renderer writes them. A mutation's result is never refused
+/// after its write committed; the row budget bounds it inside the transaction instead.
 #[tokio::test]
 async fn the_renderers_rules_apply_to_reports_and_mutation_results() {
     let app = spawn_app_with(&["--max-response-bytes", "400"]).await;
@@ -170,7 +171,26 @@ async fn the_renderers_rules_apply_to_reports_and_mutation_results() {
     let r = app
         .gql("mutation { deactivateUser(id: \"2\") { orders { id status totalAmount createdAt items { id } } } }")
         .await;
+    assert_eq!(
+        r.data()["deactivateUser"]["orders"]
+            .as_array()
+            .map(Vec::len),
+        Some(4),
+        "the committed write's result is answered"
+    );
+
+    let tight = spawn_app_with(&["--max-rows", "5"]).await;
+    tight.seed(6, 4, 3, 4).await;
+    let r = tight
+        .gql("mutation { deactivateUser(id: \"2\") { orders { items { id } } } }")
+        .await;
     assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+    let still = tight.gql("{ user(id: 2) { isActive } }").await;
+    assert_eq!(
+        still.data()["user"]["isActive"],
+        true,
+        "over the row budget, the mutation rolled back"
+    );
     let small = app
         .gql("{ analytics { spendingSummary(first: 1) { user { id } } } }")
         .await;
