@@ -268,21 +268,13 @@ impl TestApp {
         (status, headers, bytes.to_vec())
     }
 
-    /// Sends a raw HTTP request.
+    /// Sends a raw HTTP request; the body as text.
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .expect("router never fails");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let (status, headers, bytes) = self.send_bytes(req).await;
         (
             status,
             headers,
-            String::from_utf8(bytes.to_vec()).expect("utf-8 body"),
+            String::from_utf8(bytes).expect("utf-8 body"),
         )
     }
 

@@ -132,6 +132,7 @@ async fn a_response_over_the_byte_cap_is_refused_not_sent() {
 
 #[tokio::test]
 async fn an_exhausted_pool_fails_the_whole_request_once() {
+    // The first request holds the only connection (its snapshot) until released.
     let release = Arc::new(tokio::sync::Notify::new());
     let entered = Arc::new(tokio::sync::Notify::new());
     let hold = Arc::new(AtomicBool::new(true));
@@ -166,6 +167,10 @@ async fn an_exhausted_pool_fails_the_whole_request_once() {
     let errors = second.body["errors"].as_array().expect("errors");
     assert_eq!(errors.len(), 1, "{}", second.body);
     assert_eq!(second.error_code(), "SERVICE_UNAVAILABLE");
+    assert!(
+        !second.body.to_string().contains("PoolTimedOut"),
+        "no internal cause"
+    );
     assert_eq!(first.data()["users"].as_array().map(Vec::len), Some(2));
 }
 

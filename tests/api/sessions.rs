@@ -200,47 +200,6 @@ async fn no_connection_leaks_on_any_path() {
 }
 
 #[tokio::test]
-async fn an_exhausted_pool_is_service_unavailable() {
-    let release = Arc::new(tokio::sync::Notify::new());
-    let entered = Arc::new(tokio::sync::Notify::new());
-    let hold = Arc::new(AtomicBool::new(true));
-    let (r2, e2, h2) = (release.clone(), entered.clone(), hold.clone());
-    let hook: StatementHook = Arc::new(move |_| {
-        let (r, e, h) = (r2.clone(), e2.clone(), h2.clone());
-        Box::pin(async move {
-            if h.swap(false, Ordering::SeqCst) {
-                e.notify_one();
-                r.notified().await;
-            }
-        })
-    });
-    let app = spawn_app_with_hook(
-        &["--pool-size", "1", "--pool-timeout-secs", "1"],
-        Some(hook),
-    )
-    .await;
-    app.seed(2, 1, 1, 1).await;
-    // The first request holds the only connection (its snapshot) until released.
-    let first = app.gql("{ users { id orders { id } } }");
-    let second = async {
-        // Only once the first request holds the connection.
-        entered.notified().await;
-        let r = app.gql("{ users { id } }").await;
-        release.notify_one();
-        r
-    };
-    let (first, second) = tokio::join!(first, second);
-    assert_eq!(
-        second.error_code(),
-        "SERVICE_UNAVAILABLE",
-        "{}",
-        second.body
-    );
-    assert!(!second.body.to_string().contains("PoolTimedOut"));
-    assert_eq!(first.data()["users"].as_array().map(Vec::len), Some(2));
-}
-
-#[tokio::test]
 async fn postgres_statements_are_cut_off_by_the_statement_timeout() {
     if crate::helpers::backend() != Backend::Postgres {
         return;
