@@ -3,7 +3,9 @@
 //! propagation, error paths and codes) with the oracle's (`oracle.rs`), and each statement
 //! count with the one the plan rules predict from the operation's shape.
 //!
-//! `differential_fixed_seed` replays the same operations every run; `differential_fresh_seed`
+//! Each operation runs on two data sets, the second with about five times the rows, so the
+//! same shape is checked at two row counts. `differential_fixed_seed` replays the same
+//! operations every run; `differential_fresh_seed`
 //! draws new ones and prints its seed. A failure is shrunk to a minimal operation and printed
 //! with its variables, both answers and the seed:
 //! `EAGERQL_DIFF_SEED=<seed> EAGERQL_DIFF_CASES=<n> scripts/test differential` replays it.
@@ -28,11 +30,12 @@ fn cases() -> u32 {
 }
 
 /// A data set with the cases answers go wrong on: inactive users, users without orders,
-/// zero totals, revenue ties, orders at the edges of windows (microseconds apart).
-async fn data_set() -> (TestApp, Model, Pool) {
+/// zero totals, revenue ties, orders at the edges of windows (microseconds apart). `scale`
+/// multiplies the seeded rows, so that the same operation also runs on more rows.
+async fn data_set(scale: u64) -> (TestApp, Model, Pool) {
     // No statement budget: the oracle predicts counts of any size.
     let app = spawn_app_with(&["--statement-budget", "0"]).await;
-    app.seed(24, 3, 2, 9).await;
+    app.seed(24 * scale, 3 + scale, 2, 9 * scale).await;
     let base = DateTime::parse_from_rfc3339("2026-10-25T03:14:38.000Z")
         .expect("base")
         .with_timezone(&Utc);
@@ -152,7 +155,10 @@ async fn check(app: &TestApp, model: &Model, op: &Op) -> Result<(), String> {
 }
 
 async fn run(seed: u64) {
-    let (app, model, pool) = data_set().await;
+    let (app, model, pool) = data_set(1).await;
+    // The same operations on about five times the rows: same shape, other row counts, and
+    // the statement count must still be what the shape predicts.
+    let (big, big_model, _) = data_set(3).await;
     let cases = cases();
     eprintln!(
         "differential: {cases} operations on {:?}, seed {seed} (replay: EAGERQL_DIFF_SEED={seed})",
@@ -173,7 +179,12 @@ async fn run(seed: u64) {
         runner.run(&vec(any::<u32>(), 0..160), |choices| {
             let op = oracle::generate(&choices, &pool);
             handle
-                .block_on(check(&app, &model, &op))
+                .block_on(async {
+                    check(&app, &model, &op).await?;
+                    check(&big, &big_model, &op)
+                        .await
+                        .map_err(|e| format!("on the larger data set: {e}"))
+                })
                 .map_err(TestCaseError::fail)
         })
     });
