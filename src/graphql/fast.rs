@@ -2,8 +2,8 @@
 //!
 //! Once a plan has loaded everything a selection needs, executing it field by field through
 //! async-graphql (a future, a context and a lookup per field) costs far more than the SQL.
-//! [`Fast`] wraps a root value: it compiles the selection once (aliases, fragments, merged
-//! repeated fields, edge arguments) into a small tree, then renders every object with a plain
+//! [`Fast`] wraps a root value: it compiles the (canonical) selection once (response keys,
+//! edge arguments) into a small tree, then renders every object with a plain
 //! loop over that tree. It has the schema type of the value it wraps, so the schema is
 //! unchanged; if anything is not preloaded it falls back to the normal executor. The
 //! statement-count suite compares its answers with a naive reference for every shape.
@@ -98,28 +98,18 @@ fn edge_args(field: &SelectionField<'_>) -> Option<EdgeArgs> {
     EdgeArgs::read("", args.iter().map(|(n, v)| (n.as_str(), v))).ok()
 }
 
-/// Compiles the union of the sub-selections of `fields` (one response key, possibly repeated)
-/// for objects of type `ty`. `None`: something this path does not handle.
-fn compile(ty: Ty, fields: &[SelectionField<'_>]) -> Option<Vec<Compiled>> {
-    // Group by response key, keeping first-seen order: repeated keys merge their selections.
-    let mut groups: Vec<(&str, Vec<SelectionField<'_>>)> = Vec::new();
-    for parent in fields {
-        for child in parent.selection_set() {
-            let key = child.alias().unwrap_or(child.name());
-            if key == EMPTY_SELECTION_KEY {
-                // The placeholder of an emptied selection set: the object renders as `{}`.
-                continue;
-            }
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, same)) => same.push(child),
-                None => groups.push((key, vec![child])),
-            }
+/// Compiles the sub-selection of `field` for objects of type `ty`. The executor runs
+/// canonical documents (see [`super::operation`]), where each response key occurs once, so
+/// this is a plain walk. `None`: something this path does not handle.
+fn compile(ty: Ty, field: &SelectionField<'_>) -> Option<Vec<Compiled>> {
+    let mut out = Vec::new();
+    for child in field.selection_set() {
+        let key = child.alias().unwrap_or(child.name());
+        if key == EMPTY_SELECTION_KEY {
+            // The placeholder of an emptied selection set: the object renders as `{}`.
+            continue;
         }
-    }
-    let mut out = Vec::with_capacity(groups.len());
-    for (key, same) in groups {
-        let first = &same[0];
-        let what = match (ty, first.name()) {
+        let what = match (ty, child.name()) {
             (_, "__typename") => What::Typename(ty.name()),
             (Ty::User, "id") => What::UserId,
             (Ty::User, "email") => What::UserEmail,
@@ -128,28 +118,30 @@ fn compile(ty: Ty, fields: &[SelectionField<'_>]) -> Option<Vec<Compiled>> {
             (Ty::User, "createdAt") => What::UserCreatedAt,
             (Ty::User, "updatedAt") => What::UserUpdatedAt,
             (Ty::User, "bio") => What::UserBio,
-            (Ty::User, "orders") => What::UserOrders(edge_args(first)?, compile(Ty::Order, &same)?),
+            (Ty::User, "orders") => {
+                What::UserOrders(edge_args(&child)?, compile(Ty::Order, &child)?)
+            }
             (Ty::Order, "id") => What::OrderId,
             (Ty::Order, "status") => What::OrderStatus,
             (Ty::Order, "totalAmount") => What::OrderTotalAmount,
             (Ty::Order, "createdAt") => What::OrderCreatedAt,
-            (Ty::Order, "user") => What::OrderUser(compile(Ty::User, &same)?),
-            (Ty::Order, "items") => What::OrderItems(compile(Ty::OrderItem, &same)?),
-            (Ty::Order, "products") => What::OrderProducts(compile(Ty::Product, &same)?),
+            (Ty::Order, "user") => What::OrderUser(compile(Ty::User, &child)?),
+            (Ty::Order, "items") => What::OrderItems(compile(Ty::OrderItem, &child)?),
+            (Ty::Order, "products") => What::OrderProducts(compile(Ty::Product, &child)?),
             (Ty::OrderItem, "id") => What::ItemId,
             (Ty::OrderItem, "quantity") => What::ItemQuantity,
             (Ty::OrderItem, "unitPrice") => What::ItemUnitPrice,
-            (Ty::OrderItem, "order") => What::ItemOrder(compile(Ty::Order, &same)?),
-            (Ty::OrderItem, "product") => What::ItemProduct(compile(Ty::Product, &same)?),
+            (Ty::OrderItem, "order") => What::ItemOrder(compile(Ty::Order, &child)?),
+            (Ty::OrderItem, "product") => What::ItemProduct(compile(Ty::Product, &child)?),
             (Ty::Product, "id") => What::ProductId,
             (Ty::Product, "name") => What::ProductName,
             (Ty::Product, "sku") => What::ProductSku,
             (Ty::Product, "price") => What::ProductPrice,
             (Ty::Product, "stockQuantity") => What::ProductStockQuantity,
             (Ty::Product, "orders") => {
-                What::ProductOrders(edge_args(first)?, compile(Ty::Order, &same)?)
+                What::ProductOrders(edge_args(&child)?, compile(Ty::Order, &child)?)
             }
-            (Ty::Product, "orderItems") => What::ProductOrderItems(compile(Ty::OrderItem, &same)?),
+            (Ty::Product, "orderItems") => What::ProductOrderItems(compile(Ty::OrderItem, &child)?),
             _ => return None,
         };
         let mut k = Vec::with_capacity(key.len() + 3);
@@ -435,8 +427,7 @@ impl<T: Shape> OutputType for Fast<T> {
         let rendered = {
             let fctx = ctx.with_field(field);
             let this = fctx.field();
-            compile(T::ty().0, std::slice::from_ref(&this))
-                .and_then(|sel| self.0.render_shape(&sel, &mut out))
+            compile(T::ty().0, &this).and_then(|sel| self.0.render_shape(&sel, &mut out))
         };
         if out.over() {
             let mut err = ServerError::new(
