@@ -28,9 +28,8 @@ use tower_http::timeout::TimeoutLayer;
 use crate::config::PlanMode;
 use crate::db::{Session, StatementLog};
 use crate::graphql::execution::{ensure_error_codes, execution_started};
-use crate::graphql::lazy::RequestLoader;
+use crate::graphql::lazy::{LazyLoader, RequestLoader};
 use crate::graphql::operation::{self, Prepared, Refused};
-use crate::graphql::types::LazyLoader;
 use crate::graphql::{OutputBudget, RequestContext};
 use crate::json;
 use crate::persisted::ApqError;
@@ -527,7 +526,7 @@ async fn run(
         )),
     };
     let lazy = (!rc.strict).then(|| {
-        let loader: LazyLoader = Arc::new(RequestLoader::new(session.clone(), rc.limits, rc.eager));
+        let loader: LazyLoader = Arc::new(RequestLoader::new(session.clone()));
         loader
     });
     let mut request = Request::new(query).variables(prepared.variables).data(rc);

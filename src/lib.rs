@@ -14,6 +14,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod entities;
 pub mod error;
 pub mod graphql;
 pub mod http;

@@ -1,82 +1,66 @@
-//! The columns of a table's load list (how each is read on each backend, and which GraphQL
-//! field needs it) and the reader that decodes a row's selected columns in order. The table
-//! modules describe their columns with these; the load builder selects and decodes them.
+//! How a described column is read on each backend (so that both hand Rust the same types),
+//! and how a row of selected columns is decoded by the columns' kinds.
 
 use super::Backend;
+use super::money::from_cents;
 use super::session::DbRow;
+use crate::entities::{Column, Entity, Kind, Row, Val};
 use crate::model::OrderStatus;
 
-/// How a column is read, so that both backends hand Rust the same types.
-#[derive(Copy, Clone, Debug)]
-enum Kind {
-    /// Read as stored.
-    Plain,
-    /// Money: PostgreSQL `numeric(10,2)` -> cents (`int8`); SQLite stores cents already.
-    Money,
-    /// A 32-bit integer, widened to `int8` on PostgreSQL.
-    Int4,
-}
-
-/// A column of a table's load list.
-#[derive(Copy, Clone, Debug)]
-pub struct Column {
-    name: &'static str,
-    kind: Kind,
-    /// The GraphQL field that reads it; `None` for keys, which every load reads.
-    field: Option<&'static str>,
-}
-
-impl Column {
-    /// The GraphQL field that reads it; `None` for keys.
-    pub(crate) fn field(&self) -> Option<&'static str> {
-        self.field
-    }
-
-    /// A key column (primary or foreign), read by every load.
-    pub const fn key(name: &'static str) -> Self {
-        Column {
-            name,
-            kind: Kind::Plain,
-            field: None,
-        }
-    }
-    /// A column read as stored, only when the GraphQL field `field` is selected.
-    pub const fn plain(name: &'static str, field: &'static str) -> Self {
-        Column {
-            name,
-            kind: Kind::Plain,
-            field: Some(field),
-        }
-    }
-    /// A money column, read as integer cents, only when `field` is selected.
-    pub const fn money(name: &'static str, field: &'static str) -> Self {
-        Column {
-            name,
-            kind: Kind::Money,
-            field: Some(field),
-        }
-    }
-    /// A 32-bit integer column, read as a 64-bit one, only when `field` is selected.
-    pub const fn int4(name: &'static str, field: &'static str) -> Self {
-        Column {
-            name,
-            kind: Kind::Int4,
-            field: Some(field),
-        }
-    }
-
-    /// The select-list expression reading this column of the table aliased `alias`.
-    pub(crate) fn expr(&self, backend: Backend, alias: &str) -> String {
-        match (backend, self.kind) {
-            (Backend::Postgres, Kind::Money) => format!("({alias}.{} * 100)::int8", self.name),
-            (Backend::Postgres, Kind::Int4) => format!("{alias}.{}::int8", self.name),
-            _ => format!("{alias}.{}", self.name),
-        }
+/// The select-list expression reading `col` of the table aliased `alias`: money as integer
+/// cents (`numeric(10,2) * 100` on PostgreSQL; SQLite stores cents), 32-bit integers widened.
+pub(crate) fn expr(col: &Column, backend: Backend, alias: &str) -> String {
+    match (backend, col.kind) {
+        (Backend::Postgres, Kind::Money) => format!("({alias}.{} * 100)::int8", col.name),
+        (Backend::Postgres, Kind::Int) => format!("{alias}.{}::int8", col.name),
+        _ => format!("{alias}.{}", col.name),
     }
 }
 
-/// Reads a row's columns in load-list order, giving defaults for the columns the load did
-/// not select (whose fields the query did not ask for, so no resolver reads them).
+/// Decodes the columns of `entity` selected by `mask` (bit `i`: column `i`), read from
+/// position `*at` of the result row on; `*at` moves past them. Unselected columns are
+/// [`Val::Absent`].
+pub(crate) fn decode_row(
+    entity: Entity,
+    mask: u32,
+    r: &dyn DbRow,
+    at: &mut usize,
+) -> Result<Row, sqlx::Error> {
+    let cols = entity.desc().columns;
+    let mut vals = Vec::with_capacity(cols.len());
+    for (i, col) in cols.iter().enumerate() {
+        if mask & (1 << i) == 0 {
+            vals.push(Val::Absent);
+            continue;
+        }
+        let p = *at;
+        *at += 1;
+        vals.push(match col.kind {
+            Kind::Id | Kind::Int => Val::Int(r.i64(p)?),
+            Kind::Text => Val::Text(r.text(p)?.into_boxed_str()),
+            Kind::OptText => Val::OptText(r.opt_text(p)?.map(String::into_boxed_str)),
+            Kind::Bool => Val::Bool(r.bool(p)?),
+            Kind::DateTime => Val::Time(r.ts(p)?),
+            Kind::Money => Val::Money(from_cents(r.i64(p)?)),
+            Kind::Status => {
+                let status = r.text(p)?;
+                Val::Status(OrderStatus::from_db(&status).ok_or_else(|| {
+                    sqlx::Error::ColumnDecode {
+                        index: col.name.into(),
+                        source: format!("unknown order status {status:?}").into(),
+                    }
+                })?)
+            }
+        });
+    }
+    Ok(Row {
+        entity,
+        vals: vals.into_boxed_slice(),
+    })
+}
+
+/// Reads a full row's columns one after another, typed (for plain `select`s outside the
+/// plan, such as a test's independent reading of whole tables).
 pub struct Cols<'a> {
     row: &'a dyn DbRow,
     mask: u32,
@@ -87,17 +71,6 @@ pub struct Cols<'a> {
 }
 
 impl<'a> Cols<'a> {
-    /// The columns of a load whose selected columns are the bits of `mask`, starting at
-    /// position `at` of the result row.
-    pub(crate) fn masked(row: &'a dyn DbRow, mask: u32, at: usize) -> Self {
-        Cols {
-            row,
-            mask,
-            next: 0,
-            at,
-        }
-    }
-
     /// Every column of the load list, from the row's first column on (a full-row read).
     pub fn all(row: &'a dyn DbRow) -> Self {
         Cols {
@@ -106,11 +79,6 @@ impl<'a> Cols<'a> {
             next: 0,
             at: 0,
         }
-    }
-
-    /// The position in the result row after the columns read so far.
-    pub(crate) fn position(&self) -> usize {
-        self.at
     }
 
     fn take(&mut self) -> Option<usize> {

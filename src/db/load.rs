@@ -7,29 +7,27 @@
 //! that statement, never a query per parent.
 
 use std::fmt::Write as _;
+use std::sync::LazyLock;
 
 use super::Backend;
-use super::columns::{Cols, Column};
-use super::order_items::{self, OrderItemRow};
-use super::orders::{self, OrderRow};
-use super::products::{self, ProductRow};
+use super::columns::{decode_row, expr};
 use super::session::{Arg, DbRow, Session};
-use super::users::{self, UserRow};
+use crate::entities::{Entity, Link, Rel, Row};
 use crate::error::AppResult;
 use crate::model::OrderStatus;
-use crate::planner::{Batch, Entity, Node, ToMany, ToOne};
+use crate::planner::{Batch, Node};
 
-/// Which columns of a table's load list a node reads: bit `i` is `COLUMNS[i]`.
+/// Which columns of the entity's description a node reads: bit `i` is column `i`. Keys are
+/// always read; every other column only when its field is selected.
 fn column_mask(node: &Node) -> u32 {
     let mut mask = 0;
-    for (i, col) in columns(node.entity).iter().enumerate() {
-        let wanted = match col.field() {
-            None => true,
-            Some(field) => node
-                .scalars
-                .binary_search_by(|s| s.as_str().cmp(field))
-                .is_ok(),
-        };
+    for (i, col) in node.entity.desc().columns.iter().enumerate() {
+        let wanted = col.always_read()
+            || col.field.is_some_and(|field| {
+                node.scalars
+                    .binary_search_by(|s| s.as_str().cmp(field))
+                    .is_ok()
+            });
         if wanted {
             mask |= 1 << i;
         }
@@ -37,64 +35,25 @@ fn column_mask(node: &Node) -> u32 {
     mask
 }
 
-/// One loaded row of any entity.
-#[derive(Clone, Debug, PartialEq)]
-pub enum EntityRow {
-    /// A `users` row.
-    User(UserRow),
-    /// An `orders` row.
-    Order(OrderRow),
-    /// An `order_items` row.
-    OrderItem(OrderItemRow),
-    /// A `products` row.
-    Product(ProductRow),
-}
-
-impl EntityRow {
-    /// The row's primary key.
-    pub fn id(&self) -> i64 {
-        match self {
-            EntityRow::User(r) => r.id,
-            EntityRow::Order(r) => r.id,
-            EntityRow::OrderItem(r) => r.id,
-            EntityRow::Product(r) => r.id,
-        }
-    }
-}
-
 /// A row with the rows of its joined to-one edges, in the order of the node's joins.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Loaded {
     /// The row itself.
-    pub row: EntityRow,
+    pub row: Row,
     /// One per [`Node::joins`].
     pub joins: Vec<Loaded>,
 }
 
 fn table(entity: Entity) -> &'static str {
-    match entity {
-        Entity::User => "users",
-        Entity::Order => "orders",
-        Entity::OrderItem => "order_items",
-        Entity::Product => "products",
-    }
-}
-
-fn columns(entity: Entity) -> &'static [Column] {
-    match entity {
-        Entity::User => users::COLUMNS,
-        Entity::Order => orders::COLUMNS,
-        Entity::OrderItem => order_items::COLUMNS,
-        Entity::Product => products::COLUMNS,
-    }
+    entity.desc().table
 }
 
 /// The foreign key on the parent side of a to-one edge.
-fn join_key(edge: ToOne) -> &'static str {
-    match edge {
-        ToOne::OrderUser => "user_id",
-        ToOne::OrderItemOrder => "order_id",
-        ToOne::OrderItemProduct => "product_id",
+fn join_key(edge: Rel) -> &'static str {
+    match edge.desc().link {
+        Link::ForeignKey(key) => key,
+        // The planner joins only to-one edges.
+        _ => "id",
     }
 }
 
@@ -134,10 +93,9 @@ impl Select {
     fn add(&mut self, node: &Node, alias: &str) {
         let mask = column_mask(node);
         self.masks.push(mask);
-        for (i, col) in columns(node.entity).iter().enumerate() {
+        for (i, col) in node.entity.desc().columns.iter().enumerate() {
             if mask & (1 << i) != 0 {
-                let expr = col.expr(self.backend, alias);
-                self.cols.push(expr);
+                self.cols.push(expr(col, self.backend, alias));
             }
         }
         for join in &node.joins {
@@ -175,14 +133,7 @@ fn decode(
     masks: &mut std::slice::Iter<'_, u32>,
 ) -> Result<Loaded, sqlx::Error> {
     let mask = masks.next().copied().unwrap_or(u32::MAX);
-    let mut c = Cols::masked(r, mask, *at);
-    let row = match node.entity {
-        Entity::User => EntityRow::User(users::decode(&mut c)?),
-        Entity::Order => EntityRow::Order(orders::decode(&mut c)?),
-        Entity::OrderItem => EntityRow::OrderItem(order_items::decode(&mut c)?),
-        Entity::Product => EntityRow::Product(products::decode(&mut c)?),
-    };
-    *at = c.position();
+    let row = decode_row(node.entity, mask, r, at)?;
     let joins = node
         .joins
         .iter()
@@ -224,20 +175,25 @@ pub struct OrderFilter {
     pub min_amount_cents: Option<i64>,
 }
 
+/// Statement names, derived from the description once: `users.page`, `orders.by_id`, ...
+static ROOT_NAMES: LazyLock<Vec<[&'static str; 4]>> = LazyLock::new(|| {
+    Entity::ALL
+        .iter()
+        .map(|e| {
+            let t = e.desc().table;
+            ["page", "by_id", "by_ids", "filter"]
+                .map(|what| &*Box::leak(format!("{t}.{what}").into_boxed_str()))
+        })
+        .collect()
+});
+
 fn root_name(entity: Entity, q: &RootQuery) -> &'static str {
-    match (entity, q) {
-        (Entity::User, RootQuery::Page { .. }) => "users.page",
-        (Entity::User, RootQuery::ById(_)) => "users.by_id",
-        (Entity::User, _) => "users.by_ids",
-        (Entity::Order, RootQuery::Page { .. }) => "orders.page",
-        (Entity::Order, RootQuery::ById(_)) => "orders.by_id",
-        (Entity::Order, RootQuery::Orders(_)) => "orders.filter",
-        (Entity::Order, _) => "orders.by_ids",
-        (Entity::OrderItem, RootQuery::ById(_)) => "order_items.by_id",
-        (Entity::OrderItem, _) => "order_items.by_ids",
-        (Entity::Product, RootQuery::Page { .. }) => "products.page",
-        (Entity::Product, RootQuery::ById(_)) => "products.by_id",
-        (Entity::Product, _) => "products.by_ids",
+    let names = &ROOT_NAMES[entity as usize];
+    match q {
+        RootQuery::Page { .. } => names[0],
+        RootQuery::ById(_) => names[1],
+        RootQuery::ByIds(_) => names[2],
+        RootQuery::Orders(_) => names[3],
     }
 }
 
@@ -304,27 +260,49 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
     .await
 }
 
-/// Where a to-many edge's rows come from: the `from` clause (child table aliased `t0`) and
-/// the column holding the parent's id.
-fn batch_source(edge: ToMany) -> (&'static str, &'static str, &'static str) {
-    match edge {
-        ToMany::UserOrders => ("orders t0", "t0.user_id", "orders.by_user_ids"),
-        ToMany::OrderItems => ("order_items t0", "t0.order_id", "order_items.by_order_ids"),
-        ToMany::ProductOrderItems => (
-            "order_items t0",
-            "t0.product_id",
-            "order_items.by_product_ids",
-        ),
-        ToMany::OrderProducts => (
-            "order_products l join products t0 on t0.id = l.product_id",
-            "l.order_id",
-            "products.by_order_ids",
-        ),
-        ToMany::ProductOrders => (
-            "order_products l join orders t0 on t0.id = l.order_id",
-            "l.product_id",
-            "orders.by_product_ids",
-        ),
+/// Where a to-many edge's rows come from: the `from` clause (child table aliased `t0`), the
+/// column holding the parent's id, and the statement's name (`orders.by_user_ids`).
+struct Source {
+    from: String,
+    parent: String,
+    name: &'static str,
+}
+
+/// Every to-many edge's source, derived from the description once.
+static SOURCES: LazyLock<Vec<Vec<Option<Source>>>> = LazyLock::new(|| {
+    Entity::ALL
+        .iter()
+        .map(|e| {
+            e.desc()
+                .relations
+                .iter()
+                .map(|r| {
+                    let target = r.target.desc().table;
+                    let (from, parent, key) = match r.link {
+                        Link::ForeignKey(_) => return None,
+                        Link::Children(col) => (format!("{target} t0"), format!("t0.{col}"), col),
+                        Link::Through {
+                            table,
+                            parent,
+                            child,
+                        } => (
+                            format!("{table} l join {target} t0 on t0.id = l.{child}"),
+                            format!("l.{parent}"),
+                            parent,
+                        ),
+                    };
+                    let name = Box::leak(format!("{target}.by_{key}s").into_boxed_str());
+                    Some(Source { from, parent, name })
+                })
+                .collect()
+        })
+        .collect()
+});
+
+fn batch_source(edge: Rel) -> (&'static str, &'static str, &'static str) {
+    match &SOURCES[edge.from as usize][usize::from(edge.index)] {
+        Some(s) => (&s.from, &s.parent, s.name),
+        None => ("", "", "invalid"),
     }
 }
 

@@ -1,45 +1,5 @@
 //! `order_items`: the lines of an order, each one product at the price paid.
 
-use rust_decimal::Decimal;
-
-use super::columns::{Cols, Column};
-use super::money::from_cents;
-
-/// A row of `order_items`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OrderItemRow {
-    /// Primary key.
-    pub id: i64,
-    /// The order it belongs to.
-    pub order_id: i64,
-    /// The product bought.
-    pub product_id: i64,
-    /// How many units (> 0).
-    pub quantity: i32,
-    /// The price of one unit when the order was placed.
-    pub unit_price: Decimal,
-}
-
-/// The columns a load selects, in decoding order.
-pub const COLUMNS: &[Column] = &[
-    Column::key("id"),
-    Column::key("order_id"),
-    Column::key("product_id"),
-    Column::int4("quantity", "quantity"),
-    Column::money("unit_price", "unitPrice"),
-];
-
-/// Decodes [`COLUMNS`] (those the load selected).
-pub fn decode(c: &mut Cols<'_>) -> Result<OrderItemRow, sqlx::Error> {
-    Ok(OrderItemRow {
-        id: c.i64()?,
-        order_id: c.i64()?,
-        product_id: c.i64()?,
-        quantity: c.i32()?,
-        unit_price: from_cents(c.i64()?),
-    })
-}
-
 /// Writes an order's lines with ONE statement into `order_items` (the unit price is read from
 /// `products` inside the statement, never taken from a client) and ONE into `order_products`.
 pub async fn insert_lines(

@@ -1,46 +1,6 @@
 //! `orders`: one purchase by one user.
 
-use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
-
-use super::columns::{Cols, Column};
-use super::money::from_cents;
 use crate::model::OrderStatus;
-
-/// A row of `orders`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OrderRow {
-    /// Primary key.
-    pub id: i64,
-    /// The user who placed it.
-    pub user_id: i64,
-    /// Where it is in its life cycle.
-    pub status: OrderStatus,
-    /// Sum of its items' `quantity * unit_price`.
-    pub total_amount: Decimal,
-    /// When it was placed.
-    pub created_at: DateTime<Utc>,
-}
-
-/// The columns a load selects, in decoding order.
-pub const COLUMNS: &[Column] = &[
-    Column::key("id"),
-    Column::key("user_id"),
-    Column::plain("status", "status"),
-    Column::money("total_amount", "totalAmount"),
-    Column::plain("created_at", "createdAt"),
-];
-
-/// Decodes [`COLUMNS`] (those the load selected).
-pub fn decode(c: &mut Cols<'_>) -> Result<OrderRow, sqlx::Error> {
-    Ok(OrderRow {
-        id: c.i64()?,
-        user_id: c.i64()?,
-        status: c.status()?,
-        total_amount: from_cents(c.i64()?),
-        created_at: c.ts()?,
-    })
-}
 
 /// Inserts a pending order; gives its id.
 pub async fn insert(

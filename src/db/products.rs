@@ -1,45 +1,5 @@
 //! `products`: what can be ordered, with its current price and stock.
 
-use rust_decimal::Decimal;
-
-use super::columns::{Cols, Column};
-use super::money::from_cents;
-
-/// A row of `products`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ProductRow {
-    /// Primary key.
-    pub id: i64,
-    /// Display name.
-    pub name: String,
-    /// Unique stock-keeping unit.
-    pub sku: String,
-    /// Current unit price.
-    pub price: Decimal,
-    /// Units in stock (never negative).
-    pub stock_quantity: i32,
-}
-
-/// The columns a load selects, in decoding order.
-pub const COLUMNS: &[Column] = &[
-    Column::key("id"),
-    Column::plain("name", "name"),
-    Column::plain("sku", "sku"),
-    Column::money("price", "price"),
-    Column::int4("stock_quantity", "stockQuantity"),
-];
-
-/// Decodes [`COLUMNS`] (those the load selected).
-pub fn decode(c: &mut Cols<'_>) -> Result<ProductRow, sqlx::Error> {
-    Ok(ProductRow {
-        id: c.i64()?,
-        name: c.text()?,
-        sku: c.text()?,
-        price: from_cents(c.i64()?),
-        stock_quantity: c.i32()?,
-    })
-}
-
 /// A product's price and stock, as an order sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StockRow {

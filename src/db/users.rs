@@ -1,52 +1,5 @@
 //! `users`: the accounts that place orders. `password_hash` never leaves this module.
 
-use chrono::{DateTime, Utc};
-
-use super::columns::{Cols, Column};
-
-/// A row of `users`, without `password_hash`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct UserRow {
-    /// Primary key.
-    pub id: i64,
-    /// Unique e-mail address.
-    pub email: String,
-    /// Unique user name.
-    pub username: String,
-    /// Whether the account may place orders.
-    pub is_active: bool,
-    /// When the account was created.
-    pub created_at: DateTime<Utc>,
-    /// When the account last changed.
-    pub updated_at: DateTime<Utc>,
-    /// Optional free text.
-    pub bio: Option<String>,
-}
-
-/// The columns a load selects, in decoding order.
-pub const COLUMNS: &[Column] = &[
-    Column::key("id"),
-    Column::plain("email", "email"),
-    Column::plain("username", "username"),
-    Column::plain("is_active", "isActive"),
-    Column::plain("created_at", "createdAt"),
-    Column::plain("updated_at", "updatedAt"),
-    Column::plain("bio", "bio"),
-];
-
-/// Decodes [`COLUMNS`] (those the load selected).
-pub fn decode(c: &mut Cols<'_>) -> Result<UserRow, sqlx::Error> {
-    Ok(UserRow {
-        id: c.i64()?,
-        email: c.text()?,
-        username: c.text()?,
-        is_active: c.bool()?,
-        created_at: c.ts()?,
-        updated_at: c.ts()?,
-        bio: c.opt_text()?,
-    })
-}
-
 /// Inserts a user; gives its id. A taken email or username is a `CONFLICT` naming the field,
 /// decided by the unique constraints (never by a racy pre-check).
 pub async fn insert(

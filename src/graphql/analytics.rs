@@ -7,17 +7,17 @@ use chrono::{Duration, Utc};
 
 use super::RequestContext;
 use super::args::page_args;
-use super::fast::Fast;
 use super::preload;
 use super::scalars::{Date, DateTime, Decimal};
+use super::types::typed;
 use super::types::{Product, User};
-use super::types::{into_products, into_users};
 use crate::db::analytics::{self, Revenue, Window};
 use crate::db::load::Loaded;
 use crate::db::money::from_cents;
+use crate::entities::Entity;
 use crate::error::AppError;
 use crate::model::OrderStatus;
-use crate::planner::{Entity, Node};
+use crate::planner::Node;
 
 /// Largest `days` window accepted.
 const MAX_DAYS: i32 = 3650;
@@ -31,7 +31,7 @@ pub struct Analytics;
 #[derive(SimpleObject)]
 pub struct CustomerRevenue {
     /// The customer.
-    user: Fast<User>,
+    user: User,
     /// Orders counted.
     order_count: i32,
     /// Sum of their totals, exact.
@@ -53,7 +53,7 @@ pub struct DailyRevenue {
 #[derive(SimpleObject)]
 pub struct ProductSales {
     /// The product.
-    product: Fast<Product>,
+    product: Product,
     /// Units sold.
     units_sold: i32,
     /// Sum of quantity times the unit price paid, exact.
@@ -110,12 +110,12 @@ async fn customers(
 ) -> Result<Vec<CustomerRevenue>> {
     let (stats, loaded): (Vec<(i64, i64)>, Vec<Loaded>) =
         rows.into_iter().map(|(c, r, l)| ((c, r), l)).unzip();
-    let users = into_users(preload::build(session(ctx)?, node, loaded).await?);
+    let users = typed(preload::build(session(ctx)?, node, loaded).await?);
     Ok(stats
         .into_iter()
         .zip(users)
         .map(|((orders, cents), user)| CustomerRevenue {
-            user: Fast(user),
+            user,
             order_count: count(orders),
             total_revenue: Decimal(from_cents(cents)),
         })
@@ -208,12 +208,12 @@ impl Analytics {
         let rows = analytics::product_sales(session(ctx)?, status, window, limit, &node).await?;
         let (stats, loaded): (Vec<(i64, i64)>, Vec<Loaded>) =
             rows.into_iter().map(|(u, r, l)| ((u, r), l)).unzip();
-        let products = into_products(preload::build(session(ctx)?, &node, loaded).await?);
+        let products = typed(preload::build(session(ctx)?, &node, loaded).await?);
         Ok(stats
             .into_iter()
             .zip(products)
             .map(|((units, cents), product)| ProductSales {
-                product: Fast(product),
+                product,
                 units_sold: count(units),
                 revenue: Decimal(from_cents(cents)),
             })

@@ -1,32 +1,27 @@
-//! Relationships that no plan loaded, in non-strict mode: a per-request DataLoader batches
-//! them, so an unplanned edge costs one statement per batch of parents (per level, edge and
-//! argument set), never one per parent. The DataLoader batches on a short timer, so how many
-//! batches a level takes can vary with load; planned loads, which are the default, never do.
-//!
-//! With `EAGERQL_PLAN=lazy` every relationship goes this way (the lesson's `selectinload`
-//! without lookahead), which shows what the planner saves.
+//! Relationships that no plan loaded (lazy mode, `EAGERQL_PLAN=lazy`, which shows what the
+//! planner saves): the renderer asks for each level's missing children of all its parents at
+//! once, through a per-request DataLoader, so an unplanned edge costs one statement per level,
+//! relationship and argument set, never one per parent. The DataLoader also caches, so a row
+//! asked for twice in one request is loaded once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use futures_util::future::BoxFuture;
 
 use super::preload::build;
-use super::types::{Lazy, Obj};
+use super::types::Obj;
 use crate::db::Session;
 use crate::db::load::{self, RootQuery};
+use crate::entities::Rel;
 use crate::error::{AppError, AppResult};
-use crate::planner::{self, Batch, EdgeArgs, Entity, Field, Limits, Node, ToMany};
-
-/// The DataLoader's batching window.
-const DELAY: Duration = Duration::from_millis(10);
+use crate::planner::{Batch, EdgeArgs, Node};
 
 /// One parent's children over one edge, with the children's plan.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ManyKey {
-    edge: ToMany,
+    edge: Rel,
     args: EdgeArgs,
     node: Arc<Node>,
     parent: i64,
@@ -49,7 +44,7 @@ impl Loader<ManyKey> for EdgeLoader {
     type Error = Arc<AppError>;
 
     async fn load(&self, keys: &[ManyKey]) -> Result<HashMap<ManyKey, Vec<Obj>>, Arc<AppError>> {
-        let mut groups: HashMap<(ToMany, EdgeArgs, Arc<Node>), Vec<i64>> = HashMap::new();
+        let mut groups: HashMap<(Rel, EdgeArgs, Arc<Node>), Vec<i64>> = HashMap::new();
         for k in keys {
             groups
                 .entry((k.edge, k.args, k.node.clone()))
@@ -100,92 +95,67 @@ impl Loader<OneKey> for EdgeLoader {
             ids.sort_unstable();
             ids.dedup();
             let loaded = load::fetch_root(&self.session, &node, RootQuery::ByIds(ids)).await?;
-            let ids: Vec<i64> = loaded.iter().map(|l| l.row.id()).collect();
             let objs = build(&self.session, &node, loaded).await?;
-            for (id, obj) in ids.into_iter().zip(objs) {
-                out.insert(
-                    OneKey {
-                        node: node.clone(),
-                        id,
-                    },
-                    obj,
-                );
+            for obj in objs {
+                let key = OneKey {
+                    node: node.clone(),
+                    id: obj.id(),
+                };
+                out.insert(key, obj);
             }
         }
         Ok(out)
     }
 }
 
-/// The request's [`Lazy`] loader.
+/// The request's loader of unplanned relationships, as request data.
+pub type LazyLoader = Arc<RequestLoader>;
+
+/// A per-request DataLoader over the request's session.
 pub struct RequestLoader {
     loader: DataLoader<EdgeLoader>,
-    limits: Limits,
-    /// Whether the children's own sub-selection is planned (eager) or left lazy too.
-    eager: bool,
 }
 
 impl RequestLoader {
-    /// A loader for one request's session.
-    pub fn new(session: Session, limits: Limits, eager: bool) -> Self {
+    /// A loader for one request's session. Callers hand it whole levels at once, so it
+    /// batches without waiting on a timer, and never splits a level.
+    pub fn new(session: Session) -> Self {
         RequestLoader {
-            loader: DataLoader::new(EdgeLoader { session }, tokio::spawn).delay(DELAY),
-            limits,
-            eager,
+            loader: DataLoader::new(EdgeLoader { session }, tokio::spawn)
+                .delay(Duration::ZERO)
+                .max_batch_size(usize::MAX),
         }
     }
 
-    fn plan(&self, entity: Entity, selection: &[Field]) -> AppResult<Node> {
-        if self.eager {
-            planner::plan(entity, selection, self.limits).map_err(|e| AppError::BadInput(e.0))
-        } else {
-            Ok(planner::plan_scalars(entity, selection))
-        }
+    /// The children of every parent in `parents` over `edge`, by parent.
+    pub async fn many(
+        &self,
+        edge: Rel,
+        args: EdgeArgs,
+        node: Arc<Node>,
+        parents: Vec<i64>,
+    ) -> AppResult<HashMap<i64, Vec<Obj>>> {
+        let keys = parents.into_iter().map(|parent| ManyKey {
+            edge,
+            args,
+            node: node.clone(),
+            parent,
+        });
+        let found = self.loader.load_many(keys).await.map_err(unshare)?;
+        Ok(found.into_iter().map(|(k, v)| (k.parent, v)).collect())
+    }
+
+    /// The rows with the ids `ids`, by id.
+    pub async fn one(&self, node: Arc<Node>, ids: Vec<i64>) -> AppResult<HashMap<i64, Obj>> {
+        let keys = ids.into_iter().map(|id| OneKey {
+            node: node.clone(),
+            id,
+        });
+        let found = self.loader.load_many(keys).await.map_err(unshare)?;
+        Ok(found.into_iter().map(|(k, v)| (k.id, v)).collect())
     }
 }
 
 fn unshare(err: Arc<AppError>) -> AppError {
     Arc::try_unwrap(err).unwrap_or_else(|shared| shared.replicate())
-}
-
-impl Lazy for RequestLoader {
-    fn many(
-        &self,
-        edge: ToMany,
-        args: EdgeArgs,
-        parent: i64,
-        selection: Vec<Field>,
-    ) -> BoxFuture<'_, AppResult<Vec<Obj>>> {
-        Box::pin(async move {
-            let node = Arc::new(self.plan(edge.target(), &selection)?);
-            let key = ManyKey {
-                edge,
-                args,
-                node,
-                parent,
-            };
-            Ok(self
-                .loader
-                .load_one(key)
-                .await
-                .map_err(unshare)?
-                .unwrap_or_default())
-        })
-    }
-
-    fn one(
-        &self,
-        entity: Entity,
-        id: i64,
-        selection: Vec<Field>,
-    ) -> BoxFuture<'_, AppResult<Vec<Obj>>> {
-        Box::pin(async move {
-            let node = Arc::new(self.plan(entity, &selection)?);
-            let found = self
-                .loader
-                .load_one(OneKey { node, id })
-                .await
-                .map_err(unshare)?;
-            Ok(found.into_iter().collect())
-        })
-    }
 }

@@ -3,13 +3,13 @@
 pub mod analytics;
 pub mod args;
 pub mod execution;
-pub mod fast;
 pub mod lazy;
 pub mod lookahead;
 pub mod mutation;
 pub mod operation;
 pub mod preload;
 pub mod query;
+pub mod render;
 pub mod scalars;
 pub mod types;
 

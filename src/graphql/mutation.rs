@@ -5,19 +5,19 @@
 
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 
-use super::fast::Fast;
 use super::preload;
+use super::render::Rendered;
 use super::scalars::Decimal;
+use super::types::first;
 use super::types::{Order, User};
-use super::types::{into_orders, into_users};
 use super::{RequestContext, parse_id};
 use crate::db::load::RootQuery;
 use crate::db::money::MAX_CENTS;
 use crate::db::products::ProductUpsert;
 use crate::db::{Session, order_items, orders, products, users};
+use crate::entities::Entity;
 use crate::error::{AppError, AppResult};
 use crate::model::OrderStatus;
-use crate::planner::Entity;
 use crate::validate;
 
 /// Most products one `importProducts` call accepts.
@@ -104,19 +104,13 @@ async fn unit_of_work<T>(
 /// Loads the order a mutation wrote, with the client's selection, inside its transaction.
 async fn load_order(ctx: &Context<'_>, tx: &Session, id: i64) -> AppResult<Order> {
     let objs = preload::load_root_in(ctx, tx, Entity::Order, RootQuery::ById(id)).await?;
-    into_orders(objs)
-        .into_iter()
-        .next()
-        .ok_or_else(|| AppError::NotFound(format!("order {id} does not exist")))
+    first(objs).ok_or_else(|| AppError::NotFound(format!("order {id} does not exist")))
 }
 
 /// Loads the user a mutation wrote, with the client's selection, inside its transaction.
 async fn load_user(ctx: &Context<'_>, tx: &Session, id: i64) -> AppResult<User> {
     let objs = preload::load_root_in(ctx, tx, Entity::User, RootQuery::ById(id)).await?;
-    into_users(objs)
-        .into_iter()
-        .next()
-        .ok_or_else(|| AppError::NotFound(format!("user {id} does not exist")))
+    first(objs).ok_or_else(|| AppError::NotFound(format!("user {id} does not exist")))
 }
 
 /// Changes to users, orders and products. Each field is one transaction.
@@ -128,7 +122,11 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Creates a user. A taken email or username is `CONFLICT` with `extensions.field`.
-    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<Fast<User>> {
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateUserInput,
+    ) -> Result<Rendered<User>> {
         let rc = request(ctx)?;
         let email = validate::email(&input.email).map_err(AppError::BadInput)?;
         let username = validate::username(&input.username).map_err(AppError::BadInput)?;
@@ -141,11 +139,11 @@ impl Mutation {
             load_user(ctx, tx, id).await
         })
         .await?;
-        Ok(Fast(user))
+        Ok(Rendered(user))
     }
 
     /// Marks a user inactive: they keep their orders but cannot place new ones.
-    async fn deactivate_user(&self, ctx: &Context<'_>, id: ID) -> Result<Fast<User>> {
+    async fn deactivate_user(&self, ctx: &Context<'_>, id: ID) -> Result<Rendered<User>> {
         let rc = request(ctx)?;
         let id = parse_id(&id, "deactivateUser.id")?;
         let user = unit_of_work(&rc.session, async |tx: &Session| {
@@ -155,7 +153,7 @@ impl Mutation {
             load_user(ctx, tx, id).await
         })
         .await?;
-        Ok(Fast(user))
+        Ok(Rendered(user))
     }
 
     /// Places an order: unit prices come from the catalogue, the total is computed exactly,
@@ -165,7 +163,7 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         input: CreateOrderInput,
-    ) -> Result<Fast<Order>> {
+    ) -> Result<Rendered<Order>> {
         let rc = request(ctx)?;
         let user_id = parse_id(&input.user_id, "createOrder.userId")?;
         let mut raw = Vec::with_capacity(input.items.len());
@@ -218,7 +216,7 @@ impl Mutation {
             load_order(ctx, tx, order_id).await
         })
         .await?;
-        Ok(Fast(order))
+        Ok(Rendered(order))
     }
 
     /// Moves an order along its life cycle: `PENDING -> SHIPPED -> COMPLETED`, or
@@ -229,7 +227,7 @@ impl Mutation {
         ctx: &Context<'_>,
         id: ID,
         status: OrderStatus,
-    ) -> Result<Fast<Order>> {
+    ) -> Result<Rendered<Order>> {
         let rc = request(ctx)?;
         let id = parse_id(&id, "updateOrderStatus.id")?;
         let order = unit_of_work(&rc.session, async |tx: &Session| {
@@ -248,7 +246,7 @@ impl Mutation {
             load_order(ctx, tx, id).await
         })
         .await?;
-        Ok(Fast(order))
+        Ok(Rendered(order))
     }
 
     /// Inserts or updates (by SKU) a list of products, atomically: one bulk statement per

@@ -14,17 +14,12 @@ use async_graphql::Context;
 
 use super::RequestContext;
 use super::lookahead::selection;
-use super::types::order::OrderData;
-use super::types::order_item::OrderItemData;
-use super::types::product::ProductData;
-use super::types::user::UserData;
-use super::types::{
-    Edges, Obj, Order, OrderItem, Product, User, into_order_items, into_orders, into_products,
-};
+use super::types::{Obj, ObjData};
 use crate::db::Session;
-use crate::db::load::{self, EntityRow, Loaded, RootQuery};
+use crate::db::load::{self, Loaded, RootQuery};
+use crate::entities::Entity;
 use crate::error::{AppError, AppResult};
-use crate::planner::{self, EdgeArgs, Entity, Field, Node, ToMany, ToOne};
+use crate::planner::{self, Field, Node};
 
 /// Plans the rows named by the sub-field `child` of the current field (for example `user` of
 /// `topCustomers`): every occurrence (aliases, fragments) is merged into one plan, and its
@@ -134,72 +129,28 @@ fn load_children<'a>(
 
 fn assemble(node: &Node, loaded: Loaded, children: &Children) -> Obj {
     let id = loaded.row.id();
-    let mut joined: Vec<(ToOne, Obj)> = Vec::with_capacity(node.joins.len());
-    for ((join, l), c) in node.joins.iter().zip(loaded.joins).zip(&children.joins) {
-        joined.push((join.edge, assemble(&join.node, l, c)));
-    }
-    let mut batches: Vec<(ToMany, EdgeArgs, Vec<Obj>)> = node
+    let ones = node
+        .joins
+        .iter()
+        .zip(loaded.joins)
+        .zip(&children.joins)
+        .map(|((join, l), c)| (join.edge.index, assemble(&join.node, l, c)))
+        .collect();
+    let manys = node
         .batches
         .iter()
         .zip(&children.batches)
-        .map(|(b, map)| (b.edge, b.args, map.get(&id).cloned().unwrap_or_default()))
+        .map(|(b, map)| {
+            (
+                b.edge.index,
+                b.args,
+                map.get(&id).cloned().unwrap_or_default(),
+            )
+        })
         .collect();
-    match loaded.row {
-        EntityRow::User(row) => {
-            let mut orders = Edges::default();
-            for (_, args, objs) in batches.drain(..) {
-                orders.insert(args, into_orders(objs));
-            }
-            Obj::User(User(Arc::new(UserData { row, orders })))
-        }
-        EntityRow::Order(row) => {
-            let mut data = OrderData {
-                row,
-                user: None,
-                items: Edges::default(),
-                products: Edges::default(),
-            };
-            for (_, obj) in joined {
-                if let Obj::User(u) = obj {
-                    data.user = Some(u);
-                }
-            }
-            for (edge, args, objs) in batches.drain(..) {
-                match edge {
-                    ToMany::OrderItems => data.items.insert(args, into_order_items(objs)),
-                    _ => data.products.insert(args, into_products(objs)),
-                }
-            }
-            Obj::Order(Order(Arc::new(data)))
-        }
-        EntityRow::OrderItem(row) => {
-            let mut data = OrderItemData {
-                row,
-                order: None,
-                product: None,
-            };
-            for (edge, obj) in joined {
-                match (edge, obj) {
-                    (ToOne::OrderItemOrder, Obj::Order(o)) => data.order = Some(o),
-                    (ToOne::OrderItemProduct, Obj::Product(p)) => data.product = Some(p),
-                    _ => {}
-                }
-            }
-            Obj::OrderItem(OrderItem(Arc::new(data)))
-        }
-        EntityRow::Product(row) => {
-            let mut data = ProductData {
-                row,
-                orders: Edges::default(),
-                order_items: Edges::default(),
-            };
-            for (edge, args, objs) in batches.drain(..) {
-                match edge {
-                    ToMany::ProductOrders => data.orders.insert(args, into_orders(objs)),
-                    _ => data.order_items.insert(args, into_order_items(objs)),
-                }
-            }
-            Obj::Product(Product(Arc::new(data)))
-        }
-    }
+    Obj(Arc::new(ObjData {
+        row: loaded.row,
+        ones,
+        manys,
+    }))
 }

@@ -5,16 +5,16 @@ use async_graphql::{Context, ID, Object, Result};
 
 use super::analytics::Analytics;
 use super::args::page_args;
-use super::fast::Fast;
 use super::parse_id;
 use super::preload;
+use super::render::Rendered;
 use super::types::{Order, Product, User};
-use super::types::{into_orders, into_products, into_users};
+use super::types::{first, typed};
 use crate::db::load::{OrderFilter, RootQuery};
 use crate::db::money::to_cents;
+use crate::entities::Entity;
 use crate::error::AppError;
 use crate::model::OrderStatus;
-use crate::planner::Entity;
 
 /// Read access to users, orders and products.
 pub struct Query;
@@ -34,10 +34,10 @@ impl Query {
         )]
         first: i32,
         #[graphql(default = 0, desc = "Users skipped before the page starts.")] offset: i32,
-    ) -> Result<Fast<Vec<User>>> {
+    ) -> Result<Rendered<Vec<User>>> {
         let (first, offset) = page_args(ctx, "users", first, offset)?;
         let objs = preload::load_root(ctx, Entity::User, RootQuery::Page { first, offset }).await?;
-        Ok(Fast(into_users(objs)))
+        Ok(Rendered(typed(objs)))
     }
 
     /// One user by id, or null if there is none.
@@ -45,10 +45,10 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The user's id.")] id: ID,
-    ) -> Result<Fast<Option<User>>> {
+    ) -> Result<Rendered<Option<User>>> {
         let id = parse_id(&id, "user")?;
         let objs = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
-        Ok(Fast(into_users(objs).into_iter().next()))
+        Ok(Rendered(first(objs)))
     }
 
     /// Orders ordered by id, optionally filtered.
@@ -66,7 +66,7 @@ impl Query {
         #[graphql(desc = "Only orders whose total is at least this amount.")] min_amount: Option<
             Decimal,
         >,
-    ) -> Result<Fast<Vec<Order>>> {
+    ) -> Result<Rendered<Vec<Order>>> {
         let (first, offset) = page_args(ctx, "orders", first, offset)?;
         let user_id = user_id
             .map(|id| parse_id(&id, "orders.userId"))
@@ -89,7 +89,7 @@ impl Query {
             min_amount_cents,
         };
         let objs = preload::load_root(ctx, Entity::Order, RootQuery::Orders(filter)).await?;
-        Ok(Fast(into_orders(objs)))
+        Ok(Rendered(typed(objs)))
     }
 
     /// One order by id, or null if there is none.
@@ -97,10 +97,10 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The order's id.")] id: ID,
-    ) -> Result<Fast<Option<Order>>> {
+    ) -> Result<Rendered<Option<Order>>> {
         let id = parse_id(&id, "order")?;
         let objs = preload::load_root(ctx, Entity::Order, RootQuery::ById(id)).await?;
-        Ok(Fast(into_orders(objs).into_iter().next()))
+        Ok(Rendered(first(objs)))
     }
 
     /// Products ordered by id.
@@ -113,11 +113,11 @@ impl Query {
         )]
         first: i32,
         #[graphql(default = 0, desc = "Products skipped before the page starts.")] offset: i32,
-    ) -> Result<Fast<Vec<Product>>> {
+    ) -> Result<Rendered<Vec<Product>>> {
         let (first, offset) = page_args(ctx, "products", first, offset)?;
         let objs =
             preload::load_root(ctx, Entity::Product, RootQuery::Page { first, offset }).await?;
-        Ok(Fast(into_products(objs)))
+        Ok(Rendered(typed(objs)))
     }
 
     /// Revenue reports computed by aggregate SQL in the database.
@@ -130,9 +130,9 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The product's id.")] id: ID,
-    ) -> Result<Fast<Option<Product>>> {
+    ) -> Result<Rendered<Option<Product>>> {
         let id = parse_id(&id, "product")?;
         let objs = preload::load_root(ctx, Entity::Product, RootQuery::ById(id)).await?;
-        Ok(Fast(into_products(objs).into_iter().next()))
+        Ok(Rendered(first(objs)))
     }
 }

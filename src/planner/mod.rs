@@ -50,97 +50,8 @@ impl Field {
     }
 }
 
-/// The four object types backed by tables.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Entity {
-    /// `users`
-    User,
-    /// `orders`
-    Order,
-    /// `order_items`
-    OrderItem,
-    /// `products`
-    Product,
-}
-
-/// A to-one relationship, loaded by a JOIN.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ToOne {
-    /// `Order.user`
-    OrderUser,
-    /// `OrderItem.order`
-    OrderItemOrder,
-    /// `OrderItem.product`
-    OrderItemProduct,
-}
-
-/// A to-many relationship, loaded by one batch statement per distinct argument set.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ToMany {
-    /// `User.orders`
-    UserOrders,
-    /// `Order.items`
-    OrderItems,
-    /// `Order.products` (through `order_products`)
-    OrderProducts,
-    /// `Product.orders` (through `order_products`)
-    ProductOrders,
-    /// `Product.orderItems`
-    ProductOrderItems,
-}
-
-impl ToOne {
-    /// The entity at the far end.
-    pub fn target(self) -> Entity {
-        match self {
-            ToOne::OrderUser => Entity::User,
-            ToOne::OrderItemOrder => Entity::Order,
-            ToOne::OrderItemProduct => Entity::Product,
-        }
-    }
-}
-
-impl ToMany {
-    /// The entity at the far end.
-    pub fn target(self) -> Entity {
-        match self {
-            ToMany::UserOrders | ToMany::ProductOrders => Entity::Order,
-            ToMany::OrderItems | ToMany::ProductOrderItems => Entity::OrderItem,
-            ToMany::OrderProducts => Entity::Product,
-        }
-    }
-
-    /// The GraphQL path of the edge, for messages.
-    pub fn path(self) -> &'static str {
-        match self {
-            ToMany::UserOrders => "User.orders",
-            ToMany::OrderItems => "Order.items",
-            ToMany::OrderProducts => "Order.products",
-            ToMany::ProductOrders => "Product.orders",
-            ToMany::ProductOrderItems => "Product.orderItems",
-        }
-    }
-}
-
-/// How a relationship field of `entity` named `name` is loaded, if it is one.
-enum Edge {
-    One(ToOne),
-    Many(ToMany),
-}
-
-fn edge_of(entity: Entity, name: &str) -> Option<Edge> {
-    Some(match (entity, name) {
-        (Entity::User, "orders") => Edge::Many(ToMany::UserOrders),
-        (Entity::Order, "user") => Edge::One(ToOne::OrderUser),
-        (Entity::Order, "items") => Edge::Many(ToMany::OrderItems),
-        (Entity::Order, "products") => Edge::Many(ToMany::OrderProducts),
-        (Entity::OrderItem, "order") => Edge::One(ToOne::OrderItemOrder),
-        (Entity::OrderItem, "product") => Edge::One(ToOne::OrderItemProduct),
-        (Entity::Product, "orders") => Edge::Many(ToMany::ProductOrders),
-        (Entity::Product, "orderItems") => Edge::Many(ToMany::ProductOrderItems),
-        _ => return None,
-    })
-}
+use crate::entities::EdgeArg;
+pub use crate::entities::{Entity, Rel};
 
 /// The per-parent arguments of a to-many edge. Two selections with equal arguments share one
 /// batch; different arguments are different batches. The field resolver rebuilds the same key
@@ -170,8 +81,8 @@ pub struct Node {
 /// A to-one edge loaded by a JOIN into its parent's statement.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Join {
-    /// Which edge.
-    pub edge: ToOne,
+    /// Which edge (a to-one relationship).
+    pub edge: Rel,
     /// The joined rows and what they load in turn.
     pub node: Node,
 }
@@ -179,8 +90,8 @@ pub struct Join {
 /// A to-many edge loaded by one batch statement.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Batch {
-    /// Which edge.
-    pub edge: ToMany,
+    /// Which edge (a to-many relationship).
+    pub edge: Rel,
     /// Its per-parent arguments.
     pub args: EdgeArgs,
     /// The child rows and what they load in turn.
@@ -226,21 +137,23 @@ pub fn plan(entity: Entity, selection: &[Field], limits: Limits) -> Result<Node,
 }
 
 fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, PlanError> {
-    let mut joins: Vec<(ToOne, Vec<&Field>)> = Vec::new();
-    let mut batches: Vec<(ToMany, EdgeArgs, Vec<&Field>)> = Vec::new();
+    let mut joins: Vec<(Rel, Vec<&Field>)> = Vec::new();
+    let mut batches: Vec<(Rel, EdgeArgs, Vec<&Field>)> = Vec::new();
     let mut scalars: Vec<String> = Vec::new();
     for field in fields {
-        match edge_of(entity, &field.name) {
+        match entity.relation(&field.name) {
             None => {
                 if let Err(at) = scalars.binary_search(&field.name) {
                     scalars.insert(at, field.name.clone());
                 }
             }
-            Some(Edge::One(edge)) => match joins.iter_mut().find(|(e, _)| *e == edge) {
-                Some((_, children)) => children.extend(field.children.iter()),
-                None => joins.push((edge, field.children.iter().collect())),
-            },
-            Some(Edge::Many(edge)) => {
+            Some(edge) if !edge.desc().is_many() => {
+                match joins.iter_mut().find(|(e, _)| *e == edge) {
+                    Some((_, children)) => children.extend(field.children.iter()),
+                    None => joins.push((edge, field.children.iter().collect())),
+                }
+            }
+            Some(edge) => {
                 let args = edge_args(edge, field, limits)?;
                 match batches
                     .iter_mut()
@@ -282,7 +195,7 @@ fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, 
 pub fn plan_scalars(entity: Entity, selection: &[Field]) -> Node {
     let mut scalars: Vec<String> = selection
         .iter()
-        .filter(|f| edge_of(entity, &f.name).is_none())
+        .filter(|f| entity.relation(&f.name).is_none())
         .map(|f| f.name.clone())
         .collect();
     scalars.sort();
@@ -311,46 +224,52 @@ pub fn check_first(first: i64, what: &str, limits: Limits) -> Result<i64, PlanEr
     Ok(first)
 }
 
-fn edge_args(edge: ToMany, field: &Field, limits: Limits) -> Result<EdgeArgs, PlanError> {
-    let args = EdgeArgs::read(edge.path(), field.args.iter().map(|(n, v)| (n.as_str(), v)))?;
+fn edge_args(edge: Rel, field: &Field, limits: Limits) -> Result<EdgeArgs, PlanError> {
+    let args = EdgeArgs::read(edge, field.args.iter().map(|(n, v)| (n.as_str(), v)))?;
     if let Some(first) = args.first {
-        check_first(first, edge.path(), limits)?;
+        check_first(first, &edge.path(), limits)?;
     }
     Ok(args)
 }
 
 impl EdgeArgs {
-    /// Reads a to-many edge's arguments (variables already substituted; `null` means absent).
-    /// The planner and every renderer read them through this one function, so the key a
-    /// batch is stored under is the key it is looked up by.
+    /// Reads a to-many edge's arguments (variables already substituted; `null` means absent)
+    /// against the arguments its description accepts. The planner and the renderer read them
+    /// through this one function, so the key a batch is stored under is the key it is looked
+    /// up by.
     pub fn read<'v>(
-        path: &str,
+        edge: Rel,
         args: impl IntoIterator<Item = (&'v str, &'v Value)>,
     ) -> Result<EdgeArgs, PlanError> {
+        let accepted = edge.desc().args;
         let mut out = EdgeArgs::default();
         for (name, value) in args {
-            match (name, value) {
+            let Some(arg) = accepted.iter().find(|a| a.name() == name) else {
+                return Err(PlanError(format!(
+                    "{}: unknown argument `{name}`",
+                    edge.path()
+                )));
+            };
+            match (arg, value) {
                 (_, Value::Null) => {}
-                ("first", Value::Number(n)) => {
-                    out.first =
-                        Some(n.as_i64().ok_or_else(|| {
-                            PlanError(format!("{path}: `first` must be an integer"))
-                        })?);
+                (EdgeArg::First(_), Value::Number(n)) => {
+                    out.first = Some(n.as_i64().ok_or_else(|| {
+                        PlanError(format!("{}: `first` must be an integer", edge.path()))
+                    })?);
                 }
-                ("first", other) => {
+                (EdgeArg::Status(_), Value::Enum(name)) => {
+                    out.status = Some(parse_status(name, edge)?)
+                }
+                (EdgeArg::Status(_), Value::String(name)) => {
+                    out.status = Some(parse_status(name, edge)?)
+                }
+                (arg, other) => {
                     return Err(PlanError(format!(
-                        "{path}: `first` must be an integer, got {other}"
+                        "{}: `{}` must be {}, got {other}",
+                        edge.path(),
+                        arg.name(),
+                        arg.graphql()
                     )));
-                }
-                ("status", Value::Enum(name)) => out.status = Some(parse_status(name, path)?),
-                ("status", Value::String(name)) => out.status = Some(parse_status(name, path)?),
-                ("status", other) => {
-                    return Err(PlanError(format!(
-                        "{path}: `status` must be an OrderStatus, got {other}"
-                    )));
-                }
-                (other, _) => {
-                    return Err(PlanError(format!("{path}: unknown argument `{other}`")));
                 }
             }
         }
@@ -358,9 +277,9 @@ impl EdgeArgs {
     }
 }
 
-fn parse_status(name: &str, path: &str) -> Result<OrderStatus, PlanError> {
+fn parse_status(name: &str, edge: Rel) -> Result<OrderStatus, PlanError> {
     OrderStatus::from_graphql(name)
-        .ok_or_else(|| PlanError(format!("{path}: unknown status {name}")))
+        .ok_or_else(|| PlanError(format!("{}: unknown status {name}", edge.path())))
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@ fn leaf(name: &str) -> Field {
     Field::leaf(name)
 }
 
+fn rel(e: Entity, field: &str) -> Rel {
+    e.relation(field).unwrap_or_else(|| panic!("{field}"))
+}
+
 fn int(n: i64) -> Value {
     Value::from(n)
 }
@@ -57,8 +61,8 @@ fn lesson_shapes_have_their_counts() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(deep.statements(), 3);
     let items = &deep.batches[0].node.batches[0];
-    assert_eq!(items.edge, ToMany::OrderItems);
-    assert_eq!(items.node.joins[0].edge, ToOne::OrderItemProduct);
+    assert_eq!(items.edge, rel(Entity::Order, "items"));
+    assert_eq!(items.node.joins[0].edge, rel(Entity::OrderItem, "product"));
 
     // order(id) -> { user, items -> product }
     let detail = plan(
@@ -71,7 +75,7 @@ fn lesson_shapes_have_their_counts() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(detail.statements(), 2);
-    assert_eq!(detail.joins[0].edge, ToOne::OrderUser);
+    assert_eq!(detail.joins[0].edge, rel(Entity::Order, "user"));
 
     // products -> orders -> user
     let m2m = plan(

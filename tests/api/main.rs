@@ -11,6 +11,7 @@
 mod helpers;
 mod oracle;
 mod reference;
+mod rows;
 
 mod analytics;
 mod correctness;

@@ -11,11 +11,11 @@
 
 use std::collections::HashMap;
 
+use crate::rows::order_items::OrderItemRow;
+use crate::rows::orders::OrderRow;
+use crate::rows::products::ProductRow;
+use crate::rows::users::UserRow;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use eagerql::db::order_items::OrderItemRow;
-use eagerql::db::orders::OrderRow;
-use eagerql::db::products::ProductRow;
-use eagerql::db::users::UserRow;
 use eagerql::model::OrderStatus;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value as Json};

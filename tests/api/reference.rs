@@ -5,16 +5,16 @@
 
 use std::collections::HashMap;
 
+use crate::rows::order_items::{self, OrderItemRow};
+use crate::rows::orders::{self, OrderRow};
+use crate::rows::products::{self, ProductRow};
+use crate::rows::users::{self, UserRow};
 use async_graphql::parser::parse_query;
 use async_graphql::parser::types::{
     Directive, DocumentOperations, ExecutableDocument, Field, Selection, SelectionSet,
 };
 use async_graphql::{Name, Positioned, Value as GqlValue};
 use eagerql::db::columns::Cols;
-use eagerql::db::order_items::{self, OrderItemRow};
-use eagerql::db::orders::{self, OrderRow};
-use eagerql::db::products::{self, ProductRow};
-use eagerql::db::users::{self, UserRow};
 use eagerql::db::{Backend, Db, Session};
 use eagerql::model::OrderStatus;
 use serde_json::{Map, Value as Json};

@@ -1,191 +1,255 @@
-//! The GraphQL object types. Each wraps its row and the relations its plan preloaded, behind
-//! an `Arc`, so a value shared by many parents (a product on many items) is cheap to hand out.
-//! Field resolvers only read: relation fields return what was preloaded, or, where nothing
-//! was, ask the request's [`Lazy`] loader (or fail in strict mode). The loader is handed in
-//! through the request, so these types never call up into the plan executor.
+//! The GraphQL object types of the entities, registered from their description
+//! ([`crate::entities`]): one generic [`Object`] type per entity, whose schema fields, types,
+//! arguments and documentation are those of its [`EntityDesc`](crate::entities::EntityDesc).
+//!
+//! A value is an [`Obj`]: a row and the relationships its plan loaded, behind an `Arc`, so a
+//! value shared by many parents (a product on many items) is cheap to hand out. Whatever
+//! returns one (a query root, a mutation, an analytics row) is written as JSON by the one
+//! renderer, [`super::render`]: these types have no field resolvers of their own.
 
-pub mod order;
-pub mod order_item;
-pub mod product;
-pub mod user;
-
-pub use order::Order;
-pub use order_item::OrderItem;
-pub use product::Product;
-pub use user::User;
-
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use async_graphql::Context;
-use futures_util::future::BoxFuture;
+use async_graphql::indexmap::IndexMap;
+use async_graphql::registry::{
+    Deprecation, MetaField, MetaInputValue, MetaType, MetaTypeId, Registry,
+};
+use async_graphql::{CacheControl, ID, InputType, OutputType};
 
-use super::RequestContext;
-use super::lookahead::selection;
-use crate::error::{AppError, AppResult};
-use crate::planner::{EdgeArgs, Entity, Field, ToMany};
+use super::scalars::{DateTime, Decimal};
+use crate::entities::{EdgeArg, Entity, Kind, Row};
+use crate::model::OrderStatus;
+use crate::planner::EdgeArgs;
 
-/// The preloaded children of one to-many edge, one list per distinct argument set.
+/// What a plan loaded for one row.
 #[derive(Debug)]
-pub struct Edges<T>(Vec<(EdgeArgs, Vec<T>)>);
-
-impl<T> Default for Edges<T> {
-    fn default() -> Self {
-        Edges(Vec::new())
-    }
+pub struct ObjData {
+    /// The row.
+    pub row: Row,
+    /// The joined to-one relationships, by their index in the entity's relationships.
+    pub ones: Vec<(u8, Obj)>,
+    /// The loaded to-many relationships, by index and argument set.
+    pub manys: Vec<(u8, EdgeArgs, Vec<Obj>)>,
 }
 
-impl<T: Clone> Edges<T> {
-    /// The children loaded for `args`, if the plan loaded them.
-    pub fn get(&self, args: &EdgeArgs) -> Option<Vec<T>> {
-        self.0
-            .iter()
-            .find(|(a, _)| a == args)
-            .map(|(_, v)| v.clone())
-    }
-
-    /// The children loaded for `args`, borrowed.
-    pub fn get_ref(&self, args: &EdgeArgs) -> Option<&[T]> {
-        self.0
-            .iter()
-            .find(|(a, _)| a == args)
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// Records the children loaded for `args`.
-    pub fn insert(&mut self, args: EdgeArgs, children: Vec<T>) {
-        self.0.push((args, children));
-    }
-}
-
-/// An assembled object of any type.
+/// A loaded object of any entity.
 #[derive(Clone, Debug)]
-pub enum Obj {
-    /// A user.
-    User(User),
-    /// An order.
-    Order(Order),
-    /// An order line.
-    OrderItem(OrderItem),
-    /// A product.
-    Product(Product),
-}
+pub struct Obj(pub Arc<ObjData>);
 
-/// Keeps the users of a list of objects.
-pub fn into_users(objs: Vec<Obj>) -> Vec<User> {
-    objs.into_iter()
-        .filter_map(|o| match o {
-            Obj::User(v) => Some(v),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Keeps the orders of a list of objects.
-pub fn into_orders(objs: Vec<Obj>) -> Vec<Order> {
-    objs.into_iter()
-        .filter_map(|o| match o {
-            Obj::Order(v) => Some(v),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Keeps the order lines of a list of objects.
-pub fn into_order_items(objs: Vec<Obj>) -> Vec<OrderItem> {
-    objs.into_iter()
-        .filter_map(|o| match o {
-            Obj::OrderItem(v) => Some(v),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Keeps the products of a list of objects.
-pub fn into_products(objs: Vec<Obj>) -> Vec<Product> {
-    objs.into_iter()
-        .filter_map(|o| match o {
-            Obj::Product(v) => Some(v),
-            _ => None,
-        })
-        .collect()
-}
-
-fn first_of<T>(objs: Vec<T>) -> async_graphql::Result<T> {
-    objs.into_iter()
-        .next()
-        .ok_or_else(|| AppError::NotFound("the related object does not exist".into()).into())
-}
-
-/// The single user of a to-one load.
-pub fn into_user(objs: Vec<Obj>) -> async_graphql::Result<User> {
-    first_of(into_users(objs))
-}
-/// The single order of a to-one load.
-pub fn into_order(objs: Vec<Obj>) -> async_graphql::Result<Order> {
-    first_of(into_orders(objs))
-}
-/// The single product of a to-one load.
-pub fn into_product(objs: Vec<Obj>) -> async_graphql::Result<Product> {
-    first_of(into_products(objs))
-}
-
-/// Loads relationships that no plan loaded, in non-strict mode (the plan executor implements
-/// it, with a per-request DataLoader, so an unplanned edge costs one statement per batch of
-/// parents, not one per parent).
-pub trait Lazy: Send + Sync {
-    /// The children of `parent` over a to-many edge, with the children's own selection.
-    fn many(
-        &self,
-        edge: ToMany,
-        args: EdgeArgs,
-        parent: i64,
-        selection: Vec<Field>,
-    ) -> BoxFuture<'_, AppResult<Vec<Obj>>>;
-
-    /// The target of a to-one edge, with its selection.
-    fn one(
-        &self,
-        entity: Entity,
-        id: i64,
-        selection: Vec<Field>,
-    ) -> BoxFuture<'_, AppResult<Vec<Obj>>>;
-}
-
-/// The request's lazy loader, as request data.
-pub type LazyLoader = Arc<dyn Lazy>;
-
-fn lazy<'a>(ctx: &Context<'a>, path: &str) -> async_graphql::Result<&'a LazyLoader> {
-    let rc = ctx.data::<RequestContext>()?;
-    if rc.strict {
-        return Err(AppError::Unplanned(format!(
-            "{path} was not loaded by the plan (strict mode)"
-        ))
-        .into());
+impl Obj {
+    /// Its entity.
+    pub fn entity(&self) -> Entity {
+        self.0.row.entity
     }
-    ctx.data::<LazyLoader>()
+
+    /// Its primary key.
+    pub fn id(&self) -> i64 {
+        self.0.row.id()
+    }
+
+    /// The target of to-one relationship `rel`, if the plan joined it.
+    pub fn one(&self, rel: u8) -> Option<&Obj> {
+        self.0.ones.iter().find(|(r, _)| *r == rel).map(|(_, o)| o)
+    }
+
+    /// The children over to-many relationship `rel` with arguments `args`, if loaded.
+    pub fn many(&self, rel: u8, args: &EdgeArgs) -> Option<&[Obj]> {
+        self.0
+            .manys
+            .iter()
+            .find(|(r, a, _)| *r == rel && a == args)
+            .map(|(_, _, v)| v.as_slice())
+    }
 }
 
-/// A to-many edge that no plan preloaded: an error in strict mode (the lesson's
-/// `lazy="raise"`), otherwise loaded through the request's [`Lazy`] loader.
-pub async fn unplanned(
-    ctx: &Context<'_>,
-    edge: ToMany,
-    args: EdgeArgs,
-    parent_id: i64,
-) -> async_graphql::Result<Vec<Obj>> {
-    let loader = lazy(ctx, edge.path())?;
-    let fields = selection(&ctx.field())?;
-    Ok(loader.many(edge, args, parent_id, fields).await?)
+/// The entity behind a GraphQL object type.
+pub trait Typed: Send + Sync + 'static {
+    /// Which entity.
+    const ENTITY: Entity;
 }
 
-/// A to-one edge that no plan joined; see [`unplanned`].
-pub async fn unplanned_one(
-    ctx: &Context<'_>,
-    entity: Entity,
-    id: i64,
-    path: &str,
-) -> async_graphql::Result<Vec<Obj>> {
-    let loader = lazy(ctx, path)?;
-    let fields = selection(&ctx.field())?;
-    Ok(loader.one(entity, id, fields).await?)
+/// The GraphQL object type of entity `T::ENTITY`.
+pub struct Object<T>(pub Obj, PhantomData<T>);
+
+impl<T> Clone for Object<T> {
+    fn clone(&self) -> Self {
+        Object(self.0.clone(), PhantomData)
+    }
+}
+
+impl<T> std::fmt::Debug for Object<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+macro_rules! typed {
+    ($marker:ident, $alias:ident, $entity:expr) => {
+        #[doc = concat!("Marks [`", stringify!($alias), "`].")]
+        pub struct $marker;
+        impl Typed for $marker {
+            const ENTITY: Entity = $entity;
+        }
+        #[doc = concat!("The `", stringify!($alias), "` object type.")]
+        pub type $alias = Object<$marker>;
+    };
+}
+typed!(UserType, User, Entity::User);
+typed!(OrderType, Order, Entity::Order);
+typed!(OrderItemType, OrderItem, Entity::OrderItem);
+typed!(ProductType, Product, Entity::Product);
+
+/// Registers the object type of `entity` (the one place an entity maps to its Rust type).
+fn register(entity: Entity, registry: &mut Registry) -> String {
+    match entity {
+        Entity::User => User::create_type_info(registry),
+        Entity::Order => Order::create_type_info(registry),
+        Entity::OrderItem => OrderItem::create_type_info(registry),
+        Entity::Product => Product::create_type_info(registry),
+    }
+}
+
+/// Registers the scalar or enum type of a column kind.
+fn register_kind(kind: Kind, registry: &mut Registry) {
+    match kind {
+        Kind::Id => drop(<ID as OutputType>::create_type_info(registry)),
+        Kind::Text | Kind::OptText => drop(<String as OutputType>::create_type_info(registry)),
+        Kind::Bool => drop(<bool as OutputType>::create_type_info(registry)),
+        Kind::DateTime => drop(<DateTime as OutputType>::create_type_info(registry)),
+        Kind::Money => drop(<Decimal as OutputType>::create_type_info(registry)),
+        Kind::Int => drop(<i32 as OutputType>::create_type_info(registry)),
+        Kind::Status => drop(<OrderStatus as OutputType>::create_type_info(registry)),
+    }
+}
+
+fn register_arg(arg: EdgeArg, registry: &mut Registry) {
+    match arg {
+        EdgeArg::First(_) => drop(<Option<i32> as InputType>::create_type_info(registry)),
+        EdgeArg::Status(_) => drop(<Option<OrderStatus> as InputType>::create_type_info(
+            registry,
+        )),
+    }
+}
+
+fn doc(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn meta_field(
+    name: &str,
+    description: &str,
+    ty: String,
+    args: IndexMap<String, MetaInputValue>,
+) -> MetaField {
+    MetaField {
+        name: name.to_owned(),
+        description: doc(description),
+        args,
+        ty,
+        deprecation: Deprecation::NoDeprecated,
+        cache_control: CacheControl::default(),
+        external: false,
+        requires: None,
+        provides: None,
+        visible: None,
+        shareable: false,
+        inaccessible: false,
+        tags: Vec::new(),
+        override_from: None,
+        compute_complexity: None,
+        directive_invocations: Vec::new(),
+        requires_scopes: Vec::new(),
+    }
+}
+
+/// The schema type of an entity, from its description.
+fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
+    let desc = T::ENTITY.desc();
+    let mut fields = IndexMap::new();
+    for col in desc.columns {
+        let Some(name) = col.field else { continue };
+        register_kind(col.kind, registry);
+        fields.insert(
+            name.to_owned(),
+            meta_field(
+                name,
+                col.doc,
+                col.kind.graphql().to_owned(),
+                IndexMap::new(),
+            ),
+        );
+    }
+    for rel in desc.relations {
+        // The qualified (non-null) name: `User!`.
+        let target = register(rel.target, registry);
+        let mut args = IndexMap::new();
+        for arg in rel.args {
+            register_arg(*arg, registry);
+            args.insert(
+                arg.name().to_owned(),
+                MetaInputValue {
+                    name: arg.name().to_owned(),
+                    description: doc(arg.doc()),
+                    ty: arg.graphql().to_owned(),
+                    deprecation: Deprecation::NoDeprecated,
+                    default_value: None,
+                    visible: None,
+                    inaccessible: false,
+                    tags: Vec::new(),
+                    is_secret: false,
+                    directive_invocations: Vec::new(),
+                },
+            );
+        }
+        let ty = if rel.is_many() {
+            format!("[{target}]!")
+        } else {
+            target
+        };
+        fields.insert(
+            rel.field.to_owned(),
+            meta_field(rel.field, rel.doc, ty, args),
+        );
+    }
+    MetaType::Object {
+        name: desc.name.to_owned(),
+        description: doc(desc.doc),
+        fields,
+        cache_control: CacheControl::default(),
+        extends: false,
+        shareable: false,
+        resolvable: true,
+        keys: None,
+        visible: None,
+        inaccessible: false,
+        interface_object: false,
+        tags: Vec::new(),
+        is_subscription: false,
+        rust_typename: Some(std::any::type_name::<Object<T>>()),
+        directive_invocations: Vec::new(),
+        requires_scopes: Vec::new(),
+    }
+}
+
+/// Registers the schema type of `Object<T>` (what its `OutputType::create_type_info` does;
+/// the impl lives with the renderer, which is its `resolve`).
+pub fn register_object<T: Typed>(registry: &mut Registry) -> String {
+    registry.create_output_type::<Object<T>, _>(MetaTypeId::Object, meta_type::<T>)
+}
+
+impl<T: Typed> Object<T> {
+    /// The object, if `obj` is of this type's entity.
+    pub fn of(obj: Obj) -> Option<Self> {
+        (obj.entity() == T::ENTITY).then_some(Object(obj, PhantomData))
+    }
+}
+
+/// Keeps the objects of type `T` of a list.
+pub fn typed<T: Typed>(objs: Vec<Obj>) -> Vec<Object<T>> {
+    objs.into_iter().filter_map(Object::of).collect()
+}
+
+/// The first object of type `T` of a list, if any.
+pub fn first<T: Typed>(objs: Vec<Obj>) -> Option<Object<T>> {
+    objs.into_iter().find_map(Object::of)
 }

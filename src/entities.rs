@@ -1,0 +1,538 @@
+//! The one description of the data model: every entity, its table and columns (with their
+//! GraphQL names, types and documentation), its relationships (kind, keys, link table) and
+//! the arguments each relationship accepts.
+//!
+//! Everything else is driven by these tables: the planner finds relationships here, the SQL
+//! builder (`db::load`) takes table, columns and keys from here and decodes rows by the
+//! columns' kinds, the GraphQL object types are registered from here (`graphql::types`), and
+//! the one renderer (`graphql::render`) writes each field by its kind. Adding a column is a
+//! migration plus one [`Column`] entry; adding a relationship is a migration (if it needs
+//! one) plus one [`Relation`] entry.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::model::OrderStatus;
+
+/// The object types backed by tables.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Entity {
+    /// `users`
+    User,
+    /// `orders`
+    Order,
+    /// `order_items`
+    OrderItem,
+    /// `products`
+    Product,
+}
+
+impl Entity {
+    /// Every entity.
+    pub const ALL: [Entity; 4] = [
+        Entity::User,
+        Entity::Order,
+        Entity::OrderItem,
+        Entity::Product,
+    ];
+
+    /// Its description.
+    pub fn desc(self) -> &'static EntityDesc {
+        match self {
+            Entity::User => &USER,
+            Entity::Order => &ORDER,
+            Entity::OrderItem => &ORDER_ITEM,
+            Entity::Product => &PRODUCT,
+        }
+    }
+
+    /// The relationship of this entity exposed as the GraphQL field `field`, if any.
+    pub fn relation(self, field: &str) -> Option<Rel> {
+        self.desc()
+            .relations
+            .iter()
+            .position(|r| r.field == field)
+            .map(|i| Rel {
+                from: self,
+                index: i as u8,
+            })
+    }
+
+    /// The position of the column read by the GraphQL field `field`, if any.
+    pub fn column(self, field: &str) -> Option<usize> {
+        self.desc()
+            .columns
+            .iter()
+            .position(|c| c.field == Some(field))
+    }
+
+    /// The position of the column named `name` in the table.
+    pub fn column_named(self, name: &str) -> Option<usize> {
+        self.desc().columns.iter().position(|c| c.name == name)
+    }
+}
+
+/// What a column holds, which decides how it is read on each backend, how it is typed in
+/// GraphQL and how it is written as JSON.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A primary or foreign key (`int8`): GraphQL `ID!`. Keys are read by every load.
+    Id,
+    /// Text: `String!`.
+    Text,
+    /// Nullable text: `String`.
+    OptText,
+    /// A boolean: `Boolean!`.
+    Bool,
+    /// A timestamp: `DateTime!` (RFC 3339, UTC).
+    DateTime,
+    /// Money, `numeric(10,2)` on PostgreSQL and integer cents on SQLite: `Decimal!`.
+    Money,
+    /// A 32-bit integer: `Int!`.
+    Int,
+    /// An order status, stored lowercase: `OrderStatus!`.
+    Status,
+}
+
+impl Kind {
+    /// The GraphQL type of a field of this kind.
+    pub fn graphql(self) -> &'static str {
+        match self {
+            Kind::Id => "ID!",
+            Kind::Text => "String!",
+            Kind::OptText => "String",
+            Kind::Bool => "Boolean!",
+            Kind::DateTime => "DateTime!",
+            Kind::Money => "Decimal!",
+            Kind::Int => "Int!",
+            Kind::Status => "OrderStatus!",
+        }
+    }
+}
+
+/// A column of an entity's table that loads read.
+#[derive(Copy, Clone, Debug)]
+pub struct Column {
+    /// The SQL column.
+    pub name: &'static str,
+    /// The GraphQL field that exposes it; `None` for a foreign key, which is read by every
+    /// load (relationships need it) but is not a field.
+    pub field: Option<&'static str>,
+    /// What it holds.
+    pub kind: Kind,
+    /// The field's documentation (its schema description).
+    pub doc: &'static str,
+}
+
+impl Column {
+    const fn field(name: &'static str, field: &'static str, kind: Kind, doc: &'static str) -> Self {
+        Column {
+            name,
+            field: Some(field),
+            kind,
+            doc,
+        }
+    }
+
+    const fn foreign_key(name: &'static str) -> Self {
+        Column {
+            name,
+            field: None,
+            kind: Kind::Id,
+            doc: "",
+        }
+    }
+
+    /// Whether every load reads it (the keys), whatever the selection.
+    pub fn always_read(&self) -> bool {
+        self.kind == Kind::Id
+    }
+}
+
+/// How a relationship finds its rows.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// To-one: this entity's column holding the target's id (NOT NULL). Loaded by a JOIN.
+    ForeignKey(&'static str),
+    /// To-many: the target's column holding this entity's id. One batch statement.
+    Children(&'static str),
+    /// To-many through a link table: `table.parent` holds this entity's id and `table.child`
+    /// the target's. One batch statement.
+    Through {
+        /// The link table.
+        table: &'static str,
+        /// Its column holding this entity's id.
+        parent: &'static str,
+        /// Its column holding the target's id.
+        child: &'static str,
+    },
+}
+
+/// An argument a to-many relationship accepts.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum EdgeArg {
+    /// `first: Int`: at most this many children per parent, by id.
+    First(&'static str),
+    /// `status: OrderStatus`: only orders with this status.
+    Status(&'static str),
+}
+
+impl EdgeArg {
+    /// The argument's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EdgeArg::First(_) => "first",
+            EdgeArg::Status(_) => "status",
+        }
+    }
+
+    /// Its GraphQL type.
+    pub fn graphql(self) -> &'static str {
+        match self {
+            EdgeArg::First(_) => "Int",
+            EdgeArg::Status(_) => "OrderStatus",
+        }
+    }
+
+    /// Its documentation.
+    pub fn doc(self) -> &'static str {
+        match self {
+            EdgeArg::First(d) | EdgeArg::Status(d) => d,
+        }
+    }
+}
+
+/// A relationship, exposed as a GraphQL field of its entity.
+#[derive(Copy, Clone, Debug)]
+pub struct Relation {
+    /// The GraphQL field.
+    pub field: &'static str,
+    /// The entity at the far end.
+    pub target: Entity,
+    /// How its rows are found (and so whether it is to-one or to-many).
+    pub link: Link,
+    /// The arguments it accepts (to-many only).
+    pub args: &'static [EdgeArg],
+    /// The field's documentation.
+    pub doc: &'static str,
+}
+
+impl Relation {
+    /// Whether it yields a list.
+    pub fn is_many(&self) -> bool {
+        !matches!(self.link, Link::ForeignKey(_))
+    }
+}
+
+/// An entity: its GraphQL type, its table, its columns and relationships.
+#[derive(Debug)]
+pub struct EntityDesc {
+    /// Which entity.
+    pub entity: Entity,
+    /// The GraphQL object type.
+    pub name: &'static str,
+    /// The type's documentation.
+    pub doc: &'static str,
+    /// The table. Its primary key is `id`, the first column.
+    pub table: &'static str,
+    /// The columns loads read, in this order (the first is `id`). Fields appear in the
+    /// schema in this order, followed by the relationships.
+    pub columns: &'static [Column],
+    /// The relationships, in schema order.
+    pub relations: &'static [Relation],
+}
+
+const ID: Column = Column::field("id", "id", Kind::Id, "Unique identifier.");
+
+/// `users`: the accounts that place orders. `password_hash` is not a column of this list, so
+/// no load can ever read it.
+pub static USER: EntityDesc = EntityDesc {
+    entity: Entity::User,
+    name: "User",
+    doc: "A customer account. Its password hash is never exposed.",
+    table: "users",
+    columns: &[
+        ID,
+        Column::field("email", "email", Kind::Text, "Unique e-mail address."),
+        Column::field("username", "username", Kind::Text, "Unique user name."),
+        Column::field(
+            "is_active",
+            "isActive",
+            Kind::Bool,
+            "Whether the account is active; only active users can place orders.",
+        ),
+        Column::field(
+            "created_at",
+            "createdAt",
+            Kind::DateTime,
+            "When the account was created.",
+        ),
+        Column::field(
+            "updated_at",
+            "updatedAt",
+            Kind::DateTime,
+            "When the account last changed.",
+        ),
+        Column::field("bio", "bio", Kind::OptText, "Free-text profile, if any."),
+    ],
+    relations: &[Relation {
+        field: "orders",
+        target: Entity::Order,
+        link: Link::Children("user_id"),
+        args: &[
+            EdgeArg::First("At most this many orders per user (the first by id)."),
+            EdgeArg::Status("Only orders with this status."),
+        ],
+        doc: "The user's orders, ordered by id. Loaded for all users of a level in one statement.",
+    }],
+};
+
+/// `orders`: one purchase by one user.
+pub static ORDER: EntityDesc = EntityDesc {
+    entity: Entity::Order,
+    name: "Order",
+    doc: "A purchase: who placed it, what it contains and what it cost.",
+    table: "orders",
+    columns: &[
+        ID,
+        Column::foreign_key("user_id"),
+        Column::field(
+            "status",
+            "status",
+            Kind::Status,
+            "Where the order is in its life cycle.",
+        ),
+        Column::field(
+            "total_amount",
+            "totalAmount",
+            Kind::Money,
+            "The exact total of the order's items.",
+        ),
+        Column::field(
+            "created_at",
+            "createdAt",
+            Kind::DateTime,
+            "When the order was placed.",
+        ),
+    ],
+    relations: &[
+        Relation {
+            field: "user",
+            target: Entity::User,
+            link: Link::ForeignKey("user_id"),
+            args: &[],
+            doc: "The user who placed the order. Joined into the statement that loads the order.",
+        },
+        Relation {
+            field: "items",
+            target: Entity::OrderItem,
+            link: Link::Children("order_id"),
+            args: &[],
+            doc: "The order's lines, ordered by id.",
+        },
+        Relation {
+            field: "products",
+            target: Entity::Product,
+            link: Link::Through {
+                table: "order_products",
+                parent: "order_id",
+                child: "product_id",
+            },
+            args: &[],
+            doc: "The products of the order (through `order_products`), ordered by id.",
+        },
+    ],
+};
+
+/// `order_items`: the lines of an order, each one product at the price paid.
+pub static ORDER_ITEM: EntityDesc = EntityDesc {
+    entity: Entity::OrderItem,
+    name: "OrderItem",
+    doc: "One line of an order: a product, a quantity and the unit price paid.",
+    table: "order_items",
+    columns: &[
+        ID,
+        Column::foreign_key("order_id"),
+        Column::foreign_key("product_id"),
+        Column::field(
+            "quantity",
+            "quantity",
+            Kind::Int,
+            "Units bought (at least 1).",
+        ),
+        Column::field(
+            "unit_price",
+            "unitPrice",
+            Kind::Money,
+            "The price of one unit when the order was placed.",
+        ),
+    ],
+    relations: &[
+        Relation {
+            field: "order",
+            target: Entity::Order,
+            link: Link::ForeignKey("order_id"),
+            args: &[],
+            doc: "The order this line belongs to. Joined into the statement that loads the line.",
+        },
+        Relation {
+            field: "product",
+            target: Entity::Product,
+            link: Link::ForeignKey("product_id"),
+            args: &[],
+            doc: "The product bought. Joined into the statement that loads the line.",
+        },
+    ],
+};
+
+/// `products`: the catalogue.
+pub static PRODUCT: EntityDesc = EntityDesc {
+    entity: Entity::Product,
+    name: "Product",
+    doc: "A product in the catalogue, with its current price and stock.",
+    table: "products",
+    columns: &[
+        ID,
+        Column::field("name", "name", Kind::Text, "Display name."),
+        Column::field("sku", "sku", Kind::Text, "Unique stock-keeping unit."),
+        Column::field("price", "price", Kind::Money, "Current unit price."),
+        Column::field(
+            "stock_quantity",
+            "stockQuantity",
+            Kind::Int,
+            "Units in stock; never negative.",
+        ),
+    ],
+    relations: &[
+        Relation {
+            field: "orders",
+            target: Entity::Order,
+            link: Link::Through {
+                table: "order_products",
+                parent: "product_id",
+                child: "order_id",
+            },
+            args: &[EdgeArg::First(
+                "At most this many orders per product (the first by id).",
+            )],
+            doc: "Orders that contain this product (through `order_products`), ordered by id.",
+        },
+        Relation {
+            field: "orderItems",
+            target: Entity::OrderItem,
+            link: Link::Children("product_id"),
+            args: &[],
+            doc: "Order lines that bought this product, ordered by id.",
+        },
+    ],
+};
+
+/// A relationship, by its entity and its position in that entity's [`EntityDesc::relations`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Rel {
+    /// The entity it starts from.
+    pub from: Entity,
+    /// Its position in the entity's relationships.
+    pub index: u8,
+}
+
+impl Rel {
+    /// Its description.
+    pub fn desc(self) -> &'static Relation {
+        &self.from.desc().relations[usize::from(self.index)]
+    }
+
+    /// The entity at the far end.
+    pub fn target(self) -> Entity {
+        self.desc().target
+    }
+
+    /// `Type.field`, for messages.
+    pub fn path(self) -> String {
+        format!("{}.{}", self.from.desc().name, self.desc().field)
+    }
+}
+
+/// One column's value in a loaded row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    /// Not read by this load (its field was not selected).
+    Absent,
+    /// [`Kind::Id`] and [`Kind::Int`].
+    Int(i64),
+    /// [`Kind::Text`].
+    Text(Box<str>),
+    /// [`Kind::OptText`].
+    OptText(Option<Box<str>>),
+    /// [`Kind::Bool`].
+    Bool(bool),
+    /// [`Kind::DateTime`].
+    Time(DateTime<Utc>),
+    /// [`Kind::Money`].
+    Money(Decimal),
+    /// [`Kind::Status`].
+    Status(OrderStatus),
+}
+
+/// A loaded row of an entity: one value per column of its description, in that order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// Whose row.
+    pub entity: Entity,
+    /// The values, one per [`EntityDesc::columns`].
+    pub vals: Box<[Val]>,
+}
+
+impl Row {
+    /// The primary key (the first column).
+    pub fn id(&self) -> i64 {
+        self.int(0)
+    }
+
+    /// The integer at column `at` (0 if absent: keys never are).
+    pub fn int(&self, at: usize) -> i64 {
+        match self.vals.get(at) {
+            Some(Val::Int(v)) => *v,
+            _ => 0,
+        }
+    }
+
+    /// The value of the key column named `name` (a foreign key).
+    pub fn key(&self, name: &str) -> i64 {
+        self.entity.column_named(name).map_or(0, |at| self.int(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_description_is_consistent() {
+        for e in Entity::ALL {
+            let d = e.desc();
+            assert_eq!(d.entity, e);
+            assert_eq!(d.columns[0].name, "id", "{}: id comes first", d.name);
+            for r in d.relations {
+                match r.link {
+                    Link::ForeignKey(k) => {
+                        let at = e
+                            .column_named(k)
+                            .unwrap_or_else(|| panic!("{k} of {}", d.name));
+                        assert!(d.columns[at].always_read());
+                        assert!(r.args.is_empty());
+                    }
+                    Link::Children(k) => {
+                        assert!(r.target.column_named(k).is_some(), "{k} of {}", r.field);
+                    }
+                    Link::Through { .. } => {}
+                }
+            }
+            // A field name is either a column or a relationship, never both.
+            for c in d.columns.iter().filter_map(|c| c.field) {
+                assert!(e.relation(c).is_none(), "{}.{c}", d.name);
+            }
+            assert!(d.columns.len() <= 32, "column masks are 32 bits");
+        }
+    }
+}

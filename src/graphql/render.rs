@@ -1,0 +1,477 @@
+//! The one renderer: every entity object in a response (query roots, mutation results,
+//! analytics rows) is written as JSON here, field by field, by the kinds of the entity's
+//! description. A field-level rule (a guard, a mask) has this one place to live.
+//!
+//! Executing a preloaded object graph field by field through async-graphql (a future, a
+//! context and a lookup per field) costs far more than the SQL, so the (canonical) selection
+//! is compiled once (response keys, column positions, edge arguments) into a small tree, and
+//! every object is written with a plain loop over it. The selection is the canonical one of
+//! [`super::operation`]: each response key occurs once, fragments are inlined.
+//!
+//! Relationships the plan did not load (only in lazy mode, `EAGERQL_PLAN=lazy`) are loaded
+//! before writing, level by level, through the request's DataLoader ([`super::lazy`]); in
+//! strict mode they are an `UNPLANNED_LOAD` error instead.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{
+    ContextSelectionSet, OutputType, Positioned, SelectionField, ServerError, ServerResult, Value,
+};
+use futures_util::future::BoxFuture;
+
+use super::RequestContext;
+use super::lazy::LazyLoader;
+use super::operation::EMPTY_SELECTION_KEY;
+use super::types::{Obj, Object, Typed, register_object};
+use crate::entities::{Entity, Kind, Rel, Val};
+use crate::error::{AppError, AppResult};
+use crate::json;
+use crate::model::OrderStatus;
+use crate::planner::{EdgeArgs, Node};
+
+/// A root value (an object, a list or an optional object) written by the renderer in one
+/// go, with its selection compiled once for all its objects.
+pub struct Rendered<T>(pub T);
+
+/// One compiled field: its response key and what it writes (opaque outside this module).
+#[doc(hidden)]
+pub struct Compiled {
+    /// `"key":`, ready to copy.
+    key: Box<[u8]>,
+    what: What,
+}
+
+/// What a compiled field writes. Relationships carry their compiled sub-selection.
+enum What {
+    Typename(&'static str),
+    /// Column `.0` of the row, of kind `.1`.
+    Column(usize, Kind),
+    /// To-one relationship number `.0`.
+    One(u8, Vec<Compiled>),
+    /// To-many relationship number `.0` with its arguments.
+    Many(u8, EdgeArgs, Vec<Compiled>),
+}
+
+/// Compiles the sub-selection of `field` for objects of `entity`, by the description.
+fn compile(entity: Entity, field: &SelectionField<'_>) -> Result<Vec<Compiled>, String> {
+    let desc = entity.desc();
+    let mut out = Vec::new();
+    for child in field.selection_set() {
+        let key = child.alias().unwrap_or(child.name());
+        if key == EMPTY_SELECTION_KEY {
+            // The placeholder of an emptied selection set: the object renders as `{}`.
+            continue;
+        }
+        let name = child.name();
+        let what = if name == "__typename" {
+            What::Typename(desc.name)
+        } else if let Some(at) = entity.column(name) {
+            What::Column(at, desc.columns[at].kind)
+        } else if let Some(rel) = entity.relation(name) {
+            let sub = compile(rel.target(), &child)?;
+            if rel.desc().is_many() {
+                let args = child.arguments().map_err(|e| e.message)?;
+                let args = EdgeArgs::read(rel, args.iter().map(|(n, v)| (n.as_str(), v)))
+                    .map_err(|e| e.0)?;
+                What::Many(rel.index, args, sub)
+            } else {
+                What::One(rel.index, sub)
+            }
+        } else {
+            return Err(format!("{}.{name} is not a field", desc.name));
+        };
+        let mut k = Vec::with_capacity(key.len() + 3);
+        json::push_str(&mut k, key);
+        k.push(b':');
+        out.push(Compiled {
+            key: k.into_boxed_slice(),
+            what,
+        });
+    }
+    Ok(out)
+}
+
+/// Why a render stopped.
+#[doc(hidden)]
+pub enum Stop {
+    /// The output passed its byte budget.
+    Over,
+    /// A relationship (or column) the loads did not provide: fill it, then render again.
+    Missing,
+}
+
+#[doc(hidden)]
+pub type Step = Result<(), Stop>;
+
+/// Output buffer of a render, with the most it may hold: a render that would pass it stops
+/// (at the next list item), so a fan-out never builds a giant body.
+#[doc(hidden)]
+pub struct Out {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+/// Relationships loaded after the plan (lazy mode), keyed by parent.
+#[doc(hidden)]
+pub type Filled = HashMap<(Entity, i64, u8, EdgeArgs), Vec<Obj>>;
+
+/// Writes objects; `filled` holds what the lazy pass loaded.
+#[doc(hidden)]
+pub struct Writer<'a> {
+    filled: &'a Filled,
+}
+
+fn status_name(s: OrderStatus) -> &'static [u8] {
+    match s {
+        OrderStatus::Pending => b"\"PENDING\"",
+        OrderStatus::Completed => b"\"COMPLETED\"",
+        OrderStatus::Shipped => b"\"SHIPPED\"",
+        OrderStatus::Cancelled => b"\"CANCELLED\"",
+    }
+}
+
+/// Writes one column value, as its GraphQL type is serialised.
+fn value(out: &mut Vec<u8>, v: &Val, kind: Kind) -> Step {
+    match (v, kind) {
+        (Val::Int(id), Kind::Id) => json::push_id(out, *id),
+        (Val::Int(n), _) => json::push_i64(out, *n),
+        (Val::Text(s), _) => json::push_str(out, s),
+        (Val::OptText(Some(s)), _) => json::push_str(out, s),
+        (Val::OptText(None), _) => out.extend_from_slice(b"null"),
+        (Val::Bool(b), _) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        // The same text as the `DateTime` scalar.
+        (Val::Time(t), _) => json::push_str(out, &t.to_rfc3339()),
+        (Val::Money(d), _) => json::push_decimal(out, d),
+        (Val::Status(s), _) => out.extend_from_slice(status_name(*s)),
+        (Val::Absent, _) => return Err(Stop::Missing),
+    }
+    Ok(())
+}
+
+impl Writer<'_> {
+    fn one<'o>(&'o self, o: &'o Obj, rel: u8) -> Option<&'o Obj> {
+        o.one(rel).or_else(|| {
+            self.filled
+                .get(&(o.entity(), o.id(), rel, EdgeArgs::default()))
+                .and_then(|v| v.first())
+        })
+    }
+
+    fn many<'o>(&'o self, o: &'o Obj, rel: u8, args: &EdgeArgs) -> Option<&'o [Obj]> {
+        o.many(rel, args).or_else(|| {
+            self.filled
+                .get(&(o.entity(), o.id(), rel, *args))
+                .map(Vec::as_slice)
+        })
+    }
+
+    fn object(&self, o: &Obj, sel: &[Compiled], out: &mut Out) -> Step {
+        let row = &o.0.row;
+        out.buf.push(b'{');
+        for (i, c) in sel.iter().enumerate() {
+            if i > 0 {
+                out.buf.push(b',');
+            }
+            out.buf.extend_from_slice(&c.key);
+            match &c.what {
+                What::Typename(n) => json::push_str(&mut out.buf, n),
+                What::Column(at, kind) => value(&mut out.buf, &row.vals[*at], *kind)?,
+                What::One(rel, s) => {
+                    self.object(self.one(o, *rel).ok_or(Stop::Missing)?, s, out)?
+                }
+                What::Many(rel, args, s) => {
+                    self.list(self.many(o, *rel, args).ok_or(Stop::Missing)?, s, out)?
+                }
+            }
+        }
+        out.buf.push(b'}');
+        Ok(())
+    }
+
+    fn list(&self, items: &[Obj], sel: &[Compiled], out: &mut Out) -> Step {
+        out.buf.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if out.buf.len() > out.cap {
+                return Err(Stop::Over);
+            }
+            if i > 0 {
+                out.buf.push(b',');
+            }
+            self.object(item, sel, out)?;
+        }
+        out.buf.push(b']');
+        Ok(())
+    }
+}
+
+/// The plan of a lazily loaded level: the rows' own columns that `sel` reads.
+fn scalars_of(entity: Entity, sel: &[Compiled]) -> Node {
+    let cols = entity.desc().columns;
+    let mut scalars: Vec<String> = sel
+        .iter()
+        .filter_map(|c| match c.what {
+            What::Column(at, _) => cols[at].field.map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    scalars.sort();
+    scalars.dedup();
+    Node {
+        entity,
+        joins: Vec::new(),
+        batches: Vec::new(),
+        scalars,
+    }
+}
+
+/// Loads, level by level, every relationship of `sel` that `objs` lack: one DataLoader call
+/// per level and relationship (one statement per argument set), never one per parent.
+fn fill<'a>(
+    rc: &'a RequestContext,
+    loader: Option<&'a LazyLoader>,
+    entity: Entity,
+    objs: Vec<Obj>,
+    sel: &'a [Compiled],
+    filled: &'a mut Filled,
+) -> BoxFuture<'a, AppResult<()>> {
+    Box::pin(async move {
+        for c in sel {
+            let (index, args, sub) = match &c.what {
+                What::One(index, sub) => (*index, None, sub),
+                What::Many(index, args, sub) => (*index, Some(*args), sub),
+                _ => continue,
+            };
+            let rel = Rel {
+                from: entity,
+                index,
+            };
+            let key = |o: &Obj| (entity, o.id(), index, args.unwrap_or_default());
+            let missing: Vec<&Obj> = objs
+                .iter()
+                .filter(|o| {
+                    let loaded = match &args {
+                        None => o.one(index).is_some(),
+                        Some(a) => o.many(index, a).is_some(),
+                    };
+                    !loaded && !filled.contains_key(&key(o))
+                })
+                .collect();
+            if !missing.is_empty() {
+                if rc.strict {
+                    return Err(AppError::Unplanned(format!(
+                        "{} was not loaded by the plan (strict mode)",
+                        rel.path()
+                    )));
+                }
+                let loader = loader.ok_or_else(|| AppError::internal("no lazy loader"))?;
+                let node = Arc::new(scalars_of(rel.target(), sub));
+                match args {
+                    Some(args) => {
+                        let parents = missing.iter().map(|o| o.id()).collect();
+                        let mut found = loader.many(rel, args, node, parents).await?;
+                        for o in &missing {
+                            let children = found.remove(&o.id()).unwrap_or_default();
+                            filled.insert(key(o), children);
+                        }
+                    }
+                    None => {
+                        let crate::entities::Link::ForeignKey(fk) = rel.desc().link else {
+                            return Err(AppError::internal("a to-one edge without a key"));
+                        };
+                        let ids = missing.iter().map(|o| o.0.row.key(fk)).collect();
+                        let found = loader.one(node, ids).await?;
+                        for o in &missing {
+                            let target = found.get(&o.0.row.key(fk)).cloned().ok_or_else(|| {
+                                AppError::NotFound(format!(
+                                    "{}: the related object does not exist",
+                                    rel.path()
+                                ))
+                            })?;
+                            filled.insert(key(o), vec![target]);
+                        }
+                    }
+                }
+            }
+            let mut next: Vec<Obj> = Vec::new();
+            for o in &objs {
+                let w = Writer { filled: &*filled };
+                match &args {
+                    None => next.extend(w.one(o, index).cloned()),
+                    Some(a) => next.extend(w.many(o, index, a).into_iter().flatten().cloned()),
+                }
+            }
+            fill(rc, loader, rel.target(), next, sub, filled).await?;
+        }
+        Ok(())
+    })
+}
+
+/// How a rendered value is shaped: one object, a list, or an optional object.
+pub trait Shape: OutputType {
+    /// The entity of its objects.
+    #[doc(hidden)]
+    fn entity() -> Entity;
+    /// Its objects.
+    #[doc(hidden)]
+    fn objs(&self) -> Vec<Obj>;
+    /// Writes it.
+    #[doc(hidden)]
+    fn write(&self, w: &Writer<'_>, sel: &[Compiled], out: &mut Out) -> Step;
+}
+
+impl<T: Typed> Shape for Object<T> {
+    fn entity() -> Entity {
+        T::ENTITY
+    }
+    fn objs(&self) -> Vec<Obj> {
+        vec![self.0.clone()]
+    }
+    fn write(&self, w: &Writer<'_>, sel: &[Compiled], out: &mut Out) -> Step {
+        w.object(&self.0, sel, out)
+    }
+}
+
+impl<T: Typed> Shape for Vec<Object<T>> {
+    fn entity() -> Entity {
+        T::ENTITY
+    }
+    fn objs(&self) -> Vec<Obj> {
+        self.iter().map(|o| o.0.clone()).collect()
+    }
+    fn write(&self, w: &Writer<'_>, sel: &[Compiled], out: &mut Out) -> Step {
+        out.buf.push(b'[');
+        for (i, item) in self.iter().enumerate() {
+            if out.buf.len() > out.cap {
+                return Err(Stop::Over);
+            }
+            if i > 0 {
+                out.buf.push(b',');
+            }
+            w.object(&item.0, sel, out)?;
+        }
+        out.buf.push(b']');
+        Ok(())
+    }
+}
+
+impl<T: Typed> Shape for Option<Object<T>> {
+    fn entity() -> Entity {
+        T::ENTITY
+    }
+    fn objs(&self) -> Vec<Obj> {
+        self.iter().map(|o| o.0.clone()).collect()
+    }
+    fn write(&self, w: &Writer<'_>, sel: &[Compiled], out: &mut Out) -> Step {
+        match self {
+            Some(v) => w.object(&v.0, sel, out),
+            None => {
+                out.buf.extend_from_slice(b"null");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn field_error(
+    ctx: &ContextSelectionSet<'_>,
+    field: &Positioned<Field>,
+    err: AppError,
+) -> ServerError {
+    let err = async_graphql::Error::from(err).into_server_error(field.pos);
+    ctx.set_error_path(err)
+}
+
+/// Writes `value` for `field`: compiles the selection, fills what the plan did not load
+/// (lazy mode), and writes the JSON text, which `json::write_value` splices into the response.
+pub async fn resolve<S: Shape>(
+    value: &S,
+    ctx: &ContextSelectionSet<'_>,
+    field: &Positioned<Field>,
+) -> ServerResult<Value> {
+    let rc = ctx
+        .data::<RequestContext>()
+        .map_err(|e| field_error(ctx, field, AppError::internal(e.message)))?;
+    let sel = {
+        let fctx = ctx.with_field(field);
+        compile(S::entity(), &fctx.field())
+            .map_err(|e| field_error(ctx, field, AppError::internal(e)))?
+    };
+    let cap = rc.output.left();
+    let mut filled = Filled::new();
+    let mut out = Out {
+        buf: Vec::with_capacity(4096),
+        cap,
+    };
+    let mut result = value.write(&Writer { filled: &filled }, &sel, &mut out);
+    if let Err(Stop::Missing) = result {
+        let loader = ctx.data::<LazyLoader>().ok();
+        fill(rc, loader, S::entity(), value.objs(), &sel, &mut filled)
+            .await
+            .map_err(|e| field_error(ctx, field, e))?;
+        out.buf.clear();
+        result = value.write(&Writer { filled: &filled }, &sel, &mut out);
+    }
+    match result {
+        Ok(()) => {
+            rc.output.spend(out.buf.len());
+            Ok(Value::Binary(out.buf.into()))
+        }
+        Err(Stop::Over) => Err(field_error(
+            ctx,
+            field,
+            AppError::LimitExceeded(format!(
+                "the response would be larger than {cap} bytes (EAGERQL_MAX_RESPONSE_BYTES); \
+                 select less, or page with `first`"
+            )),
+        )),
+        Err(Stop::Missing) => Err(field_error(
+            ctx,
+            field,
+            AppError::internal("a selected field was not loaded"),
+        )),
+    }
+}
+
+impl<T: Typed> OutputType for Object<T> {
+    fn type_name() -> Cow<'static, str> {
+        Cow::Borrowed(T::ENTITY.desc().name)
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        register_object::<T>(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        resolve(self, ctx, field).await
+    }
+}
+
+impl<T: Shape> OutputType for Rendered<T> {
+    fn type_name() -> Cow<'static, str> {
+        T::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        T::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        T::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        resolve(&self.0, ctx, field).await
+    }
+}
