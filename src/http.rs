@@ -552,7 +552,7 @@ async fn run(
 }
 
 /// The JSON body of a GraphQL response. `data` is written by [`json::write_value`], which
-/// splices in the JSON text the fast output path rendered; errors and extensions by serde.
+/// splices in the JSON text the renderer wrote; errors and extensions by serde.
 fn response_body(
     data: Option<&async_graphql::Value>,
     response: &async_graphql::Response,

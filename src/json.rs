@@ -1,6 +1,6 @@
 //! Writing JSON straight into a byte buffer.
 //!
-//! The fast output path ([`crate::graphql::fast`]) renders preloaded object graphs directly to
+//! The renderer ([`crate::graphql::render`]) renders preloaded object graphs directly to
 //! JSON text, without building a value tree first. It hands that text to the executor as a
 //! [`Value::Binary`] (no field of this schema produces binary values), and [`write_value`],
 //! which writes the response's `data`, splices it in as it is.
@@ -106,7 +106,7 @@ pub fn size_hint(v: &Value) -> usize {
 }
 
 /// Appends a GraphQL value as JSON. [`Value::Binary`] holds JSON text already rendered by the
-/// fast output path and is copied as it is.
+/// renderer and is copied as it is.
 pub fn write_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),

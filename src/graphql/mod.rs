@@ -67,7 +67,7 @@ pub struct RequestContext {
     pub eager: bool,
     /// The password hashing workers.
     pub hasher: crate::password::Hasher,
-    /// The response bytes the fast output path may still write for this request.
+    /// The response bytes the renderer may still write for this request.
     pub output: std::sync::Arc<OutputBudget>,
 }
 

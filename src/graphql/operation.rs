@@ -805,7 +805,7 @@ pub fn variables(vars: serde_json::Map<String, serde_json::Value>) -> JsonMap {
 /// Completes the executor's `data` as the specification's `CompleteValue` would: every
 /// object's keys in the order of the canonical selection set that produced it, without the
 /// [`EMPTY_SELECTION_KEY`] placeholders, and a `null` in a non-null position (a field that
-/// failed) propagated to the nearest nullable parent, up to `data` itself. (Values the fast
+/// failed) propagated to the nearest nullable parent, up to `data` itself. (Values the
 /// output path rendered are complete JSON text already.)
 pub fn finish(data: &mut Value, shape: &Shape) {
     // The executor answers `null` for a root whose every field failed: start from an

@@ -208,11 +208,12 @@ impl Writer<'_> {
     }
 }
 
-/// The plan of a lazily loaded level: the rows' own columns that `sel` reads.
-fn scalars_of(entity: Entity, sel: &[Compiled]) -> Node {
+/// The plan of a lazily loaded level: the rows' own columns that any of `sels` reads.
+fn scalars_of(entity: Entity, sels: &[&[Compiled]]) -> Node {
     let cols = entity.desc().columns;
-    let mut scalars: Vec<String> = sel
+    let mut scalars: Vec<String> = sels
         .iter()
+        .flat_map(|sel| sel.iter())
         .filter_map(|c| match c.what {
             What::Column(at, _) => cols[at].field.map(str::to_owned),
             _ => None,
@@ -228,29 +229,45 @@ fn scalars_of(entity: Entity, sel: &[Compiled]) -> Node {
     }
 }
 
-/// Loads, level by level, every relationship of `sel` that `objs` lack: one DataLoader call
-/// per level and relationship (one statement per argument set), never one per parent.
+/// The relationships selected by `sels` (selections of the same objects), each once with
+/// every sub-selection that reads it (`a: orders { id } b: orders { status }`).
+type Edges<'a> = Vec<(u8, Option<EdgeArgs>, Vec<&'a [Compiled]>)>;
+
+fn edges<'a>(sels: &[&'a [Compiled]]) -> Edges<'a> {
+    let mut out: Edges<'a> = Vec::new();
+    for c in sels.iter().flat_map(|sel| sel.iter()) {
+        let (index, args, sub) = match &c.what {
+            What::One(index, sub) => (*index, None, sub.as_slice()),
+            What::Many(index, args, sub) => (*index, Some(*args), sub.as_slice()),
+            _ => continue,
+        };
+        match out.iter_mut().find(|(i, a, _)| *i == index && *a == args) {
+            Some((_, _, subs)) => subs.push(sub),
+            None => out.push((index, args, vec![sub])),
+        }
+    }
+    out
+}
+
+/// Loads, level by level, every relationship of `sels` that `objs` lack: one DataLoader call
+/// per level, relationship and argument set (one statement), never one per parent.
 fn fill<'a>(
     rc: &'a RequestContext,
     loader: Option<&'a LazyLoader>,
     entity: Entity,
     objs: Vec<Obj>,
-    sel: &'a [Compiled],
+    sels: Vec<&'a [Compiled]>,
     filled: &'a mut Filled,
 ) -> BoxFuture<'a, AppResult<()>> {
     Box::pin(async move {
-        for c in sel {
-            let (index, args, sub) = match &c.what {
-                What::One(index, sub) => (*index, None, sub),
-                What::Many(index, args, sub) => (*index, Some(*args), sub),
-                _ => continue,
-            };
+        for (index, args, subs) in edges(&sels) {
             let rel = Rel {
                 from: entity,
                 index,
             };
             let key = |o: &Obj| (entity, o.id(), index, args.unwrap_or_default());
-            let missing: Vec<&Obj> = objs
+            // A row may occur under several parents (a product on many orders): each id once.
+            let mut missing: Vec<&Obj> = objs
                 .iter()
                 .filter(|o| {
                     let loaded = match &args {
@@ -260,6 +277,8 @@ fn fill<'a>(
                     !loaded && !filled.contains_key(&key(o))
                 })
                 .collect();
+            missing.sort_unstable_by_key(|o| o.id());
+            missing.dedup_by_key(|o| o.id());
             if !missing.is_empty() {
                 if rc.strict {
                     return Err(AppError::Unplanned(format!(
@@ -268,7 +287,7 @@ fn fill<'a>(
                     )));
                 }
                 let loader = loader.ok_or_else(|| AppError::internal("no lazy loader"))?;
-                let node = Arc::new(scalars_of(rel.target(), sub));
+                let node = Arc::new(scalars_of(rel.target(), &subs));
                 match args {
                     Some(args) => {
                         let parents = missing.iter().map(|o| o.id()).collect();
@@ -304,7 +323,7 @@ fn fill<'a>(
                     Some(a) => next.extend(w.many(o, index, a).into_iter().flatten().cloned()),
                 }
             }
-            fill(rc, loader, rel.target(), next, sub, filled).await?;
+            fill(rc, loader, rel.target(), next, subs, filled).await?;
         }
         Ok(())
     })
@@ -409,9 +428,16 @@ pub async fn resolve<S: Shape>(
     let mut result = value.write(&Writer { filled: &filled }, &sel, &mut out);
     if let Err(Stop::Missing) = result {
         let loader = ctx.data::<LazyLoader>().ok();
-        fill(rc, loader, S::entity(), value.objs(), &sel, &mut filled)
-            .await
-            .map_err(|e| field_error(ctx, field, e))?;
+        fill(
+            rc,
+            loader,
+            S::entity(),
+            value.objs(),
+            vec![&sel],
+            &mut filled,
+        )
+        .await
+        .map_err(|e| field_error(ctx, field, e))?;
         out.buf.clear();
         result = value.write(&Writer { filled: &filled }, &sel, &mut out);
     }

@@ -233,3 +233,41 @@ async fn the_budget_covers_all_root_fields_of_a_request() {
     assert_eq!(resp.error_code(), "LIMIT_EXCEEDED");
     assert!(resp.statements <= 3);
 }
+
+/// Lazy mode (`EAGERQL_PLAN=lazy`, non-strict) takes every relationship through the
+/// DataLoader instead of the plan, yet the same renderer writes the answer: every shape gives
+/// the same bytes as the planned answer, and its statement count is the same at 3 and at 30
+/// parents (one statement per level, never one per parent).
+#[tokio::test]
+async fn every_shape_answers_the_same_lazily_at_a_count_independent_of_rows() {
+    let mut counts: Vec<Vec<usize>> = Vec::new();
+    for n in [3u64, 30] {
+        let eager = spawn_app().await;
+        let lazy = spawn_app_with(&["--strict", "false", "--plan", "lazy"]).await;
+        for app in [&eager, &lazy] {
+            app.seed(n, 3, 2, n).await;
+        }
+        let vars = json!({ "n": n });
+        let mut these = Vec::new();
+        for shape in SHAPES {
+            let planned = eager.gql_vars(shape.query, vars.clone()).await;
+            let loaded = lazy.gql_vars(shape.query, vars.clone()).await;
+            assert_eq!(
+                loaded.body["data"].to_string(),
+                planned.body["data"].to_string(),
+                "{} at {n} parents, lazily",
+                shape.name
+            );
+            assert!(
+                loaded.body.get("errors").is_none(),
+                "{}: {}",
+                shape.name,
+                loaded.body
+            );
+            assert!(loaded.statements >= planned.statements, "{}", shape.name);
+            these.push(loaded.statements);
+        }
+        counts.push(these);
+    }
+    assert_eq!(counts[0], counts[1], "lazy statement counts per shape");
+}
