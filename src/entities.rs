@@ -86,6 +86,8 @@ pub enum Kind {
     Bool,
     /// A timestamp: `DateTime!` (RFC 3339, UTC).
     DateTime,
+    /// A nullable timestamp: `DateTime`.
+    OptDateTime,
     /// Money, `numeric(10,2)` on PostgreSQL and integer cents on SQLite: `Decimal!`.
     Money,
     /// A 32-bit integer: `Int!`.
@@ -103,6 +105,7 @@ impl Kind {
             Kind::OptText => "String",
             Kind::Bool => "Boolean!",
             Kind::DateTime => "DateTime!",
+            Kind::OptDateTime => "DateTime",
             Kind::Money => "Decimal!",
             Kind::Int => "Int!",
             Kind::Status => "OrderStatus!",
@@ -224,6 +227,24 @@ impl Relation {
     }
 }
 
+/// Which rows of an entity a viewer may see. Loads apply it as a predicate inside the same
+/// statement (`db::load`), on every path: roots, joins, batches and report rows. An
+/// administrator sees every row; an anonymous viewer sees only [`Visibility::Public`] rows.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    /// Every row, to everyone.
+    Public,
+    /// A customer sees the rows whose column `.0` holds their own user id.
+    Owner(&'static str),
+    /// A row is visible when the `parent` row its foreign key `key` names is.
+    Through {
+        /// The foreign key column.
+        key: &'static str,
+        /// The entity it names.
+        parent: Entity,
+    },
+}
+
 /// An entity: its GraphQL type, its table, its columns and relationships.
 #[derive(Debug)]
 pub struct EntityDesc {
@@ -240,6 +261,8 @@ pub struct EntityDesc {
     pub columns: &'static [Column],
     /// The relationships, in schema order.
     pub relations: &'static [Relation],
+    /// Which rows a viewer sees.
+    pub visibility: Visibility,
 }
 
 const ID: Column = Column::field("id", "id", Kind::Id, "Unique identifier.");
@@ -251,6 +274,7 @@ pub static USER: EntityDesc = EntityDesc {
     name: "User",
     doc: "A customer account. Its password hash is never exposed.",
     table: "users",
+    visibility: Visibility::Owner("id"),
     columns: &[
         ID,
         Column::field("email", "email", Kind::Text, "Unique e-mail address."),
@@ -293,6 +317,7 @@ pub static ORDER: EntityDesc = EntityDesc {
     name: "Order",
     doc: "A purchase: who placed it, what it contains and what it cost.",
     table: "orders",
+    visibility: Visibility::Owner("user_id"),
     columns: &[
         ID,
         Column::foreign_key("user_id"),
@@ -350,6 +375,10 @@ pub static ORDER_ITEM: EntityDesc = EntityDesc {
     name: "OrderItem",
     doc: "One line of an order: a product, a quantity and the unit price paid.",
     table: "order_items",
+    visibility: Visibility::Through {
+        key: "order_id",
+        parent: Entity::Order,
+    },
     columns: &[
         ID,
         Column::foreign_key("order_id"),
@@ -391,6 +420,7 @@ pub static PRODUCT: EntityDesc = EntityDesc {
     name: "Product",
     doc: "A product in the catalogue, with its current price and stock.",
     table: "products",
+    visibility: Visibility::Public,
     columns: &[
         ID,
         Column::field("name", "name", Kind::Text, "Display name."),
@@ -458,15 +488,15 @@ impl Rel {
 pub enum Val {
     /// Not read by this load (its field was not selected).
     Absent,
+    /// SQL `NULL`, in a nullable column ([`Kind::OptText`], [`Kind::OptDateTime`]).
+    Null,
     /// [`Kind::Id`] and [`Kind::Int`].
     Int(i64),
-    /// [`Kind::Text`].
+    /// [`Kind::Text`] and [`Kind::OptText`].
     Text(Box<str>),
-    /// [`Kind::OptText`].
-    OptText(Option<Box<str>>),
     /// [`Kind::Bool`].
     Bool(bool),
-    /// [`Kind::DateTime`].
+    /// [`Kind::DateTime`] and [`Kind::OptDateTime`].
     Time(DateTime<Utc>),
     /// [`Kind::Money`].
     Money(Decimal),

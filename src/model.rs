@@ -93,3 +93,72 @@ mod tests {
         }
     }
 }
+
+/// What an account may do. Stored in `users.role` as `customer` or `admin`.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Sees the catalogue and their own account and orders; places and cancels their own orders.
+    Customer,
+    /// Sees and changes everything.
+    Admin,
+}
+
+impl Role {
+    /// The value stored in `users.role` (and carried in access tokens).
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored or claimed role.
+    pub fn from_db(value: &str) -> Option<Self> {
+        [Role::Customer, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_db() == value)
+    }
+}
+
+/// Who makes a request, as its access token says (never looked up: no statement runs to
+/// find the viewer).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Viewer {
+    /// No token.
+    #[default]
+    Anonymous,
+    /// A signed-in account.
+    User {
+        /// The account's id.
+        id: i64,
+        /// Its role, as of when the token was issued.
+        role: Role,
+    },
+}
+
+impl Viewer {
+    /// The server itself (commands, seeding, tools): an administrator that is no account.
+    pub const OPERATOR: Viewer = Viewer::User {
+        id: 0,
+        role: Role::Admin,
+    };
+
+    /// An administrator (every row visible).
+    pub fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Viewer::User {
+                role: Role::Admin,
+                ..
+            }
+        )
+    }
+
+    /// The signed-in account's id, if any.
+    pub fn user_id(self) -> Option<i64> {
+        match self {
+            Viewer::User { id, .. } => Some(id),
+            Viewer::Anonymous => None,
+        }
+    }
+}

@@ -27,35 +27,45 @@ pub(crate) fn decode_row(
     at: &mut usize,
 ) -> Result<Row, sqlx::Error> {
     let cols = entity.desc().columns;
+    // One allocation of the exact size (a `collect` through `Result` cannot know it).
     let mut vals = Vec::with_capacity(cols.len());
     for (i, col) in cols.iter().enumerate() {
-        if mask & (1 << i) == 0 {
-            vals.push(Val::Absent);
-            continue;
-        }
-        let p = *at;
-        *at += 1;
-        vals.push(match col.kind {
-            Kind::Id | Kind::Int => Val::Int(r.i64(p)?),
-            Kind::Text => Val::Text(r.text(p)?.into_boxed_str()),
-            Kind::OptText => Val::OptText(r.opt_text(p)?.map(String::into_boxed_str)),
-            Kind::Bool => Val::Bool(r.bool(p)?),
-            Kind::DateTime => Val::Time(r.ts(p)?),
-            Kind::Money => Val::Money(from_cents(r.i64(p)?)),
-            Kind::Status => {
-                let status = r.text(p)?;
-                Val::Status(OrderStatus::from_db(&status).ok_or_else(|| {
-                    sqlx::Error::ColumnDecode {
-                        index: col.name.into(),
-                        source: format!("unknown order status {status:?}").into(),
-                    }
-                })?)
-            }
+        vals.push(if mask & (1 << i) == 0 {
+            Val::Absent
+        } else {
+            let p = *at;
+            *at += 1;
+            read(col, r, p)?
         });
     }
     Ok(Row {
         entity,
         vals: vals.into_boxed_slice(),
+    })
+}
+
+/// Reads column `col` at position `p` of the result row.
+#[inline]
+fn read(col: &Column, r: &dyn DbRow, p: usize) -> Result<Val, sqlx::Error> {
+    Ok(match col.kind {
+        Kind::Id | Kind::Int => Val::Int(r.i64(p)?),
+        Kind::Text => Val::Text(r.text(p)?.into_boxed_str()),
+        Kind::OptText => r
+            .opt_text(p)?
+            .map_or(Val::Null, |t| Val::Text(t.into_boxed_str())),
+        Kind::Bool => Val::Bool(r.bool(p)?),
+        Kind::DateTime => Val::Time(r.ts(p)?),
+        Kind::OptDateTime => r.opt_ts(p)?.map_or(Val::Null, Val::Time),
+        Kind::Money => Val::Money(from_cents(r.i64(p)?)),
+        Kind::Status => {
+            let status = r.text(p)?;
+            Val::Status(
+                OrderStatus::from_db(&status).ok_or_else(|| sqlx::Error::ColumnDecode {
+                    index: col.name.into(),
+                    source: format!("unknown order status {status:?}").into(),
+                })?,
+            )
+        }
     })
 }
 

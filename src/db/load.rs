@@ -12,9 +12,9 @@ use std::sync::LazyLock;
 use super::Backend;
 use super::columns::{decode_row, expr};
 use super::session::{Arg, DbRow, Session};
-use crate::entities::{Entity, Link, Rel, Row};
+use crate::entities::{Entity, Link, Rel, Row, Visibility};
 use crate::error::AppResult;
-use crate::model::OrderStatus;
+use crate::model::{OrderStatus, Viewer};
 use crate::planner::{Batch, Node};
 
 /// Which columns of the entity's description a node reads: bit `i` is column `i`. Keys are
@@ -67,6 +67,76 @@ fn in_ids(backend: Backend, col: &str, n: usize) -> String {
     }
 }
 
+/// A statement's parameters, and the viewer whose rows it may read: every table a load reads
+/// is restricted by [`Params::visible`], so no path (root, join, batch, report row) can skip
+/// the rule. The viewer's id is one parameter, bound once.
+struct Params {
+    args: Vec<Arg>,
+    viewer: Viewer,
+    viewer_at: Option<usize>,
+    /// Values are written into the text (unprepared statements) instead of bound.
+    literal: bool,
+}
+
+impl Params {
+    fn new(viewer: Viewer) -> Self {
+        Params {
+            args: Vec::new(),
+            viewer,
+            viewer_at: None,
+            literal: false,
+        }
+    }
+
+    /// Binds `arg`; gives its `$n`.
+    fn push(&mut self, arg: Arg) -> usize {
+        self.args.push(arg);
+        self.args.len()
+    }
+
+    /// The viewer's user id as SQL: a parameter, or a literal in an unprepared statement.
+    fn viewer_id(&mut self, id: i64) -> String {
+        if self.literal {
+            return id.to_string();
+        }
+        let n = match self.viewer_at {
+            Some(n) => n,
+            None => {
+                let n = self.push(Arg::I64(id));
+                self.viewer_at = Some(n);
+                n
+            }
+        };
+        format!("${n}")
+    }
+
+    /// The predicate restricting `entity`'s rows aliased `alias` to those the viewer may see
+    /// (the entity's [`Visibility`]); `None`: every row.
+    fn visible(&mut self, entity: Entity, alias: &str) -> Option<String> {
+        if self.viewer.is_admin() {
+            return None;
+        }
+        match entity.desc().visibility {
+            Visibility::Public => None,
+            Visibility::Owner(col) => Some(match self.viewer.user_id() {
+                Some(id) => format!("{alias}.{col} = {}", self.viewer_id(id)),
+                None => "1 = 0".to_owned(),
+            }),
+            Visibility::Through { key, parent } => {
+                let via = format!("v{alias}");
+                let inner = self.visible(parent, &via)?;
+                if inner == "1 = 0" {
+                    return Some(inner);
+                }
+                Some(format!(
+                    "exists (select 1 from {} {via} where {via}.id = {alias}.{key} and {inner})",
+                    table(parent)
+                ))
+            }
+        }
+    }
+}
+
 /// The select list and joins of a node, built depth-first.
 struct Select {
     backend: Backend,
@@ -78,7 +148,7 @@ struct Select {
 }
 
 impl Select {
-    fn new(backend: Backend, node: &Node) -> Self {
+    fn new(backend: Backend, node: &Node, params: &mut Params) -> Self {
         let mut s = Select {
             backend,
             cols: Vec::new(),
@@ -86,11 +156,11 @@ impl Select {
             joins: String::new(),
             next_alias: 1,
         };
-        s.add(node, "t0");
+        s.add(node, "t0", params);
         s
     }
 
-    fn add(&mut self, node: &Node, alias: &str) {
+    fn add(&mut self, node: &Node, alias: &str, params: &mut Params) {
         let mask = column_mask(node);
         self.masks.push(mask);
         for (i, col) in node.entity.desc().columns.iter().enumerate() {
@@ -101,14 +171,18 @@ impl Select {
         for join in &node.joins {
             let child = format!("t{}", self.next_alias);
             self.next_alias += 1;
-            // Foreign keys are NOT NULL, so an inner join never drops a parent row.
+            // Foreign keys are NOT NULL, so an inner join never drops a parent row that the
+            // viewer may see (what a visible row names is visible too).
             let _ = write!(
                 self.joins,
                 " join {} {child} on {child}.id = {alias}.{}",
                 table(join.node.entity),
                 join_key(join.edge)
             );
-            self.add(&join.node, &child);
+            if let Some(pred) = params.visible(join.node.entity, &child) {
+                let _ = write!(self.joins, " and {pred}");
+            }
+            self.add(&join.node, &child, params);
         }
     }
 
@@ -200,60 +274,64 @@ fn root_name(entity: Entity, q: &RootQuery) -> &'static str {
 /// Runs the root statement of a plan: the node's rows with every joined edge.
 pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec<Loaded>> {
     let backend = s.backend();
-    let select = Select::new(backend, node);
+    let mut p = Params::new(s.viewer());
+    let select = Select::new(backend, node, &mut p);
     let mut sql = format!(
         "select {} from {} t0{}",
         select.list(),
         table(node.entity),
         select.joins
     );
-    let mut args = Vec::new();
     let name = root_name(node.entity, &q);
+    let mut conds = Vec::new();
+    if let Some(pred) = p.visible(node.entity, "t0") {
+        conds.push(pred);
+    }
+    let mut page = None;
+    let by_id = matches!(q, RootQuery::ById(_));
     match q {
-        RootQuery::Page { first, offset } => {
-            sql.push_str(" order by t0.id limit $1 offset $2");
-            args.extend([Arg::I64(first), Arg::I64(offset)]);
-        }
+        RootQuery::Page { first, offset } => page = Some((first, offset)),
         RootQuery::ById(id) => {
-            sql.push_str(" where t0.id = $1");
-            args.push(Arg::I64(id));
+            let n = p.push(Arg::I64(id));
+            conds.push(format!("t0.id = ${n}"));
         }
         RootQuery::ByIds(ids) => {
-            let _ = write!(sql, " where {} order by t0.id", in_ids(backend, "t0.id", 1));
-            args.push(Arg::Ids(ids));
+            let n = p.push(Arg::Ids(ids));
+            conds.push(in_ids(backend, "t0.id", n));
         }
         RootQuery::Orders(f) => {
-            let mut conds = Vec::new();
             if let Some(status) = f.status {
-                args.push(Arg::Text(status.as_db().to_owned()));
-                conds.push(format!("t0.status = ${}", args.len()));
+                let n = p.push(Arg::Text(status.as_db().to_owned()));
+                conds.push(format!("t0.status = ${n}"));
             }
             if let Some(user_id) = f.user_id {
-                args.push(Arg::I64(user_id));
-                conds.push(format!("t0.user_id = ${}", args.len()));
+                let n = p.push(Arg::I64(user_id));
+                conds.push(format!("t0.user_id = ${n}"));
             }
             if let Some(cents) = f.min_amount_cents {
-                args.push(Arg::I64(cents));
-                let n = args.len();
+                let n = p.push(Arg::I64(cents));
                 conds.push(match backend {
                     // Compare in the column's own type so that an index on it stays usable.
                     Backend::Postgres => format!("t0.total_amount >= ${n}::int8::numeric / 100"),
                     Backend::Sqlite => format!("t0.total_amount >= ${n}"),
                 });
             }
-            if !conds.is_empty() {
-                let _ = write!(sql, " where {}", conds.join(" and "));
-            }
-            args.extend([Arg::I64(f.first), Arg::I64(f.offset)]);
-            let _ = write!(
-                sql,
-                " order by t0.id limit ${} offset ${}",
-                args.len() - 1,
-                args.len()
-            );
+            page = Some((f.first, f.offset));
         }
     }
-    s.fetch(name, sql, args, |r| {
+    if !conds.is_empty() {
+        let _ = write!(sql, " where {}", conds.join(" and "));
+    }
+    match page {
+        Some((first, offset)) => {
+            let first = p.push(Arg::I64(first));
+            let offset = p.push(Arg::I64(offset));
+            let _ = write!(sql, " order by t0.id limit ${first} offset ${offset}");
+        }
+        None if by_id => {}
+        None => sql.push_str(" order by t0.id"),
+    }
+    s.fetch(name, sql, p.args, |r| {
         let mut at = 0;
         decode(node, r, &mut at, &mut select.masks.iter())
     })
@@ -316,12 +394,16 @@ pub async fn fetch_batch(
 ) -> AppResult<Vec<(i64, Loaded)>> {
     let backend = s.backend();
     let (from, parent, name) = batch_source(batch.edge);
-    let select = Select::new(backend, &batch.node);
-    let mut args = vec![Arg::Ids(parent_ids)];
-    let mut filter = in_ids(backend, parent, 1);
+    let mut p = Params::new(s.viewer());
+    let select = Select::new(backend, &batch.node, &mut p);
+    let ids = p.push(Arg::Ids(parent_ids));
+    let mut filter = in_ids(backend, parent, ids);
     if let Some(status) = batch.args.status {
-        args.push(Arg::Text(status.as_db().to_owned()));
-        let _ = write!(filter, " and t0.status = ${}", args.len());
+        let n = p.push(Arg::Text(status.as_db().to_owned()));
+        let _ = write!(filter, " and t0.status = ${n}");
+    }
+    if let Some(pred) = p.visible(batch.node.entity, "t0") {
+        let _ = write!(filter, " and {pred}");
     }
     let sql = match batch.args.first {
         // No ORDER BY: the caller sorts each parent's children by id, which costs the server
@@ -332,21 +414,20 @@ pub async fn fetch_batch(
             select.joins
         ),
         Some(first) => {
-            args.push(Arg::I64(first));
+            let n = p.push(Arg::I64(first));
             // Per-parent limit inside the one statement: number each parent's children by id
             // and keep the first N.
             format!(
                 "select * from (select {parent} as parent_id, {}, row_number() over \
                  (partition by {parent} order by t0.id) as rn from {from}{} where {filter}) s \
-                 where s.rn <= ${}",
+                 where s.rn <= ${n}",
                 select.list(),
                 select.joins,
-                args.len()
             )
         }
     };
     let mut rows = s
-        .fetch(name, sql, args, |r| {
+        .fetch(name, sql, p.args, |r| {
             let mut at = 1;
             Ok((
                 r.i64(0)?,
@@ -372,10 +453,16 @@ pub async fn fetch_aggregate(
     order_by: &str,
     node: &Node,
 ) -> AppResult<Vec<(Vec<i64>, Loaded)>> {
-    let select = Select::new(s.backend(), node);
+    let mut p = Params::new(s.viewer());
+    p.literal = true;
+    let select = Select::new(s.backend(), node, &mut p);
     let extra_cols: Vec<String> = extras.iter().map(|c| format!("agg.{c}")).collect();
+    let visible = p
+        .visible(node.entity, "t0")
+        .map(|pred| format!(" and {pred}"))
+        .unwrap_or_default();
     let sql = format!(
-        "with agg as ({agg_sql}) select {}, {} from agg join {} t0 on t0.id = agg.{key}{} order by {order_by}",
+        "with agg as ({agg_sql}) select {}, {} from agg join {} t0 on t0.id = agg.{key}{visible}{} order by {order_by}",
         extra_cols.join(", "),
         select.list(),
         table(node.entity),

@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::{Backend, Db};
 use crate::error::{AppError, AppResult};
+use crate::model::Viewer;
 
 /// One executed statement, as reported in the response's `extensions`.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -242,6 +243,8 @@ pub trait DbRow {
     fn bool(&self, i: usize) -> Result<bool, sqlx::Error>;
     /// A timestamp column.
     fn ts(&self, i: usize) -> Result<DateTime<Utc>, sqlx::Error>;
+    /// A nullable timestamp column.
+    fn opt_ts(&self, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error>;
 }
 
 macro_rules! impl_db_row {
@@ -263,6 +266,9 @@ macro_rules! impl_db_row {
                 self.$get(i)
             }
             fn ts(&self, i: usize) -> Result<DateTime<Utc>, sqlx::Error> {
+                self.$get(i)
+            }
+            fn opt_ts(&self, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
                 self.$get(i)
             }
         }
@@ -384,6 +390,8 @@ pub struct Session {
     db: Db,
     log: Arc<StatementLog>,
     exec: Exec,
+    /// Whose rows the loads may read (see [`crate::entities::Visibility`]).
+    viewer: Viewer,
 }
 
 /// Locks the session's transaction, beginning a pending read snapshot.
@@ -416,13 +424,29 @@ async fn rollback(tx: &mut Tx) {
 }
 
 impl Session {
-    /// Binds `db` to `log`.
+    /// Binds `db` to `log`, for an anonymous viewer (see [`Session::as_viewer`]).
     pub fn new(db: Db, log: Arc<StatementLog>) -> Self {
         Session {
             db,
             log,
             exec: Exec::Pool,
+            // Until requests carry a signed-in viewer, every session reads what an operator
+            // does.
+            viewer: Viewer::OPERATOR,
         }
+    }
+
+    /// The same session (connection, transaction, log), loading what `viewer` may see.
+    pub fn as_viewer(&self, viewer: Viewer) -> Session {
+        Session {
+            viewer,
+            ..self.clone()
+        }
+    }
+
+    /// Whose rows the loads of this session may read.
+    pub fn viewer(&self) -> Viewer {
+        self.viewer
     }
 
     /// Opens a write transaction on one connection; the returned session runs every statement
@@ -440,6 +464,7 @@ impl Session {
             db: self.db.clone(),
             log: self.log.clone(),
             exec: Exec::Tx(Arc::new(tokio::sync::Mutex::new(tx))),
+            viewer: self.viewer,
         })
     }
 
@@ -473,6 +498,7 @@ impl Session {
             db: self.db.clone(),
             log: self.log.clone(),
             exec: Exec::Tx(Arc::new(tokio::sync::Mutex::new(Tx::PendingRead))),
+            viewer: self.viewer,
         }
     }
 
@@ -510,9 +536,10 @@ impl Session {
         }
     }
 
-    /// A session with its own unlimited log, for commands and background work.
+    /// A session with its own unlimited log, for commands and background work: it sees
+    /// every row ([`Viewer::OPERATOR`]).
     pub fn unmetered(db: Db) -> Self {
-        Session::new(db, Arc::new(StatementLog::new(None)))
+        Session::new(db, Arc::new(StatementLog::new(None))).as_viewer(Viewer::OPERATOR)
     }
 
     /// The backend, which decides the dialect.

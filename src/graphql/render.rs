@@ -48,8 +48,10 @@ pub struct Compiled {
 /// What a compiled field writes. Relationships carry their compiled sub-selection.
 enum What {
     Typename(&'static str),
-    /// Column `.0` of the row, of kind `.1`.
-    Column(usize, Kind),
+    /// Column `.0` of the row, a key (written as an `ID` string).
+    Id(usize),
+    /// Column `.0` of the row, any other kind (its value says how it is written).
+    Column(usize),
     /// To-one relationship number `.0`.
     One(u8, Vec<Compiled>),
     /// To-many relationship number `.0` with its arguments.
@@ -70,7 +72,10 @@ fn compile(entity: Entity, field: &SelectionField<'_>) -> Result<Vec<Compiled>, 
         let what = if name == "__typename" {
             What::Typename(desc.name)
         } else if let Some(at) = entity.column(name) {
-            What::Column(at, desc.columns[at].kind)
+            match desc.columns[at].kind {
+                Kind::Id => What::Id(at),
+                _ => What::Column(at),
+            }
         } else if let Some(rel) = entity.relation(name) {
             let sub = compile(rel.target(), &child)?;
             if rel.desc().is_many() {
@@ -134,20 +139,19 @@ fn status_name(s: OrderStatus) -> &'static [u8] {
     }
 }
 
-/// Writes one column value, as its GraphQL type is serialised.
-fn value(out: &mut Vec<u8>, v: &Val, kind: Kind) -> Step {
-    match (v, kind) {
-        (Val::Int(id), Kind::Id) => json::push_id(out, *id),
-        (Val::Int(n), _) => json::push_i64(out, *n),
-        (Val::Text(s), _) => json::push_str(out, s),
-        (Val::OptText(Some(s)), _) => json::push_str(out, s),
-        (Val::OptText(None), _) => out.extend_from_slice(b"null"),
-        (Val::Bool(b), _) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+/// Writes one column value, as its GraphQL type is serialised (keys are [`What::Id`]).
+#[inline]
+fn value(out: &mut Vec<u8>, v: &Val) -> Step {
+    match v {
+        Val::Int(n) => json::push_i64(out, *n),
+        Val::Text(s) => json::push_str(out, s),
+        Val::Null => out.extend_from_slice(b"null"),
+        Val::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         // The same text as the `DateTime` scalar.
-        (Val::Time(t), _) => json::push_str(out, &t.to_rfc3339()),
-        (Val::Money(d), _) => json::push_decimal(out, d),
-        (Val::Status(s), _) => out.extend_from_slice(status_name(*s)),
-        (Val::Absent, _) => return Err(Stop::Missing),
+        Val::Time(t) => json::push_str(out, &t.to_rfc3339()),
+        Val::Money(d) => json::push_decimal(out, d),
+        Val::Status(s) => out.extend_from_slice(status_name(*s)),
+        Val::Absent => return Err(Stop::Missing),
     }
     Ok(())
 }
@@ -179,7 +183,11 @@ impl Writer<'_> {
             out.buf.extend_from_slice(&c.key);
             match &c.what {
                 What::Typename(n) => json::push_str(&mut out.buf, n),
-                What::Column(at, kind) => value(&mut out.buf, &row.vals[*at], *kind)?,
+                What::Id(at) => match row.vals.get(*at) {
+                    Some(Val::Int(id)) => json::push_id(&mut out.buf, *id),
+                    _ => return Err(Stop::Missing),
+                },
+                What::Column(at) => value(&mut out.buf, row.vals.get(*at).unwrap_or(&Val::Absent))?,
                 What::One(rel, s) => {
                     self.object(self.one(o, *rel).ok_or(Stop::Missing)?, s, out)?
                 }
@@ -215,7 +223,7 @@ fn scalars_of(entity: Entity, sels: &[&[Compiled]]) -> Node {
         .iter()
         .flat_map(|sel| sel.iter())
         .filter_map(|c| match c.what {
-            What::Column(at, _) => cols[at].field.map(str::to_owned),
+            What::Id(at) | What::Column(at) => cols[at].field.map(str::to_owned),
             _ => None,
         })
         .collect();

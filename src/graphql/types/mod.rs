@@ -115,7 +115,9 @@ fn register_kind(kind: Kind, registry: &mut Registry) {
         Kind::Id => drop(<ID as OutputType>::create_type_info(registry)),
         Kind::Text | Kind::OptText => drop(<String as OutputType>::create_type_info(registry)),
         Kind::Bool => drop(<bool as OutputType>::create_type_info(registry)),
-        Kind::DateTime => drop(<DateTime as OutputType>::create_type_info(registry)),
+        Kind::DateTime | Kind::OptDateTime => {
+            drop(<DateTime as OutputType>::create_type_info(registry))
+        }
         Kind::Money => drop(<Decimal as OutputType>::create_type_info(registry)),
         Kind::Int => drop(<i32 as OutputType>::create_type_info(registry)),
         Kind::Status => drop(<OrderStatus as OutputType>::create_type_info(registry)),
