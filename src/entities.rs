@@ -339,6 +339,12 @@ pub static ORDER: EntityDesc = EntityDesc {
             Kind::DateTime,
             "When the order was placed.",
         ),
+        Column::field(
+            "status_changed_at",
+            "statusChangedAt",
+            Kind::OptDateTime,
+            "When the status last changed; null while the order is as it was placed.",
+        ),
     ],
     relations: &[
         Relation {

@@ -52,16 +52,25 @@ pub async fn lock_status(
     Ok(rows.first().and_then(|s| OrderStatus::from_db(s)))
 }
 
-/// Sets an order's status.
+/// Sets an order's status, and when it changed.
 pub async fn set_status(
     s: &super::Session,
     id: i64,
     status: OrderStatus,
 ) -> crate::error::AppResult<u64> {
     use super::session::Arg;
+    let sql = match s.backend() {
+        super::Backend::Postgres => {
+            "update orders set status = $2, status_changed_at = now() where id = $1"
+        }
+        super::Backend::Sqlite => {
+            "update orders set status = $2, \
+             status_changed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') where id = $1"
+        }
+    };
     s.execute(
         "orders.set_status",
-        "update orders set status = $2 where id = $1".to_owned(),
+        sql.to_owned(),
         vec![Arg::I64(id), Arg::Text(status.as_db().to_owned())],
     )
     .await

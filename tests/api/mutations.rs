@@ -308,6 +308,40 @@ async fn order_status_follows_the_state_machine_and_cancelling_returns_stock() {
     assert_eq!(missing.error_code(), "NOT_FOUND");
 }
 
+/// `Order.statusChangedAt`: null while the order is as placed, then the time of the last
+/// status change, as stored (so a later read gives the same value).
+#[tokio::test]
+async fn an_order_records_when_its_status_last_changed() {
+    let app = spawn_app().await;
+    app.seed(1, 0, 0, 2).await;
+    let r = app.gql_vars(CREATE_ORDER, order_input(1, &[(1, 1)])).await;
+    let id = r.data()["createOrder"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let read = format!(r#"{{ order(id: "{id}") {{ createdAt statusChangedAt }} }}"#);
+    let placed = app.gql(&read).await;
+    assert_eq!(
+        placed.data()["order"]["statusChangedAt"],
+        json!(null),
+        "{}",
+        placed.body
+    );
+    let shipped = app
+        .gql(&format!(
+            r#"mutation {{ updateOrderStatus(id: "{id}", status: SHIPPED) {{ statusChangedAt }} }}"#
+        ))
+        .await;
+    let changed = shipped.data()["updateOrderStatus"]["statusChangedAt"].clone();
+    let parse = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{v}: {e}"))
+    };
+    let later = app.gql(&read).await;
+    assert_eq!(later.data()["order"]["statusChangedAt"], changed);
+    assert!(parse(&changed) >= parse(&later.data()["order"]["createdAt"]));
+}
+
 #[tokio::test]
 async fn concurrent_transitions_of_one_order_cannot_both_win() {
     let app = spawn_app().await;
