@@ -538,6 +538,11 @@ impl Env {
             tokio::task::spawn_blocking(move || setup::seed(&seed_bin, &url, &size)).await??;
         self.seed_secs = elapsed.as_secs_f64();
         self.seed_report = report;
+        let token_bin = bin.to_owned();
+        let url = db.url.clone();
+        let token =
+            tokio::task::spawn_blocking(move || setup::admin_token(&token_bin, &url)).await?;
+        client::set_token(token);
         progress(&format!("{} ({:.1} s)", self.seed_report, self.seed_secs));
         let cfg = ServerConfig {
             pool_size: opts.pool_size,

@@ -4,11 +4,30 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
+use crate::auth::Keys;
 use crate::config::ServeConfig;
 use crate::db::seed::{self, SeedSpec};
 use crate::db::{Db, Session};
+use crate::password::Hasher;
 
 pub use crate::state::{AppState, BoxError};
+
+/// The password of the demo's sign-in accounts (`user1@example.com`, an administrator, and
+/// the customers `user2@example.com` and `user3@example.com`). Documented, so a newcomer can
+/// sign in; real accounts are made with `eagerql user create`.
+pub const DEMO_PASSWORD: &str = "eagerql-demo";
+
+/// Makes the demo's sign-in accounts (see [`DEMO_PASSWORD`]) on seeded data.
+pub async fn demo_accounts(session: &Session, hasher: &Hasher) -> Result<(), BoxError> {
+    let hash = hasher
+        .hash(DEMO_PASSWORD.to_owned())
+        .await
+        .map_err(|e| e.detail())?;
+    crate::db::auth::demo_accounts(session, &hash)
+        .await
+        .map_err(|e| e.detail())?;
+    Ok(())
+}
 
 /// A bound, ready-to-run server.
 pub struct App {
@@ -27,24 +46,34 @@ impl App {
         if config.migrate {
             db.migrate().await?;
         }
-        if config.demo_data {
-            let session = Session::unmetered(db.clone());
+        let keys = Keys::load(
+            &Session::unmetered(db.clone()),
+            config.auth.jwt_secret.as_deref(),
+            config.auth.tokens(),
+        )
+        .await
+        .map_err(|e| e.detail())?;
+        let demo = config.demo_data;
+        let bind = config.bind;
+        let state = AppState::new(db.clone(), config, keys)?;
+        if demo {
+            let session = Session::unmetered(db);
             if seed::is_empty(&session).await.map_err(|e| e.detail())? {
                 let report = seed::seed(&session, SeedSpec::DEMO, |_| {})
                     .await
                     .map_err(|e| e.detail())?;
+                demo_accounts(&session, &state.hasher).await?;
                 tracing::info!(
                     users = report.users,
                     orders = report.orders,
-                    "loaded demo data"
+                    admin = "user1@example.com",
+                    password = DEMO_PASSWORD,
+                    "loaded demo data; sign in with `login`"
                 );
             }
         }
-        let listener = TcpListener::bind(config.bind).await?;
-        Ok(App {
-            listener,
-            state: AppState::new(db, config)?,
-        })
+        let listener = TcpListener::bind(bind).await?;
+        Ok(App { listener, state })
     }
 
     /// The bound address.
@@ -61,9 +90,12 @@ impl App {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let db = self.state.db.clone();
         let router = crate::http::router(self.state);
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
         db.close().await;
         Ok(())
     }

@@ -6,10 +6,13 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::{App, BoxError};
-use crate::config::{DbConfig, ServeConfig};
+use crate::auth::Keys;
+use crate::config::{AuthConfig, DbConfig, ServeConfig};
 use crate::db::seed::{self, SeedSpec};
 use crate::db::{Db, Session};
-use crate::{graphql, telemetry};
+use crate::model::Role;
+use crate::password::Hasher;
+use crate::{graphql, telemetry, validate};
 
 /// A GraphQL server whose SQL statement count depends only on the shape of the query.
 #[derive(Debug, Parser)]
@@ -31,6 +34,12 @@ pub enum Command {
     Seed(SeedArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Print an access token for an account (for operators, scripts and benchmarks). It
+    /// carries the account's current role and lives `EAGERQL_ACCESS_TOKEN_TTL_SECS`.
+    Token(TokenArgs),
     /// Exit 0 when the server at ADDR answers `GET /readyz` with 200 (for container health
     /// checks, where no HTTP client is installed).
     Health {
@@ -38,6 +47,56 @@ pub enum Command {
         #[arg(long, env = "EAGERQL_BIND", default_value = "127.0.0.1:8000")]
         addr: std::net::SocketAddr,
     },
+}
+
+/// `eagerql user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is read from `EAGERQL_PASSWORD` or, when that is
+    /// unset, from the first line of standard input: never from an argument, which other
+    /// users of the machine could see.
+    Create(UserCreateArgs),
+}
+
+/// Arguments of `eagerql user create`.
+#[derive(Debug, Args)]
+pub struct UserCreateArgs {
+    /// Database and logging.
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// E-mail address (stored lower-case; the sign-in name).
+    #[arg(long)]
+    pub email: String,
+    /// User name.
+    #[arg(long)]
+    pub username: String,
+    /// Make the account an administrator (default: customer).
+    #[arg(long)]
+    pub admin: bool,
+}
+
+/// Arguments of `eagerql token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Database and logging.
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// Token signing and lifetimes.
+    #[command(flatten)]
+    pub auth: AuthConfig,
+    /// The account's id.
+    #[arg(long)]
+    pub user: i64,
+}
+
+/// The password for `user create`: `EAGERQL_PASSWORD`, or standard input's first line.
+fn read_password() -> Result<String, BoxError> {
+    if let Ok(p) = std::env::var("EAGERQL_PASSWORD") {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// Arguments of `eagerql seed`.
@@ -109,6 +168,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             let report = seed::seed(&session, spec, |n| bar.set_position(n))
                 .await
                 .map_err(|e| e.detail())?;
+            crate::app::demo_accounts(&session, &Hasher::start(1)?).await?;
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
             println!(
@@ -123,6 +183,51 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Schema => {
             print!("{}", graphql::sdl());
+        }
+        Command::User(UserCommand::Create(args)) => {
+            telemetry::init(&args.db.log, args.db.log_format);
+            let email = validate::email(&args.email)?;
+            let username = validate::username(&args.username)?;
+            let password = read_password()?;
+            validate::password(&password)?;
+            let pool = Db::connect(&args.db.database_url, &args.db.pool()).await?;
+            pool.migrate().await?;
+            let hasher = Hasher::start(1)?;
+            let hash = hasher.hash(password).await.map_err(|e| e.detail())?;
+            let role = if args.admin {
+                Role::Admin
+            } else {
+                Role::Customer
+            };
+            let session = Session::unmetered(pool.clone());
+            let id = crate::db::auth::insert_account(&session, &email, &username, &hash, role)
+                .await
+                .map_err(|e| e.message())?;
+            println!("created {} {email} (id {id})", role.as_db());
+            pool.close().await;
+        }
+        Command::Token(args) => {
+            telemetry::init(&args.db.log, args.db.log_format);
+            let pool = Db::connect(&args.db.database_url, &args.db.pool()).await?;
+            pool.migrate().await?;
+            let session = Session::unmetered(pool.clone());
+            let (role, active) = crate::db::auth::account(&session, args.user)
+                .await
+                .map_err(|e| e.detail())?
+                .ok_or_else(|| format!("there is no user {}", args.user))?;
+            if !active {
+                return Err(format!("user {} is inactive", args.user).into());
+            }
+            let keys = Keys::load(
+                &session,
+                args.auth.jwt_secret.as_deref(),
+                args.auth.tokens(),
+            )
+            .await
+            .map_err(|e| e.detail())?;
+            let (token, _) = keys.issue(args.user, role).map_err(|e| e.detail())?;
+            println!("{token}");
+            pool.close().await;
         }
         Command::Health { addr } => {
             let status = ready_status(addr).await?;

@@ -199,6 +199,50 @@ pub struct ServeConfig {
     /// Seconds before a request is cut off with 503.
     #[arg(long, env = "EAGERQL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+
+    /// Failed logins one account may have per `EAGERQL_LOGIN_WINDOW_SECS` before further
+    /// attempts get RATE_LIMITED.
+    #[arg(long, env = "EAGERQL_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 5)]
+    pub login_failures_per_account: u32,
+
+    /// Failed logins one client address may have per window.
+    #[arg(long, env = "EAGERQL_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 20)]
+    pub login_failures_per_address: u32,
+
+    /// The window, in seconds, over which failed logins are counted.
+    #[arg(long, env = "EAGERQL_LOGIN_WINDOW_SECS", default_value_t = 300)]
+    pub login_window_secs: u64,
+
+    /// Tokens.
+    #[command(flatten)]
+    pub auth: AuthConfig,
+}
+
+/// How tokens are signed and how long they live (shared by `serve` and `token`).
+#[derive(Clone, Debug, Args)]
+pub struct AuthConfig {
+    /// Secret that signs access tokens (HS256). Unset: a secret is generated on first start
+    /// and kept in the database, so every instance on it accepts the same tokens.
+    #[arg(long, env = "EAGERQL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Seconds an access token is valid. It stays valid until then, even after logout.
+    #[arg(long, env = "EAGERQL_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+
+    /// Seconds a refresh token is valid (each refresh issues a new one).
+    #[arg(long, env = "EAGERQL_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_ttl_secs: u64,
+}
+
+impl AuthConfig {
+    /// The token lifetimes.
+    pub fn tokens(&self) -> crate::auth::TokenConfig {
+        crate::auth::TokenConfig {
+            access_ttl: Duration::from_secs(self.access_token_ttl_secs.max(1)),
+            refresh_ttl: Duration::from_secs(self.refresh_token_ttl_secs.max(1)),
+        }
+    }
 }
 
 /// How relationships are loaded (`EAGERQL_PLAN`).
@@ -268,5 +312,14 @@ impl ServeConfig {
     /// The request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// The failed-login limiter these settings describe.
+    pub fn login_limiter(&self) -> crate::auth::LoginLimiter {
+        crate::auth::LoginLimiter::new(
+            self.login_failures_per_account.max(1),
+            self.login_failures_per_address.max(1),
+            Duration::from_secs(self.login_window_secs.max(1)),
+        )
     }
 }

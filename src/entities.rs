@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::model::OrderStatus;
+use crate::model::{OrderStatus, Role};
 
 /// The object types backed by tables.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,6 +94,8 @@ pub enum Kind {
     Int,
     /// An order status, stored lowercase: `OrderStatus!`.
     Status,
+    /// An account's role, stored lowercase: `Role!`.
+    Role,
 }
 
 impl Kind {
@@ -109,6 +111,7 @@ impl Kind {
             Kind::Money => "Decimal!",
             Kind::Int => "Int!",
             Kind::Status => "OrderStatus!",
+            Kind::Role => "Role!",
         }
     }
 }
@@ -298,6 +301,12 @@ pub static USER: EntityDesc = EntityDesc {
             "When the account last changed.",
         ),
         Column::field("bio", "bio", Kind::OptText, "Free-text profile, if any."),
+        Column::field(
+            "role",
+            "role",
+            Kind::Role,
+            "What the account may do: `CUSTOMER` (its own orders) or `ADMIN` (everything).",
+        ),
     ],
     relations: &[Relation {
         field: "orders",
@@ -508,6 +517,8 @@ pub enum Val {
     Money(Decimal),
     /// [`Kind::Status`].
     Status(OrderStatus),
+    /// [`Kind::Role`].
+    Role(Role),
 }
 
 /// A loaded row of an entity: one value per column of its description, in that order.

@@ -23,6 +23,18 @@ pub enum AppError {
     },
     /// The request would exceed a configured limit (`LIMIT_EXCEEDED`).
     LimitExceeded(String),
+    /// No valid credentials: no token where one is needed, or a failed login
+    /// (`UNAUTHENTICATED`).
+    Unauthenticated(String),
+    /// The viewer's role may not do this (`FORBIDDEN`).
+    Forbidden(String),
+    /// Too many failed attempts; retry after this many seconds (`RATE_LIMITED`).
+    RateLimited {
+        /// What was limited.
+        message: String,
+        /// Seconds until the next attempt may succeed.
+        retry_after: u64,
+    },
     /// Strict mode: a relationship was read that no plan or loader prepared (`UNPLANNED_LOAD`).
     Unplanned(String),
     /// The database is unreachable or the pool is exhausted (`SERVICE_UNAVAILABLE`).
@@ -42,6 +54,9 @@ impl AppError {
             AppError::Conflict { .. } => "CONFLICT",
             AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
             AppError::Unplanned(_) => "UNPLANNED_LOAD",
+            AppError::Unauthenticated(_) => "UNAUTHENTICATED",
+            AppError::Forbidden(_) => "FORBIDDEN",
+            AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Unavailable(_) | AppError::Busy(_) => "SERVICE_UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL",
         }
@@ -54,6 +69,9 @@ impl AppError {
             | AppError::NotFound(m)
             | AppError::LimitExceeded(m)
             | AppError::Unplanned(m)
+            | AppError::Unauthenticated(m)
+            | AppError::Forbidden(m)
+            | AppError::RateLimited { message: m, .. }
             | AppError::Busy(m) => m.clone(),
             AppError::Conflict { field } => format!("{field} is already taken"),
             AppError::Unavailable(_) => "the database is unavailable, try again later".to_owned(),
@@ -79,6 +97,15 @@ impl AppError {
             AppError::Conflict { field } => AppError::Conflict { field },
             AppError::LimitExceeded(m) => AppError::LimitExceeded(m.clone()),
             AppError::Unplanned(m) => AppError::Unplanned(m.clone()),
+            AppError::Unauthenticated(m) => AppError::Unauthenticated(m.clone()),
+            AppError::Forbidden(m) => AppError::Forbidden(m.clone()),
+            AppError::RateLimited {
+                message,
+                retry_after,
+            } => AppError::RateLimited {
+                message: message.clone(),
+                retry_after: *retry_after,
+            },
             AppError::Unavailable(_) | AppError::Busy(_) => AppError::Busy(self.message()),
             AppError::Internal(_) => AppError::internal(self.detail()),
         }
@@ -171,10 +198,17 @@ impl From<AppError> for async_graphql::Error {
             AppError::Conflict { field } => Some(*field),
             _ => None,
         };
+        let retry_after = match &err {
+            AppError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         async_graphql::Error::new(err.message()).extend_with(|_, e| {
             e.set("code", code);
             if let Some(field) = extra {
                 e.set("field", field);
+            }
+            if let Some(secs) = retry_after {
+                e.set("retryAfter", secs);
             }
         })
     }

@@ -7,6 +7,7 @@
 //! and no `data` under the former, refuses mutations over GET with 405 and `Allow: POST`, and
 //! answers unsupported media types with 415 / 406.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use async_graphql::Request;
 use async_graphql::parser::types::OperationType;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::get;
@@ -32,6 +33,7 @@ use crate::graphql::lazy::{LazyLoader, RequestLoader};
 use crate::graphql::operation::{self, Prepared, Refused};
 use crate::graphql::{OutputBudget, RequestContext};
 use crate::json;
+use crate::model::Viewer;
 use crate::persisted::ApqError;
 use crate::state::AppState;
 
@@ -213,6 +215,56 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse
     resp
 }
 
+/// The client's address, when the server was started with connection info (it is: tests that
+/// call the router directly have none).
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// The viewer an `Authorization: Bearer` header names: anonymous without one. `Err` (the
+/// client's message) for a malformed, wrongly signed or expired token, which is never
+/// answered as anonymous: see [`unauthorized`].
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Viewer, &'static str> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Viewer::Anonymous);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    let token = match text.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => return Err("the Authorization header must be `Bearer <access token>`"),
+    };
+    state.keys.verify(token).map_err(|e| {
+        tracing::debug!(error = %e, "refused an access token");
+        "the access token is invalid or expired"
+    })
+}
+
+/// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750) and UNAUTHENTICATED.
+fn unauthorized(message: &str) -> HttpResponse {
+    let mut resp = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message);
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    resp.headers_mut()
+        .insert(COUNT_HEADER, HeaderValue::from_static("0"));
+    resp
+}
+
 fn bad_request(message: &str) -> HttpResponse {
     error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
 }
@@ -268,6 +320,7 @@ fn params_from_json(body: Json) -> Result<Params, String> {
 
 async fn graphql_post(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResponse {
@@ -303,13 +356,14 @@ async fn graphql_post(
         Err(_) => return bad_request("the request body is not valid JSON"),
     };
     match params_from_json(json) {
-        Ok(params) => execute(state, headers, media, params, Method::Post).await,
+        Ok(params) => execute(state, client, headers, media, params, Method::Post).await,
         Err(message) => bad_request(&message),
     }
 }
 
 async fn graphql_get(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> HttpResponse {
@@ -343,7 +397,7 @@ async fn graphql_get(
         Ok(p) => p,
         Err(message) => return bad_request(&message),
     };
-    execute(state, headers, media, params, Method::Get).await
+    execute(state, client, headers, media, params, Method::Get).await
 }
 
 /// The HTTP method a GraphQL request came with.
@@ -355,12 +409,17 @@ enum Method {
 
 async fn execute(
     state: AppState,
+    client: ClientAddr,
     headers: HeaderMap,
     media: Media,
     params: Params,
     method: Method,
 ) -> HttpResponse {
     let started = Instant::now();
+    let viewer = match authenticate(&state, &headers) {
+        Ok(viewer) => viewer,
+        Err(message) => return unauthorized(message),
+    };
     let wants_sql = headers
         .get(DEBUG_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -408,7 +467,20 @@ async fn execute(
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
                 return resp;
             }
-            match run(&state, &log, prepared, query.to_string(), params.extensions).await {
+            let who = Who {
+                viewer,
+                client: client.0,
+            };
+            match run(
+                &state,
+                &log,
+                who,
+                prepared,
+                query.to_string(),
+                params.extensions,
+            )
+            .await
+            {
                 Ok(response) => response,
                 Err(errors) => {
                     refused_status = Some(StatusCode::SERVICE_UNAVAILABLE);
@@ -445,17 +517,38 @@ async fn execute(
     };
     tracing::info!(
         status = status.as_u16(),
+        viewer = viewer.user_id(),
         statements,
         db_us = log.total_duration().as_micros() as u64,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         errors = response.errors.len(),
         "graphql request"
     );
+    let retry_after = response.errors.iter().find_map(|e| {
+        let ext = e.extensions.as_ref()?;
+        match (ext.get("code"), ext.get("retryAfter")) {
+            (Some(async_graphql::Value::String(code)), Some(async_graphql::Value::Number(n)))
+                if code == "RATE_LIMITED" =>
+            {
+                n.as_u64()
+            }
+            _ => None,
+        }
+    });
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, media.content_type());
     h.insert(COUNT_HEADER, HeaderValue::from(statements));
+    if let Some(secs) = retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     resp
+}
+
+/// Who sent a request.
+struct Who {
+    viewer: Viewer,
+    client: Option<IpAddr>,
 }
 
 /// The request's document: its `query`, or, for an automatic persisted query
@@ -485,13 +578,15 @@ fn document(state: &AppState, params: &Params) -> Result<Arc<str>, ApqError> {
 async fn run(
     state: &AppState,
     log: &Arc<StatementLog>,
+    who: Who,
     prepared: Prepared,
     query: String,
     extensions: Option<Map<String, Json>>,
 ) -> Result<async_graphql::Response, Vec<async_graphql::ServerError>> {
     // One session per request. A query reads one snapshot on one connection; a mutation's
     // fields each run their own write transaction.
-    let base = Session::new(state.db.clone(), log.clone());
+    // Every load of the request reads only what its viewer may see.
+    let base = Session::new(state.db.clone(), log.clone()).as_viewer(who.viewer);
     let session = if prepared.ty == OperationType::Query && state.config.read_snapshot {
         base.begin_read()
     } else {
@@ -515,6 +610,10 @@ async fn run(
         strict: state.config.strict,
         eager: state.config.plan == PlanMode::Eager,
         hasher: state.hasher.clone(),
+        viewer: who.viewer,
+        client: who.client,
+        keys: state.keys.clone(),
+        limiter: state.limiter.clone(),
         // A mutation's result is never refused after its write committed: it is bounded by
         // the row budget instead, which is checked inside the transaction (and rolls it back).
         output: Arc::new(OutputBudget::new(

@@ -16,6 +16,7 @@
 //! at a time, through `graphql::lazy`'s DataLoader.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::{Keys, LoginLimiter};
 use crate::config::ServeConfig;
 use crate::db::{Db, StatementHook};
 use crate::graphql::operation::Preparer;
@@ -21,6 +22,10 @@ pub struct AppState {
     pub preparer: Arc<Preparer>,
     /// The password hashing workers (bounded threads and memory).
     pub hasher: Hasher,
+    /// Signs and checks access tokens.
+    pub keys: Arc<Keys>,
+    /// Failed logins per account and address.
+    pub limiter: Arc<LoginLimiter>,
     /// Automatic persisted queries: documents by SHA-256, bounded.
     pub persisted: Arc<crate::persisted::Store>,
     /// The connection pool.
@@ -33,14 +38,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state for an already opened pool.
-    pub fn new(db: Db, config: ServeConfig) -> Result<Self, BoxError> {
+    /// Builds the state for an already opened (and migrated) pool, with its token keys.
+    pub fn new(db: Db, config: ServeConfig, keys: Keys) -> Result<Self, BoxError> {
         let schema = build_schema(config.schema_limits());
         let preparer = Preparer::new(&schema.sdl(), config.document_limits())?;
         Ok(AppState {
             schema,
             preparer: Arc::new(preparer),
             hasher: Hasher::start_default()?,
+            keys: Arc::new(keys),
+            limiter: Arc::new(config.login_limiter()),
             persisted: Arc::new(crate::persisted::Store::new(
                 config.persisted_queries,
                 config.persisted_queries.saturating_mul(16 << 10),

@@ -19,6 +19,15 @@ use super::Res;
 pub const COUNT_HEADER: &str = "x-eagerql-sql-statements";
 /// The request header asking for the executed SQL in `extensions.sql`.
 pub const DEBUG_HEADER: &str = "x-eagerql-debug";
+/// The `Authorization` header every request carries (the reads run as an administrator).
+static AUTHORIZATION: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
+
+/// Sends `Authorization: Bearer <token>` with every request from now on (`None`: anonymous).
+pub fn set_token(token: Option<String>) {
+    let mut slot = AUTHORIZATION.write().unwrap_or_else(|e| e.into_inner());
+    *slot = token.map(|t| format!("Bearer {t}"));
+}
+
 /// Longest a single request may take before it counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -83,6 +92,13 @@ impl Conn {
         }
         if debug_sql {
             req = req.header(DEBUG_HEADER, "sql");
+        }
+        if let Some(auth) = AUTHORIZATION
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_deref()
+        {
+            req = req.header(header::AUTHORIZATION, auth);
         }
         let req = req.body(Full::new(body))?;
         let fut = async {

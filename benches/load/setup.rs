@@ -254,6 +254,21 @@ pub fn seed(bin: &Path, url: &str, size: &SeedSize) -> Res<(String, Duration)> {
     Ok((stdout, elapsed))
 }
 
+/// An administrator's access token for the seeded database (its user 1, the demo
+/// administrator), from `eagerql token`; `None` for a server without accounts.
+pub fn admin_token(bin: &Path, url: &str) -> Option<String> {
+    let out = Command::new(bin)
+        .args(["token", "--user", "1"])
+        .env("DATABASE_URL", url)
+        .env("EAGERQL_LOG", "warn")
+        .env("EAGERQL_ACCESS_TOKEN_TTL_SECS", "86400")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !token.is_empty()).then_some(token)
+}
+
 /// Settings of the server under test.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {

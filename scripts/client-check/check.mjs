@@ -1,5 +1,7 @@
-// Real clients against a running eagerql server: Apollo Client with its persisted-query link,
-// over POST and over GET. Usage: node check.mjs [URL]   (default http://127.0.0.1:8000/graphql)
+// Real clients against a running eagerql server (with its demo data): Apollo Client signs in
+// with `login` as the demo administrator, sends the access token as a Bearer header, and uses
+// its persisted-query link over POST and over GET.
+// Usage: node check.mjs [URL]   (default http://127.0.0.1:8000/graphql)
 // Exits 0 when every check passes.
 import { ApolloClient, InMemoryCache, HttpLink, gql } from '@apollo/client/core/index.js';
 import { createPersistedQueryLink } from '@apollo/client/link/persisted-queries/index.js';
@@ -19,7 +21,18 @@ async function check(name, fn) {
   }
 }
 
-function client(useGET) {
+// Signs in as the demo administrator (see the README).
+async function signIn() {
+  const { apollo } = client(false, null);
+  const result = await apollo.mutate({
+    mutation: gql`mutation SignIn($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken user { role } } }`,
+    variables: { e: 'user1@example.com', p: 'eagerql-demo' },
+  });
+  assert.equal(result.data.login.user.role, 'ADMIN');
+  return result.data.login.accessToken;
+}
+
+function client(useGET, token) {
   const seen = [];
   const recording = async (uri, options) => {
     const response = await fetch(uri, options);
@@ -29,7 +42,11 @@ function client(useGET) {
   const link = createPersistedQueryLink({
     sha256: (q) => createHash('sha256').update(q).digest('hex'),
     useGETForHashedQueries: useGET,
-  }).concat(new HttpLink({ uri: url, fetch: recording }));
+  }).concat(new HttpLink({
+    uri: url,
+    fetch: recording,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  }));
   return { apollo: new ApolloClient({ link, cache: new InMemoryCache() }), seen };
 }
 
@@ -41,10 +58,26 @@ const QUERY = gql`
   }
 `;
 
+let token = null;
+await check('Apollo Client signs in with login', async () => {
+  token = await signIn();
+  assert.ok(token.split('.').length === 3, 'a JWT');
+});
+
+await check('anonymous clients may not list users (UNAUTHENTICATED)', async () => {
+  const { apollo } = client(false, null);
+  try {
+    await apollo.query({ query: gql`query Anon_${tag} { users(first: 1) { id } }`, fetchPolicy: 'network-only' });
+    assert.fail('expected an error');
+  } catch (e) {
+    assert.equal((e.graphQLErrors ?? [])[0]?.extensions?.code, 'UNAUTHENTICATED', JSON.stringify(e));
+  }
+});
+
 for (const useGET of [false, true]) {
   const mode = useGET ? 'GET' : 'POST';
   await check(`Apollo Client persisted queries over ${mode}`, async () => {
-    const { apollo, seen } = client(useGET);
+    const { apollo, seen } = client(useGET, token);
     const doc = useGET ? gql`query UsersGet_${tag} { users(first: 3) { id username } }` : QUERY;
     const first = await apollo.query({ query: doc, fetchPolicy: 'network-only' });
     assert.equal(first.data.users.length, 3);
@@ -63,7 +96,7 @@ for (const useGET of [false, true]) {
 }
 
 await check('Apollo Client reads errors with extensions.code', async () => {
-  const { apollo } = client(false);
+  const { apollo } = client(false, token);
   try {
     await apollo.query({ query: gql`query Bad_${tag} { users(first: -1) { id } }`, fetchPolicy: 'network-only' });
     assert.fail('expected an error');

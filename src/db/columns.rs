@@ -5,7 +5,7 @@ use super::Backend;
 use super::money::from_cents;
 use super::session::DbRow;
 use crate::entities::{Column, Entity, Kind, Row, Val};
-use crate::model::OrderStatus;
+use crate::model::{OrderStatus, Role};
 
 /// The select-list expression reading `col` of the table aliased `alias`: money as integer
 /// cents (`numeric(10,2) * 100` on PostgreSQL; SQLite stores cents), 32-bit integers widened.
@@ -57,6 +57,15 @@ fn read(col: &Column, r: &dyn DbRow, p: usize) -> Result<Val, sqlx::Error> {
         Kind::DateTime => Val::Time(r.ts(p)?),
         Kind::OptDateTime => r.opt_ts(p)?.map_or(Val::Null, Val::Time),
         Kind::Money => Val::Money(from_cents(r.i64(p)?)),
+        Kind::Role => {
+            let role = r.text(p)?;
+            Val::Role(
+                Role::from_db(&role).ok_or_else(|| sqlx::Error::ColumnDecode {
+                    index: col.name.into(),
+                    source: format!("unknown role {role:?}").into(),
+                })?,
+            )
+        }
         Kind::Status => {
             let status = r.text(p)?;
             Val::Status(

@@ -6,6 +6,7 @@
 //! [`session`] is the one wrapper every statement passes through, so that each is counted.
 
 pub mod analytics;
+pub mod auth;
 pub mod columns;
 pub mod load;
 pub mod money;

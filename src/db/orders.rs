@@ -30,26 +30,28 @@ pub async fn insert(
         .ok_or_else(|| crate::error::AppError::internal("insert returned no id"))
 }
 
-/// An order's status, row-locked on PostgreSQL until the transaction ends, so that two
-/// concurrent transitions of one order cannot both win. `None`: no such order.
+/// An order's status and owner, row-locked on PostgreSQL until the transaction ends, so that
+/// two concurrent transitions of one order cannot both win. `None`: no such order.
 pub async fn lock_status(
     s: &super::Session,
     id: i64,
-) -> crate::error::AppResult<Option<OrderStatus>> {
+) -> crate::error::AppResult<Option<(OrderStatus, i64)>> {
     use super::session::Arg;
     let sql = match s.backend() {
-        super::Backend::Postgres => "select status from orders where id = $1 for update",
-        super::Backend::Sqlite => "select status from orders where id = $1",
+        super::Backend::Postgres => "select status, user_id from orders where id = $1 for update",
+        super::Backend::Sqlite => "select status, user_id from orders where id = $1",
     };
     let rows = s
         .fetch(
             "orders.lock_status",
             sql.to_owned(),
             vec![Arg::I64(id)],
-            |r| r.text(0),
+            |r| Ok((r.text(0)?, r.i64(1)?)),
         )
         .await?;
-    Ok(rows.first().and_then(|s| OrderStatus::from_db(s)))
+    Ok(rows
+        .first()
+        .and_then(|(s, user)| OrderStatus::from_db(s).map(|s| (s, *user))))
 }
 
 /// Sets an order's status, and when it changed.

@@ -430,9 +430,7 @@ impl Session {
             db,
             log,
             exec: Exec::Pool,
-            // Until requests carry a signed-in viewer, every session reads what an operator
-            // does.
-            viewer: Viewer::OPERATOR,
+            viewer: Viewer::Anonymous,
         }
     }
 

@@ -67,8 +67,38 @@ pub struct RequestContext {
     pub eager: bool,
     /// The password hashing workers.
     pub hasher: crate::password::Hasher,
+    /// Who sends the request (from its access token alone).
+    pub viewer: crate::model::Viewer,
+    /// The client's address, when known (failed logins are limited per address).
+    pub client: Option<std::net::IpAddr>,
+    /// Signs access tokens (login, refresh).
+    pub keys: std::sync::Arc<crate::auth::Keys>,
+    /// Failed logins per account and address.
+    pub limiter: std::sync::Arc<crate::auth::LoginLimiter>,
     /// The response bytes the renderer may still write for this request.
     pub output: std::sync::Arc<OutputBudget>,
+}
+
+impl RequestContext {
+    /// The signed-in viewer's user id; `UNAUTHENTICATED` for an anonymous request.
+    pub fn require_user(&self) -> Result<i64, AppError> {
+        self.viewer.user_id().ok_or_else(|| {
+            AppError::Unauthenticated(
+                "sign in first: send `Authorization: Bearer <access token>` (see `login`)"
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// Passes for an administrator; `UNAUTHENTICATED` when anonymous, `FORBIDDEN` otherwise.
+    pub fn require_admin(&self, what: &str) -> Result<(), AppError> {
+        self.require_user()?;
+        if self.viewer.is_admin() {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!("{what} is for administrators")))
+        }
+    }
 }
 
 /// The bytes a request's response may still take (see `EAGERQL_MAX_RESPONSE_BYTES`).

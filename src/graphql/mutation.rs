@@ -7,17 +7,19 @@ use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 
 use super::preload;
 use super::render::Rendered;
-use super::scalars::Decimal;
+use super::scalars::{DateTime, Decimal};
 use super::types::first;
 use super::types::{Order, User};
 use super::{RequestContext, parse_id};
+use crate::auth::{self, Issued};
+use crate::db::auth as accounts;
 use crate::db::load::RootQuery;
 use crate::db::money::MAX_CENTS;
 use crate::db::products::ProductUpsert;
 use crate::db::{Session, order_items, orders, products, users};
 use crate::entities::Entity;
 use crate::error::{AppError, AppResult};
-use crate::model::OrderStatus;
+use crate::model::{OrderStatus, Role, Viewer};
 use crate::validate;
 
 /// Most products one `importProducts` call accepts.
@@ -50,8 +52,9 @@ pub struct OrderItemInput {
 /// A new order.
 #[derive(InputObject)]
 pub struct CreateOrderInput {
-    /// The ordering user; must be active.
-    user_id: ID,
+    /// The ordering user; must be active. Omitted: the signed-in viewer. A customer may
+    /// order only for themselves.
+    user_id: Option<ID>,
     /// The lines: at least one, each product at most once. Prices come from the catalogue.
     items: Vec<OrderItemInput>,
 }
@@ -67,6 +70,21 @@ pub struct ProductInput {
     price: Decimal,
     /// Units in stock (replaces the current stock on update).
     stock_quantity: i32,
+}
+
+/// A signed-in session: an access token for requests and a refresh token to renew it.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// Send it as `Authorization: Bearer <accessToken>`, valid until `expiresAt` (even
+    /// after logout).
+    access_token: String,
+    /// When the access token expires.
+    expires_at: DateTime,
+    /// Exchange it with `refreshToken` for a new pair before the access token expires (each
+    /// refresh token works once).
+    refresh_token: String,
+    /// The signed-in account.
+    user: User,
 }
 
 /// What an import did.
@@ -107,6 +125,35 @@ async fn load_order(ctx: &Context<'_>, tx: &Session, id: i64) -> AppResult<Order
     first(objs).ok_or_else(|| AppError::NotFound(format!("order {id} does not exist")))
 }
 
+/// The payload of a login or refresh: the account is loaded as the viewer it signed in as
+/// (the request itself was anonymous).
+async fn auth_payload(
+    ctx: &Context<'_>,
+    rc: &RequestContext,
+    issued: Issued,
+) -> AppResult<AuthPayload> {
+    let viewer = Viewer::User {
+        id: issued.user_id,
+        role: issued.role,
+    };
+    let session = rc.session.as_viewer(viewer);
+    let objs = preload::load_child_in(
+        ctx,
+        &session,
+        "user",
+        Entity::User,
+        RootQuery::ById(issued.user_id),
+    )
+    .await?;
+    let user = first(objs).ok_or_else(|| AppError::internal("the signed-in account vanished"))?;
+    Ok(AuthPayload {
+        access_token: issued.access_token,
+        expires_at: DateTime(issued.expires_at),
+        refresh_token: issued.refresh_token,
+        user,
+    })
+}
+
 /// Loads the user a mutation wrote, with the client's selection, inside its transaction.
 async fn load_user(ctx: &Context<'_>, tx: &Session, id: i64) -> AppResult<User> {
     let objs = preload::load_root_in(ctx, tx, Entity::User, RootQuery::ById(id)).await?;
@@ -136,20 +183,97 @@ impl Mutation {
         let hash = rc.hasher.hash(input.password).await?;
         let user = unit_of_work(&rc.session, async |tx: &Session| {
             let id = users::insert(tx, &email, &username, &hash, bio.as_deref()).await?;
-            load_user(ctx, tx, id).await
+            // Whoever signs up sees their new account (an administrator sees it anyway).
+            let reader = if rc.viewer.is_admin() {
+                tx.clone()
+            } else {
+                tx.as_viewer(Viewer::User {
+                    id,
+                    role: Role::Customer,
+                })
+            };
+            load_user(ctx, &reader, id).await
         })
         .await?;
         Ok(Rendered(user))
     }
 
-    /// Marks a user inactive: they keep their orders but cannot place new ones.
+    /// Signs in, giving an access token and a refresh token. A wrong password and an
+    /// unknown e-mail address give the same `UNAUTHENTICATED` error, in the same time, and
+    /// inactive accounts cannot sign in. Failed attempts are limited per account and per
+    /// client address (`RATE_LIMITED`, with `Retry-After`).
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+    ) -> Result<AuthPayload> {
+        let rc = request(ctx)?;
+        let email = email.trim().to_lowercase();
+        if let Err(wait) = rc.limiter.check(&email, rc.client) {
+            return Err(AppError::RateLimited {
+                message: "too many failed logins; try again later".to_owned(),
+                retry_after: wait.as_secs().max(1),
+            }
+            .into());
+        }
+        let found = accounts::credentials(&rc.session, &email).await?;
+        // An unknown address is checked against an unusable hash, in the same time.
+        let phc = found
+            .as_ref()
+            .map_or_else(|| "!".to_owned(), |c| c.password_hash.clone());
+        let matches = rc.hasher.verify(password, phc).await?;
+        let account = match found {
+            Some(c) if matches && c.is_active => c,
+            _ => {
+                rc.limiter.failed(&email, rc.client);
+                return Err(AppError::Unauthenticated(
+                    "wrong e-mail address or password".to_owned(),
+                )
+                .into());
+            }
+        };
+        rc.limiter.succeeded(&email);
+        let issued = unit_of_work(&rc.session, async |tx: &Session| {
+            auth::start_session(tx, &rc.keys, account.user_id, account.role).await
+        })
+        .await?;
+        Ok(auth_payload(ctx, rc, issued).await?)
+    }
+
+    /// Exchanges a refresh token for a new access token and refresh token. Each refresh
+    /// token works once, and using one again revokes every token of its login.
+    async fn refresh_token(&self, ctx: &Context<'_>, token: String) -> Result<AuthPayload> {
+        let rc = request(ctx)?;
+        let outcome = unit_of_work(&rc.session, async |tx: &Session| {
+            auth::rotate(tx, &rc.keys, &token).await
+        })
+        .await?;
+        Ok(auth_payload(ctx, rc, outcome?).await?)
+    }
+
+    /// Revokes a refresh token (its access tokens stay valid until they expire); `false`
+    /// when the token was unknown or already revoked.
+    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
+        let rc = request(ctx)?;
+        let hash = auth::token_hash(&refresh_token);
+        Ok(unit_of_work(&rc.session, async |tx: &Session| {
+            accounts::revoke_token(tx, &hash).await
+        })
+        .await?)
+    }
+
+    /// Marks a user inactive (administrators only): they keep their orders but cannot sign
+    /// in or place new ones, and every refresh token of theirs is revoked.
     async fn deactivate_user(&self, ctx: &Context<'_>, id: ID) -> Result<Rendered<User>> {
         let rc = request(ctx)?;
+        rc.require_admin("deactivateUser")?;
         let id = parse_id(&id, "deactivateUser.id")?;
         let user = unit_of_work(&rc.session, async |tx: &Session| {
             if !users::deactivate(tx, id).await? {
                 return Err(AppError::NotFound(format!("user {id} does not exist")));
             }
+            accounts::revoke_user(tx, id).await?;
             load_user(ctx, tx, id).await
         })
         .await?;
@@ -165,7 +289,17 @@ impl Mutation {
         input: CreateOrderInput,
     ) -> Result<Rendered<Order>> {
         let rc = request(ctx)?;
-        let user_id = parse_id(&input.user_id, "createOrder.userId")?;
+        let viewer = rc.require_user()?;
+        let user_id = match &input.user_id {
+            Some(id) => parse_id(id, "createOrder.userId")?,
+            None => viewer,
+        };
+        if user_id != viewer && !rc.viewer.is_admin() {
+            return Err(AppError::Forbidden(
+                "a customer can place orders only for themselves".to_owned(),
+            )
+            .into());
+        }
         let mut raw = Vec::with_capacity(input.items.len());
         for (i, item) in input.items.iter().enumerate() {
             raw.push((
@@ -221,7 +355,8 @@ impl Mutation {
 
     /// Moves an order along its life cycle: `PENDING -> SHIPPED -> COMPLETED`, or
     /// `PENDING | SHIPPED -> CANCELLED` (which returns the items' stock). Any other move is
-    /// `BAD_USER_INPUT`; of two concurrent moves of one order, only one can win.
+    /// `BAD_USER_INPUT`; of two concurrent moves of one order, only one can win. A customer
+    /// may only cancel their own pending orders.
     async fn update_order_status(
         &self,
         ctx: &Context<'_>,
@@ -229,11 +364,23 @@ impl Mutation {
         status: OrderStatus,
     ) -> Result<Rendered<Order>> {
         let rc = request(ctx)?;
+        let viewer = rc.require_user()?;
+        let admin = rc.viewer.is_admin();
         let id = parse_id(&id, "updateOrderStatus.id")?;
         let order = unit_of_work(&rc.session, async |tx: &Session| {
-            let current = orders::lock_status(tx, id)
-                .await?
-                .ok_or_else(|| AppError::NotFound(format!("order {id} does not exist")))?;
+            let missing = || AppError::NotFound(format!("order {id} does not exist"));
+            let (current, owner) = orders::lock_status(tx, id).await?.ok_or_else(missing)?;
+            if !admin {
+                // Another customer's order does not exist, as far as this viewer can tell.
+                if owner != viewer {
+                    return Err(missing());
+                }
+                if status != OrderStatus::Cancelled || current != OrderStatus::Pending {
+                    return Err(AppError::Forbidden(
+                        "a customer may only cancel their own pending orders".to_owned(),
+                    ));
+                }
+            }
             if !current.can_become(status) {
                 return Err(AppError::bad_input(format!(
                     "order {id} cannot go from {current:?} to {status:?}"
@@ -257,6 +404,7 @@ impl Mutation {
         products: Vec<ProductInput>,
     ) -> Result<ImportResult> {
         let rc = request(ctx)?;
+        rc.require_admin("importProducts")?;
         if products.len() > MAX_IMPORT {
             return Err(AppError::LimitExceeded(format!(
                 "importProducts: at most {MAX_IMPORT} products per call, got {}",

@@ -76,6 +76,30 @@ pub async fn load_root_in(
     build(session, &node, loaded).await
 }
 
+/// Loads rows for the sub-field `child` of the current field (the `user` of a login's
+/// payload) with that sub-field's selection, on `session`.
+pub async fn load_child_in(
+    ctx: &Context<'_>,
+    session: &Session,
+    child: &str,
+    entity: Entity,
+    q: RootQuery,
+) -> AppResult<Vec<Obj>> {
+    let rc = ctx
+        .data::<RequestContext>()
+        .map_err(|e| AppError::internal(e.message))?;
+    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
+    let children: Vec<Field> = fields
+        .into_iter()
+        .filter(|f| f.name == child)
+        .flat_map(|f| f.children)
+        .collect();
+    let node = plan_for(rc, entity, &children)?;
+    session.log().reserve(node.statements())?;
+    let loaded = load::fetch_root(session, &node, q).await?;
+    build(session, &node, loaded).await
+}
+
 /// The results of a node's batches (and of the batches below its joins), grouped by parent.
 #[derive(Default)]
 struct Children {

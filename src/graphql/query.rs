@@ -5,11 +5,11 @@ use async_graphql::{Context, ID, Object, Result};
 
 use super::analytics::Analytics;
 use super::args::page_args;
-use super::parse_id;
 use super::preload;
 use super::render::Rendered;
 use super::types::{Order, Product, User};
 use super::types::{first, typed};
+use super::{RequestContext, parse_id};
 use crate::db::load::{OrderFilter, RootQuery};
 use crate::db::money::to_cents;
 use crate::entities::Entity;
@@ -19,12 +19,27 @@ use crate::model::OrderStatus;
 /// Read access to users, orders and products.
 pub struct Query;
 
+fn request<'a>(ctx: &Context<'a>) -> Result<&'a RequestContext, AppError> {
+    ctx.data::<RequestContext>()
+        .map_err(|e| AppError::internal(e.message))
+}
+
 /// Read access to users, orders and products. Every root field plans its whole
 /// sub-selection before any SQL runs: one statement for the root rows (to-one relations
-/// joined in) plus one per selected to-many relation.
+/// joined in) plus one per selected to-many relation. Every load shows only the rows the
+/// viewer may see: customers their own account and orders, anonymous viewers the catalogue.
 #[Object]
 impl Query {
-    /// Users ordered by id.
+    /// The signed-in account, or null when the request is anonymous.
+    async fn me(&self, ctx: &Context<'_>) -> Result<Rendered<Option<User>>> {
+        let Some(id) = request(ctx)?.viewer.user_id() else {
+            return Ok(Rendered(None));
+        };
+        let objs = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
+        Ok(Rendered(first(objs)))
+    }
+
+    /// Users ordered by id (administrators only).
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -35,23 +50,26 @@ impl Query {
         first: i32,
         #[graphql(default = 0, desc = "Users skipped before the page starts.")] offset: i32,
     ) -> Result<Rendered<Vec<User>>> {
+        request(ctx)?.require_admin("users")?;
         let (first, offset) = page_args(ctx, "users", first, offset)?;
         let objs = preload::load_root(ctx, Entity::User, RootQuery::Page { first, offset }).await?;
         Ok(Rendered(typed(objs)))
     }
 
-    /// One user by id, or null if there is none.
+    /// One user by id, or null if there is none (or the viewer may not see it: a customer
+    /// sees only their own account).
     async fn user(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The user's id.")] id: ID,
     ) -> Result<Rendered<Option<User>>> {
+        request(ctx)?.require_user()?;
         let id = parse_id(&id, "user")?;
         let objs = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
         Ok(Rendered(first(objs)))
     }
 
-    /// Orders ordered by id, optionally filtered.
+    /// Orders ordered by id, optionally filtered (a customer's own only).
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -67,6 +85,7 @@ impl Query {
             Decimal,
         >,
     ) -> Result<Rendered<Vec<Order>>> {
+        request(ctx)?.require_user()?;
         let (first, offset) = page_args(ctx, "orders", first, offset)?;
         let user_id = user_id
             .map(|id| parse_id(&id, "orders.userId"))
@@ -92,12 +111,13 @@ impl Query {
         Ok(Rendered(typed(objs)))
     }
 
-    /// One order by id, or null if there is none.
+    /// One order by id, or null if there is none (or it is another customer's).
     async fn order(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The order's id.")] id: ID,
     ) -> Result<Rendered<Option<Order>>> {
+        request(ctx)?.require_user()?;
         let id = parse_id(&id, "order")?;
         let objs = preload::load_root(ctx, Entity::Order, RootQuery::ById(id)).await?;
         Ok(Rendered(first(objs)))
@@ -120,9 +140,10 @@ impl Query {
         Ok(Rendered(typed(objs)))
     }
 
-    /// Revenue reports computed by aggregate SQL in the database.
-    async fn analytics(&self) -> Analytics {
-        Analytics
+    /// Revenue reports computed by aggregate SQL in the database (administrators only).
+    async fn analytics(&self, ctx: &Context<'_>) -> Result<Analytics> {
+        request(ctx)?.require_admin("analytics")?;
+        Ok(Analytics)
     }
 
     /// One product by id, or null if there is none.

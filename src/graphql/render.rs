@@ -30,7 +30,7 @@ use super::types::{Obj, Object, Typed, register_object};
 use crate::entities::{Entity, Kind, Rel, Val};
 use crate::error::{AppError, AppResult};
 use crate::json;
-use crate::model::OrderStatus;
+use crate::model::{OrderStatus, Role};
 use crate::planner::{EdgeArgs, Node};
 
 /// A root value (an object, a list or an optional object) written by the renderer in one
@@ -151,6 +151,8 @@ fn value(out: &mut Vec<u8>, v: &Val) -> Step {
         Val::Time(t) => json::push_str(out, &t.to_rfc3339()),
         Val::Money(d) => json::push_decimal(out, d),
         Val::Status(s) => out.extend_from_slice(status_name(*s)),
+        Val::Role(Role::Customer) => out.extend_from_slice(b"\"CUSTOMER\""),
+        Val::Role(Role::Admin) => out.extend_from_slice(b"\"ADMIN\""),
         Val::Absent => return Err(Stop::Missing),
     }
     Ok(())

@@ -10,10 +10,12 @@ use axum::http::{Request, StatusCode};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use eagerql::app::AppState;
+use eagerql::auth::Keys;
 use eagerql::config::ServeConfig;
 use eagerql::db::seed::{self, SeedSpec};
 use eagerql::db::session::Arg;
 use eagerql::db::{Backend, Db, Session, StatementHook};
+use eagerql::model::Role;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -137,6 +139,9 @@ pub struct TestApp {
     pub db: Db,
     /// The app state (configuration, schema, pool).
     pub state: AppState,
+    /// The access token [`TestApp::gql`] sends: an administrator's (user 1), so the suite's
+    /// answers are today's; [`TestApp::gql_as`] sends another, or none.
+    pub token: String,
     _db: TestDb,
 }
 
@@ -209,12 +214,21 @@ pub async fn spawn_app_with_hook(extra: &[&str], hook: Option<StatementHook>) ->
         .await
         .expect("connect");
     db.migrate().await.expect("migrate");
-    let mut state = AppState::new(db.clone(), config).expect("state");
+    let keys = Keys::load(
+        &Session::unmetered(db.clone()),
+        config.auth.jwt_secret.as_deref(),
+        config.auth.tokens(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("keys: {}", e.detail()));
+    let mut state = AppState::new(db.clone(), config, keys).expect("state");
     state.statement_hook = hook;
+    let token = state.keys.issue(1, Role::Admin).expect("admin token").0;
     TestApp {
         router: eagerql::http::router(state.clone()),
         state,
         db,
+        token,
         _db: tdb,
     }
 }
@@ -278,15 +292,28 @@ impl TestApp {
         )
     }
 
-    /// POSTs a GraphQL request with variables.
+    /// An access token for user `id` with `role`, signed by this app.
+    pub fn token_for(&self, id: i64, role: Role) -> String {
+        self.state.keys.issue(id, role).expect("token").0
+    }
+
+    /// POSTs a GraphQL request with variables, as the administrator of [`TestApp::token`].
     pub async fn gql_vars(&self, query: &str, variables: Value) -> Gql {
+        self.gql_as(Some(&self.token), query, variables).await
+    }
+
+    /// POSTs a GraphQL request with variables and the access token `token` (`None`:
+    /// anonymous).
+    pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {
         let body = json!({ "query": query, "variables": variables });
-        let req = Request::post("/graphql")
+        let mut req = Request::post("/graphql")
             .header("content-type", "application/json")
             .header("accept", "application/graphql-response+json")
-            .header("x-eagerql-debug", "sql")
-            .body(Body::from(body.to_string()))
-            .expect("request");
+            .header("x-eagerql-debug", "sql");
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req.body(Body::from(body.to_string())).expect("request");
         let (status, headers, text) = self.send(req).await;
         let body: Value =
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));

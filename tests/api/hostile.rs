@@ -363,6 +363,7 @@ async fn large_responses_are_compressed_small_ones_are_not() {
     let post = |query: &str| {
         Request::post("/graphql")
             .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", app.token))
             .header("accept-encoding", "gzip, br")
             .body(Body::from(json!({ "query": query }).to_string()))
             .expect("request")

@@ -14,6 +14,7 @@ mod reference;
 mod rows;
 
 mod analytics;
+mod auth;
 mod correctness;
 mod database_stats;
 mod differential;

@@ -26,6 +26,8 @@ pub struct Model {
     pub items: Vec<OrderItemRow>,
     pub products: Vec<ProductRow>,
     pub links: Vec<(i64, i64)>,
+    /// The signed-in viewer `Query.me` answers with.
+    pub me: Option<i64>,
 }
 
 impl Model {
@@ -100,6 +102,32 @@ impl Model {
             items: must(items, "items"),
             products: must(products, "products"),
             links: must(links, "links"),
+            me: None,
+        }
+    }
+
+    /// What customer `id` may see: their account, their orders and those orders' items and
+    /// links, and the whole catalogue; `me` is them.
+    pub fn as_customer(&self, id: i64) -> Model {
+        let orders: Vec<_> = self
+            .orders
+            .iter()
+            .filter(|o| o.user_id == id)
+            .cloned()
+            .collect();
+        let mine = |order: i64| orders.iter().any(|o| o.id == order);
+        Model {
+            users: self.users.iter().filter(|u| u.id == id).cloned().collect(),
+            items: self
+                .items
+                .iter()
+                .filter(|i| mine(i.order_id))
+                .cloned()
+                .collect(),
+            links: self.links.iter().filter(|l| mine(l.0)).copied().collect(),
+            products: self.products.clone(),
+            orders,
+            me: Some(id),
         }
     }
 
@@ -199,6 +227,11 @@ impl Model {
                         .map(|i| Obj::User(&self.users[i]))
                         .collect(),
                 ),
+                "me" => self
+                    .me
+                    .and_then(|me| self.user(me))
+                    .map(sub)
+                    .unwrap_or(Json::Null),
                 "user" => self
                     .user(id("id").unwrap_or(0))
                     .map(sub)

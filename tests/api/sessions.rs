@@ -111,9 +111,10 @@ async fn idle_eventually(app: &TestApp) -> (u32, usize) {
     app.db.pool_status()
 }
 
-fn post(query: &str) -> Request<Body> {
+fn post(query: &str, token: &str) -> Request<Body> {
     Request::post("/graphql")
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
         .body(Body::from(json!({ "query": query }).to_string()))
         .expect("request")
 }
@@ -142,12 +143,14 @@ async fn no_connection_leaks_on_any_path() {
 
     let run = |n: usize, query: &'static str, concurrency: usize, cut_after: Option<Duration>| {
         let router = app.router.clone();
+        let token = app.token.clone();
         async move {
             let statuses: Vec<u16> = futures_util::stream::iter(0..n)
                 .map(|_| {
                     let router = router.clone();
+                    let token = token.clone();
                     async move {
-                        let call = router.oneshot(post(query));
+                        let call = router.oneshot(post(query, &token));
                         match cut_after {
                             // The client goes away mid-request: the future is dropped.
                             Some(d) => match tokio::time::timeout(d, call).await {

@@ -18,7 +18,7 @@ use async_graphql::{CacheControl, ID, InputType, OutputType};
 
 use super::scalars::{DateTime, Decimal};
 use crate::entities::{EdgeArg, Entity, Kind, Row};
-use crate::model::OrderStatus;
+use crate::model::{OrderStatus, Role};
 use crate::planner::EdgeArgs;
 
 /// What a plan loaded for one row.
@@ -121,6 +121,7 @@ fn register_kind(kind: Kind, registry: &mut Registry) {
         Kind::Money => drop(<Decimal as OutputType>::create_type_info(registry)),
         Kind::Int => drop(<i32 as OutputType>::create_type_info(registry)),
         Kind::Status => drop(<OrderStatus as OutputType>::create_type_info(registry)),
+        Kind::Role => drop(<Role as OutputType>::create_type_info(registry)),
     }
 }
 

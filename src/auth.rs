@@ -1,0 +1,396 @@
+//! Authentication: who a request is.
+//!
+//! - **Access tokens** are JWTs signed with HS256, short-lived, carrying the account id
+//!   (`sub`) and role: a request's viewer comes from its token alone, so no statement runs to
+//!   look the viewer up. An access token stays valid until it expires, even after logout or
+//!   deactivation: keep their lifetime short (`EAGERQL_ACCESS_TOKEN_TTL_SECS`).
+//! - **Refresh tokens** are opaque random strings, stored only as SHA-256 hashes, exchanged
+//!   once each for a new pair (rotation); reusing an exchanged token revokes its whole family.
+//! - **The signing key** is generated on first start and kept in the database (`server_keys`),
+//!   so every instance on one database accepts the same tokens and a restart keeps sessions;
+//!   `EAGERQL_JWT_SECRET` overrides it.
+//! - **Failed logins** are limited per account and per client address ([`LoginLimiter`]).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::db::{Session, auth as store};
+use crate::error::{AppError, AppResult};
+use crate::model::{Role, Viewer};
+
+/// The issuer named in (and required of) every access token.
+const ISSUER: &str = "eagerql";
+/// The name of the signing key in `server_keys`.
+const KEY_NAME: &str = "jwt-hs256";
+
+/// Token lifetimes.
+#[derive(Copy, Clone, Debug)]
+pub struct TokenConfig {
+    /// How long an access token is valid.
+    pub access_ttl: Duration,
+    /// How long a refresh token is valid (each rotation starts a new period).
+    pub refresh_ttl: Duration,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    role: String,
+    iss: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Signs and checks access tokens.
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    config: TokenConfig,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a token was refused (the client sees one message for all of them).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TokenError(String);
+
+/// `n` random bytes from the operating system.
+fn random_bytes<const N: usize>() -> AppResult<[u8; N]> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| AppError::internal(format!("no randomness: {e}")))?;
+    Ok(buf)
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+/// The SHA-256 of a refresh token, hex: what the database stores.
+pub fn token_hash(token: &str) -> String {
+    to_hex(&Sha256::digest(token.as_bytes()))
+}
+
+impl Keys {
+    /// Keys from `secret`.
+    pub fn from_secret(secret: &[u8], config: TokenConfig) -> AppResult<Keys> {
+        let bad = |e: jsonwebtoken::errors::Error| AppError::internal(format!("token key: {e}"));
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.leeway = 5;
+        Ok(Keys {
+            encoding: EncodingKey::from_secret(secret).map_err(bad)?,
+            decoding: DecodingKey::from_secret(secret).map_err(bad)?,
+            validation,
+            config,
+        })
+    }
+
+    /// The configured secret (`EAGERQL_JWT_SECRET`), or the database's, generated and stored
+    /// by whichever instance started first.
+    pub async fn load(
+        session: &Session,
+        secret: Option<&str>,
+        config: TokenConfig,
+    ) -> AppResult<Keys> {
+        let secret = match secret {
+            Some(s) => s.to_owned(),
+            None => {
+                let candidate = to_hex(&random_bytes::<32>()?);
+                store::server_key(session, KEY_NAME, &candidate).await?
+            }
+        };
+        Keys::from_secret(secret.as_bytes(), config)
+    }
+
+    /// The lifetimes.
+    pub fn config(&self) -> TokenConfig {
+        self.config
+    }
+
+    /// A signed access token for an account, and when it expires.
+    pub fn issue(&self, user_id: i64, role: Role) -> AppResult<(String, DateTime<Utc>)> {
+        let now = Utc::now();
+        let ttl = chrono::Duration::from_std(self.config.access_ttl)
+            .map_err(|e| AppError::internal(e.to_string()))?;
+        let expires = now + ttl;
+        let claims = Claims {
+            sub: user_id.to_string(),
+            role: role.as_db().to_owned(),
+            iss: ISSUER.to_owned(),
+            iat: now.timestamp(),
+            exp: expires.timestamp(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AppError::internal(format!("signing a token: {e}")))?;
+        Ok((token, expires))
+    }
+
+    /// The viewer an access token names, if it is well-formed, correctly signed and unexpired.
+    pub fn verify(&self, token: &str) -> Result<Viewer, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| TokenError(e.to_string()))?;
+        let id = data
+            .claims
+            .sub
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| TokenError("the subject is not an account id".into()))?;
+        let role =
+            Role::from_db(&data.claims.role).ok_or_else(|| TokenError("unknown role".into()))?;
+        Ok(Viewer::User { id, role })
+    }
+}
+
+/// What a login or a refresh hands the client.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    /// The account.
+    pub user_id: i64,
+    /// Its role.
+    pub role: Role,
+    /// The signed access token.
+    pub access_token: String,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+    /// The new refresh token (shown once; only its hash is stored).
+    pub refresh_token: String,
+}
+
+fn unauthenticated(message: &str) -> AppError {
+    AppError::Unauthenticated(message.to_owned())
+}
+
+/// Starts a session (a refresh token family) for an account, inside the caller's transaction.
+pub async fn start_session(
+    tx: &Session,
+    keys: &Keys,
+    user_id: i64,
+    role: Role,
+) -> AppResult<Issued> {
+    let family = to_hex(&random_bytes::<16>()?);
+    issue_pair(tx, keys, user_id, role, &family).await
+}
+
+async fn issue_pair(
+    tx: &Session,
+    keys: &Keys,
+    user_id: i64,
+    role: Role,
+    family: &str,
+) -> AppResult<Issued> {
+    let refresh_token = base64_url(&random_bytes::<32>()?);
+    let ttl = i64::try_from(keys.config.refresh_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+    let expires = Utc::now().timestamp().saturating_add(ttl);
+    store::insert_refresh(tx, user_id, family, &token_hash(&refresh_token), expires).await?;
+    let (access_token, expires_at) = keys.issue(user_id, role)?;
+    Ok(Issued {
+        user_id,
+        role,
+        access_token,
+        expires_at,
+        refresh_token,
+    })
+}
+
+/// Exchanges a refresh token for a new pair, inside the caller's transaction. A token that
+/// was already exchanged revokes its whole family (it may have been stolen); the caller must
+/// commit that even though the exchange fails, so the error comes with `Ok(Err(..))`.
+pub async fn rotate(tx: &Session, keys: &Keys, token: &str) -> AppResult<Result<Issued, AppError>> {
+    let invalid = || unauthenticated("the refresh token is invalid, expired or revoked");
+    let Some(found) = store::refresh_for_update(tx, &token_hash(token)).await? else {
+        return Ok(Err(invalid()));
+    };
+    if found.rotated && !found.revoked {
+        store::revoke_family(tx, &found.family).await?;
+        return Ok(Err(invalid()));
+    }
+    if found.revoked || found.expires_at <= Utc::now().timestamp() || !found.is_active {
+        return Ok(Err(invalid()));
+    }
+    store::mark_rotated(tx, found.id).await?;
+    Ok(Ok(issue_pair(
+        tx,
+        keys,
+        found.user_id,
+        found.role,
+        &found.family,
+    )
+    .await?))
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Limits failed logins per account and per client address: past `max_failures` within
+/// `window`, further attempts are refused with `RATE_LIMITED` until the window passes. A
+/// successful login clears its account's count. Memory is bounded: at most `max_keys` keys
+/// are tracked (the oldest windows are dropped first).
+#[derive(Debug)]
+pub struct LoginLimiter {
+    per_account: u32,
+    per_address: u32,
+    window: Duration,
+    max_keys: usize,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginLimiter {
+    /// A limiter allowing `per_account` and `per_address` failures per `window`.
+    pub fn new(per_account: u32, per_address: u32, window: Duration) -> Self {
+        LoginLimiter {
+            per_account,
+            per_address,
+            window,
+            max_keys: 100_000,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn keys(email: &str, address: Option<IpAddr>) -> [(String, bool); 2] {
+        [
+            (format!("a:{email}"), true),
+            (
+                format!("ip:{}", address.map_or_else(String::new, |a| a.to_string())),
+                false,
+            ),
+        ]
+    }
+
+    /// `Err(retry after)` when this account or address is over its failures.
+    pub fn check(&self, email: &str, address: Option<IpAddr>) -> Result<(), Duration> {
+        let now = Instant::now();
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, account) in Self::keys(email, address) {
+            if !account && address.is_none() {
+                continue;
+            }
+            let max = if account {
+                self.per_account
+            } else {
+                self.per_address
+            };
+            if let Some((count, since)) = map.get(&key) {
+                let age = now.duration_since(*since);
+                if age < self.window && *count >= max {
+                    return Err(self.window - age);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a failed login.
+    pub fn failed(&self, email: &str, address: Option<IpAddr>) {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= self.max_keys {
+            let window = self.window;
+            map.retain(|_, (_, since)| now.duration_since(*since) < window);
+            if map.len() >= self.max_keys {
+                map.clear();
+            }
+        }
+        for (key, account) in Self::keys(email, address) {
+            if !account && address.is_none() {
+                continue;
+            }
+            let entry = map.entry(key).or_insert((0, now));
+            if now.duration_since(entry.1) >= self.window {
+                *entry = (0, now);
+            }
+            entry.0 += 1;
+        }
+    }
+
+    /// Records a successful login: the account's failures are forgotten.
+    pub fn succeeded(&self, email: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&format!("a:{email}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> Keys {
+        Keys::from_secret(
+            secret.as_bytes(),
+            TokenConfig {
+                access_ttl: Duration::from_secs(60),
+                refresh_ttl: Duration::from_secs(600),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{}", e.detail()))
+    }
+
+    #[test]
+    fn a_token_names_its_viewer_and_only_its_key_accepts_it() {
+        let k = keys("one");
+        let (token, expires) = k
+            .issue(42, Role::Admin)
+            .unwrap_or_else(|e| panic!("{}", e.detail()));
+        assert!(expires > Utc::now());
+        assert_eq!(
+            k.verify(&token).ok(),
+            Some(Viewer::User {
+                id: 42,
+                role: Role::Admin
+            })
+        );
+        assert!(keys("two").verify(&token).is_err(), "another key");
+        let mut tampered = token.clone();
+        tampered.push('x');
+        assert!(k.verify(&tampered).is_err());
+        assert!(k.verify("not a token").is_err());
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let k = keys("s");
+        let claims = Claims {
+            sub: "1".into(),
+            role: "customer".into(),
+            iss: ISSUER.into(),
+            iat: 0,
+            exp: Utc::now().timestamp() - 60,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(k.verify(&token).is_err());
+    }
+
+    #[test]
+    fn failures_are_limited_per_account_and_address() {
+        let l = LoginLimiter::new(2, 3, Duration::from_secs(60));
+        let ip: Option<IpAddr> = "10.0.0.1".parse().ok();
+        assert!(l.check("a@x", ip).is_ok());
+        l.failed("a@x", ip);
+        l.failed("a@x", ip);
+        assert!(l.check("a@x", ip).is_err(), "the account is over");
+        assert!(l.check("b@x", ip).is_ok(), "another account, same address");
+        l.failed("b@x", ip);
+        assert!(l.check("c@x", ip).is_err(), "the address is over");
+        assert!(l.check("c@x", "10.0.0.2".parse().ok()).is_ok());
+        l.succeeded("a@x");
+    }
+}
