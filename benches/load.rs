@@ -38,10 +38,15 @@ Workloads (--workloads, comma-separated; default: all):
   top-customers    { analytics { topCustomers(days: 30, limit: 10) { user { id email } orderCount totalRevenue } } }
   fan-out          products(first: 20) { orders { products { orders { id } } } }: a large accepted request
   many-to-many     { products(first: 50) { id name orders { id user { email } } } }
+  my-orders        as a customer (user 2): { me { username orders(first: 10) { id status totalAmount
+                   createdAt items { quantity unitPrice product { name } } } } }
   create-order     createOrder with 3 items of quantity 1 (skipped when the schema has no such mutation)
   sign-ups         1,000 createUser calls (argon2id) from the clients; RSS after them
   import-products  importProducts of 10,000 products, timed alone, --import-runs times
   (also: reads, writes, all)
+
+Every request carries an access token from `eagerql token`: the demo administrator's (user 1),
+or a customer's (user 2) for my-orders.
 
 Data: seed --users 1000 --orders-per-user 10 --items-per-order 3 --products 500, into a fresh
 SQLite file in the temp directory, or a PostgreSQL database eagerql_bench_<size>_<pid> (dropped and
@@ -114,19 +119,21 @@ enum Workload {
     TopCustomers,
     ManyToMany,
     FanOut,
+    MyOrders,
     CreateOrder,
     SignUps,
     ImportProducts,
 }
 
 impl Workload {
-    const ALL: [Workload; 9] = [
+    const ALL: [Workload; 10] = [
         Workload::Dashboard,
         Workload::Deep,
         Workload::Detail,
         Workload::TopCustomers,
         Workload::ManyToMany,
         Workload::FanOut,
+        Workload::MyOrders,
         Workload::CreateOrder,
         Workload::SignUps,
         Workload::ImportProducts,
@@ -140,6 +147,7 @@ impl Workload {
             Workload::TopCustomers => "top-customers",
             Workload::ManyToMany => "many-to-many",
             Workload::FanOut => "fan-out",
+            Workload::MyOrders => "my-orders",
             Workload::CreateOrder => "create-order",
             Workload::SignUps => "sign-ups",
             Workload::ImportProducts => "import-products",
@@ -227,6 +235,11 @@ const MANY_TO_MANY: &str = "{ products(first: 50) { id name orders { id user { e
 /// 30,000 rows and 3 MB on the default data set, under the default row and byte budgets).
 const FAN_OUT: &str = "{ products(first: 20) { orders { products { orders { id } } } } }";
 
+/// A customer's "my recent orders with items" (run with a customer's token: user 2 of the
+/// demo accounts), with the permission predicates inside its statements.
+const MY_ORDERS: &str = "{ me { username orders(first: 10) { id status totalAmount createdAt \
+                         items { quantity unitPrice product { name } } } } }";
+
 fn fixed(query: &str) -> BodyFn {
     let body = query_body(query);
     Arc::new(move |_| body.clone())
@@ -240,6 +253,7 @@ fn read_body(w: Workload, size: &SeedSize) -> BodyFn {
         Workload::TopCustomers => fixed(TOP_CUSTOMERS),
         Workload::ManyToMany => fixed(MANY_TO_MANY),
         Workload::FanOut => fixed(FAN_OUT),
+        Workload::MyOrders => fixed(MY_ORDERS),
         Workload::Detail | Workload::CreateOrder | Workload::SignUps | Workload::ImportProducts => {
             let orders = size.orders().max(1);
             Arc::new(move |i| {
@@ -540,9 +554,14 @@ impl Env {
         self.seed_report = report;
         let token_bin = bin.to_owned();
         let url = db.url.clone();
-        let token =
-            tokio::task::spawn_blocking(move || setup::admin_token(&token_bin, &url)).await?;
-        client::set_token(token);
+        let (admin, customer) = tokio::task::spawn_blocking(move || {
+            (
+                setup::token(&token_bin, &url, 1),
+                setup::token(&token_bin, &url, 2),
+            )
+        })
+        .await?;
+        client::set_tokens(admin, customer);
         progress(&format!("{} ({:.1} s)", self.seed_report, self.seed_secs));
         let cfg = ServerConfig {
             pool_size: opts.pool_size,
@@ -919,7 +938,10 @@ async fn run_base_workloads(
     let plan = plan_of(opts, opts.clients);
     let mut rows = Vec::new();
     for &w in workloads.iter().filter(|w| w.is_read()) {
-        match read_workload(env, opts, w.name(), read_body(w, &env.size), plan).await {
+        client::as_customer(w == Workload::MyOrders);
+        let result = read_workload(env, opts, w.name(), read_body(w, &env.size), plan).await;
+        client::as_customer(false);
+        match result {
             Ok(mut row) => {
                 row.workload = w.name().to_owned();
                 row.section = "base";

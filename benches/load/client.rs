@@ -19,13 +19,25 @@ use super::Res;
 pub const COUNT_HEADER: &str = "x-eagerql-sql-statements";
 /// The request header asking for the executed SQL in `extensions.sql`.
 pub const DEBUG_HEADER: &str = "x-eagerql-debug";
-/// The `Authorization` header every request carries (the reads run as an administrator).
+/// The `Authorization` header every request carries: the administrator's (the reads and
+/// writes), or the customer's (the customer workload).
 static AUTHORIZATION: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
+/// The two tokens: administrator, customer.
+static TOKENS: std::sync::RwLock<(Option<String>, Option<String>)> =
+    std::sync::RwLock::new((None, None));
 
-/// Sends `Authorization: Bearer <token>` with every request from now on (`None`: anonymous).
-pub fn set_token(token: Option<String>) {
-    let mut slot = AUTHORIZATION.write().unwrap_or_else(|e| e.into_inner());
-    *slot = token.map(|t| format!("Bearer {t}"));
+/// The tokens of the data set under test (`None`: a server without accounts).
+pub fn set_tokens(admin: Option<String>, customer: Option<String>) {
+    *TOKENS.write().unwrap_or_else(|e| e.into_inner()) = (admin, customer);
+    as_customer(false);
+}
+
+/// Sends the customer's token (`true`) or the administrator's with every request from now on.
+pub fn as_customer(customer: bool) {
+    let tokens = TOKENS.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let token = if customer { tokens.1 } else { tokens.0 };
+    *AUTHORIZATION.write().unwrap_or_else(|e| e.into_inner()) =
+        token.map(|t| format!("Bearer {t}"));
 }
 
 /// Longest a single request may take before it counts as an error.

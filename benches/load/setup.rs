@@ -254,11 +254,11 @@ pub fn seed(bin: &Path, url: &str, size: &SeedSize) -> Res<(String, Duration)> {
     Ok((stdout, elapsed))
 }
 
-/// An administrator's access token for the seeded database (its user 1, the demo
-/// administrator), from `eagerql token`; `None` for a server without accounts.
-pub fn admin_token(bin: &Path, url: &str) -> Option<String> {
+/// An access token for user `user` of the seeded database (user 1 is the demo administrator,
+/// users 2 and 3 customers), from `eagerql token`; `None` for a server without accounts.
+pub fn token(bin: &Path, url: &str, user: u64) -> Option<String> {
     let out = Command::new(bin)
-        .args(["token", "--user", "1"])
+        .args(["token", "--user", &user.to_string()])
         .env("DATABASE_URL", url)
         .env("EAGERQL_LOG", "warn")
         .env("EAGERQL_ACCESS_TOKEN_TTL_SECS", "86400")
