@@ -66,6 +66,33 @@ impl Entity {
             .position(|c| c.field == Some(field))
     }
 
+    /// The GraphQL enum of this entity's sort keys: `OrderOrderBy`.
+    pub fn order_by_type(self) -> String {
+        format!("{}OrderBy", self.desc().name)
+    }
+
+    /// The values of [`Entity::order_by_type`]: `(name, column, descending)` for every sortable
+    /// column, ascending then descending (`CREATED_AT_ASC`, `CREATED_AT_DESC`, ...).
+    pub fn sort_values(self) -> Vec<(String, usize, bool)> {
+        let mut out = Vec::new();
+        for (i, col) in self.desc().columns.iter().enumerate() {
+            if let (true, Some(field)) = (col.sortable, col.field) {
+                let base = screaming(field);
+                out.push((format!("{base}_ASC"), i, false));
+                out.push((format!("{base}_DESC"), i, true));
+            }
+        }
+        out
+    }
+
+    /// The column and direction a value of [`Entity::order_by_type`] names.
+    pub fn sort_key(self, value: &str) -> Option<(usize, bool)> {
+        self.sort_values()
+            .into_iter()
+            .find(|(name, _, _)| name == value)
+            .map(|(_, col, desc)| (col, desc))
+    }
+
     /// The position of the column named `name` in the table.
     pub fn column_named(self, name: &str) -> Option<usize> {
         self.desc().columns.iter().position(|c| c.name == name)
@@ -128,6 +155,10 @@ pub struct Column {
     pub kind: Kind,
     /// The field's documentation (its schema description).
     pub doc: &'static str,
+    /// Whether lists of the entity can be ordered by it (`orderBy: [XOrderBy!]`, values
+    /// `FIELD_ASC` / `FIELD_DESC`). Only non-null columns, so order is the same on both
+    /// backends.
+    pub sortable: bool,
 }
 
 impl Column {
@@ -137,6 +168,7 @@ impl Column {
             field: Some(field),
             kind,
             doc,
+            sortable: false,
         }
     }
 
@@ -146,6 +178,15 @@ impl Column {
             field: None,
             kind: Kind::Id,
             doc: "",
+            sortable: false,
+        }
+    }
+
+    /// The same column, usable as a sort key.
+    const fn sortable(self) -> Self {
+        Column {
+            sortable: true,
+            ..self
         }
     }
 
@@ -181,6 +222,8 @@ pub enum EdgeArg {
     First(&'static str),
     /// `status: OrderStatus`: only orders with this status.
     Status(&'static str),
+    /// `orderBy: [XOrderBy!]`: the children's order (the id always breaks ties).
+    OrderBy(&'static str),
 }
 
 impl EdgeArg {
@@ -189,23 +232,40 @@ impl EdgeArg {
         match self {
             EdgeArg::First(_) => "first",
             EdgeArg::Status(_) => "status",
+            EdgeArg::OrderBy(_) => "orderBy",
         }
     }
 
-    /// Its GraphQL type.
-    pub fn graphql(self) -> &'static str {
+    /// Its GraphQL type, on a relationship to `target`.
+    pub fn graphql(self, target: Entity) -> String {
         match self {
-            EdgeArg::First(_) => "Int",
-            EdgeArg::Status(_) => "OrderStatus",
+            EdgeArg::First(_) => "Int".to_owned(),
+            EdgeArg::Status(_) => "OrderStatus".to_owned(),
+            EdgeArg::OrderBy(_) => format!("[{}!]", target.order_by_type()),
         }
     }
 
     /// Its documentation.
     pub fn doc(self) -> &'static str {
         match self {
-            EdgeArg::First(d) | EdgeArg::Status(d) => d,
+            EdgeArg::First(d) | EdgeArg::Status(d) | EdgeArg::OrderBy(d) => d,
         }
     }
+}
+
+/// Most keys one `orderBy` list may have.
+pub const MAX_SORT_KEYS: usize = 3;
+
+/// `createdAt` -> `CREATED_AT`.
+fn screaming(field: &str) -> String {
+    let mut out = String::with_capacity(field.len() + 4);
+    for c in field.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
 }
 
 /// A relationship, exposed as a GraphQL field of its entity.
@@ -268,7 +328,11 @@ pub struct EntityDesc {
     pub visibility: Visibility,
 }
 
-const ID: Column = Column::field("id", "id", Kind::Id, "Unique identifier.");
+/// The documentation of every `orderBy` argument.
+pub const ORDER_BY_DOC: &str = "The order of the list: up to 3 keys, the first deciding first; \
+the id always breaks the remaining ties (default: by id). Text sorts by code point.";
+
+const ID: Column = Column::field("id", "id", Kind::Id, "Unique identifier.").sortable();
 
 /// `users`: the accounts that place orders. `password_hash` is not a column of this list, so
 /// no load can ever read it.
@@ -280,8 +344,8 @@ pub static USER: EntityDesc = EntityDesc {
     visibility: Visibility::Owner("id"),
     columns: &[
         ID,
-        Column::field("email", "email", Kind::Text, "Unique e-mail address."),
-        Column::field("username", "username", Kind::Text, "Unique user name."),
+        Column::field("email", "email", Kind::Text, "Unique e-mail address.").sortable(),
+        Column::field("username", "username", Kind::Text, "Unique user name.").sortable(),
         Column::field(
             "is_active",
             "isActive",
@@ -293,7 +357,8 @@ pub static USER: EntityDesc = EntityDesc {
             "createdAt",
             Kind::DateTime,
             "When the account was created.",
-        ),
+        )
+        .sortable(),
         Column::field(
             "updated_at",
             "updatedAt",
@@ -313,8 +378,9 @@ pub static USER: EntityDesc = EntityDesc {
         target: Entity::Order,
         link: Link::Children("user_id"),
         args: &[
-            EdgeArg::First("At most this many orders per user (the first by id)."),
+            EdgeArg::First("At most this many orders per user (the first in `orderBy` order)."),
             EdgeArg::Status("Only orders with this status."),
+            EdgeArg::OrderBy(ORDER_BY_DOC),
         ],
         doc: "The user's orders, ordered by id. Loaded for all users of a level in one statement.",
     }],
@@ -335,19 +401,22 @@ pub static ORDER: EntityDesc = EntityDesc {
             "status",
             Kind::Status,
             "Where the order is in its life cycle.",
-        ),
+        )
+        .sortable(),
         Column::field(
             "total_amount",
             "totalAmount",
             Kind::Money,
             "The exact total of the order's items.",
-        ),
+        )
+        .sortable(),
         Column::field(
             "created_at",
             "createdAt",
             Kind::DateTime,
             "When the order was placed.",
-        ),
+        )
+        .sortable(),
         Column::field(
             "status_changed_at",
             "statusChangedAt",
@@ -367,7 +436,7 @@ pub static ORDER: EntityDesc = EntityDesc {
             field: "items",
             target: Entity::OrderItem,
             link: Link::Children("order_id"),
-            args: &[],
+            args: &[EdgeArg::OrderBy(ORDER_BY_DOC)],
             doc: "The order's lines, ordered by id.",
         },
         Relation {
@@ -378,7 +447,7 @@ pub static ORDER: EntityDesc = EntityDesc {
                 parent: "order_id",
                 child: "product_id",
             },
-            args: &[],
+            args: &[EdgeArg::OrderBy(ORDER_BY_DOC)],
             doc: "The products of the order (through `order_products`), ordered by id.",
         },
     ],
@@ -403,13 +472,15 @@ pub static ORDER_ITEM: EntityDesc = EntityDesc {
             "quantity",
             Kind::Int,
             "Units bought (at least 1).",
-        ),
+        )
+        .sortable(),
         Column::field(
             "unit_price",
             "unitPrice",
             Kind::Money,
             "The price of one unit when the order was placed.",
-        ),
+        )
+        .sortable(),
     ],
     relations: &[
         Relation {
@@ -438,15 +509,16 @@ pub static PRODUCT: EntityDesc = EntityDesc {
     visibility: Visibility::Public,
     columns: &[
         ID,
-        Column::field("name", "name", Kind::Text, "Display name."),
-        Column::field("sku", "sku", Kind::Text, "Unique stock-keeping unit."),
-        Column::field("price", "price", Kind::Money, "Current unit price."),
+        Column::field("name", "name", Kind::Text, "Display name.").sortable(),
+        Column::field("sku", "sku", Kind::Text, "Unique stock-keeping unit.").sortable(),
+        Column::field("price", "price", Kind::Money, "Current unit price.").sortable(),
         Column::field(
             "stock_quantity",
             "stockQuantity",
             Kind::Int,
             "Units in stock; never negative.",
-        ),
+        )
+        .sortable(),
     ],
     relations: &[
         Relation {
@@ -457,16 +529,19 @@ pub static PRODUCT: EntityDesc = EntityDesc {
                 parent: "product_id",
                 child: "order_id",
             },
-            args: &[EdgeArg::First(
-                "At most this many orders per product (the first by id).",
-            )],
+            args: &[
+                EdgeArg::First(
+                    "At most this many orders per product (the first in `orderBy` order).",
+                ),
+                EdgeArg::OrderBy(ORDER_BY_DOC),
+            ],
             doc: "Orders that contain this product (through `order_products`), ordered by id.",
         },
         Relation {
             field: "orderItems",
             target: Entity::OrderItem,
             link: Link::Children("product_id"),
-            args: &[],
+            args: &[EdgeArg::OrderBy(ORDER_BY_DOC)],
             doc: "Order lines that bought this product, ordered by id.",
         },
     ],

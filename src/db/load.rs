@@ -15,7 +15,7 @@ use super::session::{Arg, DbRow, Session};
 use crate::entities::{Entity, Link, Rel, Row, Visibility};
 use crate::error::AppResult;
 use crate::model::{OrderStatus, Viewer};
-use crate::planner::{Batch, Node};
+use crate::planner::{Batch, Node, SortKeys};
 
 /// Which columns of the entity's description a node reads: bit `i` is column `i`. Keys are
 /// always read; every other column only when its field is selected.
@@ -225,6 +225,8 @@ pub enum RootQuery {
         first: i64,
         /// Rows skipped.
         offset: i64,
+        /// The order (empty: by id).
+        order: SortKeys,
     },
     /// One row by id.
     ById(i64),
@@ -237,6 +239,8 @@ pub enum RootQuery {
 /// Filters of `Query.orders`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OrderFilter {
+    /// The order (empty: by id).
+    pub order: SortKeys,
     /// Page size.
     pub first: i64,
     /// Rows skipped.
@@ -247,6 +251,28 @@ pub struct OrderFilter {
     pub user_id: Option<i64>,
     /// Only orders whose total is at least this many cents.
     pub min_amount_cents: Option<i64>,
+}
+
+/// The `order by` keys of `entity`'s rows aliased `alias`: the sort keys, then the id. Text
+/// compares by code point on both backends (`collate "C"` on PostgreSQL, SQLite's binary).
+fn order_by(backend: Backend, entity: Entity, alias: &str, order: SortKeys) -> String {
+    let cols = entity.desc().columns;
+    let mut out = String::new();
+    for (col, desc) in order.keys() {
+        let c = &cols[col];
+        let collate = match (backend, c.kind) {
+            (Backend::Postgres, crate::entities::Kind::Text) => " collate \"C\"",
+            _ => "",
+        };
+        let _ = write!(
+            out,
+            "{alias}.{}{collate}{}, ",
+            c.name,
+            if desc { " desc" } else { "" }
+        );
+    }
+    let _ = write!(out, "{alias}.id");
+    out
 }
 
 /// Statement names, derived from the description once: `users.page`, `orders.by_id`, ...
@@ -288,9 +314,17 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
         conds.push(pred);
     }
     let mut page = None;
+    let mut order = SortKeys::default();
     let by_id = matches!(q, RootQuery::ById(_));
     match q {
-        RootQuery::Page { first, offset } => page = Some((first, offset)),
+        RootQuery::Page {
+            first,
+            offset,
+            order: o,
+        } => {
+            page = Some((first, offset));
+            order = o;
+        }
         RootQuery::ById(id) => {
             let n = p.push(Arg::I64(id));
             conds.push(format!("t0.id = ${n}"));
@@ -317,19 +351,23 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
                 });
             }
             page = Some((f.first, f.offset));
+            order = f.order;
         }
     }
     if !conds.is_empty() {
         let _ = write!(sql, " where {}", conds.join(" and "));
     }
+    let by = order_by(backend, node.entity, "t0", order);
     match page {
         Some((first, offset)) => {
             let first = p.push(Arg::I64(first));
             let offset = p.push(Arg::I64(offset));
-            let _ = write!(sql, " order by t0.id limit ${first} offset ${offset}");
+            let _ = write!(sql, " order by {by} limit ${first} offset ${offset}");
         }
         None if by_id => {}
-        None => sql.push_str(" order by t0.id"),
+        None => {
+            let _ = write!(sql, " order by {by}");
+        }
     }
     s.fetch(name, sql, p.args, |r| {
         let mut at = 0;
@@ -405,11 +443,18 @@ pub async fn fetch_batch(
     if let Some(pred) = p.visible(batch.node.entity, "t0") {
         let _ = write!(filter, " and {pred}");
     }
+    let ordered = !batch.args.order.is_empty();
+    let by = order_by(backend, batch.node.entity, "t0", batch.args.order);
     let sql = match batch.args.first {
-        // No ORDER BY: the caller sorts each parent's children by id, which costs the server
-        // far less than a sort costs the database (the scarcer resource under load).
-        None => format!(
+        // By id: no ORDER BY, the caller sorts each parent's children by id, which costs the
+        // server far less than a sort costs the database (the scarcer resource under load).
+        None if !ordered => format!(
             "select {parent} as parent_id, {} from {from}{} where {filter}",
+            select.list(),
+            select.joins
+        ),
+        None => format!(
+            "select {parent} as parent_id, {} from {from}{} where {filter} order by {parent}, {by}",
             select.list(),
             select.joins
         ),
@@ -417,10 +462,15 @@ pub async fn fetch_batch(
             let n = p.push(Arg::I64(first));
             // Per-parent limit inside the one statement: number each parent's children by id
             // and keep the first N.
+            let tail = if ordered {
+                " order by s.parent_id, s.rn"
+            } else {
+                ""
+            };
             format!(
                 "select * from (select {parent} as parent_id, {}, row_number() over \
-                 (partition by {parent} order by t0.id) as rn from {from}{} where {filter}) s \
-                 where s.rn <= ${n}",
+                 (partition by {parent} order by {by}) as rn from {from}{} where {filter}) s \
+                 where s.rn <= ${n}{tail}",
                 select.list(),
                 select.joins,
             )
@@ -435,7 +485,9 @@ pub async fn fetch_batch(
             ))
         })
         .await?;
-    rows.sort_unstable_by_key(|(parent, child)| (*parent, child.row.id()));
+    if !ordered {
+        rows.sort_unstable_by_key(|(parent, child)| (*parent, child.row.id()));
+    }
     Ok(rows)
 }
 

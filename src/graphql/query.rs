@@ -7,7 +7,7 @@ use super::analytics::Analytics;
 use super::args::page_args;
 use super::preload;
 use super::render::Rendered;
-use super::types::{Order, Product, User};
+use super::types::{Order, OrderBy, OrderType, Product, ProductType, Typed, User, UserType};
 use super::types::{first, typed};
 use super::{RequestContext, parse_id};
 use crate::db::load::{OrderFilter, RootQuery};
@@ -15,9 +15,21 @@ use crate::db::money::to_cents;
 use crate::entities::Entity;
 use crate::error::AppError;
 use crate::model::OrderStatus;
+use crate::planner::SortKeys;
 
 /// Read access to users, orders and products.
 pub struct Query;
+
+/// A root list's `orderBy`, read as the planner reads an edge's.
+fn sort_keys<T: Typed>(
+    entity: Entity,
+    order_by: Option<Vec<OrderBy<T>>>,
+    what: &str,
+) -> Result<SortKeys, AppError> {
+    let values = order_by.unwrap_or_default();
+    SortKeys::parse(entity, values.iter().map(|v| v.0.as_str()), what)
+        .map_err(|e| AppError::BadInput(e.0))
+}
 
 fn request<'a>(ctx: &Context<'a>) -> Result<&'a RequestContext, AppError> {
     ctx.data::<RequestContext>()
@@ -49,10 +61,21 @@ impl Query {
         )]
         first: i32,
         #[graphql(default = 0, desc = "Users skipped before the page starts.")] offset: i32,
+        #[graphql(
+            desc = "The order of the list: up to 3 keys, the id always breaking the \
+                          remaining ties (default: by id). Text sorts by code point."
+        )]
+        order_by: Option<Vec<OrderBy<UserType>>>,
     ) -> Result<Rendered<Vec<User>>> {
         request(ctx)?.require_admin("users")?;
         let (first, offset) = page_args(ctx, "users", first, offset)?;
-        let objs = preload::load_root(ctx, Entity::User, RootQuery::Page { first, offset }).await?;
+        let order = sort_keys(Entity::User, order_by, "users")?;
+        let q = RootQuery::Page {
+            first,
+            offset,
+            order,
+        };
+        let objs = preload::load_root(ctx, Entity::User, q).await?;
         Ok(Rendered(typed(objs)))
     }
 
@@ -70,6 +93,10 @@ impl Query {
     }
 
     /// Orders ordered by id, optionally filtered (a customer's own only).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one parameter per GraphQL argument"
+    )]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -84,6 +111,11 @@ impl Query {
         #[graphql(desc = "Only orders whose total is at least this amount.")] min_amount: Option<
             Decimal,
         >,
+        #[graphql(
+            desc = "The order of the list: up to 3 keys, the id always breaking the \
+                          remaining ties (default: by id). Text sorts by code point."
+        )]
+        order_by: Option<Vec<OrderBy<OrderType>>>,
     ) -> Result<Rendered<Vec<Order>>> {
         request(ctx)?.require_user()?;
         let (first, offset) = page_args(ctx, "orders", first, offset)?;
@@ -101,6 +133,7 @@ impl Query {
             })
             .transpose()?;
         let filter = OrderFilter {
+            order: sort_keys(Entity::Order, order_by, "orders")?,
             first,
             offset,
             status,
@@ -133,10 +166,20 @@ impl Query {
         )]
         first: i32,
         #[graphql(default = 0, desc = "Products skipped before the page starts.")] offset: i32,
+        #[graphql(
+            desc = "The order of the list: up to 3 keys, the id always breaking the \
+                          remaining ties (default: by id). Text sorts by code point."
+        )]
+        order_by: Option<Vec<OrderBy<ProductType>>>,
     ) -> Result<Rendered<Vec<Product>>> {
         let (first, offset) = page_args(ctx, "products", first, offset)?;
-        let objs =
-            preload::load_root(ctx, Entity::Product, RootQuery::Page { first, offset }).await?;
+        let order = sort_keys(Entity::Product, order_by, "products")?;
+        let q = RootQuery::Page {
+            first,
+            offset,
+            order,
+        };
+        let objs = preload::load_root(ctx, Entity::Product, q).await?;
         Ok(Rendered(typed(objs)))
     }
 

@@ -50,7 +50,7 @@ impl Field {
     }
 }
 
-use crate::entities::EdgeArg;
+use crate::entities::{EdgeArg, MAX_SORT_KEYS};
 pub use crate::entities::{Entity, Rel};
 
 /// The per-parent arguments of a to-many edge. Two selections with equal arguments share one
@@ -58,10 +58,59 @@ pub use crate::entities::{Entity, Rel};
 /// from its own arguments to find its preloaded rows.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EdgeArgs {
-    /// At most this many children per parent, by id.
+    /// At most this many children per parent, the first in `order`.
     pub first: Option<i64>,
     /// Only orders with this status.
     pub status: Option<OrderStatus>,
+    /// The children's order (empty: by id).
+    pub order: SortKeys,
+}
+
+/// An `orderBy` list: up to [`MAX_SORT_KEYS`] `(column, descending)` keys of one entity, the
+/// id always breaking the remaining ties. Empty: by id.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SortKeys([Option<(u8, bool)>; MAX_SORT_KEYS]);
+
+impl SortKeys {
+    /// The keys: `(column position, descending)`.
+    pub fn keys(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
+        self.0.iter().flatten().map(|(c, d)| (usize::from(*c), *d))
+    }
+
+    /// No key: by id.
+    pub fn is_empty(&self) -> bool {
+        self.0[0].is_none()
+    }
+
+    /// Reads the values of `entity`'s `XOrderBy` enum, in order. More than
+    /// [`MAX_SORT_KEYS`] keys, or one column twice, is refused.
+    pub fn parse<'a>(
+        entity: Entity,
+        values: impl IntoIterator<Item = &'a str>,
+        what: &str,
+    ) -> Result<SortKeys, PlanError> {
+        let mut out = SortKeys::default();
+        for (n, value) in values.into_iter().enumerate() {
+            let (col, desc) = entity.sort_key(value).ok_or_else(|| {
+                PlanError(format!(
+                    "{what}: `orderBy` has {value}, which is not a {}",
+                    entity.order_by_type()
+                ))
+            })?;
+            if n == MAX_SORT_KEYS {
+                return Err(PlanError(format!(
+                    "{what}: `orderBy` takes at most {MAX_SORT_KEYS} keys"
+                )));
+            }
+            if out.keys().any(|(c, _)| c == col) {
+                return Err(PlanError(format!(
+                    "{what}: `orderBy` names the same field twice ({value})"
+                )));
+            }
+            out.0[n] = Some((col as u8, desc));
+        }
+        Ok(out)
+    }
 }
 
 /// A set of rows of one entity, loaded by one statement, with what is loaded along with them.
@@ -263,12 +312,30 @@ impl EdgeArgs {
                 (EdgeArg::Status(_), Value::String(name)) => {
                     out.status = Some(parse_status(name, edge)?)
                 }
+                // A list, or one value standing for a list of one (input coercion).
+                (EdgeArg::OrderBy(_), Value::List(items)) => {
+                    let names = items
+                        .iter()
+                        .map(|v| match v {
+                            Value::Enum(n) => Ok(n.as_str()),
+                            Value::String(n) => Ok(n.as_str()),
+                            other => Err(PlanError(format!(
+                                "{}: `orderBy` must list sort keys, got {other}",
+                                edge.path()
+                            ))),
+                        })
+                        .collect::<Result<Vec<&str>, PlanError>>()?;
+                    out.order = SortKeys::parse(edge.target(), names, &edge.path())?;
+                }
+                (EdgeArg::OrderBy(_), Value::Enum(name)) => {
+                    out.order = SortKeys::parse(edge.target(), [name.as_str()], &edge.path())?;
+                }
                 (arg, other) => {
                     return Err(PlanError(format!(
                         "{}: `{}` must be {}, got {other}",
                         edge.path(),
                         arg.name(),
-                        arg.graphql()
+                        arg.graphql(edge.target())
                     )));
                 }
             }

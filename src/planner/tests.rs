@@ -108,14 +108,14 @@ fn aliases_with_different_arguments_are_separate_batches() {
         node.batches[0].args,
         EdgeArgs {
             first: Some(2),
-            status: None
+            ..EdgeArgs::default()
         }
     );
     assert_eq!(
         node.batches[1].args,
         EdgeArgs {
-            first: None,
-            status: Some(OrderStatus::Shipped)
+            status: Some(OrderStatus::Shipped),
+            ..EdgeArgs::default()
         }
     );
 }
@@ -208,4 +208,54 @@ fn records_the_scalars_each_node_reads() {
     let orders = &node.batches[0].node;
     assert_eq!(orders.scalars, ["totalAmount"]);
     assert_eq!(orders.joins[0].node.scalars, ["email"]);
+}
+
+#[test]
+fn order_by_is_part_of_the_batch_key_and_is_checked() {
+    let a = f("orders", vec![leaf("id")]).arg(
+        "orderBy",
+        Value::List(vec![Value::Enum(Name::new("CREATED_AT_DESC"))]),
+    );
+    let b =
+        f("orders", vec![leaf("status")]).arg("orderBy", Value::Enum(Name::new("CREATED_AT_DESC")));
+    let c = f("orders", vec![leaf("id")]);
+    let node = plan(Entity::User, &[a, b, c], LIMITS).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        node.batches.len(),
+        2,
+        "a list of one and one value are the same order"
+    );
+    assert_eq!(node.statements(), 3);
+    let keys: Vec<(usize, bool)> = node.batches[0].args.order.keys().collect();
+    assert_eq!(
+        keys,
+        [(Entity::Order.column("createdAt").unwrap_or(99), true)]
+    );
+
+    let twice = f("orders", vec![leaf("id")]).arg(
+        "orderBy",
+        Value::List(vec![
+            Value::Enum(Name::new("CREATED_AT_DESC")),
+            Value::Enum(Name::new("CREATED_AT_ASC")),
+        ]),
+    );
+    assert!(plan(Entity::User, &[twice], LIMITS).is_err());
+    let many = f("orders", vec![leaf("id")]).arg(
+        "orderBy",
+        Value::List(
+            [
+                "ID_ASC",
+                "STATUS_ASC",
+                "TOTAL_AMOUNT_DESC",
+                "CREATED_AT_ASC",
+            ]
+            .iter()
+            .map(|n| Value::Enum(Name::new(n)))
+            .collect(),
+        ),
+    );
+    assert!(
+        plan(Entity::User, &[many], LIMITS).is_err(),
+        "at most 3 keys"
+    );
 }

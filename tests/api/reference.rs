@@ -211,22 +211,17 @@ impl Model {
         };
         let sub = |o: Obj<'_>| Json::Object(self.set(o, &f.selection_set.node, cx));
         let list = |objs: Vec<Obj<'_>>| Json::Array(objs.into_iter().map(sub).collect());
-        let page = |n: usize| {
-            let first = int("first", Some(20)).unwrap_or(20) as usize;
-            let offset = int("offset", Some(0)).unwrap_or(0) as usize;
-            (offset..n).take(first)
-        };
+        let order = args.get("orderBy");
+        let first = int("first", Some(20)).unwrap_or(20) as usize;
+        let offset = int("offset", Some(0)).unwrap_or(0) as usize;
+        let paged = |all| paged(all, order, first, offset);
         let name = f.name.node.as_str();
         if name == "__typename" {
             return Json::String(obj.typename().to_owned());
         }
         match obj {
             Obj::Query => match name {
-                "users" => list(
-                    page(self.users.len())
-                        .map(|i| Obj::User(&self.users[i]))
-                        .collect(),
-                ),
+                "users" => list(paged(self.users.iter().map(Obj::User).collect())),
                 "me" => self
                     .me
                     .and_then(|me| self.user(me))
@@ -244,11 +239,7 @@ impl Model {
                     .product(id("id").unwrap_or(0))
                     .map(sub)
                     .unwrap_or(Json::Null),
-                "products" => list(
-                    page(self.products.len())
-                        .map(|i| Obj::Product(&self.products[i]))
-                        .collect(),
-                ),
+                "products" => list(paged(self.products.iter().map(Obj::Product).collect())),
                 "orders" => {
                     let user = id("userId");
                     let matching: Vec<&OrderRow> = self
@@ -263,11 +254,7 @@ impl Model {
                             _ => true,
                         })
                         .collect();
-                    list(
-                        page(matching.len())
-                            .map(|i| Obj::Order(matching[i]))
-                            .collect(),
-                    )
+                    list(paged(matching.into_iter().map(Obj::Order).collect()))
                 }
                 other => panic!("reference: unknown Query.{other}"),
             },
@@ -286,7 +273,7 @@ impl Model {
                         .filter(|o| o.user_id == u.id && status.is_none_or(|s| o.status == s))
                         .map(Obj::Order)
                         .collect();
-                    list(take(mine, int("first", None)))
+                    list(take(sorted(mine, order), int("first", None)))
                 }
                 other => panic!("reference: unknown User.{other}"),
             },
@@ -296,13 +283,14 @@ impl Model {
                 "totalAmount" => Json::String(o.total_amount.to_string()),
                 "createdAt" => Json::String(o.created_at.to_rfc3339()),
                 "user" => sub(self.user(o.user_id).expect("order has a user")),
-                "items" => list(
+                "items" => list(sorted(
                     self.items
                         .iter()
                         .filter(|i| i.order_id == o.id)
                         .map(Obj::Item)
                         .collect(),
-                ),
+                    order,
+                )),
                 "products" => {
                     let mut ids: Vec<i64> = self
                         .links
@@ -311,7 +299,10 @@ impl Model {
                         .map(|l| l.1)
                         .collect();
                     ids.sort_unstable();
-                    list(ids.into_iter().filter_map(|p| self.product(p)).collect())
+                    list(sorted(
+                        ids.into_iter().filter_map(|p| self.product(p)).collect(),
+                        order,
+                    ))
                 }
                 other => panic!("reference: unknown Order.{other}"),
             },
@@ -338,15 +329,16 @@ impl Model {
                         .collect();
                     ids.sort_unstable();
                     let orders = ids.into_iter().filter_map(|o| self.order(o)).collect();
-                    list(take(orders, int("first", None)))
+                    list(take(sorted(orders, order), int("first", None)))
                 }
-                "orderItems" => list(
+                "orderItems" => list(sorted(
                     self.items
                         .iter()
                         .filter(|i| i.product_id == p.id)
                         .map(Obj::Item)
                         .collect(),
-                ),
+                    order,
+                )),
                 other => panic!("reference: unknown Product.{other}"),
             },
         }
@@ -431,6 +423,98 @@ impl Cx<'_> {
 
 fn must<T>(r: Result<T, eagerql::error::AppError>, what: &str) -> T {
     r.unwrap_or_else(|e| panic!("reference {what}: {}", e.detail()))
+}
+
+/// A value to sort by.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum SortVal {
+    Int(i64),
+    Dec(rust_decimal::Decimal),
+    Time(chrono::DateTime<chrono::Utc>),
+    Text(String),
+}
+
+/// `CREATED_AT_DESC` -> (`createdAt`, descending).
+fn sort_key(value: &str) -> (String, bool) {
+    let (base, desc) = match value.strip_suffix("_DESC") {
+        Some(b) => (b, true),
+        None => (value.strip_suffix("_ASC").unwrap_or(value), false),
+    };
+    let mut field = String::new();
+    let mut upper = false;
+    for c in base.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            field.push(c);
+            upper = false;
+        } else {
+            field.push(c.to_ascii_lowercase());
+        }
+    }
+    (field, desc)
+}
+
+fn sort_val(obj: &Obj<'_>, field: &str) -> SortVal {
+    match (obj, field) {
+        (Obj::User(u), "id") => SortVal::Int(u.id),
+        (Obj::User(u), "email") => SortVal::Text(u.email.clone()),
+        (Obj::User(u), "username") => SortVal::Text(u.username.clone()),
+        (Obj::User(u), "createdAt") => SortVal::Time(u.created_at),
+        (Obj::Order(o), "id") => SortVal::Int(o.id),
+        (Obj::Order(o), "status") => SortVal::Text(o.status.as_db().to_owned()),
+        (Obj::Order(o), "totalAmount") => SortVal::Dec(o.total_amount),
+        (Obj::Order(o), "createdAt") => SortVal::Time(o.created_at),
+        (Obj::Item(i), "id") => SortVal::Int(i.id),
+        (Obj::Item(i), "quantity") => SortVal::Int(i64::from(i.quantity)),
+        (Obj::Item(i), "unitPrice") => SortVal::Dec(i.unit_price),
+        (Obj::Product(p), "id") => SortVal::Int(p.id),
+        (Obj::Product(p), "name") => SortVal::Text(p.name.clone()),
+        (Obj::Product(p), "sku") => SortVal::Text(p.sku.clone()),
+        (Obj::Product(p), "price") => SortVal::Dec(p.price),
+        (Obj::Product(p), "stockQuantity") => SortVal::Int(i64::from(p.stock_quantity)),
+        (_, other) => panic!("reference: cannot sort by {other}"),
+    }
+}
+
+/// Orders `v` by an `orderBy` argument (a list or one value), the id breaking ties.
+fn sorted<'a>(mut v: Vec<Obj<'a>>, order: Option<&GqlValue>) -> Vec<Obj<'a>> {
+    let keys: Vec<(String, bool)> = match order {
+        Some(GqlValue::List(items)) => items
+            .iter()
+            .filter_map(|i| match i {
+                GqlValue::Enum(e) => Some(sort_key(e.as_str())),
+                _ => None,
+            })
+            .collect(),
+        Some(GqlValue::Enum(e)) => vec![sort_key(e.as_str())],
+        _ => Vec::new(),
+    };
+    v.sort_by(|a, b| {
+        for (field, desc) in &keys {
+            let o = sort_val(a, field).cmp(&sort_val(b, field));
+            let o = if *desc { o.reverse() } else { o };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        sort_val(a, "id").cmp(&sort_val(b, "id"))
+    });
+    v
+}
+
+/// A root page: sorted, then `offset` skipped and `first` kept.
+fn paged<'a>(
+    all: Vec<Obj<'a>>,
+    order: Option<&GqlValue>,
+    first: usize,
+    offset: usize,
+) -> Vec<Obj<'a>> {
+    sorted(all, order)
+        .into_iter()
+        .skip(offset)
+        .take(first)
+        .collect()
 }
 
 fn take(v: Vec<Obj<'_>>, first: Option<i64>) -> Vec<Obj<'_>> {

@@ -105,6 +105,21 @@ const SHAPES: &[Shape] = &[
         statements: 5,
     },
     Shape {
+        name: "orderBy on roots and edges: newest orders first, by total, per parent",
+        query: "query($n: Int!) { users(first: $n, orderBy: [CREATED_AT_DESC]) { id createdAt orders(orderBy: [CREATED_AT_DESC]) { id createdAt items(orderBy: [QUANTITY_DESC, UNIT_PRICE_ASC]) { id quantity unitPrice } } } }",
+        statements: 3,
+    },
+    Shape {
+        name: "orderBy with first per parent, aliases with different orders are separate batches",
+        query: "query($n: Int!) { products(first: $n, orderBy: [PRICE_DESC, NAME_ASC]) { id price top: orders(first: 2, orderBy: [TOTAL_AMOUNT_DESC]) { id totalAmount } recent: orders(first: 2, orderBy: CREATED_AT_DESC) { id } byId: orders(first: 2) { id } } }",
+        statements: 4,
+    },
+    Shape {
+        name: "orderBy on filtered root orders and through the association table",
+        query: "query($n: Int!) { orders(first: $n, orderBy: [STATUS_ASC, TOTAL_AMOUNT_DESC]) { id status totalAmount products(orderBy: [SKU_DESC]) { sku } user { username } } }",
+        statements: 2,
+    },
+    Shape {
         name: "two root lists",
         query: "query($n: Int!) { users(first: $n) { id orders { id } } products(first: $n) { id orderItems { id } } }",
         statements: 4,
@@ -275,7 +290,13 @@ async fn every_shape_answers_the_same_lazily_at_a_count_independent_of_rows() {
 /// A shape as a customer may send it: the `users` list (administrators only) becomes the
 /// viewer's own account, `me`, under the same response key.
 fn as_customer_query(query: &str) -> String {
-    let q = query.replace("users(first: $n)", "users: me");
+    let q = match query.find("users(first: $n") {
+        Some(at) => {
+            let end = at + query[at..].find(')').unwrap_or(0) + 1;
+            format!("{}users: me{}", &query[..at], &query[end..])
+        }
+        None => query.to_owned(),
+    };
     let uses = q
         .match_indices("$n")
         .filter(|(i, _)| !q[i + 2..].starts_with(|c: char| c.is_alphanumeric()))

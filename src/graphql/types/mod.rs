@@ -12,9 +12,11 @@ use std::sync::Arc;
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::registry::{
-    Deprecation, MetaField, MetaInputValue, MetaType, MetaTypeId, Registry,
+    Deprecation, MetaEnumValue, MetaField, MetaInputValue, MetaType, MetaTypeId, Registry,
 };
-use async_graphql::{CacheControl, ID, InputType, OutputType};
+use async_graphql::{
+    CacheControl, ID, InputType, InputValueError, InputValueResult, Name, OutputType, Value,
+};
 
 use super::scalars::{DateTime, Decimal};
 use crate::entities::{EdgeArg, Entity, Kind, Row};
@@ -125,12 +127,89 @@ fn register_kind(kind: Kind, registry: &mut Registry) {
     }
 }
 
-fn register_arg(arg: EdgeArg, registry: &mut Registry) {
+fn register_arg(arg: EdgeArg, target: Entity, registry: &mut Registry) {
     match arg {
         EdgeArg::First(_) => drop(<Option<i32> as InputType>::create_type_info(registry)),
         EdgeArg::Status(_) => drop(<Option<OrderStatus> as InputType>::create_type_info(
             registry,
         )),
+        EdgeArg::OrderBy(_) => drop(register_order_by(target, registry)),
+    }
+}
+
+/// Registers the `XOrderBy` enum of `entity` (the one place it maps to its Rust type).
+fn register_order_by(entity: Entity, registry: &mut Registry) -> String {
+    match entity {
+        Entity::User => <OrderBy<UserType> as InputType>::create_type_info(registry),
+        Entity::Order => <OrderBy<OrderType> as InputType>::create_type_info(registry),
+        Entity::OrderItem => <OrderBy<OrderItemType> as InputType>::create_type_info(registry),
+        Entity::Product => <OrderBy<ProductType> as InputType>::create_type_info(registry),
+    }
+}
+
+/// A value of the `XOrderBy` enum of entity `T`, from its description's sortable columns
+/// (`CREATED_AT_DESC`): the type of root lists' `orderBy` arguments.
+pub struct OrderBy<T>(pub String, PhantomData<T>);
+
+impl<T: Typed> InputType for OrderBy<T> {
+    type RawValueType = Self;
+
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Owned(T::ENTITY.order_by_type())
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        registry.create_input_type::<Self, _>(MetaTypeId::Enum, |_| {
+            let entity = T::ENTITY;
+            let mut enum_values = IndexMap::new();
+            for (name, col, desc) in entity.sort_values() {
+                let field = entity.desc().columns[col].field.unwrap_or_default();
+                let direction = if desc { "descending" } else { "ascending" };
+                enum_values.insert(
+                    name.clone(),
+                    MetaEnumValue {
+                        name,
+                        description: Some(format!("By `{field}`, {direction}.")),
+                        deprecation: Deprecation::NoDeprecated,
+                        visible: None,
+                        inaccessible: false,
+                        tags: Vec::new(),
+                        directive_invocations: Vec::new(),
+                    },
+                );
+            }
+            MetaType::Enum {
+                name: entity.order_by_type(),
+                description: Some(format!(
+                    "An order of {} lists: one key, ascending or descending.",
+                    entity.desc().name
+                )),
+                enum_values,
+                visible: None,
+                inaccessible: false,
+                tags: Vec::new(),
+                rust_typename: Some(std::any::type_name::<Self>()),
+                directive_invocations: Vec::new(),
+                requires_scopes: Vec::new(),
+            }
+        })
+    }
+
+    fn parse(value: Option<Value>) -> InputValueResult<Self> {
+        match &value {
+            Some(Value::Enum(name)) if T::ENTITY.sort_key(name.as_str()).is_some() => {
+                Ok(OrderBy(name.to_string(), PhantomData))
+            }
+            _ => Err(InputValueError::expected_type(value.unwrap_or_default())),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::Enum(Name::new(&self.0))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
     }
 }
 
@@ -187,13 +266,13 @@ fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
         let target = register(rel.target, registry);
         let mut args = IndexMap::new();
         for arg in rel.args {
-            register_arg(*arg, registry);
+            register_arg(*arg, rel.target, registry);
             args.insert(
                 arg.name().to_owned(),
                 MetaInputValue {
                     name: arg.name().to_owned(),
                     description: doc(arg.doc()),
-                    ty: arg.graphql().to_owned(),
+                    ty: arg.graphql(rel.target),
                     deprecation: Deprecation::NoDeprecated,
                     default_value: None,
                     visible: None,
