@@ -66,6 +66,22 @@ impl Entity {
             .position(|c| c.field == Some(field))
     }
 
+    /// The to-many relationship whose aggregate field is `field` (`ordersAggregate`).
+    pub fn aggregate(self, field: &str) -> Option<Rel> {
+        let base = field.strip_suffix(AGGREGATE_SUFFIX)?;
+        self.relation(base).filter(|r| r.desc().is_many())
+    }
+
+    /// The columns `func` applies to: `(position, column)`.
+    pub fn aggregated(self, func: AggFunc) -> Vec<(usize, &'static Column)> {
+        self.desc()
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.field.is_some() && func.applies(c.kind))
+            .collect()
+    }
+
     /// The GraphQL enum of this entity's sort keys: `OrderOrderBy`.
     pub fn order_by_type(self) -> String {
         format!("{}OrderBy", self.desc().name)
@@ -252,6 +268,67 @@ impl EdgeArg {
         }
     }
 }
+
+/// An aggregate function of a to-many relationship's `...Aggregate` field.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AggFunc {
+    /// `sum`: money and integer columns.
+    Sum,
+    /// `avg`: money and integer columns, as a `Float`.
+    Avg,
+    /// `min`: money, integer and timestamp columns.
+    Min,
+    /// `max`: likewise.
+    Max,
+}
+
+impl AggFunc {
+    /// Every function, in schema order.
+    pub const ALL: [AggFunc; 4] = [AggFunc::Sum, AggFunc::Avg, AggFunc::Min, AggFunc::Max];
+
+    /// The GraphQL field (`sum`) and the SQL function.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFunc::Sum => "sum",
+            AggFunc::Avg => "avg",
+            AggFunc::Min => "min",
+            AggFunc::Max => "max",
+        }
+    }
+
+    /// The fields-type suffix: `OrderSumFields`.
+    pub fn type_suffix(self) -> &'static str {
+        match self {
+            AggFunc::Sum => "SumFields",
+            AggFunc::Avg => "AvgFields",
+            AggFunc::Min => "MinFields",
+            AggFunc::Max => "MaxFields",
+        }
+    }
+
+    /// Whether it applies to a column of kind `kind` (keys never).
+    pub fn applies(self, kind: Kind) -> bool {
+        match self {
+            AggFunc::Sum | AggFunc::Avg => matches!(kind, Kind::Money | Kind::Int),
+            AggFunc::Min | AggFunc::Max => {
+                matches!(kind, Kind::Money | Kind::Int | Kind::DateTime)
+            }
+        }
+    }
+
+    /// The (nullable: no rows, no value) GraphQL type of its result over a `kind` column.
+    pub fn graphql(self, kind: Kind) -> &'static str {
+        match (self, kind) {
+            (AggFunc::Avg, _) => "Float",
+            (_, Kind::Money) => "Decimal",
+            (_, Kind::DateTime) => "DateTime",
+            _ => "Int",
+        }
+    }
+}
+
+/// The suffix of a to-many relationship's aggregate field: `ordersAggregate`.
+pub const AGGREGATE_SUFFIX: &str = "Aggregate";
 
 /// Most keys one `orderBy` list may have.
 pub const MAX_SORT_KEYS: usize = 3;
@@ -594,6 +671,8 @@ pub enum Val {
     Status(OrderStatus),
     /// [`Kind::Role`].
     Role(Role),
+    /// An average.
+    Float(f64),
 }
 
 /// A loaded row of an entity: one value per column of its description, in that order.

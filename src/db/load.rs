@@ -11,11 +11,12 @@ use std::sync::LazyLock;
 
 use super::Backend;
 use super::columns::{decode_row, expr};
+use super::money::from_cents;
 use super::session::{Arg, DbRow, Session};
-use crate::entities::{Entity, Link, Rel, Row, Visibility};
+use crate::entities::{AggFunc, Column, Entity, Kind, Link, Rel, Row, Val, Visibility};
 use crate::error::AppResult;
 use crate::model::{OrderStatus, Viewer};
-use crate::planner::{Batch, Node, SortKeys};
+use crate::planner::{AggBatch, Batch, Node, SortKeys};
 
 /// Which columns of the entity's description a node reads: bit `i` is column `i`. Keys are
 /// always read; every other column only when its field is selected.
@@ -528,3 +529,111 @@ pub async fn fetch_aggregate(
     })
     .await
 }
+
+/// The aggregates of one parent over one edge: the count, and the values an [`AggBatch`]
+/// asked for, in its order ([`Val::Null`] where no row had one).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggRow {
+    /// Matching children.
+    pub count: i64,
+    /// One per [`AggBatch::values`].
+    pub values: Vec<Val>,
+}
+
+impl AggRow {
+    /// The aggregates of a parent with no matching child.
+    pub fn empty(values: usize) -> AggRow {
+        AggRow {
+            count: 0,
+            values: vec![Val::Null; values],
+        }
+    }
+}
+
+/// The select-list expression of `func` over column `col` of `t0`, read as the same Rust
+/// type on both backends (money as cents, averages as doubles in the column's unit).
+fn agg_expr(backend: Backend, func: AggFunc, col: &Column) -> String {
+    let c = format!("t0.{}", col.name);
+    let f = func.name();
+    match (backend, func, col.kind) {
+        (Backend::Postgres, AggFunc::Avg, Kind::Money) => format!("avg({c})::float8"),
+        (Backend::Postgres, AggFunc::Avg, _) => format!("avg({c})::float8"),
+        (Backend::Postgres, _, Kind::Money) => format!("({f}({c}) * 100)::int8"),
+        (Backend::Postgres, _, Kind::Int) => format!("{f}({c})::int8"),
+        (Backend::Sqlite, AggFunc::Avg, Kind::Money) => format!("avg({c}) / 100.0"),
+        (Backend::Sqlite, AggFunc::Avg, _) => format!("avg({c}) * 1.0"),
+        _ => format!("{f}({c})"),
+    }
+}
+
+/// Runs one aggregate batch: per parent in `parent_ids` with at least one matching child,
+/// its count and values, in ONE grouped statement (the children themselves are never read).
+pub async fn fetch_aggregates(
+    s: &Session,
+    agg: &AggBatch,
+    parent_ids: Vec<i64>,
+) -> AppResult<Vec<(i64, AggRow)>> {
+    let backend = s.backend();
+    let (from, parent, name) = batch_source(agg.edge);
+    let target = agg.edge.target();
+    let cols = target.desc().columns;
+    let mut p = Params::new(s.viewer());
+    let ids = p.push(Arg::Ids(parent_ids));
+    let mut filter = in_ids(backend, parent, ids);
+    if let Some(status) = agg.args.status {
+        let n = p.push(Arg::Text(status.as_db().to_owned()));
+        let _ = write!(filter, " and t0.status = ${n}");
+    }
+    if let Some(pred) = p.visible(target, "t0") {
+        let _ = write!(filter, " and {pred}");
+    }
+    let mut list = String::new();
+    for (func, col) in &agg.values {
+        let _ = write!(
+            list,
+            ", {}",
+            agg_expr(backend, *func, &cols[usize::from(*col)])
+        );
+    }
+    let sql = format!(
+        "select {parent} as parent_id, count(*){list} from {from} where {filter} group by {parent}"
+    );
+    let name = AGG_NAMES.get(name).copied().unwrap_or("aggregate");
+    s.fetch(name, sql, p.args, |r| {
+        let mut values = Vec::with_capacity(agg.values.len());
+        for (i, (func, col)) in agg.values.iter().enumerate() {
+            let at = i + 2;
+            let kind = cols[usize::from(*col)].kind;
+            values.push(match (func, kind) {
+                (AggFunc::Avg, _) => r.opt_f64(at)?.map_or(Val::Null, Val::Float),
+                (_, Kind::Money) => r
+                    .opt_i64(at)?
+                    .map_or(Val::Null, |c| Val::Money(from_cents(c))),
+                (_, Kind::DateTime) => r.opt_ts(at)?.map_or(Val::Null, Val::Time),
+                _ => r.opt_i64(at)?.map_or(Val::Null, Val::Int),
+            });
+        }
+        Ok((
+            r.i64(0)?,
+            AggRow {
+                count: r.i64(1)?,
+                values,
+            },
+        ))
+    })
+    .await
+}
+
+/// Aggregate statement names: `orders.by_user_ids` -> `orders.aggregate_by_user_ids`.
+static AGG_NAMES: LazyLock<std::collections::HashMap<&'static str, &'static str>> =
+    LazyLock::new(|| {
+        SOURCES
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|src| {
+                let agg = src.name.replacen(".by_", ".aggregate_by_", 1);
+                (src.name, &*Box::leak(agg.into_boxed_str()))
+            })
+            .collect()
+    });

@@ -245,6 +245,8 @@ pub trait DbRow {
     fn ts(&self, i: usize) -> Result<DateTime<Utc>, sqlx::Error>;
     /// A nullable timestamp column.
     fn opt_ts(&self, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error>;
+    /// A nullable double column.
+    fn opt_f64(&self, i: usize) -> Result<Option<f64>, sqlx::Error>;
 }
 
 macro_rules! impl_db_row {
@@ -269,6 +271,9 @@ macro_rules! impl_db_row {
                 self.$get(i)
             }
             fn opt_ts(&self, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+                self.$get(i)
+            }
+            fn opt_f64(&self, i: usize) -> Result<Option<f64>, sqlx::Error> {
                 self.$get(i)
             }
         }

@@ -16,7 +16,7 @@ use super::RequestContext;
 use super::lookahead::selection;
 use super::types::{Obj, ObjData};
 use crate::db::Session;
-use crate::db::load::{self, Loaded, RootQuery};
+use crate::db::load::{self, AggRow, Loaded, RootQuery};
 use crate::entities::Entity;
 use crate::error::{AppError, AppResult};
 use crate::planner::{self, Field, Node};
@@ -45,7 +45,7 @@ fn plan_for(rc: &RequestContext, entity: Entity, fields: &[Field]) -> AppResult<
     if rc.eager {
         planner::plan(entity, fields, rc.limits).map_err(|e| AppError::BadInput(e.0))
     } else {
-        Ok(planner::plan_scalars(entity, fields))
+        planner::plan_scalars(entity, fields).map_err(|e| AppError::BadInput(e.0))
     }
 }
 
@@ -104,6 +104,7 @@ pub async fn load_child_in(
 #[derive(Default)]
 struct Children {
     batches: Vec<HashMap<i64, Vec<Obj>>>,
+    aggregates: Vec<HashMap<i64, Arc<AggRow>>>,
     joins: Vec<Children>,
 }
 
@@ -143,6 +144,18 @@ fn load_children<'a>(
             }
             out.batches.push(grouped);
         }
+        for agg in &node.aggregates {
+            let mut ids: Vec<i64> = rows.iter().map(|l| l.row.id()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut by_parent = HashMap::new();
+            if !ids.is_empty() {
+                for (parent, row) in load::fetch_aggregates(s, agg, ids).await? {
+                    by_parent.insert(parent, Arc::new(row));
+                }
+            }
+            out.aggregates.push(by_parent);
+        }
         for (k, join) in node.joins.iter().enumerate() {
             let joined: Vec<&Loaded> = rows.iter().filter_map(|l| l.joins.get(k)).collect();
             out.joins.push(load_children(s, &join.node, &joined).await?);
@@ -172,9 +185,22 @@ fn assemble(node: &Node, loaded: Loaded, children: &Children) -> Obj {
             )
         })
         .collect();
+    let aggs = node
+        .aggregates
+        .iter()
+        .zip(&children.aggregates)
+        .map(|(a, map)| {
+            let row = map
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(AggRow::empty(a.values.len())));
+            (a.edge.index, a.args, Arc::new(a.values.clone()), row)
+        })
+        .collect();
     Obj(Arc::new(ObjData {
         row: loaded.row,
         ones,
         manys,
+        aggs,
     }))
 }

@@ -27,11 +27,12 @@ use super::RequestContext;
 use super::lazy::LazyLoader;
 use super::operation::EMPTY_SELECTION_KEY;
 use super::types::{Obj, Object, Typed, register_object};
-use crate::entities::{Entity, Kind, Rel, Val};
+use crate::db::load::AggRow;
+use crate::entities::{AGGREGATE_SUFFIX, AggFunc, Entity, Kind, Rel, Val};
 use crate::error::{AppError, AppResult};
 use crate::json;
 use crate::model::{OrderStatus, Role};
-use crate::planner::{EdgeArgs, Node};
+use crate::planner::{AggBatch, EdgeArgs, Node};
 
 /// A root value (an object, a list or an optional object) written by the renderer in one
 /// go, with its selection compiled once for all its objects.
@@ -56,6 +57,90 @@ enum What {
     One(u8, Vec<Compiled>),
     /// To-many relationship number `.0` with its arguments.
     Many(u8, EdgeArgs, Vec<Compiled>),
+    /// The aggregate field of to-many relationship number `.0` with its arguments.
+    Agg(u8, EdgeArgs, Vec<AggPart>),
+}
+
+/// One field of an aggregate object (`count`, `sum { ... }`, `__typename`).
+struct AggPart {
+    key: Box<[u8]>,
+    what: AggWhat,
+}
+
+enum AggWhat {
+    Typename(&'static str),
+    Count,
+    /// `sum { totalAmount }`: its fields, `(key, column)` or a `__typename`.
+    Func(AggFunc, Vec<(Box<[u8]>, Option<u8>)>),
+}
+
+/// The type names of aggregate objects: `[entity] -> [XAggregate, XSumFields, ...]`.
+static AGG_TYPES: std::sync::LazyLock<Vec<[&'static str; 5]>> = std::sync::LazyLock::new(|| {
+    Entity::ALL
+        .iter()
+        .map(|e| {
+            let n = e.desc().name;
+            let leak = |s: String| &*Box::leak(s.into_boxed_str());
+            [
+                leak(format!("{n}{AGGREGATE_SUFFIX}")),
+                leak(format!("{n}{}", AggFunc::Sum.type_suffix())),
+                leak(format!("{n}{}", AggFunc::Avg.type_suffix())),
+                leak(format!("{n}{}", AggFunc::Min.type_suffix())),
+                leak(format!("{n}{}", AggFunc::Max.type_suffix())),
+            ]
+        })
+        .collect()
+});
+
+fn key_of(key: &str) -> Box<[u8]> {
+    let mut k = Vec::with_capacity(key.len() + 3);
+    json::push_str(&mut k, key);
+    k.push(b':');
+    k.into_boxed_slice()
+}
+
+/// Compiles the selection of an aggregate field over `target` rows.
+fn compile_agg(target: Entity, field: &SelectionField<'_>) -> Result<Vec<AggPart>, String> {
+    let names = &AGG_TYPES[target as usize];
+    let mut out = Vec::new();
+    for part in field.selection_set() {
+        let key = part.alias().unwrap_or(part.name());
+        if key == EMPTY_SELECTION_KEY {
+            continue;
+        }
+        let what = match part.name() {
+            "__typename" => AggWhat::Typename(names[0]),
+            "count" => AggWhat::Count,
+            name => {
+                let (i, func) = AggFunc::ALL
+                    .iter()
+                    .enumerate()
+                    .find(|(_, f)| f.name() == name)
+                    .ok_or_else(|| format!("{} has no field {name}", names[0]))?;
+                let mut cols = Vec::new();
+                for c in part.selection_set() {
+                    let k = c.alias().unwrap_or(c.name());
+                    if k == EMPTY_SELECTION_KEY {
+                        continue;
+                    }
+                    if c.name() == "__typename" {
+                        cols.push((key_of(k), None));
+                        continue;
+                    }
+                    let at = target
+                        .column(c.name())
+                        .ok_or_else(|| format!("{} has no field {}", names[i + 1], c.name()))?;
+                    cols.push((key_of(k), Some(at as u8)));
+                }
+                AggWhat::Func(*func, cols)
+            }
+        };
+        out.push(AggPart {
+            key: key_of(key),
+            what,
+        });
+    }
+    Ok(out)
 }
 
 /// Compiles the sub-selection of `field` for objects of `entity`, by the description.
@@ -76,6 +161,11 @@ fn compile(entity: Entity, field: &SelectionField<'_>) -> Result<Vec<Compiled>, 
                 Kind::Id => What::Id(at),
                 _ => What::Column(at),
             }
+        } else if let Some(rel) = entity.aggregate(name) {
+            let args = child.arguments().map_err(|e| e.message)?;
+            let args =
+                EdgeArgs::read(rel, args.iter().map(|(n, v)| (n.as_str(), v))).map_err(|e| e.0)?;
+            What::Agg(rel.index, args, compile_agg(rel.target(), &child)?)
         } else if let Some(rel) = entity.relation(name) {
             let sub = compile(rel.target(), &child)?;
             if rel.desc().is_many() {
@@ -153,8 +243,61 @@ fn value(out: &mut Vec<u8>, v: &Val) -> Step {
         Val::Status(s) => out.extend_from_slice(status_name(*s)),
         Val::Role(Role::Customer) => out.extend_from_slice(b"\"CUSTOMER\""),
         Val::Role(Role::Admin) => out.extend_from_slice(b"\"ADMIN\""),
+        Val::Float(f) if f.is_finite() => {
+            use std::io::Write as _;
+            let _ = write!(out, "{f}");
+        }
+        Val::Float(_) => out.extend_from_slice(b"null"),
         Val::Absent => return Err(Stop::Missing),
     }
+    Ok(())
+}
+
+/// Writes an aggregate object.
+fn aggregate(
+    out: &mut Vec<u8>,
+    entity: Entity,
+    parts: &[AggPart],
+    what: &[(AggFunc, u8)],
+    row: &AggRow,
+) -> Step {
+    let names = &AGG_TYPES[entity as usize];
+    out.push(b'{');
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&part.key);
+        match &part.what {
+            AggWhat::Typename(n) => json::push_str(out, n),
+            AggWhat::Count => json::push_i64(out, row.count),
+            AggWhat::Func(func, cols) => {
+                let type_name = AggFunc::ALL
+                    .iter()
+                    .position(|f| f == func)
+                    .map_or("", |p| names[p + 1]);
+                out.push(b'{');
+                for (j, (key, col)) in cols.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(key);
+                    match col {
+                        None => json::push_str(out, type_name),
+                        Some(col) => {
+                            let slot = what
+                                .iter()
+                                .position(|w| *w == (*func, *col))
+                                .ok_or(Stop::Missing)?;
+                            value(out, row.values.get(slot).ok_or(Stop::Missing)?)?;
+                        }
+                    }
+                }
+                out.push(b'}');
+            }
+        }
+    }
+    out.push(b'}');
     Ok(())
 }
 
@@ -196,6 +339,15 @@ impl Writer<'_> {
                 What::Many(rel, args, s) => {
                     self.list(self.many(o, *rel, args).ok_or(Stop::Missing)?, s, out)?
                 }
+                What::Agg(rel, args, parts) => {
+                    let (what, agg) = o.aggregate(*rel, args).ok_or(Stop::Missing)?;
+                    let target = Rel {
+                        from: o.entity(),
+                        index: *rel,
+                    }
+                    .target();
+                    aggregate(&mut out.buf, target, parts, what, agg)?
+                }
             }
         }
         out.buf.push(b'}');
@@ -231,11 +383,45 @@ fn scalars_of(entity: Entity, sels: &[&[Compiled]]) -> Node {
         .collect();
     scalars.sort();
     scalars.dedup();
+    // The aggregates of the level are planned with it (they are no relationship to fill).
+    let mut aggregates: Vec<AggBatch> = Vec::new();
+    for c in sels.iter().flat_map(|sel| sel.iter()) {
+        let What::Agg(index, args, parts) = &c.what else {
+            continue;
+        };
+        let edge = Rel {
+            from: entity,
+            index: *index,
+        };
+        let values = parts.iter().flat_map(|p| match &p.what {
+            AggWhat::Func(func, cols) => cols
+                .iter()
+                .filter_map(|(_, col)| col.map(|c| (*func, c)))
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        });
+        match aggregates
+            .iter_mut()
+            .find(|a| a.edge == edge && a.args == *args)
+        {
+            Some(a) => a.values.extend(values),
+            None => aggregates.push(AggBatch {
+                edge,
+                args: *args,
+                values: values.collect(),
+            }),
+        }
+    }
+    for a in &mut aggregates {
+        a.values.sort_unstable();
+        a.values.dedup();
+    }
     Node {
         entity,
         joins: Vec::new(),
         batches: Vec::new(),
         scalars,
+        aggregates,
     }
 }
 

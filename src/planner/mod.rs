@@ -50,7 +50,7 @@ impl Field {
     }
 }
 
-use crate::entities::{EdgeArg, MAX_SORT_KEYS};
+use crate::entities::{AggFunc, EdgeArg, MAX_SORT_KEYS};
 pub use crate::entities::{Entity, Rel};
 
 /// The per-parent arguments of a to-many edge. Two selections with equal arguments share one
@@ -125,6 +125,22 @@ pub struct Node {
     /// The scalar fields selected on these rows, sorted and without repeats. Only their
     /// columns (and the keys) are read from the database.
     pub scalars: Vec<String>,
+    /// Aggregates over to-many edges (`ordersAggregate`), each one grouped statement keyed
+    /// by this node's ids.
+    pub aggregates: Vec<AggBatch>,
+}
+
+/// An aggregate over a to-many edge: one grouped statement per distinct argument set, keyed
+/// by the parents' ids; its rows are counts and aggregated values, never the children.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AggBatch {
+    /// Which edge.
+    pub edge: Rel,
+    /// Its filter arguments (`status`).
+    pub args: EdgeArgs,
+    /// The aggregated values wanted, `(function, column of the target)`, sorted, no repeats
+    /// (the count always comes with them).
+    pub values: Vec<(AggFunc, u8)>,
 }
 
 /// A to-one edge loaded by a JOIN into its parent's statement.
@@ -155,10 +171,12 @@ impl Node {
 
     /// Statements of the batches below this node.
     pub fn batch_statements(&self) -> usize {
-        self.batches
-            .iter()
-            .map(|b| b.node.statements())
-            .sum::<usize>()
+        self.aggregates.len()
+            + self
+                .batches
+                .iter()
+                .map(|b| b.node.statements())
+                .sum::<usize>()
             + self
                 .joins
                 .iter()
@@ -189,7 +207,11 @@ fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, 
     let mut joins: Vec<(Rel, Vec<&Field>)> = Vec::new();
     let mut batches: Vec<(Rel, EdgeArgs, Vec<&Field>)> = Vec::new();
     let mut scalars: Vec<String> = Vec::new();
+    let aggregates = plan_aggregates(entity, fields)?;
     for field in fields {
+        if entity.aggregate(&field.name).is_some() {
+            continue;
+        }
         match entity.relation(&field.name) {
             None => {
                 if let Err(at) = scalars.binary_search(&field.name) {
@@ -236,25 +258,61 @@ fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, 
             })
             .collect::<Result<_, PlanError>>()?,
         scalars,
+        aggregates,
     })
+}
+
+/// The aggregate fields among `fields`: one [`AggBatch`] per edge and argument set, with
+/// the union of what every occurrence selects.
+fn plan_aggregates(entity: Entity, fields: &[&Field]) -> Result<Vec<AggBatch>, PlanError> {
+    let mut out: Vec<AggBatch> = Vec::new();
+    for field in fields {
+        let Some(edge) = entity.aggregate(&field.name) else {
+            continue;
+        };
+        let args = EdgeArgs::read(edge, field.args.iter().map(|(n, v)| (n.as_str(), v)))?;
+        let mut values = Vec::new();
+        for part in &field.children {
+            let Some(func) = AggFunc::ALL.iter().find(|f| f.name() == part.name) else {
+                continue;
+            };
+            for col in &part.children {
+                if let Some(at) = edge.target().column(&col.name) {
+                    values.push((*func, at as u8));
+                }
+            }
+        }
+        match out.iter_mut().find(|a| a.edge == edge && a.args == args) {
+            Some(a) => a.values.extend(values),
+            None => out.push(AggBatch { edge, args, values }),
+        }
+    }
+    for a in &mut out {
+        a.values.sort_unstable();
+        a.values.dedup();
+    }
+    Ok(out)
 }
 
 /// A plan that loads only the rows' own columns and no relationship: what a lazy loader
 /// plans (each relationship is then loaded when it is resolved).
-pub fn plan_scalars(entity: Entity, selection: &[Field]) -> Node {
+pub fn plan_scalars(entity: Entity, selection: &[Field]) -> Result<Node, PlanError> {
     let mut scalars: Vec<String> = selection
         .iter()
-        .filter(|f| entity.relation(&f.name).is_none())
+        .filter(|f| entity.relation(&f.name).is_none() && entity.aggregate(&f.name).is_none())
         .map(|f| f.name.clone())
         .collect();
     scalars.sort();
     scalars.dedup();
-    Node {
+    // Aggregates are no relationship to load lazily: they are planned in both modes.
+    let fields: Vec<&Field> = selection.iter().collect();
+    Ok(Node {
         entity,
         joins: Vec::new(),
         batches: Vec::new(),
         scalars,
-    }
+        aggregates: plan_aggregates(entity, &fields)?,
+    })
 }
 
 /// Validates a page size: not negative, not above the configured cap.

@@ -33,6 +33,7 @@ fn scalars_only_is_one_statement() {
             joins: vec![],
             batches: vec![],
             scalars: vec!["email".to_owned(), "id".to_owned()],
+            aggregates: vec![],
         }
     );
     assert_eq!(node.statements(), 1);

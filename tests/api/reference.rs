@@ -219,6 +219,10 @@ impl Model {
         if name == "__typename" {
             return Json::String(obj.typename().to_owned());
         }
+        if let (false, Some(base)) = (matches!(obj, Obj::Query), name.strip_suffix("Aggregate")) {
+            let rows = self.children(obj, base, status);
+            return self.aggregate(obj, base, &rows, f, cx);
+        }
         match obj {
             Obj::Query => match name {
                 "users" => list(paged(self.users.iter().map(Obj::User).collect())),
@@ -344,6 +348,110 @@ impl Model {
         }
     }
 
+    /// The rows of a to-many edge of `obj`, unordered and unpaged.
+    fn children<'a>(
+        &'a self,
+        obj: Obj<'a>,
+        edge: &str,
+        status: Option<OrderStatus>,
+    ) -> Vec<Obj<'a>> {
+        let orders_of = |ids: Vec<i64>| -> Vec<Obj<'a>> {
+            ids.into_iter().filter_map(|o| self.order(o)).collect()
+        };
+        match (obj, edge) {
+            (Obj::User(u), "orders") => self
+                .orders
+                .iter()
+                .filter(|o| o.user_id == u.id && status.is_none_or(|s| o.status == s))
+                .map(Obj::Order)
+                .collect(),
+            (Obj::Order(o), "items") => self
+                .items
+                .iter()
+                .filter(|i| i.order_id == o.id)
+                .map(Obj::Item)
+                .collect(),
+            (Obj::Order(o), "products") => self
+                .links
+                .iter()
+                .filter(|l| l.0 == o.id)
+                .filter_map(|l| self.product(l.1))
+                .collect(),
+            (Obj::Product(p), "orders") => orders_of(
+                self.links
+                    .iter()
+                    .filter(|l| l.1 == p.id)
+                    .map(|l| l.0)
+                    .collect(),
+            ),
+            (Obj::Product(p), "orderItems") => self
+                .items
+                .iter()
+                .filter(|i| i.product_id == p.id)
+                .map(Obj::Item)
+                .collect(),
+            (_, other) => panic!("reference: no edge {other} on {}", obj.typename()),
+        }
+    }
+
+    /// An aggregate object over `rows` (count, sum, avg, min, max of their fields).
+    fn aggregate(
+        &self,
+        obj: Obj<'_>,
+        edge: &str,
+        rows: &[Obj<'_>],
+        f: &Field,
+        cx: &Cx<'_>,
+    ) -> Json {
+        let target = match rows.first() {
+            Some(o) => o.typename().to_owned(),
+            None => match (obj, edge) {
+                (Obj::User(_), _) | (Obj::Product(_), "orders") => "Order".to_owned(),
+                (_, "items") | (_, "orderItems") => "OrderItem".to_owned(),
+                _ => "Product".to_owned(),
+            },
+        };
+        let mut out = Map::new();
+        for item in &f.selection_set.node.items {
+            let Selection::Field(part) = &item.node else {
+                panic!("reference: fragments inside aggregates are not modelled")
+            };
+            let part = &part.node;
+            let key = part.alias.as_ref().unwrap_or(&part.name).node.to_string();
+            let value = match part.name.node.as_str() {
+                "__typename" => Json::String(format!("{target}Aggregate")),
+                "count" => Json::from(rows.len()),
+                func => {
+                    let mut inner = Map::new();
+                    for c in &part.selection_set.node.items {
+                        let Selection::Field(c) = &c.node else {
+                            continue;
+                        };
+                        let c = &c.node;
+                        let k = c.alias.as_ref().unwrap_or(&c.name).node.to_string();
+                        let field = c.name.node.as_str();
+                        let v = if field == "__typename" {
+                            let suffix = match func {
+                                "sum" => "SumFields",
+                                "avg" => "AvgFields",
+                                "min" => "MinFields",
+                                _ => "MaxFields",
+                            };
+                            Json::String(format!("{target}{suffix}"))
+                        } else {
+                            agg_value(func, field, rows)
+                        };
+                        merge(&mut inner, k, v);
+                    }
+                    Json::Object(inner)
+                }
+            };
+            let _ = cx;
+            merge(&mut out, key, value);
+        }
+        Json::Object(out)
+    }
+
     fn user(&self, id: i64) -> Option<Obj<'_>> {
         self.users.iter().find(|u| u.id == id).map(Obj::User)
     }
@@ -423,6 +531,63 @@ impl Cx<'_> {
 
 fn must<T>(r: Result<T, eagerql::error::AppError>, what: &str) -> T {
     r.unwrap_or_else(|e| panic!("reference {what}: {}", e.detail()))
+}
+
+/// `func` of `field` over `rows`, as the server writes it (null over no rows).
+fn agg_value(func: &str, field: &str, rows: &[Obj<'_>]) -> Json {
+    if rows.is_empty() {
+        return Json::Null;
+    }
+    let vals: Vec<SortVal> = rows.iter().map(|o| sort_val(o, field)).collect();
+    match func {
+        "min" | "max" => {
+            let v = if func == "min" {
+                vals.into_iter().min()
+            } else {
+                vals.into_iter().max()
+            };
+            match v {
+                Some(SortVal::Int(n)) => Json::from(n),
+                Some(SortVal::Dec(d)) => Json::String(d.to_string()),
+                Some(SortVal::Time(t)) => Json::String(t.to_rfc3339()),
+                Some(SortVal::Text(t)) => Json::String(t),
+                None => Json::Null,
+            }
+        }
+        "sum" | "avg" => {
+            let mut int = 0i64;
+            let mut dec = rust_decimal::Decimal::ZERO;
+            let mut money = false;
+            for v in &vals {
+                match v {
+                    SortVal::Int(n) => int += n,
+                    SortVal::Dec(d) => {
+                        money = true;
+                        dec += d;
+                    }
+                    _ => panic!("reference: cannot {func} {field}"),
+                }
+            }
+            if func == "sum" {
+                if money {
+                    Json::String(dec.to_string())
+                } else {
+                    Json::from(int)
+                }
+            } else {
+                let total = if money {
+                    dec
+                } else {
+                    rust_decimal::Decimal::from(int)
+                };
+                let avg = total / rust_decimal::Decimal::from(vals.len() as i64);
+                use rust_decimal::prelude::ToPrimitive as _;
+                serde_json::Number::from_f64(avg.to_f64().unwrap_or(f64::NAN))
+                    .map_or(Json::Null, Json::Number)
+            }
+        }
+        other => panic!("reference: unknown aggregate {other}"),
+    }
 }
 
 /// A value to sort by.

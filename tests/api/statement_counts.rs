@@ -120,6 +120,21 @@ const SHAPES: &[Shape] = &[
         statements: 2,
     },
     Shape {
+        name: "the lesson's puzzle: each user's order count, without loading an order",
+        query: "query($n: Int!) { users(first: $n) { username ordersAggregate { count } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "aggregates under aliases with different arguments, and below a batch",
+        query: "query($n: Int!) { users(first: $n) { id all: ordersAggregate { count sum { totalAmount } max { createdAt totalAmount } min { totalAmount } } done: ordersAggregate(status: COMPLETED) { __typename count sum { totalAmount } } orders(first: 1) { id itemsAggregate { count sum { quantity unitPrice } min { unitPrice } max { quantity } } } } }",
+        statements: 5,
+    },
+    Shape {
+        name: "aggregates through the association table and over items",
+        query: "query($n: Int!) { products(first: $n) { id ordersAggregate { count sum { totalAmount } } orderItemsAggregate { count sum { quantity } } } }",
+        statements: 3,
+    },
+    Shape {
         name: "two root lists",
         query: "query($n: Int!) { users(first: $n) { id orders { id } } products(first: $n) { id orderItems { id } } }",
         statements: 4,
@@ -369,4 +384,56 @@ async fn every_shape_as_a_customer_at_10_parents() {
 #[tokio::test]
 async fn every_shape_as_a_customer_at_1000_parents() {
     check_all_shapes_as_customer(&spawn_app().await, 1000).await;
+}
+
+/// `avg` is a `Float`: compared with the reference's exact mean within a relative 1e-12 (the
+/// backends average in floating point).
+#[tokio::test]
+async fn averages_are_the_mean_of_the_rows() {
+    let app = spawn_app().await;
+    app.seed(20, 3, 2, 10).await;
+    let model = Model::load(&app.db).await;
+    let query = "{ users(first: 20) { ordersAggregate { avg { totalAmount } } } products(first: 10) { orderItemsAggregate { avg { quantity unitPrice } } } }";
+    let r = app.gql(query).await;
+    assert_eq!(r.statements, 4);
+    let expected = model.eval(query, &json!({}));
+    fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+        match (a, b) {
+            (serde_json::Value::Number(x), serde_json::Value::Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(1.0));
+                (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0)
+            }
+            (serde_json::Value::Array(x), serde_json::Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| close(a, b))
+            }
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w)))
+            }
+            _ => a == b,
+        }
+    }
+    assert!(
+        close(r.data(), &expected),
+        "server {}\nreference {expected}",
+        r.data()
+    );
+}
+
+/// The lesson's dashboard with counts reads no order row: the second statement returns one
+/// grouped row per user with orders.
+#[tokio::test]
+async fn order_counts_read_no_order_rows() {
+    let app = spawn_app().await;
+    app.seed(50, 4, 1, 5).await;
+    let r = app
+        .gql("{ users(first: 50) { username ordersAggregate { count } } }")
+        .await;
+    assert_eq!(r.statements, 2);
+    let stmts = &r.body["extensions"]["sql"]["statements"];
+    assert_eq!(
+        stmts[1]["rows"], 50,
+        "one row per user, not 200 orders: {stmts}"
+    );
+    assert!(stmts[1]["sql"].as_str().unwrap_or("").contains("group by"));
+    assert_eq!(r.data()["users"][0]["ordersAggregate"]["count"], 4);
 }

@@ -19,7 +19,8 @@ use async_graphql::{
 };
 
 use super::scalars::{DateTime, Decimal};
-use crate::entities::{EdgeArg, Entity, Kind, Row};
+use crate::db::load::AggRow;
+use crate::entities::{AGGREGATE_SUFFIX, AggFunc, EdgeArg, Entity, Kind, Row};
 use crate::model::{OrderStatus, Role};
 use crate::planner::EdgeArgs;
 
@@ -32,7 +33,13 @@ pub struct ObjData {
     pub ones: Vec<(u8, Obj)>,
     /// The loaded to-many relationships, by index and argument set.
     pub manys: Vec<(u8, EdgeArgs, Vec<Obj>)>,
+    /// The aggregates over to-many relationships, by index and argument set: what was
+    /// aggregated (`(function, column)`) and the values, in that order.
+    pub aggs: Vec<Aggregated>,
 }
+
+/// One aggregate of an object: relationship index, arguments, what was aggregated, values.
+pub type Aggregated = (u8, EdgeArgs, Arc<Vec<(AggFunc, u8)>>, Arc<AggRow>);
 
 /// A loaded object of any entity.
 #[derive(Clone, Debug)]
@@ -52,6 +59,15 @@ impl Obj {
     /// The target of to-one relationship `rel`, if the plan joined it.
     pub fn one(&self, rel: u8) -> Option<&Obj> {
         self.0.ones.iter().find(|(r, _)| *r == rel).map(|(_, o)| o)
+    }
+
+    /// The aggregates over to-many relationship `rel` with arguments `args`, if loaded.
+    pub fn aggregate(&self, rel: u8, args: &EdgeArgs) -> Option<(&[(AggFunc, u8)], &AggRow)> {
+        self.0
+            .aggs
+            .iter()
+            .find(|(r, a, _, _)| *r == rel && a == args)
+            .map(|(_, _, what, row)| (what.as_slice(), row.as_ref()))
     }
 
     /// The children over to-many relationship `rel` with arguments `args`, if loaded.
@@ -244,6 +260,117 @@ fn meta_field(
     }
 }
 
+fn input_value(arg: EdgeArg, target: Entity) -> MetaInputValue {
+    MetaInputValue {
+        name: arg.name().to_owned(),
+        description: doc(arg.doc()),
+        ty: arg.graphql(target),
+        deprecation: Deprecation::NoDeprecated,
+        default_value: None,
+        visible: None,
+        inaccessible: false,
+        tags: Vec::new(),
+        is_secret: false,
+        directive_invocations: Vec::new(),
+    }
+}
+
+fn object_type(name: String, description: String, fields: IndexMap<String, MetaField>) -> MetaType {
+    MetaType::Object {
+        name,
+        description: Some(description),
+        fields,
+        cache_control: CacheControl::default(),
+        extends: false,
+        shareable: false,
+        resolvable: true,
+        keys: None,
+        visible: None,
+        inaccessible: false,
+        interface_object: false,
+        tags: Vec::new(),
+        is_subscription: false,
+        rust_typename: None,
+        directive_invocations: Vec::new(),
+        requires_scopes: Vec::new(),
+    }
+}
+
+/// Registers `XAggregate` of `entity` and its `XSumFields`, ... types (once); gives the
+/// field type `XAggregate!`.
+fn register_aggregate(entity: Entity, registry: &mut Registry) -> String {
+    let name = format!("{}{AGGREGATE_SUFFIX}", entity.desc().name);
+    if !registry.types.contains_key(&name) {
+        // Reserve the name first: the types below do not refer back, but keep it simple.
+        drop(<i32 as OutputType>::create_type_info(registry));
+        drop(<f64 as OutputType>::create_type_info(registry));
+        let mut fields = IndexMap::new();
+        fields.insert(
+            "count".to_owned(),
+            meta_field(
+                "count",
+                "How many rows match (0 when none).",
+                "Int!".to_owned(),
+                IndexMap::new(),
+            ),
+        );
+        for func in AggFunc::ALL {
+            let cols = entity.aggregated(func);
+            if cols.is_empty() {
+                continue;
+            }
+            let fields_name = format!("{}{}", entity.desc().name, func.type_suffix());
+            let mut inner = IndexMap::new();
+            for (_, col) in cols {
+                register_kind(col.kind, registry);
+                let field = col.field.unwrap_or_default();
+                inner.insert(
+                    field.to_owned(),
+                    meta_field(
+                        field,
+                        &format!(
+                            "The {} of `{field}` (null when no row matches).",
+                            func.name()
+                        ),
+                        func.graphql(col.kind).to_owned(),
+                        IndexMap::new(),
+                    ),
+                );
+            }
+            registry.types.insert(
+                fields_name.clone(),
+                object_type(
+                    fields_name.clone(),
+                    format!(
+                        "The {} of each {} field it applies to.",
+                        func.name(),
+                        entity.desc().name
+                    ),
+                    inner,
+                ),
+            );
+            fields.insert(
+                func.name().to_owned(),
+                meta_field(
+                    func.name(),
+                    &format!("The {} of each field it applies to.", func.name()),
+                    format!("{fields_name}!"),
+                    IndexMap::new(),
+                ),
+            );
+        }
+        registry.types.insert(
+            name.clone(),
+            object_type(
+                name.clone(),
+                format!("Aggregates over a list of {} rows.", entity.desc().name),
+                fields,
+            ),
+        );
+    }
+    format!("{name}!")
+}
+
 /// The schema type of an entity, from its description.
 fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
     let desc = T::ENTITY.desc();
@@ -292,6 +419,22 @@ fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
             rel.field.to_owned(),
             meta_field(rel.field, rel.doc, ty, args),
         );
+    }
+    for rel in desc.relations.iter().filter(|r| r.is_many()) {
+        let name = format!("{}{AGGREGATE_SUFFIX}", rel.field);
+        let ty = register_aggregate(rel.target, registry);
+        let mut args = IndexMap::new();
+        for arg in rel.args.iter().filter(|a| matches!(a, EdgeArg::Status(_))) {
+            register_arg(*arg, rel.target, registry);
+            args.insert(arg.name().to_owned(), input_value(*arg, rel.target));
+        }
+        let doc = format!(
+            "Aggregates of `{}`: a count, and sums, averages, minimums and maximums of its \
+             fields, for all parents of a level in one grouped statement (no {} row is read).",
+            rel.field,
+            rel.target.desc().name
+        );
+        fields.insert(name.clone(), meta_field(&name, &doc, ty, args));
     }
     MetaType::Object {
         name: desc.name.to_owned(),
