@@ -33,6 +33,7 @@ type Res<T> = Result<T, BoxError>;
 const USAGE_AFTER: &str = "\
 Workloads (--workloads, comma-separated; default: all):
   dashboard        { users(first: 1000) { id username orders { id totalAmount } } }
+  dashboard-counts { users(first: 1000) { id username ordersAggregate { count } } }
   deep             { users(first: 100) { id orders { id status totalAmount items { quantity unitPrice product { name sku price } } } } }
   detail           order(id: 1 + (i*7919 % orders)) { id user { email } items { quantity unitPrice product { name } } }
   top-customers    { analytics { topCustomers(days: 30, limit: 10) { user { id email } orderCount totalRevenue } } }
@@ -114,6 +115,7 @@ enum BackendSel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Workload {
     Dashboard,
+    DashboardCounts,
     Deep,
     Detail,
     TopCustomers,
@@ -126,8 +128,9 @@ enum Workload {
 }
 
 impl Workload {
-    const ALL: [Workload; 10] = [
+    const ALL: [Workload; 11] = [
         Workload::Dashboard,
+        Workload::DashboardCounts,
         Workload::Deep,
         Workload::Detail,
         Workload::TopCustomers,
@@ -142,6 +145,7 @@ impl Workload {
     fn name(self) -> &'static str {
         match self {
             Workload::Dashboard => "dashboard",
+            Workload::DashboardCounts => "dashboard-counts",
             Workload::Deep => "deep",
             Workload::Detail => "detail",
             Workload::TopCustomers => "top-customers",
@@ -235,6 +239,9 @@ const MANY_TO_MANY: &str = "{ products(first: 50) { id name orders { id user { e
 /// 30,000 rows and 3 MB on the default data set, under the default row and byte budgets).
 const FAN_OUT: &str = "{ products(first: 20) { orders { products { orders { id } } } } }";
 
+/// The lesson's puzzle as it is meant: each user's order count, without loading the orders.
+const DASHBOARD_COUNTS: &str = "{ users(first: 1000) { id username ordersAggregate { count } } }";
+
 /// A customer's "my recent orders with items" (run with a customer's token: user 2 of the
 /// demo accounts), with the permission predicates inside its statements.
 const MY_ORDERS: &str = "{ me { username orders(first: 10) { id status totalAmount createdAt \
@@ -249,6 +256,7 @@ fn fixed(query: &str) -> BodyFn {
 fn read_body(w: Workload, size: &SeedSize) -> BodyFn {
     match w {
         Workload::Dashboard => fixed(&dashboard_query(1000)),
+        Workload::DashboardCounts => fixed(DASHBOARD_COUNTS),
         Workload::Deep => fixed(&deep_query(100)),
         Workload::TopCustomers => fixed(TOP_CUSTOMERS),
         Workload::ManyToMany => fixed(MANY_TO_MANY),
