@@ -602,16 +602,7 @@ pub async fn fetch_aggregates(
     s.fetch(name, sql, p.args, |r| {
         let mut values = Vec::with_capacity(agg.values.len());
         for (i, (func, col)) in agg.values.iter().enumerate() {
-            let at = i + 2;
-            let kind = cols[usize::from(*col)].kind;
-            values.push(match (func, kind) {
-                (AggFunc::Avg, _) => r.opt_f64(at)?.map_or(Val::Null, Val::Float),
-                (_, Kind::Money) => r
-                    .opt_i64(at)?
-                    .map_or(Val::Null, |c| Val::Money(from_cents(c))),
-                (_, Kind::DateTime) => r.opt_ts(at)?.map_or(Val::Null, Val::Time),
-                _ => r.opt_i64(at)?.map_or(Val::Null, Val::Int),
-            });
+            values.push(agg_val(r, i + 2, *func, cols[usize::from(*col)].kind)?);
         }
         Ok((
             r.i64(0)?,
@@ -637,3 +628,86 @@ static AGG_NAMES: LazyLock<std::collections::HashMap<&'static str, &'static str>
             })
             .collect()
     });
+
+/// Runs a root aggregate: over every `entity` row the viewer may see (and, for orders, that
+/// `filter` keeps), the count and `values`, in ONE ungrouped statement.
+pub async fn fetch_total(
+    s: &Session,
+    entity: Entity,
+    filter: Option<&OrderFilter>,
+    values: &[(AggFunc, u8)],
+) -> AppResult<AggRow> {
+    let backend = s.backend();
+    let cols = entity.desc().columns;
+    let mut p = Params::new(s.viewer());
+    let mut conds = Vec::new();
+    if let Some(pred) = p.visible(entity, "t0") {
+        conds.push(pred);
+    }
+    if let Some(f) = filter {
+        if let Some(status) = f.status {
+            let n = p.push(Arg::Text(status.as_db().to_owned()));
+            conds.push(format!("t0.status = ${n}"));
+        }
+        if let Some(user_id) = f.user_id {
+            let n = p.push(Arg::I64(user_id));
+            conds.push(format!("t0.user_id = ${n}"));
+        }
+        if let Some(cents) = f.min_amount_cents {
+            let n = p.push(Arg::I64(cents));
+            conds.push(match backend {
+                Backend::Postgres => format!("t0.total_amount >= ${n}::int8::numeric / 100"),
+                Backend::Sqlite => format!("t0.total_amount >= ${n}"),
+            });
+        }
+    }
+    let mut list = String::new();
+    for (func, col) in values {
+        let _ = write!(
+            list,
+            ", {}",
+            agg_expr(backend, *func, &cols[usize::from(*col)])
+        );
+    }
+    let mut sql = format!("select count(*){list} from {} t0", table(entity));
+    if !conds.is_empty() {
+        let _ = write!(sql, " where {}", conds.join(" and "));
+    }
+    let name = TOTAL_NAMES[entity as usize];
+    let rows = s
+        .fetch(name, sql, p.args, |r| {
+            let mut out = Vec::with_capacity(values.len());
+            for (i, (func, col)) in values.iter().enumerate() {
+                out.push(agg_val(r, i + 1, *func, cols[usize::from(*col)].kind)?);
+            }
+            Ok(AggRow {
+                count: r.i64(0)?,
+                values: out,
+            })
+        })
+        .await?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| AggRow::empty(values.len())))
+}
+
+/// Root aggregate statement names: `orders.aggregate`.
+static TOTAL_NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    Entity::ALL
+        .iter()
+        .map(|e| &*Box::leak(format!("{}.aggregate", e.desc().table).into_boxed_str()))
+        .collect()
+});
+
+/// Reads one aggregated value at position `at`.
+fn agg_val(r: &dyn DbRow, at: usize, func: AggFunc, kind: Kind) -> Result<Val, sqlx::Error> {
+    Ok(match (func, kind) {
+        (AggFunc::Avg, _) => r.opt_f64(at)?.map_or(Val::Null, Val::Float),
+        (_, Kind::Money) => r
+            .opt_i64(at)?
+            .map_or(Val::Null, |c| Val::Money(from_cents(c))),
+        (_, Kind::DateTime) => r.opt_ts(at)?.map_or(Val::Null, Val::Time),
+        _ => r.opt_i64(at)?.map_or(Val::Null, Val::Int),
+    })
+}

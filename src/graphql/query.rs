@@ -6,11 +6,11 @@ use async_graphql::{Context, ID, Object, Result};
 use super::analytics::Analytics;
 use super::args::page_args;
 use super::preload;
-use super::render::Rendered;
+use super::render::{Rendered, RootAggregate, aggregate_values};
 use super::types::{Order, OrderBy, OrderType, Product, ProductType, Typed, User, UserType};
 use super::types::{first, typed};
 use super::{RequestContext, parse_id};
-use crate::db::load::{OrderFilter, RootQuery};
+use crate::db::load::{self, OrderFilter, RootQuery};
 use crate::db::money::to_cents;
 use crate::entities::Entity;
 use crate::error::AppError;
@@ -29,6 +29,33 @@ fn sort_keys<T: Typed>(
     let values = order_by.unwrap_or_default();
     SortKeys::parse(entity, values.iter().map(|v| v.0.as_str()), what)
         .map_err(|e| AppError::BadInput(e.0))
+}
+
+/// A root aggregate: what the selection asks for, in one statement of the request's session.
+async fn root_aggregate<T: Typed>(
+    ctx: &Context<'_>,
+    entity: Entity,
+    filter: Option<&OrderFilter>,
+) -> Result<RootAggregate<T>, AppError> {
+    let rc = request(ctx)?;
+    let what = aggregate_values(entity, &ctx.field());
+    rc.session.log().reserve(1)?;
+    let row = load::fetch_total(&rc.session, entity, filter, &what).await?;
+    Ok(RootAggregate {
+        what,
+        row,
+        marker: std::marker::PhantomData,
+    })
+}
+
+/// A money argument as cents (at most 2 decimals).
+fn cents(d: Decimal, what: &str) -> Result<i64, AppError> {
+    to_cents(d.0).ok_or_else(|| {
+        AppError::bad_input(format!(
+            "{what}: {} is not an amount with at most 2 decimals",
+            d.0
+        ))
+    })
 }
 
 fn request<'a>(ctx: &Context<'a>) -> Result<&'a RequestContext, AppError> {
@@ -181,6 +208,42 @@ impl Query {
         };
         let objs = preload::load_root(ctx, Entity::Product, q).await?;
         Ok(Rendered(typed(objs)))
+    }
+
+    /// Aggregates over all users (administrators only), in one statement.
+    async fn users_aggregate(&self, ctx: &Context<'_>) -> Result<RootAggregate<UserType>> {
+        request(ctx)?.require_admin("usersAggregate")?;
+        Ok(root_aggregate(ctx, Entity::User, None).await?)
+    }
+
+    /// Aggregates over the orders the viewer may see (a customer's own), with the filters of
+    /// `orders`, in one statement.
+    async fn orders_aggregate(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only orders with this status.")] status: Option<OrderStatus>,
+        #[graphql(desc = "Only this user's orders.")] user_id: Option<ID>,
+        #[graphql(desc = "Only orders whose total is at least this amount.")] min_amount: Option<
+            Decimal,
+        >,
+    ) -> Result<RootAggregate<OrderType>> {
+        request(ctx)?.require_user()?;
+        let filter = OrderFilter {
+            status,
+            user_id: user_id
+                .map(|id| parse_id(&id, "ordersAggregate.userId"))
+                .transpose()?,
+            min_amount_cents: min_amount
+                .map(|d| cents(d, "ordersAggregate.minAmount"))
+                .transpose()?,
+            ..OrderFilter::default()
+        };
+        Ok(root_aggregate(ctx, Entity::Order, Some(&filter)).await?)
+    }
+
+    /// Aggregates over all products, in one statement.
+    async fn products_aggregate(&self, ctx: &Context<'_>) -> Result<RootAggregate<ProductType>> {
+        Ok(root_aggregate(ctx, Entity::Product, None).await?)
     }
 
     /// Revenue reports computed by aggregate SQL in the database (administrators only).

@@ -26,7 +26,7 @@ use futures_util::future::BoxFuture;
 use super::RequestContext;
 use super::lazy::LazyLoader;
 use super::operation::EMPTY_SELECTION_KEY;
-use super::types::{Obj, Object, Typed, register_object};
+use super::types::{Obj, Object, Typed, register_aggregate, register_object};
 use crate::db::load::AggRow;
 use crate::entities::{AGGREGATE_SUFFIX, AggFunc, Entity, Kind, Rel, Val};
 use crate::error::{AppError, AppResult};
@@ -695,5 +695,65 @@ impl<T: Shape> OutputType for Rendered<T> {
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
         resolve(&self.0, ctx, field).await
+    }
+}
+
+/// A root aggregate (`Query.ordersAggregate`): what was aggregated and the values, written by
+/// the same aggregate writer as the edges' aggregates.
+pub struct RootAggregate<T> {
+    /// What was aggregated, `(function, column)`, in the order of `row.values`.
+    pub what: Vec<(AggFunc, u8)>,
+    /// The values.
+    pub row: AggRow,
+    /// The entity.
+    pub marker: std::marker::PhantomData<T>,
+}
+
+/// What a root aggregate field's selection asks for: `(function, column)`, sorted, no repeats.
+pub fn aggregate_values(entity: Entity, field: &SelectionField<'_>) -> Vec<(AggFunc, u8)> {
+    let mut out = Vec::new();
+    for part in field.selection_set() {
+        let Some(func) = AggFunc::ALL.iter().find(|f| f.name() == part.name()) else {
+            continue;
+        };
+        for c in part.selection_set() {
+            if let Some(at) = entity.column(c.name()) {
+                out.push((*func, at as u8));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+impl<T: Typed> OutputType for RootAggregate<T> {
+    fn type_name() -> Cow<'static, str> {
+        Cow::Borrowed(AGG_TYPES[T::ENTITY as usize][0])
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        register_aggregate(T::ENTITY, registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        let parts = {
+            let fctx = ctx.with_field(field);
+            compile_agg(T::ENTITY, &fctx.field())
+                .map_err(|e| field_error(ctx, field, AppError::internal(e)))?
+        };
+        let mut out = Vec::with_capacity(256);
+        aggregate(&mut out, T::ENTITY, &parts, &self.what, &self.row).map_err(|_| {
+            field_error(
+                ctx,
+                field,
+                AppError::internal("an aggregate was not loaded"),
+            )
+        })?;
+        Ok(Value::Binary(out.into()))
     }
 }

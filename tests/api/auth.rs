@@ -330,9 +330,24 @@ async fn anonymous_viewers_see_the_catalogue_only() {
         "{ orders { id } }",
         "{ order(id: 1) { id } }",
         "{ analytics { topCustomers { orderCount } } }",
+        "{ ordersAggregate { count } }",
+        "{ usersAggregate { count } }",
     ] {
         assert_eq!(q(root).await.error_code(), "UNAUTHENTICATED", "{root}");
     }
+    assert_eq!(
+        q("{ productsAggregate { count } }").await.data()["productsAggregate"]["count"],
+        4
+    );
+    let counts =
+        q("{ products { ordersAggregate { count } orderItemsAggregate { count } } }").await;
+    assert!(
+        counts.data()["products"].as_array().is_some_and(|a| a
+            .iter()
+            .all(|p| p["ordersAggregate"]["count"] == 0 && p["orderItemsAggregate"]["count"] == 0)),
+        "{}",
+        counts.body
+    );
     for mutation in [
         "mutation { createOrder(input: { userId: \"1\", items: [{ productId: \"1\", quantity: 1 }] }) { id } }",
         "mutation { updateOrderStatus(id: \"1\", status: CANCELLED) { id } }",
@@ -364,6 +379,15 @@ async fn a_customer_sees_only_their_own_account_and_orders() {
         Value::Null
     );
     assert_eq!(q("{ users { id } }").await.error_code(), "FORBIDDEN");
+    assert_eq!(
+        q("{ usersAggregate { count } }").await.error_code(),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        q("{ ordersAggregate { count } }").await.data()["ordersAggregate"]["count"],
+        2,
+        "their own orders only"
+    );
     assert_eq!(
         q("{ analytics { topCustomers { orderCount } } }")
             .await

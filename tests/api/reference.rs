@@ -226,6 +226,31 @@ impl Model {
         match obj {
             Obj::Query => match name {
                 "users" => list(paged(self.users.iter().map(Obj::User).collect())),
+                "usersAggregate" => {
+                    let rows: Vec<Obj<'_>> = self.users.iter().map(Obj::User).collect();
+                    self.aggregate(obj, "users", &rows, f, cx)
+                }
+                "productsAggregate" => {
+                    let rows: Vec<Obj<'_>> = self.products.iter().map(Obj::Product).collect();
+                    self.aggregate(obj, "products", &rows, f, cx)
+                }
+                "ordersAggregate" => {
+                    let user = id("userId");
+                    let rows: Vec<Obj<'_>> = self
+                        .orders
+                        .iter()
+                        .filter(|o| status.is_none_or(|s| o.status == s))
+                        .filter(|o| user.is_none_or(|u| o.user_id == u))
+                        .filter(|o| match args.get("minAmount") {
+                            Some(GqlValue::String(m)) => {
+                                o.total_amount >= m.parse().unwrap_or_default()
+                            }
+                            _ => true,
+                        })
+                        .map(Obj::Order)
+                        .collect();
+                    self.aggregate(obj, "orders", &rows, f, cx)
+                }
                 "me" => self
                     .me
                     .and_then(|me| self.user(me))
@@ -406,7 +431,11 @@ impl Model {
         let target = match rows.first() {
             Some(o) => o.typename().to_owned(),
             None => match (obj, edge) {
-                (Obj::User(_), _) | (Obj::Product(_), "orders") => "Order".to_owned(),
+                (Obj::Query, "users") => "User".to_owned(),
+                (Obj::Query, "products") => "Product".to_owned(),
+                (Obj::User(_), _) | (Obj::Product(_), "orders") | (Obj::Query, _) => {
+                    "Order".to_owned()
+                }
                 (_, "items") | (_, "orderItems") => "OrderItem".to_owned(),
                 _ => "Product".to_owned(),
             },

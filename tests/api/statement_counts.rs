@@ -135,6 +135,11 @@ const SHAPES: &[Shape] = &[
         statements: 3,
     },
     Shape {
+        name: "root aggregates: one statement each, filters as on the list",
+        query: "query($n: Int!) { productsAggregate { count sum { stockQuantity } min { price } max { price } } ordersAggregate(status: COMPLETED, minAmount: \"10.00\") { count sum { totalAmount } min { createdAt } } all: ordersAggregate { count } products(first: $n) { id } }",
+        statements: 4,
+    },
+    Shape {
         name: "two root lists",
         query: "query($n: Int!) { users(first: $n) { id orders { id } } products(first: $n) { id orderItems { id } } }",
         statements: 4,

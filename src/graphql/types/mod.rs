@@ -298,7 +298,7 @@ fn object_type(name: String, description: String, fields: IndexMap<String, MetaF
 
 /// Registers `XAggregate` of `entity` and its `XSumFields`, ... types (once); gives the
 /// field type `XAggregate!`.
-fn register_aggregate(entity: Entity, registry: &mut Registry) -> String {
+pub fn register_aggregate(entity: Entity, registry: &mut Registry) -> String {
     let name = format!("{}{AGGREGATE_SUFFIX}", entity.desc().name);
     if !registry.types.contains_key(&name) {
         // Reserve the name first: the types below do not refer back, but keep it simple.
