@@ -675,16 +675,28 @@ pub enum Val {
     Float(f64),
 }
 
-/// A loaded row of an entity: one value per column of its description, in that order.
+/// A loaded row of an entity: the values of the columns its load read (bit `i` of `mask` for
+/// column `i` of the description), and only those, in column order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     /// Whose row.
     pub entity: Entity,
-    /// The values, one per [`EntityDesc::columns`].
+    /// Which columns were read.
+    pub mask: u32,
+    /// Their values, in column order.
     pub vals: Box<[Val]>,
 }
 
 impl Row {
+    /// The value of column `at`; [`Val::Absent`] when the load did not read it.
+    pub fn get(&self, at: usize) -> &Val {
+        if at >= 32 || self.mask & (1 << at) == 0 {
+            return &Val::Absent;
+        }
+        let slot = (self.mask & ((1u32 << at) - 1)).count_ones() as usize;
+        self.vals.get(slot).unwrap_or(&Val::Absent)
+    }
+
     /// The primary key (the first column).
     pub fn id(&self) -> i64 {
         self.int(0)
@@ -692,8 +704,8 @@ impl Row {
 
     /// The integer at column `at` (0 if absent: keys never are).
     pub fn int(&self, at: usize) -> i64 {
-        match self.vals.get(at) {
-            Some(Val::Int(v)) => *v,
+        match self.get(at) {
+            Val::Int(v) => *v,
             _ => 0,
         }
     }

@@ -18,8 +18,8 @@ pub(crate) fn expr(col: &Column, backend: Backend, alias: &str) -> String {
 }
 
 /// Decodes the columns of `entity` selected by `mask` (bit `i`: column `i`), read from
-/// position `*at` of the result row on; `*at` moves past them. Unselected columns are
-/// [`Val::Absent`].
+/// position `*at` of the result row on; `*at` moves past them. Only the selected columns are
+/// kept (see [`Row::get`]).
 pub(crate) fn decode_row(
     entity: Entity,
     mask: u32,
@@ -27,19 +27,20 @@ pub(crate) fn decode_row(
     at: &mut usize,
 ) -> Result<Row, sqlx::Error> {
     let cols = entity.desc().columns;
-    // One allocation of the exact size (a `collect` through `Result` cannot know it).
-    let mut vals = Vec::with_capacity(cols.len());
+    let mask = mask & (u32::MAX >> (32 - cols.len().min(32)));
+    // One allocation of the exact size (a `collect` through `Result` cannot know it), holding
+    // only the columns read.
+    let mut vals = Vec::with_capacity(mask.count_ones() as usize);
     for (i, col) in cols.iter().enumerate() {
-        vals.push(if mask & (1 << i) == 0 {
-            Val::Absent
-        } else {
+        if mask & (1 << i) != 0 {
             let p = *at;
             *at += 1;
-            read(col, r, p)?
-        });
+            vals.push(read(col, r, p)?);
+        }
     }
     Ok(Row {
         entity,
+        mask,
         vals: vals.into_boxed_slice(),
     })
 }

@@ -328,11 +328,11 @@ impl Writer<'_> {
             out.buf.extend_from_slice(&c.key);
             match &c.what {
                 What::Typename(n) => json::push_str(&mut out.buf, n),
-                What::Id(at) => match row.vals.get(*at) {
-                    Some(Val::Int(id)) => json::push_id(&mut out.buf, *id),
+                What::Id(at) => match row.get(*at) {
+                    Val::Int(id) => json::push_id(&mut out.buf, *id),
                     _ => return Err(Stop::Missing),
                 },
-                What::Column(at) => value(&mut out.buf, row.vals.get(*at).unwrap_or(&Val::Absent))?,
+                What::Column(at) => value(&mut out.buf, row.get(*at))?,
                 What::One(rel, s) => {
                     self.object(self.one(o, *rel).ok_or(Stop::Missing)?, s, out)?
                 }
