@@ -298,6 +298,26 @@ fn root_name(entity: Entity, q: &RootQuery) -> &'static str {
     }
 }
 
+/// The conditions of `Query.orders`' filters on `t0`, their values bound in `p`.
+fn order_conditions(backend: Backend, f: &OrderFilter, p: &mut Params, conds: &mut Vec<String>) {
+    if let Some(status) = f.status {
+        let n = p.push(Arg::Text(status.as_db().to_owned()));
+        conds.push(format!("t0.status = ${n}"));
+    }
+    if let Some(user_id) = f.user_id {
+        let n = p.push(Arg::I64(user_id));
+        conds.push(format!("t0.user_id = ${n}"));
+    }
+    if let Some(cents) = f.min_amount_cents {
+        let n = p.push(Arg::I64(cents));
+        conds.push(match backend {
+            // Compare in the column's own type so that an index on it stays usable.
+            Backend::Postgres => format!("t0.total_amount >= ${n}::int8::numeric / 100"),
+            Backend::Sqlite => format!("t0.total_amount >= ${n}"),
+        });
+    }
+}
+
 /// Runs the root statement of a plan: the node's rows with every joined edge.
 pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec<Loaded>> {
     let backend = s.backend();
@@ -335,22 +355,7 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
             conds.push(in_ids(backend, "t0.id", n));
         }
         RootQuery::Orders(f) => {
-            if let Some(status) = f.status {
-                let n = p.push(Arg::Text(status.as_db().to_owned()));
-                conds.push(format!("t0.status = ${n}"));
-            }
-            if let Some(user_id) = f.user_id {
-                let n = p.push(Arg::I64(user_id));
-                conds.push(format!("t0.user_id = ${n}"));
-            }
-            if let Some(cents) = f.min_amount_cents {
-                let n = p.push(Arg::I64(cents));
-                conds.push(match backend {
-                    // Compare in the column's own type so that an index on it stays usable.
-                    Backend::Postgres => format!("t0.total_amount >= ${n}::int8::numeric / 100"),
-                    Backend::Sqlite => format!("t0.total_amount >= ${n}"),
-                });
-            }
+            order_conditions(backend, &f, &mut p, &mut conds);
             page = Some((f.first, f.offset));
             order = f.order;
         }
@@ -645,21 +650,7 @@ pub async fn fetch_total(
         conds.push(pred);
     }
     if let Some(f) = filter {
-        if let Some(status) = f.status {
-            let n = p.push(Arg::Text(status.as_db().to_owned()));
-            conds.push(format!("t0.status = ${n}"));
-        }
-        if let Some(user_id) = f.user_id {
-            let n = p.push(Arg::I64(user_id));
-            conds.push(format!("t0.user_id = ${n}"));
-        }
-        if let Some(cents) = f.min_amount_cents {
-            let n = p.push(Arg::I64(cents));
-            conds.push(match backend {
-                Backend::Postgres => format!("t0.total_amount >= ${n}::int8::numeric / 100"),
-                Backend::Sqlite => format!("t0.total_amount >= ${n}"),
-            });
-        }
+        order_conditions(backend, f, &mut p, &mut conds);
     }
     let mut list = String::new();
     for (func, col) in values {

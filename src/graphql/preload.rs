@@ -21,6 +21,16 @@ use crate::entities::Entity;
 use crate::error::{AppError, AppResult};
 use crate::planner::{self, Field, Node};
 
+/// The merged sub-selection of every occurrence of the sub-field `child` of the current field.
+fn child_selection(ctx: &Context<'_>, child: &str) -> AppResult<Vec<Field>> {
+    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
+    Ok(fields
+        .into_iter()
+        .filter(|f| f.name == child)
+        .flat_map(|f| f.children)
+        .collect())
+}
+
 /// Plans the rows named by the sub-field `child` of the current field (for example `user` of
 /// `topCustomers`): every occurrence (aliases, fragments) is merged into one plan, and its
 /// statements are reserved in the request's budget. `extra` statements are reserved with it.
@@ -28,13 +38,7 @@ pub fn plan_child(ctx: &Context<'_>, child: &str, entity: Entity, extra: usize) 
     let rc = ctx
         .data::<RequestContext>()
         .map_err(|e| AppError::internal(e.message))?;
-    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
-    let children: Vec<Field> = fields
-        .into_iter()
-        .filter(|f| f.name == child)
-        .flat_map(|f| f.children)
-        .collect();
-    let node = plan_for(rc, entity, &children)?;
+    let node = plan_for(rc, entity, &child_selection(ctx, child)?)?;
     rc.session.log().reserve(extra + node.batch_statements())?;
     Ok(node)
 }
@@ -88,13 +92,7 @@ pub async fn load_child_in(
     let rc = ctx
         .data::<RequestContext>()
         .map_err(|e| AppError::internal(e.message))?;
-    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
-    let children: Vec<Field> = fields
-        .into_iter()
-        .filter(|f| f.name == child)
-        .flat_map(|f| f.children)
-        .collect();
-    let node = plan_for(rc, entity, &children)?;
+    let node = plan_for(rc, entity, &child_selection(ctx, child)?)?;
     session.log().reserve(node.statements())?;
     let loaded = load::fetch_root(session, &node, q).await?;
     build(session, &node, loaded).await
