@@ -275,10 +275,14 @@ fn input_value(arg: EdgeArg, target: Entity) -> MetaInputValue {
     }
 }
 
-fn object_type(name: String, description: String, fields: IndexMap<String, MetaField>) -> MetaType {
+fn object_type(
+    name: String,
+    description: Option<String>,
+    fields: IndexMap<String, MetaField>,
+) -> MetaType {
     MetaType::Object {
         name,
-        description: Some(description),
+        description,
         fields,
         cache_control: CacheControl::default(),
         extends: false,
@@ -341,11 +345,11 @@ pub fn register_aggregate(entity: Entity, registry: &mut Registry) -> String {
                 fields_name.clone(),
                 object_type(
                     fields_name.clone(),
-                    format!(
+                    Some(format!(
                         "The {} of each {} field it applies to.",
                         func.name(),
                         entity.desc().name
-                    ),
+                    )),
                     inner,
                 ),
             );
@@ -363,7 +367,10 @@ pub fn register_aggregate(entity: Entity, registry: &mut Registry) -> String {
             name.clone(),
             object_type(
                 name.clone(),
-                format!("Aggregates over a list of {} rows.", entity.desc().name),
+                Some(format!(
+                    "Aggregates over a list of {} rows.",
+                    entity.desc().name
+                )),
                 fields,
             ),
         );
@@ -436,24 +443,11 @@ fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
         );
         fields.insert(name.clone(), meta_field(&name, &doc, ty, args));
     }
-    MetaType::Object {
-        name: desc.name.to_owned(),
-        description: doc(desc.doc),
-        fields,
-        cache_control: CacheControl::default(),
-        extends: false,
-        shareable: false,
-        resolvable: true,
-        keys: None,
-        visible: None,
-        inaccessible: false,
-        interface_object: false,
-        tags: Vec::new(),
-        is_subscription: false,
-        rust_typename: Some(std::any::type_name::<Object<T>>()),
-        directive_invocations: Vec::new(),
-        requires_scopes: Vec::new(),
+    let mut ty = object_type(desc.name.to_owned(), doc(desc.doc), fields);
+    if let MetaType::Object { rust_typename, .. } = &mut ty {
+        *rust_typename = Some(std::any::type_name::<Object<T>>());
     }
+    ty
 }
 
 /// Registers the schema type of `Object<T>` (what its `OutputType::create_type_info` does;
