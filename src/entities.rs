@@ -72,6 +72,12 @@ impl Entity {
         self.relation(base).filter(|r| r.desc().is_many())
     }
 
+    /// The to-many relationship whose connection field is `field` (`ordersConnection`).
+    pub fn connection(self, field: &str) -> Option<Rel> {
+        let base = field.strip_suffix(CONNECTION_SUFFIX)?;
+        self.relation(base).filter(|r| r.desc().is_many())
+    }
+
     /// The columns `func` applies to: `(position, column)`.
     pub fn aggregated(self, func: AggFunc) -> Vec<(usize, &'static Column)> {
         self.desc()
@@ -329,6 +335,9 @@ impl AggFunc {
 
 /// The suffix of a to-many relationship's aggregate field: `ordersAggregate`.
 pub const AGGREGATE_SUFFIX: &str = "Aggregate";
+
+/// The suffix of a to-many relationship's connection field: `ordersConnection`.
+pub const CONNECTION_SUFFIX: &str = "Connection";
 
 /// Most keys one `orderBy` list may have.
 pub const MAX_SORT_KEYS: usize = 3;

@@ -16,7 +16,7 @@ use super::session::{Arg, DbRow, Session};
 use crate::entities::{AggFunc, Column, Entity, Kind, Link, Rel, Row, Val, Visibility};
 use crate::error::AppResult;
 use crate::model::{OrderStatus, Viewer};
-use crate::planner::{AggBatch, Batch, Node, SortKeys};
+use crate::planner::{AggBatch, Batch, Cursor, Node, Page, SortKeys};
 
 /// Which columns of the entity's description a node reads: bit `i` is column `i`. Keys are
 /// always read; every other column only when its field is selected.
@@ -235,6 +235,16 @@ pub enum RootQuery {
     ByIds(Vec<i64>),
     /// A filtered page of orders.
     Orders(OrderFilter),
+    /// A connection's page (`usersConnection`), with the orders filters for orders: the
+    /// page's rows plus one more when there is a next one, in the page's direction.
+    Connection {
+        /// The order (empty: by id).
+        order: SortKeys,
+        /// Which slice.
+        page: Page,
+        /// For orders: the filters of `Query.orders` (its page fields unused).
+        filter: OrderFilter,
+    },
 }
 
 /// Filters of `Query.orders`.
@@ -256,33 +266,121 @@ pub struct OrderFilter {
 
 /// The `order by` keys of `entity`'s rows aliased `alias`: the sort keys, then the id. Text
 /// compares by code point on both backends (`collate "C"` on PostgreSQL, SQLite's binary).
-fn order_by(backend: Backend, entity: Entity, alias: &str, order: SortKeys) -> String {
+/// Every direction is flipped when `reverse` (a page read from its end).
+fn order_by(
+    backend: Backend,
+    entity: Entity,
+    alias: &str,
+    order: SortKeys,
+    reverse: bool,
+) -> String {
     let cols = entity.desc().columns;
     let mut out = String::new();
     for (col, desc) in order.keys() {
-        let c = &cols[col];
-        let collate = match (backend, c.kind) {
-            (Backend::Postgres, crate::entities::Kind::Text) => " collate \"C\"",
-            _ => "",
-        };
         let _ = write!(
             out,
-            "{alias}.{}{collate}{}, ",
-            c.name,
-            if desc { " desc" } else { "" }
+            "{}{}, ",
+            sort_expr(backend, &cols[col], alias),
+            if desc != reverse { " desc" } else { "" }
         );
     }
-    let _ = write!(out, "{alias}.id");
+    let _ = write!(out, "{alias}.id{}", if reverse { " desc" } else { "" });
     out
 }
 
+/// A sort key as SQL: text compares by code point on both backends.
+fn sort_expr(backend: Backend, col: &Column, alias: &str) -> String {
+    match (backend, col.kind) {
+        (Backend::Postgres, Kind::Text) => format!("{alias}.{} collate \"C\"", col.name),
+        _ => format!("{alias}.{}", col.name),
+    }
+}
+
+/// A cursor's value as a bound parameter, written as SQL comparable with its column.
+fn cursor_value(backend: Backend, kind: Kind, v: &Val, p: &mut Params) -> String {
+    let arg = match v {
+        Val::Int(n) => Arg::I64(*n),
+        Val::Text(t) => Arg::Text(t.to_string()),
+        Val::Time(t) => Arg::Ts(*t),
+        Val::Money(d) => Arg::I64(super::money::to_cents(*d).unwrap_or_default()),
+        Val::Status(s) => Arg::Text(s.as_db().to_owned()),
+        Val::Bool(b) => Arg::Bool(*b),
+        _ => Arg::OptI64(None),
+    };
+    let n = p.push(arg);
+    match (backend, kind) {
+        (Backend::Postgres, Kind::Money) => format!("${n}::int8::numeric / 100"),
+        _ => format!("${n}"),
+    }
+}
+
+/// The keyset condition of a cursor: the rows of `entity` aliased `alias` that come after
+/// (`after`) or before the cursor's row in `order` (the id breaking ties). Mixed directions
+/// are written out key by key; the first key's bound comes first so that an index on it
+/// serves the range.
+fn keyset(
+    backend: Backend,
+    entity: Entity,
+    alias: &str,
+    order: SortKeys,
+    cursor: &Cursor,
+    after: bool,
+    p: &mut Params,
+) -> String {
+    let cols = entity.desc().columns;
+    let keys: Vec<(usize, bool)> = order.keys().chain([(0, false)]).collect();
+    let mut sides = Vec::with_capacity(keys.len());
+    for ((col, desc), v) in keys.iter().zip(cursor.values.iter()) {
+        let c = &cols[*col];
+        sides.push((
+            sort_expr(backend, c, alias),
+            cursor_value(backend, c.kind, v, p),
+            after != *desc,
+        ));
+    }
+    let mut alternatives = Vec::with_capacity(sides.len());
+    for i in 0..sides.len() {
+        let mut conj: Vec<String> = sides[..i]
+            .iter()
+            .map(|(col, val, _)| format!("{col} = {val}"))
+            .collect();
+        let (col, val, greater) = &sides[i];
+        conj.push(format!("{col} {} {val}", if *greater { ">" } else { "<" }));
+        alternatives.push(conj.join(" and "));
+    }
+    let (col, val, greater) = &sides[0];
+    format!(
+        "{col} {} {val} and ({})",
+        if *greater { ">=" } else { "<=" },
+        alternatives.join(" or ")
+    )
+}
+
+/// The conditions of a page's cursors.
+fn page_conditions(
+    backend: Backend,
+    entity: Entity,
+    alias: &str,
+    order: SortKeys,
+    page: &Page,
+    p: &mut Params,
+    conds: &mut Vec<String>,
+) {
+    if let Some(c) = &page.after {
+        conds.push(keyset(backend, entity, alias, order, c, true, p));
+    }
+    if let Some(c) = &page.before {
+        conds.push(keyset(backend, entity, alias, order, c, false, p));
+    }
+}
+
 /// Statement names, derived from the description once: `users.page`, `orders.by_id`, ...
-static ROOT_NAMES: LazyLock<Vec<[&'static str; 4]>> = LazyLock::new(|| {
+static ROOT_NAMES: LazyLock<Vec<[&'static str; 5]>> = LazyLock::new(|| {
     Entity::ALL
         .iter()
         .map(|e| {
             let t = e.desc().table;
-            ["page", "by_id", "by_ids", "filter"]
+            ["page", "by_id", "by_ids", "filter", "connection"]
                 .map(|what| &*Box::leak(format!("{t}.{what}").into_boxed_str()))
         })
         .collect()
@@ -295,6 +393,7 @@ fn root_name(entity: Entity, q: &RootQuery) -> &'static str {
         RootQuery::ById(_) => names[1],
         RootQuery::ByIds(_) => names[2],
         RootQuery::Orders(_) => names[3],
+        RootQuery::Connection { .. } => names[4],
     }
 }
 
@@ -336,14 +435,26 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
     }
     let mut page = None;
     let mut order = SortKeys::default();
+    let mut reverse = false;
     let by_id = matches!(q, RootQuery::ById(_));
     match q {
+        RootQuery::Connection {
+            order: o,
+            page: pg,
+            filter,
+        } => {
+            order_conditions(backend, &filter, &mut p, &mut conds);
+            page_conditions(backend, node.entity, "t0", o, &pg, &mut p, &mut conds);
+            page = Some((pg.size + 1, None));
+            order = o;
+            reverse = pg.backward;
+        }
         RootQuery::Page {
             first,
             offset,
             order: o,
         } => {
-            page = Some((first, offset));
+            page = Some((first, Some(offset)));
             order = o;
         }
         RootQuery::ById(id) => {
@@ -356,16 +467,20 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
         }
         RootQuery::Orders(f) => {
             order_conditions(backend, &f, &mut p, &mut conds);
-            page = Some((f.first, f.offset));
+            page = Some((f.first, Some(f.offset)));
             order = f.order;
         }
     }
     if !conds.is_empty() {
         let _ = write!(sql, " where {}", conds.join(" and "));
     }
-    let by = order_by(backend, node.entity, "t0", order);
+    let by = order_by(backend, node.entity, "t0", order, reverse);
     match page {
-        Some((first, offset)) => {
+        Some((first, None)) => {
+            let first = p.push(Arg::I64(first));
+            let _ = write!(sql, " order by {by} limit ${first}");
+        }
+        Some((first, Some(offset))) => {
             let first = p.push(Arg::I64(first));
             let offset = p.push(Arg::I64(offset));
             let _ = write!(sql, " order by {by} limit ${first} offset ${offset}");
@@ -449,9 +564,30 @@ pub async fn fetch_batch(
     if let Some(pred) = p.visible(batch.node.entity, "t0") {
         let _ = write!(filter, " and {pred}");
     }
-    let ordered = !batch.args.order.is_empty();
-    let by = order_by(backend, batch.node.entity, "t0", batch.args.order);
-    let sql = match batch.args.first {
+    let order = batch.args.order;
+    let mut first = batch.args.first;
+    let mut reverse = false;
+    if let Some(page) = &batch.args.page {
+        let mut conds = Vec::new();
+        page_conditions(
+            backend,
+            batch.node.entity,
+            "t0",
+            order,
+            page,
+            &mut p,
+            &mut conds,
+        );
+        for c in conds {
+            let _ = write!(filter, " and {c}");
+        }
+        // One row past the page tells whether there is a next one.
+        first = Some(page.size + 1);
+        reverse = page.backward;
+    }
+    let ordered = !order.is_empty() || batch.args.page.is_some();
+    let by = order_by(backend, batch.node.entity, "t0", order, reverse);
+    let sql = match first {
         // By id: no ORDER BY, the caller sorts each parent's children by id, which costs the
         // server far less than a sort costs the database (the scarcer resource under load).
         None if !ordered => format!(

@@ -47,7 +47,7 @@ impl Loader<ManyKey> for EdgeLoader {
         let mut groups: HashMap<(Rel, EdgeArgs, Arc<Node>), Vec<i64>> = HashMap::new();
         for k in keys {
             groups
-                .entry((k.edge, k.args, k.node.clone()))
+                .entry((k.edge, k.args.clone(), k.node.clone()))
                 .or_default()
                 .push(k.parent);
         }
@@ -57,7 +57,7 @@ impl Loader<ManyKey> for EdgeLoader {
             parents.dedup();
             let batch = Batch {
                 edge,
-                args,
+                args: args.clone(),
                 node: (*node).clone(),
             };
             let rows = load::fetch_batch(&self.session, &batch, parents.clone()).await?;
@@ -70,7 +70,7 @@ impl Loader<ManyKey> for EdgeLoader {
             for parent in parents {
                 let key = ManyKey {
                     edge,
-                    args,
+                    args: args.clone(),
                     node: node.clone(),
                     parent,
                 };
@@ -137,7 +137,7 @@ impl RequestLoader {
     ) -> AppResult<HashMap<i64, Vec<Obj>>> {
         let keys = parents.into_iter().map(|parent| ManyKey {
             edge,
-            args,
+            args: args.clone(),
             node: node.clone(),
             parent,
         });

@@ -16,10 +16,10 @@ use super::RequestContext;
 use super::lookahead::selection;
 use super::types::{Obj, ObjData};
 use crate::db::Session;
-use crate::db::load::{self, AggRow, Loaded, RootQuery};
+use crate::db::load::{self, AggRow, Loaded, OrderFilter, RootQuery};
 use crate::entities::Entity;
 use crate::error::{AppError, AppResult};
-use crate::planner::{self, Field, Node};
+use crate::planner::{self, EdgeArgs, Field, Node};
 
 /// The merged sub-selection of every occurrence of the sub-field `child` of the current field.
 fn child_selection(ctx: &Context<'_>, child: &str) -> AppResult<Vec<Field>> {
@@ -78,6 +78,53 @@ pub async fn load_root_in(
     session.log().reserve(node.statements())?;
     let loaded = load::fetch_root(session, &node, q).await?;
     build(session, &node, loaded).await
+}
+
+/// Loads a root connection's page (`Query.ordersConnection`): the rows named by its
+/// `edges { node }` and `nodes` selections, planned as one, in one statement plus one per
+/// batch below, and its total count (one more statement) when `totalCount` is selected.
+pub async fn load_connection(
+    ctx: &Context<'_>,
+    entity: Entity,
+    args: EdgeArgs,
+    filter: OrderFilter,
+) -> AppResult<(Vec<Obj>, Option<i64>)> {
+    let rc = ctx
+        .data::<RequestContext>()
+        .map_err(|e| AppError::internal(e.message))?;
+    let page = args
+        .page
+        .clone()
+        .ok_or_else(|| AppError::internal("no page"))?;
+    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
+    let conn = Field::new("connection", fields);
+    let nodes: Vec<Field> = planner::connection_nodes(&conn)
+        .into_iter()
+        .cloned()
+        .collect();
+    let counted = conn.children.iter().any(|f| f.name == "totalCount");
+    let mut node = plan_for(rc, entity, &nodes)?;
+    node.read_sort_keys(args.order);
+    rc.session
+        .log()
+        .reserve(node.statements() + usize::from(counted))?;
+    let total = if counted {
+        let orders = (entity == Entity::Order).then_some(&filter);
+        Some(
+            load::fetch_total(&rc.session, entity, orders, &[])
+                .await?
+                .count,
+        )
+    } else {
+        None
+    };
+    let q = RootQuery::Connection {
+        order: args.order,
+        page,
+        filter,
+    };
+    let loaded = load::fetch_root(&rc.session, &node, q).await?;
+    Ok((build(&rc.session, &node, loaded).await?, total))
 }
 
 /// Loads rows for the sub-field `child` of the current field (the `user` of a login's
@@ -178,7 +225,7 @@ fn assemble(node: &Node, loaded: Loaded, children: &Children) -> Obj {
         .map(|(b, map)| {
             (
                 b.edge.index,
-                b.args,
+                b.args.clone(),
                 map.get(&id).cloned().unwrap_or_default(),
             )
         })
@@ -192,7 +239,12 @@ fn assemble(node: &Node, loaded: Loaded, children: &Children) -> Obj {
                 .get(&id)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(AggRow::empty(a.values.len())));
-            (a.edge.index, a.args, Arc::new(a.values.clone()), row)
+            (
+                a.edge.index,
+                a.args.clone(),
+                Arc::new(a.values.clone()),
+                row,
+            )
         })
         .collect();
     Obj(Arc::new(ObjData {

@@ -7,15 +7,15 @@ use super::analytics::Analytics;
 use super::args::page_args;
 use super::preload;
 use super::render::{Rendered, RootAggregate, aggregate_values};
+use super::types::{Connection, first, typed};
 use super::types::{Order, OrderBy, OrderType, Product, ProductType, Typed, User, UserType};
-use super::types::{first, typed};
 use super::{RequestContext, parse_id};
 use crate::db::load::{self, OrderFilter, RootQuery};
 use crate::db::money::to_cents;
 use crate::entities::Entity;
 use crate::error::AppError;
 use crate::model::OrderStatus;
-use crate::planner::SortKeys;
+use crate::planner::{EdgeArgs, Page, SortKeys, check_page};
 
 /// Read access to users, orders and products.
 pub struct Query;
@@ -29,6 +29,54 @@ fn sort_keys<T: Typed>(
     let values = order_by.unwrap_or_default();
     SortKeys::parse(entity, values.iter().map(|v| v.0.as_str()), what)
         .map_err(|e| AppError::BadInput(e.0))
+}
+
+/// A root connection's page arguments, checked as an edge connection's are.
+struct PageArgs<T> {
+    first: Option<i32>,
+    after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
+    order_by: Option<Vec<OrderBy<T>>>,
+}
+
+impl<T: Typed> PageArgs<T> {
+    fn read(self, ctx: &Context<'_>, what: &str) -> Result<EdgeArgs, AppError> {
+        let entity = T::ENTITY;
+        let order = sort_keys(entity, self.order_by, what)?;
+        let page = Page::read(
+            entity,
+            order,
+            self.first.map(i64::from),
+            self.last.map(i64::from),
+            self.after.as_deref(),
+            self.before.as_deref(),
+            what,
+        )
+        .map_err(|e| AppError::BadInput(e.0))?;
+        let args = EdgeArgs {
+            order,
+            page: Some(page),
+            ..EdgeArgs::default()
+        };
+        check_page(&args, what, request(ctx)?.limits).map_err(|e| AppError::BadInput(e.0))?;
+        Ok(args)
+    }
+}
+
+/// Loads a root connection.
+async fn connection<T: Typed>(
+    ctx: &Context<'_>,
+    args: EdgeArgs,
+    filter: OrderFilter,
+) -> Result<Connection<T>, AppError> {
+    let (objs, total) = preload::load_connection(ctx, T::ENTITY, args.clone(), filter).await?;
+    Ok(Connection {
+        objs,
+        args,
+        total,
+        marker: std::marker::PhantomData,
+    })
 }
 
 /// A root aggregate: what the selection asks for, in one statement of the request's session.
@@ -208,6 +256,109 @@ impl Query {
         };
         let objs = preload::load_root(ctx, Entity::Product, q).await?;
         Ok(Rendered(typed(objs)))
+    }
+
+    /// Users as a cursor connection (administrators only): keyset pages in `orderBy` order.
+    async fn users_connection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The first this many users (default 20 when `last` is not given).")]
+        first: Option<i32>,
+        #[graphql(desc = "Only users after this cursor.")] after: Option<String>,
+        #[graphql(desc = "The last this many users; not together with `first`.")] last: Option<i32>,
+        #[graphql(desc = "Only users before this cursor.")] before: Option<String>,
+        #[graphql(
+            desc = "The order of the list: up to 3 keys, the id always breaking the \
+                          remaining ties (default: by id). Text sorts by code point."
+        )]
+        order_by: Option<Vec<OrderBy<UserType>>>,
+    ) -> Result<Connection<UserType>> {
+        request(ctx)?.require_admin("usersConnection")?;
+        let page = PageArgs {
+            first,
+            after,
+            last,
+            before,
+            order_by,
+        };
+        let args = page.read(ctx, "usersConnection")?;
+        Ok(connection(ctx, args, OrderFilter::default()).await?)
+    }
+
+    /// Orders as a cursor connection, with the filters of `orders` (a customer's own only).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one parameter per GraphQL argument"
+    )]
+    async fn orders_connection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The first this many orders (default 20 when `last` is not given).")]
+        first: Option<i32>,
+        #[graphql(desc = "Only orders after this cursor.")] after: Option<String>,
+        #[graphql(desc = "The last this many orders; not together with `first`.")] last: Option<
+            i32,
+        >,
+        #[graphql(desc = "Only orders before this cursor.")] before: Option<String>,
+        #[graphql(
+            desc = "The order of the list: up to 3 keys, the id always breaking the \
+                          remaining ties (default: by id). Text sorts by code point."
+        )]
+        order_by: Option<Vec<OrderBy<OrderType>>>,
+        #[graphql(desc = "Only orders with this status.")] status: Option<OrderStatus>,
+        #[graphql(desc = "Only this user's orders.")] user_id: Option<ID>,
+        #[graphql(desc = "Only orders whose total is at least this amount.")] min_amount: Option<
+            Decimal,
+        >,
+    ) -> Result<Connection<OrderType>> {
+        request(ctx)?.require_user()?;
+        let page = PageArgs {
+            first,
+            after,
+            last,
+            before,
+            order_by,
+        };
+        let args = page.read(ctx, "ordersConnection")?;
+        let filter = OrderFilter {
+            status,
+            user_id: user_id
+                .map(|id| parse_id(&id, "ordersConnection.userId"))
+                .transpose()?,
+            min_amount_cents: min_amount
+                .map(|d| cents(d, "ordersConnection.minAmount"))
+                .transpose()?,
+            ..OrderFilter::default()
+        };
+        Ok(connection(ctx, args, filter).await?)
+    }
+
+    /// Products as a cursor connection: keyset pages in `orderBy` order.
+    async fn products_connection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The first this many products (default 20 when `last` is not given).")]
+        first: Option<i32>,
+        #[graphql(desc = "Only products after this cursor.")] after: Option<String>,
+        #[graphql(desc = "The last this many products; not together with `first`.")] last: Option<
+            i32,
+        >,
+        #[graphql(desc = "Only products before this cursor.")] before: Option<String>,
+        #[graphql(
+            desc = "The order of the list: up to 3 keys, the id always breaking the \
+                          remaining ties (default: by id). Text sorts by code point."
+        )]
+        order_by: Option<Vec<OrderBy<ProductType>>>,
+    ) -> Result<Connection<ProductType>> {
+        let page = PageArgs {
+            first,
+            after,
+            last,
+            before,
+            order_by,
+        };
+        let args = page.read(ctx, "productsConnection")?;
+        Ok(connection(ctx, args, OrderFilter::default()).await?)
     }
 
     /// Aggregates over all users (administrators only), in one statement.

@@ -26,13 +26,16 @@ use futures_util::future::BoxFuture;
 use super::RequestContext;
 use super::lazy::LazyLoader;
 use super::operation::EMPTY_SELECTION_KEY;
-use super::types::{Obj, Object, Typed, register_aggregate, register_object};
+use super::types::{
+    Connection, Obj, Object, Typed, connection_type, edge_type, register_aggregate,
+    register_connection, register_object,
+};
 use crate::db::load::AggRow;
 use crate::entities::{AGGREGATE_SUFFIX, AggFunc, Entity, Kind, Rel, Val};
 use crate::error::{AppError, AppResult};
 use crate::json;
 use crate::model::{OrderStatus, Role};
-use crate::planner::{AggBatch, EdgeArgs, Node};
+use crate::planner::{AggBatch, EdgeArgs, Node, cursor};
 
 /// A root value (an object, a list or an optional object) written by the renderer in one
 /// go, with its selection compiled once for all its objects.
@@ -59,6 +62,134 @@ enum What {
     Many(u8, EdgeArgs, Vec<Compiled>),
     /// The aggregate field of to-many relationship number `.0` with its arguments.
     Agg(u8, EdgeArgs, Vec<AggPart>),
+    /// The connection field of to-many relationship number `.0` with its arguments.
+    Conn(u8, EdgeArgs, Vec<ConnPart>),
+}
+
+/// One field of a connection object.
+#[doc(hidden)]
+pub struct ConnPart {
+    key: Box<[u8]>,
+    what: ConnWhat,
+}
+
+enum ConnWhat {
+    Typename(&'static str),
+    TotalCount,
+    /// `pageInfo { ... }`.
+    PageInfo(Vec<(Box<[u8]>, PageWhat)>),
+    /// `edges { cursor node { ... } }`.
+    Edges(Vec<(Box<[u8]>, EdgeWhat)>),
+    /// `nodes { ... }`.
+    Nodes(Vec<Compiled>),
+}
+
+#[derive(Copy, Clone)]
+enum PageWhat {
+    Typename,
+    HasNext,
+    HasPrevious,
+    Start,
+    End,
+}
+
+enum EdgeWhat {
+    Typename(&'static str),
+    Cursor,
+    Node(Vec<Compiled>),
+}
+
+/// The type names of connection objects: `[entity] -> [XConnection, XEdge]`.
+static CONN_TYPES: std::sync::LazyLock<Vec<[&'static str; 2]>> = std::sync::LazyLock::new(|| {
+    Entity::ALL
+        .iter()
+        .map(|e| {
+            let leak = |s: String| &*Box::leak(s.into_boxed_str());
+            [leak(connection_type(*e)), leak(edge_type(*e))]
+        })
+        .collect()
+});
+
+/// Compiles the selection of a connection field over `target` rows.
+fn compile_conn(target: Entity, field: &SelectionField<'_>) -> Result<Vec<ConnPart>, String> {
+    let [conn_name, edge_name] = CONN_TYPES[target as usize];
+    let mut out = Vec::new();
+    for part in field.selection_set() {
+        let key = part.alias().unwrap_or(part.name());
+        if key == EMPTY_SELECTION_KEY {
+            continue;
+        }
+        let what = match part.name() {
+            "__typename" => ConnWhat::Typename(conn_name),
+            "totalCount" => ConnWhat::TotalCount,
+            "nodes" => ConnWhat::Nodes(compile(target, &part)?),
+            "pageInfo" => {
+                let mut fields = Vec::new();
+                for f in part.selection_set() {
+                    let k = f.alias().unwrap_or(f.name());
+                    if k == EMPTY_SELECTION_KEY {
+                        continue;
+                    }
+                    let what = match f.name() {
+                        "__typename" => PageWhat::Typename,
+                        "hasNextPage" => PageWhat::HasNext,
+                        "hasPreviousPage" => PageWhat::HasPrevious,
+                        "startCursor" => PageWhat::Start,
+                        "endCursor" => PageWhat::End,
+                        other => return Err(format!("PageInfo has no field {other}")),
+                    };
+                    fields.push((key_of(k), what));
+                }
+                ConnWhat::PageInfo(fields)
+            }
+            "edges" => {
+                let mut fields = Vec::new();
+                for f in part.selection_set() {
+                    let k = f.alias().unwrap_or(f.name());
+                    if k == EMPTY_SELECTION_KEY {
+                        continue;
+                    }
+                    let what = match f.name() {
+                        "__typename" => EdgeWhat::Typename(edge_name),
+                        "cursor" => EdgeWhat::Cursor,
+                        "node" => EdgeWhat::Node(compile(target, &f)?),
+                        other => return Err(format!("{edge_name} has no field {other}")),
+                    };
+                    fields.push((key_of(k), what));
+                }
+                ConnWhat::Edges(fields)
+            }
+            other => return Err(format!("{conn_name} has no field {other}")),
+        };
+        out.push(ConnPart {
+            key: key_of(key),
+            what,
+        });
+    }
+    Ok(out)
+}
+
+/// The row selections of a compiled connection (`edges { node }` and `nodes`).
+fn conn_nodes(parts: &[ConnPart]) -> Vec<&[Compiled]> {
+    let mut out = Vec::new();
+    for p in parts {
+        match &p.what {
+            ConnWhat::Nodes(sel) => out.push(sel.as_slice()),
+            ConnWhat::Edges(fields) => {
+                for (_, f) in fields {
+                    if let EdgeWhat::Node(sel) = f {
+                        out.push(sel.as_slice());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn conn_counts(parts: &[ConnPart]) -> bool {
+    parts.iter().any(|p| matches!(p.what, ConnWhat::TotalCount))
 }
 
 /// One field of an aggregate object (`count`, `sum { ... }`, `__typename`).
@@ -161,6 +292,11 @@ fn compile(entity: Entity, field: &SelectionField<'_>) -> Result<Vec<Compiled>, 
                 Kind::Id => What::Id(at),
                 _ => What::Column(at),
             }
+        } else if let Some(rel) = entity.connection(name) {
+            let args = child.arguments().map_err(|e| e.message)?;
+            let args = EdgeArgs::read_connection(rel, args.iter().map(|(n, v)| (n.as_str(), v)))
+                .map_err(|e| e.0)?;
+            What::Conn(rel.index, args, compile_conn(rel.target(), &child)?)
         } else if let Some(rel) = entity.aggregate(name) {
             let args = child.arguments().map_err(|e| e.message)?;
             let args =
@@ -313,7 +449,7 @@ impl Writer<'_> {
     fn many<'o>(&'o self, o: &'o Obj, rel: u8, args: &EdgeArgs) -> Option<&'o [Obj]> {
         o.many(rel, args).or_else(|| {
             self.filled
-                .get(&(o.entity(), o.id(), rel, *args))
+                .get(&(o.entity(), o.id(), rel, args.clone()))
                 .map(Vec::as_slice)
         })
     }
@@ -339,6 +475,13 @@ impl Writer<'_> {
                 What::Many(rel, args, s) => {
                     self.list(self.many(o, *rel, args).ok_or(Stop::Missing)?, s, out)?
                 }
+                What::Conn(rel, args, parts) => {
+                    let rows = self.many(o, *rel, args).ok_or(Stop::Missing)?;
+                    let total = conn_counts(parts)
+                        .then(|| o.aggregate(*rel, &args.filter()).map(|(_, a)| a.count))
+                        .flatten();
+                    self.connection(rows, args, total, parts, out)?
+                }
                 What::Agg(rel, args, parts) => {
                     let (what, agg) = o.aggregate(*rel, args).ok_or(Stop::Missing)?;
                     let target = Rel {
@@ -347,6 +490,104 @@ impl Writer<'_> {
                     }
                     .target();
                     aggregate(&mut out.buf, target, parts, what, agg)?
+                }
+            }
+        }
+        out.buf.push(b'}');
+        Ok(())
+    }
+
+    /// Writes a connection object over `rows`, as loaded for `args`' page (its rows plus one
+    /// when more follow in the page's direction; reversed for `last`).
+    fn connection(
+        &self,
+        rows: &[Obj],
+        args: &EdgeArgs,
+        total: Option<i64>,
+        parts: &[ConnPart],
+        out: &mut Out,
+    ) -> Step {
+        let page = args.page.as_ref().ok_or(Stop::Missing)?;
+        let size = usize::try_from(page.size).unwrap_or(0);
+        let more = rows.len() > size;
+        let mut shown: Vec<&Obj> = rows.iter().take(size).collect();
+        if page.backward {
+            shown.reverse();
+        }
+        let cursor_of = |o: &Obj| cursor::encode(args.order, &o.0.row);
+        out.buf.push(b'{');
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                out.buf.push(b',');
+            }
+            out.buf.extend_from_slice(&part.key);
+            match &part.what {
+                ConnWhat::Typename(n) => json::push_str(&mut out.buf, n),
+                ConnWhat::TotalCount => json::push_i64(&mut out.buf, total.ok_or(Stop::Missing)?),
+                ConnWhat::Nodes(sel) => {
+                    out.buf.push(b'[');
+                    for (j, o) in shown.iter().enumerate() {
+                        if out.buf.len() > out.cap {
+                            return Err(Stop::Over);
+                        }
+                        if j > 0 {
+                            out.buf.push(b',');
+                        }
+                        self.object(o, sel, out)?;
+                    }
+                    out.buf.push(b']');
+                }
+                ConnWhat::Edges(fields) => {
+                    out.buf.push(b'[');
+                    for (j, o) in shown.iter().enumerate() {
+                        if out.buf.len() > out.cap {
+                            return Err(Stop::Over);
+                        }
+                        if j > 0 {
+                            out.buf.push(b',');
+                        }
+                        out.buf.push(b'{');
+                        for (k, (key, what)) in fields.iter().enumerate() {
+                            if k > 0 {
+                                out.buf.push(b',');
+                            }
+                            out.buf.extend_from_slice(key);
+                            match what {
+                                EdgeWhat::Typename(n) => json::push_str(&mut out.buf, n),
+                                EdgeWhat::Cursor => json::push_str(&mut out.buf, &cursor_of(o)),
+                                EdgeWhat::Node(sel) => self.object(o, sel, out)?,
+                            }
+                        }
+                        out.buf.push(b'}');
+                    }
+                    out.buf.push(b']');
+                }
+                ConnWhat::PageInfo(fields) => {
+                    out.buf.push(b'{');
+                    for (k, (key, what)) in fields.iter().enumerate() {
+                        if k > 0 {
+                            out.buf.push(b',');
+                        }
+                        out.buf.extend_from_slice(key);
+                        let b = &mut out.buf;
+                        match what {
+                            PageWhat::Typename => json::push_str(b, "PageInfo"),
+                            PageWhat::HasNext => push_bool(b, more && !page.backward),
+                            PageWhat::HasPrevious => push_bool(b, more && page.backward),
+                            PageWhat::Start | PageWhat::End => {
+                                let at = if matches!(what, PageWhat::Start) {
+                                    shown.first()
+                                } else {
+                                    shown.last()
+                                };
+                                match at {
+                                    Some(o) => json::push_str(b, &cursor_of(o)),
+                                    None => b.extend_from_slice(b"null"),
+                                }
+                            }
+                        }
+                    }
+                    out.buf.push(b'}');
                 }
             }
         }
@@ -370,6 +611,10 @@ impl Writer<'_> {
     }
 }
 
+fn push_bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
 /// The plan of a lazily loaded level: the rows' own columns that any of `sels` reads.
 fn scalars_of(entity: Entity, sels: &[&[Compiled]]) -> Node {
     let cols = entity.desc().columns;
@@ -386,6 +631,23 @@ fn scalars_of(entity: Entity, sels: &[&[Compiled]]) -> Node {
     // The aggregates of the level are planned with it (they are no relationship to fill).
     let mut aggregates: Vec<AggBatch> = Vec::new();
     for c in sels.iter().flat_map(|sel| sel.iter()) {
+        if let What::Conn(index, args, parts) = &c.what
+            && conn_counts(parts)
+        {
+            let edge = Rel {
+                from: entity,
+                index: *index,
+            };
+            let args = args.filter();
+            if !aggregates.iter().any(|a| a.edge == edge && a.args == args) {
+                aggregates.push(AggBatch {
+                    edge,
+                    args,
+                    values: Vec::new(),
+                });
+            }
+            continue;
+        }
         let What::Agg(index, args, parts) = &c.what else {
             continue;
         };
@@ -407,7 +669,7 @@ fn scalars_of(entity: Entity, sels: &[&[Compiled]]) -> Node {
             Some(a) => a.values.extend(values),
             None => aggregates.push(AggBatch {
                 edge,
-                args: *args,
+                args: args.clone(),
                 values: values.collect(),
             }),
         }
@@ -432,14 +694,15 @@ type Edges<'a> = Vec<(u8, Option<EdgeArgs>, Vec<&'a [Compiled]>)>;
 fn edges<'a>(sels: &[&'a [Compiled]]) -> Edges<'a> {
     let mut out: Edges<'a> = Vec::new();
     for c in sels.iter().flat_map(|sel| sel.iter()) {
-        let (index, args, sub) = match &c.what {
-            What::One(index, sub) => (*index, None, sub.as_slice()),
-            What::Many(index, args, sub) => (*index, Some(*args), sub.as_slice()),
+        let (index, args, subs) = match &c.what {
+            What::One(index, sub) => (*index, None, vec![sub.as_slice()]),
+            What::Many(index, args, sub) => (*index, Some(args.clone()), vec![sub.as_slice()]),
+            What::Conn(index, args, parts) => (*index, Some(args.clone()), conn_nodes(parts)),
             _ => continue,
         };
         match out.iter_mut().find(|(i, a, _)| *i == index && *a == args) {
-            Some((_, _, subs)) => subs.push(sub),
-            None => out.push((index, args, vec![sub])),
+            Some((_, _, found)) => found.extend(subs),
+            None => out.push((index, args, subs)),
         }
     }
     out
@@ -461,7 +724,7 @@ fn fill<'a>(
                 from: entity,
                 index,
             };
-            let key = |o: &Obj| (entity, o.id(), index, args.unwrap_or_default());
+            let key = |o: &Obj| (entity, o.id(), index, args.clone().unwrap_or_default());
             // A row may occur under several parents (a product on many orders): each id once.
             let mut missing: Vec<&Obj> = objs
                 .iter()
@@ -483,11 +746,15 @@ fn fill<'a>(
                     )));
                 }
                 let loader = loader.ok_or_else(|| AppError::internal("no lazy loader"))?;
-                let node = Arc::new(scalars_of(rel.target(), &subs));
-                match args {
+                let mut node = scalars_of(rel.target(), &subs);
+                if let Some(a) = args.as_ref().filter(|a| a.page.is_some()) {
+                    node.read_sort_keys(a.order);
+                }
+                let node = Arc::new(node);
+                match &args {
                     Some(args) => {
                         let parents = missing.iter().map(|o| o.id()).collect();
-                        let mut found = loader.many(rel, args, node, parents).await?;
+                        let mut found = loader.many(rel, args.clone(), node, parents).await?;
                         for o in &missing {
                             let children = found.remove(&o.id()).unwrap_or_default();
                             filled.insert(key(o), children);
@@ -525,39 +792,97 @@ fn fill<'a>(
     })
 }
 
-/// How a rendered value is shaped: one object, a list, or an optional object.
+/// How a rendered value is shaped: one object, a list, an optional object, or a connection.
 pub trait Shape: OutputType {
+    /// Its compiled selection.
+    #[doc(hidden)]
+    type Sel: Send + Sync;
     /// The entity of its objects.
     #[doc(hidden)]
     fn entity() -> Entity;
+    /// Compiles the selection of a field of this shape.
+    #[doc(hidden)]
+    fn compile(field: &SelectionField<'_>) -> Result<Self::Sel, String>;
+    /// The selections of its objects, in a compiled selection.
+    #[doc(hidden)]
+    fn selections(sel: &Self::Sel) -> Vec<&[Compiled]>;
     /// Its objects.
     #[doc(hidden)]
     fn objs(&self) -> Vec<Obj>;
     /// Writes it.
     #[doc(hidden)]
-    fn write(&self, w: &Writer<'_>, sel: &[Compiled], out: &mut Out) -> Step;
+    fn write(&self, w: &Writer<'_>, sel: &Self::Sel, out: &mut Out) -> Step;
 }
 
-impl<T: Typed> Shape for Object<T> {
+/// The [`Shape`] items of the object shapes, whose selection is the objects' own.
+macro_rules! object_shape {
+    () => {
+        type Sel = Vec<Compiled>;
+        fn entity() -> Entity {
+            T::ENTITY
+        }
+        fn compile(field: &SelectionField<'_>) -> Result<Vec<Compiled>, String> {
+            compile(T::ENTITY, field)
+        }
+        fn selections(sel: &Vec<Compiled>) -> Vec<&[Compiled]> {
+            vec![sel.as_slice()]
+        }
+    };
+}
+
+impl<T: Typed> Shape for Connection<T> {
+    type Sel = Vec<ConnPart>;
     fn entity() -> Entity {
         T::ENTITY
     }
+    fn compile(field: &SelectionField<'_>) -> Result<Vec<ConnPart>, String> {
+        compile_conn(T::ENTITY, field)
+    }
+    fn selections(sel: &Vec<ConnPart>) -> Vec<&[Compiled]> {
+        conn_nodes(sel)
+    }
+    fn objs(&self) -> Vec<Obj> {
+        self.objs.clone()
+    }
+    fn write(&self, w: &Writer<'_>, sel: &Vec<ConnPart>, out: &mut Out) -> Step {
+        w.connection(&self.objs, &self.args, self.total, sel, out)
+    }
+}
+
+impl<T: Typed> OutputType for Connection<T> {
+    fn type_name() -> Cow<'static, str> {
+        Cow::Borrowed(CONN_TYPES[T::ENTITY as usize][0])
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        register_connection(T::ENTITY, registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        resolve(self, ctx, field).await
+    }
+}
+
+impl<T: Typed> Shape for Object<T> {
+    object_shape!();
     fn objs(&self) -> Vec<Obj> {
         vec![self.0.clone()]
     }
-    fn write(&self, w: &Writer<'_>, sel: &[Compiled], out: &mut Out) -> Step {
+    fn write(&self, w: &Writer<'_>, sel: &Vec<Compiled>, out: &mut Out) -> Step {
         w.object(&self.0, sel, out)
     }
 }
 
 impl<T: Typed> Shape for Vec<Object<T>> {
-    fn entity() -> Entity {
-        T::ENTITY
-    }
+    object_shape!();
     fn objs(&self) -> Vec<Obj> {
         self.iter().map(|o| o.0.clone()).collect()
     }
-    fn write(&self, w: &Writer<'_>, sel: &[Compiled], out: &mut Out) -> Step {
+    fn write(&self, w: &Writer<'_>, sel: &Vec<Compiled>, out: &mut Out) -> Step {
         out.buf.push(b'[');
         for (i, item) in self.iter().enumerate() {
             if out.buf.len() > out.cap {
@@ -574,13 +899,11 @@ impl<T: Typed> Shape for Vec<Object<T>> {
 }
 
 impl<T: Typed> Shape for Option<Object<T>> {
-    fn entity() -> Entity {
-        T::ENTITY
-    }
+    object_shape!();
     fn objs(&self) -> Vec<Obj> {
         self.iter().map(|o| o.0.clone()).collect()
     }
-    fn write(&self, w: &Writer<'_>, sel: &[Compiled], out: &mut Out) -> Step {
+    fn write(&self, w: &Writer<'_>, sel: &Vec<Compiled>, out: &mut Out) -> Step {
         match self {
             Some(v) => w.object(&v.0, sel, out),
             None => {
@@ -612,8 +935,7 @@ pub async fn resolve<S: Shape>(
         .map_err(|e| field_error(ctx, field, AppError::internal(e.message)))?;
     let sel = {
         let fctx = ctx.with_field(field);
-        compile(S::entity(), &fctx.field())
-            .map_err(|e| field_error(ctx, field, AppError::internal(e)))?
+        S::compile(&fctx.field()).map_err(|e| field_error(ctx, field, AppError::internal(e)))?
     };
     let cap = rc.output.left();
     let mut filled = Filled::new();
@@ -629,7 +951,7 @@ pub async fn resolve<S: Shape>(
             loader,
             S::entity(),
             value.objs(),
-            vec![&sel],
+            S::selections(&sel),
             &mut filled,
         )
         .await

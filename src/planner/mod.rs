@@ -53,10 +53,13 @@ impl Field {
 use crate::entities::{AggFunc, EdgeArg, MAX_SORT_KEYS};
 pub use crate::entities::{Entity, Rel};
 
+pub mod cursor;
+pub use cursor::{Cursor, DEFAULT_PAGE_SIZE, Page};
+
 /// The per-parent arguments of a to-many edge. Two selections with equal arguments share one
 /// batch; different arguments are different batches. The field resolver rebuilds the same key
 /// from its own arguments to find its preloaded rows.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EdgeArgs {
     /// At most this many children per parent, the first in `order`.
     pub first: Option<i64>,
@@ -64,6 +67,20 @@ pub struct EdgeArgs {
     pub status: Option<OrderStatus>,
     /// The children's order (empty: by id).
     pub order: SortKeys,
+    /// A connection's page (`ordersConnection`): its rows are the page's, plus one more
+    /// when there is a next page (in the page's direction); `None` for a plain list.
+    pub page: Option<Page>,
+}
+
+impl EdgeArgs {
+    /// The arguments that decide which rows match, without order or page: a connection's
+    /// `totalCount` is the count aggregate under these.
+    pub fn filter(&self) -> EdgeArgs {
+        EdgeArgs {
+            status: self.status,
+            ..EdgeArgs::default()
+        }
+    }
 }
 
 /// An `orderBy` list: up to [`MAX_SORT_KEYS`] `(column, descending)` keys of one entity, the
@@ -212,6 +229,19 @@ fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, 
         if entity.aggregate(&field.name).is_some() {
             continue;
         }
+        if let Some(edge) = entity.connection(&field.name) {
+            let args = EdgeArgs::read_connection(edge, args_of(field))?;
+            check_page(&args, &edge.path(), limits)?;
+            let nodes = connection_nodes(field);
+            match batches
+                .iter_mut()
+                .find(|(e, a, _)| *e == edge && *a == args)
+            {
+                Some((_, _, children)) => children.extend(nodes),
+                None => batches.push((edge, args, nodes)),
+            }
+            continue;
+        }
         match entity.relation(&field.name) {
             None => {
                 if let Err(at) = scalars.binary_search(&field.name) {
@@ -250,11 +280,11 @@ fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, 
         batches: batches
             .into_iter()
             .map(|(edge, args, children)| {
-                Ok(Batch {
-                    edge,
-                    args,
-                    node: plan_node(edge.target(), &children, limits)?,
-                })
+                let mut node = plan_node(edge.target(), &children, limits)?;
+                if args.page.is_some() {
+                    node.read_sort_keys(args.order);
+                }
+                Ok(Batch { edge, args, node })
             })
             .collect::<Result<_, PlanError>>()?,
         scalars,
@@ -267,10 +297,25 @@ fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, 
 fn plan_aggregates(entity: Entity, fields: &[&Field]) -> Result<Vec<AggBatch>, PlanError> {
     let mut out: Vec<AggBatch> = Vec::new();
     for field in fields {
+        if let Some(edge) = entity.connection(&field.name) {
+            // `totalCount`: the count aggregate of the connection's filter, one grouped
+            // statement (shared with an `...Aggregate` of the same filter).
+            if field.children.iter().any(|c| c.name == "totalCount") {
+                let args = EdgeArgs::read_connection(edge, args_of(field))?.filter();
+                if !out.iter().any(|a| a.edge == edge && a.args == args) {
+                    out.push(AggBatch {
+                        edge,
+                        args,
+                        values: Vec::new(),
+                    });
+                }
+            }
+            continue;
+        }
         let Some(edge) = entity.aggregate(&field.name) else {
             continue;
         };
-        let args = EdgeArgs::read(edge, field.args.iter().map(|(n, v)| (n.as_str(), v)))?;
+        let args = EdgeArgs::read(edge, args_of(field))?;
         let mut values = Vec::new();
         for part in &field.children {
             let Some(func) = AggFunc::ALL.iter().find(|f| f.name() == part.name) else {
@@ -294,12 +339,67 @@ fn plan_aggregates(entity: Entity, fields: &[&Field]) -> Result<Vec<AggBatch>, P
     Ok(out)
 }
 
+fn args_of(field: &Field) -> impl Iterator<Item = (&str, &Value)> {
+    field.args.iter().map(|(n, v)| (n.as_str(), v))
+}
+
+/// The selections of a connection's rows: `edges { node { ... } }` and `nodes { ... }`.
+pub fn connection_nodes(field: &Field) -> Vec<&Field> {
+    let mut out = Vec::new();
+    for part in &field.children {
+        match part.name.as_str() {
+            "nodes" => out.extend(part.children.iter()),
+            "edges" => out.extend(
+                part.children
+                    .iter()
+                    .filter(|c| c.name == "node")
+                    .flat_map(|c| c.children.iter()),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Node {
+    /// Makes the node read the columns of `order`'s keys (a connection's rows carry their
+    /// cursors).
+    pub fn read_sort_keys(&mut self, order: SortKeys) {
+        let cols = self.entity.desc().columns;
+        for (col, _) in order.keys() {
+            if let Some(field) = cols[col].field
+                && let Err(at) = self.scalars.binary_search_by(|s| s.as_str().cmp(field))
+            {
+                self.scalars.insert(at, field.to_owned());
+            }
+        }
+    }
+}
+
+/// Validates a connection's page size, as [`check_first`] does a list's.
+pub fn check_page(args: &EdgeArgs, what: &str, limits: Limits) -> Result<(), PlanError> {
+    if let Some(page) = &args.page
+        && page.size > limits.max_page_size
+    {
+        let arg = if page.backward { "last" } else { "first" };
+        return Err(PlanError(format!(
+            "{what}: `{arg}` must be at most {}, got {}",
+            limits.max_page_size, page.size
+        )));
+    }
+    Ok(())
+}
+
 /// A plan that loads only the rows' own columns and no relationship: what a lazy loader
 /// plans (each relationship is then loaded when it is resolved).
 pub fn plan_scalars(entity: Entity, selection: &[Field]) -> Result<Node, PlanError> {
     let mut scalars: Vec<String> = selection
         .iter()
-        .filter(|f| entity.relation(&f.name).is_none() && entity.aggregate(&f.name).is_none())
+        .filter(|f| {
+            entity.relation(&f.name).is_none()
+                && entity.aggregate(&f.name).is_none()
+                && entity.connection(&f.name).is_none()
+        })
         .map(|f| f.name.clone())
         .collect();
     scalars.sort();
@@ -332,7 +432,7 @@ pub fn check_first(first: i64, what: &str, limits: Limits) -> Result<i64, PlanEr
 }
 
 fn edge_args(edge: Rel, field: &Field, limits: Limits) -> Result<EdgeArgs, PlanError> {
-    let args = EdgeArgs::read(edge, field.args.iter().map(|(n, v)| (n.as_str(), v)))?;
+    let args = EdgeArgs::read(edge, args_of(field))?;
     if let Some(first) = args.first {
         check_first(first, &edge.path(), limits)?;
     }
@@ -398,6 +498,69 @@ impl EdgeArgs {
                 }
             }
         }
+        Ok(out)
+    }
+}
+
+impl EdgeArgs {
+    /// Reads a connection field's arguments (`ordersConnection(first, after, last, before,
+    /// orderBy, status)`): the relationship's own filters and order, and the page.
+    pub fn read_connection<'v>(
+        edge: Rel,
+        args: impl IntoIterator<Item = (&'v str, &'v Value)>,
+    ) -> Result<EdgeArgs, PlanError> {
+        let what = format!("{}{}", edge.path(), crate::entities::CONNECTION_SUFFIX);
+        let mut own = Vec::new();
+        let (mut first, mut last, mut after, mut before) = (None, None, None, None);
+        for (name, value) in args {
+            let slot = match name {
+                "first" => &mut first,
+                "last" => &mut last,
+                "after" => &mut after,
+                "before" => &mut before,
+                "orderBy" | "status" => {
+                    own.push((name, value));
+                    continue;
+                }
+                _ => {
+                    return Err(PlanError(format!("{what}: unknown argument `{name}`")));
+                }
+            };
+            if !matches!(value, Value::Null) {
+                *slot = Some(value);
+            }
+        }
+        let mut out = EdgeArgs::read(edge, own)?;
+        let int = |v: Option<&Value>, arg: &str| -> Result<Option<i64>, PlanError> {
+            match v {
+                None => Ok(None),
+                Some(Value::Number(n)) => n
+                    .as_i64()
+                    .map(Some)
+                    .ok_or_else(|| PlanError(format!("{what}: `{arg}` must be an integer"))),
+                Some(other) => Err(PlanError(format!(
+                    "{what}: `{arg}` must be an integer, got {other}"
+                ))),
+            }
+        };
+        let text = |v: Option<&'v Value>, arg: &str| -> Result<Option<&'v str>, PlanError> {
+            match v {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.as_str())),
+                Some(other) => Err(PlanError(format!(
+                    "{what}: `{arg}` must be a cursor string, got {other}"
+                ))),
+            }
+        };
+        out.page = Some(Page::read(
+            edge.target(),
+            out.order,
+            int(first, "first")?,
+            int(last, "last")?,
+            text(after, "after")?,
+            text(before, "before")?,
+            &what,
+        )?);
         Ok(out)
     }
 }

@@ -20,7 +20,7 @@ use async_graphql::{
 
 use super::scalars::{DateTime, Decimal};
 use crate::db::load::AggRow;
-use crate::entities::{AGGREGATE_SUFFIX, AggFunc, EdgeArg, Entity, Kind, Row};
+use crate::entities::{AGGREGATE_SUFFIX, AggFunc, CONNECTION_SUFFIX, EdgeArg, Entity, Kind, Row};
 use crate::model::{OrderStatus, Role};
 use crate::planner::EdgeArgs;
 
@@ -378,6 +378,207 @@ pub fn register_aggregate(entity: Entity, registry: &mut Registry) -> String {
     format!("{name}!")
 }
 
+/// The name of the object type of a connection's edges: `OrderEdge`.
+pub fn edge_type(entity: Entity) -> String {
+    format!("{}Edge", entity.desc().name)
+}
+
+/// The name of a connection type: `OrderConnection`.
+pub fn connection_type(entity: Entity) -> String {
+    format!("{}{CONNECTION_SUFFIX}", entity.desc().name)
+}
+
+/// The arguments of a connection field, beyond a relationship's own filters and order.
+pub const PAGE_ARGS: [(&str, &str, &str); 4] = [
+    (
+        "first",
+        "Int",
+        "The first this many rows (after `after`); at most the configured maximum. Default: \
+         20 when neither `first` nor `last` is given.",
+    ),
+    (
+        "after",
+        "String",
+        "Only rows after this cursor (an `endCursor` or edge `cursor` of the same list and \
+         `orderBy`).",
+    ),
+    (
+        "last",
+        "Int",
+        "The last this many rows (before `before`); not together with `first`.",
+    ),
+    (
+        "before",
+        "String",
+        "Only rows before this cursor (a `startCursor` or edge `cursor` of the same list and \
+         `orderBy`).",
+    ),
+];
+
+fn page_arg(name: &str, ty: &str, description: &str) -> MetaInputValue {
+    MetaInputValue {
+        name: name.to_owned(),
+        description: doc(description),
+        ty: ty.to_owned(),
+        deprecation: Deprecation::NoDeprecated,
+        default_value: None,
+        visible: None,
+        inaccessible: false,
+        tags: Vec::new(),
+        is_secret: false,
+        directive_invocations: Vec::new(),
+    }
+}
+
+/// The page arguments of a connection field, as schema input values.
+pub fn page_input_values() -> impl Iterator<Item = (String, MetaInputValue)> {
+    PAGE_ARGS
+        .iter()
+        .map(|(n, t, d)| ((*n).to_owned(), page_arg(n, t, d)))
+}
+
+/// Registers `PageInfo`, `XEdge` and `XConnection` of `entity` (once); gives the field type
+/// `XConnection!`.
+pub fn register_connection(entity: Entity, registry: &mut Registry) -> String {
+    let name = connection_type(entity);
+    if registry.types.contains_key(&name) {
+        return format!("{name}!");
+    }
+    let node = register(entity, registry);
+    drop(<String as OutputType>::create_type_info(registry));
+    drop(<bool as OutputType>::create_type_info(registry));
+    drop(<i32 as OutputType>::create_type_info(registry));
+    if !registry.types.contains_key("PageInfo") {
+        let mut fields = IndexMap::new();
+        for (field, ty, text) in [
+            (
+                "hasNextPage",
+                "Boolean!",
+                "Whether more rows follow the page (paging forward with `first`; false when \
+                 paging with `last`).",
+            ),
+            (
+                "hasPreviousPage",
+                "Boolean!",
+                "Whether more rows precede the page (paging backward with `last`; false when \
+                 paging with `first`).",
+            ),
+            (
+                "startCursor",
+                "String",
+                "The cursor of the page's first row; null when the page is empty.",
+            ),
+            (
+                "endCursor",
+                "String",
+                "The cursor of the page's last row; null when the page is empty.",
+            ),
+        ] {
+            fields.insert(
+                field.to_owned(),
+                meta_field(field, text, ty.to_owned(), IndexMap::new()),
+            );
+        }
+        registry.types.insert(
+            "PageInfo".to_owned(),
+            object_type(
+                "PageInfo".to_owned(),
+                Some("Where a page of a connection is in its list.".to_owned()),
+                fields,
+            ),
+        );
+    }
+    let type_name = entity.desc().name;
+    let edge = edge_type(entity);
+    let mut fields = IndexMap::new();
+    fields.insert(
+        "cursor".to_owned(),
+        meta_field(
+            "cursor",
+            "An opaque position of this row in its list (its sort keys and id): pass it as \
+             `after` or `before`.",
+            "String!".to_owned(),
+            IndexMap::new(),
+        ),
+    );
+    fields.insert(
+        "node".to_owned(),
+        meta_field("node", "The row.", node.clone(), IndexMap::new()),
+    );
+    registry.types.insert(
+        edge.clone(),
+        object_type(
+            edge.clone(),
+            Some(format!("A {type_name} in a connection, with its cursor.")),
+            fields,
+        ),
+    );
+    let mut fields = IndexMap::new();
+    fields.insert(
+        "edges".to_owned(),
+        meta_field(
+            "edges",
+            "The page's rows with their cursors, in list order.",
+            format!("[{edge}!]!"),
+            IndexMap::new(),
+        ),
+    );
+    fields.insert(
+        "nodes".to_owned(),
+        meta_field(
+            "nodes",
+            "The page's rows, in list order (`edges { node }` without the cursors).",
+            format!("[{node}]!"),
+            IndexMap::new(),
+        ),
+    );
+    fields.insert(
+        "pageInfo".to_owned(),
+        meta_field(
+            "pageInfo",
+            "Where the page is in its list.",
+            "PageInfo!".to_owned(),
+            IndexMap::new(),
+        ),
+    );
+    fields.insert(
+        "totalCount".to_owned(),
+        meta_field(
+            "totalCount",
+            "How many rows the whole list has (every page, under its filters). Costs one \
+             grouped count statement per edge and argument set, and only when selected.",
+            "Int!".to_owned(),
+            IndexMap::new(),
+        ),
+    );
+    registry.types.insert(
+        name.clone(),
+        object_type(
+            name.clone(),
+            Some(format!(
+                "A page of a list of {type_name} rows, by the Relay cursor connections \
+                 specification: keyset cursors, one statement per level and argument set."
+            )),
+            fields,
+        ),
+    );
+    format!("{name}!")
+}
+
+/// A page of a root connection (`Query.ordersConnection`): the rows loaded (the page's, and
+/// one more when there is a next page in its direction), its arguments and, when selected,
+/// the total count. Written by the renderer.
+pub struct Connection<T> {
+    /// The rows, in the order they were read (reversed for `last`).
+    pub objs: Vec<Obj>,
+    /// The order and page.
+    pub args: EdgeArgs,
+    /// The list's count, when `totalCount` is selected.
+    pub total: Option<i64>,
+    /// The entity.
+    pub marker: PhantomData<T>,
+}
+
 /// The schema type of an entity, from its description.
 fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
     let desc = T::ENTITY.desc();
@@ -426,6 +627,21 @@ fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
             rel.field.to_owned(),
             meta_field(rel.field, rel.doc, ty, args),
         );
+    }
+    for rel in desc.relations.iter().filter(|r| r.is_many()) {
+        let name = format!("{}{CONNECTION_SUFFIX}", rel.field);
+        let ty = register_connection(rel.target, registry);
+        let mut args: IndexMap<String, MetaInputValue> = page_input_values().collect();
+        for arg in rel.args.iter().filter(|a| !matches!(a, EdgeArg::First(_))) {
+            register_arg(*arg, rel.target, registry);
+            args.insert(arg.name().to_owned(), input_value(*arg, rel.target));
+        }
+        let doc = format!(
+            "`{}` as a cursor connection: pages per parent (each parent's first or last \
+             rows), for all parents of a level in one statement.",
+            rel.field
+        );
+        fields.insert(name.clone(), meta_field(&name, &doc, ty, args));
     }
     for rel in desc.relations.iter().filter(|r| r.is_many()) {
         let name = format!("{}{AGGREGATE_SUFFIX}", rel.field);
