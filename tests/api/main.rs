@@ -15,6 +15,7 @@ mod rows;
 
 mod analytics;
 mod auth;
+mod connections;
 mod correctness;
 mod database_stats;
 mod differential;

@@ -219,6 +219,35 @@ impl Model {
         if name == "__typename" {
             return Json::String(obj.typename().to_owned());
         }
+        if let Some(base) = name.strip_suffix("Connection") {
+            let rows = match (obj, base) {
+                (Obj::Query, "users") => self.users.iter().map(Obj::User).collect(),
+                (Obj::Query, "products") => self.products.iter().map(Obj::Product).collect(),
+                (Obj::Query, "orders") => {
+                    let user = id("userId");
+                    self.orders
+                        .iter()
+                        .filter(|o| status.is_none_or(|s| o.status == s))
+                        .filter(|o| user.is_none_or(|u| o.user_id == u))
+                        .filter(|o| match args.get("minAmount") {
+                            Some(GqlValue::String(m)) => {
+                                o.total_amount >= m.parse().unwrap_or_default()
+                            }
+                            _ => true,
+                        })
+                        .map(Obj::Order)
+                        .collect()
+                }
+                _ => self.children(obj, base, status),
+            };
+            let target = match (obj, base) {
+                (Obj::Query, "users") => "User",
+                (Obj::Query, "products") | (Obj::Order(_), "products") => "Product",
+                (_, "items") | (_, "orderItems") => "OrderItem",
+                _ => "Order",
+            };
+            return self.connection(target, rows, f, &args, cx);
+        }
         if let (false, Some(base)) = (matches!(obj, Obj::Query), name.strip_suffix("Aggregate")) {
             let rows = self.children(obj, base, status);
             return self.aggregate(obj, base, &rows, f, cx);
@@ -417,6 +446,125 @@ impl Model {
                 .collect(),
             (_, other) => panic!("reference: no edge {other} on {}", obj.typename()),
         }
+    }
+
+    /// A connection object over `rows` (every row of the list, unordered): sorted by
+    /// `orderBy`, cut by the cursors, then the first or last page, by the Relay algorithm.
+    fn connection(
+        &self,
+        target: &str,
+        rows: Vec<Obj<'_>>,
+        f: &Field,
+        args: &HashMap<String, GqlValue>,
+        cx: &Cx<'_>,
+    ) -> Json {
+        let keys = order_keys(args.get("orderBy"));
+        let order_text: Vec<String> = match args.get("orderBy") {
+            Some(GqlValue::List(items)) => items.iter().map(|i| i.to_string()).collect(),
+            Some(GqlValue::Enum(e)) => vec![e.to_string()],
+            _ => Vec::new(),
+        };
+        let order_text = order_text.join(",");
+        let total = rows.len();
+        let mut rows = sorted(rows, args.get("orderBy"));
+        let cursor_arg = |name: &str| match args.get(name) {
+            Some(GqlValue::String(c)) => Some(decode_cursor(c)),
+            _ => None,
+        };
+        if let Some((vals, id)) = cursor_arg("after") {
+            rows.retain(|o| cmp_cursor(o, &keys, &vals, id) == std::cmp::Ordering::Greater);
+        }
+        if let Some((vals, id)) = cursor_arg("before") {
+            rows.retain(|o| cmp_cursor(o, &keys, &vals, id) == std::cmp::Ordering::Less);
+        }
+        let int = |name: &str| match args.get(name) {
+            Some(GqlValue::Number(n)) => n.as_u64().map(|n| n as usize),
+            _ => None,
+        };
+        let (mut has_next, mut has_prev) = (false, false);
+        match (int("first"), int("last")) {
+            (_, Some(n)) => {
+                has_prev = rows.len() > n;
+                rows = rows.split_off(rows.len().saturating_sub(n));
+            }
+            (first, None) => {
+                let n = first.unwrap_or(20);
+                has_next = rows.len() > n;
+                rows.truncate(n);
+            }
+        }
+        let cursor = |o: &Obj<'_>| encode_cursor(target, &order_text, o, &keys);
+        let mut out = Map::new();
+        for item in &f.selection_set.node.items {
+            let Selection::Field(part) = &item.node else {
+                panic!("reference: fragments inside connections are not modelled")
+            };
+            let part = &part.node;
+            let key = part.alias.as_ref().unwrap_or(&part.name).node.to_string();
+            let sub_fields = |p: &Field| -> Vec<(String, Field)> {
+                p.selection_set
+                    .node
+                    .items
+                    .iter()
+                    .filter_map(|i| match &i.node {
+                        Selection::Field(c) => Some((
+                            c.node
+                                .alias
+                                .as_ref()
+                                .unwrap_or(&c.node.name)
+                                .node
+                                .to_string(),
+                            c.node.clone(),
+                        )),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            let value = match part.name.node.as_str() {
+                "__typename" => Json::String(format!("{target}Connection")),
+                "totalCount" => Json::from(total),
+                "nodes" => Json::Array(
+                    rows.iter()
+                        .map(|o| Json::Object(self.set(*o, &part.selection_set.node, cx)))
+                        .collect(),
+                ),
+                "edges" => Json::Array(
+                    rows.iter()
+                        .map(|o| {
+                            let mut e = Map::new();
+                            for (k, c) in sub_fields(part) {
+                                let v = match c.name.node.as_str() {
+                                    "__typename" => Json::String(format!("{target}Edge")),
+                                    "cursor" => Json::String(cursor(o)),
+                                    "node" => Json::Object(self.set(*o, &c.selection_set.node, cx)),
+                                    other => panic!("reference: no edge field {other}"),
+                                };
+                                merge(&mut e, k, v);
+                            }
+                            Json::Object(e)
+                        })
+                        .collect(),
+                ),
+                "pageInfo" => {
+                    let mut p = Map::new();
+                    for (k, c) in sub_fields(part) {
+                        let v = match c.name.node.as_str() {
+                            "__typename" => Json::String("PageInfo".to_owned()),
+                            "hasNextPage" => Json::Bool(has_next),
+                            "hasPreviousPage" => Json::Bool(has_prev),
+                            "startCursor" => rows.first().map_or(Json::Null, |o| cursor(o).into()),
+                            "endCursor" => rows.last().map_or(Json::Null, |o| cursor(o).into()),
+                            other => panic!("reference: no PageInfo field {other}"),
+                        };
+                        merge(&mut p, k, v);
+                    }
+                    Json::Object(p)
+                }
+                other => panic!("reference: no connection field {other}"),
+            };
+            merge(&mut out, key, value);
+        }
+        Json::Object(out)
     }
 
     /// An aggregate object over `rows` (count, sum, avg, min, max of their fields).
@@ -671,9 +819,9 @@ fn sort_val(obj: &Obj<'_>, field: &str) -> SortVal {
     }
 }
 
-/// Orders `v` by an `orderBy` argument (a list or one value), the id breaking ties.
-fn sorted<'a>(mut v: Vec<Obj<'a>>, order: Option<&GqlValue>) -> Vec<Obj<'a>> {
-    let keys: Vec<(String, bool)> = match order {
+/// The `(field, descending)` keys of an `orderBy` argument (a list or one value).
+fn order_keys(order: Option<&GqlValue>) -> Vec<(String, bool)> {
+    match order {
         Some(GqlValue::List(items)) => items
             .iter()
             .filter_map(|i| match i {
@@ -683,7 +831,79 @@ fn sorted<'a>(mut v: Vec<Obj<'a>>, order: Option<&GqlValue>) -> Vec<Obj<'a>> {
             .collect(),
         Some(GqlValue::Enum(e)) => vec![sort_key(e.as_str())],
         _ => Vec::new(),
+    }
+}
+
+/// A cursor as documented: URL-safe base64 of `[type, order, [key values], id]`.
+fn encode_cursor(target: &str, order: &str, o: &Obj<'_>, keys: &[(String, bool)]) -> String {
+    use base64::Engine as _;
+    let vals: Vec<Json> = keys
+        .iter()
+        .map(|(field, _)| match sort_val(o, field) {
+            SortVal::Int(n) => Json::from(n),
+            SortVal::Dec(d) => Json::from(d.to_string()),
+            SortVal::Time(t) => Json::from(t.to_rfc3339()),
+            SortVal::Text(t) if field == "status" => Json::from(t.to_uppercase()),
+            SortVal::Text(t) => Json::from(t),
+        })
+        .collect();
+    let id = match sort_val(o, "id") {
+        SortVal::Int(n) => n,
+        _ => 0,
     };
+    let text = Json::Array(vec![
+        Json::from(target),
+        Json::from(order),
+        Json::Array(vals),
+        Json::from(id),
+    ])
+    .to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+fn decode_cursor(c: &str) -> (Vec<Json>, i64) {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .expect("reference: a valid cursor");
+    let json: Json = serde_json::from_slice(&bytes).expect("reference: cursor JSON");
+    (
+        json[2].as_array().cloned().unwrap_or_default(),
+        json[3].as_i64().unwrap_or_default(),
+    )
+}
+
+/// Where `o` is relative to a cursor's row in the order `keys`.
+fn cmp_cursor(o: &Obj<'_>, keys: &[(String, bool)], vals: &[Json], id: i64) -> std::cmp::Ordering {
+    for ((field, desc), v) in keys.iter().zip(vals) {
+        let mine = sort_val(o, field);
+        let theirs = match (&mine, v) {
+            (SortVal::Int(_), v) => SortVal::Int(v.as_i64().unwrap_or_default()),
+            (SortVal::Dec(_), v) => {
+                SortVal::Dec(v.as_str().unwrap_or("0").parse().unwrap_or_default())
+            }
+            (SortVal::Time(_), v) => SortVal::Time(
+                chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default())
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .unwrap_or_default(),
+            ),
+            (SortVal::Text(_), v) if field == "status" => {
+                SortVal::Text(v.as_str().unwrap_or_default().to_lowercase())
+            }
+            (SortVal::Text(_), v) => SortVal::Text(v.as_str().unwrap_or_default().to_owned()),
+        };
+        let ord = mine.cmp(&theirs);
+        let ord = if *desc { ord.reverse() } else { ord };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    sort_val(o, "id").cmp(&SortVal::Int(id))
+}
+
+/// Orders `v` by an `orderBy` argument (a list or one value), the id breaking ties.
+fn sorted<'a>(mut v: Vec<Obj<'a>>, order: Option<&GqlValue>) -> Vec<Obj<'a>> {
+    let keys = order_keys(order);
     v.sort_by(|a, b| {
         for (field, desc) in &keys {
             let o = sort_val(a, field).cmp(&sort_val(b, field));

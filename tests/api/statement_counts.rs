@@ -140,6 +140,26 @@ const SHAPES: &[Shape] = &[
         statements: 4,
     },
     Shape {
+        name: "per-parent connection pages with cursors, pageInfo and totalCount",
+        query: "query($n: Int!) { users(first: $n) { id ordersConnection(first: 2, orderBy: CREATED_AT_DESC) { totalCount edges { cursor node { id createdAt } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } } }",
+        statements: 3,
+    },
+    Shape {
+        name: "a root connection read backward with last, nodes, through the association table",
+        query: "query($n: Int!) { productsConnection(last: $n, orderBy: [PRICE_DESC]) { __typename nodes { id price ordersConnection(last: 1) { nodes { id user { id } } pageInfo { hasPreviousPage hasNextPage } } } pageInfo { hasPreviousPage hasNextPage startCursor endCursor } } }",
+        statements: 2,
+    },
+    Shape {
+        name: "a filtered root orders connection with totalCount, a nested connection and a list of the same edge",
+        query: "query($n: Int!) { ordersConnection(first: $n, orderBy: [TOTAL_AMOUNT_DESC], status: COMPLETED) { totalCount edges { __typename node { id totalAmount itemsConnection(first: 1, orderBy: [QUANTITY_DESC]) { totalCount nodes { quantity } } items { id } } } } }",
+        statements: 5,
+    },
+    Shape {
+        name: "aliased connections with different pages share one count with the aggregate",
+        query: "query($n: Int!) { users(first: $n) { id a: ordersConnection(first: 1) { totalCount nodes { id } } b: ordersConnection(last: 1) { totalCount nodes { id } } ordersAggregate { count } } }",
+        statements: 4,
+    },
+    Shape {
         name: "two root lists",
         query: "query($n: Int!) { users(first: $n) { id orders { id } } products(first: $n) { id orderItems { id } } }",
         statements: 4,
