@@ -1,10 +1,12 @@
 // Real clients against a running eagerql server (with its demo data): Apollo Client signs in
 // with `login` as the demo administrator, sends the access token as a Bearer header, and uses
-// its persisted-query link over POST and over GET.
+// its persisted-query link over POST and over GET, and pages a connection with its
+// relayStylePagination cache policy.
 // Usage: node check.mjs [URL]   (default http://127.0.0.1:8000/graphql)
 // Exits 0 when every check passes.
 import { ApolloClient, InMemoryCache, HttpLink, gql } from '@apollo/client/core/index.js';
 import { createPersistedQueryLink } from '@apollo/client/link/persisted-queries/index.js';
+import { relayStylePagination } from '@apollo/client/utilities/index.js';
 import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 
@@ -32,7 +34,7 @@ async function signIn() {
   return result.data.login.accessToken;
 }
 
-function client(useGET, token) {
+function client(useGET, token, cache = new InMemoryCache()) {
   const seen = [];
   const recording = async (uri, options) => {
     const response = await fetch(uri, options);
@@ -47,7 +49,7 @@ function client(useGET, token) {
     fetch: recording,
     headers: token ? { authorization: `Bearer ${token}` } : {},
   }));
-  return { apollo: new ApolloClient({ link, cache: new InMemoryCache() }), seen };
+  return { apollo: new ApolloClient({ link, cache }), seen };
 }
 
 // A document unique to this run, so that the server has not stored it yet.
@@ -104,6 +106,50 @@ await check('Apollo Client reads errors with extensions.code', async () => {
     const errors = e.graphQLErrors ?? [];
     assert.equal(errors[0]?.extensions?.code, 'BAD_USER_INPUT', JSON.stringify(e));
   }
+});
+
+await check("Apollo Client's relayStylePagination pages a connection three times", async () => {
+  const cache = new InMemoryCache({
+    typePolicies: { Query: { fields: { productsConnection: relayStylePagination(['orderBy']) } } },
+  });
+  const { apollo, seen } = client(false, token, cache);
+  const PAGE = gql`
+    query Products_${tag}($first: Int!, $after: String) {
+      productsConnection(first: $first, after: $after, orderBy: [PRICE_DESC]) {
+        totalCount
+        edges { cursor node { id name price } }
+        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+      }
+    }
+  `;
+  const watch = apollo.watchQuery({ query: PAGE, variables: { first: 2 } });
+  let subscription;
+  const first = await new Promise((resolve, reject) => {
+    subscription = watch.subscribe({ next: (r) => { if (!r.loading) resolve(r); }, error: reject });
+  });
+  assert.equal(first.data.productsConnection.edges.length, 2);
+  let pageInfo = first.data.productsConnection.pageInfo;
+  for (const expected of [4, 6]) {
+    assert.equal(pageInfo.hasNextPage, true, 'more pages follow');
+    const more = await watch.fetchMore({ variables: { after: pageInfo.endCursor } });
+    pageInfo = more.data.productsConnection.pageInfo;
+    const merged = watch.getCurrentResult().data.productsConnection;
+    assert.equal(merged.edges.length, expected, 'the cache merges each page after the last');
+  }
+  const merged = watch.getCurrentResult().data.productsConnection;
+  // The same six rows, in the same order, as one page of six from a fresh client.
+  const { apollo: fresh } = client(false, token);
+  const whole = await fresh.query({ query: PAGE, variables: { first: 6 }, fetchPolicy: 'network-only' });
+  assert.deepEqual(
+    merged.edges.map((e) => e.node.id),
+    whole.data.productsConnection.edges.map((e) => e.node.id),
+  );
+  assert.equal(new Set(merged.edges.map((e) => e.node.id)).size, 6, 'no row twice');
+  assert.equal(merged.totalCount, whole.data.productsConnection.totalCount);
+  const prices = merged.edges.map((e) => Number(e.node.price));
+  assert.deepEqual(prices, [...prices].sort((a, b) => b - a), 'by price, descending');
+  assert.ok(seen.length >= 3, 'three requests');
+  subscription.unsubscribe();
 });
 
 console.log(failures === 0 ? 'PASS: real clients' : `FAIL: ${failures} check(s)`);
