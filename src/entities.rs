@@ -246,6 +246,8 @@ pub enum EdgeArg {
     Status(&'static str),
     /// `orderBy: [XOrderBy!]`: the children's order (the id always breaks ties).
     OrderBy(&'static str),
+    /// `where: XWhere`: only the children the filter keeps.
+    Where(&'static str),
 }
 
 impl EdgeArg {
@@ -255,6 +257,7 @@ impl EdgeArg {
             EdgeArg::First(_) => "first",
             EdgeArg::Status(_) => "status",
             EdgeArg::OrderBy(_) => "orderBy",
+            EdgeArg::Where(_) => "where",
         }
     }
 
@@ -264,13 +267,14 @@ impl EdgeArg {
             EdgeArg::First(_) => "Int".to_owned(),
             EdgeArg::Status(_) => "OrderStatus".to_owned(),
             EdgeArg::OrderBy(_) => format!("[{}!]", target.order_by_type()),
+            EdgeArg::Where(_) => format!("{}Where", target.desc().name),
         }
     }
 
     /// Its documentation.
     pub fn doc(self) -> &'static str {
         match self {
-            EdgeArg::First(d) | EdgeArg::Status(d) | EdgeArg::OrderBy(d) => d,
+            EdgeArg::First(d) | EdgeArg::Status(d) | EdgeArg::OrderBy(d) | EdgeArg::Where(d) => d,
         }
     }
 }
@@ -418,6 +422,11 @@ pub struct EntityDesc {
 pub const ORDER_BY_DOC: &str = "The order of the list: up to 3 keys, the first deciding first; \
 the id always breaks the remaining ties (default: by id). Text sorts by code point.";
 
+/// The documentation of every `where` argument.
+pub const WHERE_DOC: &str = "Only the rows this filter keeps: every field given must hold; \
+`and`, `or` and `not` combine filters; relationships filter by their rows (`some`, `none`). \
+Values are bound, never written into SQL; at most 100 conditions and 1000 values per `in`.";
+
 const ID: Column = Column::field("id", "id", Kind::Id, "Unique identifier.").sortable();
 
 /// `users`: the accounts that place orders. `password_hash` is not a column of this list, so
@@ -467,6 +476,7 @@ pub static USER: EntityDesc = EntityDesc {
             EdgeArg::First("At most this many orders per user (the first in `orderBy` order)."),
             EdgeArg::Status("Only orders with this status."),
             EdgeArg::OrderBy(ORDER_BY_DOC),
+            EdgeArg::Where(WHERE_DOC),
         ],
         doc: "The user's orders, ordered by id. Loaded for all users of a level in one statement.",
     }],
@@ -522,7 +532,7 @@ pub static ORDER: EntityDesc = EntityDesc {
             field: "items",
             target: Entity::OrderItem,
             link: Link::Children("order_id"),
-            args: &[EdgeArg::OrderBy(ORDER_BY_DOC)],
+            args: &[EdgeArg::OrderBy(ORDER_BY_DOC), EdgeArg::Where(WHERE_DOC)],
             doc: "The order's lines, ordered by id.",
         },
         Relation {
@@ -533,7 +543,7 @@ pub static ORDER: EntityDesc = EntityDesc {
                 parent: "order_id",
                 child: "product_id",
             },
-            args: &[EdgeArg::OrderBy(ORDER_BY_DOC)],
+            args: &[EdgeArg::OrderBy(ORDER_BY_DOC), EdgeArg::Where(WHERE_DOC)],
             doc: "The products of the order (through `order_products`), ordered by id.",
         },
     ],
@@ -620,6 +630,7 @@ pub static PRODUCT: EntityDesc = EntityDesc {
                     "At most this many orders per product (the first in `orderBy` order).",
                 ),
                 EdgeArg::OrderBy(ORDER_BY_DOC),
+                EdgeArg::Where(WHERE_DOC),
             ],
             doc: "Orders that contain this product (through `order_products`), ordered by id.",
         },
@@ -627,7 +638,7 @@ pub static PRODUCT: EntityDesc = EntityDesc {
             field: "orderItems",
             target: Entity::OrderItem,
             link: Link::Children("product_id"),
-            args: &[EdgeArg::OrderBy(ORDER_BY_DOC)],
+            args: &[EdgeArg::OrderBy(ORDER_BY_DOC), EdgeArg::Where(WHERE_DOC)],
             doc: "Order lines that bought this product, ordered by id.",
         },
     ],

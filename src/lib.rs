@@ -26,6 +26,7 @@ pub mod graphql;
 pub mod http;
 pub mod json;
 pub mod model;
+pub mod money;
 pub mod password;
 pub mod persisted;
 pub mod planner;

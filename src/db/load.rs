@@ -7,7 +7,7 @@
 //! that statement, never a query per parent.
 
 use std::fmt::Write as _;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use super::Backend;
 use super::columns::{decode_row, expr};
@@ -16,6 +16,7 @@ use super::session::{Arg, DbRow, Session};
 use crate::entities::{AggFunc, Column, Entity, Kind, Link, Rel, Row, Val, Visibility};
 use crate::error::AppResult;
 use crate::model::{OrderStatus, Viewer};
+use crate::planner::filter::{Filter, Lit, Op};
 use crate::planner::{AggBatch, Batch, Cursor, Node, Page, SortKeys};
 
 /// Which columns of the entity's description a node reads: bit `i` is column `i`. Keys are
@@ -75,6 +76,8 @@ struct Params {
     args: Vec<Arg>,
     viewer: Viewer,
     viewer_at: Option<usize>,
+    /// Table aliases taken by filter subqueries (`f1`, `f2`, ...).
+    aliases: usize,
     /// Values are written into the text (unprepared statements) instead of bound.
     literal: bool,
 }
@@ -85,6 +88,7 @@ impl Params {
             args: Vec::new(),
             viewer,
             viewer_at: None,
+            aliases: 0,
             literal: false,
         }
     }
@@ -228,6 +232,8 @@ pub enum RootQuery {
         offset: i64,
         /// The order (empty: by id).
         order: SortKeys,
+        /// The `where` filter.
+        filter: Option<Arc<Filter>>,
     },
     /// One row by id.
     ById(i64),
@@ -262,6 +268,8 @@ pub struct OrderFilter {
     pub user_id: Option<i64>,
     /// Only orders whose total is at least this many cents.
     pub min_amount_cents: Option<i64>,
+    /// The `where` filter (any entity).
+    pub filter: Option<Arc<Filter>>,
 }
 
 /// The `order by` keys of `entity`'s rows aliased `alias`: the sort keys, then the id. Text
@@ -398,7 +406,13 @@ fn root_name(entity: Entity, q: &RootQuery) -> &'static str {
 }
 
 /// The conditions of `Query.orders`' filters on `t0`, their values bound in `p`.
-fn order_conditions(backend: Backend, f: &OrderFilter, p: &mut Params, conds: &mut Vec<String>) {
+fn order_conditions(
+    backend: Backend,
+    entity: Entity,
+    f: &OrderFilter,
+    p: &mut Params,
+    conds: &mut Vec<String>,
+) {
     if let Some(status) = f.status {
         let n = p.push(Arg::Text(status.as_db().to_owned()));
         conds.push(format!("t0.status = ${n}"));
@@ -414,6 +428,196 @@ fn order_conditions(backend: Backend, f: &OrderFilter, p: &mut Params, conds: &m
             Backend::Postgres => format!("t0.total_amount >= ${n}::int8::numeric / 100"),
             Backend::Sqlite => format!("t0.total_amount >= ${n}"),
         });
+    }
+    if let Some(filter) = &f.filter {
+        conds.push(filter_sql(backend, entity, "t0", filter, p));
+    }
+}
+
+/// A filter value as a bound parameter, written as SQL comparable with its column.
+fn lit_sql(backend: Backend, lit: &Lit, p: &mut Params) -> String {
+    let (arg, money) = match lit {
+        Lit::Int(n) => (Arg::I64(*n), false),
+        Lit::Text(t) => (Arg::Text(t.clone()), false),
+        Lit::Bool(b) => (Arg::Bool(*b), false),
+        Lit::Time(t) => (Arg::Ts(*t), false),
+        Lit::Cents(c) => (Arg::I64(*c), true),
+        Lit::Status(s) => (Arg::Text(s.as_db().to_owned()), false),
+        Lit::Role(r) => (Arg::Text(r.as_db().to_owned()), false),
+    };
+    let n = p.push(arg);
+    match (backend, money) {
+        (Backend::Postgres, true) => format!("${n}::int8::numeric / 100"),
+        _ => format!("${n}"),
+    }
+}
+
+/// `%`, `_` and `\` of a LIKE pattern's literal text, escaped with `\`.
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `f` over the rows of `entity` aliased `alias`, as ONE SQL predicate: every value bound
+/// (the text depends only on the filter's shape), relation filters as `exists` subqueries
+/// under the viewer's visibility, comparisons with a null value false (so `not` is the
+/// complement).
+fn filter_sql(backend: Backend, entity: Entity, alias: &str, f: &Filter, p: &mut Params) -> String {
+    let cols = entity.desc().columns;
+    let guard = |col: &Column, pred: String| match col.kind {
+        Kind::OptText | Kind::OptDateTime => {
+            format!("({alias}.{} is not null and {pred})", col.name)
+        }
+        _ => pred,
+    };
+    match f {
+        Filter::All(parts) if parts.is_empty() => "1 = 1".to_owned(),
+        Filter::Any(parts) if parts.is_empty() => "1 = 0".to_owned(),
+        Filter::All(parts) | Filter::Any(parts) if parts.len() == 1 => {
+            filter_sql(backend, entity, alias, &parts[0], p)
+        }
+        Filter::All(parts) | Filter::Any(parts) => {
+            let join = if matches!(f, Filter::All(_)) {
+                " and "
+            } else {
+                " or "
+            };
+            let parts: Vec<String> = parts
+                .iter()
+                .map(|part| filter_sql(backend, entity, alias, part, p))
+                .collect();
+            format!("({})", parts.join(join))
+        }
+        Filter::Not(inner) => format!(
+            "not {}",
+            paren(filter_sql(backend, entity, alias, inner, p))
+        ),
+        Filter::Cmp { col, op, value } => {
+            let c = &cols[usize::from(*col)];
+            let lhs = format!("{alias}.{}", c.name);
+            let pred = match (op, value) {
+                (Op::Contains | Op::StartsWith, Lit::Text(t)) => {
+                    let pattern = match op {
+                        Op::Contains => format!("%{}%", like_literal(t)),
+                        _ => format!("{}%", like_literal(t)),
+                    };
+                    let n = p.push(Arg::Text(pattern));
+                    let like = match backend {
+                        Backend::Postgres => "ilike",
+                        Backend::Sqlite => "like",
+                    };
+                    format!("{lhs} {like} ${n} escape '\\'")
+                }
+                _ => format!("{lhs} {} {}", op.sql(), lit_sql(backend, value, p)),
+            };
+            guard(c, pred)
+        }
+        Filter::In { values, .. } if values.is_empty() => "1 = 0".to_owned(),
+        Filter::In { col, values } => {
+            let c = &cols[usize::from(*col)];
+            let lhs = format!("{alias}.{}", c.name);
+            let ints = |v: &Lit| match v {
+                Lit::Int(n) | Lit::Cents(n) => *n,
+                _ => 0,
+            };
+            let texts = |v: &Lit| match v {
+                Lit::Text(t) => t.clone(),
+                Lit::Status(s) => s.as_db().to_owned(),
+                Lit::Role(r) => r.as_db().to_owned(),
+                Lit::Time(t) => match backend {
+                    Backend::Postgres => t.to_rfc3339(),
+                    Backend::Sqlite => super::session::sqlite_ts(*t),
+                },
+                Lit::Bool(b) => b.to_string(),
+                Lit::Int(n) | Lit::Cents(n) => n.to_string(),
+            };
+            let pred = match c.kind {
+                Kind::Id | Kind::Int | Kind::Money => {
+                    let n = p.push(Arg::Ids(values.iter().map(ints).collect()));
+                    match (backend, c.kind) {
+                        (Backend::Postgres, Kind::Money) => {
+                            format!("({lhs} * 100)::int8 = any(${n})")
+                        }
+                        (Backend::Postgres, Kind::Int) => format!("{lhs}::int8 = any(${n})"),
+                        _ => in_ids(backend, &lhs, n),
+                    }
+                }
+                _ => {
+                    let n = p.push(Arg::Texts(values.iter().map(texts).collect()));
+                    match (backend, c.kind) {
+                        (Backend::Postgres, Kind::DateTime | Kind::OptDateTime) => {
+                            format!("{lhs} = any(${n}::timestamptz[])")
+                        }
+                        (Backend::Postgres, _) => format!("{lhs} = any(${n})"),
+                        (Backend::Sqlite, _) => {
+                            format!("{lhs} in (select value from json_each(${n}))")
+                        }
+                    }
+                }
+            };
+            guard(c, pred)
+        }
+        Filter::IsNull { col, null } => format!(
+            "{alias}.{} is {}null",
+            cols[usize::from(*col)].name,
+            if *null { "" } else { "not " }
+        ),
+        Filter::Related { rel, none, filter } => {
+            let rel = Rel {
+                from: entity,
+                index: *rel,
+            };
+            let target = rel.target();
+            p.aliases += 1;
+            let a = format!("f{}", p.aliases);
+            let (from, link) = match rel.desc().link {
+                Link::ForeignKey(key) => (
+                    format!("{} {a}", table(target)),
+                    format!("{a}.id = {alias}.{key}"),
+                ),
+                Link::Children(col) => (
+                    format!("{} {a}", table(target)),
+                    format!("{a}.{col} = {alias}.id"),
+                ),
+                Link::Through {
+                    table: link,
+                    parent,
+                    child,
+                } => (
+                    format!(
+                        "{link} l{a} join {} {a} on {a}.id = l{a}.{child}",
+                        table(target)
+                    ),
+                    format!("l{a}.{parent} = {alias}.id"),
+                ),
+            };
+            let mut conds = vec![link];
+            if !filter.is_true() {
+                conds.push(filter_sql(backend, target, &a, filter, p));
+            }
+            if let Some(pred) = p.visible(target, &a) {
+                conds.push(pred);
+            }
+            format!(
+                "{}exists (select 1 from {from} where {})",
+                if *none { "not " } else { "" },
+                conds.join(" and ")
+            )
+        }
+    }
+}
+
+fn paren(sql: String) -> String {
+    if sql.starts_with('(') && sql.ends_with(')') {
+        sql
+    } else {
+        format!("({sql})")
     }
 }
 
@@ -443,7 +647,7 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
             page: pg,
             filter,
         } => {
-            order_conditions(backend, &filter, &mut p, &mut conds);
+            order_conditions(backend, node.entity, &filter, &mut p, &mut conds);
             page_conditions(backend, node.entity, "t0", o, &pg, &mut p, &mut conds);
             page = Some((pg.size + 1, None));
             order = o;
@@ -453,7 +657,11 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
             first,
             offset,
             order: o,
+            filter,
         } => {
+            if let Some(filter) = &filter {
+                conds.push(filter_sql(backend, node.entity, "t0", filter, &mut p));
+            }
             page = Some((first, Some(offset)));
             order = o;
         }
@@ -466,7 +674,7 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
             conds.push(in_ids(backend, "t0.id", n));
         }
         RootQuery::Orders(f) => {
-            order_conditions(backend, &f, &mut p, &mut conds);
+            order_conditions(backend, node.entity, &f, &mut p, &mut conds);
             page = Some((f.first, Some(f.offset)));
             order = f.order;
         }
@@ -561,6 +769,10 @@ pub async fn fetch_batch(
     if let Some(status) = batch.args.status {
         let n = p.push(Arg::Text(status.as_db().to_owned()));
         let _ = write!(rest, " and t0.status = ${n}");
+    }
+    if let Some(filter) = &batch.args.filter {
+        let pred = filter_sql(backend, batch.node.entity, "t0", filter, &mut p);
+        let _ = write!(rest, " and {pred}");
     }
     if let Some(pred) = p.visible(batch.node.entity, "t0") {
         let _ = write!(rest, " and {pred}");
@@ -741,6 +953,10 @@ pub async fn fetch_aggregates(
         let n = p.push(Arg::Text(status.as_db().to_owned()));
         let _ = write!(filter, " and t0.status = ${n}");
     }
+    if let Some(f) = &agg.args.filter {
+        let pred = filter_sql(backend, target, "t0", f, &mut p);
+        let _ = write!(filter, " and {pred}");
+    }
     if let Some(pred) = p.visible(target, "t0") {
         let _ = write!(filter, " and {pred}");
     }
@@ -802,7 +1018,7 @@ pub async fn fetch_total(
         conds.push(pred);
     }
     if let Some(f) = filter {
-        order_conditions(backend, f, &mut p, &mut conds);
+        order_conditions(backend, entity, f, &mut p, &mut conds);
     }
     let mut list = String::new();
     for (func, col) in values {

@@ -9,7 +9,7 @@ pub mod analytics;
 pub mod auth;
 pub mod columns;
 pub mod load;
-pub mod money;
+pub use crate::money;
 pub mod order_items;
 pub mod orders;
 pub mod products;

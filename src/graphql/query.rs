@@ -7,7 +7,7 @@ use super::analytics::Analytics;
 use super::args::page_args;
 use super::preload;
 use super::render::{Rendered, RootAggregate, aggregate_values};
-use super::types::{Connection, first, typed};
+use super::types::{Connection, Where, first, typed};
 use super::types::{Order, OrderBy, OrderType, Product, ProductType, Typed, User, UserType};
 use super::{RequestContext, parse_id};
 use crate::db::load::{self, OrderFilter, RootQuery};
@@ -15,7 +15,7 @@ use crate::db::money::to_cents;
 use crate::entities::Entity;
 use crate::error::AppError;
 use crate::model::OrderStatus;
-use crate::planner::{EdgeArgs, Page, SortKeys, check_page};
+use crate::planner::{EdgeArgs, Filter, Page, SortKeys, check_page};
 
 /// Read access to users, orders and products.
 pub struct Query;
@@ -29,6 +29,17 @@ fn sort_keys<T: Typed>(
     let values = order_by.unwrap_or_default();
     SortKeys::parse(entity, values.iter().map(|v| v.0.as_str()), what)
         .map_err(|e| AppError::BadInput(e.0))
+}
+
+/// A root field's `where`, read by the planner's one reader (an empty filter: none).
+fn filter_of<T: Typed>(
+    w: Option<Where<T>>,
+    what: &str,
+) -> Result<Option<std::sync::Arc<Filter>>, AppError> {
+    let Some(w) = w else { return Ok(None) };
+    let f = Filter::parse(T::ENTITY, &w.0, &format!("{what}.where"))
+        .map_err(|e| AppError::BadInput(e.0))?;
+    Ok((!f.is_true()).then(|| std::sync::Arc::new(f)))
 }
 
 /// A root connection's page arguments, checked as an edge connection's are.
@@ -141,6 +152,9 @@ impl Query {
                           remaining ties (default: by id). Text sorts by code point."
         )]
         order_by: Option<Vec<OrderBy<UserType>>>,
+        #[graphql(name = "where", desc = "Only the users this filter keeps.")] filter: Option<
+            Where<UserType>,
+        >,
     ) -> Result<Rendered<Vec<User>>> {
         request(ctx)?.require_admin("users")?;
         let (first, offset) = page_args(ctx, "users", first, offset)?;
@@ -149,6 +163,7 @@ impl Query {
             first,
             offset,
             order,
+            filter: filter_of(filter, "users")?,
         };
         let objs = preload::load_root(ctx, Entity::User, q).await?;
         Ok(Rendered(typed(objs)))
@@ -191,6 +206,9 @@ impl Query {
                           remaining ties (default: by id). Text sorts by code point."
         )]
         order_by: Option<Vec<OrderBy<OrderType>>>,
+        #[graphql(name = "where", desc = "Only the orders this filter keeps.")] filter: Option<
+            Where<OrderType>,
+        >,
     ) -> Result<Rendered<Vec<Order>>> {
         request(ctx)?.require_user()?;
         let (first, offset) = page_args(ctx, "orders", first, offset)?;
@@ -214,6 +232,7 @@ impl Query {
             status,
             user_id,
             min_amount_cents,
+            filter: filter_of(filter, "orders")?,
         };
         let objs = preload::load_root(ctx, Entity::Order, RootQuery::Orders(filter)).await?;
         Ok(Rendered(typed(objs)))
@@ -246,6 +265,9 @@ impl Query {
                           remaining ties (default: by id). Text sorts by code point."
         )]
         order_by: Option<Vec<OrderBy<ProductType>>>,
+        #[graphql(name = "where", desc = "Only the products this filter keeps.")] filter: Option<
+            Where<ProductType>,
+        >,
     ) -> Result<Rendered<Vec<Product>>> {
         let (first, offset) = page_args(ctx, "products", first, offset)?;
         let order = sort_keys(Entity::Product, order_by, "products")?;
@@ -253,12 +275,17 @@ impl Query {
             first,
             offset,
             order,
+            filter: filter_of(filter, "products")?,
         };
         let objs = preload::load_root(ctx, Entity::Product, q).await?;
         Ok(Rendered(typed(objs)))
     }
 
     /// Users as a cursor connection (administrators only): keyset pages in `orderBy` order.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one parameter per GraphQL argument"
+    )]
     async fn users_connection(
         &self,
         ctx: &Context<'_>,
@@ -272,6 +299,9 @@ impl Query {
                           remaining ties (default: by id). Text sorts by code point."
         )]
         order_by: Option<Vec<OrderBy<UserType>>>,
+        #[graphql(name = "where", desc = "Only the users this filter keeps.")] filter: Option<
+            Where<UserType>,
+        >,
     ) -> Result<Connection<UserType>> {
         request(ctx)?.require_admin("usersConnection")?;
         let page = PageArgs {
@@ -282,7 +312,11 @@ impl Query {
             order_by,
         };
         let args = page.read(ctx, "usersConnection")?;
-        Ok(connection(ctx, args, OrderFilter::default()).await?)
+        let filter = OrderFilter {
+            filter: filter_of(filter, "usersConnection")?,
+            ..OrderFilter::default()
+        };
+        Ok(connection(ctx, args, filter).await?)
     }
 
     /// Orders as a cursor connection, with the filters of `orders` (a customer's own only).
@@ -310,6 +344,9 @@ impl Query {
         #[graphql(desc = "Only orders whose total is at least this amount.")] min_amount: Option<
             Decimal,
         >,
+        #[graphql(name = "where", desc = "Only the orders this filter keeps.")] filter: Option<
+            Where<OrderType>,
+        >,
     ) -> Result<Connection<OrderType>> {
         request(ctx)?.require_user()?;
         let page = PageArgs {
@@ -328,12 +365,17 @@ impl Query {
             min_amount_cents: min_amount
                 .map(|d| cents(d, "ordersConnection.minAmount"))
                 .transpose()?,
+            filter: filter_of(filter, "ordersConnection")?,
             ..OrderFilter::default()
         };
         Ok(connection(ctx, args, filter).await?)
     }
 
     /// Products as a cursor connection: keyset pages in `orderBy` order.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one parameter per GraphQL argument"
+    )]
     async fn products_connection(
         &self,
         ctx: &Context<'_>,
@@ -349,6 +391,9 @@ impl Query {
                           remaining ties (default: by id). Text sorts by code point."
         )]
         order_by: Option<Vec<OrderBy<ProductType>>>,
+        #[graphql(name = "where", desc = "Only the products this filter keeps.")] filter: Option<
+            Where<ProductType>,
+        >,
     ) -> Result<Connection<ProductType>> {
         let page = PageArgs {
             first,
@@ -358,13 +403,27 @@ impl Query {
             order_by,
         };
         let args = page.read(ctx, "productsConnection")?;
-        Ok(connection(ctx, args, OrderFilter::default()).await?)
+        let filter = OrderFilter {
+            filter: filter_of(filter, "productsConnection")?,
+            ..OrderFilter::default()
+        };
+        Ok(connection(ctx, args, filter).await?)
     }
 
     /// Aggregates over all users (administrators only), in one statement.
-    async fn users_aggregate(&self, ctx: &Context<'_>) -> Result<RootAggregate<UserType>> {
+    async fn users_aggregate(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "where", desc = "Only the users this filter keeps.")] filter: Option<
+            Where<UserType>,
+        >,
+    ) -> Result<RootAggregate<UserType>> {
         request(ctx)?.require_admin("usersAggregate")?;
-        Ok(root_aggregate(ctx, Entity::User, None).await?)
+        let filter = OrderFilter {
+            filter: filter_of(filter, "usersAggregate")?,
+            ..OrderFilter::default()
+        };
+        Ok(root_aggregate(ctx, Entity::User, Some(&filter)).await?)
     }
 
     /// Aggregates over the orders the viewer may see (a customer's own), with the filters of
@@ -377,6 +436,9 @@ impl Query {
         #[graphql(desc = "Only orders whose total is at least this amount.")] min_amount: Option<
             Decimal,
         >,
+        #[graphql(name = "where", desc = "Only the orders this filter keeps.")] filter: Option<
+            Where<OrderType>,
+        >,
     ) -> Result<RootAggregate<OrderType>> {
         request(ctx)?.require_user()?;
         let filter = OrderFilter {
@@ -387,14 +449,25 @@ impl Query {
             min_amount_cents: min_amount
                 .map(|d| cents(d, "ordersAggregate.minAmount"))
                 .transpose()?,
+            filter: filter_of(filter, "ordersAggregate")?,
             ..OrderFilter::default()
         };
         Ok(root_aggregate(ctx, Entity::Order, Some(&filter)).await?)
     }
 
     /// Aggregates over all products, in one statement.
-    async fn products_aggregate(&self, ctx: &Context<'_>) -> Result<RootAggregate<ProductType>> {
-        Ok(root_aggregate(ctx, Entity::Product, None).await?)
+    async fn products_aggregate(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "where", desc = "Only the products this filter keeps.")] filter: Option<
+            Where<ProductType>,
+        >,
+    ) -> Result<RootAggregate<ProductType>> {
+        let filter = OrderFilter {
+            filter: filter_of(filter, "productsAggregate")?,
+            ..OrderFilter::default()
+        };
+        Ok(root_aggregate(ctx, Entity::Product, Some(&filter)).await?)
     }
 
     /// Revenue reports computed by aggregate SQL in the database (administrators only).

@@ -478,7 +478,7 @@ impl Writer<'_> {
                 What::Conn(rel, args, parts) => {
                     let rows = self.many(o, *rel, args).ok_or(Stop::Missing)?;
                     let total = conn_counts(parts)
-                        .then(|| o.aggregate(*rel, &args.filter()).map(|(_, a)| a.count))
+                        .then(|| o.aggregate(*rel, &args.matching()).map(|(_, a)| a.count))
                         .flatten();
                     self.connection(rows, args, total, parts, out)?
                 }
@@ -638,7 +638,7 @@ fn scalars_of(entity: Entity, sels: &[&[Compiled]]) -> Node {
                 from: entity,
                 index: *index,
             };
-            let args = args.filter();
+            let args = args.matching();
             if !aggregates.iter().any(|a| a.edge == edge && a.args == args) {
                 aggregates.push(AggBatch {
                     edge,

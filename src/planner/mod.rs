@@ -54,7 +54,9 @@ use crate::entities::{AggFunc, EdgeArg, MAX_SORT_KEYS};
 pub use crate::entities::{Entity, Rel};
 
 pub mod cursor;
+pub mod filter;
 pub use cursor::{Cursor, DEFAULT_PAGE_SIZE, Page};
+pub use filter::Filter;
 
 /// The per-parent arguments of a to-many edge. Two selections with equal arguments share one
 /// batch; different arguments are different batches. The field resolver rebuilds the same key
@@ -70,14 +72,17 @@ pub struct EdgeArgs {
     /// A connection's page (`ordersConnection`): its rows are the page's, plus one more
     /// when there is a next page (in the page's direction); `None` for a plain list.
     pub page: Option<Page>,
+    /// The `where` filter (`None`: every row).
+    pub filter: Option<std::sync::Arc<Filter>>,
 }
 
 impl EdgeArgs {
     /// The arguments that decide which rows match, without order or page: a connection's
     /// `totalCount` is the count aggregate under these.
-    pub fn filter(&self) -> EdgeArgs {
+    pub fn matching(&self) -> EdgeArgs {
         EdgeArgs {
             status: self.status,
+            filter: self.filter.clone(),
             ..EdgeArgs::default()
         }
     }
@@ -301,7 +306,7 @@ fn plan_aggregates(entity: Entity, fields: &[&Field]) -> Result<Vec<AggBatch>, P
             // `totalCount`: the count aggregate of the connection's filter, one grouped
             // statement (shared with an `...Aggregate` of the same filter).
             if field.children.iter().any(|c| c.name == "totalCount") {
-                let args = EdgeArgs::read_connection(edge, args_of(field))?.filter();
+                let args = EdgeArgs::read_connection(edge, args_of(field))?.matching();
                 if !out.iter().any(|a| a.edge == edge && a.args == args) {
                     out.push(AggBatch {
                         edge,
@@ -488,6 +493,10 @@ impl EdgeArgs {
                 (EdgeArg::OrderBy(_), Value::Enum(name)) => {
                     out.order = SortKeys::parse(edge.target(), [name.as_str()], &edge.path())?;
                 }
+                (EdgeArg::Where(_), Value::Object(_)) => {
+                    let f = Filter::parse(edge.target(), value, &format!("{}.where", edge.path()))?;
+                    out.filter = (!f.is_true()).then(|| std::sync::Arc::new(f));
+                }
                 (arg, other) => {
                     return Err(PlanError(format!(
                         "{}: `{}` must be {}, got {other}",
@@ -518,7 +527,7 @@ impl EdgeArgs {
                 "last" => &mut last,
                 "after" => &mut after,
                 "before" => &mut before,
-                "orderBy" | "status" => {
+                "orderBy" | "status" | "where" => {
                     own.push((name, value));
                     continue;
                 }

@@ -7,6 +7,10 @@
 //! returns one (a query root, a mutation, an analytics row) is written as JSON by the one
 //! renderer, [`super::render`]: these types have no field resolvers of their own.
 
+mod filters;
+
+pub use filters::{Where, register_filters};
+
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -128,7 +132,7 @@ fn register(entity: Entity, registry: &mut Registry) -> String {
 }
 
 /// Registers the scalar or enum type of a column kind.
-fn register_kind(kind: Kind, registry: &mut Registry) {
+pub(crate) fn register_kind(kind: Kind, registry: &mut Registry) {
     match kind {
         Kind::Id => drop(<ID as OutputType>::create_type_info(registry)),
         Kind::Text | Kind::OptText => drop(<String as OutputType>::create_type_info(registry)),
@@ -150,6 +154,7 @@ fn register_arg(arg: EdgeArg, target: Entity, registry: &mut Registry) {
             registry,
         )),
         EdgeArg::OrderBy(_) => drop(register_order_by(target, registry)),
+        EdgeArg::Where(_) => register_filters(registry),
     }
 }
 
@@ -647,7 +652,11 @@ fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
         let name = format!("{}{AGGREGATE_SUFFIX}", rel.field);
         let ty = register_aggregate(rel.target, registry);
         let mut args = IndexMap::new();
-        for arg in rel.args.iter().filter(|a| matches!(a, EdgeArg::Status(_))) {
+        for arg in rel
+            .args
+            .iter()
+            .filter(|a| matches!(a, EdgeArg::Status(_) | EdgeArg::Where(_)))
+        {
             register_arg(*arg, rel.target, registry);
             args.insert(arg.name().to_owned(), input_value(*arg, rel.target));
         }

@@ -1,0 +1,387 @@
+//! `where` filters: the typed tree a `XWhere` input becomes, checked against the entity's
+//! description. The SQL builder writes it as one predicate with every value bound
+//! (`db::load`), so the statement text depends only on the filter's shape, and a relation
+//! filter (`orders: { some: { ... } }`) is a subquery inside the same statement: filters never
+//! add a statement.
+//!
+//! Operators, by column kind: `IDFilter { eq in }`, `StringFilter { eq in contains startsWith
+//! isNull }` (`contains` and `startsWith` ignore ASCII case; `eq` and `in` are exact),
+//! `IntFilter` and `DecimalFilter` and `DateTimeFilter { eq gt gte lt lte in isNull }`,
+//! `BooleanFilter { eq }`, `OrderStatusFilter` and `RoleFilter { eq in }`. Several operators of
+//! one field, and several fields of one object, must all hold; `and`, `or` and `not` combine
+//! objects (an empty `or` matches nothing, an empty `in` matches nothing). A to-many
+//! relationship takes `{ some: XWhere, none: XWhere }`; a to-one relationship takes the
+//! target's `XWhere`. Comparisons on a null value are false (never SQL's unknown), so `not`
+//! is the plain complement.
+
+use async_graphql::Value;
+use chrono::{DateTime, Utc};
+
+use super::PlanError;
+use crate::entities::{Entity, Kind, Link, Rel};
+use crate::model::{OrderStatus, Role};
+
+/// Most values one `in` list may hold.
+pub const MAX_IN_VALUES: usize = 1000;
+
+/// Most conditions (operators, `and`/`or`/`not` and relation filters) one `where` may hold.
+pub const MAX_FILTER_TERMS: usize = 100;
+
+/// A comparison operator.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `eq`
+    Eq,
+    /// `gt`
+    Gt,
+    /// `gte`
+    Gte,
+    /// `lt`
+    Lt,
+    /// `lte`
+    Lte,
+    /// `contains` (text, ASCII case ignored)
+    Contains,
+    /// `startsWith` (text, ASCII case ignored)
+    StartsWith,
+}
+
+impl Op {
+    /// The SQL comparison of the ordering operators.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Gt => ">",
+            Op::Gte => ">=",
+            Op::Lt => "<",
+            Op::Lte => "<=",
+            Op::Contains | Op::StartsWith => "like",
+        }
+    }
+}
+
+/// A value of a filter, typed by its column.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Lit {
+    /// Keys and integers.
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// Booleans.
+    Bool(bool),
+    /// Timestamps.
+    Time(DateTime<Utc>),
+    /// Money, in cents.
+    Cents(i64),
+    /// An order status.
+    Status(OrderStatus),
+    /// A role.
+    Role(Role),
+}
+
+/// A checked `where` filter over one entity's rows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Filter {
+    /// Every one holds (`and`, and the fields of one object); empty: true.
+    All(Vec<Filter>),
+    /// At least one holds (`or`); empty: false.
+    Any(Vec<Filter>),
+    /// It does not hold.
+    Not(Box<Filter>),
+    /// Column `col` compared with a value.
+    Cmp {
+        /// The column's position.
+        col: u8,
+        /// How.
+        op: Op,
+        /// With what.
+        value: Lit,
+    },
+    /// Column `col` is one of `values` (none: false).
+    In {
+        /// The column's position.
+        col: u8,
+        /// The values.
+        values: Vec<Lit>,
+    },
+    /// Column `col` is null (or not).
+    IsNull {
+        /// The column's position.
+        col: u8,
+        /// `isNull: true`.
+        null: bool,
+    },
+    /// Some row (or, with `none`, no row) of relationship `rel` satisfies `filter`; a to-one
+    /// relationship's row satisfies it.
+    Related {
+        /// Which relationship of the entity.
+        rel: u8,
+        /// `none` instead of `some`.
+        none: bool,
+        /// The related rows' filter.
+        filter: Box<Filter>,
+    },
+}
+
+/// The name of the `XWhere` input type of `entity`.
+pub fn where_type(entity: Entity) -> String {
+    format!("{}Where", entity.desc().name)
+}
+
+/// The filter input type of a column kind, and its operators.
+pub fn kind_filter(kind: Kind) -> (&'static str, &'static [&'static str]) {
+    const ORDERED: &[&str] = &["eq", "gt", "gte", "lt", "lte", "in", "isNull"];
+    match kind {
+        Kind::Id => ("IDFilter", &["eq", "in"]),
+        Kind::Text | Kind::OptText => (
+            "StringFilter",
+            &["eq", "in", "contains", "startsWith", "isNull"],
+        ),
+        Kind::Bool => ("BooleanFilter", &["eq"]),
+        Kind::DateTime | Kind::OptDateTime => ("DateTimeFilter", ORDERED),
+        Kind::Money => ("DecimalFilter", ORDERED),
+        Kind::Int => ("IntFilter", ORDERED),
+        Kind::Status => ("OrderStatusFilter", &["eq", "in"]),
+        Kind::Role => ("RoleFilter", &["eq", "in"]),
+    }
+}
+
+/// The name of the `{ some none }` input of a to-many relationship to `target`.
+pub fn list_filter_type(target: Entity) -> String {
+    format!("{}ListFilter", target.desc().name)
+}
+
+impl Filter {
+    /// Reads a `XWhere` value of `entity` (variables already substituted); `what` names the
+    /// argument in messages.
+    pub fn parse(entity: Entity, value: &Value, what: &str) -> Result<Filter, PlanError> {
+        let mut terms = 0;
+        let f = parse_where(entity, value, what, &mut terms)?;
+        Ok(f)
+    }
+
+    /// Whether it holds for every row (an empty object): no condition to write.
+    pub fn is_true(&self) -> bool {
+        matches!(self, Filter::All(v) if v.iter().all(Filter::is_true))
+    }
+}
+
+fn count(terms: &mut usize, what: &str) -> Result<(), PlanError> {
+    *terms += 1;
+    if *terms > MAX_FILTER_TERMS {
+        return Err(PlanError(format!(
+            "{what}: a filter may hold at most {MAX_FILTER_TERMS} conditions"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_where(
+    entity: Entity,
+    value: &Value,
+    what: &str,
+    terms: &mut usize,
+) -> Result<Filter, PlanError> {
+    let Value::Object(fields) = value else {
+        return Err(PlanError(format!(
+            "{what} must be a {} object, got {value}",
+            where_type(entity)
+        )));
+    };
+    let mut all = Vec::new();
+    for (name, v) in fields {
+        if matches!(v, Value::Null) {
+            continue;
+        }
+        let name = name.as_str();
+        let at = format!("{what}.{name}");
+        match name {
+            "and" | "or" => {
+                count(terms, what)?;
+                let items = match v {
+                    Value::List(items) => items.as_slice(),
+                    one => std::slice::from_ref(one),
+                };
+                let parts = items
+                    .iter()
+                    .map(|i| parse_where(entity, i, &at, terms))
+                    .collect::<Result<Vec<_>, _>>()?;
+                all.push(if name == "and" {
+                    Filter::All(parts)
+                } else {
+                    Filter::Any(parts)
+                });
+            }
+            "not" => {
+                count(terms, what)?;
+                all.push(Filter::Not(Box::new(parse_where(entity, v, &at, terms)?)));
+            }
+            _ => {
+                if let Some(col) = entity.column(name) {
+                    let kind = entity.desc().columns[col].kind;
+                    all.push(parse_ops(col as u8, kind, v, &at, terms)?);
+                } else if let Some(rel) = entity.relation(name) {
+                    all.push(parse_related(rel, v, &at, terms)?);
+                } else {
+                    return Err(PlanError(format!(
+                        "{what}: {} has no field `{name}` to filter by",
+                        where_type(entity)
+                    )));
+                }
+            }
+        }
+    }
+    Ok(Filter::All(all))
+}
+
+fn parse_related(rel: Rel, v: &Value, at: &str, terms: &mut usize) -> Result<Filter, PlanError> {
+    count(terms, at)?;
+    let target = rel.target();
+    if matches!(rel.desc().link, Link::ForeignKey(_)) {
+        return Ok(Filter::Related {
+            rel: rel.index,
+            none: false,
+            filter: Box::new(parse_where(target, v, at, terms)?),
+        });
+    }
+    let Value::Object(ops) = v else {
+        return Err(PlanError(format!(
+            "{at} must be a {} object",
+            list_filter_type(target)
+        )));
+    };
+    let mut all = Vec::new();
+    for (op, w) in ops {
+        if matches!(w, Value::Null) {
+            continue;
+        }
+        let none = match op.as_str() {
+            "some" => false,
+            "none" => true,
+            other => {
+                return Err(PlanError(format!(
+                    "{at}: `{other}` is not an operator of {}",
+                    list_filter_type(target)
+                )));
+            }
+        };
+        all.push(Filter::Related {
+            rel: rel.index,
+            none,
+            filter: Box::new(parse_where(target, w, &format!("{at}.{op}"), terms)?),
+        });
+    }
+    Ok(Filter::All(all))
+}
+
+fn parse_ops(
+    col: u8,
+    kind: Kind,
+    v: &Value,
+    at: &str,
+    terms: &mut usize,
+) -> Result<Filter, PlanError> {
+    let (type_name, allowed) = kind_filter(kind);
+    let Value::Object(ops) = v else {
+        return Err(PlanError(format!(
+            "{at} must be a {type_name} object, got {v}"
+        )));
+    };
+    let mut all = Vec::new();
+    for (op, value) in ops {
+        if matches!(value, Value::Null) {
+            continue;
+        }
+        let op = op.as_str();
+        if !allowed.contains(&op) {
+            return Err(PlanError(format!(
+                "{at}: `{op}` is not an operator of {type_name}"
+            )));
+        }
+        count(terms, at)?;
+        let here = format!("{at}.{op}");
+        all.push(match op {
+            "in" => {
+                let Value::List(items) = value else {
+                    return Err(PlanError(format!("{here} must be a list")));
+                };
+                if items.len() > MAX_IN_VALUES {
+                    return Err(PlanError(format!(
+                        "{here}: at most {MAX_IN_VALUES} values, got {}",
+                        items.len()
+                    )));
+                }
+                let values = items
+                    .iter()
+                    .map(|i| lit(kind, i, &here))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Filter::In { col, values }
+            }
+            "isNull" => match value {
+                Value::Boolean(null) => Filter::IsNull { col, null: *null },
+                other => return Err(PlanError(format!("{here} must be a Boolean, got {other}"))),
+            },
+            _ => {
+                let op = match op {
+                    "eq" => Op::Eq,
+                    "gt" => Op::Gt,
+                    "gte" => Op::Gte,
+                    "lt" => Op::Lt,
+                    "lte" => Op::Lte,
+                    "contains" => Op::Contains,
+                    _ => Op::StartsWith,
+                };
+                Filter::Cmp {
+                    col,
+                    op,
+                    value: lit(kind, value, &here)?,
+                }
+            }
+        });
+    }
+    Ok(Filter::All(all))
+}
+
+fn lit(kind: Kind, v: &Value, at: &str) -> Result<Lit, PlanError> {
+    let bad = |expected: &str| PlanError(format!("{at} must be {expected}, got {v}"));
+    Ok(match (kind, v) {
+        (Kind::Id, Value::String(s)) => Lit::Int(s.parse().map_err(|_| bad("an ID"))?),
+        (Kind::Id, Value::Number(n)) => Lit::Int(n.as_i64().ok_or_else(|| bad("an ID"))?),
+        (Kind::Text | Kind::OptText, Value::String(s)) => Lit::Text(s.clone()),
+        (Kind::Bool, Value::Boolean(b)) => Lit::Bool(*b),
+        (Kind::Int, Value::Number(n)) => Lit::Int(n.as_i64().ok_or_else(|| bad("an Int"))?),
+        (Kind::DateTime | Kind::OptDateTime, Value::String(s)) => Lit::Time(
+            DateTime::parse_from_rfc3339(s)
+                .map_err(|_| bad("an RFC 3339 DateTime"))?
+                .with_timezone(&Utc),
+        ),
+        (Kind::Money, Value::String(s)) => {
+            let d: rust_decimal::Decimal = s.parse().map_err(|_| bad("a Decimal"))?;
+            Lit::Cents(
+                crate::money::to_cents(d)
+                    .ok_or_else(|| bad("an amount with at most 2 decimals"))?,
+            )
+        }
+        (Kind::Money, Value::Number(n)) => {
+            let d: rust_decimal::Decimal = n.to_string().parse().map_err(|_| bad("a Decimal"))?;
+            Lit::Cents(
+                crate::money::to_cents(d)
+                    .ok_or_else(|| bad("an amount with at most 2 decimals"))?,
+            )
+        }
+        (Kind::Status, Value::Enum(n)) => {
+            Lit::Status(OrderStatus::from_graphql(n.as_str()).ok_or_else(|| bad("an OrderStatus"))?)
+        }
+        (Kind::Role, Value::Enum(n)) => {
+            Lit::Role(Role::from_db(&n.as_str().to_ascii_lowercase()).ok_or_else(|| bad("a Role"))?)
+        }
+        (Kind::Id, _) => return Err(bad("an ID")),
+        (Kind::Text | Kind::OptText, _) => return Err(bad("a String")),
+        (Kind::Bool, _) => return Err(bad("a Boolean")),
+        (Kind::Int, _) => return Err(bad("an Int")),
+        (Kind::DateTime | Kind::OptDateTime, _) => return Err(bad("a DateTime")),
+        (Kind::Money, _) => return Err(bad("a Decimal")),
+        (Kind::Status, _) => return Err(bad("an OrderStatus")),
+        (Kind::Role, _) => return Err(bad("a Role")),
+    })
+}
