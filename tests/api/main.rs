@@ -20,6 +20,7 @@ mod correctness;
 mod database_stats;
 mod differential;
 mod errors;
+mod filters;
 mod hostile;
 mod http;
 mod lazy;

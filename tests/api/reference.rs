@@ -194,7 +194,7 @@ impl Model {
         out
     }
 
-    fn field(&self, obj: Obj<'_>, f: &Field, cx: &Cx<'_>) -> Json {
+    fn field<'a>(&'a self, obj: Obj<'a>, f: &Field, cx: &Cx<'_>) -> Json {
         let args = cx.args(f);
         let int = |name: &str, default: Option<i64>| match args.get(name) {
             Some(GqlValue::Number(n)) => n.as_i64(),
@@ -214,7 +214,13 @@ impl Model {
         let order = args.get("orderBy");
         let first = int("first", Some(20)).unwrap_or(20) as usize;
         let offset = int("offset", Some(0)).unwrap_or(0) as usize;
-        let paged = |all| paged(all, order, first, offset);
+        let filter = args.get("where").cloned();
+        let keep = |v: Vec<Obj<'a>>| -> Vec<Obj<'a>> {
+            v.into_iter()
+                .filter(|o| filter.as_ref().is_none_or(|w| self.matches(*o, w)))
+                .collect()
+        };
+        let paged = |all| paged(keep(all), order, first, offset);
         let name = f.name.node.as_str();
         if name == "__typename" {
             return Json::String(obj.typename().to_owned());
@@ -246,21 +252,21 @@ impl Model {
                 (_, "items") | (_, "orderItems") => "OrderItem",
                 _ => "Order",
             };
-            return self.connection(target, rows, f, &args, cx);
+            return self.connection(target, keep(rows), f, &args, cx);
         }
         if let (false, Some(base)) = (matches!(obj, Obj::Query), name.strip_suffix("Aggregate")) {
-            let rows = self.children(obj, base, status);
+            let rows = keep(self.children(obj, base, status));
             return self.aggregate(obj, base, &rows, f, cx);
         }
         match obj {
             Obj::Query => match name {
                 "users" => list(paged(self.users.iter().map(Obj::User).collect())),
                 "usersAggregate" => {
-                    let rows: Vec<Obj<'_>> = self.users.iter().map(Obj::User).collect();
+                    let rows = keep(self.users.iter().map(Obj::User).collect());
                     self.aggregate(obj, "users", &rows, f, cx)
                 }
                 "productsAggregate" => {
-                    let rows: Vec<Obj<'_>> = self.products.iter().map(Obj::Product).collect();
+                    let rows = keep(self.products.iter().map(Obj::Product).collect());
                     self.aggregate(obj, "products", &rows, f, cx)
                 }
                 "ordersAggregate" => {
@@ -278,6 +284,7 @@ impl Model {
                         })
                         .map(Obj::Order)
                         .collect();
+                    let rows = keep(rows);
                     self.aggregate(obj, "orders", &rows, f, cx)
                 }
                 "me" => self
@@ -331,7 +338,7 @@ impl Model {
                         .filter(|o| o.user_id == u.id && status.is_none_or(|s| o.status == s))
                         .map(Obj::Order)
                         .collect();
-                    list(take(sorted(mine, order), int("first", None)))
+                    list(take(sorted(keep(mine), order), int("first", None)))
                 }
                 other => panic!("reference: unknown User.{other}"),
             },
@@ -342,11 +349,13 @@ impl Model {
                 "createdAt" => Json::String(o.created_at.to_rfc3339()),
                 "user" => sub(self.user(o.user_id).expect("order has a user")),
                 "items" => list(sorted(
-                    self.items
-                        .iter()
-                        .filter(|i| i.order_id == o.id)
-                        .map(Obj::Item)
-                        .collect(),
+                    keep(
+                        self.items
+                            .iter()
+                            .filter(|i| i.order_id == o.id)
+                            .map(Obj::Item)
+                            .collect(),
+                    ),
                     order,
                 )),
                 "products" => {
@@ -358,7 +367,7 @@ impl Model {
                         .collect();
                     ids.sort_unstable();
                     list(sorted(
-                        ids.into_iter().filter_map(|p| self.product(p)).collect(),
+                        keep(ids.into_iter().filter_map(|p| self.product(p)).collect()),
                         order,
                     ))
                 }
@@ -387,14 +396,16 @@ impl Model {
                         .collect();
                     ids.sort_unstable();
                     let orders = ids.into_iter().filter_map(|o| self.order(o)).collect();
-                    list(take(sorted(orders, order), int("first", None)))
+                    list(take(sorted(keep(orders), order), int("first", None)))
                 }
                 "orderItems" => list(sorted(
-                    self.items
-                        .iter()
-                        .filter(|i| i.product_id == p.id)
-                        .map(Obj::Item)
-                        .collect(),
+                    keep(
+                        self.items
+                            .iter()
+                            .filter(|i| i.product_id == p.id)
+                            .map(Obj::Item)
+                            .collect(),
+                    ),
                     order,
                 )),
                 other => panic!("reference: unknown Product.{other}"),
@@ -446,6 +457,57 @@ impl Model {
                 .collect(),
             (_, other) => panic!("reference: no edge {other} on {}", obj.typename()),
         }
+    }
+
+    /// Whether `o` passes the `where` value `w` (the documented semantics, row by row).
+    fn matches(&self, o: Obj<'_>, w: &GqlValue) -> bool {
+        let GqlValue::Object(fields) = w else {
+            panic!("reference: a where filter is an object, got {w}")
+        };
+        let list = |v: &GqlValue| -> Vec<GqlValue> {
+            match v {
+                GqlValue::List(items) => items.clone(),
+                other => vec![other.clone()],
+            }
+        };
+        fields.iter().all(|(name, v)| match (name.as_str(), v) {
+            (_, GqlValue::Null) => true,
+            ("and", v) => list(v).iter().all(|x| self.matches(o, x)),
+            ("or", v) => list(v).iter().any(|x| self.matches(o, x)),
+            ("not", v) => !self.matches(o, v),
+            (name, v) => match self.related(o, name) {
+                Some(Related::One(target)) => self.matches(target, v),
+                Some(Related::Many(rows)) => {
+                    let GqlValue::Object(ops) = v else {
+                        panic!("reference: a list filter is an object")
+                    };
+                    ops.iter().all(|(op, w)| {
+                        let any = rows.iter().any(|r| self.matches(*r, w));
+                        match op.as_str() {
+                            "some" => any,
+                            "none" => !any,
+                            other => panic!("reference: no list operator {other}"),
+                        }
+                    })
+                }
+                None => ops_hold(&filter_val(&o, name), v),
+            },
+        })
+    }
+
+    /// The rows a relationship of `o` names, if `name` is one.
+    fn related<'a>(&'a self, o: Obj<'a>, name: &str) -> Option<Related<'a>> {
+        Some(match (o, name) {
+            (Obj::Order(r), "user") => Related::One(self.user(r.user_id)?),
+            (Obj::Item(r), "order") => Related::One(self.order(r.order_id)?),
+            (Obj::Item(r), "product") => Related::One(self.product(r.product_id)?),
+            (Obj::User(_), "orders")
+            | (Obj::Order(_), "items" | "products")
+            | (Obj::Product(_), "orders" | "orderItems") => {
+                Related::Many(self.children(o, name, None))
+            }
+            _ => return None,
+        })
     }
 
     /// A connection object over `rows` (every row of the list, unordered): sorted by
@@ -767,8 +829,91 @@ fn agg_value(func: &str, field: &str, rows: &[Obj<'_>]) -> Json {
     }
 }
 
+/// What a relationship filter looks at.
+enum Related<'a> {
+    One(Obj<'a>),
+    Many(Vec<Obj<'a>>),
+}
+
+/// A field's value as a filter sees it.
+#[derive(Clone, Debug, PartialEq, PartialOrd)]
+enum FVal {
+    Null,
+    Bool(bool),
+    Sort(SortVal),
+}
+
+fn filter_val(o: &Obj<'_>, field: &str) -> FVal {
+    match (o, field) {
+        (Obj::User(u), "isActive") => FVal::Bool(u.is_active),
+        (Obj::User(u), "updatedAt") => FVal::Sort(SortVal::Time(u.updated_at)),
+        (Obj::User(u), "bio") => u
+            .bio
+            .clone()
+            .map_or(FVal::Null, |b| FVal::Sort(SortVal::Text(b))),
+        _ => FVal::Sort(sort_val(o, field)),
+    }
+}
+
+/// The literal `v` as a value of the same type as `like`.
+fn lit_like(like: &FVal, v: &GqlValue) -> FVal {
+    let text = match v {
+        GqlValue::String(s) => s.clone(),
+        GqlValue::Enum(e) => e.to_string().to_lowercase(),
+        GqlValue::Number(n) => n.to_string(),
+        GqlValue::Boolean(b) => return FVal::Bool(*b),
+        other => panic!("reference: a filter value, got {other}"),
+    };
+    FVal::Sort(match like {
+        FVal::Sort(SortVal::Int(_)) => SortVal::Int(text.parse().expect("an integer")),
+        FVal::Sort(SortVal::Dec(_)) => SortVal::Dec(text.parse().expect("a decimal")),
+        FVal::Sort(SortVal::Time(_)) => SortVal::Time(
+            chrono::DateTime::parse_from_rfc3339(&text)
+                .expect("a time")
+                .with_timezone(&chrono::Utc),
+        ),
+        _ => SortVal::Text(text),
+    })
+}
+
+/// Whether every operator of a field filter holds for `val`.
+fn ops_hold(val: &FVal, ops: &GqlValue) -> bool {
+    let GqlValue::Object(ops) = ops else {
+        panic!("reference: a field filter is an object")
+    };
+    ops.iter().all(|(op, v)| {
+        if matches!(v, GqlValue::Null) {
+            return true;
+        }
+        if op.as_str() == "isNull" {
+            return (*val == FVal::Null) == (*v == GqlValue::Boolean(true));
+        }
+        if *val == FVal::Null {
+            return false;
+        }
+        let lower = |f: &FVal| match f {
+            FVal::Sort(SortVal::Text(t)) => t.to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        match op.as_str() {
+            "eq" => *val == lit_like(val, v),
+            "gt" => *val > lit_like(val, v),
+            "gte" => *val >= lit_like(val, v),
+            "lt" => *val < lit_like(val, v),
+            "lte" => *val <= lit_like(val, v),
+            "in" => match v {
+                GqlValue::List(items) => items.iter().any(|i| *val == lit_like(val, i)),
+                _ => panic!("reference: `in` takes a list"),
+            },
+            "contains" => lower(val).contains(&lower(&lit_like(val, v))),
+            "startsWith" => lower(val).starts_with(&lower(&lit_like(val, v))),
+            other => panic!("reference: no operator {other}"),
+        }
+    })
+}
+
 /// A value to sort by.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum SortVal {
     Int(i64),
     Dec(rust_decimal::Decimal),

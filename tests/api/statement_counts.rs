@@ -160,6 +160,26 @@ const SHAPES: &[Shape] = &[
         statements: 4,
     },
     Shape {
+        name: "where on a root list and nested edges: and/or/not, some/none, case-insensitive text",
+        query: "query($n: Int!) { users(first: $n, where: { or: [{ username: { startsWith: \"USER1\" } }, { orders: { some: { status: { eq: COMPLETED }, totalAmount: { gte: \"50.00\" } } } }], not: { email: { contains: \"9@\" } } }) { id orders(where: { items: { none: { quantity: { gt: 1 } } } }) { id status } ordersAggregate(where: { status: { in: [PENDING, SHIPPED] } }) { count sum { totalAmount } } } }",
+        statements: 3,
+    },
+    Shape {
+        name: "where on a connection, through the association table and on a to-one edge",
+        query: "query($n: Int!) { ordersConnection(first: $n, orderBy: [CREATED_AT_DESC], where: { user: { isActive: { eq: true } }, products: { some: { price: { lt: \"500.00\" } } } }) { totalCount nodes { id products(where: { sku: { in: [\"SKU-0000001\", \"SKU-0000002\", \"nope\"] } }) { sku } items(where: { and: [{ quantity: { gte: 1 } }, { unitPrice: { gt: \"1.00\" } }] }) { id } } } }",
+        statements: 4,
+    },
+    Shape {
+        name: "an empty in and an empty or match nothing, an empty where everything",
+        query: "query($n: Int!) { products(first: $n, where: {}) { id orders(where: { id: { in: [] } }) { id } orderItems(where: { or: [] }) { id } a: ordersAggregate(where: { not: { or: [] } }) { count } } }",
+        statements: 4,
+    },
+    Shape {
+        name: "where on root aggregates and a filtered root list",
+        query: "query($n: Int!) { productsAggregate(where: { stockQuantity: { gte: 10 } }) { count } ordersAggregate(where: { createdAt: { lt: \"2100-01-01T00:00:00Z\" }, status: { eq: PENDING } }) { count max { totalAmount } } products(first: $n, where: { name: { contains: \"product 1\" }, id: { in: [\"1\", \"3\", \"5\"] } }) { id name } }",
+        statements: 3,
+    },
+    Shape {
         name: "two root lists",
         query: "query($n: Int!) { users(first: $n) { id orders { id } } products(first: $n) { id orderItems { id } } }",
         statements: 4,

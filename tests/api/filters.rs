@@ -1,0 +1,156 @@
+//! `where` filters from a client's side: values are bound (the SQL text depends only on the
+//! filter's shape), bad filters are refused before any SQL, LIKE wildcards are literal, and a
+//! relation filter never sees rows the viewer may not see.
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app};
+
+fn sql_texts(r: &crate::helpers::Gql) -> Vec<String> {
+    r.body["extensions"]["sql"]["statements"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter_map(|s| s["sql"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn debug_sql(app: &TestApp, q: &str, vars: serde_json::Value) -> crate::helpers::Gql {
+    let r = app.gql_vars(q, vars).await;
+    r.data();
+    r
+}
+
+#[tokio::test]
+async fn values_are_bound_so_the_text_depends_only_on_the_shape() {
+    let app = spawn_app().await;
+    app.seed(5, 2, 1, 5).await;
+    let q = "query($name: String!, $min: Decimal!) { products(where: { name: { contains: $name }, orders: { some: { totalAmount: { gte: $min } } } }) { id } }";
+    let a = debug_sql(&app, q, json!({ "name": "Product", "min": "1.00" })).await;
+    let b = debug_sql(
+        &app,
+        q,
+        json!({ "name": "'; drop table users; --", "min": "99999.99" }),
+    )
+    .await;
+    assert_eq!(b.data()["products"], json!([]));
+    let (ta, tb) = (sql_texts(&a), sql_texts(&b));
+    assert_eq!(ta.len(), 1, "one statement, listed");
+    assert_eq!(ta, tb, "the same statement text for other values");
+    assert!(!tb.concat().contains("drop table"), "{tb:?}");
+    let still = app.gql("{ usersAggregate { count } }").await;
+    assert_eq!(still.data()["usersAggregate"]["count"], 5);
+}
+
+#[tokio::test]
+async fn like_wildcards_are_literal_and_case_is_ignored() {
+    let app = spawn_app().await;
+    app.seed(2, 1, 1, 12).await;
+    let r = app
+        .gql("{ a: products(where: { name: { contains: \"%\" } }) { id } b: products(where: { name: { startsWith: \"_\" } }) { id } c: products(first: 100, where: { name: { startsWith: \"pRoDuCt 1\" } }) { name } d: products(where: { sku: { eq: \"sku-0000001\" } }) { id } }")
+        .await;
+    assert_eq!(r.data()["a"], json!([]));
+    assert_eq!(r.data()["b"], json!([]));
+    let names: Vec<&str> = r.data()["c"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["Product 1", "Product 10", "Product 11", "Product 12"]
+    );
+    // `eq` is exact.
+    assert_eq!(r.data()["d"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_filters_are_refused_before_any_sql() {
+    let app = spawn_app().await;
+    app.seed(2, 1, 1, 2).await;
+    let many_values: Vec<String> = (0..1001).map(|i| format!("\"{i}\"")).collect();
+    let many_terms: Vec<String> = (0..101)
+        .map(|i| format!("{{ stockQuantity: {{ gt: {i} }} }}"))
+        .collect();
+    let cases = [
+        (
+            "{ orders(where: { totalAmount: { gt: \"1.001\" } }) { id } }".to_owned(),
+            "BAD_USER_INPUT",
+            "2 decimals",
+        ),
+        (
+            "{ orders(where: { createdAt: { gt: \"yesterday\" } }) { id } }".to_owned(),
+            "GRAPHQL_VALIDATION_FAILED",
+            "RFC 3339",
+        ),
+        (
+            format!(
+                "{{ products(where: {{ id: {{ in: [{}] }} }}) {{ id }} }}",
+                many_values.join(", ")
+            ),
+            "BAD_USER_INPUT",
+            "at most 1000 values",
+        ),
+        (
+            format!(
+                "{{ products(where: {{ or: [{}] }}) {{ id }} }}",
+                many_terms.join(", ")
+            ),
+            "BAD_USER_INPUT",
+            "at most 100 conditions",
+        ),
+        (
+            "{ users(first: 1) { orders(where: { id: { eq: \"x\" } }) { id } } }".to_owned(),
+            "BAD_USER_INPUT",
+            "an ID",
+        ),
+        (
+            "{ products(where: { password: { eq: \"x\" } }) { id } }".to_owned(),
+            "GRAPHQL_VALIDATION_FAILED",
+            "",
+        ),
+        (
+            "{ orders(where: { status: { gt: PENDING } }) { id } }".to_owned(),
+            "GRAPHQL_VALIDATION_FAILED",
+            "",
+        ),
+    ];
+    for (q, code, why) in cases {
+        let r = app.gql(&q).await;
+        assert_eq!(r.error_code(), code, "{q}: {}", r.body);
+        assert!(r.error_message().contains(why), "{q}: {}", r.body);
+        assert_eq!(r.statements, 0, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn a_relation_filter_sees_only_what_the_viewer_may_see() {
+    let app = spawn_app().await;
+    app.seed(3, 3, 2, 3).await;
+    // Which products user 3 bought, asked about by user 2 (a customer) and by an administrator.
+    let q = "{ products(where: { orders: { some: { user: { id: { eq: \"3\" } } } } }) { id } productsAggregate(where: { orderItems: { some: { order: { user: { id: { eq: \"3\" } } } } } }) { count } }";
+    let admin = app.gql(q).await;
+    assert!(
+        !admin.data()["products"]
+            .as_array()
+            .expect("list")
+            .is_empty()
+    );
+    assert!(admin.data()["productsAggregate"]["count"].as_i64() > Some(0));
+    let customer = app.token_for(2, eagerql::model::Role::Customer);
+    let probe = app.gql_as(Some(&customer), q, json!({})).await;
+    assert_eq!(probe.data()["products"], json!([]));
+    assert_eq!(probe.data()["productsAggregate"]["count"], 0);
+    // Their own purchases they do see.
+    let own = app
+        .gql_as(
+            Some(&customer),
+            "{ products(where: { orders: { some: { user: { id: { eq: \"2\" } } } } }) { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(!own.data()["products"].as_array().expect("list").is_empty());
+}
