@@ -342,6 +342,14 @@ fn parse_ops(
     Ok(Filter::All(all))
 }
 
+fn name_of(v: &Value) -> String {
+    match v {
+        Value::Enum(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => String::new(),
+    }
+}
+
 fn lit(kind: Kind, v: &Value, at: &str) -> Result<Lit, PlanError> {
     let bad = |expected: &str| PlanError(format!("{at} must be {expected}, got {v}"));
     Ok(match (kind, v) {
@@ -369,11 +377,12 @@ fn lit(kind: Kind, v: &Value, at: &str) -> Result<Lit, PlanError> {
                     .ok_or_else(|| bad("an amount with at most 2 decimals"))?,
             )
         }
-        (Kind::Status, Value::Enum(n)) => {
-            Lit::Status(OrderStatus::from_graphql(n.as_str()).ok_or_else(|| bad("an OrderStatus"))?)
-        }
-        (Kind::Role, Value::Enum(n)) => {
-            Lit::Role(Role::from_db(&n.as_str().to_ascii_lowercase()).ok_or_else(|| bad("a Role"))?)
+        // Enum values come as names from a document and as strings from the variables.
+        (Kind::Status, Value::Enum(_) | Value::String(_)) => Lit::Status(
+            OrderStatus::from_graphql(&name_of(v)).ok_or_else(|| bad("an OrderStatus"))?,
+        ),
+        (Kind::Role, Value::Enum(_) | Value::String(_)) => {
+            Lit::Role(Role::from_db(&name_of(v).to_ascii_lowercase()).ok_or_else(|| bad("a Role"))?)
         }
         (Kind::Id, _) => return Err(bad("an ID")),
         (Kind::Text | Kind::OptText, _) => return Err(bad("a String")),

@@ -154,3 +154,25 @@ async fn a_relation_filter_sees_only_what_the_viewer_may_see() {
         .await;
     assert!(!own.data()["products"].as_array().expect("list").is_empty());
 }
+
+#[tokio::test]
+async fn filters_orders_and_statuses_given_as_variables_mean_what_literals_mean() {
+    let app = spawn_app().await;
+    app.seed(4, 4, 1, 3).await;
+    let literal = "{ orders(first: 50, status: COMPLETED, orderBy: [TOTAL_AMOUNT_DESC], where: { status: { in: [COMPLETED, SHIPPED] }, or: [{ totalAmount: { gt: \"1\" } }] }) { id } users(first: 4) { ordersConnection(orderBy: [CREATED_AT_DESC], where: { status: { eq: COMPLETED } }) { nodes { id } } } }";
+    let with_vars = "query($s: OrderStatus, $o: [OrderOrderBy!], $w: OrderWhere, $e: OrderWhere) { orders(first: 50, status: $s, orderBy: $o, where: $w) { id } users(first: 4) { ordersConnection(orderBy: [CREATED_AT_DESC], where: $e) { nodes { id } } } }";
+    let vars = json!({
+        "s": "COMPLETED",
+        "o": ["TOTAL_AMOUNT_DESC"],
+        "w": { "status": { "in": ["COMPLETED", "SHIPPED"] }, "or": [{ "totalAmount": { "gt": "1" } }] },
+        "e": { "status": { "eq": "COMPLETED" } },
+    });
+    let a = app.gql(literal).await;
+    let b = app.gql_vars(with_vars, vars).await;
+    assert!(
+        !a.data()["orders"].as_array().expect("list").is_empty(),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.data(), b.data());
+}

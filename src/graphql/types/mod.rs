@@ -221,6 +221,10 @@ impl<T: Typed> InputType for OrderBy<T> {
             Some(Value::Enum(name)) if T::ENTITY.sort_key(name.as_str()).is_some() => {
                 Ok(OrderBy(name.to_string(), PhantomData))
             }
+            // A value from the variables, written there as a string.
+            Some(Value::String(name)) if T::ENTITY.sort_key(name.as_str()).is_some() => {
+                Ok(OrderBy(name.clone(), PhantomData))
+            }
             _ => Err(InputValueError::expected_type(value.unwrap_or_default())),
         }
     }
