@@ -6,7 +6,7 @@
 use std::marker::PhantomData;
 
 use async_graphql::indexmap::IndexMap;
-use async_graphql::registry::{Deprecation, MetaInputValue, MetaType, Registry};
+use async_graphql::registry::{MetaInputValue, MetaType, Registry};
 use async_graphql::{InputType, InputValueError, InputValueResult, Value};
 
 use super::{Typed, register_kind};
@@ -16,21 +16,7 @@ use crate::planner::filter::{
 };
 
 fn input(name: &str, ty: String, description: String) -> (String, MetaInputValue) {
-    (
-        name.to_owned(),
-        MetaInputValue {
-            name: name.to_owned(),
-            description: Some(description),
-            ty,
-            deprecation: Deprecation::NoDeprecated,
-            default_value: None,
-            visible: None,
-            inaccessible: false,
-            tags: Vec::new(),
-            is_secret: false,
-            directive_invocations: Vec::new(),
-        },
-    )
+    (name.to_owned(), super::input(name, &ty, &description))
 }
 
 fn input_object(

@@ -270,10 +270,15 @@ fn meta_field(
 }
 
 fn input_value(arg: EdgeArg, target: Entity) -> MetaInputValue {
+    input(arg.name(), &arg.graphql(target), arg.doc())
+}
+
+/// A schema input value (an argument or an input object's field).
+pub(crate) fn input(name: &str, ty: &str, description: &str) -> MetaInputValue {
     MetaInputValue {
-        name: arg.name().to_owned(),
-        description: doc(arg.doc()),
-        ty: arg.graphql(target),
+        name: name.to_owned(),
+        description: doc(description),
+        ty: ty.to_owned(),
         deprecation: Deprecation::NoDeprecated,
         default_value: None,
         visible: None,
@@ -424,26 +429,11 @@ pub const PAGE_ARGS: [(&str, &str, &str); 4] = [
     ),
 ];
 
-fn page_arg(name: &str, ty: &str, description: &str) -> MetaInputValue {
-    MetaInputValue {
-        name: name.to_owned(),
-        description: doc(description),
-        ty: ty.to_owned(),
-        deprecation: Deprecation::NoDeprecated,
-        default_value: None,
-        visible: None,
-        inaccessible: false,
-        tags: Vec::new(),
-        is_secret: false,
-        directive_invocations: Vec::new(),
-    }
-}
-
 /// The page arguments of a connection field, as schema input values.
 pub fn page_input_values() -> impl Iterator<Item = (String, MetaInputValue)> {
     PAGE_ARGS
         .iter()
-        .map(|(n, t, d)| ((*n).to_owned(), page_arg(n, t, d)))
+        .map(|(n, t, d)| ((*n).to_owned(), input(n, t, d)))
 }
 
 /// Registers `PageInfo`, `XEdge` and `XConnection` of `entity` (once); gives the field type
@@ -611,21 +601,7 @@ fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
         let mut args = IndexMap::new();
         for arg in rel.args {
             register_arg(*arg, rel.target, registry);
-            args.insert(
-                arg.name().to_owned(),
-                MetaInputValue {
-                    name: arg.name().to_owned(),
-                    description: doc(arg.doc()),
-                    ty: arg.graphql(rel.target),
-                    deprecation: Deprecation::NoDeprecated,
-                    default_value: None,
-                    visible: None,
-                    inaccessible: false,
-                    tags: Vec::new(),
-                    is_secret: false,
-                    directive_invocations: Vec::new(),
-                },
-            );
+            args.insert(arg.name().to_owned(), input_value(*arg, rel.target));
         }
         let ty = if rel.is_many() {
             format!("[{target}]!")
