@@ -17,7 +17,7 @@ use super::lookahead::selection;
 use super::types::{Obj, ObjData};
 use crate::db::Session;
 use crate::db::load::{self, AggRow, Loaded, OrderFilter, RootQuery};
-use crate::entities::Entity;
+use crate::entities::{AggFunc, Entity};
 use crate::error::{AppError, AppResult};
 use crate::planner::{self, EdgeArgs, Field, Node};
 
@@ -148,10 +148,21 @@ pub async fn load_child_in(
 /// The results of a node's batches (and of the batches below its joins), grouped by parent.
 #[derive(Default)]
 struct Children {
-    batches: Vec<HashMap<i64, Vec<Obj>>>,
-    aggregates: Vec<HashMap<i64, Arc<AggRow>>>,
+    /// Per batch: its arguments (shared by every parent's object) and the children by parent.
+    batches: Vec<(Arc<EdgeArgs>, ByParent<Vec<Obj>>)>,
+    /// Per aggregate: its arguments and values (shared), and the rows by parent.
+    aggregates: Vec<AggChildren>,
     joins: Vec<Children>,
 }
+
+type ByParent<T> = HashMap<i64, T>;
+
+/// An aggregate's arguments and values (shared by every parent's object), and its rows.
+type AggChildren = (
+    Arc<EdgeArgs>,
+    Arc<Vec<(AggFunc, u8)>>,
+    ByParent<Arc<AggRow>>,
+);
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = AppResult<T>> + Send + 'a>>;
 
@@ -187,7 +198,7 @@ fn load_children<'a>(
                     grouped.entry(parent).or_default().push(obj);
                 }
             }
-            out.batches.push(grouped);
+            out.batches.push((Arc::new(batch.args.clone()), grouped));
         }
         for agg in &node.aggregates {
             let mut ids: Vec<i64> = rows.iter().map(|l| l.row.id()).collect();
@@ -199,7 +210,11 @@ fn load_children<'a>(
                     by_parent.insert(parent, Arc::new(row));
                 }
             }
-            out.aggregates.push(by_parent);
+            out.aggregates.push((
+                Arc::new(agg.args.clone()),
+                Arc::new(agg.values.clone()),
+                by_parent,
+            ));
         }
         for (k, join) in node.joins.iter().enumerate() {
             let joined: Vec<&Loaded> = rows.iter().filter_map(|l| l.joins.get(k)).collect();
@@ -222,10 +237,10 @@ fn assemble(node: &Node, loaded: Loaded, children: &Children) -> Obj {
         .batches
         .iter()
         .zip(&children.batches)
-        .map(|(b, map)| {
+        .map(|(b, (args, map))| {
             (
                 b.edge.index,
-                b.args.clone(),
+                args.clone(),
                 map.get(&id).cloned().unwrap_or_default(),
             )
         })
@@ -234,17 +249,12 @@ fn assemble(node: &Node, loaded: Loaded, children: &Children) -> Obj {
         .aggregates
         .iter()
         .zip(&children.aggregates)
-        .map(|(a, map)| {
+        .map(|(a, (args, values, map))| {
             let row = map
                 .get(&id)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(AggRow::empty(a.values.len())));
-            (
-                a.edge.index,
-                a.args.clone(),
-                Arc::new(a.values.clone()),
-                row,
-            )
+            (a.edge.index, args.clone(), values.clone(), row)
         })
         .collect();
     Obj(Arc::new(ObjData {

@@ -36,14 +36,14 @@ pub struct ObjData {
     /// The joined to-one relationships, by their index in the entity's relationships.
     pub ones: Vec<(u8, Obj)>,
     /// The loaded to-many relationships, by index and argument set.
-    pub manys: Vec<(u8, EdgeArgs, Vec<Obj>)>,
+    pub manys: Vec<(u8, Arc<EdgeArgs>, Vec<Obj>)>,
     /// The aggregates over to-many relationships, by index and argument set: what was
     /// aggregated (`(function, column)`) and the values, in that order.
     pub aggs: Vec<Aggregated>,
 }
 
 /// One aggregate of an object: relationship index, arguments, what was aggregated, values.
-pub type Aggregated = (u8, EdgeArgs, Arc<Vec<(AggFunc, u8)>>, Arc<AggRow>);
+pub type Aggregated = (u8, Arc<EdgeArgs>, Arc<Vec<(AggFunc, u8)>>, Arc<AggRow>);
 
 /// A loaded object of any entity.
 #[derive(Clone, Debug)]
@@ -70,7 +70,7 @@ impl Obj {
         self.0
             .aggs
             .iter()
-            .find(|(r, a, _, _)| *r == rel && a == args)
+            .find(|(r, a, _, _)| *r == rel && **a == *args)
             .map(|(_, _, what, row)| (what.as_slice(), row.as_ref()))
     }
 
@@ -79,7 +79,7 @@ impl Obj {
         self.0
             .manys
             .iter()
-            .find(|(r, a, _)| *r == rel && a == args)
+            .find(|(r, a, _)| *r == rel && **a == *args)
             .map(|(_, _, v)| v.as_slice())
     }
 }
