@@ -310,6 +310,7 @@ fn cursor_value(backend: Backend, kind: Kind, v: &Val, p: &mut Params) -> String
         Val::Int(n) => Arg::I64(*n),
         Val::Text(t) => Arg::Text(t.to_string()),
         Val::Time(t) => Arg::Ts(*t),
+        // Cursors hold amounts of at most 2 decimals (checked when decoded).
         Val::Money(d) => Arg::I64(super::money::to_cents(*d).unwrap_or_default()),
         Val::Status(s) => Arg::Text(s.as_db().to_owned()),
         Val::Bool(b) => Arg::Bool(*b),

@@ -130,11 +130,15 @@ fn val_json(v: &Val) -> Json {
 fn json_val(kind: Kind, v: &Json) -> Option<Val> {
     Some(match (kind, v) {
         (Kind::Id | Kind::Int, Json::Number(n)) => Val::Int(n.as_i64()?),
-        (Kind::Text, Json::String(s)) => Val::Text(s.as_str().into()),
+        (Kind::Text, Json::String(s)) if !s.contains('\0') => Val::Text(s.as_str().into()),
         (Kind::DateTime, Json::String(s)) => {
             Val::Time(DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc))
         }
-        (Kind::Money, Json::String(s)) => Val::Money(s.parse().ok()?),
+        (Kind::Money, Json::String(s)) => {
+            let d = s.parse().ok()?;
+            crate::money::to_cents(d)?;
+            Val::Money(d)
+        }
         (Kind::Status, Json::String(s)) => Val::Status(OrderStatus::from_graphql(s)?),
         _ => return None,
     })

@@ -355,6 +355,12 @@ fn lit(kind: Kind, v: &Value, at: &str) -> Result<Lit, PlanError> {
     Ok(match (kind, v) {
         (Kind::Id, Value::String(s)) => Lit::Int(s.parse().map_err(|_| bad("an ID"))?),
         (Kind::Id, Value::Number(n)) => Lit::Int(n.as_i64().ok_or_else(|| bad("an ID"))?),
+        // No stored text holds U+0000 (PostgreSQL cannot store it): refused, not sent.
+        (Kind::Text | Kind::OptText, Value::String(s)) if s.contains('\0') => {
+            return Err(PlanError(format!(
+                "{at} must not contain U+0000, which no stored text holds"
+            )));
+        }
         (Kind::Text | Kind::OptText, Value::String(s)) => Lit::Text(s.clone()),
         (Kind::Bool, Value::Boolean(b)) => Lit::Bool(*b),
         (Kind::Int, Value::Number(n)) => Lit::Int(n.as_i64().ok_or_else(|| bad("an Int"))?),

@@ -185,6 +185,28 @@ async fn bad_pages_and_foreign_cursors_are_bad_user_input() {
             "another `orderBy`",
         ),
     ];
+    // Well-formed cursors with values their columns cannot hold.
+    let forged = |ty: &str, order: &str, value: serde_json::Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(json!([ty, order, [value], 1]).to_string())
+    };
+    let nul = forged("User", "USERNAME_ASC", json!("a\u{0}b"));
+    let cents = forged("Order", "TOTAL_AMOUNT_ASC", json!("1.001"));
+    let cases = cases.into_iter().chain([
+        (
+            format!(
+                "{{ usersConnection(after: \"{nul}\", orderBy: USERNAME_ASC) {{ nodes {{ id }} }} }}"
+            ),
+            "malformed",
+        ),
+        (
+            format!(
+                "{{ ordersConnection(after: \"{cents}\", orderBy: TOTAL_AMOUNT_ASC) {{ nodes {{ id }} }} }}"
+            ),
+            "malformed",
+        ),
+    ]);
     for (q, why) in cases {
         let r = app.gql(&q).await;
         assert_eq!(r.error_code(), "BAD_USER_INPUT", "{q}: {}", r.body);

@@ -108,6 +108,11 @@ async fn bad_filters_are_refused_before_any_sql() {
             "an ID",
         ),
         (
+            "{ products(where: { name: { contains: \"a\\u0000b\" } }) { id } }".to_owned(),
+            "BAD_USER_INPUT",
+            "U+0000",
+        ),
+        (
             "{ products(where: { password: { eq: \"x\" } }) { id } }".to_owned(),
             "GRAPHQL_VALIDATION_FAILED",
             "",
