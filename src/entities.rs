@@ -425,7 +425,8 @@ the id always breaks the remaining ties (default: by id). Text sorts by code poi
 /// The documentation of every `where` argument.
 pub const WHERE_DOC: &str = "Only the rows this filter keeps: every field given must hold; \
 `and`, `or` and `not` combine filters; relationships filter by their rows (`some`, `none`). \
-Values are bound, never written into SQL; at most 100 conditions and 1000 values per `in`.";
+Values are bound, never written into SQL; at most 100 conditions, 8 levels of nesting and 1000 \
+values per `in`.";
 
 const ID: Column = Column::field("id", "id", Kind::Id, "Unique identifier.").sortable();
 

@@ -27,6 +27,9 @@ pub const MAX_IN_VALUES: usize = 1000;
 /// Most conditions (operators, `and`/`or`/`not` and relation filters) one `where` may hold.
 pub const MAX_FILTER_TERMS: usize = 100;
 
+/// Most levels of `and`/`or`/`not` and relation filters nested in one another.
+pub const MAX_FILTER_DEPTH: usize = 8;
+
 /// A comparison operator.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -155,9 +158,8 @@ impl Filter {
     /// Reads a `XWhere` value of `entity` (variables already substituted); `what` names the
     /// argument in messages.
     pub fn parse(entity: Entity, value: &Value, what: &str) -> Result<Filter, PlanError> {
-        let mut terms = 0;
-        let f = parse_where(entity, value, what, &mut terms)?;
-        Ok(f)
+        let mut terms = Terms { count: 0, depth: 0 };
+        parse_where(entity, value, what, &mut terms)
     }
 
     /// Whether it holds for every row (an empty object): no condition to write.
@@ -166,9 +168,15 @@ impl Filter {
     }
 }
 
-fn count(terms: &mut usize, what: &str) -> Result<(), PlanError> {
-    *terms += 1;
-    if *terms > MAX_FILTER_TERMS {
+/// How much of a filter has been read: conditions, and the current nesting.
+struct Terms {
+    count: usize,
+    depth: usize,
+}
+
+fn count(terms: &mut Terms, what: &str) -> Result<(), PlanError> {
+    terms.count += 1;
+    if terms.count > MAX_FILTER_TERMS {
         return Err(PlanError(format!(
             "{what}: a filter may hold at most {MAX_FILTER_TERMS} conditions"
         )));
@@ -176,11 +184,28 @@ fn count(terms: &mut usize, what: &str) -> Result<(), PlanError> {
     Ok(())
 }
 
+/// Reads a nested filter one level deeper.
+fn nested<T>(
+    terms: &mut Terms,
+    what: &str,
+    read: impl FnOnce(&mut Terms) -> Result<T, PlanError>,
+) -> Result<T, PlanError> {
+    terms.depth += 1;
+    if terms.depth > MAX_FILTER_DEPTH {
+        return Err(PlanError(format!(
+            "{what}: filters may nest at most {MAX_FILTER_DEPTH} levels deep"
+        )));
+    }
+    let out = read(terms);
+    terms.depth -= 1;
+    out
+}
+
 fn parse_where(
     entity: Entity,
     value: &Value,
     what: &str,
-    terms: &mut usize,
+    terms: &mut Terms,
 ) -> Result<Filter, PlanError> {
     let Value::Object(fields) = value else {
         return Err(PlanError(format!(
@@ -202,10 +227,12 @@ fn parse_where(
                     Value::List(items) => items.as_slice(),
                     one => std::slice::from_ref(one),
                 };
-                let parts = items
-                    .iter()
-                    .map(|i| parse_where(entity, i, &at, terms))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let parts = nested(terms, &at, |t| {
+                    items
+                        .iter()
+                        .map(|i| parse_where(entity, i, &at, t))
+                        .collect::<Result<Vec<_>, _>>()
+                })?;
                 all.push(if name == "and" {
                     Filter::All(parts)
                 } else {
@@ -214,7 +241,8 @@ fn parse_where(
             }
             "not" => {
                 count(terms, what)?;
-                all.push(Filter::Not(Box::new(parse_where(entity, v, &at, terms)?)));
+                let inner = nested(terms, &at, |t| parse_where(entity, v, &at, t))?;
+                all.push(Filter::Not(Box::new(inner)));
             }
             _ => {
                 if let Some(col) = entity.column(name) {
@@ -234,14 +262,14 @@ fn parse_where(
     Ok(Filter::All(all))
 }
 
-fn parse_related(rel: Rel, v: &Value, at: &str, terms: &mut usize) -> Result<Filter, PlanError> {
+fn parse_related(rel: Rel, v: &Value, at: &str, terms: &mut Terms) -> Result<Filter, PlanError> {
     count(terms, at)?;
     let target = rel.target();
     if matches!(rel.desc().link, Link::ForeignKey(_)) {
         return Ok(Filter::Related {
             rel: rel.index,
             none: false,
-            filter: Box::new(parse_where(target, v, at, terms)?),
+            filter: Box::new(nested(terms, at, |t| parse_where(target, v, at, t))?),
         });
     }
     let Value::Object(ops) = v else {
@@ -268,7 +296,9 @@ fn parse_related(rel: Rel, v: &Value, at: &str, terms: &mut usize) -> Result<Fil
         all.push(Filter::Related {
             rel: rel.index,
             none,
-            filter: Box::new(parse_where(target, w, &format!("{at}.{op}"), terms)?),
+            filter: Box::new(nested(terms, at, |t| {
+                parse_where(target, w, &format!("{at}.{op}"), t)
+            })?),
         });
     }
     Ok(Filter::All(all))
@@ -279,7 +309,7 @@ fn parse_ops(
     kind: Kind,
     v: &Value,
     at: &str,
-    terms: &mut usize,
+    terms: &mut Terms,
 ) -> Result<Filter, PlanError> {
     let (type_name, allowed) = kind_filter(kind);
     let Value::Object(ops) = v else {

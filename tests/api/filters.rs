@@ -75,7 +75,29 @@ async fn bad_filters_are_refused_before_any_sql() {
     let many_terms: Vec<String> = (0..101)
         .map(|i| format!("{{ stockQuantity: {{ gt: {i} }} }}"))
         .collect();
+    let nest = |levels: usize| {
+        let mut w = "{ id: { eq: \"1\" } }".to_owned();
+        for i in 0..levels {
+            w = if i % 2 == 0 {
+                format!("{{ orders: {{ some: {{ user: {w} }} }} }}")
+            } else {
+                format!("{{ not: {w} }}")
+            };
+        }
+        w
+    };
+    // Eight levels are served, in one statement, on both backends.
+    let deep = app
+        .gql(&format!("{{ users(where: {}) {{ id }} }}", nest(5)))
+        .await;
+    assert_eq!(deep.statements, 1, "{}", deep.body);
+    assert!(deep.data()["users"].is_array());
     let cases = [
+        (
+            format!("{{ users(where: {}) {{ id }} }}", nest(6)),
+            "BAD_USER_INPUT",
+            "at most 8 levels",
+        ),
         (
             "{ orders(where: { totalAmount: { gt: \"1.001\" } }) { id } }".to_owned(),
             "BAD_USER_INPUT",
