@@ -6,8 +6,10 @@
 //! never parses a document (it evaluates the grammar's own tree) and reads plain rows.
 //!
 //! It also predicts the statement count from the plan rules the README states: one statement
-//! per root field or report, plus one per distinct to-many edge and argument set per level
-//! whose parents are not empty; to-one edges are joined.
+//! per root field or report, plus one per distinct to-many edge and argument set (`first`,
+//! `status`, `orderBy`) per level whose parents are not empty; to-one edges are joined. Lists
+//! take `orderBy` (one or two keys, or the same field twice, which is refused), sorted here by
+//! the row values with the id breaking ties.
 
 use std::collections::HashMap;
 
@@ -80,6 +82,8 @@ pub enum ArgKind {
     Limit,
     /// `asOf: DateTime`
     AsOf,
+    /// `orderBy: [XOrderBy!]` of a list of this type
+    OrderBy(Ty),
 }
 
 impl ArgKind {
@@ -97,6 +101,10 @@ impl ArgKind {
             ArgKind::Days => ("Int!", Some(Json::from(30))),
             ArgKind::Limit => ("Int!", Some(Json::from(10))),
             ArgKind::AsOf => ("DateTime", None),
+            ArgKind::OrderBy(Ty::User) => ("[UserOrderBy!]", None),
+            ArgKind::OrderBy(Ty::Item) => ("[OrderItemOrderBy!]", None),
+            ArgKind::OrderBy(Ty::Product) => ("[ProductOrderBy!]", None),
+            ArgKind::OrderBy(_) => ("[OrderOrderBy!]", None),
         }
     }
 }
@@ -126,10 +134,52 @@ const fn obj(name: &'static str, ty: Ty, args: &'static [(&'static str, ArgKind)
 }
 
 const PAGE: &[(&str, ArgKind)] = &[("first", ArgKind::First), ("offset", ArgKind::Offset)];
+const USERS: &[(&str, ArgKind)] = &[
+    ("first", ArgKind::First),
+    ("offset", ArgKind::Offset),
+    ("orderBy", ArgKind::OrderBy(Ty::User)),
+];
+const PRODUCTS: &[(&str, ArgKind)] = &[
+    ("first", ArgKind::First),
+    ("offset", ArgKind::Offset),
+    ("orderBy", ArgKind::OrderBy(Ty::Product)),
+];
+const BY_ITEM: &[(&str, ArgKind)] = &[("orderBy", ArgKind::OrderBy(Ty::Item))];
+const BY_PRODUCT: &[(&str, ArgKind)] = &[("orderBy", ArgKind::OrderBy(Ty::Product))];
+
+/// The sort keys the grammar draws, per type: `(enum value, field, descending)`.
+fn sort_keys(ty: Ty) -> &'static [(&'static str, &'static str, bool)] {
+    match ty {
+        Ty::User => &[
+            ("USERNAME_DESC", "username", true),
+            ("EMAIL_ASC", "email", false),
+            ("CREATED_AT_DESC", "createdAt", true),
+            ("ID_DESC", "id", true),
+        ],
+        Ty::Item => &[
+            ("QUANTITY_DESC", "quantity", true),
+            ("UNIT_PRICE_ASC", "unitPrice", false),
+            ("ID_DESC", "id", true),
+        ],
+        Ty::Product => &[
+            ("PRICE_DESC", "price", true),
+            ("NAME_ASC", "name", false),
+            ("SKU_DESC", "sku", true),
+            ("STOCK_QUANTITY_ASC", "stockQuantity", false),
+        ],
+        _ => &[
+            ("CREATED_AT_DESC", "createdAt", true),
+            ("TOTAL_AMOUNT_ASC", "totalAmount", false),
+            ("TOTAL_AMOUNT_DESC", "totalAmount", true),
+            ("STATUS_ASC", "status", false),
+            ("ID_DESC", "id", true),
+        ],
+    }
+}
 const BY_ID: &[(&str, ArgKind)] = &[("id", ArgKind::Id)];
 
 static QUERY: &[FieldDef] = &[
-    obj("users", Ty::User, PAGE),
+    obj("users", Ty::User, USERS),
     obj("user", Ty::User, BY_ID),
     obj(
         "orders",
@@ -140,10 +190,11 @@ static QUERY: &[FieldDef] = &[
             ("status", ArgKind::Status),
             ("userId", ArgKind::UserId),
             ("minAmount", ArgKind::MinAmount),
+            ("orderBy", ArgKind::OrderBy(Ty::Order)),
         ],
     ),
     obj("order", Ty::Order, BY_ID),
-    obj("products", Ty::Product, PAGE),
+    obj("products", Ty::Product, PRODUCTS),
     obj("product", Ty::Product, BY_ID),
     obj("analytics", Ty::Analytics, &[]),
     leaf("__typename"),
@@ -192,7 +243,11 @@ static USER: &[FieldDef] = &[
     obj(
         "orders",
         Ty::Order,
-        &[("first", ArgKind::EdgeFirst), ("status", ArgKind::Status)],
+        &[
+            ("first", ArgKind::EdgeFirst),
+            ("status", ArgKind::Status),
+            ("orderBy", ArgKind::OrderBy(Ty::Order)),
+        ],
     ),
     leaf("__typename"),
 ];
@@ -202,8 +257,8 @@ static ORDER: &[FieldDef] = &[
     leaf("totalAmount"),
     leaf("createdAt"),
     obj("user", Ty::User, &[]),
-    obj("items", Ty::Item, &[]),
-    obj("products", Ty::Product, &[]),
+    obj("items", Ty::Item, BY_ITEM),
+    obj("products", Ty::Product, BY_PRODUCT),
     leaf("__typename"),
 ];
 static ITEM: &[FieldDef] = &[
@@ -220,8 +275,15 @@ static PRODUCT: &[FieldDef] = &[
     leaf("sku"),
     leaf("price"),
     leaf("stockQuantity"),
-    obj("orders", Ty::Order, &[("first", ArgKind::EdgeFirst)]),
-    obj("orderItems", Ty::Item, &[]),
+    obj(
+        "orders",
+        Ty::Order,
+        &[
+            ("first", ArgKind::EdgeFirst),
+            ("orderBy", ArgKind::OrderBy(Ty::Order)),
+        ],
+    ),
+    obj("orderItems", Ty::Item, BY_ITEM),
     leaf("__typename"),
 ];
 static CUSTOMER_REVENUE: &[FieldDef] = &[
@@ -267,6 +329,8 @@ pub enum Lit {
     Str(String),
     Enum(&'static str),
     Bool(bool),
+    /// A list of enum values.
+    Enums(Vec<&'static str>),
     Null,
 }
 
@@ -277,6 +341,7 @@ impl Lit {
             Lit::Str(s) => Json::from(s.as_str()).to_string(),
             Lit::Enum(e) => (*e).to_owned(),
             Lit::Bool(b) => b.to_string(),
+            Lit::Enums(v) => format!("[{}]", v.join(", ")),
             Lit::Null => "null".to_owned(),
         }
     }
@@ -287,6 +352,7 @@ impl Lit {
             Lit::Str(s) => Json::from(s.as_str()),
             Lit::Enum(e) => Json::from(*e),
             Lit::Bool(b) => Json::Bool(*b),
+            Lit::Enums(v) => Json::from(v.clone()),
             Lit::Null => Json::Null,
         }
     }
@@ -730,6 +796,24 @@ impl Gen<'_> {
             ArgKind::Days => Lit::Int(self.pick(&[7, 1, 2, 30, 3650])),
             ArgKind::Limit if bad => Lit::Int(self.pick(&[0, 101])),
             ArgKind::Limit => Lit::Int(self.pick(&[3, 1, 2, 10])),
+            ArgKind::OrderBy(_) if self.chance(10) => Lit::Null,
+            // The same field twice is refused.
+            ArgKind::OrderBy(ty) if bad => {
+                let (name, _, _) = sort_keys(ty)[0];
+                Lit::Enums(vec![name, name])
+            }
+            ArgKind::OrderBy(ty) => {
+                let keys = sort_keys(ty);
+                let first = self.pick(keys);
+                let mut out = vec![first.0];
+                if self.chance(40) {
+                    let second = self.pick(keys);
+                    if second.1 != first.1 {
+                        out.push(second.0);
+                    }
+                }
+                Lit::Enums(out)
+            }
             ArgKind::AsOf => {
                 let t = self.pick(&self.pool.as_of.clone());
                 let text = if self.chance(50) {
@@ -1061,12 +1145,14 @@ impl<'a> Cx<'a> {
         match obj {
             Obj::Query => {
                 let rows: Vec<Obj<'a>> = match name {
-                    "users" => page(m.users.len())
-                        .map(|i| Obj::User(&m.users[i]))
-                        .collect(),
-                    "products" => page(m.products.len())
-                        .map(|i| Obj::Product(&m.products[i]))
-                        .collect(),
+                    "users" => {
+                        let all = sorted(m.users.iter().map(Obj::User).collect(), f);
+                        page(all.len()).map(|i| all[i]).collect()
+                    }
+                    "products" => {
+                        let all = sorted(m.products.iter().map(Obj::Product).collect(), f);
+                        page(all.len()).map(|i| all[i]).collect()
+                    }
                     "orders" => {
                         let status = f.arg("status").and_then(parse_status);
                         let user = id(f.arg("userId"));
@@ -1081,9 +1167,8 @@ impl<'a> Cx<'a> {
                             .filter(|o| user.is_none_or(|u| o.user_id == u))
                             .filter(|o| min.is_none_or(|a| o.total_amount >= a))
                             .collect();
-                        page(matching.len())
-                            .map(|i| Obj::Order(matching[i]))
-                            .collect()
+                        let all = sorted(matching.into_iter().map(Obj::Order).collect(), f);
+                        page(all.len()).map(|i| all[i]).collect()
                     }
                     "user" => self
                         .user(id(f.arg("id")).unwrap_or(0))
@@ -1224,7 +1309,7 @@ impl<'a> Cx<'a> {
             "revenueByDay" => in_range("days", 1, 3650),
             _ => true,
         };
-        own && f.children.iter().all(edges_ok)
+        own && order_ok(f) && f.children.iter().all(edges_ok)
     }
 
     fn user(&self, id: i64) -> Option<Obj<'a>> {
@@ -1250,7 +1335,7 @@ impl<'a> Cx<'a> {
         let m = self.model;
         let first = int(f.arg("first")).map(|n| n.max(0) as usize);
         let status = f.arg("status").and_then(parse_status);
-        let mut out: Vec<Obj<'a>> = match (parent, f.def.name) {
+        let out: Vec<Obj<'a>> = match (parent, f.def.name) {
             (Obj::User(u), "orders") => m
                 .orders
                 .iter()
@@ -1291,6 +1376,7 @@ impl<'a> Cx<'a> {
                 .collect(),
             (_, other) => panic!("oracle: edge {other}"),
         };
+        let mut out = sorted(out, f);
         if let Some(n) = first {
             out.truncate(n);
         }
@@ -1324,17 +1410,17 @@ impl<'a> Cx<'a> {
             }
             let first = int(f.arg("first"));
             let status = f.arg("status").and_then(parse_status);
+            let order = order_keys(f);
             let children: Vec<&CField> = f.children.iter().collect();
-            match groups
-                .iter_mut()
-                .find(|g| g.0.def.name == f.def.name && g.1 == first && g.2 == status)
-            {
-                Some(g) => g.3.extend(children),
-                None => groups.push((f, first, status, children)),
+            match groups.iter_mut().find(|g| {
+                g.0.def.name == f.def.name && g.1 == first && g.2 == status && g.3 == order
+            }) {
+                Some(g) => g.4.extend(children),
+                None => groups.push((f, first, status, order, children)),
             }
         }
         let mut n = 0;
-        for (f, _, _, children) in groups {
+        for (f, _, _, _, children) in groups {
             let name = f.def.name;
             let below: Vec<Obj<'a>> = if matches!(name, "user" | "order" | "product") {
                 rows.iter().filter_map(|r| self.target(*r, name)).collect()
@@ -1470,8 +1556,86 @@ type Group<'f> = (
     &'f CField,
     Option<i64>,
     Option<OrderStatus>,
+    Vec<(&'static str, bool)>,
     Vec<&'f CField>,
 );
+
+/// The `(field, descending)` keys of a field's `orderBy` (empty: by id).
+fn order_keys(f: &CField) -> Vec<(&'static str, bool)> {
+    let Some(ty) = f.def.ty else {
+        return Vec::new();
+    };
+    let Some(Json::Array(values)) = f.arg("orderBy") else {
+        return Vec::new();
+    };
+    values
+        .iter()
+        .filter_map(|v| {
+            sort_keys(ty)
+                .iter()
+                .find(|(name, _, _)| v.as_str() == Some(name))
+                .map(|(_, field, desc)| (*field, *desc))
+        })
+        .collect()
+}
+
+/// Whether a field's `orderBy` is accepted: no field twice.
+fn order_ok(f: &CField) -> bool {
+    let keys = order_keys(f);
+    keys.iter()
+        .enumerate()
+        .all(|(i, (field, _))| keys[..i].iter().all(|(other, _)| other != field))
+}
+
+/// A row's value of a sort key.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum SortKey {
+    Int(i64),
+    Dec(Decimal),
+    Time(DateTime<Utc>),
+    Text(String),
+}
+
+fn sort_key(o: &Obj<'_>, field: &str) -> SortKey {
+    match (o, field) {
+        (Obj::User(u), "id") => SortKey::Int(u.id),
+        (Obj::User(u), "username") => SortKey::Text(u.username.clone()),
+        (Obj::User(u), "email") => SortKey::Text(u.email.clone()),
+        (Obj::User(u), "createdAt") => SortKey::Time(u.created_at),
+        (Obj::Order(r), "id") => SortKey::Int(r.id),
+        (Obj::Order(r), "createdAt") => SortKey::Time(r.created_at),
+        (Obj::Order(r), "totalAmount") => SortKey::Dec(r.total_amount),
+        (Obj::Order(r), "status") => SortKey::Text(r.status.as_db().to_owned()),
+        (Obj::Item(i), "id") => SortKey::Int(i.id),
+        (Obj::Item(i), "quantity") => SortKey::Int(i64::from(i.quantity)),
+        (Obj::Item(i), "unitPrice") => SortKey::Dec(i.unit_price),
+        (Obj::Product(p), "id") => SortKey::Int(p.id),
+        (Obj::Product(p), "price") => SortKey::Dec(p.price),
+        (Obj::Product(p), "name") => SortKey::Text(p.name.clone()),
+        (Obj::Product(p), "sku") => SortKey::Text(p.sku.clone()),
+        (Obj::Product(p), "stockQuantity") => SortKey::Int(i64::from(p.stock_quantity)),
+        (_, other) => panic!("oracle: no sort key {other}"),
+    }
+}
+
+/// `rows` in the order of `f`'s `orderBy`, the id breaking ties (stable for equal ids).
+fn sorted<'a>(mut rows: Vec<Obj<'a>>, f: &CField) -> Vec<Obj<'a>> {
+    let keys = order_keys(f);
+    if keys.is_empty() {
+        return rows;
+    }
+    rows.sort_by(|a, b| {
+        for (field, desc) in &keys {
+            let o = sort_key(a, field).cmp(&sort_key(b, field));
+            let o = if *desc { o.reverse() } else { o };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        sort_key(a, "id").cmp(&sort_key(b, "id"))
+    });
+    rows
+}
 
 /// Whether every to-many edge argument in a sub-selection is accepted.
 fn edges_ok(f: &CField) -> bool {
@@ -1479,5 +1643,5 @@ fn edges_ok(f: &CField) -> bool {
         "orders" => int(f.arg("first")).is_none_or(|n| (0..=1000).contains(&n)),
         _ => true,
     };
-    own && !f.bad_args && f.children.iter().all(edges_ok)
+    own && order_ok(f) && !f.bad_args && f.children.iter().all(edges_ok)
 }
