@@ -13,6 +13,8 @@ const SHAPES: &[&str] = &[
     "{ order(id: 1) { id user { email } items { product { name } } } }",
     "{ products(first: 20) { id orders { id user { email } } orderItems { id } } }",
     "{ analytics { topCustomers(days: 90) { user { id orders(first: 2) { id } } totalRevenue } } }",
+    "{ users(first: 100) { id ordersConnection(first: 2, orderBy: CREATED_AT_DESC, where: { status: { in: [COMPLETED, PENDING] } }) { totalCount edges { cursor node { id items { id } } } pageInfo { hasNextPage } } ordersAggregate(where: { items: { some: { quantity: { gte: 1 } } } }) { count sum { totalAmount } } } }",
+    "{ ordersConnection(last: 5, orderBy: [TOTAL_AMOUNT_DESC], where: { user: { isActive: { eq: true } } }) { totalCount nodes { id products { id } } } productsAggregate(where: { orders: { none: { status: { eq: CANCELLED } } } }) { count } }",
 ];
 
 async fn stats_available(s: &Session) -> bool {
