@@ -41,6 +41,9 @@ use crate::state::AppState;
 pub const DEBUG_HEADER: &str = "x-eagerql-debug";
 /// The response header that always carries the request's SQL statement count.
 pub const COUNT_HEADER: &str = "x-eagerql-sql-statements";
+/// The request header that asserts a query's planned statement count: a query whose plans
+/// need another number is refused before any SQL runs (`STATEMENT_COUNT_MISMATCH`).
+pub const EXPECT_HEADER: &str = "x-eagerql-expect-statements";
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
@@ -424,6 +427,27 @@ async fn execute(
         .get(DEBUG_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("sql")));
+    let wants_plan = headers
+        .get(DEBUG_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("plan")));
+    let expect = match headers
+        .get(EXPECT_HEADER)
+        .map(|v| v.to_str().map(str::trim))
+    {
+        None => None,
+        Some(Ok(v)) if v.parse::<usize>().is_ok() => v.parse::<usize>().ok(),
+        Some(_) => {
+            let mut resp = error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                &format!("{EXPECT_HEADER} must be a number of SQL statements"),
+            );
+            resp.headers_mut()
+                .insert(COUNT_HEADER, HeaderValue::from_static("0"));
+            return resp;
+        }
+    };
     let capture = wants_sql && state.config.debug_sql_allowed();
     let log = StatementLog::new(state.config.budget())
         .with_row_budget(state.config.row_budget())
@@ -471,6 +495,7 @@ async fn execute(
                 viewer,
                 client: client.0,
             };
+            let check = Check { expect, wants_plan };
             match run(
                 &state,
                 &log,
@@ -478,6 +503,7 @@ async fn execute(
                 prepared,
                 query.to_string(),
                 params.extensions,
+                check,
             )
             .await
             {
@@ -546,9 +572,76 @@ async fn execute(
 }
 
 /// Who sent a request.
+#[derive(Copy, Clone)]
 struct Who {
     viewer: Viewer,
     client: Option<IpAddr>,
+}
+
+/// What a request asks of its plan: a statement count to assert (`x-eagerql-expect-statements`)
+/// and whether to report it (`x-eagerql-debug: plan`).
+#[derive(Copy, Clone)]
+struct Check {
+    expect: Option<usize>,
+    wants_plan: bool,
+}
+
+/// A request-level error (no `data`) with `extensions.code` and more extensions.
+fn request_error(
+    message: String,
+    code: &str,
+    more: &[(&str, async_graphql::Value)],
+) -> async_graphql::Response {
+    let mut e = async_graphql::ServerError::new(message, None);
+    let ext = e.extensions.get_or_insert_with(Default::default);
+    ext.set("code", code);
+    for (k, v) in more {
+        ext.set(*k, v.clone());
+    }
+    async_graphql::Response::from_errors(vec![e])
+}
+
+/// The request's context for `session` (the one place it is built, for real and
+/// planning-only runs).
+fn request_context(
+    state: &AppState,
+    session: &Session,
+    who: Who,
+    ty: OperationType,
+) -> RequestContext {
+    RequestContext {
+        session: session.clone(),
+        limits: state.config.limits(),
+        strict: state.config.strict,
+        eager: state.config.plan == PlanMode::Eager,
+        hasher: state.hasher.clone(),
+        viewer: who.viewer,
+        client: who.client,
+        keys: state.keys.clone(),
+        limiter: state.limiter.clone(),
+        // A mutation's result is never refused after its write committed: it is bounded by
+        // the row budget instead, which is checked inside the transaction (and rolls it back).
+        output: Arc::new(OutputBudget::new(if ty == OperationType::Mutation {
+            usize::MAX
+        } else {
+            state.config.response_cap()
+        })),
+    }
+}
+
+/// The statements a query's plans need, found by running its resolvers against a log that
+/// only plans: each root field plans and reserves its statements exactly as it does for real,
+/// then stops before its first statement. No connection is taken and no SQL runs.
+async fn planned_statements(state: &AppState, who: Who, prepared: &Prepared) -> usize {
+    let log = Arc::new(StatementLog::planning_only());
+    let session = Session::new(state.db.clone(), log.clone()).as_viewer(who.viewer);
+    let rc = request_context(state, &session, who, prepared.ty);
+    let mut request = Request::new(String::new())
+        .variables(prepared.variables.clone())
+        .data(rc);
+    request.set_parsed_query(prepared.document.clone());
+    drop(state.schema.execute(request).await);
+    log.reserved()
 }
 
 /// The request's document: its `query`, or, for an automatic persisted query
@@ -582,7 +675,37 @@ async fn run(
     prepared: Prepared,
     query: String,
     extensions: Option<Map<String, Json>>,
+    check: Check,
 ) -> Result<async_graphql::Response, Vec<async_graphql::ServerError>> {
+    // Planned before anything runs (queries only: a mutation's statements depend on what it
+    // writes, and only queries are planned ahead).
+    let mut planned = None;
+    if check.expect.is_some() || check.wants_plan {
+        if prepared.ty == OperationType::Query {
+            planned = Some(planned_statements(state, who, &prepared).await);
+        } else if check.expect.is_some() {
+            return Ok(request_error(
+                format!("{EXPECT_HEADER} applies to queries; this operation is a mutation"),
+                "BAD_USER_INPUT",
+                &[],
+            ));
+        }
+    }
+    if let (Some(expected), Some(planned)) = (check.expect, planned)
+        && expected != planned
+    {
+        return Ok(request_error(
+            format!(
+                "this query's plan needs {planned} SQL statements, not the {expected} of \
+                 {EXPECT_HEADER}; nothing ran"
+            ),
+            "STATEMENT_COUNT_MISMATCH",
+            &[
+                ("expected", async_graphql::Value::from(expected as u64)),
+                ("planned", async_graphql::Value::from(planned as u64)),
+            ],
+        ));
+    }
     // One session per request. A query reads one snapshot on one connection; a mutation's
     // fields each run their own write transaction.
     // Every load of the request reads only what its viewer may see.
@@ -604,26 +727,7 @@ async fn run(
             .set("code", code);
         return Err(vec![e]);
     }
-    let rc = RequestContext {
-        session: session.clone(),
-        limits: state.config.limits(),
-        strict: state.config.strict,
-        eager: state.config.plan == PlanMode::Eager,
-        hasher: state.hasher.clone(),
-        viewer: who.viewer,
-        client: who.client,
-        keys: state.keys.clone(),
-        limiter: state.limiter.clone(),
-        // A mutation's result is never refused after its write committed: it is bounded by
-        // the row budget instead, which is checked inside the transaction (and rolls it back).
-        output: Arc::new(OutputBudget::new(
-            if prepared.ty == OperationType::Mutation {
-                usize::MAX
-            } else {
-                state.config.response_cap()
-            },
-        )),
-    };
+    let rc = request_context(state, &session, who, prepared.ty);
     let lazy = (!rc.strict).then(|| {
         let loader: LazyLoader = Arc::new(RequestLoader::new(session.clone()));
         loader
@@ -647,6 +751,16 @@ async fn run(
         tracing::warn!(error = %err.detail(), "ending the request's transaction failed");
     }
     operation::finish(&mut response.data, &prepared.shape);
+    if check.wants_plan {
+        let statements = planned.map_or(async_graphql::Value::Null, |n| {
+            async_graphql::Value::from(n as u64)
+        });
+        let mut plan = async_graphql::indexmap::IndexMap::new();
+        plan.insert(async_graphql::Name::new("statements"), statements);
+        response
+            .extensions
+            .insert("plan".to_owned(), async_graphql::Value::Object(plan));
+    }
     Ok(response)
 }
 

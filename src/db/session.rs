@@ -57,6 +57,8 @@ pub struct StatementLog {
     max_rows: Option<usize>,
     /// Set when a statement stopped because the row budget ran out.
     rows_exceeded: std::sync::atomic::AtomicBool,
+    /// Planning only: statements are reserved (predicted) but none runs.
+    planning_only: bool,
 }
 
 impl std::fmt::Debug for StatementLog {
@@ -75,6 +77,21 @@ impl StatementLog {
             budget,
             ..Default::default()
         }
+    }
+
+    /// A log that only plans: every load reserves its statements as usual, then stops
+    /// before its first statement, so [`StatementLog::reserved`] is what the request's plans
+    /// predict, and nothing touches the database.
+    pub fn planning_only() -> Self {
+        StatementLog {
+            planning_only: true,
+            ..Default::default()
+        }
+    }
+
+    /// Statements the request's plans have reserved so far (predicted before they run).
+    pub fn reserved(&self) -> usize {
+        *self.reserved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The same log, keeping SQL text and parameters of each statement.
@@ -156,6 +173,11 @@ impl StatementLog {
     /// Checked before each statement: a request can never run more than its budget, whatever
     /// its plan predicted.
     fn admit(&self) -> AppResult<()> {
+        if self.planning_only {
+            return Err(AppError::LimitExceeded(
+                "planning only: no statement runs".to_owned(),
+            ));
+        }
         let done = self.count();
         match self.budget {
             Some(budget) if done >= budget => Err(AppError::LimitExceeded(format!(

@@ -482,3 +482,127 @@ async fn order_counts_read_no_order_rows() {
     assert!(stmts[1]["sql"].as_str().unwrap_or("").contains("group by"));
     assert_eq!(r.data()["users"][0]["ordersAggregate"]["count"], 4);
 }
+
+/// POSTs `query` as the administrator with extra headers; gives the status, the body and the
+/// statement count header.
+async fn post_with(
+    app: &TestApp,
+    query: &str,
+    vars: &serde_json::Value,
+    extra: &[(&str, String)],
+) -> (axum::http::StatusCode, serde_json::Value, usize) {
+    let body = json!({ "query": query, "variables": vars });
+    let mut req = axum::http::Request::post("/graphql")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", app.token));
+    for (k, v) in extra {
+        req = req.header(*k, v);
+    }
+    let req = req
+        .body(axum::body::Body::from(body.to_string()))
+        .expect("request");
+    let (status, headers, text) = app.send(req).await;
+    let count = headers
+        .get("x-eagerql-sql-statements")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("statement count header");
+    (
+        status,
+        serde_json::from_str(&text).expect("JSON body"),
+        count,
+    )
+}
+
+/// `x-eagerql-expect-statements` and `x-eagerql-debug: plan`: for every shape, the plan
+/// predicts exactly the statements the request then runs; a wrong expectation is refused
+/// before any SQL with both numbers.
+#[tokio::test]
+async fn every_shape_is_predicted_and_a_wrong_expectation_runs_nothing() {
+    let app = spawn_app().await;
+    app.seed(10, 3, 2, 10).await;
+    let vars = json!({ "n": 10 });
+    for shape in SHAPES {
+        let n = shape.statements;
+        let (status, body, ran) = post_with(
+            &app,
+            shape.query,
+            &vars,
+            &[
+                ("x-eagerql-expect-statements", n.to_string()),
+                ("x-eagerql-debug", "plan".to_owned()),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{}: {body}", shape.name);
+        assert!(body.get("errors").is_none(), "{}: {body}", shape.name);
+        assert_eq!(ran, n, "{}", shape.name);
+        assert_eq!(
+            body["extensions"]["plan"]["statements"], n,
+            "{}",
+            shape.name
+        );
+        let plain = app.gql_vars(shape.query, vars.clone()).await;
+        assert_eq!(&body["data"], plain.data(), "{}", shape.name);
+
+        let (_, refused, ran) = post_with(
+            &app,
+            shape.query,
+            &vars,
+            &[("x-eagerql-expect-statements", (n + 1).to_string())],
+        )
+        .await;
+        assert_eq!(ran, 0, "{}: nothing runs", shape.name);
+        assert!(refused.get("data").is_none_or(|d| d.is_null()), "{refused}");
+        let err = &refused["errors"][0]["extensions"];
+        assert_eq!(err["code"], "STATEMENT_COUNT_MISMATCH", "{refused}");
+        assert_eq!(err["expected"], n + 1);
+        assert_eq!(err["planned"], n);
+    }
+    // A customer's plan: the same rules, their permissions included (a list they may not
+    // read plans nothing).
+    let customer = app.token_for(2, eagerql::model::Role::Customer);
+    let as_customer = |q: &str, expect: &str| {
+        let body = json!({ "query": q });
+        axum::http::Request::post("/graphql")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {customer}"))
+            .header("x-eagerql-expect-statements", expect)
+            .body(axum::body::Body::from(body.to_string()))
+            .expect("request")
+    };
+    let mine = "{ me { ordersConnection(first: 2) { totalCount nodes { id items { id } } } } }";
+    let (_, headers, text) = app.send(as_customer(mine, "4")).await;
+    let body: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(body["data"]["me"]["ordersConnection"]["totalCount"], 3);
+    assert_eq!(headers["x-eagerql-sql-statements"], "4");
+    let (_, _, text) = app.send(as_customer("{ users { id } }", "0")).await;
+    let body: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{body}"
+    );
+    // Not a number, and on a mutation: refused.
+    let (status, bad, _) = post_with(
+        &app,
+        "{ products { id } }",
+        &json!({}),
+        &[("x-eagerql-expect-statements", "two".to_owned())],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(bad["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+    let (_, m, ran) = post_with(
+        &app,
+        "mutation { logout(refreshToken: \"x\") }",
+        &json!({}),
+        &[("x-eagerql-expect-statements", "1".to_owned())],
+    )
+    .await;
+    assert_eq!(
+        m["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{m}"
+    );
+    assert_eq!(ran, 0);
+}
