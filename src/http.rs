@@ -632,7 +632,7 @@ fn request_context(
 /// The statements a query's plans need, found by running its resolvers against a log that
 /// only plans: each root field plans and reserves its statements exactly as it does for real,
 /// then stops before its first statement. No connection is taken and no SQL runs.
-async fn planned_statements(state: &AppState, who: Who, prepared: &Prepared) -> usize {
+async fn planned_statements(state: &AppState, who: Who, prepared: &Prepared) -> (usize, Vec<Json>) {
     let log = Arc::new(StatementLog::planning_only());
     let session = Session::new(state.db.clone(), log.clone()).as_viewer(who.viewer);
     let rc = request_context(state, &session, who, prepared.ty);
@@ -641,7 +641,7 @@ async fn planned_statements(state: &AppState, who: Who, prepared: &Prepared) -> 
         .data(rc);
     request.set_parsed_query(prepared.document.clone());
     drop(state.schema.execute(request).await);
-    log.reserved()
+    (log.reserved(), log.plans())
 }
 
 /// The request's document: its `query`, or, for an automatic persisted query
@@ -680,9 +680,12 @@ async fn run(
     // Planned before anything runs (queries only: a mutation's statements depend on what it
     // writes, and only queries are planned ahead).
     let mut planned = None;
+    let mut plans = Vec::new();
     if check.expect.is_some() || check.wants_plan {
         if prepared.ty == OperationType::Query {
-            planned = Some(planned_statements(state, who, &prepared).await);
+            let (n, p) = planned_statements(state, who, &prepared).await;
+            planned = Some(n);
+            plans = p;
         } else if check.expect.is_some() {
             return Ok(request_error(
                 format!("{EXPECT_HEADER} applies to queries; this operation is a mutation"),
@@ -757,6 +760,10 @@ async fn run(
         });
         let mut plan = async_graphql::indexmap::IndexMap::new();
         plan.insert(async_graphql::Name::new("statements"), statements);
+        plan.insert(
+            async_graphql::Name::new("roots"),
+            async_graphql::Value::from_json(Json::Array(plans)).unwrap_or_default(),
+        );
         response
             .extensions
             .insert("plan".to_owned(), async_graphql::Value::Object(plan));

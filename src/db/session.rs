@@ -59,6 +59,8 @@ pub struct StatementLog {
     rows_exceeded: std::sync::atomic::AtomicBool,
     /// Planning only: statements are reserved (predicted) but none runs.
     planning_only: bool,
+    /// What each reservation planned (planning-only logs keep them).
+    plans: Mutex<Vec<serde_json::Value>>,
 }
 
 impl std::fmt::Debug for StatementLog {
@@ -87,6 +89,34 @@ impl StatementLog {
             planning_only: true,
             ..Default::default()
         }
+    }
+
+    /// Reserves `statements` for the plan of response key `field`, and, in a planning-only
+    /// log, keeps what it planned (`plan`, built only then) for `extensions.plan`.
+    pub fn reserve_plan(
+        &self,
+        field: &str,
+        statements: usize,
+        plan: impl FnOnce() -> serde_json::Value,
+    ) -> AppResult<()> {
+        self.reserve(statements)?;
+        if self.planning_only {
+            let entry = serde_json::json!({
+                "field": field,
+                "statements": statements,
+                "plan": plan(),
+            });
+            self.plans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(entry);
+        }
+        Ok(())
+    }
+
+    /// What the reservations of a planning-only log planned, in order.
+    pub fn plans(&self) -> Vec<serde_json::Value> {
+        self.plans.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Statements the request's plans have reserved so far (predicted before they run).

@@ -174,7 +174,11 @@ impl Analytics {
     ) -> Result<Vec<DailyRevenue>> {
         let window = window(days, as_of)?;
         let s = session(ctx)?;
-        s.log().reserve(1)?;
+        s.log().reserve_plan(
+            &preload::key(ctx),
+            1,
+            || serde_json::json!({ "statement": "report" }),
+        )?;
         let rows = analytics::revenue_by_day(s, status, window).await?;
         rows.into_iter()
             .map(|r| {

@@ -31,6 +31,12 @@ fn child_selection(ctx: &Context<'_>, child: &str) -> AppResult<Vec<Field>> {
         .collect())
 }
 
+/// The response key of the current field (its alias, or its name).
+pub fn key(ctx: &Context<'_>) -> String {
+    let f = ctx.field();
+    f.alias().unwrap_or(f.name()).to_owned()
+}
+
 /// Plans the rows named by the sub-field `child` of the current field (for example `user` of
 /// `topCustomers`): every occurrence (aliases, fragments) is merged into one plan, and its
 /// statements are reserved in the request's budget. `extra` statements are reserved with it.
@@ -39,7 +45,11 @@ pub fn plan_child(ctx: &Context<'_>, child: &str, entity: Entity, extra: usize) 
         .data::<RequestContext>()
         .map_err(|e| AppError::internal(e.message))?;
     let node = plan_for(rc, entity, &child_selection(ctx, child)?)?;
-    rc.session.log().reserve(extra + node.batch_statements())?;
+    rc.session.log().reserve_plan(
+        &key(ctx),
+        extra + node.batch_statements(),
+        || serde_json::json!({ "statement": "report", child: node.describe() }),
+    )?;
     Ok(node)
 }
 
@@ -75,7 +85,9 @@ pub async fn load_root_in(
         .map_err(|e| AppError::internal(e.message))?;
     let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
     let node = plan_for(rc, entity, &fields)?;
-    session.log().reserve(node.statements())?;
+    session
+        .log()
+        .reserve_plan(&key(ctx), node.statements(), || node.describe())?;
     let loaded = load::fetch_root(session, &node, q).await?;
     build(session, &node, loaded).await
 }
@@ -105,9 +117,11 @@ pub async fn load_connection(
     let counted = conn.children.iter().any(|f| f.name == "totalCount");
     let mut node = plan_for(rc, entity, &nodes)?;
     node.read_sort_keys(args.order);
-    rc.session
-        .log()
-        .reserve(node.statements() + usize::from(counted))?;
+    rc.session.log().reserve_plan(
+        &key(ctx),
+        node.statements() + usize::from(counted),
+        || serde_json::json!({ "totalCount": counted, "node": node.describe() }),
+    )?;
     let total = if counted {
         let orders = (entity == Entity::Order).then_some(&filter);
         Some(
@@ -140,7 +154,9 @@ pub async fn load_child_in(
         .data::<RequestContext>()
         .map_err(|e| AppError::internal(e.message))?;
     let node = plan_for(rc, entity, &child_selection(ctx, child)?)?;
-    session.log().reserve(node.statements())?;
+    session
+        .log()
+        .reserve_plan(&key(ctx), node.statements(), || node.describe())?;
     let loaded = load::fetch_root(session, &node, q).await?;
     build(session, &node, loaded).await
 }

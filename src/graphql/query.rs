@@ -98,7 +98,11 @@ async fn root_aggregate<T: Typed>(
 ) -> Result<RootAggregate<T>, AppError> {
     let rc = request(ctx)?;
     let what = aggregate_values(entity, &ctx.field());
-    rc.session.log().reserve(1)?;
+    rc.session.log().reserve_plan(
+        &preload::key(ctx),
+        1,
+        || serde_json::json!({ "aggregate": entity.desc().name }),
+    )?;
     let row = load::fetch_total(&rc.session, entity, filter, &what).await?;
     Ok(RootAggregate {
         what,

@@ -207,6 +207,61 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The plan as JSON, for `extensions.plan`: the rows' type and columns, the joined to-one
+    /// edges, and each batch and aggregate (one statement each) with its arguments.
+    pub fn describe(&self) -> serde_json::Value {
+        use serde_json::json;
+        let desc = self.entity.desc();
+        json!({
+            "type": desc.name,
+            "fields": self.scalars,
+            "joins": self.joins.iter().map(|j| json!({
+                "field": j.edge.desc().field,
+                "node": j.node.describe(),
+            })).collect::<Vec<_>>(),
+            "batches": self.batches.iter().map(|b| json!({
+                "field": b.edge.desc().field,
+                "arguments": b.args.describe(b.edge.target()),
+                "node": b.node.describe(),
+            })).collect::<Vec<_>>(),
+            "aggregates": self.aggregates.iter().map(|a| json!({
+                "field": format!("{}{}", a.edge.desc().field, crate::entities::AGGREGATE_SUFFIX),
+                "arguments": a.args.describe(a.edge.target()),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl EdgeArgs {
+    /// The arguments as JSON (only those given), for `extensions.plan`.
+    pub fn describe(&self, target: Entity) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        if let Some(first) = self.first {
+            out.insert("first".into(), first.into());
+        }
+        if let Some(status) = self.status {
+            out.insert("status".into(), status.as_db().to_ascii_uppercase().into());
+        }
+        if !self.order.is_empty() {
+            out.insert(
+                "orderBy".into(),
+                cursor::order_text(target, self.order).into(),
+            );
+        }
+        if let Some(page) = &self.page {
+            let size = if page.backward { "last" } else { "first" };
+            out.insert(size.into(), page.size.into());
+            out.insert("after".into(), page.after.is_some().into());
+            out.insert("before".into(), page.before.is_some().into());
+        }
+        if self.filter.is_some() {
+            out.insert("where".into(), true.into());
+        }
+        serde_json::Value::Object(out)
+    }
+}
+
 /// Limits the planner enforces.
 #[derive(Copy, Clone, Debug)]
 pub struct Limits {

@@ -542,6 +542,20 @@ async fn every_shape_is_predicted_and_a_wrong_expectation_runs_nothing() {
             "{}",
             shape.name
         );
+        // The plan tree: one entry per planned root field or report, adding up to the count.
+        let roots = body["extensions"]["plan"]["roots"]
+            .as_array()
+            .expect("plan roots");
+        let sum: u64 = roots
+            .iter()
+            .map(|r| r["statements"].as_u64().expect("statements"))
+            .sum();
+        assert_eq!(sum as usize, n, "{}: {roots:?}", shape.name);
+        assert!(
+            roots
+                .iter()
+                .all(|r| r["field"].is_string() && !r["plan"].is_null())
+        );
         let plain = app.gql_vars(shape.query, vars.clone()).await;
         assert_eq!(&body["data"], plain.data(), "{}", shape.name);
 
