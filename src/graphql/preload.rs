@@ -123,9 +123,8 @@ pub async fn load_connection(
         || serde_json::json!({ "totalCount": counted, "node": node.describe() }),
     )?;
     let total = if counted {
-        let orders = (entity == Entity::Order).then_some(&filter);
         Some(
-            load::fetch_total(&rc.session, entity, orders, &[])
+            load::fetch_total(&rc.session, entity, Some(&filter), &[])
                 .await?
                 .count,
         )

@@ -170,6 +170,11 @@ const SHAPES: &[Shape] = &[
         statements: 4,
     },
     Shape {
+        name: "a filtered root products connection counts only the rows its filter keeps",
+        query: "query($n: Int!) { productsConnection(first: $n, orderBy: [PRICE_ASC], where: { or: [{ id: { in: [\"1\", \"3\"] } }, { name: { contains: \"product 5\" } }] }) { totalCount pageInfo { hasNextPage } nodes { id price } } }",
+        statements: 2,
+    },
+    Shape {
         name: "an empty in and an empty or match nothing, an empty where everything",
         query: "query($n: Int!) { products(first: $n, where: {}) { id orders(where: { id: { in: [] } }) { id } orderItems(where: { or: [] }) { id } a: ordersAggregate(where: { not: { or: [] } }) { count } } }",
         statements: 4,
