@@ -80,11 +80,23 @@ pub async fn load_root_in(
     entity: Entity,
     q: RootQuery,
 ) -> AppResult<Vec<Obj>> {
+    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
+    load_planned(ctx, session, entity, &fields, q).await
+}
+
+/// Plans `fields` for `entity` rows, reserves the plan's statements, and loads it on
+/// `session`: the root statement, then the batches level by level.
+async fn load_planned(
+    ctx: &Context<'_>,
+    session: &Session,
+    entity: Entity,
+    fields: &[Field],
+    q: RootQuery,
+) -> AppResult<Vec<Obj>> {
     let rc = ctx
         .data::<RequestContext>()
         .map_err(|e| AppError::internal(e.message))?;
-    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
-    let node = plan_for(rc, entity, &fields)?;
+    let node = plan_for(rc, entity, fields)?;
     session
         .log()
         .reserve_plan(&key(ctx), node.statements(), || node.describe())?;
@@ -149,15 +161,7 @@ pub async fn load_child_in(
     entity: Entity,
     q: RootQuery,
 ) -> AppResult<Vec<Obj>> {
-    let rc = ctx
-        .data::<RequestContext>()
-        .map_err(|e| AppError::internal(e.message))?;
-    let node = plan_for(rc, entity, &child_selection(ctx, child)?)?;
-    session
-        .log()
-        .reserve_plan(&key(ctx), node.statements(), || node.describe())?;
-    let loaded = load::fetch_root(session, &node, q).await?;
-    build(session, &node, loaded).await
+    load_planned(ctx, session, entity, &child_selection(ctx, child)?, q).await
 }
 
 /// The results of a node's batches (and of the batches below its joins), grouped by parent.
