@@ -229,21 +229,7 @@ impl Model {
             let rows = match (obj, base) {
                 (Obj::Query, "users") => self.users.iter().map(Obj::User).collect(),
                 (Obj::Query, "products") => self.products.iter().map(Obj::Product).collect(),
-                (Obj::Query, "orders") => {
-                    let user = id("userId");
-                    self.orders
-                        .iter()
-                        .filter(|o| status.is_none_or(|s| o.status == s))
-                        .filter(|o| user.is_none_or(|u| o.user_id == u))
-                        .filter(|o| match args.get("minAmount") {
-                            Some(GqlValue::String(m)) => {
-                                o.total_amount >= m.parse().unwrap_or_default()
-                            }
-                            _ => true,
-                        })
-                        .map(Obj::Order)
-                        .collect()
-                }
+                (Obj::Query, "orders") => self.root_orders(&args, status, id("userId")),
                 _ => self.children(obj, base, status),
             };
             let target = match (obj, base) {
@@ -270,21 +256,7 @@ impl Model {
                     self.aggregate(obj, "products", &rows, f, cx)
                 }
                 "ordersAggregate" => {
-                    let user = id("userId");
-                    let rows: Vec<Obj<'_>> = self
-                        .orders
-                        .iter()
-                        .filter(|o| status.is_none_or(|s| o.status == s))
-                        .filter(|o| user.is_none_or(|u| o.user_id == u))
-                        .filter(|o| match args.get("minAmount") {
-                            Some(GqlValue::String(m)) => {
-                                o.total_amount >= m.parse().unwrap_or_default()
-                            }
-                            _ => true,
-                        })
-                        .map(Obj::Order)
-                        .collect();
-                    let rows = keep(rows);
+                    let rows = keep(self.root_orders(&args, status, id("userId")));
                     self.aggregate(obj, "orders", &rows, f, cx)
                 }
                 "me" => self
@@ -305,22 +277,7 @@ impl Model {
                     .map(sub)
                     .unwrap_or(Json::Null),
                 "products" => list(paged(self.products.iter().map(Obj::Product).collect())),
-                "orders" => {
-                    let user = id("userId");
-                    let matching: Vec<&OrderRow> = self
-                        .orders
-                        .iter()
-                        .filter(|o| status.is_none_or(|s| o.status == s))
-                        .filter(|o| user.is_none_or(|u| o.user_id == u))
-                        .filter(|o| match args.get("minAmount") {
-                            Some(GqlValue::String(m)) => {
-                                o.total_amount >= m.parse().unwrap_or_default()
-                            }
-                            _ => true,
-                        })
-                        .collect();
-                    list(paged(matching.into_iter().map(Obj::Order).collect()))
-                }
+                "orders" => list(paged(self.root_orders(&args, status, id("userId")))),
                 other => panic!("reference: unknown Query.{other}"),
             },
             Obj::User(u) => match name {
@@ -457,6 +414,25 @@ impl Model {
                 .collect(),
             (_, other) => panic!("reference: no edge {other} on {}", obj.typename()),
         }
+    }
+
+    /// The orders the filters of `Query.orders` keep (`status`, `userId`, `minAmount`).
+    fn root_orders(
+        &self,
+        args: &HashMap<String, GqlValue>,
+        status: Option<OrderStatus>,
+        user: Option<i64>,
+    ) -> Vec<Obj<'_>> {
+        self.orders
+            .iter()
+            .filter(|o| status.is_none_or(|s| o.status == s))
+            .filter(|o| user.is_none_or(|u| o.user_id == u))
+            .filter(|o| match args.get("minAmount") {
+                Some(GqlValue::String(m)) => o.total_amount >= m.parse().unwrap_or_default(),
+                _ => true,
+            })
+            .map(Obj::Order)
+            .collect()
     }
 
     /// Whether `o` passes the `where` value `w` (the documented semantics, row by row).
