@@ -514,7 +514,10 @@ impl Writer<'_> {
         if page.backward {
             shown.reverse();
         }
-        let cursor_of = |o: &Obj| cursor::encode(args.order, &o.0.row);
+        let target = shown.first().map(|o| o.entity());
+        let order_text = target.map(|e| cursor::order_text(e, args.order));
+        let cursor_of =
+            |o: &Obj| cursor::encode(args.order, order_text.as_deref().unwrap_or(""), &o.0.row);
         out.buf.push(b'{');
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {

@@ -144,9 +144,10 @@ fn json_val(kind: Kind, v: &Json) -> Option<Val> {
     })
 }
 
-/// The cursor of `row` in a list of its entity ordered by `order` (the row must hold the sort
-/// columns: connection loads always read them).
-pub fn encode(order: SortKeys, row: &Row) -> String {
+/// The cursor of `row` in a list of its entity ordered by `order`, whose text is `order_text`
+/// (of [`order_text`], computed once per list). The row must hold the sort columns:
+/// connection loads always read them.
+pub fn encode(order: SortKeys, order_text: &str, row: &Row) -> String {
     let entity = row.entity;
     let keys: Vec<Json> = order
         .keys()
@@ -154,7 +155,7 @@ pub fn encode(order: SortKeys, row: &Row) -> String {
         .collect();
     let text = Json::Array(vec![
         Json::from(entity.desc().name),
-        Json::from(order_text(entity, order)),
+        Json::from(order_text),
         Json::Array(keys),
         Json::from(row.id()),
     ])
@@ -237,7 +238,7 @@ mod tests {
             mask: 1 | (1 << at),
             vals: vec![Val::Int(42), Val::Time(time)].into_boxed_slice(),
         };
-        let text = encode(order, &row);
+        let text = encode(order, &order_text(Entity::Order, order), &row);
         let c = Cursor::decode(Entity::Order, order, &text, "t").expect("decodes");
         assert_eq!(&*c.values, &[Val::Time(time), Val::Int(42)]);
         let other = SortKeys::parse(Entity::Order, ["TOTAL_AMOUNT_ASC"], "t").expect("order");
