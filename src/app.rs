@@ -56,6 +56,15 @@ impl App {
         let demo = config.demo_data;
         let bind = config.bind;
         let state = AppState::new(db.clone(), config, keys)?;
+        if !state.trusted.is_empty() {
+            let operations = crate::check::trusted_documents(&state).await?;
+            tracing::info!(
+                documents = state.trusted.len(),
+                operations,
+                trusted_only = state.config.trusted_only,
+                "trusted documents validated and planned"
+            );
+        }
         if demo {
             let session = Session::unmetered(db);
             if seed::is_empty(&session).await.map_err(|e| e.detail())? {

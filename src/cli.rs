@@ -34,6 +34,12 @@ pub enum Command {
     Seed(SeedArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Check operations without a database or a server: for each operation of the given
+    /// `.graphql` files (fragments may be in other files) and persisted-operation manifests,
+    /// whether the server accepts it (with the errors it would give, file and line included)
+    /// and the exact number of SQL statements it runs, with its plan. Exits non-zero when an
+    /// operation is invalid, refused or over the budget.
+    Check(CheckArgs),
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -73,6 +79,102 @@ pub struct UserCreateArgs {
     /// Make the account an administrator (default: customer).
     #[arg(long)]
     pub admin: bool,
+}
+
+/// The output of `eagerql check`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    /// A line per operation, its plan below it, errors as `file:line:column: error: ...`.
+    Text,
+    /// One JSON report.
+    Json,
+}
+
+/// Whom `eagerql check` plans operations for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckRole {
+    /// No token.
+    Anonymous,
+    /// A signed-in customer.
+    Customer,
+    /// An administrator.
+    Admin,
+}
+
+/// Arguments of `eagerql check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// `.graphql`/`.gql` files, manifests (`.json`: Apollo's persisted-query-manifest.json,
+    /// Relay's persisted_queries.json), or directories to search for both.
+    #[arg(required = true)]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Most SQL statements an operation may need (default: the server's
+    /// EAGERQL_STATEMENT_BUDGET).
+    #[arg(long)]
+    pub budget: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    /// The viewer operations are planned for: permissions depend on it (a customer may not
+    /// list users), statement counts do not.
+    #[arg(long, value_enum, default_value_t = CheckRole::Customer)]
+    pub role: CheckRole,
+    /// A JSON file of variables by operation name (`{"UserOrders": {"n": 10}}`). Required
+    /// variables an operation is not given get a placeholder of their type, reported.
+    #[arg(long)]
+    pub variables: Option<std::path::PathBuf>,
+    /// The server's settings: the same limits apply as on the server.
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+/// Runs `eagerql check`; `Ok(false)` when an operation failed the check.
+async fn check(args: CheckArgs) -> Result<bool, BoxError> {
+    let variables = match &args.variables {
+        None => serde_json::Map::new(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            match serde_json::from_str(&text) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => {
+                    return Err(format!(
+                        "{}: variables are a JSON object of operation names to objects",
+                        path.display()
+                    )
+                    .into());
+                }
+            }
+        }
+    };
+    let budget = args.budget.or(args.serve.budget()).unwrap_or(usize::MAX);
+    let keys = Keys::from_secret(&[0; 32], args.serve.auth.tokens()).map_err(|e| e.detail())?;
+    let mut serve = args.serve;
+    // The documents checked are the ones given, not the server's trusted ones.
+    serve.trusted_documents.clear();
+    let state = crate::state::AppState::new(Db::unconnected(), serve, keys)?;
+    let viewer = match args.role {
+        CheckRole::Anonymous => crate::model::Viewer::Anonymous,
+        CheckRole::Customer => crate::model::Viewer::User {
+            id: 1,
+            role: Role::Customer,
+        },
+        CheckRole::Admin => crate::model::Viewer::User {
+            id: 1,
+            role: Role::Admin,
+        },
+    };
+    let who = crate::predict::Who {
+        viewer,
+        client: None,
+    };
+    let collection = crate::check::collect(&args.paths);
+    let report = crate::check::run(&state, who, collection, &variables, budget).await;
+    match args.format {
+        CheckFormat::Text => print!("{}", report.to_text()),
+        CheckFormat::Json => println!("{}", report.to_json()),
+    }
+    Ok(report.ok())
 }
 
 /// Arguments of `eagerql token`.
@@ -183,6 +285,11 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Schema => {
             print!("{}", graphql::sdl());
+        }
+        Command::Check(args) => {
+            if !check(args).await? {
+                return Err("some operations failed the check".into());
+            }
         }
         Command::User(UserCommand::Create(args)) => {
             telemetry::init(&args.db.log, args.db.log_format);

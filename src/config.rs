@@ -196,6 +196,30 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_PERSISTED_QUERIES", default_value_t = 1000)]
     pub persisted_queries: usize,
 
+    /// Most parsed and validated documents kept, by the SHA-256 of their text, so a repeated
+    /// document skips parsing and validation (least recently used go first; at most 16 KiB of
+    /// text each on average). 0 turns the cache off.
+    #[arg(long, env = "EAGERQL_DOCUMENT_CACHE", default_value_t = 1000)]
+    pub document_cache: usize,
+
+    /// Persisted-operation manifests (Apollo's `persisted-query-manifest.json`, Relay's
+    /// `persisted_queries.json`; comma-separated) whose documents requests may name by
+    /// `documentId` or `extensions.persistedQuery.sha256Hash`. Each is validated and planned
+    /// at start: the server does not start when one is invalid or over the statement budget.
+    #[arg(
+        long,
+        env = "EAGERQL_TRUSTED_DOCUMENTS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub trusted_documents: Vec<String>,
+
+    /// Run only trusted documents: any other document, sent in full or as an automatic
+    /// persisted query, is refused with PERSISTED_QUERY_NOT_IN_LIST (the recommended setting
+    /// for a server behind first-party frontends).
+    #[arg(long, env = "EAGERQL_TRUSTED_ONLY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trusted_only: bool,
+
     /// Seconds before a request is cut off with 503.
     #[arg(long, env = "EAGERQL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
@@ -267,6 +291,24 @@ impl ServeConfig {
         SchemaLimits {
             max_complexity: self.max_complexity,
         }
+    }
+
+    /// The size of the prepared-document cache.
+    pub fn document_cache(&self) -> crate::graphql::operation::CacheSize {
+        crate::graphql::operation::CacheSize {
+            entries: self.document_cache,
+            bytes: self.document_cache.saturating_mul(16 << 10),
+        }
+    }
+
+    /// The trusted-document manifests given (empty entries of the list dropped).
+    pub fn trusted_manifests(&self) -> Vec<std::path::PathBuf> {
+        self.trusted_documents
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .collect()
     }
 
     /// The limits on a document, checked before it is planned.

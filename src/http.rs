@@ -26,15 +26,14 @@ use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove
 use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::config::PlanMode;
 use crate::db::{Session, StatementLog};
 use crate::graphql::execution::{ensure_error_codes, execution_started};
 use crate::graphql::lazy::{LazyLoader, RequestLoader};
 use crate::graphql::operation::{self, Prepared, Refused};
-use crate::graphql::{OutputBudget, RequestContext};
 use crate::json;
 use crate::model::Viewer;
 use crate::persisted::ApqError;
+use crate::predict::{Who, predict, request_context};
 use crate::state::AppState;
 
 /// The request header that asks for the executed SQL in the response's `extensions`.
@@ -274,8 +273,11 @@ fn bad_request(message: &str) -> HttpResponse {
 
 /// The GraphQL request parameters, checked for their JSON types.
 struct Params {
-    /// Absent when an automatic persisted query names its document by hash alone.
+    /// Absent when an automatic persisted query names its document by hash alone, or a
+    /// `documentId` names a trusted document.
     query: Option<String>,
+    /// A trusted document's id (the GraphQL-over-HTTP persisted documents proposal).
+    document_id: Option<String>,
     operation_name: Option<String>,
     variables: Option<Map<String, Json>>,
     extensions: Option<Map<String, Json>>,
@@ -292,6 +294,14 @@ fn params_from_json(body: Json) -> Result<Params, String> {
         None | Some(Json::Null) => None,
         Some(_) => return Err("`query` must be a string".to_owned()),
     };
+    let document_id = match obj.remove("documentId") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) => Some(s),
+        Some(_) => return Err("`documentId` must be a string".to_owned()),
+    };
+    if document_id.is_some() && query.is_some() {
+        return Err("send either `documentId` or `query`, not both".to_owned());
+    }
     let operation_name = match obj.remove("operationName") {
         None | Some(Json::Null) => None,
         Some(Json::String(s)) => Some(s),
@@ -310,11 +320,12 @@ fn params_from_json(body: Json) -> Result<Params, String> {
     let persisted = extensions
         .as_ref()
         .is_some_and(|e| e.contains_key("persistedQuery"));
-    if query.is_none() && !persisted {
+    if query.is_none() && !persisted && document_id.is_none() {
         return Err("the request has no `query`".to_owned());
     }
     Ok(Params {
         query,
+        document_id,
         operation_name,
         variables,
         extensions,
@@ -385,7 +396,7 @@ async fn graphql_get(
     let mut obj = Map::new();
     for (key, value) in pairs {
         let v = match key.as_str() {
-            "query" | "operationName" => Json::String(value),
+            "query" | "operationName" | "documentId" => Json::String(value),
             "variables" | "extensions" => match serde_json::from_str(&value) {
                 Ok(v) => v,
                 Err(_) => return bad_request(&format!("`{key}` must be URL-encoded JSON")),
@@ -571,13 +582,6 @@ async fn execute(
     resp
 }
 
-/// Who sent a request.
-#[derive(Copy, Clone)]
-struct Who {
-    viewer: Viewer,
-    client: Option<IpAddr>,
-}
-
 /// What a request asks of its plan: a statement count to assert (`x-eagerql-expect-statements`)
 /// and whether to report it (`x-eagerql-debug: plan`).
 #[derive(Copy, Clone)]
@@ -601,64 +605,51 @@ fn request_error(
     async_graphql::Response::from_errors(vec![e])
 }
 
-/// The request's context for `session` (the one place it is built, for real and
-/// planning-only runs).
-fn request_context(
-    state: &AppState,
-    session: &Session,
-    who: Who,
-    ty: OperationType,
-) -> RequestContext {
-    RequestContext {
-        session: session.clone(),
-        limits: state.config.limits(),
-        strict: state.config.strict,
-        eager: state.config.plan == PlanMode::Eager,
-        hasher: state.hasher.clone(),
-        viewer: who.viewer,
-        client: who.client,
-        keys: state.keys.clone(),
-        limiter: state.limiter.clone(),
-        // A mutation's result is never refused after its write committed: it is bounded by
-        // the row budget instead, which is checked inside the transaction (and rolls it back).
-        output: Arc::new(OutputBudget::new(if ty == OperationType::Mutation {
-            usize::MAX
-        } else {
-            state.config.response_cap()
-        })),
-    }
-}
-
-/// The statements a query's plans need, found by running its resolvers against a log that
-/// only plans: each root field plans and reserves its statements exactly as it does for real,
-/// then stops before its first statement. No connection is taken and no SQL runs.
-async fn planned_statements(state: &AppState, who: Who, prepared: &Prepared) -> (usize, Vec<Json>) {
-    let log = Arc::new(StatementLog::planning_only());
-    let session = Session::new(state.db.clone(), log.clone()).as_viewer(who.viewer);
-    let rc = request_context(state, &session, who, prepared.ty);
-    let mut request = Request::new(String::new())
-        .variables(prepared.variables.clone())
-        .data(rc);
-    request.set_parsed_query(prepared.document.clone());
-    drop(state.schema.execute(request).await);
-    (log.reserved(), log.plans())
-}
-
-/// The request's document: its `query`, or, for an automatic persisted query
-/// (`extensions.persistedQuery`), the stored document its hash names.
+/// The request's document: the trusted document its `documentId` names; for an automatic
+/// persisted query (`extensions.persistedQuery`), the trusted or stored document its hash
+/// names; or its `query`. With `EAGERQL_TRUSTED_ONLY` only trusted documents are returned.
 fn document(state: &AppState, params: &Params) -> Result<Arc<str>, ApqError> {
+    let trusted_only = state.config.trusted_only;
+    if let Some(id) = &params.document_id {
+        return state
+            .trusted
+            .by_document_id(id)
+            .ok_or(ApqError::UnknownDocument);
+    }
     let pq = params
         .extensions
         .as_ref()
         .and_then(|e| e.get("persistedQuery"));
     match pq {
-        None => Ok(params.query.as_deref().unwrap_or_default().into()),
+        None => {
+            let query = params.query.as_deref().unwrap_or_default();
+            if trusted_only && !state.trusted.contains_text(query) {
+                return Err(ApqError::NotInList);
+            }
+            Ok(query.into())
+        }
         Some(Json::Object(pq)) => {
-            let hash = pq.get("sha256Hash").and_then(Json::as_str).ok_or_else(|| {
+            let hex = pq.get("sha256Hash").and_then(Json::as_str).ok_or_else(|| {
                 ApqError::Malformed("persistedQuery.sha256Hash must be a string".to_owned())
             })?;
             let version = pq.get("version").and_then(Json::as_i64);
-            state.persisted.resolve(version, hash, params.query.clone())
+            let hash = crate::persisted::requested_hash(version, hex)?;
+            if let Some(doc) = state.trusted.by_hash(&hash) {
+                return match &params.query {
+                    Some(q) if **q != *doc => Err(ApqError::Mismatch),
+                    _ => Ok(doc),
+                };
+            }
+            if trusted_only {
+                // A client that registers a document it was not built with is refused; one
+                // that only sent the hash learns the server does not know it.
+                return Err(if params.query.is_some() {
+                    ApqError::NotInList
+                } else {
+                    ApqError::NotFound
+                });
+            }
+            state.persisted.resolve(version, hex, params.query.clone())
         }
         Some(_) => Err(ApqError::Malformed(
             "extensions.persistedQuery must be an object".to_owned(),
@@ -683,9 +674,9 @@ async fn run(
     let mut plans = Vec::new();
     if check.expect.is_some() || check.wants_plan {
         if prepared.ty == OperationType::Query {
-            let (n, p) = planned_statements(state, who, &prepared).await;
-            planned = Some(n);
-            plans = p;
+            let prediction = predict(state, who, &prepared).await;
+            planned = Some(prediction.statements);
+            plans = prediction.roots;
         } else if check.expect.is_some() {
             return Ok(request_error(
                 format!("{EXPECT_HEADER} applies to queries; this operation is a mutation"),

@@ -17,6 +17,8 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -30,6 +32,8 @@ pub mod money;
 pub mod password;
 pub mod persisted;
 pub mod planner;
+pub mod predict;
 pub mod state;
 pub mod telemetry;
+pub mod trusted;
 pub mod validate;

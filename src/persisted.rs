@@ -7,13 +7,12 @@
 //! lives in one process: with several instances a client may be asked for a document once
 //! per instance, which the protocol handles by design.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-/// A document's SHA-256.
-pub type Hash = [u8; 32];
+use crate::cache::Bounded;
+pub use crate::cache::Hash;
 
 /// Why a persisted-query request cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,13 +23,18 @@ pub enum ApqError {
     Malformed(String),
     /// The document sent does not have the hash sent.
     Mismatch,
+    /// No trusted document has the `documentId` sent.
+    UnknownDocument,
+    /// Only trusted documents run here (`EAGERQL_TRUSTED_ONLY`), and this is none.
+    NotInList,
 }
 
 impl ApqError {
     /// The `extensions.code` of the error.
     pub fn code(&self) -> &'static str {
         match self {
-            ApqError::NotFound => "PERSISTED_QUERY_NOT_FOUND",
+            ApqError::NotFound | ApqError::UnknownDocument => "PERSISTED_QUERY_NOT_FOUND",
+            ApqError::NotInList => "PERSISTED_QUERY_NOT_IN_LIST",
             ApqError::Malformed(_) | ApqError::Mismatch => "BAD_REQUEST",
         }
     }
@@ -41,40 +45,30 @@ impl ApqError {
             ApqError::NotFound => "PersistedQueryNotFound".to_owned(),
             ApqError::Malformed(m) => m.clone(),
             ApqError::Mismatch => "the sha256Hash does not match the query sent".to_owned(),
+            ApqError::UnknownDocument => "no trusted document has this documentId".to_owned(),
+            ApqError::NotInList => {
+                "only trusted documents run on this server; this document is not one of them"
+                    .to_owned()
+            }
         }
     }
 }
 
-struct Entry {
-    document: std::sync::Arc<str>,
-    used: u64,
-}
-
-#[derive(Default)]
-struct Inner {
-    entries: HashMap<Hash, Entry>,
-    bytes: usize,
-    clock: u64,
-}
-
 /// The bounded document store.
 pub struct Store {
-    inner: Mutex<Inner>,
-    max_entries: usize,
-    max_bytes: usize,
+    documents: Bounded<Arc<str>>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("max_entries", &self.max_entries)
-            .field("max_bytes", &self.max_bytes)
+            .field("documents", &self.documents)
             .finish()
     }
 }
 
 /// Parses the hex form of a hash.
-fn parse_hash(hex: &str) -> Option<Hash> {
+pub fn parse_hash(hex: &str) -> Option<Hash> {
     if hex.len() != 64 {
         return None;
     }
@@ -86,6 +80,18 @@ fn parse_hash(hex: &str) -> Option<Hash> {
     Some(out)
 }
 
+/// The hash an `extensions.persistedQuery` names (`version` must be 1).
+pub fn requested_hash(version: Option<i64>, sha256_hex: &str) -> Result<Hash, ApqError> {
+    if version != Some(1) {
+        return Err(ApqError::Malformed(
+            "persistedQuery.version must be 1".to_owned(),
+        ));
+    }
+    parse_hash(&sha256_hex.to_ascii_lowercase()).ok_or_else(|| {
+        ApqError::Malformed("persistedQuery.sha256Hash must be 64 hexadecimal digits".into())
+    })
+}
+
 /// The SHA-256 of a document.
 pub fn hash_of(document: &str) -> Hash {
     Sha256::digest(document.as_bytes()).into()
@@ -95,14 +101,8 @@ impl Store {
     /// A store of at most `max_entries` documents and `max_bytes` of text.
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         Store {
-            inner: Mutex::new(Inner::default()),
-            max_entries,
-            max_bytes,
+            documents: Bounded::new(max_entries, max_bytes),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Resolves a request's document from `extensions.persistedQuery` (`version`,
@@ -113,79 +113,29 @@ impl Store {
         version: Option<i64>,
         sha256_hex: &str,
         query: Option<String>,
-    ) -> Result<std::sync::Arc<str>, ApqError> {
-        if version != Some(1) {
-            return Err(ApqError::Malformed(
-                "persistedQuery.version must be 1".to_owned(),
-            ));
-        }
-        let hash = parse_hash(&sha256_hex.to_ascii_lowercase()).ok_or_else(|| {
-            ApqError::Malformed("persistedQuery.sha256Hash must be 64 hexadecimal digits".into())
-        })?;
+    ) -> Result<Arc<str>, ApqError> {
+        let hash = requested_hash(version, sha256_hex)?;
         match query {
             Some(q) => {
                 if hash_of(&q) != hash {
                     return Err(ApqError::Mismatch);
                 }
-                let doc: std::sync::Arc<str> = q.into();
+                let doc: Arc<str> = q.into();
                 self.insert(hash, doc.clone());
                 Ok(doc)
             }
-            None => {
-                let mut inner = self.lock();
-                inner.clock += 1;
-                let now = inner.clock;
-                match inner.entries.get_mut(&hash) {
-                    Some(e) => {
-                        e.used = now;
-                        Ok(e.document.clone())
-                    }
-                    None => Err(ApqError::NotFound),
-                }
-            }
+            None => self.documents.get(&hash).ok_or(ApqError::NotFound),
         }
     }
 
-    fn insert(&self, hash: Hash, document: std::sync::Arc<str>) {
-        if document.len() > self.max_bytes || self.max_entries == 0 {
-            return;
-        }
-        let mut inner = self.lock();
-        inner.clock += 1;
-        let now = inner.clock;
-        if let Some(e) = inner.entries.get_mut(&hash) {
-            e.used = now;
-            return;
-        }
-        while !inner.entries.is_empty()
-            && (inner.entries.len() >= self.max_entries
-                || inner.bytes + document.len() > self.max_bytes)
-        {
-            let Some(oldest) = inner
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(h, _)| *h)
-            else {
-                break;
-            };
-            if let Some(e) = inner.entries.remove(&oldest) {
-                inner.bytes -= e.document.len();
-            }
-        }
-        inner.bytes += document.len();
-        inner.entries.insert(
-            hash,
-            Entry {
-                document,
-                used: now,
-            },
-        );
+    fn insert(&self, hash: Hash, document: Arc<str>) {
+        let weight = document.len();
+        self.documents.insert(hash, document, weight);
     }
 
     /// Documents stored.
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.documents.len()
     }
 
     /// Whether the store is empty.

@@ -9,6 +9,7 @@ use crate::db::{Db, StatementHook};
 use crate::graphql::operation::Preparer;
 use crate::graphql::{AppSchema, build_schema};
 use crate::password::Hasher;
+use crate::trusted::Trusted;
 
 /// Any start-up failure.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub limiter: Arc<LoginLimiter>,
     /// Automatic persisted queries: documents by SHA-256, bounded.
     pub persisted: Arc<crate::persisted::Store>,
+    /// Trusted documents (`EAGERQL_TRUSTED_DOCUMENTS`).
+    pub trusted: Arc<Trusted>,
     /// The connection pool.
     pub db: Db,
     /// The configuration.
@@ -41,7 +44,12 @@ impl AppState {
     /// Builds the state for an already opened (and migrated) pool, with its token keys.
     pub fn new(db: Db, config: ServeConfig, keys: Keys) -> Result<Self, BoxError> {
         let schema = build_schema(config.schema_limits());
-        let preparer = Preparer::new(&schema.sdl(), config.document_limits())?;
+        let preparer = Preparer::new(
+            &schema.sdl(),
+            config.document_limits(),
+            config.document_cache(),
+        )?;
+        let trusted = Trusted::load(&config.trusted_manifests())?;
         Ok(AppState {
             schema,
             preparer: Arc::new(preparer),
@@ -52,6 +60,7 @@ impl AppState {
                 config.persisted_queries,
                 config.persisted_queries.saturating_mul(16 << 10),
             )),
+            trusted: Arc::new(trusted),
             db,
             config: Arc::new(config),
             statement_hook: None,

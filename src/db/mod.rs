@@ -144,6 +144,17 @@ impl Db {
         }
     }
 
+    /// A pool that never connects: for planning-only runs (`eagerql check`), whose
+    /// statement log admits no statement, so no connection is ever asked for.
+    pub fn unconnected() -> Db {
+        let opts = SqliteConnectOptions::new().filename(":memory:");
+        Db::Sqlite(
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with(opts),
+        )
+    }
+
     /// The backend this pool talks to.
     pub fn backend(&self) -> Backend {
         match self {

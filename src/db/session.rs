@@ -204,9 +204,7 @@ impl StatementLog {
     /// its plan predicted.
     fn admit(&self) -> AppResult<()> {
         if self.planning_only {
-            return Err(AppError::LimitExceeded(
-                "planning only: no statement runs".to_owned(),
-            ));
+            return Err(AppError::PlanningStop);
         }
         let done = self.count();
         match self.budget {

@@ -19,6 +19,7 @@
 //! `null`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use apollo_compiler::ast;
 use apollo_compiler::executable::{self, Selection};
@@ -32,6 +33,8 @@ use async_graphql::parser::types::{
     Selection as GqlSelection, SelectionSet, Type, VariableDefinition,
 };
 use async_graphql::{Name, Pos, Positioned, ServerError, Value};
+
+use crate::cache::Bounded;
 
 /// The alias of the placeholder field added to a selection set that `@skip`/`@include` left
 /// empty: the object still resolves (or is `null`), and [`finish`] removes the key.
@@ -145,14 +148,29 @@ pub struct Refused(pub Vec<ServerError>);
 pub struct Preparer {
     schema: Valid<apollo_compiler::Schema>,
     limits: DocumentLimits,
+    /// Parsed and validated documents by the SHA-256 of their text: a repeated document
+    /// (trusted, persisted or sent in full) skips parsing, the limits and validation. Only
+    /// what passed them is kept; selecting the operation, coercing variables and the
+    /// canonical rewrite depend on the request and run every time.
+    documents: Bounded<Arc<Valid<executable::ExecutableDocument>>>,
 }
 
 impl std::fmt::Debug for Preparer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Preparer")
             .field("limits", &self.limits)
+            .field("documents", &self.documents)
             .finish()
     }
+}
+
+/// How many prepared documents a [`Preparer`] keeps, and how many bytes of their text.
+#[derive(Copy, Clone, Debug)]
+pub struct CacheSize {
+    /// Most documents.
+    pub entries: usize,
+    /// Most bytes of document text (the parsed form is a small multiple of it).
+    pub bytes: usize,
 }
 
 fn request_error(message: impl Into<String>, pos: Option<Pos>, code: &str) -> ServerError {
@@ -174,20 +192,37 @@ fn pos_of(
 }
 
 impl Preparer {
-    /// A preparer for the schema whose SDL is `sdl`.
-    pub fn new(sdl: &str, limits: DocumentLimits) -> Result<Self, String> {
+    /// A preparer for the schema whose SDL is `sdl`, keeping up to `cache` validated
+    /// documents.
+    pub fn new(sdl: &str, limits: DocumentLimits, cache: CacheSize) -> Result<Self, String> {
         let schema = apollo_compiler::Schema::parse_and_validate(sdl, "schema.graphql")
             .map_err(|e| e.errors.to_string())?;
-        Ok(Preparer { schema, limits })
+        Ok(Preparer {
+            schema,
+            limits,
+            documents: Bounded::new(cache.entries, cache.bytes),
+        })
     }
 
-    /// Parses, validates and canonicalises `query`'s selected operation with `variables`.
-    pub fn prepare(
+    /// The schema operations are validated against.
+    pub fn schema(&self) -> &apollo_compiler::Schema {
+        &self.schema
+    }
+
+    /// Lookups of the document cache that found their document, and those that did not.
+    pub fn cache_hits_and_misses(&self) -> (u64, u64) {
+        self.documents.hits_and_misses()
+    }
+
+    /// Parses, checks the limits of and validates `query`, or takes it from the cache.
+    fn validated(
         &self,
         query: &str,
-        operation_name: Option<&str>,
-        variables: &JsonMap,
-    ) -> Result<Prepared, Refused> {
+    ) -> Result<Arc<Valid<executable::ExecutableDocument>>, Refused> {
+        let key = crate::persisted::hash_of(query);
+        if let Some(doc) = self.documents.get(&key) {
+            return Ok(doc);
+        }
         let mut parser = Parser::new()
             .token_limit(self.limits.max_tokens)
             .recursion_limit(self.limits.max_nesting);
@@ -209,6 +244,20 @@ impl Preparer {
         let doc = ast
             .to_executable_validate(&self.schema)
             .map_err(|with| Refused(diagnostics(&with.errors, "GRAPHQL_VALIDATION_FAILED")))?;
+        let doc = Arc::new(doc);
+        self.documents.insert(key, doc.clone(), query.len());
+        Ok(doc)
+    }
+
+    /// Parses, validates and canonicalises `query`'s selected operation with `variables`.
+    pub fn prepare(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+        variables: &JsonMap,
+    ) -> Result<Prepared, Refused> {
+        let doc = self.validated(query)?;
+        let doc = &*doc;
         let sources = doc.sources.clone();
         let op = doc.operations.get(operation_name).map_err(|e| {
             Refused(vec![request_error(
@@ -232,7 +281,7 @@ impl Preparer {
             })?;
         let mut canon = Canon {
             schema: &self.schema,
-            doc: &doc,
+            doc,
             vars: &vars,
             fields: 0,
             limits: self.limits,

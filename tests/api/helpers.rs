@@ -180,6 +180,24 @@ impl Gql {
     }
 }
 
+/// A fresh, empty directory for one test's files.
+pub fn scratch_dir(what: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("eagerql-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// The server settings `args` give (after the program name), as `eagerql serve` reads them.
+pub fn serve_config(args: &[&str]) -> ServeConfig {
+    let mut all = vec!["eagerql"];
+    all.extend_from_slice(args);
+    ServeArgs::try_parse_from(all).expect("settings").config
+}
+
 /// Starts the app on a fresh, migrated, empty database with the test settings (strict mode,
 /// SQL debug allowed) plus `extra` command-line settings.
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {

@@ -15,6 +15,7 @@ mod rows;
 
 mod analytics;
 mod auth;
+mod check;
 mod connections;
 mod correctness;
 mod database_stats;
@@ -30,3 +31,4 @@ mod schema;
 mod seed;
 mod sessions;
 mod statement_counts;
+mod trusted;

@@ -625,3 +625,68 @@ async fn every_shape_is_predicted_and_a_wrong_expectation_runs_nothing() {
     );
     assert_eq!(ran, 0);
 }
+
+/// `eagerql check` (no database, no server) predicts, for every shape, exactly the statements
+/// the server then runs: the shapes are written as a frontend's `.graphql` files, checked by
+/// the binary, and run against the server with the same variables.
+#[tokio::test]
+async fn check_predicts_what_the_server_runs_for_every_shape() {
+    let app = spawn_app().await;
+    app.seed(10, 3, 2, 10).await;
+    let dir = crate::helpers::scratch_dir("check-shapes");
+    let mut variables = serde_json::Map::new();
+    for (i, shape) in SHAPES.iter().enumerate() {
+        let name = format!("Shape{i}");
+        let text = match shape.query.strip_prefix("query") {
+            Some(rest) => format!("query {name}{rest}"),
+            None => format!("query {name} {}", shape.query),
+        };
+        std::fs::write(dir.join(format!("shape{i:02}.graphql")), text).expect("write");
+        variables.insert(name, json!({ "n": 10 }));
+    }
+    // Beside the operations, not among them (a `.json` there would be read as a manifest).
+    let vars_dir = crate::helpers::scratch_dir("check-shape-variables");
+    let vars_file = vars_dir.join("variables.json");
+    std::fs::write(&vars_file, serde_json::Value::Object(variables).to_string()).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eagerql"))
+        .args([
+            "check",
+            "--format",
+            "json",
+            "--role",
+            "admin",
+            "--variables",
+        ])
+        .arg(&vars_file)
+        .arg(&dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run eagerql check");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("JSON report: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["ok"], true);
+    let ops = report["operations"].as_array().expect("operations");
+    assert_eq!(ops.len(), SHAPES.len());
+    for (i, shape) in SHAPES.iter().enumerate() {
+        let op = ops
+            .iter()
+            .find(|o| o["name"] == format!("Shape{i}"))
+            .unwrap_or_else(|| panic!("{}: checked", shape.name));
+        assert_eq!(op["valid"], true, "{}: {op}", shape.name);
+        assert_eq!(op["assumedVariables"], json!({}), "{}", shape.name);
+        let (status, body, ran) = post_with(&app, shape.query, &json!({ "n": 10 }), &[]).await;
+        assert_eq!(status, 200, "{}: {body}", shape.name);
+        assert_eq!(op["statements"], ran, "{}: check vs the server", shape.name);
+        assert_eq!(ran, shape.statements, "{}", shape.name);
+        let planned: u64 = op["plan"]
+            .as_array()
+            .expect("plan")
+            .iter()
+            .map(|r| r["statements"].as_u64().expect("statements"))
+            .sum();
+        assert_eq!(planned as usize, ran, "{}: the plan adds up", shape.name);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&vars_dir).ok();
+}

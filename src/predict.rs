@@ -1,0 +1,95 @@
+//! Statement counts known before any SQL runs.
+//!
+//! A query's plans are pure: each root field plans what it loads (its root statement, its
+//! joins, one batch per to-many edge and argument set) before its first statement runs. A
+//! *planning-only* run executes the operation's own resolvers against a [`StatementLog`] that
+//! refuses every statement: each root field plans and reserves its statements exactly as it
+//! does for real, then stops. No connection is taken and nothing touches the database, so the
+//! same run serves `x-eagerql-expect-statements`, `extensions.plan`, `eagerql check` and the
+//! start-up check of trusted documents.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_graphql::Request;
+use async_graphql::parser::types::OperationType;
+use serde_json::Value as Json;
+
+use crate::config::PlanMode;
+use crate::db::{Session, StatementLog};
+use crate::graphql::operation::Prepared;
+use crate::graphql::{OutputBudget, RequestContext};
+use crate::model::Viewer;
+use crate::state::AppState;
+
+/// Who sent a request.
+#[derive(Copy, Clone, Debug)]
+pub struct Who {
+    /// The signed-in account, if any.
+    pub viewer: Viewer,
+    /// The client's address, when known.
+    pub client: Option<IpAddr>,
+}
+
+/// What a query's plans need.
+#[derive(Debug)]
+pub struct Prediction {
+    /// SQL statements the query runs.
+    pub statements: usize,
+    /// Each planned root field with its statements and plan tree, in order.
+    pub roots: Vec<Json>,
+    /// Errors the query's fields give before any SQL (`FORBIDDEN`, `BAD_USER_INPUT` from the
+    /// planner, a refused cursor...): the same the real run gives.
+    pub errors: Vec<async_graphql::ServerError>,
+}
+
+/// The request's context for `session` (the one place it is built, for real and
+/// planning-only runs).
+pub fn request_context(
+    state: &AppState,
+    session: &Session,
+    who: Who,
+    ty: OperationType,
+) -> RequestContext {
+    RequestContext {
+        session: session.clone(),
+        limits: state.config.limits(),
+        strict: state.config.strict,
+        eager: state.config.plan == PlanMode::Eager,
+        hasher: state.hasher.clone(),
+        viewer: who.viewer,
+        client: who.client,
+        keys: state.keys.clone(),
+        limiter: state.limiter.clone(),
+        // A mutation's result is never refused after its write committed: it is bounded by
+        // the row budget instead, which is checked inside the transaction (and rolls it back).
+        output: Arc::new(OutputBudget::new(if ty == OperationType::Mutation {
+            usize::MAX
+        } else {
+            state.config.response_cap()
+        })),
+    }
+}
+
+/// Plans a prepared query (see the module documentation). Only queries are planned ahead: a
+/// mutation's statements depend on what it writes.
+pub async fn predict(state: &AppState, who: Who, prepared: &Prepared) -> Prediction {
+    let log = Arc::new(StatementLog::planning_only());
+    let session = Session::new(state.db.clone(), log.clone()).as_viewer(who.viewer);
+    let rc = request_context(state, &session, who, prepared.ty);
+    let mut request = Request::new(String::new())
+        .variables(prepared.variables.clone())
+        .data(rc);
+    request.set_parsed_query(prepared.document.clone());
+    let response = state.schema.execute(request).await;
+    let errors = response
+        .errors
+        .into_iter()
+        .filter(|e| !crate::error::is_planning_stop(e))
+        .collect();
+    Prediction {
+        statements: log.reserved(),
+        roots: log.plans(),
+        errors,
+    }
+}
