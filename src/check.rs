@@ -188,43 +188,70 @@ fn compose(
     (text, segments)
 }
 
-/// The input files under `paths`: files as given, directories searched for `.graphql`, `.gql`
-/// and `.json` files (sorted, so the output is stable).
-fn files(paths: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<PathBuf> {
+/// The input files under `paths`: files as given (`true`), and, under directories, `.graphql`,
+/// `.gql` and `.json` files (`false`; sorted, so the output is stable). Symbolic links are
+/// followed only when given: a link inside a directory is skipped, so a link cycle cannot
+/// make the search endless.
+fn files(paths: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<(PathBuf, bool)> {
     let mut out = Vec::new();
-    let mut stack: Vec<PathBuf> = paths.iter().rev().cloned().collect();
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            let mut children: Vec<PathBuf> = match std::fs::read_dir(&path) {
-                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-                Err(e) => {
-                    problems.push(Problem {
-                        file: path.display().to_string(),
-                        line: None,
-                        column: None,
-                        message: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            children.retain(|p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                // A frontend's dependencies and VCS metadata are not its operations.
-                if p.is_dir() {
-                    return !matches!(name, "node_modules" | ".git") && !name.starts_with('.');
-                }
-                matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("graphql" | "gql" | "json")
-                )
-            });
-            children.sort();
-            stack.extend(children.into_iter().rev());
-        } else {
-            out.push(path);
+    let mut stack: Vec<(PathBuf, bool)> = paths.iter().rev().map(|p| (p.clone(), true)).collect();
+    while let Some((path, given)) = stack.pop() {
+        if !path.is_dir() {
+            if given || path.is_file() {
+                out.push((path, given));
+            }
+            continue;
         }
+        let entries = match std::fs::read_dir(&path) {
+            Ok(rd) => rd,
+            Err(e) => {
+                problems.push(problem(&path.display().to_string(), None, e.to_string()));
+                continue;
+            }
+        };
+        let mut children: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let Ok(ty) = e.file_type() else { return false };
+                let name = e.file_name();
+                let name = name.to_str().unwrap_or("");
+                // A frontend's dependencies and VCS metadata are not its operations.
+                if ty.is_dir() {
+                    return name != "node_modules" && !name.starts_with('.');
+                }
+                ty.is_file()
+                    && matches!(
+                        e.path().extension().and_then(|x| x.to_str()),
+                        Some("graphql" | "gql" | "json")
+                    )
+            })
+            .map(|e| e.path())
+            .collect();
+        children.sort();
+        stack.extend(children.into_iter().rev().map(|p| (p, false)));
     }
     out
+}
+
+/// Whether a `.json` file found in a directory is a manifest (a frontend has many other JSON
+/// files: `package.json`, `tsconfig.json`, translations). Apollo's format names itself; a
+/// Relay manifest maps ids to GraphQL documents.
+fn looks_like_manifest(text: &str) -> bool {
+    let Ok(Json::Object(obj)) = serde_json::from_str::<Json>(text) else {
+        return false;
+    };
+    if obj.get("format").and_then(Json::as_str) == Some("apollo-persisted-query-manifest") {
+        return true;
+    }
+    !obj.is_empty()
+        && obj.values().all(|v| {
+            v.as_str().is_some_and(|d| {
+                let d = d.trim_start();
+                ["query", "mutation", "subscription", "fragment", "{"]
+                    .iter()
+                    .any(|k| d.starts_with(k))
+            })
+        })
 }
 
 fn problem(file: &str, at: Option<(usize, usize)>, message: impl Into<String>) -> Problem {
@@ -242,7 +269,7 @@ pub fn collect(paths: &[PathBuf]) -> Collection {
     let mut fragments: HashMap<String, (Located, Vec<String>)> = HashMap::new();
     // Operations of .graphql files, composed once every file's fragments are known.
     let mut pending: Vec<(Located, String, &'static str, Vec<ast::Selection>)> = Vec::new();
-    for path in files(paths, &mut c.problems) {
+    for (path, given) in files(paths, &mut c.problems) {
         let label: Arc<str> = path.display().to_string().into();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -252,6 +279,9 @@ pub fn collect(paths: &[PathBuf]) -> Collection {
             }
         };
         if path.extension().and_then(|e| e.to_str()) == Some("json") {
+            if !given && !looks_like_manifest(&text) {
+                continue;
+            }
             manifest(&path, &label, &text, &mut c);
             continue;
         }

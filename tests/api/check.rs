@@ -200,6 +200,20 @@ fn apollo_and_relay_manifests() {
             .unwrap()
             .ends_with("persisted_queries.json#r2")
     );
+    // A frontend's other JSON files are not manifests: skipped when found in a directory.
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name": "shop", "scripts": {"x": "y"}}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("en.json"), r#"{"greeting": "hello"}"#).unwrap();
+    // A link cycle does not make the search endless.
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&dir, dir.join("loop")).unwrap();
+    let (_, again) = report(&[], &[&dir]);
+    assert_eq!(again["problems"], json!([]), "{again}");
+    assert_eq!(again["operations"], r["operations"]);
+    // Given by name, a file that is not a manifest is a problem.
     std::fs::write(dir.join("broken.json"), "{\"format\": \"other\"}").unwrap();
     let (_, r) = report(&[], &[&dir.join("broken.json")]);
     assert!(
