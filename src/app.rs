@@ -56,6 +56,13 @@ impl App {
         let demo = config.demo_data;
         let bind = config.bind;
         let state = AppState::new(db.clone(), config, keys)?;
+        if state.config.trusted_only && state.trusted.is_empty() {
+            return Err(
+                "EAGERQL_TRUSTED_ONLY is set, but EAGERQL_TRUSTED_DOCUMENTS names no \
+                        document: every request would be refused"
+                    .into(),
+            );
+        }
         if !state.trusted.is_empty() {
             let operations = crate::check::trusted_documents(&state).await?;
             tracing::info!(

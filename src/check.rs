@@ -473,9 +473,14 @@ impl Checked {
     }
 }
 
-/// Checks one operation: prepares it exactly as a request with `variables` (required
-/// variables not given get a placeholder value of their type, reported in
-/// [`Checked::assumed_variables`]), then plans it as `who`.
+/// Most Boolean placeholders whose every combination is planned (`2^N` plans).
+const MAX_BOOLEAN_COMBINATIONS: u32 = 6;
+
+/// Checks one operation: prepares it exactly as a request with `variables`, then plans it as
+/// `who`. Required variables not given get a placeholder of their type, reported in
+/// [`Checked::assumed_variables`]; Boolean ones (which `@skip`/`@include` may read) are
+/// planned with every combination of values (up to [`MAX_BOOLEAN_COMBINATIONS`] of them) and
+/// the costliest is reported, so a budget holds whatever values the client sends.
 pub async fn check(
     state: &AppState,
     who: Who,
@@ -483,7 +488,41 @@ pub async fn check(
     variables: Map<String, Json>,
     budget: usize,
 ) -> Checked {
-    let mut out = Checked {
+    let assumed = placeholders(state, candidate, &variables);
+    let booleans: Vec<String> = assumed
+        .iter()
+        .filter(|(_, v)| v.is_boolean())
+        .map(|(n, _)| n.clone())
+        .take(MAX_BOOLEAN_COMBINATIONS as usize)
+        .collect();
+    let mut worst: Option<Checked> = None;
+    for combination in 0..1u32 << booleans.len() {
+        let mut vars = variables.clone();
+        let mut shown = Map::new();
+        for (name, value) in &assumed {
+            let value = match booleans.iter().position(|b| b == name) {
+                Some(i) => Json::Bool(combination & (1 << i) != 0),
+                None => value.clone(),
+            };
+            shown.insert(name.clone(), value.clone());
+            vars.insert(name.clone(), value);
+        }
+        let mut c = attempt(state, who, candidate, vars, budget).await;
+        c.assumed_variables = shown;
+        let costlier = match &worst {
+            None => true,
+            Some(w) => c.statements > w.statements || (w.errors.is_empty() && !c.errors.is_empty()),
+        };
+        if costlier {
+            worst = Some(c);
+        }
+    }
+    worst.unwrap_or_else(|| unreachable_checked(candidate))
+}
+
+/// A report for an operation no attempt was made for (there is always one).
+fn unreachable_checked(candidate: &Candidate) -> Checked {
+    Checked {
         name: candidate.name.clone(),
         kind: candidate.kind,
         file: candidate.file.to_string(),
@@ -495,12 +534,18 @@ pub async fn check(
         plan: Vec::new(),
         assumed_variables: Map::new(),
         errors: Vec::new(),
-    };
-    let mut variables = variables;
-    for (name, value) in placeholders(state, candidate, &variables) {
-        out.assumed_variables.insert(name.clone(), value.clone());
-        variables.insert(name, value);
     }
+}
+
+/// One preparation and plan of `candidate` with `variables`.
+async fn attempt(
+    state: &AppState,
+    who: Who,
+    candidate: &Candidate,
+    variables: Map<String, Json>,
+    budget: usize,
+) -> Checked {
+    let mut out = unreachable_checked(candidate);
     let vars = operation::variables(variables);
     let prepared = match state
         .preparer
@@ -624,8 +669,8 @@ fn placeholder(schema: &apollo_compiler::Schema, ty: &ast::Type, depth: usize) -
 /// The report of a whole run.
 #[derive(Debug, serde::Serialize)]
 pub struct Report {
-    /// The statement budget operations were held to.
-    pub budget: usize,
+    /// The statement budget operations were held to (`None`: no limit).
+    pub budget: Option<usize>,
     /// Every operation.
     pub operations: Vec<Checked>,
     /// Problems with the inputs.
@@ -667,7 +712,7 @@ impl Report {
                 (false, _) => "INVALID".to_owned(),
                 (true, _) if !op.errors.is_empty() => "REFUSED".to_owned(),
                 (true, Some(n)) if op.over_budget => {
-                    format!("{n} statements: OVER BUDGET ({})", self.budget)
+                    format!("{n} statements: OVER BUDGET ({})", self.budget.unwrap_or(0))
                 }
                 (true, Some(1)) => "1 statement".to_owned(),
                 (true, Some(n)) => format!("{n} statements"),
@@ -712,9 +757,10 @@ impl Report {
         let over = self.operations.iter().filter(|o| o.over_budget).count();
         let _ = writeln!(
             out,
-            "{} operations: {invalid} invalid, {refused} refused, {over} over the budget of {}{}",
+            "{} operations: {invalid} invalid, {refused} refused, {over} over {}{}",
             self.operations.len(),
-            self.budget,
+            self.budget
+                .map_or_else(|| "no budget".to_owned(), |b| format!("the budget of {b}")),
             if self.problems.is_empty() {
                 String::new()
             } else {
@@ -810,6 +856,21 @@ pub async fn run(
     variables: &Map<String, Json>,
     budget: usize,
 ) -> Report {
+    let mut problems = collection.problems;
+    // A name in the variables file that no operation has is a typo, not a default.
+    for name in variables.keys() {
+        if !collection
+            .candidates
+            .iter()
+            .any(|c| c.name.as_deref() == Some(name.as_str()))
+        {
+            problems.push(problem(
+                "--variables",
+                None,
+                format!("no operation is named {name}"),
+            ));
+        }
+    }
     let mut operations = Vec::with_capacity(collection.candidates.len());
     for candidate in &collection.candidates {
         let vars = candidate
@@ -821,10 +882,17 @@ pub async fn run(
             .unwrap_or_default();
         operations.push(check(state, who, candidate, vars, budget).await);
     }
+    if collection.candidates.is_empty() && problems.is_empty() {
+        problems.push(problem(
+            "(inputs)",
+            None,
+            "no operations found in the paths given",
+        ));
+    }
     Report {
-        budget,
+        budget: (budget != usize::MAX).then_some(budget),
         operations,
-        problems: collection.problems,
+        problems,
     }
 }
 

@@ -147,7 +147,13 @@ async fn check(args: CheckArgs) -> Result<bool, BoxError> {
             }
         }
     };
-    let budget = args.budget.or(args.serve.budget()).unwrap_or(usize::MAX);
+    // As on the server, a budget of 0 is no limit.
+    let budget = match args.budget {
+        Some(0) => None,
+        Some(b) => Some(b),
+        None => args.serve.budget(),
+    }
+    .unwrap_or(usize::MAX);
     let keys = Keys::from_secret(&[0; 32], args.serve.auth.tokens()).map_err(|e| e.detail())?;
     let mut serve = args.serve;
     // The documents checked are the ones given, not the server's trusted ones.

@@ -672,7 +672,15 @@ async fn run(
     // writes, and only queries are planned ahead).
     let mut planned = None;
     let mut plans = Vec::new();
-    if check.expect.is_some() || check.wants_plan {
+    // Each root field reserves its statements before its first one runs, so one field over
+    // the budget is refused before any SQL; with several root fields, an earlier one could
+    // run before a later one finds the budget spent. Such a query is planned whole first.
+    let budget = state.config.budget();
+    let several_roots = prepared.shape.len() > 1;
+    if check.expect.is_some()
+        || check.wants_plan
+        || (budget.is_some() && several_roots && prepared.ty == OperationType::Query)
+    {
         if prepared.ty == OperationType::Query {
             let prediction = predict(state, who, &prepared).await;
             planned = Some(prediction.statements);
@@ -684,6 +692,18 @@ async fn run(
                 &[],
             ));
         }
+    }
+    if let (Some(budget), Some(planned)) = (budget, planned)
+        && planned > budget
+    {
+        return Ok(request_error(
+            format!(
+                "this request needs {planned} SQL statements, more than the budget of \
+                 {budget}; nothing ran"
+            ),
+            "LIMIT_EXCEEDED",
+            &[("planned", async_graphql::Value::from(planned as u64))],
+        ));
     }
     if let (Some(expected), Some(planned)) = (check.expect, planned)
         && expected != planned

@@ -100,6 +100,18 @@ pub struct Prepared {
 #[derive(Debug, Default)]
 pub struct Shape(Vec<(Name, OutType, Shape)>);
 
+impl Shape {
+    /// The number of response keys of the selection set.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the selection set has no response key.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// The wrapping of a field's type: what [`finish`] needs to propagate nulls.
 #[derive(Debug, Clone)]
 pub enum OutType {

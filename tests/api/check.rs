@@ -149,6 +149,33 @@ fn the_budget_the_role_and_the_variables() {
     );
     assert!(!ok);
     assert_eq!(op(&r, "Deep")["errors"][0]["code"], "BAD_USER_INPUT");
+    // A Boolean that `@include` reads is planned both ways; the costlier counts.
+    let flags = dir.join("flags.graphql");
+    std::fs::write(
+        &flags,
+        "query Flags($with: Boolean!, $no: Boolean!) { products(first: 2) { id orders @include(if: $with) { id } orderItems @skip(if: $no) { id } } }\n",
+    )
+    .unwrap();
+    let (ok, r) = report(&["--budget", "2"], &[&flags]);
+    assert!(!ok, "3 statements when with = true and no = false: {r}");
+    let f = op(&r, "Flags");
+    assert_eq!(f["statements"], 3);
+    assert_eq!(f["assumedVariables"], json!({ "with": true, "no": false }));
+    // As on the server, a budget of 0 is no limit.
+    let (ok, r) = report(&["--budget", "0"], &[&flags]);
+    assert!(ok, "{r}");
+    assert_eq!(r["budget"], Value::Null);
+    // A name in the variables file that no operation has is a typo, reported.
+    std::fs::write(&vars, r#"{"Dep": {"n": 1}}"#).unwrap();
+    let (ok, r) = report(&["--variables", vars.to_str().unwrap()], &[&flags]);
+    assert!(!ok);
+    assert!(
+        r["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Dep"),
+        "{r}"
+    );
     // Nothing to check is a failure too (a wrong path in CI must not pass).
     let empty = scratch_dir("check-empty");
     let (ok, _) = check(&[], &[&empty]);

@@ -311,7 +311,27 @@ async fn the_budget_covers_all_root_fields_of_a_request() {
         .gql("{ a: users { orders { id } } b: users { orders { id } } }")
         .await;
     assert_eq!(resp.error_code(), "LIMIT_EXCEEDED");
-    assert!(resp.statements <= 3);
+    assert!(
+        resp.error_message().contains("4 SQL statements"),
+        "{}",
+        resp.body
+    );
+    assert_eq!(resp.statements, 0, "refused whole, before any SQL");
+    assert!(
+        resp.body.get("data").is_none_or(|d| d.is_null()),
+        "no partial answer"
+    );
+    // Many cheap root fields add up the same way.
+    let many: String = (0..4)
+        .map(|i| format!("p{i}: products {{ id }} "))
+        .collect();
+    let resp = app.gql(&format!("{{ {many} }}")).await;
+    assert_eq!(resp.error_code(), "LIMIT_EXCEEDED", "{}", resp.body);
+    assert_eq!(resp.statements, 0);
+    let fits: String = (0..3)
+        .map(|i| format!("p{i}: products {{ id }} "))
+        .collect();
+    assert_eq!(app.gql(&format!("{{ {fits} }}")).await.statements, 3);
 }
 
 /// Lazy mode (`EAGERQL_PLAN=lazy`, non-strict) takes every relationship through the

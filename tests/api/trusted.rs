@@ -183,6 +183,23 @@ async fn the_server_does_not_start_with_an_invalid_or_over_budget_trusted_docume
         err.contains("Catalogue") && err.contains("needs 2 SQL statements"),
         "{err}"
     );
+    // Trusted-only with no trusted document would refuse everything: it does not start.
+    let tdb2 = TestDb::create().await;
+    let err = eagerql::app::App::build(serve_config(&[
+        "--database-url",
+        tdb2.url.as_str(),
+        "--demo-data",
+        "false",
+        "--bind",
+        "127.0.0.1:0",
+        "--trusted-only",
+        "true",
+    ]))
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(err.contains("EAGERQL_TRUSTED_DOCUMENTS"), "{err}");
     let app = start(&good, &[]).await.expect("starts");
     // Checked at start means prepared at start: the first request finds it in the cache.
     let (hits, _) = app.state().preparer.cache_hits_and_misses();
