@@ -285,6 +285,15 @@ pub fn collect(paths: &[PathBuf]) -> Collection {
             manifest(&path, &label, &text, &mut c);
             continue;
         }
+        // An empty or comment-only file (a placeholder, a file whose operations were moved)
+        // defines nothing, which is not an error.
+        let blank = text.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#')
+        });
+        if blank {
+            continue;
+        }
         let doc = match ast::Document::parse(text.as_str(), path.as_path()) {
             Ok(doc) => doc,
             Err(with) => {
@@ -368,8 +377,7 @@ fn manifest(path: &Path, label: &Arc<str>, text: &str, c: &mut Collection) {
 }
 
 /// The operations of a manifest entry (or of any whole document): one per operation its
-/// body defines, or the one the entry names; an unparsable body is one candidate whose
-/// check reports the parse errors.
+/// body defines; an unparsable body is one candidate whose check reports the parse errors.
 pub fn manifest_candidates(label: &str, entry: &trusted::ManifestEntry) -> Vec<Candidate> {
     let file: Arc<str> = format!("{label}#{}", entry.id).into();
     let whole = |name: Option<String>, kind: &'static str, line: usize| Candidate {
@@ -396,20 +404,12 @@ pub fn manifest_candidates(label: &str, entry: &trusted::ManifestEntry) -> Vec<C
             _ => None,
         })
         .collect();
-    let picked: Vec<_> = ops
-        .into_iter()
-        .filter(|op| {
-            entry
-                .name
-                .as_deref()
-                .is_none_or(|n| op.name.as_ref().is_some_and(|m| m.as_str() == n))
-        })
-        .collect();
-    if picked.is_empty() {
+    // Every operation of the body: a request may select any of them with `operationName`
+    // (the entry's name is only the default).
+    if ops.is_empty() {
         return vec![whole(entry.name.clone(), "query", 1)];
     }
-    picked
-        .into_iter()
+    ops.into_iter()
         .map(|op| {
             let line = op
                 .location()
@@ -922,7 +922,7 @@ pub async fn trusted_documents(state: &AppState) -> Result<usize, String> {
                     })
                     .collect();
                 return Err(format!(
-                    "trusted document {}: operation {name} is invalid: {}",
+                    "trusted document {} is invalid (checked for operation {name}): {}",
                     c.file,
                     why.join("; ")
                 ));

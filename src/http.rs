@@ -53,7 +53,12 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout();
     let cors = cors_layer(&state.config.cors_origins);
     let router = Router::new()
-        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route(
+            "/graphql",
+            get(graphql_get)
+                .post(graphql_post)
+                .layer(axum::middleware::map_response(counted)),
+        )
         .route("/", get(graphiql_page))
         .route("/graphiql/{file}", get(graphiql_asset))
         .route("/healthz", get(healthz))
@@ -267,6 +272,16 @@ fn unauthorized(message: &str) -> HttpResponse {
     resp
 }
 
+/// Every answer of `/graphql` says how many statements it ran: 0 when it was refused before
+/// execution (bad parameters, media types, a method or a body it does not accept).
+async fn counted(mut resp: HttpResponse) -> HttpResponse {
+    if !resp.headers().contains_key(COUNT_HEADER) {
+        resp.headers_mut()
+            .insert(COUNT_HEADER, HeaderValue::from_static("0"));
+    }
+    resp
+}
+
 fn bad_request(message: &str) -> HttpResponse {
     error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
 }
@@ -301,6 +316,13 @@ fn params_from_json(body: Json) -> Result<Params, String> {
     };
     if document_id.is_some() && query.is_some() {
         return Err("send either `documentId` or `query`, not both".to_owned());
+    }
+    let persisted_too = obj
+        .get("extensions")
+        .and_then(Json::as_object)
+        .is_some_and(|e| e.contains_key("persistedQuery"));
+    if document_id.is_some() && persisted_too {
+        return Err("send either `documentId` or `extensions.persistedQuery`, not both".to_owned());
     }
     let operation_name = match obj.remove("operationName") {
         None | Some(Json::Null) => None,
@@ -442,17 +464,17 @@ async fn execute(
         .get(DEBUG_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("plan")));
-    let expect = match headers
-        .get(EXPECT_HEADER)
-        .map(|v| v.to_str().map(str::trim))
-    {
+    let mut expect_values = headers.get_all(EXPECT_HEADER).iter();
+    let first = expect_values.next();
+    let repeated = expect_values.next().is_some();
+    let expect = match first.map(|v| v.to_str().map(str::trim)) {
         None => None,
-        Some(Ok(v)) if v.parse::<usize>().is_ok() => v.parse::<usize>().ok(),
+        Some(Ok(v)) if !repeated && v.parse::<usize>().is_ok() => v.parse::<usize>().ok(),
         Some(_) => {
             let mut resp = error_response(
                 StatusCode::BAD_REQUEST,
                 "BAD_REQUEST",
-                &format!("{EXPECT_HEADER} must be a number of SQL statements"),
+                &format!("{EXPECT_HEADER} must be one number of SQL statements"),
             );
             resp.headers_mut()
                 .insert(COUNT_HEADER, HeaderValue::from_static("0"));
@@ -483,9 +505,12 @@ async fn execute(
         .variables
         .map(operation::variables)
         .unwrap_or_default();
-    let prepared = state
-        .preparer
-        .prepare(&query, params.operation_name.as_deref(), &variables);
+    // A trusted document's manifest may name its operation: the default when none is asked for.
+    let operation_name = params
+        .operation_name
+        .as_deref()
+        .or_else(|| state.trusted.operation_of(&query));
+    let prepared = state.preparer.prepare(&query, operation_name, &variables);
     let mut refused_status = None;
     let mut response = match prepared {
         Err(Refused(errors)) => async_graphql::Response::from_errors(errors),

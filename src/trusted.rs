@@ -85,6 +85,8 @@ pub fn parse_manifest(text: &str) -> Result<Vec<ManifestEntry>, String> {
 pub struct Trusted {
     by_id: HashMap<String, Arc<str>>,
     by_hash: HashMap<Hash, Arc<str>>,
+    /// The operation name a manifest gives a document (by the document's hash).
+    names: HashMap<Hash, String>,
     entries: Vec<(PathBuf, ManifestEntry)>,
 }
 
@@ -122,7 +124,11 @@ impl Trusted {
             ));
         }
         self.by_id.insert(entry.id.clone(), body.clone());
-        self.by_hash.insert(hash_of(&entry.body), body);
+        let hash = hash_of(&entry.body);
+        self.by_hash.insert(hash, body);
+        if let Some(name) = &entry.name {
+            self.names.entry(hash).or_insert_with(|| name.clone());
+        }
         self.entries.push((path.to_owned(), entry));
         Ok(())
     }
@@ -153,6 +159,12 @@ impl Trusted {
     /// The document whose SHA-256 is `hash`.
     pub fn by_hash(&self, hash: &Hash) -> Option<Arc<str>> {
         self.by_hash.get(hash).cloned()
+    }
+
+    /// The operation a manifest names for the trusted document `text`: a request that names
+    /// the document but no operation runs that one.
+    pub fn operation_of(&self, text: &str) -> Option<&str> {
+        self.names.get(&hash_of(text)).map(String::as_str)
     }
 
     /// Whether `text` is, character for character, a trusted document.

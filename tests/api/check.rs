@@ -176,10 +176,20 @@ fn the_budget_the_role_and_the_variables() {
             .contains("Dep"),
         "{r}"
     );
-    // Nothing to check is a failure too (a wrong path in CI must not pass).
+    // Nothing to check is a failure too (a wrong path in CI must not pass); an empty or
+    // comment-only file is nothing, not an error.
     let empty = scratch_dir("check-empty");
-    let (ok, _) = check(&[], &[&empty]);
+    std::fs::write(empty.join("moved.graphql"), "# moved to orders.graphql\n\n").unwrap();
+    let (ok, r) = report(&[], &[&empty]);
     assert!(!ok);
+    assert_eq!(r["problems"].as_array().map(Vec::len), Some(1), "{r}");
+    assert!(
+        r["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no operations"),
+        "{r}"
+    );
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_dir_all(&empty).ok();
 }

@@ -632,6 +632,17 @@ async fn every_shape_is_predicted_and_a_wrong_expectation_runs_nothing() {
     .await;
     assert_eq!(status, 400);
     assert_eq!(bad["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+    // Empty, or given twice (which one would the test mean?): refused too.
+    for headers in [
+        vec![("x-eagerql-expect-statements", String::new())],
+        vec![
+            ("x-eagerql-expect-statements", "1".to_owned()),
+            ("x-eagerql-expect-statements", "2".to_owned()),
+        ],
+    ] {
+        let (status, bad, ran) = post_with(&app, "{ products { id } }", &json!({}), &headers).await;
+        assert_eq!((status.as_u16(), ran), (400, 0), "{bad}");
+    }
     let (_, m, ran) = post_with(
         &app,
         "mutation { logout(refreshToken: \"x\") }",

@@ -90,8 +90,19 @@ async fn requests_name_trusted_documents_by_document_id_or_hash() {
     );
     let (status, body, _) = post(&app, json!({ "documentId": "a1", "query": CATALOGUE })).await;
     assert_eq!((status, code(&body)), (400, "BAD_REQUEST"), "{body}");
-    let (status, _, _) = post(&app, json!({ "documentId": 7 })).await;
-    assert_eq!(status, 400);
+    let (status, _, n) = post(&app, json!({ "documentId": 7 })).await;
+    assert_eq!(
+        (status, n.as_str()),
+        (400, "0"),
+        "refused before execution: 0 statements"
+    );
+    let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256_hex(MINE) } });
+    let (status, body, _) = post(&app, json!({ "documentId": "a1", "extensions": ext })).await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "BAD_REQUEST"),
+        "two names for one document"
+    );
     // Without EAGERQL_TRUSTED_ONLY any other document still runs.
     let (_, body, _) = post(&app, json!({ "query": "{ products { id } }" })).await;
     assert!(body.get("errors").is_none(), "{body}");
@@ -159,6 +170,48 @@ async fn the_server_does_not_start_with_an_invalid_or_over_budget_trusted_docume
         let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
         eagerql::app::App::build(serve_config(&refs))
     };
+    // An entry whose body holds two operations: both are checked (a request may select
+    // either), and the one the manifest names is the default.
+    let two = dir.join("two.json");
+    let body = format!("{CATALOGUE}\nquery Deep {{ products {{ orders {{ items {{ id }} }} }} }}");
+    std::fs::write(
+        &two,
+        json!({ "format": "apollo-persisted-query-manifest", "version": 1,
+                "operations": [{ "id": "t", "name": "Catalogue", "type": "query", "body": body }] })
+        .to_string(),
+    )
+    .unwrap();
+    let err = start(&two, &["--statement-budget", "2"])
+        .await
+        .err()
+        .expect("Deep needs 3")
+        .to_string();
+    assert!(err.contains("Deep") && err.contains("needs 3"), "{err}");
+    let app = start(&two, &[]).await.expect("starts");
+    let run = |body: Value| {
+        let router = eagerql::http::router(app.state().clone());
+        async move {
+            let req = Request::post("/graphql")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        }
+    };
+    let named = run(json!({ "documentId": "t" })).await;
+    assert!(named["data"]["products"].is_array(), "{named}");
+    assert!(
+        named["data"]["products"][0].get("name").is_some()
+            || named["data"]["products"] == json!([])
+    );
+    let other = run(json!({ "documentId": "t", "operationName": "Deep" })).await;
+    assert!(other.get("errors").is_none(), "{other}");
+    drop(app);
     let bad = dir.join("bad.json");
     std::fs::write(
         &bad,
@@ -166,7 +219,7 @@ async fn the_server_does_not_start_with_an_invalid_or_over_budget_trusted_docume
     )
     .unwrap();
     let err = start(&bad, &[]).await.err().expect("refused").to_string();
-    assert!(err.contains("Broken") && err.contains("invalid"), "{err}");
+    assert!(err.contains("invalid"), "{err}");
     assert!(
         err.contains("bad.json#r2"),
         "names the manifest entry: {err}"
