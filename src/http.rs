@@ -36,6 +36,10 @@ use crate::persisted::ApqError;
 use crate::predict::{Who, predict, request_context};
 use crate::state::AppState;
 
+mod headers;
+
+pub use headers::REQUEST_ID;
+
 /// The request header that asks for the executed SQL in the response's `extensions`.
 pub const DEBUG_HEADER: &str = "x-eagerql-debug";
 /// The response header that always carries the request's SQL statement count.
@@ -87,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         None => router,
     };
     router
+        .layer(axum::middleware::from_fn(headers::security_headers))
         // Responses above a kilobyte (the dashboard's 400 KB, the GraphiQL assets) are
         // compressed when the client accepts gzip, br or zstd; small answers are sent as they
         // are, so they cost nothing extra.
@@ -97,6 +102,9 @@ pub fn router(state: AppState) -> Router {
                     .and(NotForContentType::GRPC),
             ),
         )
+        // Outermost: every response, whichever layer made it, carries the request's id, and
+        // every log line of the request its span.
+        .layer(axum::middleware::from_fn(headers::request_id))
         .with_state(state)
 }
 
@@ -512,9 +520,19 @@ async fn execute(
         .or_else(|| state.trusted.operation_of(&query));
     let prepared = state.preparer.prepare(&query, operation_name, &variables);
     let mut refused_status = None;
+    // For the request's log line.
+    let mut operation: (Option<String>, &'static str) = (operation_name.map(str::to_owned), "");
     let mut response = match prepared {
         Err(Refused(errors)) => async_graphql::Response::from_errors(errors),
         Ok(prepared) => {
+            operation = (
+                prepared.name.clone(),
+                match prepared.ty {
+                    OperationType::Query => "query",
+                    OperationType::Mutation => "mutation",
+                    OperationType::Subscription => "subscription",
+                },
+            );
             // GET is for queries only: a mutation must not run on a request that caches and
             // prefetchers consider safe.
             if method == Method::Get && prepared.ty != OperationType::Query {
@@ -577,13 +595,27 @@ async fn execute(
         None if !executed && media == Media::GraphqlResponse => StatusCode::BAD_REQUEST,
         None => StatusCode::OK,
     };
+    // One line per request (its id comes from the request's span). Never the document or the
+    // variables: they may hold passwords and tokens.
+    let codes: Vec<&str> = response
+        .errors
+        .iter()
+        .filter_map(|e| match e.extensions.as_ref()?.get("code")? {
+            async_graphql::Value::String(c) => Some(c.as_str()),
+            _ => None,
+        })
+        .collect();
     tracing::info!(
+        operation = operation.0.as_deref().unwrap_or(""),
+        operation_type = operation.1,
         status = status.as_u16(),
         viewer = viewer.user_id(),
         statements,
+        rows = log.rows(),
         db_us = log.total_duration().as_micros() as u64,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         errors = response.errors.len(),
+        error_codes = codes.join(","),
         "graphql request"
     );
     let retry_after = response.errors.iter().find_map(|e| {
@@ -857,7 +889,16 @@ const GRAPHIQL_INDEX: &str = include_str!("../assets/graphiql/index.html");
 
 async fn graphiql_page() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                headers::GRAPHIQL_CSP.clone(),
+            ),
+        ],
         GRAPHIQL_INDEX,
     )
 }

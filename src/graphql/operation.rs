@@ -82,6 +82,8 @@ impl Default for DocumentLimits {
 pub struct Prepared {
     /// Query or mutation.
     pub ty: OperationType,
+    /// The operation's name (`None`: anonymous).
+    pub name: Option<String>,
     /// The canonical document: one operation, one field per response key, no fragments,
     /// directives or variables.
     pub document: ExecutableDocument,
@@ -350,6 +352,7 @@ impl Preparer {
             async_graphql::Variables::from_value(Value::Object(std::mem::take(&mut canon.passed)));
         Ok(Prepared {
             ty,
+            name: op.name.as_ref().map(|n| n.to_string()),
             document,
             shape,
             reads_data,

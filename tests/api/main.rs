@@ -26,6 +26,7 @@ mod hostile;
 mod http;
 mod lazy;
 mod mutations;
+mod operations;
 mod output;
 mod schema;
 mod seed;

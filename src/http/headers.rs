@@ -1,0 +1,133 @@
+//! What every response carries, whatever route or layer answered: the request id and the
+//! security headers.
+//!
+//! A request's id is taken from its `x-request-id` when that is sane (1 to 128 visible ASCII
+//! characters), and made otherwise (128 random bits in hex). It is echoed in the response and
+//! is a field of the request's span, so every log line written while the request is served
+//! carries it.
+
+use std::sync::LazyLock;
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+/// The request id header, read and echoed.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Whether a client's request id can be used as it is: short, printable, no spaces (so it
+/// cannot forge or split a log line).
+fn sane(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+fn fresh() -> HeaderValue {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No entropy: a process-unique counter still tells requests apart.
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        bytes[..8].copy_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    }
+    HeaderValue::from_str(&hex::encode(bytes)).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Gives the request its id and span, serves it inside that span, and echoes the id.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = match req.headers().get(&REQUEST_ID) {
+        Some(v) if sane(v) => v.clone(),
+        _ => fresh(),
+    };
+    req.headers_mut().insert(REQUEST_ID, id.clone());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id.to_str().unwrap_or(""),
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    let mut resp = next.run(req).instrument(span).await;
+    resp.headers_mut().insert(REQUEST_ID, id);
+    resp
+}
+
+/// The GraphiQL page's policy: its own scripts and styles (the one inline script by its
+/// hash; React sets style attributes, so inline styles are allowed), fonts and images inlined
+/// as `data:` URLs, requests to this origin only, and no framing.
+pub static GRAPHIQL_CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
+    let page = super::GRAPHIQL_INDEX;
+    let hashes: Vec<String> = inline_scripts(page)
+        .map(|s| {
+            let digest = Sha256::digest(s.as_bytes());
+            format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            )
+        })
+        .collect();
+    let policy = format!(
+        "default-src 'none'; script-src 'self' {}; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        hashes.join(" ")
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("frame-ancestors 'none'"))
+});
+
+/// The text of each `<script>` element without a `src`.
+fn inline_scripts(page: &str) -> impl Iterator<Item = &str> {
+    page.split("<script>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</script>").next())
+}
+
+/// Every other response is data, never a document: it may load nothing and be framed by
+/// nobody.
+const DATA_CSP: HeaderValue =
+    HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'");
+
+/// Adds the security headers a response does not set itself.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(DATA_CSP);
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_ids_are_taken() {
+        assert!(sane(&HeaderValue::from_static("abc-123_Z.9")));
+        assert!(!sane(&HeaderValue::from_static("")));
+        assert!(!sane(&HeaderValue::from_static("two words")));
+        assert!(!sane(&HeaderValue::from_str(&"x".repeat(129)).unwrap()));
+        assert!(sane(&HeaderValue::from_str(&"x".repeat(128)).unwrap()));
+        let a = fresh();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, fresh());
+    }
+
+    #[test]
+    fn the_page_policy_names_its_inline_script() {
+        assert_eq!(inline_scripts(super::super::GRAPHIQL_INDEX).count(), 1);
+        let csp = GRAPHIQL_CSP.to_str().unwrap();
+        assert!(csp.contains("'sha256-"), "{csp}");
+        assert!(!csp.contains("'unsafe-eval'"));
+    }
+}
