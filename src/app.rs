@@ -32,6 +32,8 @@ pub async fn demo_accounts(session: &Session, hasher: &Hasher) -> Result<(), Box
 /// A bound, ready-to-run server.
 pub struct App {
     listener: TcpListener,
+    /// The separate `/metrics` port (EAGERQL_METRICS_BIND).
+    metrics_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -89,7 +91,15 @@ impl App {
             }
         }
         let listener = TcpListener::bind(bind).await?;
-        Ok(App { listener, state })
+        let metrics_listener = match state.config.metrics_bind {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(App {
+            listener,
+            metrics_listener,
+            state,
+        })
     }
 
     /// The bound address.
@@ -102,9 +112,24 @@ impl App {
         &self.state
     }
 
+    /// The bound address of the separate metrics port, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until Ctrl-C / SIGTERM, then drains in-flight requests and closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let db = self.state.db.clone();
+        if let Some(listener) = self.metrics_listener {
+            let router = crate::http::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the metrics port stopped");
+                }
+            });
+        }
         let router = crate::http::router(self.state);
         axum::serve(
             self.listener,

@@ -220,6 +220,11 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_TRUSTED_ONLY", default_value_t = false, action = clap::ArgAction::Set)]
     pub trusted_only: bool,
 
+    /// Serve `/metrics` on this address only, off the public port (unset: `/metrics` is on
+    /// the public port).
+    #[arg(long, env = "EAGERQL_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Seconds before a request is cut off with 503.
     #[arg(long, env = "EAGERQL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,

@@ -56,7 +56,14 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     let timeout = state.config.request_timeout();
     let cors = cors_layer(&state.config.cors_origins);
-    let router = Router::new()
+    let public = Router::new();
+    // `/metrics` is on the public port unless it has its own (EAGERQL_METRICS_BIND).
+    let public = if state.config.metrics_bind.is_none() {
+        public.route("/metrics", get(metrics))
+    } else {
+        public
+    };
+    let router = public
         .route(
             "/graphql",
             get(graphql_get)
@@ -605,6 +612,25 @@ async fn execute(
             _ => None,
         })
         .collect();
+    state.metrics.record(&crate::metrics::Outcome {
+        operation_type: if operation.1.is_empty() {
+            "unknown"
+        } else {
+            operation.1
+        },
+        outcome: if !executed {
+            "refused"
+        } else if response.errors.is_empty() {
+            "ok"
+        } else {
+            "error"
+        },
+        duration: started.elapsed(),
+        statements,
+        rows: log.rows(),
+        db_time: log.total_duration(),
+        codes: &codes,
+    });
     tracing::info!(
         operation = operation.0.as_deref().unwrap_or(""),
         operation_type = operation.1,
@@ -929,6 +955,22 @@ async fn graphiql_asset(Path(file): Path<String>) -> HttpResponse {
             (header::CACHE_CONTROL, "public, max-age=86400"),
         ],
         body,
+    )
+        .into_response()
+}
+
+/// The router of the separate metrics port: `/metrics` only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(headers::security_headers))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> HttpResponse {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.render(),
     )
         .into_response()
 }

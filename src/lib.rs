@@ -27,6 +27,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod json;
+pub mod metrics;
 pub mod model;
 pub mod money;
 pub mod password;

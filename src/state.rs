@@ -8,6 +8,7 @@ use crate::config::ServeConfig;
 use crate::db::{Db, StatementHook};
 use crate::graphql::operation::Preparer;
 use crate::graphql::{AppSchema, build_schema};
+use crate::metrics::Metrics;
 use crate::password::Hasher;
 use crate::trusted::Trusted;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub limiter: Arc<LoginLimiter>,
     /// Automatic persisted queries: documents by SHA-256, bounded.
     pub persisted: Arc<crate::persisted::Store>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<Metrics>,
     /// Trusted documents (`EAGERQL_TRUSTED_DOCUMENTS`).
     pub trusted: Arc<Trusted>,
     /// The connection pool.
@@ -50,16 +53,25 @@ impl AppState {
             config.document_cache(),
         )?;
         let trusted = Trusted::load(&config.trusted_manifests())?;
+        let preparer = Arc::new(preparer);
+        let persisted = Arc::new(crate::persisted::Store::new(
+            config.persisted_queries,
+            config.persisted_queries.saturating_mul(16 << 10),
+        ));
+        let metrics = Arc::new(Metrics::new(
+            db.clone(),
+            config.db.pool().max_connections,
+            preparer.clone(),
+            persisted.clone(),
+        ));
         Ok(AppState {
             schema,
-            preparer: Arc::new(preparer),
+            preparer,
             hasher: Hasher::start_default()?,
             keys: Arc::new(keys),
             limiter: Arc::new(config.login_limiter()),
-            persisted: Arc::new(crate::persisted::Store::new(
-                config.persisted_queries,
-                config.persisted_queries.saturating_mul(16 << 10),
-            )),
+            persisted,
+            metrics,
             trusted: Arc::new(trusted),
             db,
             config: Arc::new(config),

@@ -174,3 +174,107 @@ async fn one_structured_log_line_per_request_with_its_id_and_no_secrets() {
         }
     }
 }
+
+/// The value of the sample `name` (with its labels, exactly as written) in a scrape.
+fn sample(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_statements_errors_and_the_pool() {
+    let app = spawn_app().await;
+    app.seed(3, 2, 1, 3).await;
+    let q = json!({ "query": "{ products(first: 2) { name orders { id } } }" });
+    for _ in 0..3 {
+        app.send(graphql(q.clone(), None)).await;
+    }
+    app.send(graphql(json!({ "query": "{ users { id } }" }), None))
+        .await;
+    app.send(graphql(json!({ "query": "{ products { " }), None))
+        .await;
+    let (status, headers, text) = app
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let get = |name: &str| sample(&text, name).unwrap_or_else(|| panic!("{name} in\n{text}"));
+    assert_eq!(
+        get("eagerql_requests_total{operation_type=\"query\",outcome=\"ok\"}"),
+        3.0
+    );
+    assert_eq!(
+        get("eagerql_requests_total{operation_type=\"query\",outcome=\"error\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("eagerql_requests_total{operation_type=\"unknown\",outcome=\"refused\"}"),
+        1.0
+    );
+    assert_eq!(get("eagerql_errors_total{code=\"UNAUTHENTICATED\"}"), 1.0);
+    // Every error counts: the parser may find several in one document.
+    assert!(get("eagerql_errors_total{code=\"GRAPHQL_PARSE_FAILED\"}") >= 1.0);
+    // Statements per request: 2 for each of the three, 0 for the others.
+    assert_eq!(get("eagerql_statements_per_request_count"), 5.0);
+    assert_eq!(get("eagerql_statements_per_request_sum"), 6.0);
+    assert_eq!(
+        get("eagerql_statements_per_request_bucket{le=\"1.0\"}"),
+        2.0
+    );
+    assert_eq!(
+        get("eagerql_request_duration_seconds_count{operation_type=\"query\"}"),
+        4.0
+    );
+    assert!(get("eagerql_rows_per_request_sum") >= 6.0);
+    assert!(get("eagerql_database_seconds_sum") > 0.0);
+    assert!(get("eagerql_pool_connections") >= 1.0);
+    assert_eq!(get("eagerql_pool_max"), 5.0);
+    assert!(get("eagerql_pool_in_use") >= 0.0);
+    // The same document three times: parsed once.
+    assert!(get("eagerql_document_cache_hits_total") >= 2.0, "{text}");
+    assert!(get("eagerql_document_cache_misses_total") >= 3.0);
+    assert!(text.trim_end().ends_with("# EOF"));
+}
+
+#[tokio::test]
+async fn metrics_can_have_their_own_port_off_the_public_one() {
+    let tdb = crate::helpers::TestDb::create().await;
+    let config = crate::helpers::serve_config(&[
+        "--database-url",
+        tdb.url.as_str(),
+        "--demo-data",
+        "false",
+        "--bind",
+        "127.0.0.1:0",
+        "--metrics-bind",
+        "127.0.0.1:0",
+    ]);
+    let app = eagerql::app::App::build(config).await.expect("starts");
+    let public = app.local_addr().unwrap();
+    let private = app.metrics_addr().expect("a metrics port");
+    let server = tokio::spawn(app.run_until_stopped());
+    let get = |addr: std::net::SocketAddr, path: &'static str| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let on_private = get(private, "/metrics").await;
+    assert!(on_private.starts_with("HTTP/1.0 200"), "{on_private}");
+    assert!(on_private.contains("eagerql_pool_max"), "{on_private}");
+    let on_public = get(public, "/metrics").await;
+    assert!(on_public.starts_with("HTTP/1.0 404"), "{on_public}");
+    assert!(get(public, "/healthz").await.starts_with("HTTP/1.0 200"));
+    assert!(get(private, "/graphql").await.starts_with("HTTP/1.0 404"));
+    server.abort();
+}

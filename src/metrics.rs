@@ -1,0 +1,258 @@
+//! `/metrics`: the server's counters and histograms in the OpenMetrics text format, which
+//! Prometheus scrapes.
+//!
+//! Per request: requests by operation type and outcome, latency, SQL statements, rows and
+//! database time (histograms), and errors by `extensions.code`. Read at each scrape: the
+//! connection pool (open, idle and in use, and its maximum), the prepared-document cache and
+//! the persisted-query store. Recording a request is a handful of atomic operations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::db::Db;
+use crate::graphql::operation::Preparer;
+use crate::persisted::Store;
+
+/// The content type of the text format.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation_type: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    operation_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// How one request ended, for [`Metrics::record`].
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    /// `query`, `mutation`, or `unknown` when the request never became an operation.
+    pub operation_type: &'static str,
+    /// `ok`: data and no errors; `error`: data with errors (a field failed); `refused`: a
+    /// request error, nothing executed.
+    pub outcome: &'static str,
+    /// Wall time.
+    pub duration: Duration,
+    /// SQL statements run.
+    pub statements: usize,
+    /// Rows read.
+    pub rows: usize,
+    /// Time spent in the database.
+    pub db_time: Duration,
+    /// The `extensions.code` of each error.
+    pub codes: &'a [&'a str],
+}
+
+/// What is read afresh at each scrape.
+struct Live {
+    db: Db,
+    preparer: Arc<Preparer>,
+    persisted: Arc<Store>,
+    max_connections: u32,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").finish()
+    }
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    let g = ConstGauge::new(v);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+impl Collector for Live {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let (open, idle) = self.db.pool_status();
+        let idle = idle as i64;
+        let open = i64::from(open);
+        gauge(
+            &mut e,
+            "eagerql_pool_connections",
+            "Open pooled connections.",
+            open,
+        )?;
+        gauge(
+            &mut e,
+            "eagerql_pool_idle",
+            "Idle pooled connections.",
+            idle,
+        )?;
+        gauge(
+            &mut e,
+            "eagerql_pool_in_use",
+            "Pooled connections serving a request.",
+            (open - idle).max(0),
+        )?;
+        gauge(
+            &mut e,
+            "eagerql_pool_max",
+            "Most pooled connections (EAGERQL_POOL_SIZE).",
+            i64::from(self.max_connections),
+        )?;
+        let (hits, misses) = self.preparer.cache_hits_and_misses();
+        counter(
+            &mut e,
+            "eagerql_document_cache_hits",
+            "Documents found parsed and validated in the cache.",
+            hits,
+        )?;
+        counter(
+            &mut e,
+            "eagerql_document_cache_misses",
+            "Documents parsed and validated afresh.",
+            misses,
+        )?;
+        gauge(
+            &mut e,
+            "eagerql_persisted_queries",
+            "Documents in the automatic persisted-query store.",
+            self.persisted.len() as i64,
+        )?;
+        Ok(())
+    }
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily<TypeLabel>,
+    statements: Histogram,
+    rows: Histogram,
+    db_time: Histogram,
+    errors: Family<CodeLabel, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish()
+    }
+}
+
+impl Metrics {
+    /// The metrics of a server with this pool, preparer and persisted-query store.
+    pub fn new(
+        db: Db,
+        max_connections: u32,
+        preparer: Arc<Preparer>,
+        persisted: Arc<Store>,
+    ) -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "eagerql_requests",
+            "GraphQL requests, by operation type and outcome (ok, error, refused).",
+            requests.clone(),
+        );
+        let latency: HistogramFamily<TypeLabel> = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "eagerql_request_duration_seconds",
+            "Time to answer a GraphQL request.",
+            latency.clone(),
+        );
+        let statements = Histogram::new([0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 25.0]);
+        registry.register(
+            "eagerql_statements_per_request",
+            "SQL statements one request ran.",
+            statements.clone(),
+        );
+        let rows = Histogram::new(exponential_buckets(1.0, 4.0, 10));
+        registry.register(
+            "eagerql_rows_per_request",
+            "Rows one request read.",
+            rows.clone(),
+        );
+        let db_time = latency_histogram();
+        registry.register(
+            "eagerql_database_seconds",
+            "Time one request spent in the database.",
+            db_time.clone(),
+        );
+        let errors = Family::<CodeLabel, Counter>::default();
+        registry.register(
+            "eagerql_errors",
+            "GraphQL errors, by extensions.code.",
+            errors.clone(),
+        );
+        registry.register_collector(Box::new(Live {
+            db,
+            preparer,
+            persisted,
+            max_connections,
+        }));
+        Metrics {
+            registry,
+            requests,
+            latency,
+            statements,
+            rows,
+            db_time,
+            errors,
+        }
+    }
+
+    /// Records one request.
+    pub fn record(&self, o: &Outcome<'_>) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation_type: o.operation_type,
+                outcome: o.outcome,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&TypeLabel {
+                operation_type: o.operation_type,
+            })
+            .observe(o.duration.as_secs_f64());
+        self.statements.observe(o.statements as f64);
+        self.rows.observe(o.rows as f64);
+        self.db_time.observe(o.db_time.as_secs_f64());
+        for code in o.codes {
+            self.errors
+                .get_or_create(&CodeLabel {
+                    code: (*code).to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// The text a scrape gets.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
