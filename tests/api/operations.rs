@@ -278,3 +278,46 @@ async fn metrics_can_have_their_own_port_off_the_public_one() {
     assert!(get(private, "/graphql").await.starts_with("HTTP/1.0 404"));
     server.abort();
 }
+
+/// HTTP/2 beside HTTP/1.1 on the same port: a client with prior knowledge (no upgrade) gets
+/// its answer over HTTP/2.
+#[tokio::test]
+async fn http2_with_prior_knowledge_beside_http1() {
+    let tdb = crate::helpers::TestDb::create().await;
+    let config = crate::helpers::serve_config(&[
+        "--database-url",
+        tdb.url.as_str(),
+        "--demo-data",
+        "false",
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    let app = eagerql::app::App::build(config).await.expect("starts");
+    let addr = app.local_addr().unwrap();
+    let server = tokio::spawn(app.run_until_stopped());
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("an HTTP/2 connection");
+    tokio::spawn(conn);
+    let req = Request::post(format!("http://{addr}/graphql"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(axum::body::Bytes::from(
+            json!({ "query": "{ __typename }" }).to_string(),
+        )))
+        .unwrap();
+    let resp = sender.send_request(req).await.expect("an answer");
+    assert_eq!(resp.version(), axum::http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["data"]["__typename"], "Query");
+    server.abort();
+}
