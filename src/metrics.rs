@@ -3,7 +3,7 @@
 //!
 //! Per request: requests by operation type and outcome, latency, SQL statements, rows and
 //! database time (histograms), and errors by `extensions.code`. Read at each scrape: the
-//! connection pool (open, idle and in use, and its maximum), the prepared-document cache and
+//! connection pool (open, idle, in use, requests waiting for a connection, and its maximum), the prepared-document cache and
 //! the persisted-query store. Recording a request is a handful of atomic operations.
 
 use std::sync::Arc;
@@ -113,6 +113,12 @@ impl Collector for Live {
             "eagerql_pool_in_use",
             "Pooled connections serving a request.",
             (open - idle).max(0),
+        )?;
+        gauge(
+            &mut e,
+            "eagerql_pool_waiting",
+            "Requests waiting for a pooled connection.",
+            crate::db::waiting_for_connection() as i64,
         )?;
         gauge(
             &mut e,

@@ -52,6 +52,31 @@ impl Backend {
 /// one more round trip per request, a fifth of a small query's.
 pub const PING_AFTER_IDLE: Duration = Duration::from_millis(500);
 
+/// Requests of this process waiting for a pooled connection (the pool does not count them).
+static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one waiter for as long as it lives (so a request given up while waiting is no
+/// longer counted).
+pub(crate) struct Waiting(());
+
+impl Waiting {
+    pub(crate) fn start() -> Waiting {
+        WAITING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        WAITING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Requests of this process waiting for a pooled connection now.
+pub fn waiting_for_connection() -> usize {
+    WAITING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A connection pool to one of the two backends.
 #[derive(Clone, Debug)]
 pub enum Db {

@@ -508,10 +508,12 @@ impl Session {
     /// on PostgreSQL it is `READ COMMITTED`, with row locks taken by the statements that need
     /// them.
     pub async fn begin_write(&self) -> AppResult<Session> {
+        let waiting = super::Waiting::start();
         let tx = match &self.db {
             Db::Postgres(pool) => Tx::Postgres(Some(pool.begin().await?)),
             Db::Sqlite(pool) => Tx::Sqlite(Some(pool.begin_with("BEGIN IMMEDIATE").await?)),
         };
+        drop(waiting);
         self.log.push_control("begin");
         Ok(Session {
             db: self.db.clone(),
@@ -569,6 +571,7 @@ impl Session {
     /// Opens a pending read snapshot on first use.
     async fn open_read(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
         if matches!(tx, Tx::PendingRead) {
+            let waiting = super::Waiting::start();
             *tx = match &self.db {
                 Db::Postgres(pool) => Tx::Postgres(Some(
                     pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -576,6 +579,7 @@ impl Session {
                 )),
                 Db::Sqlite(pool) => Tx::Sqlite(Some(pool.begin().await?)),
             };
+            drop(waiting);
             self.log.push_control("begin read");
         }
         Ok(())

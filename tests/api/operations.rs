@@ -321,3 +321,71 @@ async fn http2_with_prior_knowledge_beside_http1() {
     assert_eq!(body["data"]["__typename"], "Query");
     server.abort();
 }
+
+/// `eagerql_pool_waiting`: a request that holds the only connection (paused between two
+/// statements) makes the next one wait, and the scrape says so.
+#[tokio::test]
+async fn metrics_show_requests_waiting_for_a_connection() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let release = Arc::new(tokio::sync::Notify::new());
+    let paused = Arc::new(AtomicBool::new(false));
+    let (r, p) = (release.clone(), paused.clone());
+    let hook: eagerql::db::StatementHook = Arc::new(move |_| {
+        let (r, p) = (r.clone(), p.clone());
+        Box::pin(async move {
+            if !p.swap(true, Ordering::SeqCst) {
+                r.notified().await;
+            }
+        })
+    });
+    let base = crate::helpers::spawn_app_with(&["--pool-size", "1"]).await;
+    base.seed(2, 1, 1, 2).await;
+    let app = base.with_hook(hook);
+    let q = json!({ "query": "{ products { id orders { id } } }" });
+    let first = tokio::spawn({
+        let router = app.router.clone();
+        let req = graphql(q.clone(), None);
+        async move {
+            tower::ServiceExt::oneshot(router, req)
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    while !paused.load(Ordering::SeqCst) {
+        tokio::task::yield_now().await;
+    }
+    let second = tokio::spawn({
+        let router = app.router.clone();
+        let req = graphql(q.clone(), None);
+        async move {
+            tower::ServiceExt::oneshot(router, req)
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let mut waiting = 0.0;
+    for _ in 0..200 {
+        let (_, _, text) = app
+            .send(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await;
+        waiting = sample(&text, "eagerql_pool_waiting").expect("the gauge");
+        if waiting >= 1.0 {
+            assert_eq!(sample(&text, "eagerql_pool_in_use"), Some(1.0), "{text}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        waiting >= 1.0,
+        "the second request waits for the only connection"
+    );
+    release.notify_one();
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 200);
+    let (_, _, text) = app
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(sample(&text, "eagerql_pool_waiting"), Some(0.0));
+}
