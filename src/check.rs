@@ -817,18 +817,15 @@ fn node_text(out: &mut String, node: &Json, depth: usize) {
             .cloned()
             .unwrap_or_default()
     };
-    for j in list("joins") {
-        let field = j.get("field").and_then(Json::as_str).unwrap_or("?");
-        let child = j.get("node").cloned().unwrap_or(Json::Null);
-        let _ = writeln!(out, "{pad}  join {field}: {}", fields_text(&child));
-        node_text(out, &child, depth + 1);
-    }
-    for b in list("batches") {
-        let field = b.get("field").and_then(Json::as_str).unwrap_or("?");
-        let args = b.get("arguments").map(args_text).unwrap_or_default();
-        let child = b.get("node").cloned().unwrap_or(Json::Null);
-        let _ = writeln!(out, "{pad}  batch {field}{args}: {}", fields_text(&child));
-        node_text(out, &child, depth + 1);
+    // Joins (no arguments: they are the parent's statement) and batches draw alike.
+    for (kind, key) in [("join", "joins"), ("batch", "batches")] {
+        for edge in list(key) {
+            let field = edge.get("field").and_then(Json::as_str).unwrap_or("?");
+            let args = edge.get("arguments").map(args_text).unwrap_or_default();
+            let child = edge.get("node").cloned().unwrap_or(Json::Null);
+            let _ = writeln!(out, "{pad}  {kind} {field}{args}: {}", fields_text(&child));
+            node_text(out, &child, depth + 1);
+        }
     }
     for a in list("aggregates") {
         let field = a.get("field").and_then(Json::as_str).unwrap_or("?");

@@ -198,6 +198,24 @@ pub fn serve_config(args: &[&str]) -> ServeConfig {
     ServeArgs::try_parse_from(all).expect("settings").config
 }
 
+/// `eagerql serve`'s start-up ([`eagerql::app::App::build`]) on the database at `url`, without
+/// demo data, on a free port, with `extra` settings.
+pub async fn build_app(
+    url: &str,
+    extra: &[&str],
+) -> Result<eagerql::app::App, eagerql::app::BoxError> {
+    let mut args = vec![
+        "--database-url",
+        url,
+        "--demo-data",
+        "false",
+        "--bind",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    eagerql::app::App::build(serve_config(&args)).await
+}
+
 /// Starts the app on a fresh, migrated, empty database with the test settings (strict mode,
 /// SQL debug allowed) plus `extra` command-line settings.
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {

@@ -245,17 +245,9 @@ async fn metrics_count_requests_statements_errors_and_the_pool() {
 #[tokio::test]
 async fn metrics_can_have_their_own_port_off_the_public_one() {
     let tdb = crate::helpers::TestDb::create().await;
-    let config = crate::helpers::serve_config(&[
-        "--database-url",
-        tdb.url.as_str(),
-        "--demo-data",
-        "false",
-        "--bind",
-        "127.0.0.1:0",
-        "--metrics-bind",
-        "127.0.0.1:0",
-    ]);
-    let app = eagerql::app::App::build(config).await.expect("starts");
+    let app = crate::helpers::build_app(&tdb.url, &["--metrics-bind", "127.0.0.1:0"])
+        .await
+        .expect("starts");
     let public = app.local_addr().unwrap();
     let private = app.metrics_addr().expect("a metrics port");
     let server = tokio::spawn(app.run_until_stopped());
@@ -284,15 +276,9 @@ async fn metrics_can_have_their_own_port_off_the_public_one() {
 #[tokio::test]
 async fn http2_with_prior_knowledge_beside_http1() {
     let tdb = crate::helpers::TestDb::create().await;
-    let config = crate::helpers::serve_config(&[
-        "--database-url",
-        tdb.url.as_str(),
-        "--demo-data",
-        "false",
-        "--bind",
-        "127.0.0.1:0",
-    ]);
-    let app = eagerql::app::App::build(config).await.expect("starts");
+    let app = crate::helpers::build_app(&tdb.url, &[])
+        .await
+        .expect("starts");
     let addr = app.local_addr().unwrap();
     let server = tokio::spawn(app.run_until_stopped());
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();

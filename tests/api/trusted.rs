@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::Request;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, scratch_dir, serve_config, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, TestDb, build_app, scratch_dir, spawn_app, spawn_app_with};
 
 const CATALOGUE: &str = "query Catalogue { products(first: 2) { name orders { id } } }";
 const MINE: &str = "query Mine { me { id } }";
@@ -154,21 +154,14 @@ async fn the_server_does_not_start_with_an_invalid_or_over_budget_trusted_docume
     let dir = scratch_dir("trusted-start");
     let tdb = TestDb::create().await;
     let start = |manifest: &std::path::Path, extra: &[&str]| {
-        let mut args = vec![
-            "--database-url",
-            tdb.url.as_str(),
-            "--demo-data",
-            "false",
-            "--bind",
-            "127.0.0.1:0",
-            "--trusted-documents",
-        ];
         let path = manifest.display().to_string();
-        let mut owned: Vec<String> = args.drain(..).map(str::to_owned).collect();
-        owned.push(path);
-        owned.extend(extra.iter().map(|s| (*s).to_owned()));
-        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
-        eagerql::app::App::build(serve_config(&refs))
+        let mut args = vec!["--trusted-documents".to_owned(), path];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let url = tdb.url.clone();
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            build_app(&url, &refs).await
+        }
     };
     // An entry whose body holds two operations: both are checked (a request may select
     // either), and the one the manifest names is the default.
@@ -238,20 +231,11 @@ async fn the_server_does_not_start_with_an_invalid_or_over_budget_trusted_docume
     );
     // Trusted-only with no trusted document would refuse everything: it does not start.
     let tdb2 = TestDb::create().await;
-    let err = eagerql::app::App::build(serve_config(&[
-        "--database-url",
-        tdb2.url.as_str(),
-        "--demo-data",
-        "false",
-        "--bind",
-        "127.0.0.1:0",
-        "--trusted-only",
-        "true",
-    ]))
-    .await
-    .err()
-    .expect("refused")
-    .to_string();
+    let err = build_app(&tdb2.url, &["--trusted-only", "true"])
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("EAGERQL_TRUSTED_DOCUMENTS"), "{err}");
     let app = start(&good, &[]).await.expect("starts");
     // Checked at start means prepared at start: the first request finds it in the cache.
