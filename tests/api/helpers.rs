@@ -409,3 +409,142 @@ pub async fn deactivate(app: &TestApp, user: i64) {
     )
     .await;
 }
+
+/// An HTTP/1.1 request to a running server: `(status, headers, body)`.
+pub async fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the server");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("an HTTP/1.1 connection");
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(http_body_util::Full::new(axum::body::Bytes::from(body)))
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("an answer");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8(bytes.to_vec()).expect("utf-8 body"),
+    )
+}
+
+/// A GraphQL POST to a running server, with an optional bearer token.
+pub async fn http_gql(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> Gql {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("authorization", auth));
+    }
+    let body = json!({ "query": query, "variables": variables }).to_string();
+    let (status, h, text) = http_request(addr, "POST", "/graphql", &headers, body).await;
+    let statements = h
+        .get("x-eagerql-sql-statements")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body: {text}"));
+    Gql {
+        status,
+        body,
+        statements,
+    }
+}
+
+/// `eagerql serve` as its own process (the built binary), killed when dropped.
+pub struct ServerProcess {
+    /// Where it serves.
+    pub addr: std::net::SocketAddr,
+    child: std::process::Child,
+    /// Every log line it wrote so far (JSON, one per line).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Starts the server on the database at `url` on a free port, with `args` after `serve`
+    /// and `env` set, and waits until it serves.
+    pub fn start(url: &str, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_eagerql"));
+        cmd.arg("serve")
+            .args(["--database-url", url, "--bind", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start eagerql serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(t) = &tx
+                    && let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && let Some(addr) = v["addr"].as_str()
+                    && v["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("serving GraphQL"))
+                {
+                    let _ = t.send(addr.to_owned());
+                    tx = None;
+                }
+                lines.lock().expect("log").push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(addr) => addr.parse().expect("the address it serves at"),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "eagerql serve did not start:\n{}",
+                    log.lock().expect("log").join("\n")
+                );
+            }
+        };
+        ServerProcess { addr, child, log }
+    }
+
+    /// A GraphQL POST to this server.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Gql {
+        http_gql(self.addr, token, query, variables).await
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -28,6 +28,7 @@ mod lazy;
 mod mutations;
 mod operations;
 mod output;
+mod scale_out;
 mod schema;
 mod seed;
 mod sessions;
