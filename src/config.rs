@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::db::{Backend, PoolConfig};
+use crate::db::{Backend, PoolConfig, Pooler};
 use crate::graphql::SchemaLimits;
 use crate::graphql::operation::DocumentLimits;
 use crate::planner::Limits;
@@ -57,6 +57,18 @@ pub struct DbConfig {
     #[arg(long, env = "EAGERQL_SLOW_STATEMENT_MS", default_value_t = 1_000)]
     pub slow_statement_ms: u64,
 
+    /// PostgreSQL: what `DATABASE_URL` leads to. `transaction`: a transaction-mode pooler
+    /// such as PgBouncer with `pool_mode = transaction` (settings travel with each BEGIN,
+    /// no named prepared statements, migrations only checked); `none`: PostgreSQL itself, or
+    /// a session-mode pooler.
+    #[arg(long, env = "EAGERQL_POOLER", value_enum, default_value_t = Pooler::None)]
+    pub pooler: Pooler,
+
+    /// PostgreSQL read replicas, comma-separated URLs: query operations read from them,
+    /// round-robin over the healthy ones; mutations use the primary (`DATABASE_URL`).
+    #[arg(long, env = "EAGERQL_REPLICA_URLS", value_delimiter = ',')]
+    pub replica_urls: Vec<String>,
+
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `eagerql=debug`).
     #[arg(long, env = "EAGERQL_LOG", default_value = "info")]
     pub log: String,
@@ -76,6 +88,13 @@ impl DbConfig {
                 .then(|| Duration::from_millis(self.statement_timeout_ms)),
             slow_statement: (self.slow_statement_ms > 0)
                 .then(|| Duration::from_millis(self.slow_statement_ms)),
+            pooler: self.pooler,
+            replica_urls: self
+                .replica_urls
+                .iter()
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect(),
         }
     }
 

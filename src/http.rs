@@ -586,6 +586,7 @@ async fn execute(
                 "totalDurationUs": log.total_duration().as_micros() as u64,
                 "statements": log.records(),
                 "transactionControl": log.control(),
+                "server": log.server(),
             })
         } else {
             json!({ "count": statements, "statements": null,
@@ -990,7 +991,22 @@ async fn readyz(State(state): State<AppState>) -> HttpResponse {
         )
         .await
     {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Ok(_) => match state.db.replicas() {
+            Some(replicas) if !replicas.list().is_empty() => {
+                let (healthy, all) = replicas.check_now().await;
+                let body = if healthy == all {
+                    format!("ready ({all} of {all} read replicas answering)")
+                } else if healthy == 0 {
+                    format!(
+                        "degraded: none of {all} read replicas answering; reads use the primary"
+                    )
+                } else {
+                    format!("degraded: {healthy} of {all} read replicas answering")
+                };
+                (StatusCode::OK, body).into_response()
+            }
+            _ => (StatusCode::OK, "ready").into_response(),
+        },
         Err(err) => {
             tracing::warn!(error = %err.detail(), "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()

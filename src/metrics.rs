@@ -145,6 +145,30 @@ impl Collector for Live {
             "Documents in the automatic persisted-query store.",
             self.persisted.len() as i64,
         )?;
+        if let Some(replicas) = self.db.replicas().filter(|r| !r.list().is_empty()) {
+            let mut reads = e.encode_descriptor(
+                "eagerql_read_snapshots",
+                "Read snapshots (query operations) begun, by the server they ran on.",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            ConstCounter::new(replicas.primary_reads())
+                .encode(reads.encode_family(&[("server", "primary")])?)?;
+            for r in replicas.list() {
+                ConstCounter::new(r.reads())
+                    .encode(reads.encode_family(&[("server", &*r.label)])?)?;
+            }
+            let mut healthy = e.encode_descriptor(
+                "eagerql_replica_healthy",
+                "1 while the read replica is in rotation (its health check passes).",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for r in replicas.list() {
+                ConstGauge::new(i64::from(r.is_healthy()))
+                    .encode(healthy.encode_family(&[("replica", &*r.label)])?)?;
+            }
+        }
         Ok(())
     }
 }

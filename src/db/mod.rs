@@ -13,13 +13,16 @@ pub use crate::money;
 pub mod order_items;
 pub mod orders;
 pub mod products;
+pub mod replicas;
 pub mod seed;
 pub mod session;
 pub mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::AssertSqlSafe;
 use sqlx::ConnectOptions as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -80,10 +83,105 @@ pub fn waiting_for_connection() -> usize {
 /// A connection pool to one of the two backends.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// PostgreSQL pool.
-    Postgres(PgPool),
+    /// PostgreSQL: the primary's pool, and the read replicas'.
+    Postgres(Pg),
     /// SQLite pool.
     Sqlite(SqlitePool),
+}
+
+/// How eagerql reaches PostgreSQL.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pooler {
+    /// Directly, or through a session-mode pooler: one server connection per pooled
+    /// connection, so session settings and prepared statements stay on it.
+    #[default]
+    None,
+    /// Through a transaction-mode pooler (PgBouncer `pool_mode = transaction`): a server
+    /// connection is ours only inside a transaction. Settings travel with each `BEGIN`
+    /// (`SET LOCAL`), every statement runs inside a transaction and none is a named
+    /// prepared statement.
+    Transaction,
+}
+
+/// A PostgreSQL primary's pool, how it is reached, and its read replicas.
+#[derive(Clone, Debug)]
+pub struct Pg {
+    pool: PgPool,
+    /// The `BEGIN` of read snapshots and of writes (with `SET LOCAL` settings behind a
+    /// transaction pooler).
+    begin: Arc<Begin>,
+    replicas: Arc<replicas::Replicas>,
+}
+
+#[derive(Debug)]
+struct Begin {
+    read: String,
+    write: Option<String>,
+    /// Behind a transaction pooler: statements are unnamed, and run inside a transaction.
+    pooled: bool,
+}
+
+impl Begin {
+    fn new(pooler: Pooler, statement_timeout: Option<Duration>) -> Begin {
+        const READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+        match pooler {
+            Pooler::None => Begin {
+                read: READ.to_owned(),
+                write: None,
+                pooled: false,
+            },
+            Pooler::Transaction => {
+                // One simple-query message, so one round trip, as the plain BEGIN.
+                let set = match statement_timeout {
+                    Some(t) => format!("; SET LOCAL statement_timeout = {}", t.as_millis()),
+                    None => String::new(),
+                };
+                Begin {
+                    read: format!("{READ}{set}"),
+                    write: Some(format!("BEGIN{set}")),
+                    pooled: true,
+                }
+            }
+        }
+    }
+}
+
+impl Pg {
+    /// The primary's pool.
+    pub(crate) fn primary(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The statement that begins a read snapshot.
+    pub(crate) fn begin_read_sql(&self) -> &str {
+        &self.begin.read
+    }
+
+    /// The statement that begins a write transaction (`None`: sqlx's plain `BEGIN`).
+    pub(crate) fn begin_write_sql(&self) -> Option<&str> {
+        self.begin.write.as_deref()
+    }
+
+    /// Behind a transaction pooler: no named prepared statements, and no statement outside
+    /// a transaction.
+    pub(crate) fn pooled(&self) -> bool {
+        self.begin.pooled
+    }
+
+    /// The read replicas.
+    pub(crate) fn replicas(&self) -> &replicas::Replicas {
+        &self.replicas
+    }
+
+    /// Begins a write transaction on the primary.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        match self.begin_write_sql() {
+            Some(sql) => self.pool.begin_with(AssertSqlSafe(sql.to_owned())).await,
+            None => self.pool.begin().await,
+        }
+    }
 }
 
 /// How to open the pool.
@@ -97,6 +195,10 @@ pub struct PoolConfig {
     pub statement_timeout: Option<Duration>,
     /// Statements slower than this are logged at WARN (`None`: never).
     pub slow_statement: Option<Duration>,
+    /// PostgreSQL: how the database URL reaches the server.
+    pub pooler: Pooler,
+    /// PostgreSQL read replicas (their URLs): query operations read from them.
+    pub replica_urls: Vec<String>,
 }
 
 impl PoolConfig {
@@ -109,43 +211,94 @@ impl PoolConfig {
     }
 }
 
-impl Db {
-    /// Opens a pool for `url`: `postgres://...`/`postgresql://...`, or `sqlite:PATH`/a plain file
-    /// path, created if missing.
-    pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, sqlx::Error> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+/// A pool of connections to the PostgreSQL server at `url` (`lazy`: connects on first use).
+async fn pg_pool(
+    url: &str,
+    cfg: &PoolConfig,
+    acquire_timeout: Duration,
+    lazy: bool,
+) -> Result<PgPool, sqlx::Error> {
+    let mut opts = PgConnectOptions::from_str(url)?;
+    match cfg.pooler {
+        Pooler::None => {
             // Every statement with parameters is one of the planner's key lookups (`= any($1)`
             // batches, pages, by-id loads) or a write: one generic plan per prepared statement
             // serves them all, and planning them afresh on each run cost more than running
             // them. Analytics, whose best plan depends on the window, carry their values as
             // literals and are not cached (`Session::fetch_unprepared`).
-            let mut opts = PgConnectOptions::from_str(url)?
-                .options([("plan_cache_mode", "force_generic_plan")]);
+            opts = opts.options([("plan_cache_mode", "force_generic_plan")]);
             if let Some(t) = cfg.statement_timeout {
                 opts = opts.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
             }
-            let (level, after) = cfg.slow_log();
-            let opts = opts.log_slow_statements(level, after);
-            let pool = PgPoolOptions::new()
-                .max_connections(cfg.max_connections)
-                .acquire_timeout(cfg.acquire_timeout)
-                // The lesson's pool_pre_ping: a connection broken by a database restart is
-                // replaced instead of failing a request. Only connections idle for a while are
-                // pinged (see PING_AFTER_IDLE); a failed ping discards the connection and the
-                // pool hands out or opens another.
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for < PING_AFTER_IDLE {
-                            return Ok(true);
-                        }
-                        Ok(sqlx::Connection::ping(conn).await.is_ok())
-                    })
-                })
-                .connect_with(opts)
-                .await?;
-            Ok(Db::Postgres(pool))
+        }
+        Pooler::Transaction => {
+            // A transaction pooler refuses startup `options` and parameters it does not
+            // know: the statement timeout travels with each BEGIN instead, and statements are
+            // unnamed, so no prepared-statement cache.
+            opts = opts.extra_float_digits(None).statement_cache_capacity(0);
+        }
+    }
+    let (level, after) = cfg.slow_log();
+    let opts = opts.log_slow_statements(level, after);
+    let options = PgPoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(acquire_timeout)
+        // The lesson's pool_pre_ping: a connection broken by a database restart is
+        // replaced instead of failing a request. Only connections idle for a while are
+        // pinged (see PING_AFTER_IDLE); a failed ping discards the connection and the
+        // pool hands out or opens another.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < PING_AFTER_IDLE {
+                    return Ok(true);
+                }
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        });
+    if lazy {
+        return Ok(options.connect_lazy_with(opts));
+    }
+    options.connect_with(opts).await.map_err(|e| match e {
+        sqlx::Error::Database(ref d) if d.message().contains("unsupported startup parameter") => {
+            sqlx::Error::Configuration(
+                format!(
+                    "{}: the database URL leads to a transaction-mode pooler; set \
+                     EAGERQL_POOLER=transaction",
+                    d.message()
+                )
+                .into(),
+            )
+        }
+        e => e,
+    })
+}
+
+impl Db {
+    /// Opens a pool for `url`: `postgres://...`/`postgresql://...`, or `sqlite:PATH`/a plain file
+    /// path, created if missing.
+    pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, sqlx::Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = pg_pool(url, cfg, cfg.acquire_timeout, false).await?;
+            let mut replicas = Vec::with_capacity(cfg.replica_urls.len());
+            for (i, replica) in cfg.replica_urls.iter().enumerate() {
+                // A replica may be down at start: its pool connects when first used, and
+                // reads use the primary until its health check passes.
+                let pool = pg_pool(replica, cfg, replicas::ACQUIRE_TIMEOUT, true).await?;
+                replicas.push(replicas::Replica::new(i + 1, replica, pool));
+            }
+            let replicas = replicas::Replicas::start(replicas).await;
+            Ok(Db::Postgres(Pg {
+                pool,
+                begin: Arc::new(Begin::new(cfg.pooler, cfg.statement_timeout)),
+                replicas,
+            }))
         } else {
+            if !cfg.replica_urls.is_empty() {
+                return Err(sqlx::Error::Configuration(
+                    "EAGERQL_REPLICA_URLS needs a PostgreSQL primary (DATABASE_URL)".into(),
+                ));
+            }
             let path = url
                 .strip_prefix("sqlite://")
                 .or_else(|| url.strip_prefix("sqlite:"));
@@ -191,11 +344,13 @@ impl Db {
     /// Applies the embedded migrations of this backend.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
-            Db::Postgres(pool) => {
+            Db::Postgres(pg) if pg.pooled() => pending_migrations(pg).await,
+            Db::Postgres(pg) => {
                 // A migration may rewrite a large table: it runs on a connection of its own,
                 // without the pool's per-statement timeout, closed afterwards.
                 use sqlx::migrate::MigrateError;
-                let mut conn = pool
+                let mut conn = pg
+                    .pool
                     .acquire()
                     .await
                     .map_err(MigrateError::Execute)?
@@ -217,18 +372,65 @@ impl Db {
     /// Closes every connection of the pool.
     pub async fn close(&self) {
         match self {
-            Db::Postgres(pool) => pool.close().await,
+            Db::Postgres(pg) => {
+                pg.replicas.close().await;
+                pg.pool.close().await;
+            }
             Db::Sqlite(pool) => pool.close().await,
+        }
+    }
+
+    /// The read replicas (none on SQLite).
+    pub fn replicas(&self) -> Option<&replicas::Replicas> {
+        match self {
+            Db::Postgres(pg) => Some(pg.replicas()),
+            Db::Sqlite(_) => None,
         }
     }
 
     /// `(size, idle)` connections of the pool, for readiness and leak checks.
     pub fn pool_status(&self) -> (u32, usize) {
         match self {
-            Db::Postgres(pool) => (pool.size(), pool.num_idle()),
+            Db::Postgres(pg) => (pg.pool.size(), pg.pool.num_idle()),
             Db::Sqlite(pool) => (pool.size(), pool.num_idle()),
         }
     }
+}
+
+/// Behind a transaction pooler, migrations are not run: the migrator holds a session
+/// advisory lock, which such a pooler cannot keep on one server connection. They are only
+/// checked, and a database that lacks one is an error that says what to do.
+async fn pending_migrations(pg: &Pg) -> Result<(), sqlx::migrate::MigrateError> {
+    use sqlx::migrate::MigrateError;
+    let mut tx = pg.begin_write().await.map_err(MigrateError::Execute)?;
+    let applied: Vec<i64> =
+        match sqlx::query_scalar::<_, i64>("select version from _sqlx_migrations where success")
+            .persistent(false)
+            .fetch_all(&mut *tx)
+            .await
+        {
+            Ok(v) => v,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(e) => return Err(MigrateError::Execute(e)),
+        };
+    let _ = tx.rollback().await;
+    let missing: Vec<String> = sqlx::migrate!("sql/migrations/postgres")
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(MigrateError::Source(
+        format!(
+            "the database lacks migrations ({}), and they cannot run through a \
+             transaction-mode pooler (EAGERQL_POOLER=transaction): run `eagerql migrate` \
+             with DATABASE_URL naming PostgreSQL itself",
+            missing.join(", ")
+        )
+        .into(),
+    ))
 }
 
 #[cfg(test)]
@@ -242,6 +444,8 @@ mod tests {
             acquire_timeout: Duration::from_secs(1),
             statement_timeout: None,
             slow_statement: Some(Duration::from_millis(250)),
+            pooler: Pooler::None,
+            replica_urls: Vec::new(),
         };
         assert_eq!(
             cfg.slow_log(),

@@ -61,6 +61,8 @@ pub struct StatementLog {
     planning_only: bool,
     /// What each reservation planned (planning-only logs keep them).
     plans: Mutex<Vec<serde_json::Value>>,
+    /// The PostgreSQL server the request's transaction ran on (`primary`, `replica-N`).
+    server: std::sync::OnceLock<Arc<str>>,
 }
 
 impl std::fmt::Debug for StatementLog {
@@ -222,6 +224,16 @@ impl StatementLog {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The PostgreSQL server the request's transaction ran on: `primary` or `replica-N`
+    /// (`None` on SQLite, or before any transaction).
+    pub fn server(&self) -> Option<&str> {
+        self.server.get().map(|s| &**s)
+    }
+
+    fn set_server(&self, server: Arc<str>) {
+        let _ = self.server.set(server);
     }
 
     fn push_control(&self, what: &'static str) {
@@ -510,7 +522,11 @@ impl Session {
     pub async fn begin_write(&self) -> AppResult<Session> {
         let waiting = super::Waiting::start();
         let tx = match &self.db {
-            Db::Postgres(pool) => Tx::Postgres(Some(pool.begin().await?)),
+            Db::Postgres(pg) => {
+                let tx = pg.begin_write().await?;
+                self.log.set_server(pg.replicas().primary_read());
+                Tx::Postgres(Some(tx))
+            }
             Db::Sqlite(pool) => Tx::Sqlite(Some(pool.begin_with("BEGIN IMMEDIATE").await?)),
         };
         drop(waiting);
@@ -573,16 +589,39 @@ impl Session {
         if matches!(tx, Tx::PendingRead) {
             let waiting = super::Waiting::start();
             *tx = match &self.db {
-                Db::Postgres(pool) => Tx::Postgres(Some(
-                    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                        .await?,
-                )),
+                Db::Postgres(pg) => Tx::Postgres(Some(self.begin_snapshot(pg).await?)),
                 Db::Sqlite(pool) => Tx::Sqlite(Some(pool.begin().await?)),
             };
             drop(waiting);
             self.log.push_control("begin read");
         }
         Ok(())
+    }
+
+    /// Begins a read snapshot on the next healthy replica, or on the primary when none is
+    /// (or when each one tried fails to begin: it is then out of rotation until its health
+    /// check passes).
+    async fn begin_snapshot(
+        &self,
+        pg: &super::Pg,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        let sql = pg.begin_read_sql();
+        while let Some(replica) = pg.replicas().pick() {
+            match replica.pool.begin_with(AssertSqlSafe(sql.to_owned())).await {
+                Ok(tx) => {
+                    replica.count_read();
+                    self.log.set_server(replica.label.clone());
+                    return Ok(tx);
+                }
+                Err(err) => pg.replicas().mark_down(replica, &err),
+            }
+        }
+        let tx = pg
+            .primary()
+            .begin_with(AssertSqlSafe(sql.to_owned()))
+            .await?;
+        self.log.set_server(pg.replicas().primary_read());
+        Ok(tx)
     }
 
     /// Rolls the transaction back (no-op outside one, or after a commit).
@@ -597,6 +636,15 @@ impl Session {
     /// every row ([`Viewer::OPERATOR`]).
     pub fn unmetered(db: Db) -> Self {
         Session::new(db, Arc::new(StatementLog::new(None))).as_viewer(Viewer::OPERATOR)
+    }
+
+    /// Whether statements may be named prepared statements (not behind a transaction
+    /// pooler).
+    fn named_statements(&self) -> bool {
+        match &self.db {
+            Db::Postgres(pg) => !pg.pooled(),
+            Db::Sqlite(_) => true,
+        }
     }
 
     /// The backend, which decides the dialect.
@@ -653,9 +701,23 @@ impl Session {
             // Rows are decoded as they arrive and dropped at once, so a large result is never
             // held twice (raw rows and decoded values).
             match (&self.exec, &self.db) {
-                (Exec::Pool, Db::Postgres(pool)) => {
+                (Exec::Pool, Db::Postgres(pg)) if pg.pooled() => {
+                    // Behind a transaction pooler a statement outside a transaction may
+                    // have its parse and its execution land on different server
+                    // connections: it gets one of its own.
+                    let mut tx = pg.begin_write().await?;
+                    let out = decode_all(
+                        bind_pg(&sql, args).persistent(false).fetch(&mut *tx),
+                        &decode,
+                        &self.log,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(out)
+                }
+                (Exec::Pool, Db::Postgres(pg)) => {
                     decode_all(
-                        bind_pg(&sql, args).persistent(prepared).fetch(pool),
+                        bind_pg(&sql, args).persistent(prepared).fetch(pg.primary()),
                         &decode,
                         &self.log,
                     )
@@ -672,7 +734,9 @@ impl Session {
                 (Exec::Tx(tx), _) => match &mut *lock_open(self, tx).await? {
                     Tx::Postgres(Some(t)) => {
                         decode_all(
-                            bind_pg(&sql, args).persistent(prepared).fetch(&mut **t),
+                            bind_pg(&sql, args)
+                                .persistent(prepared && self.named_statements())
+                                .fetch(&mut **t),
                             &decode,
                             &self.log,
                         )
@@ -714,8 +778,21 @@ impl Session {
         let params = self.params_of(&args);
         let started = Instant::now();
         let out = match (&self.exec, &self.db) {
-            (Exec::Pool, Db::Postgres(pool)) => bind_pg(&sql, args)
-                .execute(pool)
+            (Exec::Pool, Db::Postgres(pg)) if pg.pooled() => {
+                async {
+                    let mut tx = pg.begin_write().await?;
+                    let n = bind_pg(&sql, args)
+                        .persistent(false)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    Ok(n)
+                }
+                .await
+            }
+            (Exec::Pool, Db::Postgres(pg)) => bind_pg(&sql, args)
+                .execute(pg.primary())
                 .await
                 .map(|r| r.rows_affected()),
             (Exec::Pool, Db::Sqlite(pool)) => bind_sqlite(&sql, args)
@@ -724,6 +801,7 @@ impl Session {
                 .map(|r| r.rows_affected()),
             (Exec::Tx(tx), _) => match &mut *lock_open(self, tx).await? {
                 Tx::Postgres(Some(t)) => bind_pg(&sql, args)
+                    .persistent(self.named_statements())
                     .execute(&mut **t)
                     .await
                     .map(|r| r.rows_affected()),
@@ -752,9 +830,10 @@ impl Session {
         use sqlx::postgres::PgPoolCopyExt;
         self.log.admit()?;
         let started = Instant::now();
-        let Db::Postgres(pool) = &self.db else {
+        let Db::Postgres(pg) = &self.db else {
             return Err(AppError::internal("COPY is only available on PostgreSQL"));
         };
+        let pool = pg.primary();
         let out: Result<u64, sqlx::Error> = async {
             let mut copy = pool.copy_in_raw(&statement).await?;
             copy.send(data).await?;

@@ -479,8 +479,6 @@ pub struct ServerProcess {
     /// Where it serves.
     pub addr: std::net::SocketAddr,
     child: std::process::Child,
-    /// Every log line it wrote so far (JSON, one per line).
-    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -533,7 +531,7 @@ impl ServerProcess {
                 );
             }
         };
-        ServerProcess { addr, child, log }
+        ServerProcess { addr, child }
     }
 
     /// A GraphQL POST to this server.

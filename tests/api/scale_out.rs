@@ -97,7 +97,11 @@ async fn two_instances_on_one_database_share_tokens_and_never_oversell() {
             ok += 1;
         } else {
             assert_eq!(r.error_code(), "BAD_USER_INPUT", "{}", r.body);
-            assert!(r.error_message().contains("insufficient stock"), "{}", r.body);
+            assert!(
+                r.error_message().contains("insufficient stock"),
+                "{}",
+                r.body
+            );
         }
     }
     assert_eq!(ok, 10, "exactly the ten units sold");
@@ -105,4 +109,514 @@ async fn two_instances_on_one_database_share_tokens_and_never_oversell() {
         let (stock, items) = sold(server, token.clone()).await;
         assert_eq!((stock, items - items_before), (0, 10));
     }
+}
+
+/// The URL of a component `scripts/test` started for the PostgreSQL run (`var`), or `None`
+/// (the test is skipped) outside it. CI requires them.
+fn component(var: &str) -> Option<String> {
+    if crate::helpers::backend() != eagerql::db::Backend::Postgres {
+        return None;
+    }
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("EAGERQL_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "{var} is not set: scripts/test starts it for the PostgreSQL run"
+            );
+            eprintln!("{var} not set: skipped");
+            None
+        }
+    }
+}
+
+/// `url`'s database (path and query) on the server `server` names.
+fn same_database_at(url: &str, server: &str) -> String {
+    let authority = |u: &str| {
+        let rest = u.split_once("://").map_or(u, |(_, r)| r);
+        rest.split(['/', '?']).next().unwrap_or_default().to_owned()
+    };
+    url.replacen(&authority(url), &authority(server), 1)
+}
+
+/// Runs a project script (`scripts/NAME ARGS`), failing the test when it fails.
+fn script(name: &str, args: &[&str]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name);
+    let out = std::process::Command::new(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        out.status.success(),
+        "scripts/{name} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One row of one query on its own connection.
+async fn scalar(url: &str, sql: &str) -> String {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let v: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select ({sql})::text")))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = sqlx::Connection::close(conn).await;
+    v
+}
+
+/// Migrates and seeds the database at `url` directly (not through a pooler).
+async fn migrated_and_seeded(url: &str, users: u64) {
+    let app = crate::helpers::build_app(url, &[]).await.expect("migrates");
+    eagerql::db::seed::seed(
+        &eagerql::db::Session::unmetered(app.state().db.clone()),
+        eagerql::db::seed::SeedSpec {
+            users,
+            orders_per_user: 3,
+            items_per_order: 2,
+            products: 12,
+        },
+        |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("seed: {}", e.detail()));
+    app.state().db.close().await;
+}
+
+const SHAPES: &[(&str, usize)] = &[
+    ("{ users(first: 20) { id email } }", 1),
+    (
+        "{ users(first: 20) { id orders { id items { quantity product { name } } } } }",
+        3,
+    ),
+    (
+        "{ order(id: 1) { id user { email } items { product { sku } } } }",
+        2,
+    ),
+    (
+        "{ productsConnection(first: 3) { totalCount edges { cursor node { id orders { id } } } } }",
+        3,
+    ),
+    (
+        "{ analytics { topCustomers(days: 3650) { user { id } totalRevenue } } }",
+        1,
+    ),
+];
+
+/// PgBouncer in transaction mode (`scripts/pgbouncer`), with fewer server connections than
+/// the server's pool: the statement timeout still applies, in read snapshots and outside
+/// them; 200 concurrent requests of the same shapes (the same statements, re-prepared on
+/// whichever server connection each transaction gets) all answer as the server reached
+/// directly does, with the same statement counts; writes work; and the mistakes of setting
+/// it up are refused with a message that says what to do.
+#[tokio::test]
+async fn through_pgbouncer_in_transaction_mode() {
+    let Some(bouncer) = component("EAGERQL_TEST_PGBOUNCER_URL") else {
+        return;
+    };
+    let tdb = TestDb::create().await;
+    let via = same_database_at(&tdb.url, &bouncer);
+
+    // Migrations cannot run through it: they are checked, and missing ones are an error.
+    let err = crate::helpers::build_app(&via, &["--pooler", "transaction"])
+        .await
+        .err()
+        .expect("an unmigrated database is refused")
+        .to_string();
+    assert!(err.contains("eagerql migrate"), "{err}");
+    migrated_and_seeded(&tdb.url, 30).await;
+
+    // Without the setting, the pooler refuses the startup options: the error says which.
+    let err = crate::helpers::build_app(&via, &[])
+        .await
+        .err()
+        .expect("startup options are refused")
+        .to_string();
+    assert!(err.contains("EAGERQL_POOLER=transaction"), "{err}");
+
+    let pooled = crate::helpers::build_app(
+        &via,
+        &[
+            "--pooler",
+            "transaction",
+            "--statement-timeout-ms",
+            "300",
+            "--pool-size",
+            "12",
+            "--debug-sql",
+            "on",
+        ],
+    )
+    .await
+    .expect("starts through PgBouncer");
+    let db = pooled.state().db.clone();
+    let pooled_addr = pooled.local_addr().unwrap();
+    let direct = crate::helpers::build_app(&tdb.url, &[])
+        .await
+        .expect("starts");
+    let direct_addr = direct.local_addr().unwrap();
+    let token = direct
+        .state()
+        .keys
+        .issue(1, eagerql::model::Role::Admin)
+        .expect("a token")
+        .0;
+    let servers = [
+        tokio::spawn(pooled.run_until_stopped()),
+        tokio::spawn(direct.run_until_stopped()),
+    ];
+
+    // The statement timeout applies in a read snapshot and outside one.
+    let snapshot = eagerql::db::Session::new(
+        db.clone(),
+        std::sync::Arc::new(eagerql::db::StatementLog::new(None)),
+    )
+    .as_viewer(eagerql::model::Viewer::OPERATOR)
+    .begin_read();
+    let shown = snapshot
+        .fetch(
+            "test.show",
+            "select current_setting('statement_timeout')".into(),
+            vec![],
+            |r| r.text(0),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.detail()));
+    assert_eq!(shown, ["300ms"]);
+    snapshot.rollback().await;
+    let err = eagerql::db::Session::unmetered(db.clone())
+        .fetch(
+            "test.sleep",
+            "select 1::int8 from pg_sleep(2)".into(),
+            vec![],
+            |r| r.i64(0),
+        )
+        .await
+        .expect_err("cut off by the statement timeout");
+    assert_eq!(err.code(), "LIMIT_EXCEEDED", "{}", err.detail());
+
+    // The same shapes, concurrently: every answer equals the direct server's.
+    let mut expected = Vec::new();
+    for (shape, statements) in SHAPES {
+        let r = crate::helpers::http_gql(direct_addr, Some(&token), shape, json!({})).await;
+        assert_eq!(r.statements, *statements, "{shape}: {}", r.body);
+        expected.push(r.data().clone());
+    }
+    let runs = (0..200).map(|i| {
+        let (shape, statements) = SHAPES[i % SHAPES.len()];
+        let token = token.clone();
+        async move {
+            let r = crate::helpers::http_gql(pooled_addr, Some(&token), shape, json!({})).await;
+            (i % SHAPES.len(), statements, r)
+        }
+    });
+    for (n, statements, r) in futures_util::future::join_all(runs).await {
+        assert_eq!(r.data(), &expected[n], "{}", SHAPES[n].0);
+        assert_eq!(r.statements, statements, "{}", SHAPES[n].0);
+    }
+
+    // Writes: an order, and a conflict reported as such.
+    let order = crate::helpers::http_gql(
+        pooled_addr,
+        Some(&token),
+        "mutation($input: CreateOrderInput!) { createOrder(input: $input) { id items { quantity } } }",
+        json!({ "input": { "userId": "2", "items": [{ "productId": "3", "quantity": 1 }] } }),
+    )
+    .await;
+    assert_eq!(
+        order.data()["createOrder"]["items"],
+        json!([{ "quantity": 1 }])
+    );
+    let dup = crate::helpers::http_gql(
+        pooled_addr,
+        Some(&token),
+        r#"mutation { createUser(input: { email: "user1@example.com", username: "someone", password: "correct horse" }) { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(dup.error_code(), "CONFLICT", "{}", dup.body);
+    for s in servers {
+        s.abort();
+    }
+}
+
+/// Waits until the replica at `replica` has replayed everything the primary at `primary` has
+/// written so far.
+async fn replayed(primary: &str, replica: &str) {
+    let target = scalar(primary, "pg_current_wal_lsn()").await;
+    for _ in 0..200 {
+        let caught_up = scalar(
+            replica,
+            &format!("coalesce(pg_last_wal_replay_lsn() >= '{target}'::pg_lsn, false)"),
+        )
+        .await;
+        if caught_up == "true" {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the replica did not replay up to {target}");
+}
+
+/// `/readyz`'s status and body.
+async fn readyz(addr: std::net::SocketAddr) -> (u16, String) {
+    let (status, _, body) =
+        crate::helpers::http_request(addr, "GET", "/readyz", &[], String::new()).await;
+    (status.as_u16(), body)
+}
+
+/// A metric's value in `/metrics`.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let (_, _, text) =
+        crate::helpers::http_request(addr, "GET", "/metrics", &[], String::new()).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in {text}"))
+}
+
+/// A query with `x-eagerql-debug: sql`: the answer and the server its snapshot was read on.
+async fn read_on(
+    addr: std::net::SocketAddr,
+    token: &str,
+    query: &str,
+) -> (crate::helpers::Gql, String) {
+    let auth = format!("Bearer {token}");
+    let (status, h, text) = crate::helpers::http_request(
+        addr,
+        "POST",
+        "/graphql",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &auth),
+            ("x-eagerql-debug", "sql"),
+        ],
+        json!({ "query": query }).to_string(),
+    )
+    .await;
+    let body: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let server = body["extensions"]["sql"]["server"]
+        .as_str()
+        .unwrap_or("none")
+        .to_owned();
+    let statements = h["x-eagerql-sql-statements"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (
+        crate::helpers::Gql {
+            status,
+            body,
+            statements,
+        },
+        server,
+    )
+}
+
+/// A streaming replica (`scripts/pg-replica`, made with `pg_basebackup -R`): query operations
+/// read there, with the statement counts PostgreSQL's own statistics on the replica show;
+/// mutations and their answers use the primary. Stopped while requests run, the replica is
+/// skipped (reads fall back to the primary, `/readyz` says "degraded"); started again, it is
+/// back in rotation within a health check.
+#[tokio::test]
+async fn reads_use_the_replica_and_fall_back_to_the_primary_when_it_stops() {
+    let Some(replica_server) = component("EAGERQL_TEST_REPLICA_URL") else {
+        return;
+    };
+    let tdb = TestDb::create().await;
+    let replica = same_database_at(&tdb.url, &replica_server);
+    migrated_and_seeded(&tdb.url, 20).await;
+    // PostgreSQL's statement statistics, read on the replica itself.
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&tdb.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("create extension if not exists pg_stat_statements")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    replayed(&tdb.url, &replica).await;
+
+    let app =
+        crate::helpers::build_app(&tdb.url, &["--replica-urls", &replica, "--debug-sql", "on"])
+            .await
+            .expect("starts with a replica");
+    let addr = app.local_addr().unwrap();
+    let token = app
+        .state()
+        .keys
+        .issue(1, eagerql::model::Role::Admin)
+        .unwrap()
+        .0;
+    let server = tokio::spawn(app.run_until_stopped());
+    assert_eq!(
+        readyz(addr).await,
+        (200, "ready (1 of 1 read replicas answering)".to_owned())
+    );
+
+    // Reads: on the replica, counted there as the server counts them.
+    for (shape, statements) in SHAPES {
+        let (warm, on) = read_on(addr, &token, shape).await;
+        warm.data();
+        assert_eq!(on, "replica-1", "{shape}");
+        scalar(
+            &replica,
+            "(select 1 from (select pg_stat_statements_reset()) r)",
+        )
+        .await;
+        let (r, on) = read_on(addr, &token, shape).await;
+        r.data();
+        assert_eq!(
+            (on.as_str(), r.statements),
+            ("replica-1", *statements),
+            "{shape}"
+        );
+        let counted = scalar(
+            &replica,
+            "(select coalesce(sum(calls), 0) from pg_stat_statements \
+              where dbid = (select oid from pg_database where datname = current_database()) \
+              and query !~* '^\\s*(begin|commit|rollback|select pg_stat_statements_reset)' \
+              and query not like '%pg_stat_statements%' and query not like 'select (%' \
+              and query <> 'select $1')",
+        )
+        .await;
+        assert_eq!(
+            counted,
+            statements.to_string(),
+            "{shape}: statements on the replica"
+        );
+    }
+
+    // A mutation and the answer it returns: the primary.
+    let auth = format!("Bearer {token}");
+    let (_, h, text) = crate::helpers::http_request(
+        addr,
+        "POST",
+        "/graphql",
+        &[("content-type", "application/json"), ("authorization", &auth), ("x-eagerql-debug", "sql")],
+        json!({
+            "query": "mutation($input: CreateOrderInput!) { createOrder(input: $input) { id items { quantity product { id } } } }",
+            "variables": { "input": { "userId": "2", "items": [{ "productId": "4", "quantity": 2 }] } },
+        })
+        .to_string(),
+    )
+    .await;
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body["data"]["createOrder"]["items"],
+        json!([{ "quantity": 2, "product": { "id": "4" } }]),
+        "{body}"
+    );
+    assert_eq!(body["extensions"]["sql"]["server"], "primary", "{body}");
+    assert!(h.contains_key("x-eagerql-sql-statements"));
+    assert!(metric(addr, "eagerql_read_snapshots_total{server=\"replica-1\"}").await >= 10.0);
+
+    // Stopped while requests run: every request answers; those begun after the stop read
+    // on the primary.
+    let load = {
+        let token = token.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for i in 0..60 {
+                let (r, on) = read_on(addr, &token, SHAPES[i % SHAPES.len()].0).await;
+                answers.push((r, on));
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            answers
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    script("pg-replica", &["stop"]);
+    let stopped_at = std::time::Instant::now();
+    for (shape, statements) in SHAPES {
+        let (r, on) = read_on(addr, &token, shape).await;
+        r.data();
+        assert_eq!(
+            (on.as_str(), r.statements),
+            ("primary", *statements),
+            "{shape}"
+        );
+    }
+    let answers = load.await.unwrap();
+    let failed: Vec<&serde_json::Value> = answers
+        .iter()
+        .filter(|(r, _)| r.body.get("errors").is_some())
+        .map(|(r, _)| &r.body)
+        .collect();
+    // Only a request whose snapshot was open on the replica at the moment it stopped may
+    // fail, with a clean error that names no SQL.
+    assert!(failed.len() <= 2, "{failed:?}");
+    for body in failed {
+        let text = body.to_string();
+        assert!(!text.contains("select "), "{text}");
+        assert!(
+            body["errors"][0]["extensions"]["code"].is_string(),
+            "{text}"
+        );
+    }
+    assert!(answers.iter().any(|(_, on)| on == "primary"));
+    let (status, body) = readyz(addr).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        "degraded: none of 1 read replicas answering; reads use the primary"
+    );
+    assert_eq!(
+        metric(addr, "eagerql_replica_healthy{replica=\"replica-1\"}").await,
+        0.0
+    );
+    eprintln!("fell back within {:?}", stopped_at.elapsed());
+
+    // Started again: back in rotation after a health check.
+    script("pg-replica", &["start"]);
+    replayed(&tdb.url, &replica).await;
+    let mut back = false;
+    for _ in 0..100 {
+        if read_on(addr, &token, SHAPES[0].0).await.1 == "replica-1" {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(back, "the replica is back in rotation");
+    assert_eq!(readyz(addr).await.0, 200);
+    server.abort();
+}
+
+/// A replica that is down when the server starts: the server starts, reads use the
+/// primary, and `/readyz` says so.
+#[tokio::test]
+async fn a_replica_down_at_start_leaves_reads_on_the_primary() {
+    if crate::helpers::backend() != eagerql::db::Backend::Postgres {
+        return;
+    }
+    let tdb = TestDb::create().await;
+    migrated_and_seeded(&tdb.url, 3).await;
+    let nowhere = same_database_at(&tdb.url, "postgres://postgres@127.0.0.1:9");
+    let app =
+        crate::helpers::build_app(&tdb.url, &["--replica-urls", &nowhere, "--debug-sql", "on"])
+            .await
+            .expect("starts while the replica is down");
+    let addr = app.local_addr().unwrap();
+    let token = app
+        .state()
+        .keys
+        .issue(1, eagerql::model::Role::Admin)
+        .unwrap()
+        .0;
+    let server = tokio::spawn(app.run_until_stopped());
+    let (r, on) = read_on(addr, &token, SHAPES[1].0).await;
+    r.data();
+    assert_eq!((on.as_str(), r.statements), ("primary", 3));
+    assert_eq!(
+        readyz(addr).await,
+        (
+            200,
+            "degraded: none of 1 read replicas answering; reads use the primary".to_owned()
+        )
+    );
+    server.abort();
 }
