@@ -32,6 +32,8 @@ pub async fn demo_accounts(session: &Session, hasher: &Hasher) -> Result<(), Box
 /// A bound, ready-to-run server.
 pub struct App {
     listener: TcpListener,
+    /// HTTPS on the public port (EAGERQL_TLS_CERT, EAGERQL_TLS_KEY).
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// The separate `/metrics` port (EAGERQL_METRICS_BIND).
     metrics_listener: Option<TcpListener>,
     state: AppState,
@@ -41,6 +43,10 @@ impl App {
     /// Opens the database, migrates and loads demo data as configured, and binds the listener
     /// (port 0 picks a free port).
     pub async fn build(config: ServeConfig) -> Result<App, BoxError> {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            _ => None,
+        };
         let db = Db::connect(&config.db.database_url, &config.db.pool()).await?;
         if config.db.backend() == crate::db::Backend::Sqlite {
             tracing::info!(database = %config.db.database_url, "using the embedded SQLite database");
@@ -97,9 +103,15 @@ impl App {
         };
         Ok(App {
             listener,
+            tls,
             metrics_listener,
             state,
         })
+    }
+
+    /// Whether the public port speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The bound address.
@@ -131,12 +143,26 @@ impl App {
             });
         }
         let router = crate::http::router(self.state);
-        axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        match self.tls {
+            Some(config) => {
+                // `tap_io` gives the listener the connect-info of its address.
+                let listener = crate::tls::TlsListener::new(self.listener, config)?;
+                axum::serve(
+                    axum::serve::ListenerExt::tap_io(listener, |_| {}),
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+            }
+            None => {
+                axum::serve(
+                    self.listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+            }
+        }
         db.close().await;
         Ok(())
     }

@@ -52,6 +52,11 @@ pub enum Command {
         /// The server's address.
         #[arg(long, env = "EAGERQL_BIND", default_value = "127.0.0.1:8000")]
         addr: std::net::SocketAddr,
+        /// Speak HTTPS (set when the server's `EAGERQL_TLS_CERT` is; the certificate is not
+        /// verified, as the check is of this machine's own server).
+        #[arg(long = "tls", env = "EAGERQL_TLS_CERT", value_parser = tls_flag,
+              num_args = 0..=1, default_missing_value = "true")]
+        tls: Option<bool>,
     },
 }
 
@@ -242,7 +247,8 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             telemetry::init(&config.db.log, config.db.log_format);
             let app = App::build(config).await?;
             let addr = app.local_addr()?;
-            tracing::info!(%addr, "serving GraphQL at http://{addr}/graphql and GraphiQL at http://{addr}/");
+            let scheme = if app.is_tls() { "https" } else { "http" };
+            tracing::info!(%addr, "serving GraphQL at {scheme}://{addr}/graphql and GraphiQL at {scheme}://{addr}/");
             app.run_until_stopped().await?;
         }
         Command::Migrate(db) => {
@@ -342,8 +348,8 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             println!("{token}");
             pool.close().await;
         }
-        Command::Health { addr } => {
-            let status = ready_status(addr).await?;
+        Command::Health { addr, tls } => {
+            let status = ready_status(addr, tls.unwrap_or(false)).await?;
             if status != 200 {
                 return Err(format!("GET /readyz answered {status}").into());
             }
@@ -355,23 +361,40 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
 
 /// The status code of `GET /readyz` at `addr`: a bare HTTP/1.0 request, so no HTTP client is
 /// needed. An address bound to all interfaces is reached through loopback.
-async fn ready_status(addr: std::net::SocketAddr) -> Result<u16, BoxError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut addr = addr;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+async fn ready_status(addr: std::net::SocketAddr, tls: bool) -> Result<u16, BoxError> {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        mut stream: S,
+    ) -> std::io::Result<[u8; 12]> {
         stream
             .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
             .await?;
         let mut head = [0u8; 12];
         stream.read_exact(&mut head).await?;
-        Ok::<_, std::io::Error>(head)
+        Ok(head)
+    }
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        if tls {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let stream = crate::tls::health_connector().connect(name, stream).await?;
+            exchange(stream).await
+        } else {
+            exchange(stream).await
+        }
     };
     let head = tokio::time::timeout(std::time::Duration::from_secs(3), exchange).await??;
     // "HTTP/1.1 200"
     let code = std::str::from_utf8(&head[9..12])?.parse::<u16>()?;
     Ok(code)
+}
+
+/// `--tls`/`EAGERQL_TLS_CERT` for `eagerql health`: a certificate path (or `true`) means
+/// HTTPS; empty or `false` means HTTP.
+fn tls_flag(v: &str) -> Result<bool, std::convert::Infallible> {
+    Ok(!(v.is_empty() || v.eq_ignore_ascii_case("false")))
 }

@@ -121,6 +121,15 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
 
+    /// Serve HTTPS with this certificate chain (PEM; the server's certificate first):
+    /// HTTP/2 and HTTP/1.1 by ALPN. Needs `EAGERQL_TLS_KEY`.
+    #[arg(long, env = "EAGERQL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of `EAGERQL_TLS_CERT` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "EAGERQL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Apply pending migrations on start.
     #[arg(long, env = "EAGERQL_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate: bool,

@@ -36,5 +36,6 @@ pub mod planner;
 pub mod predict;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod trusted;
 pub mod validate;

@@ -253,7 +253,7 @@ async fn the_health_command_reads_readyz_over_a_socket() {
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     let health = |addr| {
         eagerql::cli::run(eagerql::cli::Cli {
-            command: Some(eagerql::cli::Command::Health { addr }),
+            command: Some(eagerql::cli::Command::Health { addr, tls: None }),
         })
     };
     assert!(health(addr).await.is_ok());

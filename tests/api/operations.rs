@@ -375,3 +375,216 @@ async fn metrics_show_requests_waiting_for_a_connection() {
         .await;
     assert_eq!(sample(&text, "eagerql_pool_waiting"), Some(0.0));
 }
+
+/// A test CA and a certificate it signed for `localhost` and 127.0.0.1: `(ca, cert, key)`
+/// paths.
+fn test_certificates(dir: &std::path::Path) -> (String, String, String) {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let (ca, ca_key, csr, cert, key, ext) = (
+        path("ca.pem"),
+        path("ca.key"),
+        path("leaf.csr"),
+        path("cert.pem"),
+        path("key.pem"),
+        path("leaf.ext"),
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "2", "-subj", "/CN=eagerql test CA"],
+        ]
+        .concat()
+        .into_iter()
+        .chain(["-keyout", &ca_key, "-out", &ca])
+        .collect(),
+        [&["req"][..], &ec, &["-subj", "/CN=localhost"]]
+            .concat()
+            .into_iter()
+            .chain(["-keyout", &key, "-out", &csr])
+            .collect(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ],
+    ];
+    for args in steps {
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (ca, cert, key)
+}
+
+/// A TLS connection to `addr` that trusts only the CA `ca` and offers only `alpn`.
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    ca: &str,
+    alpn: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.as_bytes().to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("a verified TLS connection")
+}
+
+fn typename_request(
+    addr: std::net::SocketAddr,
+) -> Request<http_body_util::Full<axum::body::Bytes>> {
+    Request::post(format!("https://localhost:{}/graphql", addr.port()))
+        .header("content-type", "application/json")
+        .header("host", format!("localhost:{}", addr.port()))
+        .body(http_body_util::Full::new(axum::body::Bytes::from(
+            json!({ "query": "{ __typename }" }).to_string(),
+        )))
+        .unwrap()
+}
+
+async fn typename_body(resp: axum::http::Response<hyper::body::Incoming>) -> Value {
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// HTTPS with `EAGERQL_TLS_CERT`/`EAGERQL_TLS_KEY`: HTTP/2 and HTTP/1.1 by ALPN on one port,
+/// a client that never finishes its handshake holds up no one, `eagerql health --tls`
+/// answers, and unreadable files stop the start with the setting's name.
+#[tokio::test]
+async fn https_speaks_http2_and_http1_by_alpn() {
+    let dir = crate::helpers::scratch_dir("tls");
+    let (ca, cert, key) = test_certificates(&dir);
+    let tdb = crate::helpers::TestDb::create().await;
+    let app = crate::helpers::build_app(&tdb.url, &["--tls-cert", &cert, "--tls-key", &key])
+        .await
+        .expect("starts with TLS");
+    assert!(app.is_tls());
+    let addr = app.local_addr().unwrap();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    // A client that connects and stays silent: the next handshakes go on.
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+
+    let h2 = tls_connect(addr, &ca, "h2").await;
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(h2),
+    )
+    .await
+    .expect("HTTP/2 over TLS");
+    tokio::spawn(conn);
+    let resp = sender.send_request(typename_request(addr)).await.unwrap();
+    assert_eq!(resp.version(), axum::http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-request-id"));
+    assert_eq!(typename_body(resp).await["data"]["__typename"], "Query");
+
+    let h1 = tls_connect(addr, &ca, "http/1.1").await;
+    assert_eq!(h1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(h1))
+            .await
+            .expect("HTTP/1.1 over TLS");
+    tokio::spawn(conn);
+    let resp = sender.send_request(typename_request(addr)).await.unwrap();
+    assert_eq!(resp.version(), axum::http::Version::HTTP_11);
+    assert_eq!(typename_body(resp).await["data"]["__typename"], "Query");
+
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut out = Vec::new();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        assert!(
+            !out.starts_with(b"HTTP/"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+
+    // The container health check speaks HTTPS when the certificate is set.
+    let (a, c) = (addr.to_string(), cert.clone());
+    let health = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_eagerql"))
+            .args(["health", "--addr", &a])
+            .env("EAGERQL_TLS_CERT", &c)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+    server.abort();
+
+    let missing = dir.join("missing.pem").display().to_string();
+    let err = crate::helpers::build_app(&tdb.url, &["--tls-cert", &missing, "--tls-key", &key])
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("EAGERQL_TLS_CERT"), "{err}");
+    let err = crate::helpers::build_app(&tdb.url, &["--tls-cert", &cert, "--tls-key", &cert])
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("EAGERQL_TLS_KEY"), "{err}");
+}
