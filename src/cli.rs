@@ -244,12 +244,14 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
     };
     match command {
         Command::Serve(config) => {
-            telemetry::init(&config.db.log, config.db.log_format);
+            telemetry::init_with_traces(&config.db.log, config.db.log_format)?;
             let app = App::build(config).await?;
             let addr = app.local_addr()?;
             let scheme = if app.is_tls() { "https" } else { "http" };
             tracing::info!(%addr, "serving GraphQL at {scheme}://{addr}/graphql and GraphiQL at {scheme}://{addr}/");
-            app.run_until_stopped().await?;
+            let served = app.run_until_stopped().await;
+            let _ = tokio::task::spawn_blocking(telemetry::flush_traces).await;
+            served?;
         }
         Command::Migrate(db) => {
             telemetry::init(&db.log, db.log_format);

@@ -632,6 +632,15 @@ async fn execute(
         db_time: log.total_duration(),
         codes: &codes,
     });
+    if crate::telemetry::traces_on() {
+        let span = tracing::Span::current();
+        span.record(
+            "graphql.operation.name",
+            operation.0.as_deref().unwrap_or(""),
+        );
+        span.record("graphql.operation.type", operation.1);
+        span.record("eagerql.statements", statements);
+    }
     tracing::info!(
         operation = operation.0.as_deref().unwrap_or(""),
         operation_type = operation.1,

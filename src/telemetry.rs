@@ -1,20 +1,146 @@
-//! Logging: `tracing` with a filter and a text or JSON format.
+//! Logging: `tracing` with a filter and a text or JSON format; and, for `eagerql serve`,
+//! OpenTelemetry traces over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set: a `request` span per HTTP request (joining
+//! the caller's trace from its `traceparent` header), a `plan` span per root field, and an
+//! `sql` span per statement with its name and row count. Without the setting no trace layer
+//! is installed and the `plan` and `sql` spans are disabled at their call sites.
 
-use tracing_subscriber::EnvFilter;
+use std::sync::OnceLock;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{Layer, Registry};
 
 use crate::config::LogFormat;
+use crate::state::BoxError;
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing).
+/// The trace pipeline, when traces are exported.
+static TRACES: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Whether spans are exported (so request spans carry the trace's attributes).
+pub fn traces_on() -> bool {
+    TRACES.get().is_some()
+}
+
+/// Installs the global subscriber, logs only. Safe to call more than once (later calls do
+/// nothing).
 pub fn init(filter: &str, format: LogFormat) {
+    let _ = install(filter, format, None);
+}
+
+/// [`init`], and trace export when the OTLP environment asks for it (`eagerql serve`).
+pub fn init_with_traces(filter: &str, format: LogFormat) -> Result<(), BoxError> {
+    let provider = if otlp_configured() {
+        Some(tracer_provider()?)
+    } else {
+        None
+    };
+    let installed = install(filter, format, provider.clone());
+    if let (Some(provider), true) = (provider, installed) {
+        let _ = TRACES.set(provider);
+        tracing::info!("exporting traces over OTLP/HTTP");
+    }
+    Ok(())
+}
+
+/// Sends the spans still buffered (at shutdown).
+pub fn flush_traces() {
+    if let Some(provider) = TRACES.get()
+        && let Err(e) = provider.force_flush()
+    {
+        tracing::warn!(error = %e, "flushing traces failed");
+    }
+}
+
+/// Whether the standard OpenTelemetry variables ask for OTLP traces.
+fn otlp_configured() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+        || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v.trim() == "none");
+    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+/// The exporter (endpoint, headers, timeout and compression from the `OTEL_EXPORTER_OTLP_*`
+/// variables) behind a batching processor on the server's runtime. The service is
+/// `OTEL_SERVICE_NAME`, or `eagerql`.
+fn tracer_provider() -> Result<SdkTracerProvider, BoxError> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .build()?;
+    let processor =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .build();
+    let service = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "eagerql".to_owned());
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service)
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource)
+        .build())
+}
+
+/// The log layer (its own filter), and the trace layer when given (the server's own spans,
+/// `plan` and `sql` included, whatever the log filter).
+fn install(filter: &str, format: LogFormat, traces: Option<SdkTracerProvider>) -> bool {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal, never in a file or a log collector.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
     };
+    let traces = traces.map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("eagerql"))
+            // The server's spans, and its warnings and errors as span events.
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.target().starts_with("eagerql")
+                    && if meta.is_span() {
+                        *meta.level() <= tracing::Level::DEBUG
+                    } else {
+                        *meta.level() <= tracing::Level::WARN
+                    }
+            }))
+    });
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .try_init()
+        .is_ok()
+}
+
+/// The caller's trace context, from its `traceparent` / `tracestate` headers.
+pub fn remote_context(headers: &axum::http::HeaderMap) -> opentelemetry::Context {
+    struct Headers<'a>(&'a axum::http::HeaderMap);
+    impl opentelemetry::propagation::Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(|k| k.as_str()).collect()
+        }
+    }
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)))
 }

@@ -102,6 +102,9 @@ impl StatementLog {
         plan: impl FnOnce() -> serde_json::Value,
     ) -> AppResult<()> {
         self.reserve(statements)?;
+        if crate::telemetry::traces_on() {
+            tracing::Span::current().record("eagerql.statements", statements);
+        }
         if self.planning_only {
             let entry = serde_json::json!({
                 "field": field,
@@ -775,45 +778,51 @@ impl Session {
     /// Runs a statement that returns no rows; gives the number of rows affected.
     pub async fn execute(&self, name: &'static str, sql: String, args: Vec<Arg>) -> AppResult<u64> {
         self.log.admit()?;
+        let span = tracing::debug_span!("sql", statement = name, rows = tracing::field::Empty);
         let params = self.params_of(&args);
         let started = Instant::now();
-        let out = match (&self.exec, &self.db) {
-            (Exec::Pool, Db::Postgres(pg)) if pg.pooled() => {
-                async {
-                    let mut tx = pg.begin_write().await?;
-                    let n = bind_pg(&sql, args)
-                        .persistent(false)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    tx.commit().await?;
-                    Ok(n)
+        let out: Result<u64, sqlx::Error> = async {
+            match (&self.exec, &self.db) {
+                (Exec::Pool, Db::Postgres(pg)) if pg.pooled() => {
+                    async {
+                        let mut tx = pg.begin_write().await?;
+                        let n = bind_pg(&sql, args)
+                            .persistent(false)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        tx.commit().await?;
+                        Ok(n)
+                    }
+                    .await
                 }
-                .await
+                (Exec::Pool, Db::Postgres(pg)) => bind_pg(&sql, args)
+                    .execute(pg.primary())
+                    .await
+                    .map(|r| r.rows_affected()),
+                (Exec::Pool, Db::Sqlite(pool)) => bind_sqlite(&sql, args)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected()),
+                (Exec::Tx(tx), _) => match &mut *lock_open(self, tx).await? {
+                    Tx::Postgres(Some(t)) => bind_pg(&sql, args)
+                        .persistent(self.named_statements())
+                        .execute(&mut **t)
+                        .await
+                        .map(|r| r.rows_affected()),
+                    Tx::Sqlite(Some(t)) => bind_sqlite(&sql, args)
+                        .execute(&mut **t)
+                        .await
+                        .map(|r| r.rows_affected()),
+                    _ => Err(sqlx::Error::Protocol(
+                        "the transaction is already closed".into(),
+                    )),
+                },
             }
-            (Exec::Pool, Db::Postgres(pg)) => bind_pg(&sql, args)
-                .execute(pg.primary())
-                .await
-                .map(|r| r.rows_affected()),
-            (Exec::Pool, Db::Sqlite(pool)) => bind_sqlite(&sql, args)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()),
-            (Exec::Tx(tx), _) => match &mut *lock_open(self, tx).await? {
-                Tx::Postgres(Some(t)) => bind_pg(&sql, args)
-                    .persistent(self.named_statements())
-                    .execute(&mut **t)
-                    .await
-                    .map(|r| r.rows_affected()),
-                Tx::Sqlite(Some(t)) => bind_sqlite(&sql, args)
-                    .execute(&mut **t)
-                    .await
-                    .map(|r| r.rows_affected()),
-                _ => Err(sqlx::Error::Protocol(
-                    "the transaction is already closed".into(),
-                )),
-            },
-        };
+        }
+        .instrument(span.clone())
+        .await;
+        span.record("rows", *out.as_ref().unwrap_or(&0));
         self.record(name, sql, params, *out.as_ref().unwrap_or(&0), started);
         self.after(name).await;
         Ok(out?)

@@ -11,6 +11,7 @@ pub mod preload;
 pub mod query;
 pub mod render;
 pub mod scalars;
+pub mod spans;
 pub mod types;
 
 use async_graphql::{EmptySubscription, ID, Schema};
@@ -41,10 +42,14 @@ impl Default for SchemaLimits {
 /// Builds the schema. It executes canonical documents (see [`operation`]), which were
 /// validated in full before they were rewritten, so its own validation keeps only the limits.
 pub fn build_schema(limits: SchemaLimits) -> AppSchema {
-    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+    let schema = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .validation_mode(async_graphql::ValidationMode::Fast)
-        .limit_complexity(limits.max_complexity)
-        .finish()
+        .limit_complexity(limits.max_complexity);
+    if crate::telemetry::traces_on() {
+        schema.extension(spans::RootFieldSpans).finish()
+    } else {
+        schema.finish()
+    }
 }
 
 /// The schema in SDL, as committed in `schema.graphql`.

@@ -47,13 +47,33 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         _ => fresh(),
     };
     req.headers_mut().insert(REQUEST_ID, id.clone());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id.to_str().unwrap_or(""),
-        method = %req.method(),
-        path = %req.uri().path(),
-    );
-    let mut resp = next.run(req).instrument(span).await;
+    let span = if crate::telemetry::traces_on() {
+        // Exported: the trace's attributes, and the caller's trace joined.
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let span = tracing::info_span!(
+            "request",
+            otel.kind = "server",
+            otel.name = %format!("{} {}", req.method(), req.uri().path()),
+            request_id = %id.to_str().unwrap_or(""),
+            method = %req.method(),
+            path = %req.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            graphql.operation.name = tracing::field::Empty,
+            graphql.operation.type = tracing::field::Empty,
+            eagerql.statements = tracing::field::Empty,
+        );
+        let _ = span.set_parent(crate::telemetry::remote_context(req.headers()));
+        span
+    } else {
+        tracing::info_span!(
+            "request",
+            request_id = %id.to_str().unwrap_or(""),
+            method = %req.method(),
+            path = %req.uri().path(),
+        )
+    };
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", resp.status().as_u16());
     resp.headers_mut().insert(REQUEST_ID, id);
     resp
 }

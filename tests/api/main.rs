@@ -33,4 +33,5 @@ mod schema;
 mod seed;
 mod sessions;
 mod statement_counts;
+mod traces;
 mod trusted;
