@@ -279,6 +279,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
+            let shown = telemetry::show_progress(&bar);
             let started = Instant::now();
             let session = Session::unmetered(pool.clone());
             let report = seed::seed(&session, spec, |n| bar.set_position(n))
@@ -286,6 +287,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
                 .map_err(|e| e.detail())?;
             crate::app::demo_accounts(&session, &Hasher::start(1)?).await?;
             bar.finish_and_clear();
+            drop(shown);
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "seeded {} users, {} products, {} orders, {} items in {secs:.1} s ({} statements)",

@@ -106,7 +106,7 @@ fn install(filter: &str, format: LogFormat, traces: Option<SdkTracerProvider>) -
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LogWriter);
     let logs: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Text => logs.boxed(),
         LogFormat::Json => logs.json().flatten_event(true).boxed(),
@@ -129,6 +129,47 @@ fn install(filter: &str, format: LogFormat, traces: Option<SdkTracerProvider>) -
         .with(traces)
         .try_init()
         .is_ok()
+}
+
+/// The progress bar drawn on stderr now, if any: log lines are written with it cleared and
+/// drawn again after, so neither overwrites the other.
+static PROGRESS: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Shows `bar` until the guard is dropped, with log lines written above it.
+pub fn show_progress(bar: &indicatif::ProgressBar) -> ProgressGuard {
+    *PROGRESS.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+    ProgressGuard(())
+}
+
+/// Keeps a progress bar registered with the log writer (see [`show_progress`]).
+pub struct ProgressGuard(());
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        *PROGRESS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Writes log lines to stderr, each in one piece, above the progress bar when one is shown.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let bar = PROGRESS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)),
+            None => std::io::stderr().write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// The caller's trace context, from its `traceparent` / `tracestate` headers.

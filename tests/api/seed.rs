@@ -70,3 +70,59 @@ async fn seeding_refuses_a_database_with_data() {
     let again = seed::seed(&Session::unmetered(app.db.clone()), SeedSpec::DEMO, |_| {}).await;
     assert!(again.is_err());
 }
+
+/// `eagerql seed` on a terminal (tmux) with a WARN line per slow statement: every log line
+/// starts on a line of its own, and the progress bar never shares one with a log line.
+#[test]
+fn the_seed_progress_bar_and_warnings_do_not_overwrite_each_other() {
+    if crate::helpers::backend() != eagerql::db::Backend::Sqlite {
+        return; // The terminal is what is under test; one backend is enough.
+    }
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux (Debian's tmux) runs")
+    };
+    let dir = crate::helpers::scratch_dir("seed-tty");
+    let db = dir.join("seed.db");
+    let session = format!("eagerql-seed-{}", std::process::id());
+    let command = format!(
+        "EAGERQL_SLOW_STATEMENT_MS=1 {} seed --database-url sqlite:{} --users 40000 \
+         --orders-per-user 3 --items-per-order 2 --products 300; echo SEED-DONE; sleep 60",
+        env!("CARGO_BIN_EXE_eagerql"),
+        db.display()
+    );
+    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "200", "-y", "60", &command]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let mut screens = Vec::new();
+    for _ in 0..1200 {
+        let shot = tmux(&["capture-pane", "-p", "-J", "-S", "-", "-t", &session]);
+        let text = String::from_utf8_lossy(&shot.stdout).into_owned();
+        let done = text.contains("SEED-DONE");
+        screens.push(text);
+        if done {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = tmux(&["kill-session", "-t", &session]);
+    let last = screens.last().cloned().unwrap_or_default();
+    assert!(last.contains("SEED-DONE"), "seed did not finish:\n{last}");
+    assert!(last.contains("seeded 40000 users"), "{last}");
+    assert!(
+        screens.iter().any(|s| s.contains(" rows (")),
+        "the progress bar was never seen"
+    );
+    assert!(last.contains(" WARN "), "no warning was logged:\n{last}");
+    for screen in &screens {
+        for line in screen.lines() {
+            if line.contains(" WARN ") {
+                assert!(line.starts_with("20"), "a log line was written into another:\n{line}");
+            }
+            if line.contains(" rows (") {
+                assert!(!line.contains("WARN"), "the bar shares a line with a log line:\n{line}");
+            }
+        }
+    }
+}
