@@ -92,6 +92,15 @@ struct Opts {
     /// How many times to run the 10,000-product import.
     #[arg(long, default_value_t = 3)]
     import_runs: usize,
+    /// Instead of the workloads' table: what logging and metrics cost. Two servers on the
+    /// same data, one quiet (`EAGERQL_LOG=off`, `EAGERQL_METRICS=false`) and one as in
+    /// production (`EAGERQL_LOG=info` in JSON, metrics on and scraped every second), loaded
+    /// in turn, --rounds times each, alternating which goes first.
+    #[arg(long)]
+    observability: bool,
+    /// Rounds per server for --observability (each --duration / rounds seconds).
+    #[arg(long, default_value_t = 6)]
+    rounds: usize,
     /// Skip the direct sqlx replay.
     #[arg(long)]
     no_direct: bool,
@@ -515,6 +524,8 @@ fn print_scale_table(out: &Out, title: &str, rows: &[&Row]) {
 /// A seeded database with the server running on it.
 struct Env {
     backend: Backend,
+    /// The server binary.
+    bin: PathBuf,
     size: SeedSize,
     db: Option<Database>,
     server: Option<Server>,
@@ -539,6 +550,7 @@ impl Env {
         let db = Database::create(backend, &size).await?;
         let mut env = Env {
             backend,
+            bin: bin.to_owned(),
             size,
             db: Some(db),
             server: None,
@@ -578,6 +590,7 @@ impl Env {
         let cfg = ServerConfig {
             pool_size: opts.pool_size,
             max_page_size,
+            env: Vec::new(),
         };
         let server = Server::start(bin, db, &cfg).await?;
         progress(&format!(
@@ -949,6 +962,10 @@ async fn run_base_workloads(
 ) -> Res<(Vec<Row>, Vec<Row>)> {
     let plan = plan_of(opts, opts.clients);
     let mut rows = Vec::new();
+    if opts.observability {
+        observability(env, opts, workloads, out).await?;
+        return Ok((rows, Vec::new()));
+    }
     for &w in workloads.iter().filter(|w| w.is_read()) {
         client::as_customer(w == Workload::MyOrders);
         let result = read_workload(env, opts, w.name(), read_body(w, &env.size), plan).await;
@@ -1011,6 +1028,131 @@ async fn run_base_workloads(
         }
     }
     Ok((rows, scale_rows))
+}
+
+/// `--observability`: each read workload on a quiet server and on one logging and keeping
+/// metrics as in production, in alternating rounds on the same data; prints both rates and
+/// the cost.
+async fn observability(env: &Env, opts: &Opts, workloads: &[Workload], out: &mut Out) -> Res<()> {
+    let db = env.db.as_ref().ok_or("no database")?;
+    let bin = env.bin.clone();
+    let max_page_size = 1000;
+    let quiet = Server::start(
+        &bin,
+        db,
+        &ServerConfig {
+            pool_size: opts.pool_size,
+            max_page_size,
+            env: vec![
+                ("EAGERQL_LOG", "off".into()),
+                ("EAGERQL_METRICS", "false".into()),
+            ],
+        },
+    )
+    .await?;
+    let observed = Server::start(
+        &bin,
+        db,
+        &ServerConfig {
+            pool_size: opts.pool_size,
+            max_page_size,
+            env: vec![
+                ("EAGERQL_LOG", "info".into()),
+                ("EAGERQL_LOG_FORMAT", "json".into()),
+                ("EAGERQL_METRICS", "true".into()),
+            ],
+        },
+    )
+    .await?;
+    // A scraper, as Prometheus would: /metrics every second.
+    let scrape_addr = observed.addr;
+    let scraper = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok(mut conn) = Conn::connect(scrape_addr).await {
+                let _ = conn
+                    .send(hyper::Method::GET, "/metrics", Bytes::new(), false)
+                    .await;
+            }
+        }
+    });
+    let rounds = opts.rounds.max(1);
+    let plan = Plan {
+        clients: opts.clients.max(1),
+        warmup: Duration::from_secs_f64((opts.warmup / rounds as f64).max(0.2)),
+        duration: Duration::from_secs_f64((opts.duration / rounds as f64).max(0.5)),
+    };
+    let mut text = format!(
+        "\n== {}: logging and metrics cost; {} clients, {} rounds of {:.1} s per server ==\n\
+         {:<16} {:>12} {:>12} {:>8}   rounds (quiet / observed req/s)\n",
+        env.backend.name(),
+        plan.clients,
+        rounds,
+        plan.duration.as_secs_f64(),
+        "workload",
+        "quiet req/s",
+        "observed",
+        "cost"
+    );
+    for &w in workloads.iter().filter(|w| w.is_read()) {
+        client::as_customer(w == Workload::MyOrders);
+        let body = read_body(w, &env.size);
+        let (mut q, mut o) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let order = if round % 2 == 0 {
+                [(&quiet, true), (&observed, false)]
+            } else {
+                [(&observed, false), (&quiet, true)]
+            };
+            for (server, is_quiet) in order {
+                let stats = client::run_http(server.addr, plan, body.clone()).await?;
+                if stats.errors > 0 {
+                    out.fail(format!(
+                        "{} {}: {} errors",
+                        env.backend.name(),
+                        w.name(),
+                        stats.errors
+                    ));
+                }
+                if is_quiet {
+                    q.push(stats.rps())
+                } else {
+                    o.push(stats.rps())
+                }
+            }
+        }
+        client::as_customer(false);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (mq, mo) = (mean(&q), mean(&o));
+        let cost = if mq > 0.0 {
+            (1.0 - mo / mq) * 100.0
+        } else {
+            f64::NAN
+        };
+        let per_round: Vec<String> = q
+            .iter()
+            .zip(&o)
+            .map(|(a, b)| format!("{a:.0}/{b:.0}"))
+            .collect();
+        progress(&format!(
+            "{} {}: quiet {mq:.0}, observed {mo:.0} req/s",
+            env.backend.name(),
+            w.name()
+        ));
+        text.push_str(&format!(
+            "{:<16} {:>12.0} {:>12.0} {:>7.1}%   {}\n",
+            w.name(),
+            mq,
+            mo,
+            cost,
+            per_round.join(" ")
+        ));
+    }
+    scraper.abort();
+    drop(quiet);
+    drop(observed);
+    out.print(&text);
+    Ok(())
 }
 
 fn row_nan() -> Row {

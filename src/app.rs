@@ -98,8 +98,8 @@ impl App {
         }
         let listener = TcpListener::bind(bind).await?;
         let metrics_listener = match state.config.metrics_bind {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
-            None => None,
+            Some(addr) if state.config.metrics => Some(TcpListener::bind(addr).await?),
+            _ => None,
         };
         Ok(App {
             listener,

@@ -248,6 +248,11 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_TRUSTED_ONLY", default_value_t = false, action = clap::ArgAction::Set)]
     pub trusted_only: bool,
 
+    /// Keep and serve metrics (`/metrics`); `false`: none are recorded and `/metrics` is not
+    /// served.
+    #[arg(long, env = "EAGERQL_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
     /// Serve `/metrics` on this address only, off the public port (unset: `/metrics` is on
     /// the public port).
     #[arg(long, env = "EAGERQL_METRICS_BIND")]

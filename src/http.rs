@@ -58,7 +58,7 @@ pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state.config.cors_origins);
     let public = Router::new();
     // `/metrics` is on the public port unless it has its own (EAGERQL_METRICS_BIND).
-    let public = if state.config.metrics_bind.is_none() {
+    let public = if state.config.metrics && state.config.metrics_bind.is_none() {
         public.route("/metrics", get(metrics))
     } else {
         public
@@ -613,25 +613,27 @@ async fn execute(
             _ => None,
         })
         .collect();
-    state.metrics.record(&crate::metrics::Outcome {
-        operation_type: if operation.1.is_empty() {
-            "unknown"
-        } else {
-            operation.1
-        },
-        outcome: if !executed {
-            "refused"
-        } else if response.errors.is_empty() {
-            "ok"
-        } else {
-            "error"
-        },
-        duration: started.elapsed(),
-        statements,
-        rows: log.rows(),
-        db_time: log.total_duration(),
-        codes: &codes,
-    });
+    if state.config.metrics {
+        state.metrics.record(&crate::metrics::Outcome {
+            operation_type: if operation.1.is_empty() {
+                "unknown"
+            } else {
+                operation.1
+            },
+            outcome: if !executed {
+                "refused"
+            } else if response.errors.is_empty() {
+                "ok"
+            } else {
+                "error"
+            },
+            duration: started.elapsed(),
+            statements,
+            rows: log.rows(),
+            db_time: log.total_duration(),
+            codes: &codes,
+        });
+    }
     if crate::telemetry::traces_on() {
         let span = tracing::Span::current();
         span.record(

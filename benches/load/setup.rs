@@ -274,6 +274,8 @@ pub fn token(bin: &Path, url: &str, user: u64) -> Option<String> {
 pub struct ServerConfig {
     pub pool_size: u32,
     pub max_page_size: u64,
+    /// Settings over the benchmark's own (e.g. `EAGERQL_LOG=info`).
+    pub env: Vec<(&'static str, String)>,
 }
 
 /// The running server; killed (by its own pid) when dropped.
@@ -307,6 +309,7 @@ impl Server {
             .env("EAGERQL_MAX_COMPLEXITY", "100000000")
             .env("EAGERQL_MAX_BODY_BYTES", (64u64 << 20).to_string())
             .env("EAGERQL_REQUEST_TIMEOUT_SECS", "600")
+            .envs(cfg.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -588,3 +588,20 @@ async fn https_speaks_http2_and_http1_by_alpn() {
         .to_string();
     assert!(err.contains("EAGERQL_TLS_KEY"), "{err}");
 }
+
+/// `EAGERQL_METRICS=false`: nothing is recorded and `/metrics` is not served.
+#[tokio::test]
+async fn metrics_can_be_turned_off() {
+    let app = crate::helpers::spawn_app_with(&["--metrics", "false"]).await;
+    app.gql("{ __typename }").await.data();
+    let (status, _, _) = app
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        !app.state
+            .metrics
+            .render()
+            .contains("eagerql_requests_total{")
+    );
+}

@@ -759,7 +759,12 @@ impl Gen<'_> {
                 return l;
             }
         }
-        Lit::Int(1)
+        // Null four times running: a valid value of the argument's own type.
+        match kind {
+            ArgKind::OrderBy(ty) => Lit::Enums(vec![sort_keys(ty)[0].0]),
+            ArgKind::Status | ArgKind::StatusReq => Lit::Enum("COMPLETED"),
+            _ => Lit::Int(1),
+        }
     }
 
     fn lit(&mut self, kind: ArgKind, field: &str) -> Lit {

@@ -93,8 +93,22 @@ fn the_seed_progress_bar_and_warnings_do_not_overwrite_each_other() {
         env!("CARGO_BIN_EXE_eagerql"),
         db.display()
     );
-    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "200", "-y", "60", &command]);
-    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "200",
+        "-y",
+        "60",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
     let mut screens = Vec::new();
     for _ in 0..1200 {
         let shot = tmux(&["capture-pane", "-p", "-J", "-S", "-", "-t", &session]);
@@ -118,10 +132,16 @@ fn the_seed_progress_bar_and_warnings_do_not_overwrite_each_other() {
     for screen in &screens {
         for line in screen.lines() {
             if line.contains(" WARN ") {
-                assert!(line.starts_with("20"), "a log line was written into another:\n{line}");
+                assert!(
+                    line.starts_with("20"),
+                    "a log line was written into another:\n{line}"
+                );
             }
             if line.contains(" rows (") {
-                assert!(!line.contains("WARN"), "the bar shares a line with a log line:\n{line}");
+                assert!(
+                    !line.contains("WARN"),
+                    "the bar shares a line with a log line:\n{line}"
+                );
             }
         }
     }

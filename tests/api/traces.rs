@@ -147,19 +147,40 @@ async fn traces_reach_an_otlp_collector_request_plan_and_each_statement() {
         .unwrap_or_else(|| panic!("no request span in {spans:#?}"));
     assert_eq!(hex::encode(&request.parent_span_id), CALLER);
     assert_eq!(request.kind, 2, "a server span");
-    assert_eq!(attr(&request.attributes, "request_id").as_deref(), Some("trace-test-1"));
-    assert_eq!(attr(&request.attributes, "graphql.operation.name").as_deref(), Some("Shelf"));
-    assert_eq!(attr(&request.attributes, "graphql.operation.type").as_deref(), Some("query"));
-    assert_eq!(attr(&request.attributes, "eagerql.statements").as_deref(), Some("3"));
-    assert_eq!(attr(&request.attributes, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(
+        attr(&request.attributes, "request_id").as_deref(),
+        Some("trace-test-1")
+    );
+    assert_eq!(
+        attr(&request.attributes, "graphql.operation.name").as_deref(),
+        Some("Shelf")
+    );
+    assert_eq!(
+        attr(&request.attributes, "graphql.operation.type").as_deref(),
+        Some("query")
+    );
+    assert_eq!(
+        attr(&request.attributes, "eagerql.statements").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        attr(&request.attributes, "http.response.status_code").as_deref(),
+        Some("200")
+    );
 
     let plan = ours
         .iter()
         .find(|s| s.name == "plan")
         .unwrap_or_else(|| panic!("no plan span in {ours:#?}"));
     assert_eq!(plan.parent_span_id, request.span_id);
-    assert_eq!(attr(&plan.attributes, "graphql.field.name").as_deref(), Some("users"));
-    assert_eq!(attr(&plan.attributes, "eagerql.statements").as_deref(), Some("3"));
+    assert_eq!(
+        attr(&plan.attributes, "graphql.field.name").as_deref(),
+        Some("users")
+    );
+    assert_eq!(
+        attr(&plan.attributes, "eagerql.statements").as_deref(),
+        Some("3")
+    );
 
     let sql: Vec<&&Span> = ours.iter().filter(|s| s.name == "sql").collect();
     assert_eq!(sql.len(), 3, "{sql:#?}");
@@ -168,14 +189,26 @@ async fn traces_reach_an_otlp_collector_request_plan_and_each_statement() {
         assert!(s.start_time_unix_nano >= plan.start_time_unix_nano);
         assert!(s.end_time_unix_nano <= plan.end_time_unix_nano);
     }
-    let names: Vec<String> = sql.iter().filter_map(|s| attr(&s.attributes, "statement")).collect();
+    let names: Vec<String> = sql
+        .iter()
+        .filter_map(|s| attr(&s.attributes, "statement"))
+        .collect();
     assert_eq!(names.len(), 3, "{sql:#?}");
     assert!(names[0].starts_with("users."), "{names:?}");
     let rows: Vec<i64> = sql
         .iter()
-        .map(|s| attr(&s.attributes, "rows").and_then(|r| r.parse().ok()).expect("rows"))
+        .map(|s| {
+            attr(&s.attributes, "rows")
+                .and_then(|r| r.parse().ok())
+                .expect("rows")
+        })
         .collect();
     assert_eq!(rows[0], 3, "{rows:?}");
     assert!(rows.iter().all(|r| *r > 0), "{rows:?}");
-    assert!(collector.service_names().iter().all(|n| n == "eagerql-under-test"));
+    assert!(
+        collector
+            .service_names()
+            .iter()
+            .all(|n| n == "eagerql-under-test")
+    );
 }
