@@ -949,7 +949,9 @@ async fn run_base(
         r.dataset = dataset_label(&BASE);
     }
     let refs: Vec<&Row> = rows.iter().collect();
-    print_table(out, &title, &refs);
+    if !opts.observability {
+        print_table(out, &title, &refs);
+    }
     rows.extend(scale_rows);
     Ok(rows)
 }
@@ -1056,11 +1058,7 @@ async fn observability(env: &Env, opts: &Opts, workloads: &[Workload], out: &mut
         &ServerConfig {
             pool_size: opts.pool_size,
             max_page_size,
-            env: vec![
-                ("EAGERQL_LOG", "info".into()),
-                ("EAGERQL_LOG_FORMAT", "json".into()),
-                ("EAGERQL_METRICS", "true".into()),
-            ],
+            env: observed_env(),
         },
     )
     .await?;
@@ -1084,7 +1082,7 @@ async fn observability(env: &Env, opts: &Opts, workloads: &[Workload], out: &mut
     };
     let mut text = format!(
         "\n== {}: logging and metrics cost; {} clients, {} rounds of {:.1} s per server ==\n\
-         {:<16} {:>12} {:>12} {:>8}   rounds (quiet / observed req/s)\n",
+         {:<16} {:>12} {:>12} {:>8} {:>10} {:>10} {:>8}   rounds (quiet / observed req/s)\n",
         env.backend.name(),
         plan.clients,
         rounds,
@@ -1092,12 +1090,17 @@ async fn observability(env: &Env, opts: &Opts, workloads: &[Workload], out: &mut
         "workload",
         "quiet req/s",
         "observed",
+        "cost",
+        "cpu us/req",
+        "observed",
         "cost"
     );
     for &w in workloads.iter().filter(|w| w.is_read()) {
         client::as_customer(w == Workload::MyOrders);
         let body = read_body(w, &env.size);
         let (mut q, mut o) = (Vec::new(), Vec::new());
+        // Server CPU time and requests served, per server.
+        let (mut cpu_q, mut cpu_o) = ((Duration::ZERO, 0u64), (Duration::ZERO, 0u64));
         for round in 0..rounds {
             let order = if round % 2 == 0 {
                 [(&quiet, true), (&observed, false)]
@@ -1105,7 +1108,16 @@ async fn observability(env: &Env, opts: &Opts, workloads: &[Workload], out: &mut
                 [(&observed, false), (&quiet, true)]
             };
             for (server, is_quiet) in order {
+                let before = server.cpu_time();
                 let stats = client::run_http(server.addr, plan, body.clone()).await?;
+                if let (Some(b), Some(a)) = (before, server.cpu_time()) {
+                    let cpu = if is_quiet { &mut cpu_q } else { &mut cpu_o };
+                    // The warm-up's requests are not counted: its CPU share is taken out.
+                    let measured =
+                        plan.duration.as_secs_f64() / (plan.duration + plan.warmup).as_secs_f64();
+                    cpu.0 += (a - b).mul_f64(measured);
+                    cpu.1 += stats.ok;
+                }
                 if stats.errors > 0 {
                     out.fail(format!(
                         "{} {}: {} errors",
@@ -1129,6 +1141,14 @@ async fn observability(env: &Env, opts: &Opts, workloads: &[Workload], out: &mut
         } else {
             f64::NAN
         };
+        let per_req = |(cpu, n): (Duration, u64)| {
+            if n > 0 {
+                cpu.as_secs_f64() * 1e6 / n as f64
+            } else {
+                f64::NAN
+            }
+        };
+        let (uq, uo) = (per_req(cpu_q), per_req(cpu_o));
         let per_round: Vec<String> = q
             .iter()
             .zip(&o)
@@ -1140,11 +1160,14 @@ async fn observability(env: &Env, opts: &Opts, workloads: &[Workload], out: &mut
             w.name()
         ));
         text.push_str(&format!(
-            "{:<16} {:>12.0} {:>12.0} {:>7.1}%   {}\n",
+            "{:<16} {:>12.0} {:>12.0} {:>7.1}% {:>10.0} {:>10.0} {:>7.1}%   {}\n",
             w.name(),
             mq,
             mo,
             cost,
+            uq,
+            uo,
+            (uo / uq - 1.0) * 100.0,
             per_round.join(" ")
         ));
     }
@@ -1153,6 +1176,32 @@ async fn observability(env: &Env, opts: &Opts, workloads: &[Workload], out: &mut
     drop(observed);
     out.print(&text);
     Ok(())
+}
+
+/// The observed server's settings: as in production, or `BENCH_OBSERVED_ENV`
+/// (`K=V,K=V`, e.g. the quiet server's own for an A/A run that shows the method's noise).
+fn observed_env() -> Vec<(&'static str, String)> {
+    const NAMES: [&str; 4] = [
+        "EAGERQL_LOG",
+        "EAGERQL_LOG_FORMAT",
+        "EAGERQL_METRICS",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ];
+    match std::env::var("BENCH_OBSERVED_ENV") {
+        Ok(spec) if !spec.is_empty() => spec
+            .split(',')
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                let name = NAMES.iter().find(|n| **n == k.trim())?;
+                Some((*name, v.trim().to_owned()))
+            })
+            .collect(),
+        _ => vec![
+            ("EAGERQL_LOG", "info".into()),
+            ("EAGERQL_LOG_FORMAT", "json".into()),
+            ("EAGERQL_METRICS", "true".into()),
+        ],
+    }
 }
 
 fn row_nan() -> Row {

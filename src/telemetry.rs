@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
@@ -101,7 +101,15 @@ fn tracer_provider() -> Result<SdkTracerProvider, BoxError> {
 /// The log layer (its own filter), and the trace layer when given (the server's own spans,
 /// `plan` and `sql` included, whatever the log filter).
 fn install(filter: &str, format: LogFormat, traces: Option<SdkTracerProvider>) -> bool {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // A plain `target=level` list is a `Targets` filter, decided once per call site; only a
+    // directive that needs it (span or field filters) makes it an `EnvFilter`, which is
+    // consulted again each time a span is entered and exited.
+    let filter: Box<dyn tracing_subscriber::layer::Filter<Registry> + Send + Sync> = match filter
+        .parse::<Targets>(
+    ) {
+        Ok(targets) => Box::new(targets),
+        Err(_) => Box::new(EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"))),
+    };
     // Colours only for a person at a terminal, never in a file or a log collector.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt::layer()
@@ -109,7 +117,13 @@ fn install(filter: &str, format: LogFormat, traces: Option<SdkTracerProvider>) -
         .with_writer(|| LogWriter);
     let logs: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Text => logs.boxed(),
-        LogFormat::Json => logs.json().flatten_event(true).boxed(),
+        // The request's span once (`span`), not again in a list of all: each is re-read to be
+        // written, which was the larger part of a JSON line's cost.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .boxed(),
     };
     let traces = traces.map(|provider| {
         tracing_opentelemetry::layer()

@@ -374,6 +374,19 @@ impl Server {
     }
 
     /// `VmRSS` (current resident set) in KiB.
+    /// CPU time the server has used so far (user + system, all threads), from
+    /// `/proc/PID/stat`.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // USER_HZ is 100 on Linux.
+        Some(Duration::from_millis(ticks * 10))
+    }
+
     pub fn rss_kib(&self) -> Option<u64> {
         proc_status_kib(self.pid(), "VmRSS:")
     }
