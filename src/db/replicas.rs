@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use sqlx::postgres::PgPool;
 
-/// How long a request waits for a replica's connection before it reads from the next one.
+/// How long a request waits for a busy replica's connection before it reads from the next
+/// one (or the primary); the busy replica stays in rotation.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often each replica is checked.

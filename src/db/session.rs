@@ -609,13 +609,20 @@ impl Session {
         pg: &super::Pg,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         let sql = pg.begin_read_sql();
-        while let Some(replica) = pg.replicas().pick() {
+        // Each replica at most once: a health check may put one back meanwhile.
+        for _ in 0..pg.replicas().list().len() {
+            let Some(replica) = pg.replicas().pick() else {
+                break;
+            };
             match replica.pool.begin_with(AssertSqlSafe(sql.to_owned())).await {
                 Ok(tx) => {
                     replica.count_read();
                     self.log.set_server(replica.label.clone());
                     return Ok(tx);
                 }
+                // Busy, not down: every connection of its pool is in use. This request reads
+                // on the next one (or the primary); the replica stays in rotation.
+                Err(sqlx::Error::PoolTimedOut) => {}
                 Err(err) => pg.replicas().mark_down(replica, &err),
             }
         }
