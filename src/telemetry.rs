@@ -33,6 +33,21 @@ pub fn init(filter: &str, format: LogFormat) {
 
 /// [`init`], and trace export when the OTLP environment asks for it (`eagerql serve`).
 pub fn init_with_traces(filter: &str, format: LogFormat) -> Result<(), BoxError> {
+    for name in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ] {
+        if otlp_configured()
+            && std::env::var(name)
+                .is_ok_and(|v| v.trim().to_ascii_lowercase().starts_with("https://"))
+        {
+            return Err(format!(
+                "{name}: OTLP over HTTPS is not built in; send to a collector or agent over \
+                 plain HTTP (e.g. http://127.0.0.1:4318)"
+            )
+            .into());
+        }
+    }
     let provider = if otlp_configured() {
         Some(tracer_provider()?)
     } else {
@@ -104,11 +119,10 @@ fn install(filter: &str, format: LogFormat, traces: Option<SdkTracerProvider>) -
     // A plain `target=level` list is a `Targets` filter, decided once per call site; only a
     // directive that needs it (span or field filters) makes it an `EnvFilter`, which is
     // consulted again each time a span is entered and exited.
-    let filter: Box<dyn tracing_subscriber::layer::Filter<Registry> + Send + Sync> = match filter
-        .parse::<Targets>(
-    ) {
-        Ok(targets) => Box::new(targets),
-        Err(_) => Box::new(EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"))),
+    let targets = plain_targets(filter).then(|| filter.parse::<Targets>());
+    let filter: Box<dyn tracing_subscriber::layer::Filter<Registry> + Send + Sync> = match targets {
+        Some(Ok(targets)) => Box::new(targets),
+        _ => Box::new(EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"))),
     };
     // Colours only for a person at a terminal, never in a file or a log collector.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -143,6 +157,30 @@ fn install(filter: &str, format: LogFormat, traces: Option<SdkTracerProvider>) -
         .with(traces)
         .try_init()
         .is_ok()
+}
+
+/// Whether `filter` is a plain list of `level` and `target=level` (what `Targets` and
+/// `EnvFilter` read alike): no empty piece, span or field filter.
+fn plain_targets(filter: &str) -> bool {
+    let level = |l: &str| {
+        ["trace", "debug", "info", "warn", "error", "off"]
+            .iter()
+            .any(|k| l.eq_ignore_ascii_case(k))
+    };
+    !filter.trim().is_empty()
+        && filter.split(',').all(|piece| {
+            let piece = piece.trim();
+            match piece.split_once('=') {
+                None => level(piece),
+                Some((target, l)) => {
+                    !target.is_empty()
+                        && target
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-'))
+                        && level(l)
+                }
+            }
+        })
 }
 
 /// The progress bar drawn on stderr now, if any: log lines are written with it cleared and
@@ -198,4 +236,33 @@ pub fn remote_context(headers: &axum::http::HeaderMap) -> opentelemetry::Context
         }
     }
     opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_targets;
+
+    #[test]
+    fn only_plain_target_lists_skip_the_env_filter() {
+        for plain in [
+            "info",
+            "warn",
+            "off",
+            "info,eagerql=debug",
+            "eagerql::http=warn",
+            "sqlx=off",
+        ] {
+            assert!(plain_targets(plain), "{plain}");
+        }
+        for other in [
+            "",
+            "info,",
+            "[span]=debug",
+            "eagerql[request]=debug",
+            "a=b",
+            "x{y}=info",
+        ] {
+            assert!(!plain_targets(other), "{other}");
+        }
+    }
 }

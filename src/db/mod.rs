@@ -380,6 +380,12 @@ impl Db {
         }
     }
 
+    /// Whether statements reach PostgreSQL through a transaction pooler
+    /// (`EAGERQL_POOLER=transaction`).
+    pub fn pooled(&self) -> bool {
+        matches!(self, Db::Postgres(pg) if pg.pooled())
+    }
+
     /// The read replicas (none on SQLite).
     pub fn replicas(&self) -> Option<&replicas::Replicas> {
         match self {

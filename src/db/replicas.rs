@@ -86,6 +86,8 @@ impl Replica {
         let ping = sqlx::raw_sql("select 1").execute(&self.pool);
         match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
             Ok(Ok(_)) => self.set_healthy(true, None),
+            // Every connection of its pool is serving reads: busy, not down.
+            Ok(Err(sqlx::Error::PoolTimedOut)) => {}
             Ok(Err(e)) => self.set_healthy(false, Some(&e)),
             Err(_) => self.set_healthy(false, Some(&"no answer to the health check in time")),
         }
@@ -115,6 +117,10 @@ impl Replicas {
             return replicas;
         }
         replicas.check_all().await;
+        for r in replicas.list.iter().filter(|r| !r.is_healthy()) {
+            tracing::warn!(replica = %r.label, host = %r.host,
+                "read replica is not answering at start: reads use the others or the primary");
+        }
         let weak: Weak<Replicas> = Arc::downgrade(&replicas);
         tokio::spawn(async move {
             loop {
@@ -147,10 +153,17 @@ impl Replicas {
         if n == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &self.list[(start + i) % n])
-            .find(|r| r.is_healthy())
+        // The k-th healthy one, so each healthy replica gets an even share.
+        let healthy = self.list.iter().filter(|r| r.is_healthy()).count();
+        if healthy == 0 {
+            return None;
+        }
+        let k = self.next.fetch_add(1, Ordering::Relaxed) % healthy;
+        self.list
+            .iter()
+            .filter(|r| r.is_healthy())
+            .nth(k)
+            .or_else(|| self.list.iter().find(|r| r.is_healthy()))
     }
 
     /// Takes a replica out of rotation after `err` (until a health check passes).
@@ -161,6 +174,13 @@ impl Replicas {
     /// What the primary is called in `extensions.sql.server`, counting a read begun on it.
     pub(crate) fn primary_read(&self) -> Arc<str> {
         self.primary_reads.fetch_add(1, Ordering::Relaxed);
+        self.primary_label
+            .clone()
+            .unwrap_or_else(|| Arc::from("primary"))
+    }
+
+    /// What the primary is called in `extensions.sql.server` (a write, not counted as a read).
+    pub(crate) fn primary_label(&self) -> Arc<str> {
         self.primary_label
             .clone()
             .unwrap_or_else(|| Arc::from("primary"))

@@ -410,7 +410,16 @@ pub async fn seed(
             "users",
             "products",
         ]
-        .map(|t| s.execute("seed.vacuum", format!("vacuum (analyze) {t}"), vec![]));
+        .map(|t| {
+            // VACUUM cannot run inside a transaction, and behind a transaction pooler every
+            // statement gets one: there, the planner statistics only.
+            let sql = if s.db().pooled() {
+                format!("analyze {t}")
+            } else {
+                format!("vacuum (analyze) {t}")
+            };
+            s.execute("seed.vacuum", sql, vec![])
+        });
         futures_util::future::try_join_all(vacuums).await?;
     }
     Ok(SeedReport {

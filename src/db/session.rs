@@ -527,7 +527,7 @@ impl Session {
         let tx = match &self.db {
             Db::Postgres(pg) => {
                 let tx = pg.begin_write().await?;
-                self.log.set_server(pg.replicas().primary_read());
+                self.log.set_server(pg.replicas().primary_label());
                 Tx::Postgres(Some(tx))
             }
             Db::Sqlite(pool) => Tx::Sqlite(Some(pool.begin_with("BEGIN IMMEDIATE").await?)),
