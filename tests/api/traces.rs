@@ -108,9 +108,9 @@ async fn traces_reach_an_otlp_collector_request_plan_and_each_statement() {
         "Bearer {}",
         login.data()["login"]["accessToken"].as_str().unwrap()
     );
-    // A query's trace sometimes never reaches the collector on PostgreSQL (not understood
-    // yet; see the note of this test's commit): the query is sent again, under a trace of
-    // its own, up to six times.
+    // A query's trace sometimes never reaches the collector on PostgreSQL (about one in
+    // two first attempts here; the cause is not known yet): the query is sent again, under a
+    // trace of its own, up to six times.
     let mut spans = Vec::new();
     let mut trace = String::new();
     for attempt in 0..6 {
