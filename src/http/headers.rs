@@ -62,7 +62,9 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
             graphql.operation.type = tracing::field::Empty,
             eagerql.statements = tracing::field::Empty,
         );
-        let _ = span.set_parent(crate::telemetry::remote_context(req.headers()));
+        if let Err(e) = span.set_parent(crate::telemetry::remote_context(req.headers())) {
+            tracing::warn!(error = ?e, "the caller's trace context could not be joined");
+        }
         span
     } else {
         tracing::info_span!(
