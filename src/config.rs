@@ -11,14 +11,7 @@ use crate::graphql::SchemaLimits;
 use crate::graphql::operation::DocumentLimits;
 use crate::planner::Limits;
 
-/// Log line format.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::telemetry::LogFormat;
 
 /// Whether clients may ask for the SQL a request ran (`x-eagerql-debug: sql`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

@@ -14,8 +14,17 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
 
-use crate::config::LogFormat;
-use crate::state::BoxError;
+/// Errors of setting up telemetry.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Log line format.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// The trace pipeline, when traces are exported.
 static TRACES: OnceLock<SdkTracerProvider> = OnceLock::new();

@@ -102,9 +102,9 @@ impl StatementLog {
         plan: impl FnOnce() -> serde_json::Value,
     ) -> AppResult<()> {
         self.reserve(statements)?;
-        if crate::telemetry::traces_on() {
-            tracing::Span::current().record("eagerql.statements", statements);
-        }
+        // Onto the root field's `plan` span when traces are exported (a span without the
+        // field, as when they are not, ignores it).
+        tracing::Span::current().record("eagerql.statements", statements);
         if self.planning_only {
             let entry = serde_json::json!({
                 "field": field,
