@@ -14,17 +14,12 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
 
+mod format;
+
+pub use format::{LogFormat, in_request};
+
 /// Errors of setting up telemetry.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Log line format.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// The trace pipeline, when traces are exported.
 static TRACES: OnceLock<SdkTracerProvider> = OnceLock::new();
@@ -135,19 +130,7 @@ fn install(filter: &str, format: LogFormat, traces: Option<SdkTracerProvider>) -
     };
     // Colours only for a person at a terminal, never in a file or a log collector.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logs = tracing_subscriber::fmt::layer()
-        .with_ansi(ansi)
-        .with_writer(|| LogWriter);
-    let logs: Box<dyn Layer<Registry> + Send + Sync> = match format {
-        LogFormat::Text => logs.boxed(),
-        // The request's span once (`span`), not again in a list of all: each is re-read to be
-        // written, which was the larger part of a JSON line's cost.
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_span_list(false)
-            .boxed(),
-    };
+    let logs = log_layer(format, ansi, || LogWriter);
     let traces = traces.map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("eagerql"))
@@ -166,6 +149,19 @@ fn install(filter: &str, format: LogFormat, traces: Option<SdkTracerProvider>) -
         .with(traces)
         .try_init()
         .is_ok()
+}
+
+/// The log layer: each event as one line of `format` (see [`format`]), written to `writer`;
+/// colours (text only) when `ansi`.
+pub fn log_layer<S, W>(format: LogFormat, ansi: bool, writer: W) -> impl Layer<S> + Send + Sync
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .fmt_fields(format::NoSpanFields)
+        .event_format(format::Line { format, ansi })
 }
 
 /// Whether `filter` is a plain list of `level` and `target=level` (what `Targets` and

@@ -2,9 +2,9 @@
 //! security headers.
 //!
 //! A request's id is taken from its `x-request-id` when that is sane (1 to 128 visible ASCII
-//! characters), and made otherwise (128 random bits in hex). It is echoed in the response and
-//! is a field of the request's span, so every log line written while the request is served
-//! carries it.
+//! characters), and made otherwise (128 random bits in hex). It is echoed in the response, and
+//! every log line written while the request is served carries it (the request is served as
+//! that id: `telemetry::in_request`). With traces on, the request also has its span.
 
 use std::sync::LazyLock;
 
@@ -40,14 +40,15 @@ fn fresh() -> HeaderValue {
     HeaderValue::from_str(&hex::encode(bytes)).unwrap_or(HeaderValue::from_static("0"))
 }
 
-/// Gives the request its id and span, serves it inside that span, and echoes the id.
+/// Gives the request its id, serves it as that id (and, with traces on, inside its span),
+/// and echoes the id.
 pub async fn request_id(mut req: Request, next: Next) -> Response {
     let id = match req.headers().get(&REQUEST_ID) {
         Some(v) if sane(v) => v.clone(),
         _ => fresh(),
     };
     req.headers_mut().insert(REQUEST_ID, id.clone());
-    let span = if crate::telemetry::traces_on() {
+    let mut resp = if crate::telemetry::traces_on() {
         // Exported: the trace's attributes, and the caller's trace joined.
         use tracing_opentelemetry::OpenTelemetrySpanExt as _;
         let span = tracing::info_span!(
@@ -65,17 +66,14 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         if let Err(e) = span.set_parent(crate::telemetry::remote_context(req.headers())) {
             tracing::warn!(error = ?e, "the caller's trace context could not be joined");
         }
-        span
+        let fut = next.run(req).instrument(span.clone());
+        let resp = crate::telemetry::in_request(id.clone(), fut).await;
+        span.record("http.response.status_code", resp.status().as_u16());
+        resp
     } else {
-        tracing::info_span!(
-            "request",
-            request_id = %id.to_str().unwrap_or(""),
-            method = %req.method(),
-            path = %req.uri().path(),
-        )
+        // No span to make, enter and leave on every poll: the id is all log lines need.
+        crate::telemetry::in_request(id.clone(), next.run(req)).await
     };
-    let mut resp = next.run(req).instrument(span.clone()).await;
-    span.record("http.response.status_code", resp.status().as_u16());
     resp.headers_mut().insert(REQUEST_ID, id);
     resp
 }

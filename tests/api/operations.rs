@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::Request;
+use eagerql::telemetry::LogFormat;
 use serde_json::{Value, json};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::helpers::spawn_app;
 
@@ -117,12 +120,12 @@ async fn one_structured_log_line_per_request_with_its_id_and_no_secrets() {
     let app = spawn_app().await;
     app.seed(3, 2, 1, 3).await;
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(captured.clone())
-        .with_max_level(tracing::Level::INFO)
-        .finish();
+    // The server's own log layer, at DEBUG: a line per statement is written while a request
+    // is served too.
+    let subscriber = tracing_subscriber::registry().with(
+        eagerql::telemetry::log_layer(LogFormat::Json, false, captured.clone())
+            .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
+    );
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let q = json!({ "query": "query Catalogue { products(first: 2) { name orders { id } } }" });
@@ -145,7 +148,7 @@ async fn one_structured_log_line_per_request_with_its_id_and_no_secrets() {
     let by_id = |id: &str| {
         *request_lines
             .iter()
-            .find(|l| l["span"]["request_id"] == id)
+            .find(|l| l["request_id"] == id)
             .unwrap_or_else(|| panic!("a line for {id}: {request_lines:?}"))
     };
     let a = by_id("req-a");
@@ -163,16 +166,72 @@ async fn one_structured_log_line_per_request_with_its_id_and_no_secrets() {
     let c = by_id("req-c");
     assert_eq!(c["error_codes"], "UNAUTHENTICATED", "{c}");
     assert_eq!(c["viewer"], Value::Null, "anonymous: {c}");
-    // Every line written while a request was served carries its id; no line holds the
-    // password, and none the document.
+    assert!(a["timestamp"].as_str().unwrap().ends_with('Z'), "{a}");
+    assert_eq!(
+        (a["level"].as_str(), a["target"].as_str()),
+        (Some("INFO"), Some("eagerql::http"))
+    );
+    // Every line written while a request was served carries its id (the DEBUG line of each
+    // statement is one), and every line is JSON; no line holds the password, and none the document.
     let all = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert_eq!(
+        all.lines().count(),
+        lines.len(),
+        "every line is a JSON object: {all}"
+    );
     assert!(!all.contains(secret), "a password in the log");
     assert!(!all.contains("accessToken"), "a document in the log");
-    for l in &lines {
-        if l.get("span").is_some() {
-            assert!(l["span"]["request_id"].is_string(), "{l}");
-        }
+    let statements: Vec<&Value> = lines.iter().filter(|l| l["message"] == "sql").collect();
+    assert_eq!(statements.len(), 3, "a DEBUG line per statement: {lines:?}");
+    for l in statements {
+        assert!(
+            ["req-a", "req-b", "req-c"].contains(&l["request_id"].as_str().unwrap_or("")),
+            "{l}"
+        );
     }
+}
+
+/// Text lines: the message, then the request id and the fields; strings quoted; control
+/// characters escaped, so no value splits a line or reaches a terminal as an escape.
+#[tokio::test]
+async fn text_log_lines_carry_the_request_id_and_escape_control_characters() {
+    let app = spawn_app().await;
+    app.seed(3, 2, 1, 3).await;
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::registry().with(
+        eagerql::telemetry::log_layer(LogFormat::Text, false, captured.clone())
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+    );
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let q = json!({ "query": "query Shelf { products(first: 1) { name } }" });
+    app.send(graphql(q, Some("req-t"))).await;
+    tracing::warn!(
+        detail = "two\nlines \u{1b}[31mred\u{1b}[0m \"quoted\"",
+        shown = %"line\nbreak",
+        "outside a request"
+    );
+    let all = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let lines: Vec<&str> = all.lines().collect();
+    let request = lines
+        .iter()
+        .find(|l| l.contains(" INFO eagerql::http: graphql request "))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(
+        request.contains(
+            "graphql request request_id=req-t operation=\"Shelf\" operation_type=\"query\" status=200 "
+        ),
+        "{request}"
+    );
+    assert!(request.contains(" statements=1 "), "{request}");
+    let warn = lines.last().unwrap();
+    assert!(!all.contains('\u{1b}'), "{all}");
+    assert!(
+        warn.ends_with(
+            r#"outside a request detail="two\nlines \u{1b}[31mred\u{1b}[0m \"quoted\"" shown=line\nbreak"#
+        ),
+        "{warn}"
+    );
+    assert!(!warn.contains("request_id"), "{warn}");
 }
 
 /// The value of the sample `name` (with its labels, exactly as written) in a scrape.
