@@ -14,6 +14,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
 
+mod filter;
 mod format;
 
 pub use format::{LogFormat, in_request};
@@ -124,9 +125,13 @@ fn install(filter: &str, format: LogFormat, traces: Option<SdkTracerProvider>) -
     // directive that needs it (span or field filters) makes it an `EnvFilter`, which is
     // consulted again each time a span is entered and exited.
     let targets = plain_targets(filter).then(|| filter.parse::<Targets>());
+    // Both filters are `Fresh`: see `telemetry::filter` for the lost spans and lines
+    // without it.
     let filter: Box<dyn tracing_subscriber::layer::Filter<Registry> + Send + Sync> = match targets {
-        Some(Ok(targets)) => Box::new(targets),
-        _ => Box::new(EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"))),
+        Some(Ok(targets)) => Box::new(filter::Fresh(targets)),
+        _ => Box::new(filter::Fresh(
+            EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")),
+        )),
     };
     // Colours only for a person at a terminal, never in a file or a log collector.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -135,14 +140,16 @@ fn install(filter: &str, format: LogFormat, traces: Option<SdkTracerProvider>) -
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("eagerql"))
             // The server's spans, and its warnings and errors as span events.
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.target().starts_with("eagerql")
-                    && if meta.is_span() {
-                        *meta.level() <= tracing::Level::DEBUG
-                    } else {
-                        *meta.level() <= tracing::Level::WARN
-                    }
-            }))
+            .with_filter(filter::Fresh(tracing_subscriber::filter::filter_fn(
+                |meta| {
+                    meta.target().starts_with("eagerql")
+                        && if meta.is_span() {
+                            *meta.level() <= tracing::Level::DEBUG
+                        } else {
+                            *meta.level() <= tracing::Level::WARN
+                        }
+                },
+            )))
     });
     tracing_subscriber::registry()
         .with(logs.with_filter(filter))

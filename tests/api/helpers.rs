@@ -479,6 +479,7 @@ pub struct ServerProcess {
     /// Where it serves.
     pub addr: std::net::SocketAddr,
     child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -531,7 +532,12 @@ impl ServerProcess {
                 );
             }
         };
-        ServerProcess { addr, child }
+        ServerProcess { addr, child, log }
+    }
+
+    /// The lines it has written to stderr so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log").clone()
     }
 
     /// A GraphQL POST to this server.
