@@ -7,8 +7,9 @@
 //! event leaves a stale "disabled": sqlx asks `log::log_enabled!` after each statement, so the
 //! next request span was silently missing from its trace (the plan and statements of the
 //! first query after a mutation became a trace of their own). A log line can be dropped the
-//! same way (the test below shows it), though no request line was seen lost. [`Fresh`] caps a filter's callsite interest at `sometimes`, so
-//! `enabled` runs, and writes its decision, right before every span and event it lets through.
+//! same way (the test below shows it), though no request line was seen lost. [`Fresh`] caps
+//! a filter's callsite interest at `sometimes`, so `enabled` runs, and writes its decision,
+//! right before every span and event it lets through.
 
 use tracing::subscriber::Interest;
 use tracing::{Metadata, span};

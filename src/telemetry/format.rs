@@ -89,8 +89,9 @@ where
                     w.write_str(meta.target())?;
                     w.write_char(':')?;
                 }
-                let mut text = Text {
+                let mut text = Fields {
                     w: &mut w,
+                    format: LogFormat::Text,
                     message: true,
                     result: Ok(()),
                 };
@@ -108,12 +109,17 @@ where
                 w.write_str(meta.level().as_str())?;
                 w.write_str("\",\"target\":")?;
                 json_str(&mut w, meta.target())?;
-                let _ = REQUEST_ID.try_with(|id| -> fmt::Result {
+                // Outside a request there is no id.
+                if let Ok(written) = REQUEST_ID.try_with(|id| -> fmt::Result {
                     w.write_str(",\"request_id\":")?;
                     json_str(&mut w, id_str(id))
-                });
-                let mut json = Json {
+                }) {
+                    written?;
+                }
+                let mut json = Fields {
                     w: &mut w,
+                    format: LogFormat::Json,
+                    message: false,
                     result: Ok(()),
                 };
                 event.record(&mut json);
@@ -152,15 +158,18 @@ fn id_str(id: &HeaderValue) -> &str {
     id.to_str().unwrap_or("?")
 }
 
-/// Writes the text format's fields: the message alone in the first pass (`message: true`),
-/// the other fields as `name=value` in the second.
-struct Text<'a, 'w> {
+/// Writes an event's fields in `format`. Text: the message alone in the first pass
+/// (`message: true`), the other fields as ` name=value` in the second. JSON: `,"name":value`
+/// each, in the order they were given, in one pass.
+struct Fields<'a, 'w> {
     w: &'a mut Writer<'w>,
+    format: LogFormat,
     message: bool,
     result: fmt::Result,
 }
 
-impl Text<'_, '_> {
+impl Fields<'_, '_> {
+    /// A text `name=value` pair that is not a field of the event (the request id).
     fn pair(&mut self, name: &str, value: &str) {
         if self.result.is_ok() {
             self.result = (|| {
@@ -172,80 +181,56 @@ impl Text<'_, '_> {
         }
     }
 
-    /// Writes one field's value with `put`, if this pass writes it.
-    fn field(&mut self, field: &Field, put: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        let is_message = field.name() == "message";
-        if self.result.is_err() || is_message != self.message {
-            return;
-        }
-        self.result = (|| {
-            self.w.write_char(' ')?;
-            if !is_message {
-                self.w.write_str(field.name())?;
-                self.w.write_char('=')?;
-            }
-            put(self.w)
-        })();
-    }
-}
-
-impl Visit for Text<'_, '_> {
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.field(field, |w| float(w, value, "NaN"));
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, |w| w.write_str(if value { "true" } else { "false" }));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.field(field, |w| escaped(w, value));
-        } else {
-            self.field(field, |w| quoted(w, value));
-        }
-    }
-
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.field(field, |w| write!(Escape { w, chunk: escaped }, "{value}"));
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, |w| write!(Escape { w, chunk: escaped }, "{value:?}"));
-    }
-}
-
-/// Writes the JSON format's fields, `"name":value` each, in the order they were given.
-struct Json<'a, 'w> {
-    w: &'a mut Writer<'w>,
-    result: fmt::Result,
-}
-
-impl Json<'_, '_> {
+    /// Writes one field's name and, with `put`, its value, if this pass writes it.
     fn field(&mut self, field: &Field, put: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
+        let is_message = field.name() == "message";
+        if self.format == LogFormat::Text && is_message != self.message {
+            return;
+        }
         self.result = (|| {
-            self.w.write_char(',')?;
-            // Field names are Rust identifiers or dotted paths: nothing to escape, but
-            // escaped all the same, since `tracing` does not promise it.
-            json_str(self.w, field.name())?;
-            self.w.write_char(':')?;
+            match self.format {
+                LogFormat::Text => {
+                    self.w.write_char(' ')?;
+                    if !is_message {
+                        self.w.write_str(field.name())?;
+                        self.w.write_char('=')?;
+                    }
+                }
+                LogFormat::Json => {
+                    self.w.write_char(',')?;
+                    // Field names are Rust identifiers or dotted paths: nothing to escape,
+                    // but escaped all the same, since `tracing` does not promise it.
+                    json_str(self.w, field.name())?;
+                    self.w.write_char(':')?;
+                }
+            }
             put(self.w)
         })();
     }
+
+    /// A `%` or `?` value (and the message), formatted straight into the line: escaped as
+    /// text, or as a JSON string.
+    fn formatted(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        let json = self.format == LogFormat::Json;
+        self.field(field, |w| {
+            if !json {
+                return Escape { w, chunk: escaped }.write_fmt(value);
+            }
+            w.write_char('"')?;
+            Escape {
+                w,
+                chunk: json_chars,
+            }
+            .write_fmt(value)?;
+            w.write_char('"')
+        });
+    }
 }
 
-impl Visit for Json<'_, '_> {
+impl Visit for Fields<'_, '_> {
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
@@ -255,7 +240,11 @@ impl Visit for Json<'_, '_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.field(field, |w| float(w, value, "null"));
+        let non_finite = match self.format {
+            LogFormat::Text => "NaN",
+            LogFormat::Json => "null",
+        };
+        self.field(field, |w| float(w, value, non_finite));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -263,35 +252,21 @@ impl Visit for Json<'_, '_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, |w| json_str(w, value));
+        match self.format {
+            LogFormat::Json => self.field(field, |w| json_str(w, value)),
+            LogFormat::Text if field.name() == "message" => {
+                self.field(field, |w| escaped(w, value))
+            }
+            LogFormat::Text => self.field(field, |w| quoted(w, value)),
+        }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.field(field, |w| {
-            w.write_char('"')?;
-            write!(
-                Escape {
-                    w,
-                    chunk: json_chars
-                },
-                "{value}"
-            )?;
-            w.write_char('"')
-        });
+        self.formatted(field, format_args!("{value}"));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, |w| {
-            w.write_char('"')?;
-            write!(
-                Escape {
-                    w,
-                    chunk: json_chars
-                },
-                "{value:?}"
-            )?;
-            w.write_char('"')
-        });
+        self.formatted(field, format_args!("{value:?}"));
     }
 }
 
@@ -319,9 +294,21 @@ impl fmt::Write for Escape<'_, '_> {
 
 /// Text with its control characters escaped (`\n`, `\t`, `\r`, `\u{1b}`...).
 fn escaped(w: &mut Writer<'_>, s: &str) -> fmt::Result {
+    escape_where(w, s, char::is_control)
+}
+
+/// A quoted text value: `"` and `\` escaped as well as control characters.
+fn quoted(w: &mut Writer<'_>, s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    escape_where(w, s, |c| c == '"' || c == '\\' || c.is_control())?;
+    w.write_char('"')
+}
+
+/// `s` with the characters `special` picks written as Rust escapes.
+fn escape_where(w: &mut Writer<'_>, s: &str, special: impl Fn(char) -> bool) -> fmt::Result {
     let mut start = 0;
     for (i, c) in s.char_indices() {
-        if !c.is_control() {
+        if !special(c) {
             continue;
         }
         w.write_str(&s[start..i])?;
@@ -329,22 +316,6 @@ fn escaped(w: &mut Writer<'_>, s: &str) -> fmt::Result {
         start = i + c.len_utf8();
     }
     w.write_str(&s[start..])
-}
-
-/// A quoted text value: `"` and `\` escaped as well as control characters.
-fn quoted(w: &mut Writer<'_>, s: &str) -> fmt::Result {
-    w.write_char('"')?;
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        if c != '"' && c != '\\' && !c.is_control() {
-            continue;
-        }
-        w.write_str(&s[start..i])?;
-        write!(w, "{}", c.escape_default())?;
-        start = i + c.len_utf8();
-    }
-    w.write_str(&s[start..])?;
-    w.write_char('"')
 }
 
 /// A JSON string.

@@ -8,6 +8,7 @@ use axum::http::Request;
 use eagerql::telemetry::LogFormat;
 use serde_json::{Value, json};
 use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::helpers::spawn_app;
@@ -107,6 +108,22 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 }
 
 impl Captured {
+    /// The server's own log layer in `format` up to `level`, writing here, as this thread's
+    /// subscriber until the guard is dropped.
+    fn install(
+        format: LogFormat,
+        level: LevelFilter,
+    ) -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(
+            eagerql::telemetry::log_layer(format, false, captured.clone()).with_filter(level),
+        );
+        (
+            captured.clone(),
+            tracing::subscriber::set_default(subscriber),
+        )
+    }
+
     fn lines(&self) -> Vec<Value> {
         String::from_utf8_lossy(&self.0.lock().unwrap())
             .lines()
@@ -119,14 +136,8 @@ impl Captured {
 async fn one_structured_log_line_per_request_with_its_id_and_no_secrets() {
     let app = spawn_app().await;
     app.seed(3, 2, 1, 3).await;
-    let captured = Captured::default();
-    // The server's own log layer, at DEBUG: a line per statement is written while a request
-    // is served too.
-    let subscriber = tracing_subscriber::registry().with(
-        eagerql::telemetry::log_layer(LogFormat::Json, false, captured.clone())
-            .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
-    );
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // At DEBUG: a line per statement is written while a request is served too.
+    let (captured, _guard) = Captured::install(LogFormat::Json, LevelFilter::DEBUG);
 
     let q = json!({ "query": "query Catalogue { products(first: 2) { name orders { id } } }" });
     app.send(graphql(q, Some("req-a"))).await;
@@ -197,12 +208,7 @@ async fn one_structured_log_line_per_request_with_its_id_and_no_secrets() {
 async fn text_log_lines_carry_the_request_id_and_escape_control_characters() {
     let app = spawn_app().await;
     app.seed(3, 2, 1, 3).await;
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::registry().with(
-        eagerql::telemetry::log_layer(LogFormat::Text, false, captured.clone())
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
-    );
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::install(LogFormat::Text, LevelFilter::INFO);
     let q = json!({ "query": "query Shelf { products(first: 1) { name } }" });
     app.send(graphql(q, Some("req-t"))).await;
     tracing::warn!(
