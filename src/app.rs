@@ -142,6 +142,18 @@ impl App {
                 }
             });
         }
+        // Login counts whose window passed limit nothing: forget them now and then, so the
+        // table holds at most one window's keys (any instance may do it; it is idempotent).
+        let (limiter, session) = (self.state.limiter.clone(), Session::unmetered(db.clone()));
+        let pruner = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                if let Err(e) = limiter.prune(&session).await {
+                    tracing::warn!(error = %e.detail(), "pruning login attempts failed");
+                }
+            }
+        });
         let router = crate::http::router(self.state);
         match self.tls {
             Some(config) => {
@@ -163,6 +175,7 @@ impl App {
                 .await?;
             }
         }
+        pruner.abort();
         db.close().await;
         Ok(())
     }

@@ -9,19 +9,18 @@
 //! - **The signing key** is generated on first start and kept in the database (`server_keys`),
 //!   so every instance on one database accepts the same tokens and a restart keeps sessions;
 //!   `EAGERQL_JWT_SECRET` overrides it.
-//! - **Failed logins** are limited per account and per client address ([`LoginLimiter`]).
+//! - **Login attempts** are limited per account and per client address ([`LoginLimiter`]),
+//!   counted in the database.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::db::{Session, auth as store};
+use crate::db::{Session, auth as store, login_attempts};
 use crate::error::{AppError, AppResult};
 use crate::model::{Role, Viewer};
 
@@ -240,91 +239,91 @@ fn base64_url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Limits failed logins per account and per client address: past `max_failures` within
-/// `window`, further attempts are refused with `RATE_LIMITED` until the window passes. A
-/// successful login clears its account's count. Memory is bounded: at most `max_keys` keys
-/// are tracked (the oldest windows are dropped first).
+/// Limits login attempts per account and per client address: past `per_account` (or
+/// `per_address`) attempts within `window`, further attempts are refused with `RATE_LIMITED`
+/// until the window passes. A successful login clears its account's count and gives its
+/// address back the attempt, so only failures add up.
+///
+/// The counts live in the database (`login_attempts`), shared by every instance on it and
+/// kept across restarts, and an attempt is counted atomically *before* its password is
+/// checked: of 40 concurrent attempts on one account, 5 are checked and 35 refused.
 #[derive(Debug)]
 pub struct LoginLimiter {
     per_account: u32,
     per_address: u32,
     window: Duration,
-    max_keys: usize,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+/// An attempt counted by [`LoginLimiter::reserve`].
+#[derive(Debug)]
+pub struct Attempt {
+    account: String,
+    address: Option<String>,
 }
 
 impl LoginLimiter {
-    /// A limiter allowing `per_account` and `per_address` failures per `window`.
+    /// A limiter allowing `per_account` and `per_address` attempts per `window`.
     pub fn new(per_account: u32, per_address: u32, window: Duration) -> Self {
         LoginLimiter {
             per_account,
             per_address,
             window,
-            max_keys: 100_000,
-            failures: Mutex::new(HashMap::new()),
         }
     }
 
-    fn keys(email: &str, address: Option<IpAddr>) -> [(String, bool); 2] {
-        [
-            (format!("a:{email}"), true),
-            (
-                format!("ip:{}", address.map_or_else(String::new, |a| a.to_string())),
-                false,
-            ),
-        ]
+    fn key(kind: &str, value: &str) -> String {
+        to_hex(&Sha256::digest(format!("{kind}:{value}").as_bytes()))
     }
 
-    /// `Err(retry after)` when this account or address is over its failures.
-    pub fn check(&self, email: &str, address: Option<IpAddr>) -> Result<(), Duration> {
-        let now = Instant::now();
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, account) in Self::keys(email, address) {
-            if !account && address.is_none() {
-                continue;
-            }
-            let max = if account {
+    fn window_ms(&self) -> i64 {
+        i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Counts an attempt on `email` from `address`; `Err(RateLimited)` when either is past
+    /// its limit (the refused attempt counts too, but never moves the window).
+    pub async fn reserve(
+        &self,
+        s: &Session,
+        email: &str,
+        address: Option<IpAddr>,
+    ) -> AppResult<Attempt> {
+        let attempt = Attempt {
+            account: Self::key("account", email),
+            address: address.map(|a| Self::key("address", &a.to_string())),
+        };
+        let mut keys = vec![attempt.account.clone()];
+        keys.extend(attempt.address.clone());
+        let now = Utc::now().timestamp_millis();
+        let counts = login_attempts::reserve(s, &keys, now, now - self.window_ms()).await?;
+        let mut wait: Option<i64> = None;
+        for c in &counts {
+            let max = if c.key == attempt.account {
                 self.per_account
             } else {
                 self.per_address
             };
-            if let Some((count, since)) = map.get(&key) {
-                let age = now.duration_since(*since);
-                if age < self.window && *count >= max {
-                    return Err(self.window - age);
-                }
+            if c.attempts > i64::from(max) {
+                let left = c.window_start + self.window_ms() - now;
+                wait = Some(wait.unwrap_or(0).max(left));
             }
         }
-        Ok(())
-    }
-
-    /// Records a failed login.
-    pub fn failed(&self, email: &str, address: Option<IpAddr>) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= self.max_keys {
-            let window = self.window;
-            map.retain(|_, (_, since)| now.duration_since(*since) < window);
-            if map.len() >= self.max_keys {
-                map.clear();
-            }
-        }
-        for (key, account) in Self::keys(email, address) {
-            if !account && address.is_none() {
-                continue;
-            }
-            let entry = map.entry(key).or_insert((0, now));
-            if now.duration_since(entry.1) >= self.window {
-                *entry = (0, now);
-            }
-            entry.0 += 1;
+        match wait {
+            None => Ok(attempt),
+            Some(ms) => Err(AppError::RateLimited {
+                message: "too many failed logins; try again later".to_owned(),
+                retry_after: u64::try_from(ms.max(0)).unwrap_or(0).div_ceil(1000).max(1),
+            }),
         }
     }
 
-    /// Records a successful login: the account's failures are forgotten.
-    pub fn succeeded(&self, email: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&format!("a:{email}"));
+    /// Records that `attempt` succeeded (in the login's transaction).
+    pub async fn succeeded(&self, s: &Session, attempt: &Attempt) -> AppResult<()> {
+        login_attempts::succeeded(s, &attempt.account, attempt.address.as_deref()).await
+    }
+
+    /// Forgets counts whose window has passed (they no longer limit anything).
+    pub async fn prune(&self, s: &Session) -> AppResult<u64> {
+        login_attempts::prune(s, Utc::now().timestamp_millis() - self.window_ms()).await
     }
 }
 
@@ -377,20 +376,5 @@ mod tests {
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(k.verify(&token).is_err());
-    }
-
-    #[test]
-    fn failures_are_limited_per_account_and_address() {
-        let l = LoginLimiter::new(2, 3, Duration::from_secs(60));
-        let ip: Option<IpAddr> = "10.0.0.1".parse().ok();
-        assert!(l.check("a@x", ip).is_ok());
-        l.failed("a@x", ip);
-        l.failed("a@x", ip);
-        assert!(l.check("a@x", ip).is_err(), "the account is over");
-        assert!(l.check("b@x", ip).is_ok(), "another account, same address");
-        l.failed("b@x", ip);
-        assert!(l.check("c@x", ip).is_err(), "the address is over");
-        assert!(l.check("c@x", "10.0.0.2".parse().ok()).is_ok());
-        l.succeeded("a@x");
     }
 }

@@ -90,7 +90,7 @@ pub fn router(state: AppState) -> Router {
             },
         ))
         // Outside the timeout, so that a cut-off request's 503 becomes a GraphQL error too.
-        .layer(axum::middleware::map_response(json_refusals));
+        .layer(axum::middleware::from_fn(refusals));
     // Without configured origins there is no CORS layer at all (it would answer every
     // OPTIONS request as a preflight).
     let router = match cors {
@@ -99,9 +99,9 @@ pub fn router(state: AppState) -> Router {
     };
     router
         .layer(axum::middleware::from_fn(headers::security_headers))
-        // Responses above a kilobyte (the dashboard's 400 KB, the GraphiQL assets) are
-        // compressed when the client accepts gzip, br or zstd; small answers are sent as they
-        // are, so they cost nothing extra.
+        // Responses above a kilobyte (the dashboard's 400 KB) are compressed when the client
+        // accepts br or gzip (br first on equal quality: it is the smaller here, and zstd,
+        // larger still, breaks some clients' fetch); small answers are sent as they are.
         .layer(
             CompressionLayer::new().compress_when(
                 SizeAbove::new(1024)
@@ -121,7 +121,11 @@ pub fn router(state: AppState) -> Router {
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     let base = CorsLayer::new()
         .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-        .expose_headers([axum::http::HeaderName::from_static(COUNT_HEADER)])
+        .expose_headers([
+            axum::http::HeaderName::from_static(COUNT_HEADER),
+            axum::http::HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+        ])
         .max_age(std::time::Duration::from_secs(600));
     let origins: Vec<&str> = origins
         .iter()
@@ -148,18 +152,27 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 
 /// Every refusal is a GraphQL-shaped JSON error with `extensions.code`: a body over the size
 /// limit (413), a method a route does not serve (405, with its `Allow`), a request cut off by
-/// the timeout (503), an unknown path (404). Responses that are JSON already pass unchanged.
-async fn json_refusals(resp: HttpResponse) -> HttpResponse {
+/// the timeout (503), an unknown path (404); and every refusal is in the media type the
+/// client's `Accept` asks for (Apollo Client reads a non-2xx body only when it is
+/// `application/graphql-response+json`, so an expired token's 401 must be one to be acted on).
+async fn refusals(req: axum::extract::Request, next: axum::middleware::Next) -> HttpResponse {
+    let media = negotiate(req.headers()).unwrap_or(Media::Json);
+    let mut resp = next.run(req).await;
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
+    let content_type = resp.headers().get(header::CONTENT_TYPE);
+    if content_type == Some(&Media::Json.content_type()) {
+        // Written by `error_response`: only its media type is left to choose.
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, media.content_type());
+        return resp;
+    }
+    if content_type
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json"));
-    if is_json {
+        .is_some_and(|ct| ct.contains("json"))
+    {
         return resp;
     }
     let (code, message) = match status {
@@ -179,6 +192,8 @@ async fn json_refusals(resp: HttpResponse) -> HttpResponse {
     };
     let allow = resp.headers().get(header::ALLOW).cloned();
     let mut out = error_response(status, code, message);
+    out.headers_mut()
+        .insert(header::CONTENT_TYPE, media.content_type());
     if let Some(allow) = allow {
         out.headers_mut().insert(header::ALLOW, allow);
     }
@@ -369,12 +384,44 @@ fn params_from_json(body: Json) -> Result<Params, String> {
     })
 }
 
+/// A WebSocket upgrade or a Server-Sent Events request: subscriptions are not served (yet),
+/// and the client is told so plainly instead of a generic "no query".
+fn streaming_refusal(headers: &HeaderMap) -> Option<HttpResponse> {
+    let asks = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains(token))
+        })
+    };
+    if asks(header::UPGRADE, "websocket") {
+        return Some(error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "this server does not serve subscriptions: /graphql accepts no WebSocket \
+             (graphql-transport-ws) connections; send queries and mutations as HTTP POST or GET",
+        ));
+    }
+    if asks(header::ACCEPT, "text/event-stream") && !asks(header::ACCEPT, "json") {
+        return Some(error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            "this server does not serve subscriptions: /graphql does not stream Server-Sent \
+             Events (text/event-stream); accept application/graphql-response+json or \
+             application/json",
+        ));
+    }
+    None
+}
+
 async fn graphql_post(
     State(state): State<AppState>,
     client: ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResponse {
+    if let Some(refusal) = streaming_refusal(&headers) {
+        return refusal;
+    }
     let Some(media) = negotiate(&headers) else {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
@@ -418,6 +465,9 @@ async fn graphql_get(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> HttpResponse {
+    if let Some(refusal) = streaming_refusal(&headers) {
+        return refusal;
+    }
     let Some(media) = negotiate(&headers) else {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
@@ -511,6 +561,8 @@ async fn execute(
                 _ => StatusCode::BAD_REQUEST,
             };
             let mut resp = error_response(status, e.code(), &e.message());
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, media.content_type());
             resp.headers_mut()
                 .insert(COUNT_HEADER, HeaderValue::from_static("0"));
             return resp;
@@ -836,7 +888,7 @@ async fn run(
             .set("code", code);
         return Err(vec![e]);
     }
-    let rc = request_context(state, &session, who, prepared.ty);
+    let rc = request_context(state, &session, who);
     let lazy = (!rc.strict).then(|| {
         let loader: LazyLoader = Arc::new(RequestLoader::new(session.clone()));
         loader
@@ -858,6 +910,23 @@ async fn run(
     // timeout this line is never reached: dropping the session rolls back instead.)
     if let Err(err) = session.commit().await {
         tracing::warn!(error = %err.detail(), "ending the request's transaction failed");
+    }
+    // A mutation that could not reach the database wrote nothing: like a query, it is one
+    // 503 for the whole request, not a 200 with `data: null` (once a field committed, its
+    // answer stands and the others' errors travel beside it).
+    let unavailable = |e: &async_graphql::ServerError| {
+        e.extensions.as_ref().and_then(|x| x.get("code"))
+            == Some(&async_graphql::Value::from("SERVICE_UNAVAILABLE"))
+    };
+    if prepared.ty == OperationType::Mutation
+        && !response.errors.is_empty()
+        && response.errors.iter().all(unavailable)
+        && !log.control().contains(&"commit")
+    {
+        let mut first = response.errors.swap_remove(0);
+        first.path.clear();
+        first.locations.clear();
+        return Err(vec![first]);
     }
     operation::finish(&mut response.data, &prepared.shape);
     if check.wants_plan {
@@ -941,34 +1010,136 @@ async fn graphiql_page() -> impl IntoResponse {
     )
 }
 
-async fn graphiql_asset(Path(file): Path<String>) -> HttpResponse {
-    let (body, ty): (&'static [u8], &str) = match file.as_str() {
-        "graphiql.min.js" => (
+/// A GraphiQL asset, compressed once with br and gzip, with an `ETag` of its content.
+struct Asset {
+    name: &'static str,
+    ty: &'static str,
+    identity: &'static [u8],
+    br: Vec<u8>,
+    gzip: Vec<u8>,
+    etag: HeaderValue,
+}
+
+impl Asset {
+    fn new(name: &'static str, ty: &'static str, identity: &'static [u8]) -> Asset {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        let mut br = Vec::new();
+        let params = brotli::enc::BrotliEncoderParams {
+            quality: 9,
+            ..Default::default()
+        };
+        // Writing to a Vec cannot fail; an encoder error would leave the asset uncompressed.
+        if brotli::BrotliCompress(&mut &identity[..], &mut br, &params).is_err() {
+            br.clear();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let gzip: Vec<u8> = gz
+            .write_all(identity)
+            .and_then(|()| gz.finish())
+            .unwrap_or_default();
+        let digest = sha2::Sha256::digest(identity);
+        let etag = HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..12])))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"graphiql\""));
+        Asset {
+            name,
+            ty,
+            identity,
+            br,
+            gzip,
+            etag,
+        }
+    }
+}
+
+/// The vendored GraphiQL build's assets, compressed on first use (on a blocking thread).
+static GRAPHIQL_ASSETS: std::sync::LazyLock<Vec<Asset>> = std::sync::LazyLock::new(|| {
+    let js = "text/javascript; charset=utf-8";
+    vec![
+        Asset::new(
+            "graphiql.min.js",
+            js,
             include_bytes!("../assets/graphiql/graphiql.min.js"),
-            "text/javascript; charset=utf-8",
         ),
-        "graphiql.min.css" => (
-            include_bytes!("../assets/graphiql/graphiql.min.css"),
+        Asset::new(
+            "graphiql.min.css",
             "text/css; charset=utf-8",
+            include_bytes!("../assets/graphiql/graphiql.min.css"),
         ),
-        "react.production.min.js" => (
+        Asset::new(
+            "react.production.min.js",
+            js,
             include_bytes!("../assets/graphiql/react.production.min.js"),
-            "text/javascript; charset=utf-8",
         ),
-        "react-dom.production.min.js" => (
+        Asset::new(
+            "react-dom.production.min.js",
+            js,
             include_bytes!("../assets/graphiql/react-dom.production.min.js"),
-            "text/javascript; charset=utf-8",
         ),
-        _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
+    ]
+});
+
+/// Whether `Accept-Encoding` accepts `coding` (with a non-zero quality, or by `*`).
+fn accepts_encoding(headers: &HeaderMap, coding: &str) -> bool {
+    let mut star = false;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        for item in value.to_str().unwrap_or("").split(',') {
+            let mut parts = item.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let q_zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            if name.eq_ignore_ascii_case(coding) {
+                return !q_zero;
+            }
+            star |= name == "*" && !q_zero;
+        }
+    }
+    star
+}
+
+/// A GraphiQL asset: br or gzip as the client accepts (compressed once, not per request),
+/// with an `ETag`, revalidated on every load (`no-cache`), so an upgraded server's GraphiQL is
+/// picked up at once and an unchanged one costs a `304`.
+async fn graphiql_asset(Path(file): Path<String>, headers: HeaderMap) -> HttpResponse {
+    let assets = match tokio::task::spawn_blocking(|| &*GRAPHIQL_ASSETS).await {
+        Ok(assets) => assets,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    (
-        [
-            (header::CONTENT_TYPE, ty),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        body,
-    )
-        .into_response()
+    let Some(asset) = assets.iter().find(|a| a.name == file) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let cache = [
+        (header::ETAG, asset.etag.clone()),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (header::VARY, HeaderValue::from_static("accept-encoding")),
+    ];
+    let fresh = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().trim_start_matches("W/") == asset.etag || t.trim() == "*");
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
+    }
+    let (body, coding): (&'static [u8], Option<&'static str>) =
+        if !asset.br.is_empty() && accepts_encoding(&headers, "br") {
+            (&asset.br, Some("br"))
+        } else if !asset.gzip.is_empty() && accepts_encoding(&headers, "gzip") {
+            (&asset.gzip, Some("gzip"))
+        } else {
+            (asset.identity, None)
+        };
+    let mut resp = (cache, Bytes::from_static(body)).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.ty));
+    if let Some(coding) = coding {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+    }
+    resp
 }
 
 /// The router of the separate metrics port: `/metrics` only.

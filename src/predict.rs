@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_graphql::Request;
-use async_graphql::parser::types::OperationType;
 use serde_json::Value as Json;
 
 use crate::config::PlanMode;
@@ -45,12 +44,7 @@ pub struct Prediction {
 
 /// The request's context for `session` (the one place it is built, for real and
 /// planning-only runs).
-pub fn request_context(
-    state: &AppState,
-    session: &Session,
-    who: Who,
-    ty: OperationType,
-) -> RequestContext {
+pub fn request_context(state: &AppState, session: &Session, who: Who) -> RequestContext {
     RequestContext {
         session: session.clone(),
         limits: state.config.limits(),
@@ -61,13 +55,9 @@ pub fn request_context(
         client: who.client,
         keys: state.keys.clone(),
         limiter: state.limiter.clone(),
-        // A mutation's result is never refused after its write committed: it is bounded by
-        // the row budget instead, which is checked inside the transaction (and rolls it back).
-        output: Arc::new(OutputBudget::new(if ty == OperationType::Mutation {
-            usize::MAX
-        } else {
-            state.config.response_cap()
-        })),
+        // Every answer, whatever its root, is bounded: a mutation writes its answer inside
+        // its transaction, so one over the budget rolls the write back (render::Written).
+        output: Arc::new(OutputBudget::new(state.config.response_cap())),
     }
 }
 
@@ -76,7 +66,7 @@ pub fn request_context(
 pub async fn predict(state: &AppState, who: Who, prepared: &Prepared) -> Prediction {
     let log = Arc::new(StatementLog::planning_only());
     let session = Session::new(state.db.clone(), log.clone()).as_viewer(who.viewer);
-    let rc = request_context(state, &session, who, prepared.ty);
+    let rc = request_context(state, &session, who);
     let mut request = Request::new(String::new())
         .variables(prepared.variables.clone())
         .data(rc);

@@ -9,6 +9,7 @@ pub mod analytics;
 pub mod auth;
 pub mod columns;
 pub mod load;
+pub mod login_attempts;
 pub use crate::money;
 pub mod order_items;
 pub mod orders;

@@ -220,8 +220,9 @@ impl StatementLog {
         }
     }
 
-    /// Transaction control statements (`begin`, `commit`, `rollback`) run so far: shown apart
-    /// from the data statements, which are what [`StatementLog::count`] counts.
+    /// Transaction control statements (`begin`, `commit` once it succeeded, `rollback`) run so
+    /// far: shown apart from the data statements, which are what [`StatementLog::count`]
+    /// counts.
     pub fn control(&self) -> Vec<&'static str> {
         self.control
             .lock()
@@ -559,8 +560,10 @@ impl Session {
                 None => Ok(()),
             },
         };
+        result?;
+        // Listed only once it happened: a request with no `commit` wrote nothing.
         self.log.push_control("commit");
-        Ok(result?)
+        Ok(())
     }
 
     /// A session whose statements all read one consistent snapshot: a read-only transaction on

@@ -6,7 +6,7 @@
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 
 use super::preload;
-use super::render::Rendered;
+use super::render::Written;
 use super::scalars::{DateTime, Decimal};
 use super::types::first;
 use super::types::{Order, User};
@@ -84,7 +84,7 @@ pub struct AuthPayload {
     /// refresh token works once).
     refresh_token: String,
     /// The signed-in account.
-    user: User,
+    user: Written<User>,
 }
 
 /// What an import did.
@@ -119,24 +119,23 @@ async fn unit_of_work<T>(
     }
 }
 
-/// Loads the order a mutation wrote, with the client's selection, inside its transaction.
-async fn load_order(ctx: &Context<'_>, tx: &Session, id: i64) -> AppResult<Order> {
+/// Loads and writes the order a mutation wrote, with the client's selection, inside its
+/// transaction.
+async fn load_order(ctx: &Context<'_>, tx: &Session, id: i64) -> AppResult<Written<Order>> {
     let objs = preload::load_root_in(ctx, tx, Entity::Order, RootQuery::ById(id)).await?;
-    first(objs).ok_or_else(|| AppError::NotFound(format!("order {id} does not exist")))
+    let order: Order =
+        first(objs).ok_or_else(|| AppError::NotFound(format!("order {id} does not exist")))?;
+    Written::field(ctx, tx, &order).await
 }
 
-/// The payload of a login or refresh: the account is loaded as the viewer it signed in as
-/// (the request itself was anonymous).
-async fn auth_payload(
-    ctx: &Context<'_>,
-    rc: &RequestContext,
-    issued: Issued,
-) -> AppResult<AuthPayload> {
+/// The payload of a login or refresh, in the transaction `tx` that issued it: the account is
+/// loaded as the viewer it signed in as (the request itself was anonymous).
+async fn auth_payload(ctx: &Context<'_>, tx: &Session, issued: Issued) -> AppResult<AuthPayload> {
     let viewer = Viewer::User {
         id: issued.user_id,
         role: issued.role,
     };
-    let session = rc.session.as_viewer(viewer);
+    let session = tx.as_viewer(viewer);
     let objs = preload::load_child_in(
         ctx,
         &session,
@@ -145,19 +144,23 @@ async fn auth_payload(
         RootQuery::ById(issued.user_id),
     )
     .await?;
-    let user = first(objs).ok_or_else(|| AppError::internal("the signed-in account vanished"))?;
+    let user: User =
+        first(objs).ok_or_else(|| AppError::internal("the signed-in account vanished"))?;
     Ok(AuthPayload {
         access_token: issued.access_token,
         expires_at: DateTime(issued.expires_at),
         refresh_token: issued.refresh_token,
-        user,
+        user: Written::child(ctx, &session, "user", &user).await?,
     })
 }
 
-/// Loads the user a mutation wrote, with the client's selection, inside its transaction.
-async fn load_user(ctx: &Context<'_>, tx: &Session, id: i64) -> AppResult<User> {
+/// Loads and writes the user a mutation wrote, with the client's selection, inside its
+/// transaction.
+async fn load_user(ctx: &Context<'_>, tx: &Session, id: i64) -> AppResult<Written<User>> {
     let objs = preload::load_root_in(ctx, tx, Entity::User, RootQuery::ById(id)).await?;
-    first(objs).ok_or_else(|| AppError::NotFound(format!("user {id} does not exist")))
+    let user: User =
+        first(objs).ok_or_else(|| AppError::NotFound(format!("user {id} does not exist")))?;
+    Written::field(ctx, tx, &user).await
 }
 
 /// Changes to users, orders and products. Each field is one transaction.
@@ -173,7 +176,7 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         input: CreateUserInput,
-    ) -> Result<Rendered<User>> {
+    ) -> Result<Written<User>> {
         let rc = request(ctx)?;
         let email = validate::email(&input.email).map_err(AppError::BadInput)?;
         let username = validate::username(&input.username).map_err(AppError::BadInput)?;
@@ -195,7 +198,7 @@ impl Mutation {
             load_user(ctx, &reader, id).await
         })
         .await?;
-        Ok(Rendered(user))
+        Ok(user)
     }
 
     /// Signs in, giving an access token and a refresh token. A wrong password and an
@@ -210,13 +213,8 @@ impl Mutation {
     ) -> Result<AuthPayload> {
         let rc = request(ctx)?;
         let email = email.trim().to_lowercase();
-        if let Err(wait) = rc.limiter.check(&email, rc.client) {
-            return Err(AppError::RateLimited {
-                message: "too many failed logins; try again later".to_owned(),
-                retry_after: wait.as_secs().max(1),
-            }
-            .into());
-        }
+        // Counted before the password is checked, so concurrent attempts cannot all pass.
+        let attempt = rc.limiter.reserve(&rc.session, &email, rc.client).await?;
         let found = accounts::credentials(&rc.session, &email).await?;
         // An unknown address is checked against an unusable hash, in the same time.
         let phc = found
@@ -226,30 +224,34 @@ impl Mutation {
         let account = match found {
             Some(c) if matches && c.is_active => c,
             _ => {
-                rc.limiter.failed(&email, rc.client);
                 return Err(AppError::Unauthenticated(
                     "wrong e-mail address or password".to_owned(),
                 )
                 .into());
             }
         };
-        rc.limiter.succeeded(&email);
-        let issued = unit_of_work(&rc.session, async |tx: &Session| {
-            auth::start_session(tx, &rc.keys, account.user_id, account.role).await
+        Ok(unit_of_work(&rc.session, async |tx: &Session| {
+            rc.limiter.succeeded(tx, &attempt).await?;
+            let issued = auth::start_session(tx, &rc.keys, account.user_id, account.role).await?;
+            auth_payload(ctx, tx, issued).await
         })
-        .await?;
-        Ok(auth_payload(ctx, rc, issued).await?)
+        .await?)
     }
 
     /// Exchanges a refresh token for a new access token and refresh token. Each refresh
     /// token works once, and using one again revokes every token of its login.
     async fn refresh_token(&self, ctx: &Context<'_>, token: String) -> Result<AuthPayload> {
         let rc = request(ctx)?;
+        // A reused token's revocation is committed even though the call fails; an answer
+        // over the byte budget rolls the rotation back, leaving the old token valid.
         let outcome = unit_of_work(&rc.session, async |tx: &Session| {
-            auth::rotate(tx, &rc.keys, &token).await
+            match auth::rotate(tx, &rc.keys, &token).await? {
+                Ok(issued) => Ok(Ok(auth_payload(ctx, tx, issued).await?)),
+                Err(refused) => Ok(Err(refused)),
+            }
         })
         .await?;
-        Ok(auth_payload(ctx, rc, outcome?).await?)
+        Ok(outcome?)
     }
 
     /// Revokes a refresh token (its access tokens stay valid until they expire); `false`
@@ -265,7 +267,7 @@ impl Mutation {
 
     /// Marks a user inactive (administrators only): they keep their orders but cannot sign
     /// in or place new ones, and every refresh token of theirs is revoked.
-    async fn deactivate_user(&self, ctx: &Context<'_>, id: ID) -> Result<Rendered<User>> {
+    async fn deactivate_user(&self, ctx: &Context<'_>, id: ID) -> Result<Written<User>> {
         let rc = request(ctx)?;
         rc.require_admin("deactivateUser")?;
         let id = parse_id(&id, "deactivateUser.id")?;
@@ -277,7 +279,7 @@ impl Mutation {
             load_user(ctx, tx, id).await
         })
         .await?;
-        Ok(Rendered(user))
+        Ok(user)
     }
 
     /// Places an order: unit prices come from the catalogue, the total is computed exactly,
@@ -287,7 +289,7 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         input: CreateOrderInput,
-    ) -> Result<Rendered<Order>> {
+    ) -> Result<Written<Order>> {
         let rc = request(ctx)?;
         let viewer = rc.require_user()?;
         let user_id = match &input.user_id {
@@ -350,7 +352,7 @@ impl Mutation {
             load_order(ctx, tx, order_id).await
         })
         .await?;
-        Ok(Rendered(order))
+        Ok(order)
     }
 
     /// Moves an order along its life cycle: `PENDING -> SHIPPED -> COMPLETED`, or
@@ -362,7 +364,7 @@ impl Mutation {
         ctx: &Context<'_>,
         id: ID,
         status: OrderStatus,
-    ) -> Result<Rendered<Order>> {
+    ) -> Result<Written<Order>> {
         let rc = request(ctx)?;
         let viewer = rc.require_user()?;
         let admin = rc.viewer.is_admin();
@@ -393,7 +395,7 @@ impl Mutation {
             load_order(ctx, tx, id).await
         })
         .await?;
-        Ok(Rendered(order))
+        Ok(order)
     }
 
     /// Inserts or updates (by SKU) a list of products, atomically: one bulk statement per

@@ -19,17 +19,19 @@ use std::sync::Arc;
 use async_graphql::parser::types::Field;
 use async_graphql::registry::Registry;
 use async_graphql::{
-    ContextSelectionSet, OutputType, Positioned, SelectionField, ServerError, ServerResult, Value,
+    Context, ContextSelectionSet, OutputType, Positioned, SelectionField, ServerError,
+    ServerResult, Value,
 };
 use futures_util::future::BoxFuture;
 
 use super::RequestContext;
-use super::lazy::LazyLoader;
+use super::lazy::{LazyLoader, RequestLoader};
 use super::operation::EMPTY_SELECTION_KEY;
 use super::types::{
     Connection, Obj, Object, Typed, connection_type, edge_type, register_aggregate,
     register_connection, register_object,
 };
+use crate::db::Session;
 use crate::db::load::AggRow;
 use crate::entities::{AGGREGATE_SUFFIX, AggFunc, Entity, Kind, Rel, Val};
 use crate::error::{AppError, AppResult};
@@ -940,46 +942,167 @@ pub async fn resolve<S: Shape>(
         let fctx = ctx.with_field(field);
         S::compile(&fctx.field()).map_err(|e| field_error(ctx, field, AppError::internal(e)))?
     };
+    let loader = ctx.data::<LazyLoader>().ok();
+    match write_within_budget(rc, loader, value, &sel).await {
+        Ok(bytes) => Ok(Value::Binary(bytes.into())),
+        Err(Refusal::Over(cap)) => Err(field_error(ctx, field, too_large(cap, ""))),
+        Err(Refusal::Failed(e)) => Err(field_error(ctx, field, e)),
+    }
+}
+
+/// Why a value was not written.
+enum Refusal {
+    /// It would pass the request's byte budget, which had this many bytes left.
+    Over(usize),
+    /// Anything else.
+    Failed(AppError),
+}
+
+/// The refusal of an answer over the byte budget; `after` says what became of the request.
+fn too_large(cap: usize, after: &str) -> AppError {
+    AppError::LimitExceeded(format!(
+        "the response would be larger than {cap} bytes (EAGERQL_MAX_RESPONSE_BYTES){after}; \
+         select less, or page with `first`"
+    ))
+}
+
+/// Writes `value` with its compiled selection within what is left of the request's byte
+/// budget, and spends what it wrote. What the plan did not load (lazy mode) is filled first
+/// through `loader`. The render stops at the budget, so an answer over it is never built whole.
+async fn write_within_budget<S: Shape>(
+    rc: &RequestContext,
+    loader: Option<&LazyLoader>,
+    value: &S,
+    sel: &S::Sel,
+) -> Result<Vec<u8>, Refusal> {
     let cap = rc.output.left();
     let mut filled = Filled::new();
     let mut out = Out {
-        buf: Vec::with_capacity(4096),
+        buf: Vec::with_capacity(512),
         cap,
     };
-    let mut result = value.write(&Writer { filled: &filled }, &sel, &mut out);
+    let mut result = value.write(&Writer { filled: &filled }, sel, &mut out);
     if let Err(Stop::Missing) = result {
-        let loader = ctx.data::<LazyLoader>().ok();
         fill(
             rc,
             loader,
             S::entity(),
             value.objs(),
-            S::selections(&sel),
+            S::selections(sel),
             &mut filled,
         )
         .await
-        .map_err(|e| field_error(ctx, field, e))?;
+        .map_err(Refusal::Failed)?;
         out.buf.clear();
-        result = value.write(&Writer { filled: &filled }, &sel, &mut out);
+        result = value.write(&Writer { filled: &filled }, sel, &mut out);
     }
     match result {
         Ok(()) => {
             rc.output.spend(out.buf.len());
-            Ok(Value::Binary(out.buf.into()))
+            // The bytes live until the whole response is written: keep no spare capacity
+            // (thousands of small objects, each with a grown buffer, added up to megabytes).
+            out.buf.shrink_to_fit();
+            Ok(out.buf)
         }
-        Err(Stop::Over) => Err(field_error(
-            ctx,
-            field,
-            AppError::LimitExceeded(format!(
-                "the response would be larger than {cap} bytes (EAGERQL_MAX_RESPONSE_BYTES); \
-                 select less, or page with `first`"
-            )),
+        Err(Stop::Over) => Err(Refusal::Over(cap)),
+        Err(Stop::Missing) => Err(Refusal::Failed(AppError::internal(
+            "a selected field was not loaded",
+        ))),
+    }
+}
+
+/// A mutation's answer, written inside its transaction before the commit: an answer over
+/// the request's byte budget (`EAGERQL_MAX_RESPONSE_BYTES`) fails the mutation and rolls its
+/// write back, so a client is never told "too large" about a write that happened. Spliced
+/// into the response as it is, under each response key it was written for.
+pub struct Written<S> {
+    /// `(response key, JSON text)`.
+    parts: Vec<(String, Value)>,
+    shape: std::marker::PhantomData<S>,
+}
+
+impl<S: Shape> Written<S> {
+    /// Writes `value` for the field `ctx` resolves (a mutation root field), reading what the
+    /// plan did not load (lazy mode) in the mutation's transaction `tx`.
+    pub async fn field(ctx: &Context<'_>, tx: &Session, value: &S) -> AppResult<Self> {
+        let field = ctx.field();
+        let key = field.alias().unwrap_or(field.name()).to_owned();
+        let sel = S::compile(&field).map_err(AppError::internal)?;
+        let bytes = write_in(ctx, tx, value, &sel).await?;
+        Ok(Written {
+            parts: vec![(key, bytes)],
+            shape: std::marker::PhantomData,
+        })
+    }
+
+    /// Writes `value` for every occurrence of the child field `child` of the field `ctx`
+    /// resolves (`login { user { ... } }`; aliases each get their own text).
+    pub async fn child(ctx: &Context<'_>, tx: &Session, child: &str, value: &S) -> AppResult<Self> {
+        let mut parts = Vec::new();
+        for field in ctx.field().selection_set().filter(|f| f.name() == child) {
+            let key = field.alias().unwrap_or(child).to_owned();
+            let sel = S::compile(&field).map_err(AppError::internal)?;
+            parts.push((key, write_in(ctx, tx, value, &sel).await?));
+        }
+        Ok(Written {
+            parts,
+            shape: std::marker::PhantomData,
+        })
+    }
+}
+
+/// Writes a mutation's answer in its transaction (see [`Written`]).
+async fn write_in<S: Shape>(
+    ctx: &Context<'_>,
+    tx: &Session,
+    value: &S,
+    sel: &S::Sel,
+) -> AppResult<Value> {
+    let rc = ctx
+        .data::<RequestContext>()
+        .map_err(|e| AppError::internal(e.message))?;
+    // Lazy mode reads what the plan left in the transaction, which sees the write.
+    let loader: Option<LazyLoader> = (!rc.strict).then(|| Arc::new(RequestLoader::new(tx.clone())));
+    match write_within_budget(rc, loader.as_ref(), value, sel).await {
+        Ok(bytes) => Ok(Value::Binary(bytes.into())),
+        Err(Refusal::Over(cap)) => Err(too_large(
+            cap,
+            ", so the mutation was rolled back and nothing was written",
         )),
-        Err(Stop::Missing) => Err(field_error(
-            ctx,
-            field,
-            AppError::internal("a selected field was not loaded"),
-        )),
+        Err(Refusal::Failed(e)) => Err(e),
+    }
+}
+
+impl<S: Shape> OutputType for Written<S> {
+    fn type_name() -> Cow<'static, str> {
+        S::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        S::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        S::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        let key = field.node.response_key().node.as_str();
+        self.parts
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| {
+                field_error(
+                    ctx,
+                    field,
+                    AppError::internal("a mutation's answer was not written"),
+                )
+            })
     }
 }
 

@@ -6,7 +6,7 @@ use axum::http::{Request, StatusCode};
 use eagerql::model::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, deactivate, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, deactivate, scalar_i64, spawn_app, spawn_app_with};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -577,5 +577,66 @@ async fn the_viewer_costs_no_statement() {
     assert!(
         !sql.contains("from users"),
         "no lookup of the viewer: {sql}"
+    );
+}
+
+/// A login's answer is bounded like any other: one whose `user { ... }` fans out past the
+/// byte cap is refused whole and starts no session (no refresh token is stored), and a
+/// refresh refused so keeps the old refresh token valid.
+#[tokio::test]
+async fn a_login_whose_answer_is_over_the_byte_cap_starts_no_session() {
+    let app = spawn_app_with(&["--max-response-bytes", "1500"]).await;
+    app.seed(4, 3, 2, 3).await;
+    let id = sign_up(&app, "dora").await;
+    // Three orders of the same three products: each level multiplies the answer by three.
+    for _ in 0..3 {
+        let r = app
+            .gql(&format!(
+                "mutation {{ createOrder(input: {{ userId: \"{id}\", items: [{{ productId: \"1\", quantity: 1 }}, \
+                 {{ productId: \"2\", quantity: 1 }}, {{ productId: \"3\", quantity: 1 }}] }}) {{ id }} }}"
+            ))
+            .await;
+        assert!(r.data()["createOrder"]["id"].is_string());
+    }
+    let fan_out = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { \
+                   accessToken user { orders { products { orders { products { orders { id createdAt } } } } } } } }";
+    let r = app
+        .gql_as(
+            None,
+            fan_out,
+            json!({ "e": "dora@example.com", "p": PASSWORD }),
+        )
+        .await;
+    assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+    assert!(
+        r.error_message().contains("nothing was written"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["data"], Value::Null, "{}", r.body);
+    assert!(
+        r.body["errors"].to_string().len() < 2_000,
+        "no giant body: {}",
+        r.body
+    );
+    let sessions = format!("select count(*) from refresh_tokens where user_id = {id}");
+    assert_eq!(
+        scalar_i64(&app, &sessions).await,
+        0,
+        "no session was started"
+    );
+
+    // A small answer signs in; a refresh whose answer is too large leaves the token usable.
+    let r = login(&app, "dora@example.com", PASSWORD).await;
+    let refresh = s(&r.data()["login"]["refreshToken"]);
+    let big_refresh = "mutation($t: String!) { refreshToken(token: $t) { accessToken \
+                       user { orders { products { orders { products { orders { id createdAt } } } } } } } }";
+    let r = app.gql_as(None, big_refresh, json!({ "t": refresh })).await;
+    assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+    let r = app.gql_as(None, REFRESH, json!({ "t": refresh })).await;
+    assert!(
+        r.data()["refreshToken"]["accessToken"].is_string(),
+        "the refused rotation was rolled back: {}",
+        r.body
     );
 }

@@ -382,6 +382,17 @@ pub async fn exec(app: &TestApp, sql: &str, args: Vec<Arg>) {
         .unwrap_or_else(|e| panic!("{sql}: {}", e.detail()));
 }
 
+/// Runs one query directly and gives the integer in its first column of its first row.
+pub async fn scalar_i64(app: &TestApp, sql: &str) -> i64 {
+    Session::unmetered(app.db.clone())
+        .fetch("test.scalar", sql.to_owned(), vec![], |r| r.i64(0))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", e.detail()))
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
 /// Inserts an order with the given status, total and creation time.
 pub async fn insert_order(app: &TestApp, user: i64, status: &str, cents: i64, at: DateTime<Utc>) {
     let money = match backend() {

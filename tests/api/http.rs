@@ -352,3 +352,131 @@ fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Every refusal, wherever it is made (token, media type, method, path, persisted query),
+/// is in the media type `Accept` asks for: Apollo Client reads a non-2xx body only as
+/// `application/graphql-response+json`, and an expired token must reach its error link.
+#[tokio::test]
+async fn refusals_come_in_the_media_type_accept_asks_for() {
+    let app = spawn_app().await;
+    const GQL: &str = "application/graphql-response+json; charset=utf-8";
+    let with = |mut req: Request<Body>, name: &'static str, value: &str| {
+        req.headers_mut()
+            .insert(name, value.parse().expect("header value"));
+        req
+    };
+    let accept = Some("application/graphql-response+json");
+    let cases: Vec<(Request<Body>, u16, &str)> = vec![
+        (
+            with(
+                post(Q, Some("application/json"), accept),
+                "authorization",
+                "Bearer expired.or.forged",
+            ),
+            401,
+            "UNAUTHENTICATED",
+        ),
+        (
+            post(Q, Some("text/plain"), accept),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            post("{", Some("application/json"), accept),
+            400,
+            "BAD_REQUEST",
+        ),
+        (get("/nowhere", accept), 404, "NOT_FOUND"),
+        (
+            post(
+                &format!(
+                    r#"{{"query":"{{ __typename }}","extensions":{{"pad":"{}"}}}}"#,
+                    "a".repeat(5 << 20)
+                ),
+                Some("application/json"),
+                accept,
+            ),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+        (
+            post(
+                r#"{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"0000000000000000000000000000000000000000000000000000000000000000"}}}"#,
+                Some("application/json"),
+                accept,
+            ),
+            // A 200, which Apollo's persisted-query link answers by sending the document.
+            200,
+            "PERSISTED_QUERY_NOT_FOUND",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let (s, ct, text, body) = send(&app, req).await;
+        assert_eq!((s, ct.as_str()), (status, GQL), "{code}: {text}");
+        assert_eq!(body["errors"][0]["extensions"]["code"], code, "{text}");
+    }
+    let mut put = post(Q, Some("application/json"), accept);
+    *put.method_mut() = axum::http::Method::PUT;
+    let (s, ct, text, body) = send(&app, put).await;
+    assert_eq!((s, ct.as_str()), (405, GQL), "{text}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "METHOD_NOT_ALLOWED"
+    );
+    // Asked for legacy JSON, the same refusal is legacy JSON.
+    let (s, ct, _, _) = send(&app, get("/nowhere", Some("application/json"))).await;
+    assert_eq!((s, ct.as_str()), (404, "application/json; charset=utf-8"));
+}
+
+/// Until subscriptions exist, a WebSocket upgrade or an event-stream request is told so.
+#[tokio::test]
+async fn streaming_requests_are_told_subscriptions_are_not_served() {
+    let app = spawn_app().await;
+    let upgrade = Request::get("/graphql")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-protocol", "graphql-transport-ws")
+        .body(Body::empty())
+        .expect("request");
+    let (s, _, text, body) = send(&app, upgrade).await;
+    assert_eq!(s, 400, "{text}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("subscriptions") && message.contains("WebSocket"),
+        "{text}"
+    );
+    let sse = post(Q, Some("application/json"), Some("text/event-stream"));
+    let (s, _, text, body) = send(&app, sse).await;
+    assert_eq!(s, 406, "{text}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("Server-Sent Events"), "{text}");
+}
+
+/// GraphiQL's assets are compressed once (br before gzip), carry an `ETag` and are
+/// revalidated, so an upgrade is seen at once and an unchanged asset costs a 304.
+#[tokio::test]
+async fn graphiql_assets_are_precompressed_and_revalidated_by_etag() {
+    let app = spawn_app().await;
+    let asset = |encoding: &str, etag: Option<&str>| {
+        let mut req = Request::get("/graphiql/graphiql.min.js").header("accept-encoding", encoding);
+        if let Some(tag) = etag {
+            req = req.header("if-none-match", tag);
+        }
+        req.body(Body::empty()).expect("request")
+    };
+    let (status, headers, br) = app.send_bytes(asset("gzip, deflate, br, zstd", None)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-encoding"], "br");
+    assert_eq!(headers["cache-control"], "no-cache");
+    let etag = headers["etag"].to_str().expect("etag").to_owned();
+    let (_, headers, gzip) = app.send_bytes(asset("gzip", None)).await;
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["etag"].to_str().ok(), Some(etag.as_str()));
+    let (_, headers, plain) = app.send_bytes(asset("identity", None)).await;
+    assert!(headers.get("content-encoding").is_none());
+    assert!(br.len() < gzip.len() && gzip.len() < plain.len() / 3);
+    let (status, _, body) = app.send_bytes(asset("br", Some(&etag))).await;
+    assert_eq!((status.as_u16(), body.len()), (304, 0));
+    let (status, _, _) = app.send_bytes(asset("br", Some("\"other\""))).await;
+    assert_eq!(status, 200);
+}

@@ -150,9 +150,10 @@ async fn mutation_results_and_report_rows_use_the_one_renderer() {
     assert!(reports.data()["analytics"]["spendingSummary"][0]["user"]["username"].is_string());
 }
 
-/// A rule of the renderer (here the response byte cap) applies to report rows as it does to
-/// query roots, since the same renderer writes them. A mutation's result is never refused
-/// after its write committed; the row budget bounds it inside the transaction instead.
+/// A rule of the renderer (here the response byte cap) applies to report rows and mutation
+/// results as it does to query roots, since the same renderer writes them. A mutation writes
+/// its answer inside its transaction: one over the cap rolls the write back, so a client is
+/// never told "too large" about a write that happened.
 #[tokio::test]
 async fn the_renderers_rules_apply_to_reports_and_mutation_results() {
     let app = spawn_app_with(&["--max-response-bytes", "400"]).await;
@@ -160,15 +161,68 @@ async fn the_renderers_rules_apply_to_reports_and_mutation_results() {
     let big = "{ analytics { spendingSummary(first: 6) { user { orders { id status totalAmount createdAt } } } } }";
     let r = app.gql(big).await;
     assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+
+    let big = "mutation { deactivateUser(id: \"2\") { orders { id status totalAmount createdAt items { id } } } }";
+    let r = app.gql(big).await;
+    assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+    assert!(
+        r.error_message().contains("nothing was written"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["errors"][0]["path"], json!(["deactivateUser"]));
+    assert!(
+        r.body["errors"].to_string().len() < 2_000,
+        "no giant body: {}",
+        r.body
+    );
+    let still = app.gql("{ user(id: 2) { isActive } }").await;
+    assert_eq!(still.data()["user"]["isActive"], true, "rolled back");
+    // Within the cap, the same mutation is answered and committed.
     let r = app
-        .gql("mutation { deactivateUser(id: \"2\") { orders { id status totalAmount createdAt items { id } } } }")
+        .gql("mutation { deactivateUser(id: \"2\") { orders { id } } }")
         .await;
     assert_eq!(
         r.data()["deactivateUser"]["orders"]
             .as_array()
             .map(Vec::len),
-        Some(4),
-        "the committed write's result is answered"
+        Some(4)
+    );
+
+    // A new order whose answer fans out past the cap is not placed: no order, no stock taken.
+    let before = app
+        .gql("{ ordersAggregate { count } product(id: 1) { stockQuantity } }")
+        .await;
+    let r = app
+        .gql(
+            "mutation { createOrder(input: { userId: \"3\", items: [{ productId: \"1\", quantity: 1 }] }) \
+             { id products { orders { products { orders { id totalAmount createdAt } } } } } }",
+        )
+        .await;
+    assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+    let after = app
+        .gql("{ ordersAggregate { count } product(id: 1) { stockQuantity } }")
+        .await;
+    assert_eq!(after.data(), before.data(), "nothing was written");
+    // Several mutation fields share the request's one budget: the second, over what the
+    // first left, is rolled back; the first stays committed (its answer is lost to the
+    // second's error: both fields are non-null, so `data` is null, as for any failure).
+    let r = app
+        .gql(
+            "mutation { a: createOrder(input: { userId: \"3\", items: [{ productId: \"1\", quantity: 1 }] }) \
+             { id user { username email } } \
+             b: createOrder(input: { userId: \"3\", items: [{ productId: \"2\", quantity: 1 }] }) \
+             { id user { orders { id status totalAmount createdAt } } } }",
+        )
+        .await;
+    assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+    assert_eq!(r.body["errors"][0]["path"], json!(["b"]), "{}", r.body);
+    assert_eq!(r.body["errors"].as_array().map(Vec::len), Some(1));
+    let count = |g: &crate::helpers::Gql| g.data()["ordersAggregate"]["count"].clone();
+    let after = app.gql("{ ordersAggregate { count } }").await;
+    assert_eq!(
+        count(&after),
+        json!(count(&before).as_i64().unwrap_or_default() + 1)
     );
 
     let tight = spawn_app_with(&["--max-rows", "5"]).await;

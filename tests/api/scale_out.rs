@@ -620,3 +620,63 @@ async fn a_replica_down_at_start_leaves_reads_on_the_primary() {
     );
     server.abort();
 }
+
+/// Login limits live in the database: two instances and a restart count as one server, and
+/// each attempt is counted before its password is checked, so of 40 concurrent attempts on
+/// one account (39 wrong passwords, the last right), split across two instances, exactly 5
+/// are checked and 35 refused.
+#[tokio::test]
+async fn login_limits_are_one_count_across_instances_restarts_and_concurrent_attempts() {
+    let tdb = TestDb::create().await;
+    let a = ServerProcess::start(&tdb.url, &["--demo-data", "true"], &[]);
+    let b = ServerProcess::start(&tdb.url, &["--demo-data", "false"], &[]);
+    let attempt = |server: &ServerProcess, email: &str, password: &str| {
+        let (addr, email, password) = (server.addr, email.to_owned(), password.to_owned());
+        async move {
+            let r = crate::helpers::http_gql(
+                addr,
+                None,
+                "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+                json!({ "e": email, "p": password }),
+            )
+            .await;
+            match r.body["errors"][0]["extensions"]["code"].as_str() {
+                Some(code) => code.to_owned(),
+                None => "OK".to_owned(),
+            }
+        }
+    };
+    // Five wrong passwords on A lock the account on B too, even for the right password.
+    for _ in 0..5 {
+        assert_eq!(
+            attempt(&a, "user2@example.com", "wrong").await,
+            "UNAUTHENTICATED"
+        );
+    }
+    assert_eq!(
+        attempt(&b, "user2@example.com", "eagerql-demo").await,
+        "RATE_LIMITED"
+    );
+    // A restart keeps the count.
+    drop(b);
+    let c = ServerProcess::start(&tdb.url, &["--demo-data", "false"], &[]);
+    assert_eq!(
+        attempt(&c, "user2@example.com", "eagerql-demo").await,
+        "RATE_LIMITED"
+    );
+    // Another account from the same address still signs in.
+    assert_eq!(attempt(&c, "user1@example.com", "eagerql-demo").await, "OK");
+
+    let tries = (0..40).map(|i| {
+        let server = if i % 2 == 0 { &a } else { &c };
+        let password = if i == 39 { "eagerql-demo" } else { "wrong" };
+        attempt(server, "user3@example.com", password)
+    });
+    let codes = futures_util::future::join_all(tries).await;
+    let limited = codes.iter().filter(|c| *c == "RATE_LIMITED").count();
+    let checked = codes
+        .iter()
+        .filter(|c| *c == "UNAUTHENTICATED" || *c == "OK")
+        .count();
+    assert_eq!((checked, limited), (5, 35), "{codes:?}");
+}
