@@ -104,6 +104,10 @@ struct Opts {
     /// Skip the direct sqlx replay.
     #[arg(long)]
     no_direct: bool,
+    /// Seconds to wait after each read workload before reading the server's RSS again (does
+    /// memory go back after load?); 0 skips it.
+    #[arg(long, default_value_t = 0.0)]
+    settle: f64,
     /// Keep the PostgreSQL databases after the run (SQLite files are always removed).
     #[arg(long)]
     keep_db: bool,
@@ -132,13 +136,14 @@ enum Workload {
     ManyToMany,
     FanOut,
     MyOrders,
+    Reports,
     CreateOrder,
     SignUps,
     ImportProducts,
 }
 
 impl Workload {
-    const ALL: [Workload; 11] = [
+    const ALL: [Workload; 12] = [
         Workload::Dashboard,
         Workload::DashboardCounts,
         Workload::Deep,
@@ -147,6 +152,7 @@ impl Workload {
         Workload::ManyToMany,
         Workload::FanOut,
         Workload::MyOrders,
+        Workload::Reports,
         Workload::CreateOrder,
         Workload::SignUps,
         Workload::ImportProducts,
@@ -162,6 +168,7 @@ impl Workload {
             Workload::ManyToMany => "many-to-many",
             Workload::FanOut => "fan-out",
             Workload::MyOrders => "my-orders",
+            Workload::Reports => "reports",
             Workload::CreateOrder => "create-order",
             Workload::SignUps => "sign-ups",
             Workload::ImportProducts => "import-products",
@@ -252,6 +259,21 @@ const MANY_TO_MANY: &str = "{ products(first: 50) { id name orders { id user { e
 /// 30,000 rows and 3 MB on the default data set, under the default row and byte budgets).
 const FAN_OUT: &str = "{ products(first: 20) { orders { products { orders { id } } } } }";
 
+/// 25 aliases of the spending summary, 1,000 rows each with the user: 25 statements, 25,000
+/// rows and about 2.9 MB of answer, within every limit (the heaviest accepted request mix
+/// for memory).
+fn reports_query() -> String {
+    let aliases: Vec<String> = (0..25)
+        .map(|i| {
+            format!(
+                "a{i}: spendingSummary(first: 1000) {{ orderCount totalRevenue \
+                 user {{ id email username }} }}"
+            )
+        })
+        .collect();
+    format!("{{ analytics {{ {} }} }}", aliases.join(" "))
+}
+
 /// The lesson's puzzle as it is meant: each user's order count, without loading the orders.
 const DASHBOARD_COUNTS: &str = "{ users(first: 1000) { id username ordersAggregate { count } } }";
 
@@ -274,6 +296,7 @@ fn read_body(w: Workload, size: &SeedSize) -> BodyFn {
         Workload::TopCustomers => fixed(TOP_CUSTOMERS),
         Workload::ManyToMany => fixed(MANY_TO_MANY),
         Workload::FanOut => fixed(FAN_OUT),
+        Workload::Reports => fixed(&reports_query()),
         Workload::MyOrders => fixed(MY_ORDERS),
         Workload::Detail | Workload::CreateOrder | Workload::SignUps | Workload::ImportProducts => {
             let orders = size.orders().max(1);
@@ -307,6 +330,10 @@ struct Row {
     statements_max: u64,
     response_bytes: f64,
     peak_rss_mib: Option<f64>,
+    /// RSS when the workload started.
+    start_rss_mib: Option<f64>,
+    /// RSS `--settle` seconds after the workload ended.
+    settled_rss_mib: Option<f64>,
     direct: Option<DirectRow>,
     /// Server p50 latency over direct p50 latency.
     server_over_direct_p50: Option<f64>,
@@ -456,6 +483,14 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
         if let Some(note) = &r.note {
             t.push_str(&format!("  {}: {note}\n", r.workload));
         }
+        if let Some(settled) = r.settled_rss_mib {
+            t.push_str(&format!(
+                "  {}: RSS {} MiB at the start, {} MiB at the peak, {settled:.1} MiB after settling\n",
+                r.workload,
+                fmt_opt(r.start_rss_mib, 1),
+                fmt_opt(r.peak_rss_mib, 1)
+            ));
+        }
     }
     t.push_str(
         "  peak MiB: the server's VmHWM during the workload, reset to its RSS at the start \
@@ -532,6 +567,8 @@ struct Env {
     pool: Option<Pool>,
     seed_secs: f64,
     seed_report: String,
+    /// `--settle`.
+    settle: Duration,
 }
 
 impl Env {
@@ -557,6 +594,7 @@ impl Env {
             pool: None,
             seed_secs: 0.0,
             seed_report: String::new(),
+            settle: Duration::from_secs_f64(opts.settle.max(0.0)),
         };
         match env.boot(opts, bin, max_page_size).await {
             Ok(()) => Ok(env),
@@ -658,10 +696,16 @@ async fn load_server(env: &Env, name: &str, plan: Plan, body: BodyFn) -> Res<Row
         plan.warmup.as_secs_f64(),
         plan.duration.as_secs_f64()
     ));
+    let start = server.rss_kib();
     let reset = server.reset_peak();
     let stats = client::run_http(server.addr, plan, body).await?;
     let mut row = Row::from_stats(&stats, plan.clients);
     row.peak_rss_mib = server.peak_rss_kib().map(|k| k as f64 / 1024.0);
+    row.start_rss_mib = start.map(|k| k as f64 / 1024.0);
+    if env.settle > Duration::ZERO {
+        tokio::time::sleep(env.settle).await;
+        row.settled_rss_mib = server.rss_kib().map(|k| k as f64 / 1024.0);
+    }
     if !reset {
         row.note = Some("peak RSS since server start (clear_refs not writable)".into());
     }

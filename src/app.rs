@@ -96,9 +96,9 @@ impl App {
                 );
             }
         }
-        let listener = TcpListener::bind(bind).await?;
+        let listener = listen(bind).await?;
         let metrics_listener = match state.config.metrics_bind {
-            Some(addr) if state.config.metrics => Some(TcpListener::bind(addr).await?),
+            Some(addr) if state.config.metrics => Some(listen(addr).await?),
             _ => None,
         };
         Ok(App {
@@ -179,6 +179,14 @@ impl App {
         db.close().await;
         Ok(())
     }
+}
+
+/// Binds `addr`; a failure names the address it tried (`Address already in use` alone does
+/// not say which).
+async fn listen(addr: SocketAddr) -> Result<TcpListener, BoxError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}").into())
 }
 
 async fn shutdown_signal() {

@@ -636,6 +636,7 @@ async fn execute(
             json!({
                 "count": statements,
                 "totalDurationUs": log.total_duration().as_micros() as u64,
+                "connectionWaitUs": log.total_wait().as_micros() as u64,
                 "statements": log.records(),
                 "transactionControl": log.control(),
                 "server": log.server(),
@@ -703,6 +704,7 @@ async fn execute(
         statements,
         rows = log.rows(),
         db_us = log.total_duration().as_micros() as u64,
+        wait_us = log.total_wait().as_micros() as u64,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         errors = response.errors.len(),
         error_codes = codes.join(","),

@@ -14,6 +14,15 @@ pub fn from_cents(cents: i64) -> Decimal {
     Decimal::new(cents, 2)
 }
 
+/// What an amount that [`to_cents`] refuses must be instead, as its refusal says it: the
+/// real reason, never "at most 2 decimals" for an amount that has none.
+pub fn cents_requirement(amount: Decimal) -> &'static str {
+    match amount.checked_mul(Decimal::ONE_HUNDRED) {
+        Some(scaled) if scaled.fract() != Decimal::ZERO => "an amount with at most 2 decimals",
+        _ => "an amount between -99999999.99 and 99999999.99",
+    }
+}
+
 /// A [`Decimal`] to cents; `None` when it has more than two decimals or is out of range.
 pub fn to_cents(amount: Decimal) -> Option<i64> {
     let scaled = amount.checked_mul(Decimal::ONE_HUNDRED)?;
@@ -44,6 +53,8 @@ mod tests {
             None
         );
         assert_eq!(to_cents(Decimal::new(1_000_000_000_000, 0)), None);
+        assert!(cents_requirement(Decimal::new(100_000_000, 0)).contains("between"));
+        assert!(cents_requirement(Decimal::new(1, 3)).contains("2 decimals"));
         assert_eq!(
             to_cents(Decimal::from_str("-3").unwrap_or_default()),
             Some(-300)

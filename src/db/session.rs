@@ -63,6 +63,9 @@ pub struct StatementLog {
     plans: Mutex<Vec<serde_json::Value>>,
     /// The PostgreSQL server the request's transaction ran on (`primary`, `replica-N`).
     server: std::sync::OnceLock<Arc<str>>,
+    /// Microseconds spent waiting for a connection (the pool, or the request's one
+    /// connection while another of its statements used it): apart from database time.
+    wait_us: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for StatementLog {
@@ -180,9 +183,22 @@ impl StatementLog {
         self.lock_records().clone()
     }
 
-    /// Total database time so far.
+    /// Total database time so far: each statement from when it had its connection, so the
+    /// sum never counts one statement's wait for another.
     pub fn total_duration(&self) -> Duration {
         Duration::from_micros(self.lock_records().iter().map(|r| r.duration_us).sum())
+    }
+
+    /// Time spent waiting for a connection so far (see [`StatementLog::total_duration`]).
+    pub fn total_wait(&self) -> Duration {
+        Duration::from_micros(self.wait_us.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn add_wait(&self, since: Instant) -> u64 {
+        let us = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.wait_us
+            .fetch_add(us, std::sync::atomic::Ordering::Relaxed);
+        us
     }
 
     /// Reserves `predicted` statements of the budget before any of them runs, so that a plan
@@ -469,9 +485,13 @@ pub struct Session {
 async fn lock_open<'a>(
     session: &Session,
     tx: &'a tokio::sync::Mutex<Tx>,
+    waited_us: &std::sync::atomic::AtomicU64,
 ) -> Result<tokio::sync::MutexGuard<'a, Tx>, sqlx::Error> {
+    let since = Instant::now();
     let mut guard = tx.lock().await;
     session.open_read(&mut guard).await?;
+    let us = session.log.add_wait(since);
+    waited_us.store(us, std::sync::atomic::Ordering::Relaxed);
     Ok(guard)
 }
 
@@ -524,6 +544,7 @@ impl Session {
     /// on PostgreSQL it is `READ COMMITTED`, with row locks taken by the statements that need
     /// them.
     pub async fn begin_write(&self) -> AppResult<Session> {
+        let since = Instant::now();
         let waiting = super::Waiting::start();
         let tx = match &self.db {
             Db::Postgres(pg) => {
@@ -534,6 +555,7 @@ impl Session {
             Db::Sqlite(pool) => Tx::Sqlite(Some(pool.begin_with("BEGIN IMMEDIATE").await?)),
         };
         drop(waiting);
+        self.log.add_wait(since);
         self.log.push_control("begin");
         Ok(Session {
             db: self.db.clone(),
@@ -710,6 +732,7 @@ impl Session {
         let span = tracing::debug_span!("sql", statement = name, rows = tracing::field::Empty);
         let params = self.params_of(&args);
         let started = Instant::now();
+        let waited_us = std::sync::atomic::AtomicU64::new(0);
         let out: Result<Vec<T>, sqlx::Error> = async {
             // Rows are decoded as they arrive and dropped at once, so a large result is never
             // held twice (raw rows and decoded values).
@@ -744,7 +767,7 @@ impl Session {
                     )
                     .await
                 }
-                (Exec::Tx(tx), _) => match &mut *lock_open(self, tx).await? {
+                (Exec::Tx(tx), _) => match &mut *lock_open(self, tx, &waited_us).await? {
                     Tx::Postgres(Some(t)) => {
                         decode_all(
                             bind_pg(&sql, args)
@@ -773,7 +796,7 @@ impl Session {
         .await;
         let rows = out.as_ref().map(|v| v.len() as u64).unwrap_or(0);
         span.record("rows", rows);
-        self.record(name, sql, params, rows, started);
+        self.record(name, sql, params, rows, started, waited_us.into_inner());
         self.after(name).await;
         if out.is_err() && self.log.rows_exceeded() {
             return Err(AppError::LimitExceeded(format!(
@@ -791,6 +814,7 @@ impl Session {
         let span = tracing::debug_span!("sql", statement = name, rows = tracing::field::Empty);
         let params = self.params_of(&args);
         let started = Instant::now();
+        let waited_us = std::sync::atomic::AtomicU64::new(0);
         let out: Result<u64, sqlx::Error> = async {
             match (&self.exec, &self.db) {
                 (Exec::Pool, Db::Postgres(pg)) if pg.pooled() => {
@@ -814,7 +838,7 @@ impl Session {
                     .execute(pool)
                     .await
                     .map(|r| r.rows_affected()),
-                (Exec::Tx(tx), _) => match &mut *lock_open(self, tx).await? {
+                (Exec::Tx(tx), _) => match &mut *lock_open(self, tx, &waited_us).await? {
                     Tx::Postgres(Some(t)) => bind_pg(&sql, args)
                         .persistent(self.named_statements())
                         .execute(&mut **t)
@@ -833,7 +857,14 @@ impl Session {
         .instrument(span.clone())
         .await;
         span.record("rows", *out.as_ref().unwrap_or(&0));
-        self.record(name, sql, params, *out.as_ref().unwrap_or(&0), started);
+        self.record(
+            name,
+            sql,
+            params,
+            *out.as_ref().unwrap_or(&0),
+            started,
+            waited_us.into_inner(),
+        );
         self.after(name).await;
         Ok(out?)
     }
@@ -865,6 +896,7 @@ impl Session {
             Vec::new(),
             *out.as_ref().unwrap_or(&0),
             started,
+            0,
         );
         Ok(out?)
     }
@@ -890,8 +922,11 @@ impl Session {
         params: Vec<serde_json::Value>,
         rows: u64,
         started: Instant,
+        waited_us: u64,
     ) {
-        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let duration_us = u64::try_from(started.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .saturating_sub(waited_us);
         tracing::debug!(statement = name, rows, duration_us, "sql");
         let sql: Arc<str> = if self.log.capture {
             Arc::from(sql)

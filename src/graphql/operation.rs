@@ -129,6 +129,10 @@ pub enum OutType {
         /// The items' type.
         item: Box<OutType>,
     },
+    /// `__Schema.description`: the schema has none, so it is `null` (the executor answers
+    /// with the text describing the `__Schema` type itself, which GraphiQL and code
+    /// generators would show as this schema's description).
+    SchemaDescription,
 }
 
 impl OutType {
@@ -150,6 +154,7 @@ impl OutType {
     fn non_null(&self) -> bool {
         match self {
             OutType::Named { non_null } | OutType::List { non_null, .. } => *non_null,
+            OutType::SchemaDescription => false,
         }
     }
 }
@@ -537,11 +542,12 @@ impl<'a> Canon<'a> {
                     Shape::default(),
                 )
             };
-            shape.push((
-                Name::new(key.as_str()),
-                OutType::of(&first.definition.ty),
-                sub,
-            ));
+            let ty = if object_type == "__Schema" && first.name == "description" {
+                OutType::SchemaDescription
+            } else {
+                OutType::of(&first.definition.ty)
+            };
+            shape.push((Name::new(key.as_str()), ty, sub));
             let mut arguments = Vec::with_capacity(first.arguments.len());
             for arg in &first.arguments {
                 let at = pos_of(arg.location(), &self.doc.sources).unwrap_or(field_pos);
@@ -907,6 +913,10 @@ fn complete_object(value: &mut Value, shape: &Shape) -> Result<(), NullInNonNull
 }
 
 fn complete(value: &mut Value, ty: &OutType, shape: &Shape) -> Result<(), NullInNonNull> {
+    if let OutType::SchemaDescription = ty {
+        *value = Value::Null;
+        return Ok(());
+    }
     let ok = match (&mut *value, ty) {
         (Value::Null, _) => false,
         (Value::List(items), OutType::List { item, .. }) => {

@@ -115,7 +115,8 @@ async fn root_aggregate<T: Typed>(
 fn cents(d: Decimal, what: &str) -> Result<i64, AppError> {
     to_cents(d.0).ok_or_else(|| {
         AppError::bad_input(format!(
-            "{what}: {} is not an amount with at most 2 decimals",
+            "{what} must be {}, got {}",
+            crate::money::cents_requirement(d.0),
             d.0
         ))
     })
@@ -220,14 +221,7 @@ impl Query {
             .map(|id| parse_id(&id, "orders.userId"))
             .transpose()?;
         let min_amount_cents = min_amount
-            .map(|d| {
-                to_cents(d.0).ok_or_else(|| {
-                    AppError::bad_input(format!(
-                        "orders.minAmount: {} is not an amount with at most 2 decimals",
-                        d.0
-                    ))
-                })
-            })
+            .map(|d| cents(d, "orders.minAmount"))
             .transpose()?;
         let filter = OrderFilter {
             order: sort_keys(Entity::Order, order_by, "orders")?,

@@ -402,15 +402,13 @@ fn lit(kind: Kind, v: &Value, at: &str) -> Result<Lit, PlanError> {
         (Kind::Money, Value::String(s)) => {
             let d: rust_decimal::Decimal = s.parse().map_err(|_| bad("a Decimal"))?;
             Lit::Cents(
-                crate::money::to_cents(d)
-                    .ok_or_else(|| bad("an amount with at most 2 decimals"))?,
+                crate::money::to_cents(d).ok_or_else(|| bad(crate::money::cents_requirement(d)))?,
             )
         }
         (Kind::Money, Value::Number(n)) => {
             let d: rust_decimal::Decimal = n.to_string().parse().map_err(|_| bad("a Decimal"))?;
             Lit::Cents(
-                crate::money::to_cents(d)
-                    .ok_or_else(|| bad("an amount with at most 2 decimals"))?,
+                crate::money::to_cents(d).ok_or_else(|| bad(crate::money::cents_requirement(d)))?,
             )
         }
         // Enum values come as names from a document and as strings from the variables.

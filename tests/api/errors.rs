@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestDb, serve_config, spawn_app};
 
 #[tokio::test]
 async fn bad_page_sizes_are_bad_user_input_not_clamped() {
@@ -113,4 +113,50 @@ async fn too_deep_queries_are_refused() {
     assert_eq!(resp.status, 400);
     assert_eq!(resp.error_code(), "LIMIT_EXCEEDED");
     assert!(resp.error_message().contains("too deep"), "{}", resp.body);
+}
+
+/// A refusal names its real reason: an amount with no decimals that is too large is refused
+/// for its size, not for decimals it does not have.
+#[tokio::test]
+async fn an_amount_is_refused_for_its_real_reason() {
+    let app = spawn_app().await;
+    for (query, needle) in [
+        (r#"{ orders(minAmount: "100000000") { id } }"#, "between"),
+        (
+            r#"{ orders(minAmount: "1.001") { id } }"#,
+            "at most 2 decimals",
+        ),
+        (
+            r#"{ ordersAggregate(where: { totalAmount: { gt: "100000000" } }) { count } }"#,
+            "between",
+        ),
+    ] {
+        let r = app.gql(query).await;
+        assert_eq!(r.error_code(), "BAD_USER_INPUT", "{}", r.body);
+        assert!(r.error_message().contains(needle), "{query}: {}", r.body);
+    }
+}
+
+/// A port that is taken is named in the start-up error.
+#[tokio::test]
+async fn a_taken_address_is_named_when_the_server_cannot_listen() {
+    let tdb = TestDb::create().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address").to_string();
+    let config = serve_config(&[
+        "--database-url",
+        &tdb.url,
+        "--demo-data",
+        "false",
+        "--bind",
+        &addr,
+    ]);
+    let Err(err) = eagerql::app::App::build(config).await else {
+        panic!("started on a taken address");
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains(&addr) && message.contains("in use"),
+        "{message}"
+    );
 }

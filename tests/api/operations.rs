@@ -671,3 +671,27 @@ async fn metrics_can_be_turned_off() {
             .contains("eagerql_requests_total{")
     );
 }
+
+/// Database time counts each statement from when it had its connection: the statements of
+/// one request share one connection, so their times add up to less than the request's own
+/// time however many wait for it (waiting is reported apart, as `connectionWaitUs`).
+#[tokio::test]
+async fn database_time_never_counts_the_wait_for_the_connection() {
+    let app = crate::helpers::spawn_app().await;
+    app.seed(20, 3, 2, 5).await;
+    let aliases: Vec<String> = (0..12)
+        .map(|i| format!("a{i}: users(first: 20, offset: {i}) {{ id orders {{ id }} }}"))
+        .collect();
+    let query = format!("{{ {} }}", aliases.join(" "));
+    let started = std::time::Instant::now();
+    let r = app.gql(&query).await;
+    let wall_us = started.elapsed().as_micros() as u64;
+    assert_eq!(r.statements, 24, "{}", r.body);
+    let sql = &r.body["extensions"]["sql"];
+    let db_us = sql["totalDurationUs"].as_u64().expect("database time");
+    assert!(sql["connectionWaitUs"].is_u64(), "{sql}");
+    assert!(
+        db_us <= wall_us,
+        "database time {db_us} us within {wall_us} us"
+    );
+}

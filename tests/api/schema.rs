@@ -45,3 +45,17 @@ fn every_type_field_and_argument_is_described() {
         "the password hash must never be exposed"
     );
 }
+
+/// The schema has no description: `__schema { description }` is `null`, not the text that
+/// describes the `__Schema` type itself (which GraphiQL and code generators would show).
+#[tokio::test]
+async fn the_schema_description_is_the_schemas_own() {
+    let app = crate::helpers::spawn_app().await;
+    let r = app
+        .gql("{ __schema { d: description description queryType { name } } }")
+        .await;
+    assert_eq!(
+        r.data()["__schema"],
+        serde_json::json!({ "d": null, "description": null, "queryType": { "name": "Query" } })
+    );
+}
