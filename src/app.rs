@@ -144,13 +144,18 @@ impl App {
         }
         // Login counts whose window passed limit nothing: forget them now and then, so the
         // table holds at most one window's keys (any instance may do it; it is idempotent).
+        // The shared persisted queries are kept to EAGERQL_PERSISTED_QUERIES the same way.
         let (limiter, session) = (self.state.limiter.clone(), Session::unmetered(db.clone()));
+        let keep = self.state.config.persisted_queries;
         let pruner = tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 every.tick().await;
                 if let Err(e) = limiter.prune(&session).await {
                     tracing::warn!(error = %e.detail(), "pruning login attempts failed");
+                }
+                if let Err(e) = crate::db::persisted_queries::prune(&session, keep).await {
+                    tracing::warn!(error = %e.detail(), "pruning persisted queries failed");
                 }
             }
         });

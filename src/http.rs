@@ -551,7 +551,7 @@ async fn execute(
         .with_row_budget(state.config.row_budget())
         .with_hook(state.statement_hook.clone());
     let log = Arc::new(if capture { log.capturing() } else { log });
-    let query = match document(&state, &params) {
+    let query = match document(&state, &params).await {
         Ok(q) => q,
         Err(e) => {
             // Apollo's clients read `PERSISTED_QUERY_NOT_FOUND` from a 200 and then send the
@@ -754,10 +754,50 @@ fn request_error(
     async_graphql::Response::from_errors(vec![e])
 }
 
+/// An automatic persisted query's document: from this instance's bounded store, else from
+/// the database, where every instance registers what clients send it, so a document
+/// registered through one instance is found through any other. The database is asked only
+/// on a local miss (and written only on a registration); when it cannot answer, the client
+/// is asked for the document, which the protocol handles.
+async fn shared_document(
+    state: &AppState,
+    hash: crate::persisted::Hash,
+    query: Option<&str>,
+) -> Result<Arc<str>, ApqError> {
+    use crate::db::persisted_queries as shared;
+    let session = Session::unmetered(state.db.clone());
+    let now = chrono::Utc::now().timestamp_millis();
+    let hex = hex::encode(hash);
+    match query {
+        Some(q) => {
+            let doc = state.persisted.register(hash, q)?;
+            if let Err(e) = shared::register(&session, &hex, &doc, now).await {
+                tracing::warn!(error = %e.detail(), "sharing a persisted query failed");
+            }
+            Ok(doc)
+        }
+        None => {
+            if let Some(doc) = state.persisted.get(&hash) {
+                return Ok(doc);
+            }
+            match shared::take(&session, &hex, now).await {
+                Ok(Some(doc)) if crate::persisted::hash_of(&doc) == hash => {
+                    Ok(state.persisted.register(hash, &doc)?)
+                }
+                Ok(_) => Err(ApqError::NotFound),
+                Err(e) => {
+                    tracing::warn!(error = %e.detail(), "reading a shared persisted query failed");
+                    Err(ApqError::NotFound)
+                }
+            }
+        }
+    }
+}
+
 /// The request's document: the trusted document its `documentId` names; for an automatic
 /// persisted query (`extensions.persistedQuery`), the trusted or stored document its hash
 /// names; or its `query`. With `EAGERQL_TRUSTED_ONLY` only trusted documents are returned.
-fn document(state: &AppState, params: &Params) -> Result<Arc<str>, ApqError> {
+async fn document(state: &AppState, params: &Params) -> Result<Arc<str>, ApqError> {
     let trusted_only = state.config.trusted_only;
     if let Some(id) = &params.document_id {
         return state
@@ -798,7 +838,7 @@ fn document(state: &AppState, params: &Params) -> Result<Arc<str>, ApqError> {
                     ApqError::NotFound
                 });
             }
-            state.persisted.resolve(version, hex, params.query.clone())
+            shared_document(state, hash, params.query.as_deref()).await
         }
         Some(_) => Err(ApqError::Malformed(
             "extensions.persistedQuery must be an object".to_owned(),

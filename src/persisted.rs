@@ -4,8 +4,8 @@
 //! once, and the server checks the hash and stores it.
 //!
 //! The store is bounded in entries and bytes; the least recently used documents go first. It
-//! lives in one process: with several instances a client may be asked for a document once
-//! per instance, which the protocol handles by design.
+//! is each instance's cache in front of the database's `persisted_queries`, which every
+//! instance shares (see `http::shared_document`).
 
 use std::sync::Arc;
 
@@ -116,16 +116,24 @@ impl Store {
     ) -> Result<Arc<str>, ApqError> {
         let hash = requested_hash(version, sha256_hex)?;
         match query {
-            Some(q) => {
-                if hash_of(&q) != hash {
-                    return Err(ApqError::Mismatch);
-                }
-                let doc: Arc<str> = q.into();
-                self.insert(hash, doc.clone());
-                Ok(doc)
-            }
-            None => self.documents.get(&hash).ok_or(ApqError::NotFound),
+            Some(q) => self.register(hash, &q),
+            None => self.get(&hash).ok_or(ApqError::NotFound),
         }
+    }
+
+    /// Stores `document` under `hash` after checking that it has that hash.
+    pub fn register(&self, hash: Hash, document: &str) -> Result<Arc<str>, ApqError> {
+        if hash_of(document) != hash {
+            return Err(ApqError::Mismatch);
+        }
+        let doc: Arc<str> = document.into();
+        self.insert(hash, doc.clone());
+        Ok(doc)
+    }
+
+    /// The stored document with this hash.
+    pub fn get(&self, hash: &Hash) -> Option<Arc<str>> {
+        self.documents.get(hash)
     }
 
     fn insert(&self, hash: Hash, document: Arc<str>) {

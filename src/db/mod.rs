@@ -13,6 +13,7 @@ pub mod login_attempts;
 pub use crate::money;
 pub mod order_items;
 pub mod orders;
+pub mod persisted_queries;
 pub mod products;
 pub mod replicas;
 pub mod seed;

@@ -680,3 +680,49 @@ async fn login_limits_are_one_count_across_instances_restarts_and_concurrent_att
         .count();
     assert_eq!((checked, limited), (5, 35), "{codes:?}");
 }
+
+/// Automatic persisted queries are shared through the database: a document registered
+/// through one instance is found by its hash alone through another, which has never seen it.
+#[tokio::test]
+async fn a_persisted_query_registered_on_one_instance_is_found_on_another() {
+    use sha2::Digest as _;
+    let tdb = TestDb::create().await;
+    let a = ServerProcess::start(&tdb.url, &["--demo-data", "true"], &[]);
+    let b = ServerProcess::start(&tdb.url, &["--demo-data", "false"], &[]);
+    let query = "{ products(first: 2) { id name } }";
+    let hash = hex::encode(sha2::Sha256::digest(query.as_bytes()));
+    let apq = |query: Option<&str>| {
+        let mut body =
+            json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } } });
+        if let Some(q) = query {
+            body["query"] = json!(q);
+        }
+        body
+    };
+    let post = |server: &ServerProcess, body: serde_json::Value| {
+        let addr = server.addr;
+        async move {
+            let (_, _, text) = crate::helpers::http_request(
+                addr,
+                "POST",
+                "/graphql",
+                &[("content-type", "application/json")],
+                body.to_string(),
+            )
+            .await;
+            serde_json::from_str::<serde_json::Value>(&text).expect("JSON")
+        }
+    };
+    let unknown = post(&b, apq(None)).await;
+    assert_eq!(
+        unknown["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    let registered = post(&a, apq(Some(query))).await;
+    assert_eq!(
+        registered["data"]["products"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let found = post(&b, apq(None)).await;
+    assert_eq!(found["data"], registered["data"], "{found}");
+}
