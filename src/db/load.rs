@@ -9,6 +9,8 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
+use chrono::{DateTime, Utc};
+
 use super::Backend;
 use super::columns::{decode_row, expr};
 use super::money::from_cents;
@@ -453,6 +455,41 @@ fn lit_sql(backend: Backend, lit: &Lit, p: &mut Params) -> String {
     }
 }
 
+const ASCII_UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const ASCII_LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
+
+/// A timestamp's stored precision in nanoseconds: SQLite keeps milliseconds (RFC 3339 text),
+/// PostgreSQL microseconds.
+fn stored_precision_ns(backend: Backend) -> i64 {
+    match backend {
+        Backend::Sqlite => 1_000_000,
+        Backend::Postgres => 1_000,
+    }
+}
+
+/// `t` cut to the stored precision, and whether that lost nothing.
+fn stored_time(backend: Backend, t: DateTime<Utc>) -> (DateTime<Utc>, bool) {
+    let unit = stored_precision_ns(backend);
+    let sub = i64::from(t.timestamp_subsec_nanos()) % unit;
+    (t - chrono::Duration::nanoseconds(sub), sub == 0)
+}
+
+/// `lhs op t` exactly, although the database stores (and binds) timestamps at a coarser
+/// precision than a bound may have: every stored value is a multiple of the precision, so
+/// with `c` the bound cut to it, `x > t` is `x > c`, `x >= t` is `x > c` when `t` lost a
+/// part (else `x >= c`), `x < t` is `x <= c` when it lost a part, `x <= t` is `x <= c`, and
+/// `x = t` holds for no stored value when it lost a part.
+fn time_cmp(backend: Backend, lhs: &str, op: Op, t: DateTime<Utc>, p: &mut Params) -> String {
+    let (cut, exact) = stored_time(backend, t);
+    let sql = match (op, exact) {
+        (_, true) | (Op::Gt | Op::Lte, _) => op.sql(),
+        (Op::Gte, false) => ">",
+        (Op::Lt, false) => "<=",
+        (Op::Eq | Op::Contains | Op::StartsWith, false) => return "1 = 0".to_owned(),
+    };
+    format!("{lhs} {sql} {}", lit_sql(backend, &Lit::Time(cut), p))
+}
+
 /// `%`, `_` and `\` of a LIKE pattern's literal text, escaped with `\`.
 fn like_literal(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -508,18 +545,40 @@ fn filter_sql(backend: Backend, entity: Entity, alias: &str, f: &Filter, p: &mut
                         Op::Contains => format!("%{}%", like_literal(t)),
                         _ => format!("{}%", like_literal(t)),
                     };
-                    let n = p.push(Arg::Text(pattern));
-                    let like = match backend {
-                        Backend::Postgres => "ilike",
-                        Backend::Sqlite => "like",
-                    };
-                    format!("{lhs} {like} ${n} escape '\\'")
+                    // ASCII case is ignored on both backends, and only ASCII case: SQLite's
+                    // `like` does exactly that; PostgreSQL's `ilike` would also fold `É` to
+                    // `é`, so the column's ASCII letters are lowered and matched with `like`.
+                    let n = p.push(Arg::Text(pattern.to_ascii_lowercase()));
+                    match backend {
+                        Backend::Postgres => format!(
+                            "translate({lhs}, '{ASCII_UPPER}', '{ASCII_LOWER}') like ${n} escape '\\'"
+                        ),
+                        Backend::Sqlite => format!("{lhs} like ${n} escape '\\'"),
+                    }
                 }
+                (_, Lit::Time(t)) => time_cmp(backend, &lhs, *op, *t, p),
                 _ => format!("{lhs} {} {}", op.sql(), lit_sql(backend, value, p)),
             };
             guard(c, pred)
         }
         Filter::In { values, .. } if values.is_empty() => "1 = 0".to_owned(),
+        Filter::In { col, values }
+            if values
+                .iter()
+                .any(|v| matches!(v, Lit::Time(t) if !stored_time(backend, *t).1)) =>
+        {
+            // A time finer than the stored precision equals no stored value.
+            let kept: Vec<Lit> = values
+                .iter()
+                .filter(|v| !matches!(v, Lit::Time(t) if !stored_time(backend, *t).1))
+                .cloned()
+                .collect();
+            let f = Filter::In {
+                col: *col,
+                values: kept,
+            };
+            filter_sql(backend, entity, alias, &f, p)
+        }
         Filter::In { col, values } => {
             let c = &cols[usize::from(*col)];
             let lhs = format!("{alias}.{}", c.name);

@@ -203,3 +203,96 @@ async fn filters_orders_and_statuses_given_as_variables_mean_what_literals_mean(
     );
     assert_eq!(a.data(), b.data());
 }
+
+/// `contains` and `startsWith` ignore ASCII case and only ASCII case, on both backends: `É`
+/// does not match `é` (PostgreSQL's `ilike` folded it), `E` matches `e`, in a root filter, a
+/// relation filter and an aggregate alike.
+#[tokio::test]
+async fn text_matching_folds_ascii_case_only_on_both_backends() {
+    let app = spawn_app().await;
+    let r = app
+        .gql(
+            r#"mutation { importProducts(products: [
+                { name: "éclair", sku: "U-1", price: "1.00", stockQuantity: 5 },
+                { name: "Eclair", sku: "U-2", price: "1.00", stockQuantity: 5 },
+                { name: "ÉCLAIR", sku: "U-3", price: "1.00", stockQuantity: 5 } ]) { inserted } }"#,
+        )
+        .await;
+    assert_eq!(r.data()["importProducts"]["inserted"], 3);
+    let names = |r: &crate::helpers::Gql| -> Vec<String> {
+        r.data()["productsConnection"]["nodes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (pattern, expected) in [
+        (r#"contains: "É""#, vec!["ÉCLAIR"]),
+        (r#"contains: "é""#, vec!["éclair"]),
+        (r#"contains: "CLAIR""#, vec!["éclair", "Eclair", "ÉCLAIR"]),
+        (r#"startsWith: "e""#, vec!["Eclair"]),
+        (r#"startsWith: "éC""#, vec!["éclair"]),
+    ] {
+        let r = app
+            .gql(&format!(
+                "{{ productsConnection(where: {{ name: {{ {pattern} }} }}, orderBy: [ID_ASC]) \
+                 {{ totalCount nodes {{ name }} }} productsAggregate(where: {{ name: {{ {pattern} }} }}) {{ count }} }}"
+            ))
+            .await;
+        assert_eq!(names(&r), expected, "{pattern}: {}", r.body);
+        assert_eq!(r.data()["productsConnection"]["totalCount"], expected.len());
+        assert_eq!(r.data()["productsAggregate"]["count"], expected.len());
+    }
+}
+
+/// A DateTime bound finer than the stored precision (SQLite keeps milliseconds, PostgreSQL
+/// microseconds) compares exactly: `eq` and `in` match nothing, `gt`/`gte` and `lt`/`lte`
+/// fall on the right side of the stored values.
+#[tokio::test]
+async fn datetime_filters_compare_exactly_below_the_stored_precision() {
+    let app = spawn_app().await;
+    app.seed(2, 0, 0, 1).await;
+    let at = chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    for _ in 0..11 {
+        crate::helpers::insert_order(&app, 1, "pending", 100, at).await;
+    }
+    for (filter, count) in [
+        (r#"eq: "2026-10-01T00:00:00Z""#, 11),
+        (r#"eq: "2026-10-01T00:00:00.0001Z""#, 0),
+        (r#"eq: "2026-10-01T00:00:00.000000001Z""#, 0),
+        (r#"in: ["2026-10-01T00:00:00.0001Z"]"#, 0),
+        (
+            r#"in: ["2026-10-01T00:00:00.0001Z", "2026-10-01T00:00:00Z"]"#,
+            11,
+        ),
+        (
+            r#"gte: "2026-10-01T00:00:00Z", lt: "2026-10-01T00:00:00.0001Z""#,
+            11,
+        ),
+        (r#"gte: "2026-10-01T00:00:00.0001Z""#, 0),
+        (r#"gt: "2026-09-30T23:59:59.9999Z""#, 11),
+        (r#"gt: "2026-10-01T00:00:00.000000001Z""#, 0),
+        (r#"lte: "2026-10-01T00:00:00.0001Z""#, 11),
+        (r#"lt: "2026-10-01T00:00:00.000000001Z""#, 11),
+        (r#"lt: "2026-10-01T00:00:00Z""#, 0),
+    ] {
+        let r = app
+            .gql(&format!(
+                "{{ ordersAggregate(where: {{ createdAt: {{ {filter} }} }}) {{ count }} \
+                 not: ordersAggregate(where: {{ not: {{ createdAt: {{ {filter} }} }} }}) {{ count }} }}"
+            ))
+            .await;
+        assert_eq!(
+            r.data()["ordersAggregate"]["count"],
+            count,
+            "{filter}: {}",
+            r.body
+        );
+        assert_eq!(r.data()["not"]["count"], 11 - count, "not {filter}");
+    }
+}
