@@ -136,13 +136,20 @@ impl Params {
                     return Some(inner);
                 }
                 Some(format!(
-                    "exists (select 1 from {} {via} where {via}.id = {alias}.{key} and {inner})",
+                    "exists (select 1 from {} {via} where {via}.id = {alias}.{key} and {inner}{EXISTS_END})",
                     table(parent)
                 ))
             }
         }
     }
 }
+
+/// The end of every `exists` subquery. `limit 1` changes nothing of its meaning, and
+/// PostgreSQL plans it as before (a semi-join), but it keeps SQLite 3.51 from turning the
+/// subquery into a join with an early exit, whose `OFFSET` skips count the subquery's matching
+/// rows instead of the outer rows (`users(offset: 1, where: { orders: { some: {} } })` gave
+/// the first page again): the bundled SQLite's `OffsetLimit` jumps to the inner loop's `Next`.
+const EXISTS_END: &str = " limit 1";
 
 /// The select list and joins of a node, built depth-first.
 struct Select {
@@ -665,7 +672,7 @@ fn filter_sql(backend: Backend, entity: Entity, alias: &str, f: &Filter, p: &mut
                 conds.push(pred);
             }
             format!(
-                "{}exists (select 1 from {from} where {})",
+                "{}exists (select 1 from {from} where {}{EXISTS_END})",
                 if *none { "not " } else { "" },
                 conds.join(" and ")
             )

@@ -296,3 +296,28 @@ async fn datetime_filters_compare_exactly_below_the_stored_precision() {
         assert_eq!(r.data()["not"]["count"], 11 - count, "not {filter}");
     }
 }
+
+/// A page of a list with a relation filter and `offset` is the right page on both backends
+/// (SQLite 3.51's EXISTS-to-index early-out answered offsets 0, 1 and 3 alike).
+#[tokio::test]
+async fn offset_pages_of_a_relation_filtered_list_are_right() {
+    let app = spawn_app().await;
+    app.seed(12, 2, 2, 5).await;
+    for offset in 0..12 {
+        let r = app
+            .gql(&format!(
+                "{{ users(first: 3, offset: {offset}, where: {{ orders: {{ some: {{}} }} }}) {{ id }} \
+                 orders(first: 3, offset: {offset}, where: {{ items: {{ some: {{ quantity: {{ gte: 1 }} }} }} }}) {{ id }} }}"
+            ))
+            .await;
+        let ids = |key: &str| -> Vec<i64> {
+            r.data()[key]
+                .as_array()
+                .map(|a| a.iter().filter_map(|u| u["id"].as_str()?.parse().ok()).collect())
+                .unwrap_or_default()
+        };
+        let want: Vec<i64> = (offset + 1..=(offset + 3).min(12)).collect();
+        assert_eq!(ids("users"), want, "users at offset {offset}: {}", r.body);
+        assert_eq!(ids("orders"), (offset + 1..=offset + 3).collect::<Vec<i64>>(), "orders at offset {offset}");
+    }
+}
