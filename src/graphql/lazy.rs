@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_graphql::dataloader::{DataLoader, Loader};
 
-use super::preload::build;
+use super::preload::{build, build_batch};
 use super::types::Obj;
 use crate::db::Session;
 use crate::db::load::{self, RootQuery};
@@ -61,10 +61,8 @@ impl Loader<ManyKey> for EdgeLoader {
                 node: (*node).clone(),
             };
             let rows = load::fetch_batch(&self.session, &batch, parents.clone()).await?;
-            let (owners, loaded): (Vec<i64>, Vec<_>) = rows.into_iter().unzip();
-            let objs = build(&self.session, &batch.node, loaded).await?;
             let mut by_parent: HashMap<i64, Vec<Obj>> = HashMap::new();
-            for (owner, obj) in owners.into_iter().zip(objs) {
+            for (owner, obj) in build_batch(&self.session, &batch, rows).await? {
                 by_parent.entry(owner).or_default().push(obj);
             }
             for parent in parents {

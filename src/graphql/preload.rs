@@ -143,13 +143,17 @@ pub async fn load_connection(
     } else {
         None
     };
+    let page_size = page.size;
     let q = RootQuery::Connection {
         order: args.order,
         page,
         filter,
     };
     let loaded = load::fetch_root(&rc.session, &node, q).await?;
-    Ok((build(&rc.session, &node, loaded).await?, total))
+    Ok((
+        build_page(&rc.session, &node, loaded, page_size).await?,
+        total,
+    ))
 }
 
 /// Loads rows for the sub-field `child` of the current field (the `user` of a login's
@@ -187,14 +191,66 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = AppResult<T>> + Send + 'a>>;
 
 /// Loads every batch below `node` for `rows`, then assembles the objects.
 pub fn build<'a>(s: &'a Session, node: &'a Node, rows: Vec<Loaded>) -> BoxFut<'a, Vec<Obj>> {
+    build_shown(s, node, rows.into_iter().map(|l| (l, true)).collect())
+}
+
+/// [`build`] for rows some of which are a page's look-ahead row (`false`): read only to tell
+/// whether a next page exists, never shown, so nothing below them is loaded. They are never
+/// parents of the next level, and a level whose only row is one sends no batch below it.
+fn build_shown<'a>(
+    s: &'a Session,
+    node: &'a Node,
+    rows: Vec<(Loaded, bool)>,
+) -> BoxFut<'a, Vec<Obj>> {
     Box::pin(async move {
-        let refs: Vec<&Loaded> = rows.iter().collect();
+        let refs: Vec<&Loaded> = rows.iter().filter(|r| r.1).map(|r| &r.0).collect();
         let children = load_children(s, node, &refs).await?;
         Ok(rows
             .into_iter()
-            .map(|l| assemble(node, l, &children))
+            .map(|(l, _)| assemble(node, l, &children))
             .collect())
     })
+}
+
+/// A root connection's rows (its page and, past `size`, the look-ahead row), assembled.
+pub async fn build_page(
+    s: &Session,
+    node: &Node,
+    rows: Vec<Loaded>,
+    size: i64,
+) -> AppResult<Vec<Obj>> {
+    let size = usize::try_from(size).unwrap_or(0);
+    let marked = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| (l, i < size))
+        .collect();
+    build_shown(s, node, marked).await
+}
+
+/// A batch's rows by parent (in the order fetched), assembled; in a paged batch each
+/// parent's rows past the page size are its look-ahead row (see [`build_shown`]).
+pub async fn build_batch(
+    s: &Session,
+    batch: &crate::planner::Batch,
+    found: Vec<(i64, Loaded)>,
+) -> AppResult<Vec<(i64, Obj)>> {
+    let size = batch
+        .args
+        .page
+        .as_ref()
+        .map(|p| usize::try_from(p.size).unwrap_or(0));
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    let mut parents = Vec::with_capacity(found.len());
+    let mut marked = Vec::with_capacity(found.len());
+    for (parent, loaded) in found {
+        let n = seen.entry(parent).or_default();
+        marked.push((loaded, size.is_none_or(|size| *n < size)));
+        *n += 1;
+        parents.push(parent);
+    }
+    let objs = build_shown(s, &batch.node, marked).await?;
+    Ok(parents.into_iter().zip(objs).collect())
 }
 
 fn load_children<'a>(
@@ -211,9 +267,7 @@ fn load_children<'a>(
             let mut grouped: HashMap<i64, Vec<Obj>> = HashMap::new();
             if !ids.is_empty() {
                 let found = load::fetch_batch(s, batch, ids).await?;
-                let (parents, loaded): (Vec<i64>, Vec<Loaded>) = found.into_iter().unzip();
-                let objs = build(s, &batch.node, loaded).await?;
-                for (parent, obj) in parents.into_iter().zip(objs) {
+                for (parent, obj) in build_batch(s, batch, found).await? {
                     grouped.entry(parent).or_default().push(obj);
                 }
             }

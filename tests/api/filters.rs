@@ -313,11 +313,19 @@ async fn offset_pages_of_a_relation_filtered_list_are_right() {
         let ids = |key: &str| -> Vec<i64> {
             r.data()[key]
                 .as_array()
-                .map(|a| a.iter().filter_map(|u| u["id"].as_str()?.parse().ok()).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u["id"].as_str()?.parse().ok())
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let want: Vec<i64> = (offset + 1..=(offset + 3).min(12)).collect();
         assert_eq!(ids("users"), want, "users at offset {offset}: {}", r.body);
-        assert_eq!(ids("orders"), (offset + 1..=offset + 3).collect::<Vec<i64>>(), "orders at offset {offset}");
+        assert_eq!(
+            ids("orders"),
+            (offset + 1..=offset + 3).collect::<Vec<i64>>(),
+            "orders at offset {offset}"
+        );
     }
 }

@@ -721,3 +721,41 @@ async fn check_predicts_what_the_server_runs_for_every_shape() {
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_dir_all(&vars_dir).ok();
 }
+
+/// A page's look-ahead row (read only to tell whether a next page exists) is never a parent of
+/// the next level: a level that shows no row sends no batch below it, and a page of one order
+/// reads the items of that order only, on both backends.
+#[tokio::test]
+async fn the_look_ahead_row_is_never_a_parent() {
+    let app = crate::helpers::spawn_app().await;
+    app.seed(4, 3, 3, 3).await;
+    let r = app
+        .gql(
+            r#"{ productsConnection(first: 1, where: { id: { eq: "1" } }) { nodes {
+                 ordersConnection(first: 0) { pageInfo { hasNextPage } edges { node { itemsConnection { nodes { id } } } } } } } }"#,
+        )
+        .await;
+    let orders = &r.data()["productsConnection"]["nodes"][0]["ordersConnection"];
+    assert_eq!(orders["pageInfo"]["hasNextPage"], true, "{}", r.body);
+    assert_eq!(orders["edges"], serde_json::json!([]));
+    assert_eq!(
+        r.statements, 2,
+        "no batch below a level that shows nothing: {}",
+        r.body
+    );
+
+    let r = app
+        .gql(
+            r#"{ ordersConnection(first: 1) { pageInfo { hasNextPage } nodes { id itemsConnection(first: 2) {
+                 pageInfo { hasNextPage } nodes { id product { name } } } } } }"#,
+        )
+        .await;
+    assert_eq!(r.statements, 2, "{}", r.body);
+    let items = r.body["extensions"]["sql"]["statements"][1]["rows"].as_u64();
+    // One order shown: its 2 items and its look-ahead item, never the next order's items.
+    assert_eq!(items, Some(3), "{}", r.body);
+    assert_eq!(
+        r.data()["ordersConnection"]["pageInfo"]["hasNextPage"],
+        true
+    );
+}
