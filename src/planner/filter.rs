@@ -159,12 +159,110 @@ impl Filter {
     /// argument in messages.
     pub fn parse(entity: Entity, value: &Value, what: &str) -> Result<Filter, PlanError> {
         let mut terms = Terms { count: 0, depth: 0 };
-        parse_where(entity, value, what, &mut terms)
+        Ok(parse_where(entity, value, what, &mut terms)?.canonical())
+    }
+
+    /// The one form of every filter that means the same by the same rules: the members of
+    /// `and` (the fields of one object, in whatever order written) and of `or` sorted, an
+    /// `and` inside an `and` (or an `or` inside an `or`) merged into it, `in` lists sorted
+    /// without repeats. Equal filters so batch together whatever order their fields were
+    /// written in. Members are sorted by their shape first (values apart), so that the SQL
+    /// text still depends on the filter's shape only.
+    fn canonical(self) -> Filter {
+        match self {
+            Filter::All(parts) => Filter::All(merged(parts, true)),
+            Filter::Any(parts) => Filter::Any(merged(parts, false)),
+            Filter::Not(inner) => Filter::Not(Box::new(inner.canonical())),
+            Filter::In { col, mut values } => {
+                values.sort_by_cached_key(|v| format!("{v:?}"));
+                values.dedup();
+                Filter::In { col, values }
+            }
+            Filter::Related { rel, none, filter } => Filter::Related {
+                rel,
+                none,
+                filter: Box::new(filter.canonical()),
+            },
+            other => other,
+        }
+    }
+
+    /// What the filter's SQL text depends on: its structure, operators and columns, not its
+    /// values (an `in` list's length neither: it is one array parameter).
+    fn shape(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        match self {
+            Filter::All(parts) | Filter::Any(parts) => {
+                out.push_str(if matches!(self, Filter::All(_)) {
+                    "all("
+                } else {
+                    "any("
+                });
+                for p in parts {
+                    p.shape(out);
+                    out.push(',');
+                }
+                out.push(')');
+            }
+            Filter::Not(inner) => {
+                out.push_str("not(");
+                inner.shape(out);
+                out.push(')');
+            }
+            Filter::Cmp { col, op, value } => {
+                let _ = write!(out, "cmp({col},{op:?},{})", lit_kind(value));
+            }
+            Filter::In { col, .. } => {
+                let _ = write!(out, "in({col})");
+            }
+            Filter::IsNull { col, null } => {
+                let _ = write!(out, "null({col},{null})");
+            }
+            Filter::Related { rel, none, filter } => {
+                let _ = write!(out, "rel({rel},{none},");
+                filter.shape(out);
+                out.push(')');
+            }
+        }
     }
 
     /// Whether it holds for every row (an empty object): no condition to write.
     pub fn is_true(&self) -> bool {
         matches!(self, Filter::All(v) if v.iter().all(Filter::is_true))
+    }
+}
+
+/// The canonical members of an `and` (`all`) or an `or`: each canonical, nested ones of the
+/// same kind merged in, sorted by shape and then by value, without repeats.
+fn merged(parts: Vec<Filter>, all: bool) -> Vec<Filter> {
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts.into_iter().map(Filter::canonical) {
+        match part {
+            Filter::All(inner) if all => out.extend(inner),
+            Filter::Any(inner) if !all && !inner.is_empty() => out.extend(inner),
+            other => out.push(other),
+        }
+    }
+    out.sort_by_cached_key(|f| {
+        let mut shape = String::new();
+        f.shape(&mut shape);
+        (shape, format!("{f:?}"))
+    });
+    out.dedup();
+    out
+}
+
+/// The variant of a value, for [`Filter::shape`] (the SQL text depends on it: money and
+/// times are written differently).
+fn lit_kind(v: &Lit) -> &'static str {
+    match v {
+        Lit::Int(_) => "int",
+        Lit::Text(_) => "text",
+        Lit::Bool(_) => "bool",
+        Lit::Time(_) => "time",
+        Lit::Cents(_) => "cents",
+        Lit::Status(_) => "status",
+        Lit::Role(_) => "role",
     }
 }
 

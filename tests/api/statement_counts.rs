@@ -759,3 +759,42 @@ async fn the_look_ahead_row_is_never_a_parent() {
         true
     );
 }
+
+/// Equal filters share a batch however they are written: fields in another order, an `and`
+/// of the same conditions, a literal or a variable of the same value.
+#[tokio::test]
+async fn equal_filters_written_differently_share_a_batch() {
+    let app = crate::helpers::spawn_app().await;
+    app.seed(3, 3, 3, 5).await;
+    let r = app
+        .gql(
+            r#"{ order(id: 5) {
+                 a: items(where: { id: { eq: "13" }, quantity: { gt: 1 } }) { id }
+                 b: items(where: { quantity: { gt: 1 }, id: { eq: "13" } }) { id }
+                 c: items(where: { and: [{ quantity: { gt: 1 } }, { id: { eq: "13" } }] }) { id } } }"#,
+        )
+        .await;
+    assert_eq!(r.statements, 2, "{}", r.body);
+    let order = &r.data()["order"];
+    assert_eq!(order["a"], order["b"]);
+    assert_eq!(order["a"], order["c"]);
+
+    let r = app
+        .gql_vars(
+            r#"query($w: OrderItemWhere) { order(id: 5) {
+                 itemsConnection(where: { quantity: { gt: 1 }, id: { in: ["14", "13", "13"] } }) { totalCount nodes { id } }
+                 itemsAggregate(where: $w) { count } } }"#,
+            json!({ "w": { "id": { "in": ["13", "14"] }, "quantity": { "gt": 1 } } }),
+        )
+        .await;
+    // The order, the page, and one count for both.
+    assert_eq!(
+        r.statements, 3,
+        "the totalCount is the aggregate's count: {}",
+        r.body
+    );
+    assert_eq!(
+        r.data()["order"]["itemsConnection"]["totalCount"],
+        r.data()["order"]["itemsAggregate"]["count"]
+    );
+}
