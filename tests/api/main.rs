@@ -21,6 +21,7 @@ mod correctness;
 mod database_stats;
 mod differential;
 mod errors;
+mod filter_properties;
 mod filters;
 mod hostile;
 mod http;
