@@ -12,6 +12,7 @@
 //! - **Login attempts** are limited per account and per client address ([`LoginLimiter`]),
 //!   counted in the database.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -53,7 +54,15 @@ pub struct Keys {
     decoding: DecodingKey,
     validation: Validation,
     config: TokenConfig,
+    /// Tokens already verified, with what they name and when they expire: a client sends
+    /// the same token with every request, and checking its signature and claims again each
+    /// time cost a fifth of a small request. Keyed by the whole token, so a hit is the very
+    /// token that was verified; its expiry is checked on every hit.
+    verified: std::sync::RwLock<HashMap<Box<str>, (Viewer, i64)>>,
 }
+
+/// Most verified tokens remembered (past it, expired ones are forgotten, then all).
+const MAX_VERIFIED: usize = 10_000;
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,6 +106,7 @@ impl Keys {
             decoding: DecodingKey::from_secret(secret).map_err(bad)?,
             validation,
             config,
+            verified: std::sync::RwLock::new(HashMap::new()),
         })
     }
 
@@ -142,6 +152,33 @@ impl Keys {
 
     /// The viewer an access token names, if it is well-formed, correctly signed and unexpired.
     pub fn verify(&self, token: &str) -> Result<Viewer, TokenError> {
+        // Valid while `exp >= now - leeway`, as the full check has it.
+        let now = Utc::now().timestamp();
+        let fresh = |exp: i64| exp.saturating_add(self.validation.leeway as i64) >= now;
+        if let Some((viewer, exp)) = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            && fresh(*exp)
+        {
+            return Ok(*viewer);
+        }
+        let (viewer, exp) = self.check(token)?;
+        let mut cache = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_VERIFIED {
+            cache.retain(|_, (_, exp)| fresh(*exp));
+            if cache.len() >= MAX_VERIFIED {
+                cache.clear();
+            }
+        }
+        cache.insert(token.into(), (viewer, exp));
+        Ok(viewer)
+    }
+
+    /// [`Keys::verify`] without the cache: signature, issuer and expiry checked, and what the
+    /// token names, with its expiry.
+    fn check(&self, token: &str) -> Result<(Viewer, i64), TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| TokenError(e.to_string()))?;
         let id = data
@@ -153,7 +190,7 @@ impl Keys {
             .ok_or_else(|| TokenError("the subject is not an account id".into()))?;
         let role =
             Role::from_db(&data.claims.role).ok_or_else(|| TokenError("unknown role".into()))?;
-        Ok(Viewer::User { id, role })
+        Ok((Viewer::User { id, role }, data.claims.exp))
     }
 }
 
@@ -361,6 +398,43 @@ mod tests {
         tampered.push('x');
         assert!(k.verify(&tampered).is_err());
         assert!(k.verify("not a token").is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_it_expires() {
+        let k = keys("s");
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: "7".into(),
+            role: "customer".into(),
+            iss: ISSUER.into(),
+            iat: 0,
+            exp: now - 3_600,
+        };
+        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(k.verify(&expired).is_err(), "never remembered: refused");
+        let remember = |exp: i64| {
+            let viewer = Viewer::User {
+                id: 7,
+                role: Role::Customer,
+            };
+            k.verified
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(expired.clone().into(), (viewer, exp));
+        };
+        // A hit answers from the cache while its expiry holds...
+        remember(now + 60);
+        assert!(k.verify(&expired).is_ok(), "a hit");
+        // ...and not once it has passed: the token is checked afresh, and refused.
+        remember(now - 60);
+        assert!(k.verify(&expired).is_err(), "a stale hit");
+        // A token is only ever a hit for itself: one byte more is verified afresh.
+        remember(now + 60);
+        let mut forged = expired.clone();
+        forged.push('A');
+        assert!(k.verify(&forged).is_err());
     }
 
     #[test]

@@ -244,7 +244,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
     };
     match command {
         Command::Serve(config) => {
-            telemetry::init_with_traces(&config.db.log, config.db.log_format)?;
+            telemetry::init_with_traces(&config.db.log_filter(), config.db.log_format)?;
             let app = App::build(config).await?;
             let addr = app.local_addr()?;
             let scheme = if app.is_tls() { "https" } else { "http" };
@@ -254,13 +254,13 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             served?;
         }
         Command::Migrate(db) => {
-            telemetry::init(&db.log, db.log_format);
+            telemetry::init(&db.log_filter(), db.log_format);
             let pool = Db::connect(&db.database_url, &db.pool()).await?;
             pool.migrate().await?;
             tracing::info!(backend = pool.backend().name(), "migrations applied");
         }
         Command::Seed(args) => {
-            telemetry::init(&args.db.log, args.db.log_format);
+            telemetry::init(&args.db.log_filter(), args.db.log_format);
             // Bulk loading and the closing vacuum are not requests: no statement timeout.
             let mut cfg = args.db.pool();
             cfg.statement_timeout = None;
@@ -308,7 +308,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             }
         }
         Command::User(UserCommand::Create(args)) => {
-            telemetry::init(&args.db.log, args.db.log_format);
+            telemetry::init(&args.db.log_filter(), args.db.log_format);
             let email = validate::email(&args.email)?;
             let username = validate::username(&args.username)?;
             let password = read_password()?;
@@ -330,7 +330,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             pool.close().await;
         }
         Command::Token(args) => {
-            telemetry::init(&args.db.log, args.db.log_format);
+            telemetry::init(&args.db.log_filter(), args.db.log_format);
             let pool = Db::connect(&args.db.database_url, &args.db.pool()).await?;
             pool.migrate().await?;
             let session = Session::unmetered(pool.clone());

@@ -62,9 +62,10 @@ pub struct DbConfig {
     #[arg(long, env = "EAGERQL_REPLICA_URLS", value_delimiter = ',')]
     pub replica_urls: Vec<String>,
 
-    /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `eagerql=debug`).
-    #[arg(long, env = "EAGERQL_LOG", default_value = "info")]
-    pub log: String,
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `eagerql=debug`); when unset,
+    /// `RUST_LOG`, the ecosystem's usual variable; when neither is set, `info`.
+    #[arg(long, env = "EAGERQL_LOG")]
+    pub log: Option<String>,
 
     /// Log format.
     #[arg(long, env = "EAGERQL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -72,6 +73,18 @@ pub struct DbConfig {
 }
 
 impl DbConfig {
+    /// The log filter: `EAGERQL_LOG`, else `RUST_LOG`, else `info`.
+    pub fn log_filter(&self) -> String {
+        self.log
+            .clone()
+            .or_else(|| {
+                std::env::var("RUST_LOG")
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+            })
+            .unwrap_or_else(|| "info".to_owned())
+    }
+
     /// The pool settings.
     pub fn pool(&self) -> PoolConfig {
         PoolConfig {

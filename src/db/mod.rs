@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
 use sqlx::ConnectOptions as _;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -214,6 +214,19 @@ impl PoolConfig {
 }
 
 /// A pool of connections to the PostgreSQL server at `url` (`lazy`: connects on first use).
+/// Whether `url` names a server on this machine and says nothing of TLS: the driver's
+/// default (`prefer`) would then encrypt traffic that never leaves the machine, at a cost on
+/// every statement. An `sslmode` in the URL or in `PGSSLMODE` always wins.
+fn loopback_without_sslmode(url: &str, host: &str) -> bool {
+    let asked = url.split_once('?').is_some_and(|(_, q)| {
+        q.split('&')
+            .any(|kv| kv.to_ascii_lowercase().starts_with("sslmode="))
+    }) || std::env::var_os("PGSSLMODE").is_some();
+    let local =
+        matches!(host, "127.0.0.1" | "::1" | "[::1]" | "localhost") || host.starts_with('/');
+    !asked && local
+}
+
 async fn pg_pool(
     url: &str,
     cfg: &PoolConfig,
@@ -221,6 +234,9 @@ async fn pg_pool(
     lazy: bool,
 ) -> Result<PgPool, sqlx::Error> {
     let mut opts = PgConnectOptions::from_str(url)?;
+    if loopback_without_sslmode(url, opts.get_host()) {
+        opts = opts.ssl_mode(PgSslMode::Disable);
+    }
     match cfg.pooler {
         Pooler::None => {
             // Every statement with parameters is one of the planner's key lookups (`= any($1)`
@@ -444,6 +460,28 @@ async fn pending_migrations(pg: &Pg) -> Result<(), sqlx::migrate::MigrateError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_goes_without_tls_unless_an_sslmode_is_given() {
+        let local = "postgres://u@127.0.0.1:5432/db";
+        assert!(loopback_without_sslmode(local, "127.0.0.1"));
+        assert!(loopback_without_sslmode(
+            "postgres://u@localhost/db",
+            "localhost"
+        ));
+        assert!(loopback_without_sslmode(
+            "postgres:///db",
+            "/var/run/postgresql"
+        ));
+        assert!(!loopback_without_sslmode(
+            "postgres://u@127.0.0.1/db?sslmode=require",
+            "127.0.0.1"
+        ));
+        assert!(!loopback_without_sslmode(
+            "postgres://u@db.internal/db",
+            "db.internal"
+        ));
+    }
 
     #[test]
     fn slow_statement_logging_follows_the_setting() {

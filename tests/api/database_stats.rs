@@ -119,3 +119,19 @@ async fn postgres_statistics_count_the_same_statements() {
         }
     }
 }
+
+/// A PostgreSQL on this machine is reached without TLS unless the URL asks for it (the
+/// driver's default would encrypt loopback traffic); an explicit `sslmode` wins.
+#[tokio::test]
+async fn loopback_connections_go_without_tls_unless_asked() {
+    if crate::helpers::backend() != eagerql::db::Backend::Postgres {
+        return;
+    }
+    let app = crate::helpers::spawn_app().await;
+    let ssl = crate::helpers::scalar_i64(
+        &app,
+        "select case when ssl then 1 else 0 end from pg_stat_ssl where pid = pg_backend_pid()",
+    )
+    .await;
+    assert_eq!(ssl, 0, "TLS to a loopback server");
+}

@@ -130,9 +130,9 @@ async fn a_response_over_the_byte_cap_is_refused_not_sent() {
     assert_eq!(small.data()["users"].as_array().map(Vec::len), Some(3));
 }
 
-#[tokio::test]
-async fn an_exhausted_pool_fails_the_whole_request_once() {
-    // The first request holds the only connection (its snapshot) until released.
+/// Runs `{ users { id } }` on a one-connection pool whose first statement waits until `second`
+/// (sent meanwhile, so finding no connection) is answered: `(first, second)`.
+async fn with_the_only_connection_held(second: &str) -> (crate::helpers::Gql, crate::helpers::Gql) {
     let release = Arc::new(tokio::sync::Notify::new());
     let entered = Arc::new(tokio::sync::Notify::new());
     let hold = Arc::new(AtomicBool::new(true));
@@ -153,15 +153,29 @@ async fn an_exhausted_pool_fails_the_whole_request_once() {
     .await;
     app.seed(2, 1, 1, 1).await;
     let first = app.gql("{ users { id } }");
-    let second = async {
+    let later = async {
         entered.notified().await;
-        let r = app
-            .gql("{ a: users { id } b: products { id } c: orders { id } d: user(id: 1) { id } }")
-            .await;
+        let r = app.gql(second).await;
         release.notify_one();
         r
     };
-    let (first, second) = tokio::join!(first, second);
+    let (first, second) = tokio::join!(first, later);
+    let after = app.gql("{ user(id: 2) { isActive } }").await;
+    assert_eq!(
+        after.data()["user"]["isActive"],
+        true,
+        "nothing was written"
+    );
+    (first, second)
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_fails_the_whole_request_once() {
+    // The first request holds the only connection (its snapshot) until released.
+    let (first, second) = with_the_only_connection_held(
+        "{ a: users { id } b: products { id } c: orders { id } d: user(id: 1) { id } }",
+    )
+    .await;
     assert_eq!(second.status, 503, "{}", second.body);
     assert!(second.body.get("data").is_none(), "never half an answer");
     let errors = second.body["errors"].as_array().expect("errors");
@@ -178,46 +192,15 @@ async fn an_exhausted_pool_fails_the_whole_request_once() {
 /// query (not a 200 with `data: null`): nothing was written.
 #[tokio::test]
 async fn a_mutation_without_a_connection_is_one_503() {
-    let release = Arc::new(tokio::sync::Notify::new());
-    let entered = Arc::new(tokio::sync::Notify::new());
-    let hold = Arc::new(AtomicBool::new(true));
-    let (r2, e2, h2) = (release.clone(), entered.clone(), hold.clone());
-    let hook: StatementHook = Arc::new(move |_| {
-        let (r, e, h) = (r2.clone(), e2.clone(), h2.clone());
-        Box::pin(async move {
-            if h.swap(false, Ordering::SeqCst) {
-                e.notify_one();
-                r.notified().await;
-            }
-        })
-    });
-    let app = spawn_app_with_hook(
-        &["--pool-size", "1", "--pool-timeout-secs", "1"],
-        Some(hook),
+    let (first, second) = with_the_only_connection_held(
+        "mutation { a: deactivateUser(id: \"2\") { id } b: deactivateUser(id: \"1\") { id } }",
     )
     .await;
-    app.seed(2, 1, 1, 1).await;
-    let first = app.gql("{ users { id } }");
-    let second = async {
-        entered.notified().await;
-        let r = app
-            .gql("mutation { a: deactivateUser(id: \"2\") { id } b: deactivateUser(id: \"1\") { id } }")
-            .await;
-        release.notify_one();
-        r
-    };
-    let (first, second) = tokio::join!(first, second);
     assert_eq!(second.status, 503, "{}", second.body);
     assert!(second.body.get("data").is_none(), "never half an answer");
     assert_eq!(second.body["errors"].as_array().map(Vec::len), Some(1));
     assert_eq!(second.error_code(), "SERVICE_UNAVAILABLE");
     assert_eq!(first.data()["users"].as_array().map(Vec::len), Some(2));
-    let after = app.gql("{ user(id: 2) { isActive } }").await;
-    assert_eq!(
-        after.data()["user"]["isActive"],
-        true,
-        "nothing was written"
-    );
 }
 
 #[tokio::test]
