@@ -11,6 +11,8 @@
 mod client;
 #[path = "load/direct.rs"]
 mod direct;
+#[path = "load/floor.rs"]
+mod floor;
 #[path = "load/setup.rs"]
 mod setup;
 
@@ -132,6 +134,8 @@ enum Workload {
     DashboardCounts,
     Deep,
     Detail,
+    DetailVars,
+    Typename,
     TopCustomers,
     ManyToMany,
     FanOut,
@@ -143,11 +147,13 @@ enum Workload {
 }
 
 impl Workload {
-    const ALL: [Workload; 12] = [
+    const ALL: [Workload; 14] = [
         Workload::Dashboard,
         Workload::DashboardCounts,
         Workload::Deep,
         Workload::Detail,
+        Workload::DetailVars,
+        Workload::Typename,
         Workload::TopCustomers,
         Workload::ManyToMany,
         Workload::FanOut,
@@ -164,6 +170,8 @@ impl Workload {
             Workload::DashboardCounts => "dashboard-counts",
             Workload::Deep => "deep",
             Workload::Detail => "detail",
+            Workload::DetailVars => "detail-vars",
+            Workload::Typename => "typename",
             Workload::TopCustomers => "top-customers",
             Workload::ManyToMany => "many-to-many",
             Workload::FanOut => "fan-out",
@@ -282,6 +290,10 @@ const DASHBOARD_COUNTS: &str = "{ users(first: 1000) { id username ordersAggrega
 const MY_ORDERS: &str = "{ me { username orders(first: 10) { id status totalAmount createdAt \
                          items { quantity unitPrice product { name } } } } }";
 
+/// The single-order detail as clients send it: one document, the id in a variable.
+const DETAIL_VARS: &str = "query W3($id: ID!) { order(id: $id) { id user { email } items { \
+                           quantity unitPrice product { name } } } }";
+
 fn fixed(query: &str) -> BodyFn {
     let body = query_body(query);
     Arc::new(move |_| body.clone())
@@ -298,6 +310,14 @@ fn read_body(w: Workload, size: &SeedSize) -> BodyFn {
         Workload::FanOut => fixed(FAN_OUT),
         Workload::Reports => fixed(&reports_query()),
         Workload::MyOrders => fixed(MY_ORDERS),
+        Workload::Typename => fixed("{ __typename }"),
+        Workload::DetailVars => {
+            let orders = size.orders().max(1);
+            Arc::new(move |i| {
+                let id = 1 + (i.wrapping_mul(7919) % orders);
+                query_body_with(DETAIL_VARS, json!({ "id": id.to_string() }))
+            })
+        }
         Workload::Detail | Workload::CreateOrder | Workload::SignUps | Workload::ImportProducts => {
             let orders = size.orders().max(1);
             Arc::new(move |i| {
@@ -337,6 +357,8 @@ struct Row {
     direct: Option<DirectRow>,
     /// Server p50 latency over direct p50 latency.
     server_over_direct_p50: Option<f64>,
+    /// The database's floor (PostgreSQL): pgbench's requests per second on the same SQL.
+    floor_per_sec: Option<f64>,
     /// Rows (scale shapes: parent users selected).
     parents: Option<u64>,
     note: Option<String>,
@@ -439,7 +461,7 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
     let mut t = String::new();
     t.push_str(&format!("\n{title}\n"));
     t.push_str(&format!(
-        "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} | {:>9} {:>8} {:>8} {:>9}\n",
+        "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>9}\n",
         "workload",
         "req/s",
         "p50 ms",
@@ -450,9 +472,11 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
         "direct/s",
         "p50 ms",
         "p99 ms",
-        "srv/direct"
+        "srv/direct",
+        "floor/s",
+        "srv/floor"
     ));
-    t.push_str(&format!("{}\n", "-".repeat(121)));
+    t.push_str(&format!("{}\n", "-".repeat(143)));
     for r in rows {
         let (drps, dp50, dp99) = match &r.direct {
             Some(d) => (
@@ -463,7 +487,7 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
             None => ("-".into(), "-".into(), "-".into()),
         };
         t.push_str(&format!(
-            "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} | {:>9} {:>8} {:>8} {:>9}\n",
+            "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>9}\n",
             r.workload,
             fmt_f(r.requests_per_sec, 1),
             fmt_f(r.p50_ms, 2),
@@ -476,6 +500,11 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
             dp99,
             r.server_over_direct_p50
                 .map(|x| format!("{x:.2}x"))
+                .unwrap_or_else(|| "-".into()),
+            fmt_opt(r.floor_per_sec, 1),
+            r.floor_per_sec
+                .filter(|f| *f > 0.0)
+                .map(|f| format!("{:.0}%", 100.0 * r.requests_per_sec / f))
                 .unwrap_or_else(|| "-".into()),
         ));
     }
@@ -495,7 +524,8 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
     t.push_str(
         "  peak MiB: the server's VmHWM during the workload, reset to its RSS at the start \
          (the allocator keeps freed memory, so it never drops below earlier workloads' RSS);\n  \
-         srv/direct: server p50 over the p50 of the same SQL replayed through sqlx\n",
+         srv/direct: server p50 over the p50 of the same SQL replayed through sqlx;\n  \
+         floor/s: pgbench on the same SQL in the same snapshot (PostgreSQL), srv/floor: req/s over it\n",
     );
     out.print(&t);
 }
@@ -720,11 +750,34 @@ async fn read_workload(env: &Env, opts: &Opts, name: &str, body: BodyFn, plan: P
     let reply = conn.graphql(body(0), true).await?;
     let json = check_graphql(&reply)?;
     let statements = direct::statements_of(&json)?;
+    let begin_read = json
+        .pointer("/extensions/sql/transactionControl")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|x| x == "begin read"))
+        .then_some("begin isolation level repeatable read read only");
     drop(conn);
 
     let mut row = load_server(env, name, plan, body).await?;
+    if env.backend == Backend::Postgres && !opts.no_direct && !statements.is_empty() {
+        let db = env.db.as_ref().ok_or("no database")?;
+        let script = floor::script(&statements, begin_read);
+        let url = db.url.clone();
+        let (clients, secs) = (plan.clients, plan.duration.as_secs_f64());
+        progress(&format!(
+            "postgres {name} floor: pgbench -c {clients}, {secs:.0} s"
+        ));
+        let tps = tokio::task::spawn_blocking(move || {
+            floor::pgbench(&url, &script, clients, secs, &std::env::temp_dir())
+        })
+        .await?;
+        match tps {
+            Ok(tps) => row.floor_per_sec = Some(tps),
+            Err(e) => progress(&format!("no floor for {name}: {e}")),
+        }
+    }
     if let Some(pool) = &env.pool
         && !opts.no_direct
+        && !statements.is_empty()
     {
         progress(&format!(
             "{} {name} direct: {} statements ({})",

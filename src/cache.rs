@@ -1,5 +1,5 @@
-//! A bounded map keyed by SHA-256, least recently used first out: the persisted-query store
-//! and the prepared-document cache. Bounded in entries and in weight (bytes of document
+//! A bounded map keyed by SHA-256 (or another small key), least recently used first out: the
+//! persisted-query store and the prepared-document and prepared-operation caches. Bounded in entries and in weight (bytes of document
 //! text), so no sequence of requests makes it grow past its limits.
 
 use std::collections::HashMap;
@@ -15,22 +15,22 @@ struct Entry<V> {
     used: u64,
 }
 
-struct Inner<V> {
-    entries: HashMap<Hash, Entry<V>>,
+struct Inner<V, K> {
+    entries: HashMap<K, Entry<V>>,
     weight: usize,
     clock: u64,
 }
 
 /// The bounded map.
-pub struct Bounded<V> {
-    inner: Mutex<Inner<V>>,
+pub struct Bounded<V, K = Hash> {
+    inner: Mutex<Inner<V, K>>,
     max_entries: usize,
     max_weight: usize,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
-impl<V> std::fmt::Debug for Bounded<V> {
+impl<V, K> std::fmt::Debug for Bounded<V, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bounded")
             .field("max_entries", &self.max_entries)
@@ -39,7 +39,7 @@ impl<V> std::fmt::Debug for Bounded<V> {
     }
 }
 
-impl<V: Clone> Bounded<V> {
+impl<V: Clone, K: Eq + std::hash::Hash + Copy + Ord> Bounded<V, K> {
     /// At most `max_entries` values of at most `max_weight` in all.
     pub fn new(max_entries: usize, max_weight: usize) -> Self {
         Bounded {
@@ -55,12 +55,12 @@ impl<V: Clone> Bounded<V> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<V>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<V, K>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The value under `key`, marked as used.
-    pub fn get(&self, key: &Hash) -> Option<V> {
+    pub fn get(&self, key: &K) -> Option<V> {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
@@ -80,7 +80,7 @@ impl<V: Clone> Bounded<V> {
 
     /// Keeps `value` under `key`, dropping the least recently used values to make room. A
     /// value heavier than the whole cache is not kept.
-    pub fn insert(&self, key: Hash, value: V, weight: usize) {
+    pub fn insert(&self, key: K, value: V, weight: usize) {
         if weight > self.max_weight || self.max_entries == 0 {
             return;
         }
@@ -109,9 +109,8 @@ impl<V: Clone> Bounded<V> {
     /// entries (at least one) in one pass, then more if the weight still does not fit. One
     /// sort per many inserts, so a stream of values that never repeat (documents with
     /// inlined literals) costs amortised O(log n) per insert, not a scan each.
-    fn evict(&self, inner: &mut Inner<V>, weight: usize) {
-        let mut by_age: Vec<(u64, Hash)> =
-            inner.entries.iter().map(|(h, e)| (e.used, *h)).collect();
+    fn evict(&self, inner: &mut Inner<V, K>, weight: usize) {
+        let mut by_age: Vec<(u64, K)> = inner.entries.iter().map(|(h, e)| (e.used, *h)).collect();
         by_age.sort_unstable();
         let batch = (inner.entries.len() / 8).max(1);
         let mut dropped = 0;

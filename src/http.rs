@@ -63,7 +63,7 @@ pub fn router(state: AppState) -> Router {
     } else {
         public
     };
-    let router = public
+    let routes = public
         .route(
             "/graphql",
             get(graphql_get)
@@ -74,31 +74,13 @@ pub fn router(state: AppState) -> Router {
         .route("/graphiql/{file}", get(graphiql_asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                tracing::error!("a request handler panicked");
-                error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL",
-                    "an internal error occurred",
-                )
-            },
-        ))
-        // Outside the timeout, so that a cut-off request's 503 becomes a GraphQL error too.
-        .layer(axum::middleware::from_fn(refusals));
-    // Without configured origins there is no CORS layer at all (it would answer every
-    // OPTIONS request as a preflight).
-    let router = match cors {
-        Some(cors) => router.layer(cors),
-        None => router,
-    };
-    router
-        .layer(axum::middleware::from_fn(headers::security_headers))
+        .with_state(state);
+    // The layers wrap the router as a whole (not each route, as `Router::layer` does), so
+    // a request clones one stack of plain services, not a boxed stack per layer.
+    let stack = tower::ServiceBuilder::new()
+        // Outermost: every response, whichever layer made it, carries the request's id, and
+        // every log line of the request its span.
+        .layer(axum::middleware::from_fn(headers::request_id))
         // Responses above a kilobyte (the dashboard's 400 KB) are compressed when the client
         // accepts br or gzip (br first on equal quality: it is the smaller here, and zstd,
         // larger still, breaks some clients' fetch); small answers are sent as they are.
@@ -109,10 +91,29 @@ pub fn router(state: AppState) -> Router {
                     .and(NotForContentType::GRPC),
             ),
         )
-        // Outermost: every response, whichever layer made it, carries the request's id, and
-        // every log line of the request its span.
-        .layer(axum::middleware::from_fn(headers::request_id))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(headers::security_headers))
+        // Without configured origins there is no CORS layer at all (it would answer every
+        // OPTIONS request as a preflight).
+        .option_layer(cors)
+        // Outside the timeout, so that a cut-off request's 503 becomes a GraphQL error too.
+        .layer(axum::middleware::from_fn(refusals))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                tracing::error!("a request handler panicked");
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "an internal error occurred",
+                )
+            },
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .service(routes);
+    Router::new().fallback_service(stack)
 }
 
 /// CORS for `EAGERQL_CORS_ORIGINS`: none by default (same-origin only); `*` lets any origin
@@ -950,7 +951,7 @@ async fn run(
     let mut response = state.schema.execute(request).await;
     // Ends the read snapshot and gives the connection back. (On a panic, a disconnect or a
     // timeout this line is never reached: dropping the session rolls back instead.)
-    if let Err(err) = session.commit().await {
+    if let Err(err) = session.end_read().await {
         tracing::warn!(error = %err.detail(), "ending the request's transaction failed");
     }
     // A mutation that could not reach the database wrote nothing: like a query, it is one

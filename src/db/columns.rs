@@ -7,14 +7,20 @@ use super::session::DbRow;
 use crate::entities::{Column, Entity, Kind, Row, Val};
 use crate::model::{OrderStatus, Role};
 
-/// The select-list expression reading `col` of the table aliased `alias`: money as integer
-/// cents (`numeric(10,2) * 100` on PostgreSQL; SQLite stores cents), 32-bit integers widened.
-pub(crate) fn expr(col: &Column, backend: Backend, alias: &str) -> String {
-    match (backend, col.kind) {
-        (Backend::Postgres, Kind::Money) => format!("({alias}.{} * 100)::int8", col.name),
-        (Backend::Postgres, Kind::Int) => format!("{alias}.{}::int8", col.name),
-        _ => format!("{alias}.{}", col.name),
-    }
+/// Writes the select-list expression reading `col` of the table aliased `alias` to `out`:
+/// money as integer cents (`numeric(10,2) * 100` on PostgreSQL; SQLite stores cents), 32-bit
+/// integers widened.
+pub(crate) fn expr(out: &mut String, col: &Column, backend: Backend, alias: &str) {
+    let (before, after) = match (backend, col.kind) {
+        (Backend::Postgres, Kind::Money) => ("(", " * 100)::int8"),
+        (Backend::Postgres, Kind::Int) => ("", "::int8"),
+        _ => ("", ""),
+    };
+    out.push_str(before);
+    out.push_str(alias);
+    out.push('.');
+    out.push_str(col.name);
+    out.push_str(after);
 }
 
 /// Decodes the columns of `entity` selected by `mask` (bit `i`: column `i`), read from

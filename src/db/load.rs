@@ -154,7 +154,10 @@ const EXISTS_END: &str = " limit 1";
 /// The select list and joins of a node, built depth-first.
 struct Select {
     backend: Backend,
-    cols: Vec<String>,
+    /// The select list: `expr as c0, expr as c1, ...`.
+    list: String,
+    /// Columns in `list`.
+    cols: usize,
     /// The column mask of every node, depth-first (the order `decode` reads them).
     masks: Vec<u32>,
     joins: String,
@@ -165,7 +168,8 @@ impl Select {
     fn new(backend: Backend, node: &Node, params: &mut Params) -> Self {
         let mut s = Select {
             backend,
-            cols: Vec::new(),
+            list: String::with_capacity(256),
+            cols: 0,
             masks: Vec::new(),
             joins: String::new(),
             next_alias: 1,
@@ -179,7 +183,13 @@ impl Select {
         self.masks.push(mask);
         for (i, col) in node.entity.desc().columns.iter().enumerate() {
             if mask & (1 << i) != 0 {
-                self.cols.push(expr(col, self.backend, alias));
+                if self.cols > 0 {
+                    self.list.push_str(", ");
+                }
+                expr(&mut self.list, col, self.backend, alias);
+                self.list.push_str(" as c");
+                self.list.push_str(itoa::Buffer::new().format(self.cols));
+                self.cols += 1;
             }
         }
         for join in &node.joins {
@@ -200,15 +210,8 @@ impl Select {
         }
     }
 
-    fn list(&self) -> String {
-        let mut out = String::new();
-        for (i, c) in self.cols.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            let _ = write!(out, "{c} as c{i}");
-        }
-        out
+    fn list(&self) -> &str {
+        &self.list
     }
 }
 

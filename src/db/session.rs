@@ -489,7 +489,12 @@ async fn lock_open<'a>(
 ) -> Result<tokio::sync::MutexGuard<'a, Tx>, sqlx::Error> {
     let since = Instant::now();
     let mut guard = tx.lock().await;
-    session.open_read(&mut guard).await?;
+    if matches!(*guard, Tx::PendingRead) {
+        // Boxed: the pool's acquire and the BEGIN are a large future, and this is the rare
+        // path (a request opens its snapshot up front), so every statement's future stays
+        // small.
+        Box::pin(session.open_read(&mut guard)).await?;
+    }
     let us = session.log.add_wait(since);
     waited_us.store(us, std::sync::atomic::Ordering::Relaxed);
     Ok(guard)
@@ -563,6 +568,30 @@ impl Session {
             exec: Exec::Tx(Arc::new(tokio::sync::Mutex::new(tx))),
             viewer: self.viewer,
         })
+    }
+
+    /// Ends a read snapshot ([`Session::begin_read`]; otherwise the same as
+    /// [`Session::commit`]). On PostgreSQL the read-only transaction is not committed with a
+    /// round trip of its own: its end is sent with the pool's check of the connection as it
+    /// goes back (sqlx queues a `ROLLBACK`, which for a read-only transaction is the same as
+    /// `COMMIT`), so the answer does not wait for it and the connection makes one round trip
+    /// fewer.
+    pub async fn end_read(&self) -> AppResult<()> {
+        let Exec::Tx(tx) = &self.exec else {
+            return Ok(());
+        };
+        let mut guard = tx.lock().await;
+        match &mut *guard {
+            Tx::PendingRead => return Ok(()),
+            Tx::Postgres(t) => drop(t.take()),
+            Tx::Sqlite(t) => {
+                if let Some(t) = t.take() {
+                    t.commit().await?;
+                }
+            }
+        }
+        self.log.push_control("end read");
+        Ok(())
     }
 
     /// Commits the transaction this session runs in (no-op outside one).
@@ -737,34 +766,40 @@ impl Session {
             // Rows are decoded as they arrive and dropped at once, so a large result is never
             // held twice (raw rows and decoded values).
             match (&self.exec, &self.db) {
+                // Statements outside a transaction (writes' reads, commands) are boxed: each
+                // arm's future holds a pool acquire, and an unboxed one would make the future
+                // of every statement in a read snapshot (the hot path) as large.
                 (Exec::Pool, Db::Postgres(pg)) if pg.pooled() => {
-                    // Behind a transaction pooler a statement outside a transaction may
-                    // have its parse and its execution land on different server
-                    // connections: it gets one of its own.
-                    let mut tx = pg.begin_write().await?;
-                    let out = decode_all(
-                        bind_pg(&sql, args).persistent(false).fetch(&mut *tx),
-                        &decode,
-                        &self.log,
-                    )
-                    .await?;
-                    tx.commit().await?;
-                    Ok(out)
+                    Box::pin(async {
+                        // Behind a transaction pooler a statement outside a transaction may
+                        // have its parse and its execution land on different server
+                        // connections: it gets one of its own.
+                        let mut tx = pg.begin_write().await?;
+                        let out = decode_all(
+                            bind_pg(&sql, args).persistent(false).fetch(&mut *tx),
+                            &decode,
+                            &self.log,
+                        )
+                        .await?;
+                        tx.commit().await?;
+                        Ok(out)
+                    })
+                    .await
                 }
                 (Exec::Pool, Db::Postgres(pg)) => {
-                    decode_all(
+                    Box::pin(decode_all(
                         bind_pg(&sql, args).persistent(prepared).fetch(pg.primary()),
                         &decode,
                         &self.log,
-                    )
+                    ))
                     .await
                 }
                 (Exec::Pool, Db::Sqlite(pool)) => {
-                    decode_all(
+                    Box::pin(decode_all(
                         bind_sqlite(&sql, args).persistent(prepared).fetch(pool),
                         &decode,
                         &self.log,
-                    )
+                    ))
                     .await
                 }
                 (Exec::Tx(tx), _) => match &mut *lock_open(self, tx, &waited_us).await? {

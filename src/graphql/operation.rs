@@ -88,7 +88,7 @@ pub struct Prepared {
     /// directives or variables.
     pub document: ExecutableDocument,
     /// The response keys of every selection set of the canonical document, in order.
-    pub shape: Shape,
+    pub shape: Arc<Shape>,
     /// Whether any root field reads data (not only `__typename` or introspection).
     pub reads_data: bool,
     /// The coerced values of the variables the canonical document still refers to (those
@@ -172,6 +172,134 @@ pub struct Preparer {
     /// what passed them is kept; selecting the operation, coercing variables and the
     /// canonical rewrite depend on the request and run every time.
     documents: Bounded<Arc<Valid<executable::ExecutableDocument>>>,
+    /// Canonical operations by their document's text and operation name, then by the
+    /// values of the variables that change them (see [`Operation`]): a repeated request
+    /// (the same document, new ids in its variables) skips the document's hash, selecting
+    /// the operation and the canonical rewrite, and only coerces and checks its variables.
+    operations: Bounded<Arc<Operation>, u64>,
+    /// The keys of `operations` (keyed by process, so a client cannot aim at a bucket).
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// A document's operation, with its canonical forms: one per combination of the variables
+/// that change the canonical document (those in `@skip`/`@include` or inside a list or
+/// object value), and of which variables are given at all. A variable that is a whole
+/// argument's value stays a variable, so its value does not change the form.
+struct Operation {
+    /// The document's text, compared on a hit (the key is a hash).
+    text: Box<str>,
+    /// The operation name asked for.
+    name: Option<String>,
+    doc: Arc<Valid<executable::ExecutableDocument>>,
+    /// Variables whose values change the canonical document.
+    shaping: HashSet<String>,
+    /// Canonical forms by [`Operation::form_key`], the most recent last.
+    forms: std::sync::Mutex<Vec<(String, Arc<Canonical>)>>,
+}
+
+/// Most canonical forms kept per operation.
+const MAX_FORMS: usize = 8;
+
+/// An operation in canonical form, without the request's variable values.
+#[derive(Debug)]
+struct Canonical {
+    ty: OperationType,
+    name: Option<String>,
+    document: ExecutableDocument,
+    shape: Arc<Shape>,
+    reads_data: bool,
+    /// The variables the document still refers to (whole argument values), in order.
+    passed: Vec<Name>,
+}
+
+impl Operation {
+    /// What tells this operation's canonical forms apart for the coerced `vars`: which
+    /// variables are given, and the values of those that change the document.
+    fn form_key(&self, op: &executable::Operation, vars: &JsonMap) -> String {
+        let mut key = String::new();
+        for def in &op.variables {
+            match vars.get(def.name.as_str()) {
+                None => key.push('-'),
+                Some(v) if self.shaping.contains(def.name.as_str()) => {
+                    key.push('=');
+                    key.push_str(&serde_json::to_string(v).unwrap_or_default());
+                    key.push('\u{0}');
+                }
+                Some(_) => key.push('+'),
+            }
+        }
+        key
+    }
+
+    fn form(&self, key: &str) -> Option<Arc<Canonical>> {
+        let forms = self.forms.lock().unwrap_or_else(|e| e.into_inner());
+        forms.iter().find(|(k, _)| k == key).map(|(_, c)| c.clone())
+    }
+
+    fn keep(&self, key: String, form: Arc<Canonical>) {
+        let mut forms = self.forms.lock().unwrap_or_else(|e| e.into_inner());
+        if forms.iter().any(|(k, _)| *k == key) {
+            return;
+        }
+        if forms.len() >= MAX_FORMS {
+            forms.remove(0);
+        }
+        forms.push((key, form));
+    }
+}
+
+/// The variables of a document whose values change its canonical form: those inside
+/// directives' arguments and inside list or object values, anywhere in the document (a
+/// superset is safe: it only splits forms that would be equal).
+fn shaping_variables(doc: &executable::ExecutableDocument) -> HashSet<String> {
+    fn value(v: &ast::Value, out: &mut HashSet<String>) {
+        match v {
+            ast::Value::Variable(name) => {
+                out.insert(name.to_string());
+            }
+            ast::Value::List(items) => items.iter().for_each(|i| value(i, out)),
+            ast::Value::Object(fields) => fields.iter().for_each(|(_, f)| value(f, out)),
+            _ => {}
+        }
+    }
+    fn directives(list: &executable::DirectiveList, out: &mut HashSet<String>) {
+        for d in list.iter() {
+            for a in &d.arguments {
+                value(&a.value, out);
+            }
+        }
+    }
+    fn set(sel: &executable::SelectionSet, out: &mut HashSet<String>) {
+        for s in &sel.selections {
+            match s {
+                Selection::Field(f) => {
+                    directives(&f.directives, out);
+                    for a in &f.arguments {
+                        // A whole argument that is a variable does not change the form.
+                        if !matches!(a.value.as_ref(), ast::Value::Variable(_)) {
+                            value(&a.value, out);
+                        }
+                    }
+                    set(&f.selection_set, out);
+                }
+                Selection::FragmentSpread(f) => directives(&f.directives, out),
+                Selection::InlineFragment(f) => {
+                    directives(&f.directives, out);
+                    set(&f.selection_set, out);
+                }
+            }
+        }
+    }
+    let mut out = HashSet::new();
+    for op in doc.operations.iter() {
+        directives(&op.directives, &mut out);
+        set(&op.selection_set, &mut out);
+    }
+    for f in doc.fragments.values() {
+        directives(&f.directives, &mut out);
+        set(&f.selection_set, &mut out);
+    }
+    out
 }
 
 impl std::fmt::Debug for Preparer {
@@ -220,6 +348,8 @@ impl Preparer {
             schema,
             limits,
             documents: Bounded::new(cache.entries, cache.bytes),
+            operations: Bounded::new(cache.entries, cache.bytes),
+            hasher: Default::default(),
         })
     }
 
@@ -228,9 +358,12 @@ impl Preparer {
         &self.schema
     }
 
-    /// Lookups of the document cache that found their document, and those that did not.
+    /// Requests whose document was found validated (as a prepared operation, or as a
+    /// document), and those whose document was parsed and validated.
     pub fn cache_hits_and_misses(&self) -> (u64, u64) {
-        self.documents.hits_and_misses()
+        let (op_hits, _) = self.operations.hits_and_misses();
+        let (doc_hits, doc_misses) = self.documents.hits_and_misses();
+        (op_hits + doc_hits, doc_misses)
     }
 
     /// Parses, checks the limits of and validates `query`, or takes it from the cache.
@@ -268,6 +401,32 @@ impl Preparer {
         Ok(doc)
     }
 
+    /// The operation `operation_name` of `query`, from the cache or validated now.
+    fn operation(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+    ) -> Result<Arc<Operation>, Refused> {
+        use std::hash::BuildHasher;
+        let key = self.hasher.hash_one((query, operation_name));
+        if let Some(op) = self.operations.get(&key)
+            && *op.text == *query
+            && op.name.as_deref() == operation_name
+        {
+            return Ok(op);
+        }
+        let doc = self.validated(query)?;
+        let op = Arc::new(Operation {
+            text: query.into(),
+            name: operation_name.map(str::to_owned),
+            shaping: shaping_variables(&doc),
+            doc,
+            forms: Default::default(),
+        });
+        self.operations.insert(key, op.clone(), query.len());
+        Ok(op)
+    }
+
     /// Parses, validates and canonicalises `query`'s selected operation with `variables`.
     pub fn prepare(
         &self,
@@ -275,48 +434,80 @@ impl Preparer {
         operation_name: Option<&str>,
         variables: &JsonMap,
     ) -> Result<Prepared, Refused> {
-        let doc = self.validated(query)?;
-        let doc = &*doc;
-        let sources = doc.sources.clone();
+        let entry = self.operation(query, operation_name)?;
+        let doc = &*entry.doc;
+        let sources = &doc.sources;
         let op = doc.operations.get(operation_name).map_err(|e| {
             Refused(vec![request_error(
                 e.message().to_string(),
-                pos_of(e.location(), &sources),
+                pos_of(e.location(), sources),
                 "OPERATION_RESOLUTION_FAILURE",
             )])
         })?;
-        let ty = match op.operation_type {
-            ast::OperationType::Query => OperationType::Query,
-            ast::OperationType::Mutation => OperationType::Mutation,
-            ast::OperationType::Subscription => OperationType::Subscription,
-        };
         let vars = apollo_compiler::request::coerce_variable_values(&self.schema, op, variables)
             .map_err(|e| {
                 Refused(vec![request_error(
                     e.message().to_string(),
-                    pos_of(e.location(), &sources),
+                    pos_of(e.location(), sources),
                     "BAD_USER_INPUT",
                 )])
             })?;
-        let mut canon = Canon {
-            schema: &self.schema,
-            doc,
-            vars: &vars,
-            fields: 0,
-            limits: self.limits,
-            passed: IndexMap::new(),
-        };
         for def in &op.variables {
             if let Some(v) = vars.get(def.name.as_str()) {
                 check_scalars(&self.schema, &def.ty, v).map_err(|m| {
                     Refused(vec![request_error(
                         format!("variable ${}: {m}", def.name),
-                        pos_of(def.location(), &sources),
+                        pos_of(def.location(), sources),
                         "BAD_USER_INPUT",
                     )])
                 })?;
             }
         }
+        let key = entry.form_key(op, &vars);
+        let form = match entry.form(&key) {
+            Some(form) => form,
+            None => {
+                let form = Arc::new(self.canonical(doc, op, &vars)?);
+                entry.keep(key, form.clone());
+                form
+            }
+        };
+        let passed: IndexMap<Name, Value> = form
+            .passed
+            .iter()
+            .filter_map(|name| Some((name.clone(), json(vars.get(name.as_str())?))))
+            .collect();
+        Ok(Prepared {
+            ty: form.ty,
+            name: form.name.clone(),
+            document: form.document.clone(),
+            shape: form.shape.clone(),
+            reads_data: form.reads_data,
+            variables: async_graphql::Variables::from_value(Value::Object(passed)),
+        })
+    }
+
+    /// The canonical form of `op` for the coerced `vars`.
+    fn canonical(
+        &self,
+        doc: &Valid<executable::ExecutableDocument>,
+        op: &apollo_compiler::Node<executable::Operation>,
+        vars: &Valid<JsonMap>,
+    ) -> Result<Canonical, Refused> {
+        let sources = &doc.sources;
+        let ty = match op.operation_type {
+            ast::OperationType::Query => OperationType::Query,
+            ast::OperationType::Mutation => OperationType::Mutation,
+            ast::OperationType::Subscription => OperationType::Subscription,
+        };
+        let mut canon = Canon {
+            schema: &self.schema,
+            doc,
+            vars,
+            fields: 0,
+            limits: self.limits,
+            passed: IndexMap::new(),
+        };
         let (root, shape) = canon
             .selection_set(&op.selection_set.ty, &[&op.selection_set], Level::root())
             .map_err(|e| Refused(vec![e]))?;
@@ -326,7 +517,7 @@ impl Preparer {
             .iter()
             .filter(|def| canon.passed.contains_key(def.name.as_str()))
             .filter_map(|def| {
-                let at = pos_of(def.location(), &sources).unwrap_or_default();
+                let at = pos_of(def.location(), sources).unwrap_or_default();
                 Some(Positioned::new(
                     VariableDefinition {
                         name: Positioned::new(Name::new(def.name.as_str()), at),
@@ -347,21 +538,19 @@ impl Preparer {
         let document = ExecutableDocument {
             operations: DocumentOperations::Single(Positioned::new(
                 operation,
-                pos_of(op.location(), &sources).unwrap_or_default(),
+                pos_of(op.location(), sources).unwrap_or_default(),
             )),
             fragments: Default::default(),
         };
         let reads_data = root_fields(&document)
             .any(|name| !matches!(name, "__typename" | "__schema" | "__type"));
-        let variables =
-            async_graphql::Variables::from_value(Value::Object(std::mem::take(&mut canon.passed)));
-        Ok(Prepared {
+        Ok(Canonical {
             ty,
             name: op.name.as_ref().map(|n| n.to_string()),
             document,
-            shape,
+            shape: Arc::new(shape),
             reads_data,
-            variables,
+            passed: canon.passed.into_keys().collect(),
         })
     }
 }

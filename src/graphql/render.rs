@@ -942,7 +942,7 @@ pub async fn resolve<S: Shape>(
         let fctx = ctx.with_field(field);
         S::compile(&fctx.field()).map_err(|e| field_error(ctx, field, AppError::internal(e)))?
     };
-    let loader = ctx.data::<LazyLoader>().ok();
+    let loader = ctx.data_opt::<LazyLoader>();
     match write_within_budget(rc, loader, value, &sel).await {
         Ok(bytes) => Ok(Value::Binary(bytes.into())),
         Err(Refusal::Over(cap)) => Err(field_error(ctx, field, too_large(cap, ""))),

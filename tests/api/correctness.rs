@@ -276,3 +276,68 @@ async fn analytics_windows_are_exact_to_the_microsecond() {
         resp.body
     );
 }
+
+/// A document is validated and rewritten once, then reused for each request's variables: a
+/// variable in a directive or inside a list changes the canonical form, a variable that is a
+/// whole argument does not, and one that is not sent lets the argument's default apply.
+#[tokio::test]
+async fn one_document_answers_each_set_of_variables_as_if_new() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let app = spawn_app().await;
+    app.seed(30, 1, 1, 2).await;
+    let doc = "query Q($id: ID!, $b: Boolean!, $f: Int, $ids: ID!) { \
+               user(id: $id) { id email @include(if: $b) } \
+               users(first: $f, where: { id: { in: [$ids] } }) { id } }";
+    for round in 0..2 {
+        for (id, b, f, ids) in [
+            ("1", true, Some(5), "2"),
+            ("3", false, Some(5), "2"),
+            ("4", true, None, "7"),
+            ("5", false, None, "9"),
+        ] {
+            let mut vars = json!({ "id": id, "b": b, "ids": ids });
+            if let Some(f) = f {
+                vars["f"] = json!(f);
+            }
+            let resp = app.gql_vars(doc, vars).await;
+            assert!(resp.body.get("errors").is_none(), "{}", resp.body);
+            let user = &resp.data()["user"];
+            assert_eq!(user["id"], json!(id), "round {round}: {}", resp.body);
+            assert_eq!(
+                user.get("email").is_some(),
+                b,
+                "round {round}: {}",
+                resp.body
+            );
+            assert_eq!(
+                resp.data()["users"],
+                json!([{ "id": ids }]),
+                "round {round}: {}",
+                resp.body
+            );
+        }
+    }
+    // Variables are still coerced and checked on every request of a known document.
+    let resp = app
+        .gql_vars(doc, json!({ "id": "1", "b": "yes", "ids": "2" }))
+        .await;
+    assert_eq!(resp.error_code(), "BAD_USER_INPUT", "{}", resp.body);
+    // Another operation of the same document is its own entry.
+    let two = "query A { users(first: 1) { id } } query B { users(first: 2) { id } }";
+    for (name, n) in [("A", 1), ("B", 2), ("A", 1)] {
+        let body = json!({ "query": two, "operationName": name });
+        let req = Request::post("/graphql")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", app.token))
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let (_, _, text) = app.send(req).await;
+        let body: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(
+            body["data"]["users"].as_array().map(Vec::len),
+            Some(n),
+            "{text}"
+        );
+    }
+}

@@ -92,7 +92,7 @@ async fn transaction_control_is_reported_apart_from_data_statements() {
     assert_eq!(r.statements, 2);
     assert_eq!(
         r.body["extensions"]["sql"]["transactionControl"],
-        json!(["begin read", "commit"])
+        json!(["begin read", "end read"])
     );
     // A request that runs no SQL opens no transaction.
     let r = app.gql("{ __typename }").await;
