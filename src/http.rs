@@ -455,7 +455,9 @@ async fn graphql_post(
         Err(_) => return bad_request("the request body is not valid JSON"),
     };
     match params_from_json(json) {
-        Ok(params) => execute(state, client, headers, media, params, Method::Post).await,
+        // Boxed: the pipeline's future is large, and the handler's own future is moved
+        // several times on its way to the connection's task.
+        Ok(params) => Box::pin(execute(state, client, headers, media, params, Method::Post)).await,
         Err(message) => bad_request(&message),
     }
 }
@@ -499,7 +501,7 @@ async fn graphql_get(
         Ok(p) => p,
         Err(message) => return bad_request(&message),
     };
-    execute(state, client, headers, media, params, Method::Get).await
+    Box::pin(execute(state, client, headers, media, params, Method::Get)).await
 }
 
 /// The HTTP method a GraphQL request came with.
@@ -872,7 +874,8 @@ async fn run(
         || (budget.is_some() && several_roots && prepared.ty == OperationType::Query)
     {
         if prepared.ty == OperationType::Query {
-            let prediction = predict(state, who, &prepared).await;
+            // Boxed: a second run of the executor, on the rarer path.
+            let prediction = Box::pin(predict(state, who, &prepared)).await;
             planned = Some(prediction.statements);
             plans = prediction.roots;
         } else if check.expect.is_some() {

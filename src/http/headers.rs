@@ -29,15 +29,44 @@ fn sane(v: &HeaderValue) -> bool {
     !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| c.is_ascii_graphic())
 }
 
+/// A new request id: 32 hex digits, a random prefix drawn once per process and a counter
+/// passed through a keyed bijection (unique within the process, unrelated across processes,
+/// not a visible sequence), without a system call per request.
 fn fresh() -> HeaderValue {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No entropy: a process-unique counter still tells requests apart.
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        bytes[..8].copy_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: LazyLock<[u64; 2]> = LazyLock::new(|| {
+        let mut bytes = [0u8; 16];
+        if getrandom::fill(&mut bytes).is_err() {
+            // No entropy: the time still tells processes apart.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            bytes[..8].copy_from_slice(&t.to_le_bytes());
+            bytes[8..].copy_from_slice(&u64::from(std::process::id()).to_le_bytes());
+        }
+        let (a, b) = bytes.split_at(8);
+        [
+            u64::from_le_bytes(a.try_into().unwrap_or_default()),
+            u64::from_le_bytes(b.try_into().unwrap_or_default()),
+        ]
+    });
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let [prefix, key] = *SEED;
+    // xor, multiply by an odd constant, xorshift: each step is a bijection on u64.
+    let mut x = NEXT.fetch_add(1, Ordering::Relaxed) ^ key;
+    x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 29;
+    let mut out = [0u8; 32];
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, word) in [prefix, x].into_iter().enumerate() {
+        for j in 0..16 {
+            out[i * 16 + j] = HEX[((word >> (60 - 4 * j)) & 0xf) as usize];
+        }
     }
-    HeaderValue::from_str(&hex::encode(bytes)).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Gives the request its id, serves it as that id (and, with traces on, inside its span),
@@ -141,6 +170,11 @@ mod tests {
         let a = fresh();
         assert_eq!(a.len(), 32);
         assert_ne!(a, fresh());
+        let ids: std::collections::HashSet<HeaderValue> = (0..10_000).map(|_| fresh()).collect();
+        assert_eq!(ids.len(), 10_000, "every id is new");
+        assert!(ids.iter().all(|id| sane(id)
+            && id.len() == 32
+            && id.as_bytes().iter().all(u8::is_ascii_hexdigit)));
     }
 
     #[test]
