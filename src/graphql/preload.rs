@@ -178,7 +178,30 @@ struct Children {
     joins: Vec<Children>,
 }
 
-type ByParent<T> = HashMap<i64, T>;
+type ByParent<T> = HashMap<i64, T, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// Hashes row ids with a multiply and a shift. The ids are the database's keys, not values a
+/// client picks, so SipHash's resistance to chosen keys buys nothing here, and on a large
+/// answer (10,000 children to group) it cost about 5% of the request.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        // The table indexes by the low bits: fold the well-mixed high bits into them.
+        self.0 ^ (self.0 >> 32)
+    }
+}
 
 /// An aggregate's arguments and values (shared by every parent's object), and its rows.
 type AggChildren = (
@@ -240,13 +263,17 @@ pub async fn build_batch(
         .page
         .as_ref()
         .map(|p| usize::try_from(p.size).unwrap_or(0));
-    let mut seen: HashMap<i64, usize> = HashMap::new();
+    // Every batch statement returns its rows grouped by parent (ordered by parent, or
+    // sorted so after the fetch): a parent's rows are one run, counted as it goes.
     let mut parents = Vec::with_capacity(found.len());
     let mut marked = Vec::with_capacity(found.len());
+    let mut run = (None, 0usize);
     for (parent, loaded) in found {
-        let n = seen.entry(parent).or_default();
-        marked.push((loaded, size.is_none_or(|size| *n < size)));
-        *n += 1;
+        if run.0 != Some(parent) {
+            run = (Some(parent), 0);
+        }
+        marked.push((loaded, size.is_none_or(|size| run.1 < size)));
+        run.1 += 1;
         parents.push(parent);
     }
     let objs = build_shown(s, &batch.node, marked).await?;
@@ -264,7 +291,7 @@ fn load_children<'a>(
             let mut ids: Vec<i64> = rows.iter().map(|l| l.row.id()).collect();
             ids.sort_unstable();
             ids.dedup();
-            let mut grouped: HashMap<i64, Vec<Obj>> = HashMap::new();
+            let mut grouped: ByParent<Vec<Obj>> = ByParent::default();
             if !ids.is_empty() {
                 let found = load::fetch_batch(s, batch, ids).await?;
                 for (parent, obj) in build_batch(s, batch, found).await? {
@@ -277,7 +304,7 @@ fn load_children<'a>(
             let mut ids: Vec<i64> = rows.iter().map(|l| l.row.id()).collect();
             ids.sort_unstable();
             ids.dedup();
-            let mut by_parent = HashMap::new();
+            let mut by_parent = ByParent::default();
             if !ids.is_empty() {
                 for (parent, row) in load::fetch_aggregates(s, agg, ids).await? {
                     by_parent.insert(parent, Arc::new(row));
