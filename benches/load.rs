@@ -359,6 +359,8 @@ struct Row {
     server_over_direct_p50: Option<f64>,
     /// The database's floor (PostgreSQL): pgbench's requests per second on the same SQL.
     floor_per_sec: Option<f64>,
+    /// The server's CPU per request: user and system microseconds.
+    cpu_us_per_req: Option<(f64, f64)>,
     /// Rows (scale shapes: parent users selected).
     parents: Option<u64>,
     note: Option<String>,
@@ -461,7 +463,7 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
     let mut t = String::new();
     t.push_str(&format!("\n{title}\n"));
     t.push_str(&format!(
-        "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>9}\n",
+        "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} {:>13} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>9}\n",
         "workload",
         "req/s",
         "p50 ms",
@@ -469,6 +471,7 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
         "stmts/req",
         "resp bytes",
         "peak MiB",
+        "cpu us usr/sys",
         "direct/s",
         "p50 ms",
         "p99 ms",
@@ -476,7 +479,7 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
         "floor/s",
         "srv/floor"
     ));
-    t.push_str(&format!("{}\n", "-".repeat(143)));
+    t.push_str(&format!("{}\n", "-".repeat(157)));
     for r in rows {
         let (drps, dp50, dp99) = match &r.direct {
             Some(d) => (
@@ -487,7 +490,7 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
             None => ("-".into(), "-".into(), "-".into()),
         };
         t.push_str(&format!(
-            "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>9}\n",
+            "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} {:>13} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>9}\n",
             r.workload,
             fmt_f(r.requests_per_sec, 1),
             fmt_f(r.p50_ms, 2),
@@ -495,6 +498,9 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
             fmt_stmts(r),
             fmt_bytes(r.response_bytes),
             fmt_opt(r.peak_rss_mib, 1),
+            r.cpu_us_per_req
+                .map(|(u, s)| format!("{u:.0}/{s:.0}"))
+                .unwrap_or_else(|| "-".into()),
             drps,
             dp50,
             dp99,
@@ -524,6 +530,7 @@ fn print_table(out: &Out, title: &str, rows: &[&Row]) {
     t.push_str(
         "  peak MiB: the server's VmHWM during the workload, reset to its RSS at the start \
          (the allocator keeps freed memory, so it never drops below earlier workloads' RSS);\n  \
+         cpu us usr/sys: the server's user and system CPU per request;\n  \
          srv/direct: server p50 over the p50 of the same SQL replayed through sqlx;\n  \
          floor/s: pgbench on the same SQL in the same snapshot (PostgreSQL), srv/floor: req/s over it\n",
     );
@@ -728,8 +735,17 @@ async fn load_server(env: &Env, name: &str, plan: Plan, body: BodyFn) -> Res<Row
     ));
     let start = server.rss_kib();
     let reset = server.reset_peak();
+    let cpu_before = server.cpu_times();
     let stats = client::run_http(server.addr, plan, body).await?;
     let mut row = Row::from_stats(&stats, plan.clients);
+    if let (Some((u0, s0)), Some((u1, s1))) = (cpu_before, server.cpu_times())
+        && stats.ok > 0
+    {
+        // The warm-up's requests are not counted: its CPU share is taken out.
+        let measured = plan.duration.as_secs_f64() / (plan.duration + plan.warmup).as_secs_f64();
+        let per = |d: Duration| d.as_secs_f64() * measured * 1e6 / stats.ok as f64;
+        row.cpu_us_per_req = Some((per(u1 - u0), per(s1 - s0)));
+    }
     row.peak_rss_mib = server.peak_rss_kib().map(|k| k as f64 / 1024.0);
     row.start_rss_mib = start.map(|k| k as f64 / 1024.0);
     if env.settle > Duration::ZERO {

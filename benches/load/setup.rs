@@ -376,6 +376,19 @@ impl Server {
     /// `VmRSS` (current resident set) in KiB.
     /// CPU time the server has used so far (user + system, all threads), from
     /// `/proc/PID/stat`.
+    /// User and system CPU time of the server so far.
+    pub fn cpu_times(&self) -> Option<(Duration, Duration)> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let user: u64 = fields.get(11)?.parse().ok()?;
+        let sys: u64 = fields.get(12)?.parse().ok()?;
+        Some((
+            Duration::from_millis(user * 10),
+            Duration::from_millis(sys * 10),
+        ))
+    }
+
     pub fn cpu_time(&self) -> Option<Duration> {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
         // Fields after the command name (which may hold spaces) in parentheses.
