@@ -33,7 +33,7 @@ use crate::graphql::operation::{self, Prepared, Refused};
 use crate::json;
 use crate::model::Viewer;
 use crate::persisted::ApqError;
-use crate::predict::{Who, predict, request_context};
+use crate::predict::{Who, request_context};
 use crate::state::AppState;
 
 mod headers;
@@ -874,10 +874,11 @@ async fn run(
         || (budget.is_some() && several_roots && prepared.ty == OperationType::Query)
     {
         if prepared.ty == OperationType::Query {
-            // Boxed: a second run of the executor, on the rarer path.
-            let prediction = Box::pin(predict(state, who, &prepared)).await;
-            planned = Some(prediction.statements);
-            plans = prediction.roots;
+            // Boxed: a run of the executor that plans only, on the rarer path.
+            let (statements, roots) =
+                Box::pin(crate::predict::planned(state, who, &prepared)).await;
+            planned = Some(statements);
+            plans = roots;
         } else if check.expect.is_some() {
             return Ok(request_error(
                 format!("{EXPECT_HEADER} applies to queries; this operation is a mutation"),

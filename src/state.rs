@@ -22,6 +22,8 @@ pub struct AppState {
     pub schema: AppSchema,
     /// Validates requests and rewrites them into the canonical documents the schema runs.
     pub preparer: Arc<Preparer>,
+    /// Plans made ahead of running, by canonical form, variables and viewer.
+    pub plans: Arc<crate::predict::Plans>,
     /// The password hashing workers (bounded threads and memory).
     pub hasher: Hasher,
     /// Signs and checks access tokens.
@@ -64,9 +66,11 @@ impl AppState {
             preparer.clone(),
             persisted.clone(),
         ));
+        let cache = config.document_cache();
         Ok(AppState {
             schema,
             preparer,
+            plans: Arc::new(crate::predict::Plans::new(cache.entries, cache.bytes)),
             hasher: Hasher::start_default()?,
             keys: Arc::new(keys),
             limiter: Arc::new(config.login_limiter()),

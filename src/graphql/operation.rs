@@ -95,6 +95,30 @@ pub struct Prepared {
     /// that are a whole argument's value: bulk input is handed over once, not copied into
     /// the document).
     pub variables: async_graphql::Variables,
+    /// The canonical form this operation runs.
+    pub form: Form,
+}
+
+/// Which canonical form a prepared operation runs: two requests with the same form, the
+/// same variables and the same viewer plan the same statements.
+#[derive(Clone, Debug)]
+pub struct Form(Arc<Canonical>);
+
+impl Form {
+    /// Whether both are the same form (not merely equal text).
+    pub fn same(&self, other: &Form) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// An identity for hashing, valid while the form is held.
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    /// Roughly the bytes the form holds.
+    pub fn weight(&self) -> usize {
+        self.0.weight
+    }
 }
 
 /// The response keys of a canonical selection set, in order, each with its field's type and
@@ -172,19 +196,22 @@ pub struct Preparer {
     /// what passed them is kept; selecting the operation, coercing variables and the
     /// canonical rewrite depend on the request and run every time.
     documents: Bounded<Arc<Valid<executable::ExecutableDocument>>>,
-    /// Canonical operations by their document's text and operation name, then by the
-    /// values of the variables that change them (see [`Operation`]): a repeated request
-    /// (the same document, new ids in its variables) skips the document's hash, selecting
-    /// the operation and the canonical rewrite, and only coerces and checks its variables.
+    /// Operations by their document's text and operation name: a repeated request skips the
+    /// document's hash and selecting its operation.
     operations: Bounded<Arc<Operation>, u64>,
-    /// The keys of `operations` (keyed by process, so a client cannot aim at a bucket).
+    /// Canonical forms by operation and the values of the variables that change them (see
+    /// [`Operation`]), weighed by their size: a repeated request (the same document, new ids
+    /// in its variables) skips the canonical rewrite, and only coerces and checks its
+    /// variables.
+    forms: Bounded<Arc<Canonical>, u64>,
+    /// The keys of both caches (keyed by process, so a client cannot aim at a bucket).
     hasher: std::collections::hash_map::RandomState,
 }
 
-/// A document's operation, with its canonical forms: one per combination of the variables
-/// that change the canonical document (those in `@skip`/`@include` or inside a list or
-/// object value), and of which variables are given at all. A variable that is a whole
-/// argument's value stays a variable, so its value does not change the form.
+/// A document's operation. Its canonical forms differ by the variables that change the
+/// canonical document (those in `@skip`/`@include` or inside a list or object value) and by
+/// which variables are given at all; a variable that is a whole argument's value stays a
+/// variable, so its value does not change the form.
 struct Operation {
     /// The document's text, compared on a hit (the key is a hash).
     text: Box<str>,
@@ -193,16 +220,15 @@ struct Operation {
     doc: Arc<Valid<executable::ExecutableDocument>>,
     /// Variables whose values change the canonical document.
     shaping: HashSet<String>,
-    /// Canonical forms by [`Operation::form_key`], the most recent last.
-    forms: std::sync::Mutex<Vec<(String, Arc<Canonical>)>>,
 }
-
-/// Most canonical forms kept per operation.
-const MAX_FORMS: usize = 8;
 
 /// An operation in canonical form, without the request's variable values.
 #[derive(Debug)]
 struct Canonical {
+    /// The operation's text and form key (compared on a hit: the key is a hash).
+    text: Box<str>,
+    name_asked: Option<String>,
+    form: String,
     ty: OperationType,
     name: Option<String>,
     document: ExecutableDocument,
@@ -210,6 +236,8 @@ struct Canonical {
     reads_data: bool,
     /// The variables the document still refers to (whole argument values), in order.
     passed: Vec<Name>,
+    /// Roughly the bytes the form holds.
+    weight: usize,
 }
 
 impl Operation {
@@ -229,22 +257,6 @@ impl Operation {
             }
         }
         key
-    }
-
-    fn form(&self, key: &str) -> Option<Arc<Canonical>> {
-        let forms = self.forms.lock().unwrap_or_else(|e| e.into_inner());
-        forms.iter().find(|(k, _)| k == key).map(|(_, c)| c.clone())
-    }
-
-    fn keep(&self, key: String, form: Arc<Canonical>) {
-        let mut forms = self.forms.lock().unwrap_or_else(|e| e.into_inner());
-        if forms.iter().any(|(k, _)| *k == key) {
-            return;
-        }
-        if forms.len() >= MAX_FORMS {
-            forms.remove(0);
-        }
-        forms.push((key, form));
     }
 }
 
@@ -349,6 +361,7 @@ impl Preparer {
             limits,
             documents: Bounded::new(cache.entries, cache.bytes),
             operations: Bounded::new(cache.entries, cache.bytes),
+            forms: Bounded::new(cache.entries, cache.bytes),
             hasher: Default::default(),
         })
     }
@@ -421,7 +434,6 @@ impl Preparer {
             name: operation_name.map(str::to_owned),
             shaping: shaping_variables(&doc),
             doc,
-            forms: Default::default(),
         });
         self.operations.insert(key, op.clone(), query.len());
         Ok(op)
@@ -463,12 +475,27 @@ impl Preparer {
                 })?;
             }
         }
-        let key = entry.form_key(op, &vars);
-        let form = match entry.form(&key) {
-            Some(form) => form,
-            None => {
-                let form = Arc::new(self.canonical(doc, op, &vars)?);
-                entry.keep(key, form.clone());
+        let form_key = entry.form_key(op, &vars);
+        let key = {
+            use std::hash::BuildHasher;
+            self.hasher.hash_one((query, operation_name, &form_key))
+        };
+        let form = match self.forms.get(&key) {
+            Some(form)
+                if *form.text == *query
+                    && form.name_asked.as_deref() == operation_name
+                    && form.form == form_key =>
+            {
+                form
+            }
+            _ => {
+                let mut form = self.canonical(doc, op, &vars)?;
+                form.text = query.into();
+                form.name_asked = operation_name.map(str::to_owned);
+                form.weight += query.len() + form_key.len();
+                form.form = form_key;
+                let form = Arc::new(form);
+                self.forms.insert(key, form.clone(), form.weight);
                 form
             }
         };
@@ -484,6 +511,7 @@ impl Preparer {
             shape: form.shape.clone(),
             reads_data: form.reads_data,
             variables: async_graphql::Variables::from_value(Value::Object(passed)),
+            form: Form(form),
         })
     }
 
@@ -545,6 +573,11 @@ impl Preparer {
         let reads_data = root_fields(&document)
             .any(|name| !matches!(name, "__typename" | "__schema" | "__type"));
         Ok(Canonical {
+            text: Box::default(),
+            name_asked: None,
+            form: String::new(),
+            // A canonical field is a few hundred bytes (names, arguments, positions).
+            weight: canon.fields.saturating_mul(256),
             ty,
             name: op.name.as_ref().map(|n| n.to_string()),
             document,

@@ -798,3 +798,54 @@ async fn equal_filters_written_differently_share_a_batch() {
         r.data()["order"]["itemsAggregate"]["count"]
     );
 }
+
+/// A query planned ahead (several root fields under the statement budget) is planned once
+/// per canonical form, variables and viewer: a repeat reuses the plan, and a plan is never
+/// reused for another viewer or other variables (each would plan differently here).
+#[tokio::test]
+async fn plans_made_ahead_are_reused_only_for_the_same_form_variables_and_viewer() {
+    let app = spawn_app().await;
+    app.seed(10, 3, 2, 10).await;
+    let customer = app.token_for(2, eagerql::model::Role::Customer);
+    let q = "query($b: Boolean!, $n: Int!) { me { orders @include(if: $b) { id } } \
+             users(first: $n) { id } products(first: 3) { id } }";
+    let run = |token: Option<String>, b: bool, n: i64| {
+        let body = json!({ "query": q, "variables": { "b": b, "n": n } });
+        let mut req = axum::http::Request::post("/graphql")
+            .header("content-type", "application/json")
+            .header("x-eagerql-debug", "plan");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        req.body(axum::body::Body::from(body.to_string()))
+            .expect("request")
+    };
+    let mut seen = std::collections::HashMap::new();
+    for round in 0..2 {
+        for (who, token) in [
+            ("admin", Some(app.token.clone())),
+            ("customer", Some(customer.clone())),
+            ("anonymous", None),
+        ] {
+            for (b, n) in [(true, 2), (false, 2), (true, 0)] {
+                let (_, headers, text) = app.send(run(token.clone(), b, n)).await;
+                let body: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+                let ran: u64 = headers["x-eagerql-sql-statements"]
+                    .to_str()
+                    .expect("count")
+                    .parse()
+                    .expect("number");
+                let planned = body["extensions"]["plan"]["statements"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{who} {b} {n}: no plan in {body}"));
+                assert_eq!(planned, ran, "round {round}, {who}, b={b}, n={n}: {body}");
+                let first = *seen.entry((who, b, n)).or_insert(planned);
+                assert_eq!(planned, first, "round {round}, {who}, b={b}, n={n}");
+            }
+        }
+    }
+    // The cases plan differently, so a plan reused across them would have been caught.
+    assert_ne!(seen[&("admin", true, 2)], seen[&("customer", true, 2)]);
+    assert_ne!(seen[&("admin", true, 2)], seen[&("admin", false, 2)]);
+    assert_ne!(seen[&("customer", true, 2)], seen[&("anonymous", true, 2)]);
+}
