@@ -14,10 +14,9 @@ use std::sync::Arc;
 use async_graphql::Request;
 use serde_json::Value as Json;
 
-use crate::cache::Bounded;
 use crate::config::PlanMode;
 use crate::db::{Session, StatementLog};
-use crate::graphql::operation::{Form, Prepared};
+use crate::graphql::operation::Prepared;
 use crate::graphql::{OutputBudget, RequestContext};
 use crate::model::Viewer;
 use crate::state::AppState;
@@ -62,73 +61,21 @@ pub fn request_context(state: &AppState, session: &Session, who: Who) -> Request
     }
 }
 
-/// Plans of prepared queries already made, by canonical form, variables and viewer: plans
-/// are pure (the same form, variables and viewer plan the same statements), so a repeated
-/// query that must be planned ahead (several root fields under the statement budget,
-/// `x-eagerql-expect-statements`, `x-eagerql-debug: plan`) is planned once, not run through
-/// the executor twice each time. Bounded like the document caches.
-pub struct Plans {
-    cache: Bounded<Arc<Planned>, u64>,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl std::fmt::Debug for Plans {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plans").field("cache", &self.cache).finish()
-    }
-}
-
-/// A kept plan, with what it was made for (compared on a hit: the key is a hash).
-struct Planned {
-    form: Form,
-    viewer: Viewer,
-    variables: String,
-    statements: usize,
-    roots: Vec<Json>,
-}
-
-impl Plans {
-    /// At most `entries` plans of at most `bytes` in all.
-    pub fn new(entries: usize, bytes: usize) -> Self {
-        Plans {
-            cache: Bounded::new(entries, bytes),
-            hasher: Default::default(),
-        }
-    }
-}
-
 /// The statements a prepared query needs and its plans per root field: kept from an earlier
 /// request of the same form, variables and viewer, or planned now (see [`predict`]).
 pub async fn planned(state: &AppState, who: Who, prepared: &Prepared) -> (usize, Vec<Json>) {
-    use std::hash::BuildHasher;
-    let plans = &state.plans;
     let variables = serde_json::to_string(&prepared.variables).unwrap_or_default();
-    let key = plans
-        .hasher
-        .hash_one((prepared.form.id(), who.viewer, &variables));
-    if let Some(p) = plans.cache.get(&key)
-        && p.form.same(&prepared.form)
-        && p.viewer == who.viewer
-        && p.variables == variables
-    {
-        return (p.statements, p.roots.clone());
+    if let Some(kept) = state.plans.get(&prepared.form, who.viewer, &variables) {
+        return kept;
     }
     let prediction = predict(state, who, prepared).await;
-    let weight = prepared.form.weight()
-        + variables.len()
-        + prediction
-            .roots
-            .iter()
-            .map(|r| r.to_string().len())
-            .sum::<usize>();
-    let kept = Planned {
-        form: prepared.form.clone(),
-        viewer: who.viewer,
+    state.plans.keep(
+        &prepared.form,
+        who.viewer,
         variables,
-        statements: prediction.statements,
-        roots: prediction.roots.clone(),
-    };
-    plans.cache.insert(key, Arc::new(kept), weight);
+        prediction.statements,
+        &prediction.roots,
+    );
     (prediction.statements, prediction.roots)
 }
 

@@ -23,7 +23,7 @@ pub struct AppState {
     /// Validates requests and rewrites them into the canonical documents the schema runs.
     pub preparer: Arc<Preparer>,
     /// Plans made ahead of running, by canonical form, variables and viewer.
-    pub plans: Arc<crate::predict::Plans>,
+    pub plans: Arc<crate::graphql::operation::Plans>,
     /// The password hashing workers (bounded threads and memory).
     pub hasher: Hasher,
     /// Signs and checks access tokens.
@@ -66,11 +66,12 @@ impl AppState {
             preparer.clone(),
             persisted.clone(),
         ));
-        let cache = config.document_cache();
         Ok(AppState {
             schema,
             preparer,
-            plans: Arc::new(crate::predict::Plans::new(cache.entries, cache.bytes)),
+            plans: Arc::new(crate::graphql::operation::Plans::new(
+                config.document_cache(),
+            )),
             hasher: Hasher::start_default()?,
             keys: Arc::new(keys),
             limiter: Arc::new(config.login_limiter()),

@@ -35,6 +35,7 @@ use async_graphql::parser::types::{
 use async_graphql::{Name, Pos, Positioned, ServerError, Value};
 
 use crate::cache::Bounded;
+use crate::model::Viewer;
 
 /// The alias of the placeholder field added to a selection set that `@skip`/`@include` left
 /// empty: the object still resolves (or is `null`), and [`finish`] removes the key.
@@ -180,6 +181,82 @@ impl OutType {
             OutType::Named { non_null } | OutType::List { non_null, .. } => *non_null,
             OutType::SchemaDescription => false,
         }
+    }
+}
+
+/// Plans of prepared queries already made, by canonical form, variables and viewer: plans
+/// are pure (the same form, variables and viewer plan the same statements), so a repeated
+/// query that must be planned ahead (several root fields under the statement budget,
+/// `x-eagerql-expect-statements`, `x-eagerql-debug: plan`) is planned once, not run through
+/// the executor twice each time. Bounded like the document caches.
+pub struct Plans {
+    cache: Bounded<Arc<Planned>, u64>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl std::fmt::Debug for Plans {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plans").field("cache", &self.cache).finish()
+    }
+}
+
+/// A kept plan, with what it was made for (compared on a hit: the key is a hash).
+struct Planned {
+    form: Form,
+    viewer: Viewer,
+    variables: String,
+    statements: usize,
+    roots: Vec<serde_json::Value>,
+}
+
+impl Plans {
+    /// At most `size.entries` plans of at most `size.bytes` in all.
+    pub fn new(size: CacheSize) -> Self {
+        Plans {
+            cache: Bounded::new(size.entries, size.bytes),
+            hasher: Default::default(),
+        }
+    }
+
+    fn key(&self, form: &Form, viewer: Viewer, variables: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((form.id(), viewer, variables))
+    }
+
+    /// The statements and root plans kept for `form` run by `viewer` with `variables` (the
+    /// prepared operation's variables as JSON).
+    pub fn get(
+        &self,
+        form: &Form,
+        viewer: Viewer,
+        variables: &str,
+    ) -> Option<(usize, Vec<serde_json::Value>)> {
+        let p = self.cache.get(&self.key(form, viewer, variables))?;
+        (p.form.same(form) && p.viewer == viewer && p.variables == variables)
+            .then(|| (p.statements, p.roots.clone()))
+    }
+
+    /// Keeps a plan (see [`Plans::get`]).
+    pub fn keep(
+        &self,
+        form: &Form,
+        viewer: Viewer,
+        variables: String,
+        statements: usize,
+        roots: &[serde_json::Value],
+    ) {
+        let key = self.key(form, viewer, &variables);
+        let weight = form.weight()
+            + variables.len()
+            + roots.iter().map(|r| r.to_string().len()).sum::<usize>();
+        let kept = Planned {
+            form: form.clone(),
+            viewer,
+            variables,
+            statements,
+            roots: roots.to_vec(),
+        };
+        self.cache.insert(key, Arc::new(kept), weight);
     }
 }
 

@@ -25,6 +25,7 @@ mod filter_properties;
 mod filters;
 mod hostile;
 mod http;
+mod layers;
 mod lazy;
 mod mutations;
 mod operations;
