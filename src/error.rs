@@ -156,6 +156,13 @@ fn conflict_field(err: &dyn sqlx::error::DatabaseError) -> Option<&'static str> 
         .map(|(_, _, field)| *field)
 }
 
+/// A selection the planner refuses is the client's to fix (`BAD_USER_INPUT`).
+impl From<crate::planner::PlanError> for AppError {
+    fn from(e: crate::planner::PlanError) -> Self {
+        AppError::BadInput(e.0)
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &err {

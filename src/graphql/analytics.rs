@@ -98,9 +98,7 @@ fn count(v: i64) -> i32 {
 }
 
 fn session<'a>(ctx: &Context<'a>) -> Result<&'a crate::db::Session, AppError> {
-    ctx.data::<RequestContext>()
-        .map(|rc| &rc.session)
-        .map_err(|e| AppError::internal(e.message))
+    RequestContext::of(ctx).map(|rc| &rc.session)
 }
 
 async fn customers(

@@ -13,11 +13,8 @@ pub fn page_args(
     first: i32,
     offset: i32,
 ) -> Result<(i64, i64), AppError> {
-    let limits = ctx
-        .data::<RequestContext>()
-        .map_err(|e| AppError::internal(e.message))?
-        .limits;
-    let first = check_first(i64::from(first), what, limits).map_err(|e| AppError::BadInput(e.0))?;
+    let limits = RequestContext::of(ctx)?.limits;
+    let first = check_first(i64::from(first), what, limits)?;
     if offset < 0 {
         return Err(AppError::bad_input(format!(
             "{what}: `offset` must not be negative, got {offset}"

@@ -85,6 +85,15 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The request's context, as the executor hands it to every resolver (the one place it
+    /// is read).
+    pub fn of<'a, T>(
+        ctx: &async_graphql::context::ContextBase<'a, T>,
+    ) -> Result<&'a Self, AppError> {
+        ctx.data_opt::<RequestContext>()
+            .ok_or_else(|| AppError::internal("the request has no context"))
+    }
+
     /// The signed-in viewer's user id; `UNAUTHENTICATED` for an anonymous request.
     pub fn require_user(&self) -> Result<i64, AppError> {
         self.viewer.user_id().ok_or_else(|| {

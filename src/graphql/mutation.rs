@@ -96,11 +96,6 @@ pub struct ImportResult {
     updated: i32,
 }
 
-fn request<'a>(ctx: &Context<'a>) -> AppResult<&'a RequestContext> {
-    ctx.data::<RequestContext>()
-        .map_err(|e| AppError::internal(e.message))
-}
-
 /// Runs `work` in a write transaction: commit on success, roll back on any error.
 async fn unit_of_work<T>(
     session: &Session,
@@ -177,7 +172,7 @@ impl Mutation {
         ctx: &Context<'_>,
         input: CreateUserInput,
     ) -> Result<Written<User>> {
-        let rc = request(ctx)?;
+        let rc = RequestContext::of(ctx)?;
         let email = validate::email(&input.email).map_err(AppError::BadInput)?;
         let username = validate::username(&input.username).map_err(AppError::BadInput)?;
         validate::password(&input.password).map_err(AppError::BadInput)?;
@@ -211,7 +206,7 @@ impl Mutation {
         email: String,
         password: String,
     ) -> Result<AuthPayload> {
-        let rc = request(ctx)?;
+        let rc = RequestContext::of(ctx)?;
         let email = email.trim().to_lowercase();
         // Counted before the password is checked, so concurrent attempts cannot all pass.
         let attempt = rc.limiter.reserve(&rc.session, &email, rc.client).await?;
@@ -241,7 +236,7 @@ impl Mutation {
     /// Exchanges a refresh token for a new access token and refresh token. Each refresh
     /// token works once, and using one again revokes every token of its login.
     async fn refresh_token(&self, ctx: &Context<'_>, token: String) -> Result<AuthPayload> {
-        let rc = request(ctx)?;
+        let rc = RequestContext::of(ctx)?;
         // A reused token's revocation is committed even though the call fails; an answer
         // over the byte budget rolls the rotation back, leaving the old token valid.
         let outcome = unit_of_work(&rc.session, async |tx: &Session| {
@@ -257,7 +252,7 @@ impl Mutation {
     /// Revokes a refresh token (its access tokens stay valid until they expire); `false`
     /// when the token was unknown or already revoked.
     async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
-        let rc = request(ctx)?;
+        let rc = RequestContext::of(ctx)?;
         let hash = auth::token_hash(&refresh_token);
         Ok(unit_of_work(&rc.session, async |tx: &Session| {
             accounts::revoke_token(tx, &hash).await
@@ -268,7 +263,7 @@ impl Mutation {
     /// Marks a user inactive (administrators only): they keep their orders but cannot sign
     /// in or place new ones, and every refresh token of theirs is revoked.
     async fn deactivate_user(&self, ctx: &Context<'_>, id: ID) -> Result<Written<User>> {
-        let rc = request(ctx)?;
+        let rc = RequestContext::of(ctx)?;
         rc.require_admin("deactivateUser")?;
         let id = parse_id(&id, "deactivateUser.id")?;
         let user = unit_of_work(&rc.session, async |tx: &Session| {
@@ -290,7 +285,7 @@ impl Mutation {
         ctx: &Context<'_>,
         input: CreateOrderInput,
     ) -> Result<Written<Order>> {
-        let rc = request(ctx)?;
+        let rc = RequestContext::of(ctx)?;
         let viewer = rc.require_user()?;
         let user_id = match &input.user_id {
             Some(id) => parse_id(id, "createOrder.userId")?,
@@ -365,7 +360,7 @@ impl Mutation {
         id: ID,
         status: OrderStatus,
     ) -> Result<Written<Order>> {
-        let rc = request(ctx)?;
+        let rc = RequestContext::of(ctx)?;
         let viewer = rc.require_user()?;
         let admin = rc.viewer.is_admin();
         let id = parse_id(&id, "updateOrderStatus.id")?;
@@ -405,7 +400,7 @@ impl Mutation {
         ctx: &Context<'_>,
         products: Vec<ProductInput>,
     ) -> Result<ImportResult> {
-        let rc = request(ctx)?;
+        let rc = RequestContext::of(ctx)?;
         rc.require_admin("importProducts")?;
         if products.len() > MAX_IMPORT {
             return Err(AppError::LimitExceeded(format!(

@@ -270,8 +270,8 @@ pub struct Preparer {
     limits: DocumentLimits,
     /// Parsed and validated documents by the SHA-256 of their text: a repeated document
     /// (trusted, persisted or sent in full) skips parsing, the limits and validation. Only
-    /// what passed them is kept; selecting the operation, coercing variables and the
-    /// canonical rewrite depend on the request and run every time.
+    /// what passed them is kept. Coercing and checking the variables runs on every request;
+    /// the canonical rewrite once per form (see `forms`).
     documents: Bounded<Arc<Valid<executable::ExecutableDocument>>>,
     /// Operations by their document's text and operation name: a repeated request skips the
     /// document's hash and selecting its operation.

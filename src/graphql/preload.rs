@@ -41,9 +41,7 @@ pub fn key(ctx: &Context<'_>) -> String {
 /// `topCustomers`): every occurrence (aliases, fragments) is merged into one plan, and its
 /// statements are reserved in the request's budget. `extra` statements are reserved with it.
 pub fn plan_child(ctx: &Context<'_>, child: &str, entity: Entity, extra: usize) -> AppResult<Node> {
-    let rc = ctx
-        .data::<RequestContext>()
-        .map_err(|e| AppError::internal(e.message))?;
+    let rc = RequestContext::of(ctx)?;
     let node = plan_for(rc, entity, &child_selection(ctx, child)?)?;
     rc.session.log().reserve_plan(
         &key(ctx),
@@ -57,18 +55,16 @@ pub fn plan_child(ctx: &Context<'_>, child: &str, entity: Entity, extra: usize) 
 /// (lazy mode, where relationships are loaded as they are resolved).
 fn plan_for(rc: &RequestContext, entity: Entity, fields: &[Field]) -> AppResult<Node> {
     if rc.eager {
-        planner::plan(entity, fields, rc.limits).map_err(|e| AppError::BadInput(e.0))
+        Ok(planner::plan(entity, fields, rc.limits)?)
     } else {
-        planner::plan_scalars(entity, fields).map_err(|e| AppError::BadInput(e.0))
+        Ok(planner::plan_scalars(entity, fields)?)
     }
 }
 
 /// Plans the current field's selection for `entity` rows, reserves its statements in the
 /// request's budget, and loads it with the request's session.
 pub async fn load_root(ctx: &Context<'_>, entity: Entity, q: RootQuery) -> AppResult<Vec<Obj>> {
-    let rc = ctx
-        .data::<RequestContext>()
-        .map_err(|e| AppError::internal(e.message))?;
+    let rc = RequestContext::of(ctx)?;
     load_root_in(ctx, &rc.session, entity, q).await
 }
 
@@ -93,9 +89,7 @@ async fn load_planned(
     fields: &[Field],
     q: RootQuery,
 ) -> AppResult<Vec<Obj>> {
-    let rc = ctx
-        .data::<RequestContext>()
-        .map_err(|e| AppError::internal(e.message))?;
+    let rc = RequestContext::of(ctx)?;
     let node = plan_for(rc, entity, fields)?;
     session
         .log()
@@ -113,9 +107,7 @@ pub async fn load_connection(
     args: EdgeArgs,
     filter: OrderFilter,
 ) -> AppResult<(Vec<Obj>, Option<i64>)> {
-    let rc = ctx
-        .data::<RequestContext>()
-        .map_err(|e| AppError::internal(e.message))?;
+    let rc = RequestContext::of(ctx)?;
     let page = args
         .page
         .clone()

@@ -27,8 +27,7 @@ fn sort_keys<T: Typed>(
     what: &str,
 ) -> Result<SortKeys, AppError> {
     let values = order_by.unwrap_or_default();
-    SortKeys::parse(entity, values.iter().map(|v| v.0.as_str()), what)
-        .map_err(|e| AppError::BadInput(e.0))
+    SortKeys::parse(entity, values.iter().map(|v| v.0.as_str()), what).map_err(AppError::from)
 }
 
 /// A root field's `where`, read by the planner's one reader (an empty filter: none).
@@ -37,8 +36,7 @@ fn filter_of<T: Typed>(
     what: &str,
 ) -> Result<Option<std::sync::Arc<Filter>>, AppError> {
     let Some(w) = w else { return Ok(None) };
-    let f = Filter::parse(T::ENTITY, &w.0, &format!("{what}.where"))
-        .map_err(|e| AppError::BadInput(e.0))?;
+    let f = Filter::parse(T::ENTITY, &w.0, &format!("{what}.where"))?;
     Ok((!f.is_true()).then(|| std::sync::Arc::new(f)))
 }
 
@@ -63,14 +61,13 @@ impl<T: Typed> PageArgs<T> {
             self.after.as_deref(),
             self.before.as_deref(),
             what,
-        )
-        .map_err(|e| AppError::BadInput(e.0))?;
+        )?;
         let args = EdgeArgs {
             order,
             page: Some(page),
             ..EdgeArgs::default()
         };
-        check_page(&args, what, request(ctx)?.limits).map_err(|e| AppError::BadInput(e.0))?;
+        check_page(&args, what, RequestContext::of(ctx)?.limits)?;
         Ok(args)
     }
 }
@@ -96,7 +93,7 @@ async fn root_aggregate<T: Typed>(
     entity: Entity,
     filter: Option<&OrderFilter>,
 ) -> Result<RootAggregate<T>, AppError> {
-    let rc = request(ctx)?;
+    let rc = RequestContext::of(ctx)?;
     let what = aggregate_values(entity, &ctx.field());
     rc.session.log().reserve_plan(
         &preload::key(ctx),
@@ -122,11 +119,6 @@ fn cents(d: Decimal, what: &str) -> Result<i64, AppError> {
     })
 }
 
-fn request<'a>(ctx: &Context<'a>) -> Result<&'a RequestContext, AppError> {
-    ctx.data::<RequestContext>()
-        .map_err(|e| AppError::internal(e.message))
-}
-
 /// Read access to users, orders and products. Every root field plans its whole
 /// sub-selection before any SQL runs: one statement for the root rows (to-one relations
 /// joined in) plus one per selected to-many relation. Every load shows only the rows the
@@ -135,7 +127,7 @@ fn request<'a>(ctx: &Context<'a>) -> Result<&'a RequestContext, AppError> {
 impl Query {
     /// The signed-in account, or null when the request is anonymous.
     async fn me(&self, ctx: &Context<'_>) -> Result<Rendered<Option<User>>> {
-        let Some(id) = request(ctx)?.viewer.user_id() else {
+        let Some(id) = RequestContext::of(ctx)?.viewer.user_id() else {
             return Ok(Rendered(None));
         };
         let objs = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
@@ -161,7 +153,7 @@ impl Query {
             Where<UserType>,
         >,
     ) -> Result<Rendered<Vec<User>>> {
-        request(ctx)?.require_admin("users")?;
+        RequestContext::of(ctx)?.require_admin("users")?;
         let (first, offset) = page_args(ctx, "users", first, offset)?;
         let order = sort_keys(Entity::User, order_by, "users")?;
         let q = RootQuery::Page {
@@ -181,7 +173,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "The user's id.")] id: ID,
     ) -> Result<Rendered<Option<User>>> {
-        request(ctx)?.require_user()?;
+        RequestContext::of(ctx)?.require_user()?;
         let id = parse_id(&id, "user")?;
         let objs = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
         Ok(Rendered(first(objs)))
@@ -215,7 +207,7 @@ impl Query {
             Where<OrderType>,
         >,
     ) -> Result<Rendered<Vec<Order>>> {
-        request(ctx)?.require_user()?;
+        RequestContext::of(ctx)?.require_user()?;
         let (first, offset) = page_args(ctx, "orders", first, offset)?;
         let user_id = user_id
             .map(|id| parse_id(&id, "orders.userId"))
@@ -242,7 +234,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "The order's id.")] id: ID,
     ) -> Result<Rendered<Option<Order>>> {
-        request(ctx)?.require_user()?;
+        RequestContext::of(ctx)?.require_user()?;
         let id = parse_id(&id, "order")?;
         let objs = preload::load_root(ctx, Entity::Order, RootQuery::ById(id)).await?;
         Ok(Rendered(first(objs)))
@@ -301,7 +293,7 @@ impl Query {
             Where<UserType>,
         >,
     ) -> Result<Connection<UserType>> {
-        request(ctx)?.require_admin("usersConnection")?;
+        RequestContext::of(ctx)?.require_admin("usersConnection")?;
         let page = PageArgs {
             first,
             after,
@@ -346,7 +338,7 @@ impl Query {
             Where<OrderType>,
         >,
     ) -> Result<Connection<OrderType>> {
-        request(ctx)?.require_user()?;
+        RequestContext::of(ctx)?.require_user()?;
         let page = PageArgs {
             first,
             after,
@@ -416,7 +408,7 @@ impl Query {
             Where<UserType>,
         >,
     ) -> Result<RootAggregate<UserType>> {
-        request(ctx)?.require_admin("usersAggregate")?;
+        RequestContext::of(ctx)?.require_admin("usersAggregate")?;
         let filter = OrderFilter {
             filter: filter_of(filter, "usersAggregate")?,
             ..OrderFilter::default()
@@ -438,7 +430,7 @@ impl Query {
             Where<OrderType>,
         >,
     ) -> Result<RootAggregate<OrderType>> {
-        request(ctx)?.require_user()?;
+        RequestContext::of(ctx)?.require_user()?;
         let filter = OrderFilter {
             status,
             user_id: user_id
@@ -470,7 +462,7 @@ impl Query {
 
     /// Revenue reports computed by aggregate SQL in the database (administrators only).
     async fn analytics(&self, ctx: &Context<'_>) -> Result<Analytics> {
-        request(ctx)?.require_admin("analytics")?;
+        RequestContext::of(ctx)?.require_admin("analytics")?;
         Ok(Analytics)
     }
 

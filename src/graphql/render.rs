@@ -935,9 +935,7 @@ pub async fn resolve<S: Shape>(
     ctx: &ContextSelectionSet<'_>,
     field: &Positioned<Field>,
 ) -> ServerResult<Value> {
-    let rc = ctx
-        .data::<RequestContext>()
-        .map_err(|e| field_error(ctx, field, AppError::internal(e.message)))?;
+    let rc = RequestContext::of(ctx).map_err(|e| field_error(ctx, field, e))?;
     let sel = {
         let fctx = ctx.with_field(field);
         S::compile(&fctx.field()).map_err(|e| field_error(ctx, field, AppError::internal(e)))?
@@ -1058,9 +1056,7 @@ async fn write_in<S: Shape>(
     value: &S,
     sel: &S::Sel,
 ) -> AppResult<Value> {
-    let rc = ctx
-        .data::<RequestContext>()
-        .map_err(|e| AppError::internal(e.message))?;
+    let rc = RequestContext::of(ctx)?;
     // Lazy mode reads what the plan left in the transaction, which sees the write.
     let loader: Option<LazyLoader> = (!rc.strict).then(|| Arc::new(RequestLoader::new(tx.clone())));
     match write_within_budget(rc, loader.as_ref(), value, sel).await {
