@@ -524,52 +524,24 @@ async fn execute(
         Ok(viewer) => viewer,
         Err(message) => return unauthorized(message),
     };
-    let wants_sql = headers
-        .get(DEBUG_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("sql")));
-    let wants_plan = headers
-        .get(DEBUG_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("plan")));
-    let mut expect_values = headers.get_all(EXPECT_HEADER).iter();
-    let first = expect_values.next();
-    let repeated = expect_values.next().is_some();
-    let expect = match first.map(|v| v.to_str().map(str::trim)) {
-        None => None,
-        Some(Ok(v)) if !repeated && v.parse::<usize>().is_ok() => v.parse::<usize>().ok(),
-        Some(_) => {
-            let mut resp = error_response(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                &format!("{EXPECT_HEADER} must be one number of SQL statements"),
-            );
-            resp.headers_mut()
-                .insert(COUNT_HEADER, HeaderValue::from_static("0"));
-            return resp;
-        }
+    let Some(asks) = DebugAsks::read(&headers) else {
+        let mut resp = error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            &format!("{EXPECT_HEADER} must be one number of SQL statements"),
+        );
+        resp.headers_mut()
+            .insert(COUNT_HEADER, HeaderValue::from_static("0"));
+        return resp;
     };
-    let capture = wants_sql && state.config.debug_sql_allowed();
+    let capture = asks.sql && state.config.debug_sql_allowed();
     let log = StatementLog::new(state.config.budget())
         .with_row_budget(state.config.row_budget())
         .with_hook(state.statement_hook.clone());
     let log = Arc::new(if capture { log.capturing() } else { log });
     let query = match document(&state, &params).await {
         Ok(q) => q,
-        Err(e) => {
-            // Apollo's clients read `PERSISTED_QUERY_NOT_FOUND` from a 200 and then send the
-            // document; a malformed or mismatched hash is the client's error.
-            let status = match e {
-                ApqError::NotFound => StatusCode::OK,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            let mut resp = error_response(status, e.code(), &e.message());
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, media.content_type());
-            resp.headers_mut()
-                .insert(COUNT_HEADER, HeaderValue::from_static("0"));
-            return resp;
-        }
+        Err(e) => return persisted_refusal(&e, media),
     };
     let variables = params
         .variables
@@ -611,18 +583,12 @@ async fn execute(
                 viewer,
                 client: client.0,
             };
-            let check = Check { expect, wants_plan };
-            match run(
-                &state,
-                &log,
-                who,
-                prepared,
-                query.to_string(),
-                params.extensions,
-                check,
-            )
-            .await
-            {
+            let check = Check {
+                expect: asks.expect,
+                wants_plan: asks.plan,
+            };
+            let query = query.to_string();
+            match run(&state, &log, who, prepared, query, params.extensions, check).await {
                 Ok(response) => response,
                 Err(errors) => {
                     refused_status = Some(StatusCode::SERVICE_UNAVAILABLE);
@@ -634,20 +600,8 @@ async fn execute(
     let executed = execution_started(&response);
     ensure_error_codes(&mut response, executed);
     let statements = log.count();
-    if wants_sql {
-        let value = if state.config.debug_sql_allowed() {
-            json!({
-                "count": statements,
-                "totalDurationUs": log.total_duration().as_micros() as u64,
-                "connectionWaitUs": log.total_wait().as_micros() as u64,
-                "statements": log.records(),
-                "transactionControl": log.control(),
-                "server": log.server(),
-            })
-        } else {
-            json!({ "count": statements, "statements": null,
-                    "note": "SQL text is disabled on this server (EAGERQL_DEBUG_SQL)" })
-        };
+    if asks.sql {
+        let value = sql_extension(&state, &log);
         if let Ok(value) = async_graphql::Value::from_json(value) {
             response.extensions.insert("sql".to_owned(), value);
         }
@@ -659,8 +613,124 @@ async fn execute(
         None if !executed && media == Media::GraphqlResponse => StatusCode::BAD_REQUEST,
         None => StatusCode::OK,
     };
-    // One line per request (its id comes from the request's span). Never the document or the
-    // variables: they may hold passwords and tokens.
+    record(
+        &state,
+        &Served {
+            operation: (operation.0.as_deref().unwrap_or(""), operation.1),
+            viewer,
+            status,
+            executed,
+            response: &response,
+            log: &log,
+            started,
+        },
+    );
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, media.content_type());
+    h.insert(COUNT_HEADER, HeaderValue::from(statements));
+    if let Some(secs) = retry_after(&response) {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// What a request asks of the server besides its answer: the SQL it ran (`x-eagerql-debug:
+/// sql`), its plan (`x-eagerql-debug: plan`), and a statement count to assert
+/// (`x-eagerql-expect-statements`).
+#[derive(Copy, Clone, Debug, Default)]
+struct DebugAsks {
+    sql: bool,
+    plan: bool,
+    expect: Option<usize>,
+}
+
+impl DebugAsks {
+    /// Reads the request's headers; `None`: a malformed expectation (refused before
+    /// anything runs).
+    fn read(headers: &HeaderMap) -> Option<DebugAsks> {
+        let debug = |part: &str| {
+            headers
+                .get(DEBUG_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case(part)))
+        };
+        let mut expect_values = headers.get_all(EXPECT_HEADER).iter();
+        let first = expect_values.next();
+        let repeated = expect_values.next().is_some();
+        let expect = match first.map(|v| v.to_str().map(str::trim)) {
+            None => None,
+            Some(Ok(v)) if !repeated && v.parse::<usize>().is_ok() => v.parse::<usize>().ok(),
+            Some(_) => return None,
+        };
+        Some(DebugAsks {
+            sql: debug("sql"),
+            plan: debug("plan"),
+            expect,
+        })
+    }
+}
+
+/// The answer to a persisted or trusted document that cannot be used.
+fn persisted_refusal(e: &ApqError, media: Media) -> HttpResponse {
+    // Apollo's clients read `PERSISTED_QUERY_NOT_FOUND` from a 200 and then send the
+    // document; a malformed or mismatched hash is the client's error.
+    let status = match e {
+        ApqError::NotFound => StatusCode::OK,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut resp = error_response(status, e.code(), &e.message());
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, media.content_type());
+    resp.headers_mut()
+        .insert(COUNT_HEADER, HeaderValue::from_static("0"));
+    resp
+}
+
+/// `extensions.sql` (`x-eagerql-debug: sql`): the statements with their text, unless the
+/// server keeps SQL text to itself (`EAGERQL_DEBUG_SQL`).
+fn sql_extension(state: &AppState, log: &StatementLog) -> Json {
+    let statements = log.count();
+    if state.config.debug_sql_allowed() {
+        json!({
+            "count": statements,
+            "totalDurationUs": log.total_duration().as_micros() as u64,
+            "connectionWaitUs": log.total_wait().as_micros() as u64,
+            "statements": log.records(),
+            "transactionControl": log.control(),
+            "server": log.server(),
+        })
+    } else {
+        json!({ "count": statements, "statements": null,
+                "note": "SQL text is disabled on this server (EAGERQL_DEBUG_SQL)" })
+    }
+}
+
+/// A served GraphQL request, as metrics, the trace and the log line see it.
+struct Served<'a> {
+    /// The operation's name (`""`: anonymous) and type (`""`: none was selected).
+    operation: (&'a str, &'static str),
+    viewer: crate::model::Viewer,
+    status: StatusCode,
+    executed: bool,
+    response: &'a async_graphql::Response,
+    log: &'a StatementLog,
+    started: Instant,
+}
+
+/// Records a served request: its metrics, its span's fields and its one log line (never the
+/// document or the variables: they may hold passwords and tokens).
+fn record(state: &AppState, served: &Served<'_>) {
+    let Served {
+        operation,
+        viewer,
+        status,
+        executed,
+        response,
+        log,
+        started,
+    } = served;
+    let statements = log.count();
     let codes: Vec<&str> = response
         .errors
         .iter()
@@ -692,15 +762,13 @@ async fn execute(
     }
     if crate::telemetry::traces_on() {
         let span = tracing::Span::current();
-        span.record(
-            "graphql.operation.name",
-            operation.0.as_deref().unwrap_or(""),
-        );
+        span.record("graphql.operation.name", operation.0);
         span.record("graphql.operation.type", operation.1);
         span.record("eagerql.statements", statements);
     }
+    // One line per request; its id comes from the request's context.
     tracing::info!(
-        operation = operation.0.as_deref().unwrap_or(""),
+        operation = operation.0,
         operation_type = operation.1,
         status = status.as_u16(),
         viewer = viewer.user_id(),
@@ -713,7 +781,11 @@ async fn execute(
         error_codes = codes.join(","),
         "graphql request"
     );
-    let retry_after = response.errors.iter().find_map(|e| {
+}
+
+/// The `retryAfter` of a `RATE_LIMITED` error, as the response's `Retry-After`.
+fn retry_after(response: &async_graphql::Response) -> Option<u64> {
+    response.errors.iter().find_map(|e| {
         let ext = e.extensions.as_ref()?;
         match (ext.get("code"), ext.get("retryAfter")) {
             (Some(async_graphql::Value::String(code)), Some(async_graphql::Value::Number(n)))
@@ -723,15 +795,7 @@ async fn execute(
             }
             _ => None,
         }
-    });
-    let mut resp = (status, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, media.content_type());
-    h.insert(COUNT_HEADER, HeaderValue::from(statements));
-    if let Some(secs) = retry_after {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    resp
+    })
 }
 
 /// What a request asks of its plan: a statement count to assert (`x-eagerql-expect-statements`)
