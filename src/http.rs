@@ -583,12 +583,8 @@ async fn execute(
                 viewer,
                 client: client.0,
             };
-            let check = Check {
-                expect: asks.expect,
-                wants_plan: asks.plan,
-            };
             let query = query.to_string();
-            match run(&state, &log, who, prepared, query, params.extensions, check).await {
+            match run(&state, &log, who, prepared, query, params.extensions, asks).await {
                 Ok(response) => response,
                 Err(errors) => {
                     refused_status = Some(StatusCode::SERVICE_UNAVAILABLE);
@@ -798,14 +794,6 @@ fn retry_after(response: &async_graphql::Response) -> Option<u64> {
     })
 }
 
-/// What a request asks of its plan: a statement count to assert (`x-eagerql-expect-statements`)
-/// and whether to report it (`x-eagerql-debug: plan`).
-#[derive(Copy, Clone)]
-struct Check {
-    expect: Option<usize>,
-    wants_plan: bool,
-}
-
 /// A request-level error (no `data`) with `extensions.code` and more extensions.
 fn request_error(
     message: String,
@@ -922,7 +910,7 @@ async fn run(
     prepared: Prepared,
     query: String,
     extensions: Option<Map<String, Json>>,
-    check: Check,
+    check: DebugAsks,
 ) -> Result<async_graphql::Response, Vec<async_graphql::ServerError>> {
     // Planned before anything runs (queries only: a mutation's statements depend on what it
     // writes, and only queries are planned ahead).
@@ -934,7 +922,7 @@ async fn run(
     let budget = state.config.budget();
     let several_roots = prepared.shape.len() > 1;
     if check.expect.is_some()
-        || check.wants_plan
+        || check.plan
         || (budget.is_some() && several_roots && prepared.ty == OperationType::Query)
     {
         if prepared.ty == OperationType::Query {
@@ -1040,7 +1028,7 @@ async fn run(
         return Err(vec![first]);
     }
     operation::finish(&mut response.data, &prepared.shape);
-    if check.wants_plan {
+    if check.plan {
         let statements = planned.map_or(async_graphql::Value::Null, |n| {
             async_graphql::Value::from(n as u64)
         });

@@ -379,10 +379,12 @@ impl Server {
     /// User and system CPU time of the server so far.
     pub fn cpu_times(&self) -> Option<(Duration, Duration)> {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // Fields after the command name (which may hold spaces) in parentheses.
         let rest = stat.rsplit_once(')')?.1;
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let user: u64 = fields.get(11)?.parse().ok()?;
         let sys: u64 = fields.get(12)?.parse().ok()?;
+        // USER_HZ is 100 on Linux.
         Some((
             Duration::from_millis(user * 10),
             Duration::from_millis(sys * 10),
@@ -390,14 +392,7 @@ impl Server {
     }
 
     pub fn cpu_time(&self) -> Option<Duration> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        // Fields after the command name (which may hold spaces) in parentheses.
-        let rest = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        // USER_HZ is 100 on Linux.
-        Some(Duration::from_millis(ticks * 10))
+        self.cpu_times().map(|(user, sys)| user + sys)
     }
 
     pub fn rss_kib(&self) -> Option<u64> {

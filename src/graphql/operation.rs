@@ -289,6 +289,7 @@ pub struct Preparer {
 /// canonical document (those in `@skip`/`@include` or inside a list or object value) and by
 /// which variables are given at all; a variable that is a whole argument's value stays a
 /// variable, so its value does not change the form.
+#[derive(Debug)]
 struct Operation {
     /// The document's text, compared on a hit (the key is a hash).
     text: Box<str>,
@@ -302,9 +303,9 @@ struct Operation {
 /// An operation in canonical form, without the request's variable values.
 #[derive(Debug)]
 struct Canonical {
-    /// The operation's text and form key (compared on a hit: the key is a hash).
-    text: Box<str>,
-    name_asked: Option<String>,
+    /// The operation and the form key it was made for (compared on a hit: the key is a
+    /// hash). Holding the operation keeps its address, part of the key, from being reused.
+    op: Arc<Operation>,
     form: String,
     ty: OperationType,
     name: Option<String>,
@@ -555,23 +556,13 @@ impl Preparer {
         let form_key = entry.form_key(op, &vars);
         let key = {
             use std::hash::BuildHasher;
-            self.hasher.hash_one((query, operation_name, &form_key))
+            self.hasher
+                .hash_one((Arc::as_ptr(&entry) as usize, &form_key))
         };
         let form = match self.forms.get(&key) {
-            Some(form)
-                if *form.text == *query
-                    && form.name_asked.as_deref() == operation_name
-                    && form.form == form_key =>
-            {
-                form
-            }
+            Some(form) if Arc::ptr_eq(&form.op, &entry) && form.form == form_key => form,
             _ => {
-                let mut form = self.canonical(doc, op, &vars)?;
-                form.text = query.into();
-                form.name_asked = operation_name.map(str::to_owned);
-                form.weight += query.len() + form_key.len();
-                form.form = form_key;
-                let form = Arc::new(form);
+                let form = Arc::new(self.canonical(&entry, op, &vars, form_key)?);
                 self.forms.insert(key, form.clone(), form.weight);
                 form
             }
@@ -592,13 +583,16 @@ impl Preparer {
         })
     }
 
-    /// The canonical form of `op` for the coerced `vars`.
+    /// The canonical form of `entry`'s operation `op` for the coerced `vars`, whose form key
+    /// is `form`.
     fn canonical(
         &self,
-        doc: &Valid<executable::ExecutableDocument>,
+        entry: &Arc<Operation>,
         op: &apollo_compiler::Node<executable::Operation>,
         vars: &Valid<JsonMap>,
+        form: String,
     ) -> Result<Canonical, Refused> {
+        let doc = &*entry.doc;
         let sources = &doc.sources;
         let ty = match op.operation_type {
             ast::OperationType::Query => OperationType::Query,
@@ -650,11 +644,10 @@ impl Preparer {
         let reads_data = root_fields(&document)
             .any(|name| !matches!(name, "__typename" | "__schema" | "__type"));
         Ok(Canonical {
-            text: Box::default(),
-            name_asked: None,
-            form: String::new(),
+            op: entry.clone(),
             // A canonical field is a few hundred bytes (names, arguments, positions).
-            weight: canon.fields.saturating_mul(256),
+            weight: canon.fields.saturating_mul(256) + form.len(),
+            form,
             ty,
             name: op.name.as_ref().map(|n| n.to_string()),
             document,
