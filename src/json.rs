@@ -41,24 +41,7 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
 
 /// Appends the decimal digits of `n`.
 pub fn push_i64(out: &mut Vec<u8>, n: i64) {
-    if n < 0 {
-        out.push(b'-');
-    }
-    push_u64(out, n.unsigned_abs());
-}
-
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[at..]);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends `n` as a JSON string of digits (how `ID`s are written).
@@ -70,22 +53,33 @@ pub fn push_id(out: &mut Vec<u8>, n: i64) {
 
 /// Appends a decimal as a JSON string, exactly as its `Display` writes it (`"12.50"`).
 pub fn push_decimal(out: &mut Vec<u8>, d: &rust_decimal::Decimal) {
-    out.push(b'"');
-    // Money always has two decimals: write it without the general formatter.
-    match (d.scale(), i64::try_from(d.mantissa())) {
-        (2, Ok(cents)) => {
-            if cents < 0 {
-                out.push(b'-');
-            }
-            let abs = cents.unsigned_abs();
-            push_u64(out, abs / 100);
-            out.push(b'.');
-            out.push(b'0' + (abs % 100 / 10) as u8);
-            out.push(b'0' + (abs % 10) as u8);
+    // Money always has two decimals: written without the general formatter, in one piece
+    // (`"`, sign, digits, `.`, two digits, `"`: at most 26 bytes).
+    if let (2, Ok(cents)) = (d.scale(), i64::try_from(d.mantissa())) {
+        let abs = cents.unsigned_abs();
+        let mut digits = itoa::Buffer::new();
+        let whole = digits.format(abs / 100).as_bytes();
+        let mut buf = [0u8; 26];
+        let mut at = 1;
+        buf[0] = b'"';
+        if cents < 0 {
+            buf[1] = b'-';
+            at = 2;
         }
-        _ => out.extend_from_slice(d.to_string().as_bytes()),
+        buf[at..at + whole.len()].copy_from_slice(whole);
+        at += whole.len();
+        buf[at..at + 4].copy_from_slice(&[
+            b'.',
+            b'0' + (abs % 100 / 10) as u8,
+            b'0' + (abs % 10) as u8,
+            b'"',
+        ]);
+        out.extend_from_slice(&buf[..at + 4]);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(d.to_string().as_bytes());
+        out.push(b'"');
     }
-    out.push(b'"');
 }
 
 /// About how many bytes [`write_value`] writes for `v` (exact for spliced JSON text).
@@ -182,6 +176,8 @@ mod tests {
             "-3.00",
             "0.00",
             "99999999.99",
+            "92233720368547758.07",
+            "-92233720368547758.08",
             "1.5",
             "7",
         ] {
