@@ -12,7 +12,7 @@
 //! - **Login attempts** are limited per account and per client address ([`LoginLimiter`]),
 //!   counted in the database.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -106,7 +106,7 @@ impl Keys {
             decoding: DecodingKey::from_secret(secret).map_err(bad)?,
             validation,
             config,
-            verified: std::sync::RwLock::new(HashMap::new()),
+            verified: std::sync::RwLock::new(HashMap::default()),
         })
     }
 

@@ -2,7 +2,7 @@
 //! persisted-query store and the prepared-document and prepared-operation caches. Bounded in entries and in weight (bytes of document
 //! text), so no sequence of requests makes it grow past its limits.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,7 +44,7 @@ impl<V: Clone, K: Eq + std::hash::Hash + Copy + Ord> Bounded<V, K> {
     pub fn new(max_entries: usize, max_weight: usize) -> Self {
         Bounded {
             inner: Mutex::new(Inner {
-                entries: HashMap::new(),
+                entries: HashMap::default(),
                 weight: 0,
                 clock: 0,
             }),

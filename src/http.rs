@@ -64,12 +64,7 @@ pub fn router(state: AppState) -> Router {
         public
     };
     let routes = public
-        .route(
-            "/graphql",
-            get(graphql_get)
-                .post(graphql_post)
-                .layer(axum::middleware::map_response(counted)),
-        )
+        .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/", get(graphiql_page))
         .route("/graphiql/{file}", get(graphiql_asset))
         .route("/healthz", get(healthz))
@@ -91,7 +86,6 @@ pub fn router(state: AppState) -> Router {
                     .and(NotForContentType::GRPC),
             ),
         )
-        .layer(axum::middleware::from_fn(headers::security_headers))
         // Without configured origins there is no CORS layer at all (it would answer every
         // OPTIONS request as a preflight).
         .option_layer(cors)
@@ -156,9 +150,23 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 /// the timeout (503), an unknown path (404); and every refusal is in the media type the
 /// client's `Accept` asks for (Apollo Client reads a non-2xx body only when it is
 /// `application/graphql-response+json`, so an expired token's 401 must be one to be acted on).
+/// Every answer of `/graphql` says how many statements it ran: a refusal before execution
+/// (bad parameters, media types, a method or a body it does not accept) ran 0. A request cut
+/// off by the timeout or a panic may have run some: its count is unknown, so it has none.
 async fn refusals(req: axum::extract::Request, next: axum::middleware::Next) -> HttpResponse {
     let media = negotiate(req.headers()).unwrap_or(Media::Json);
-    let mut resp = next.run(req).await;
+    let graphql = req.uri().path() == "/graphql";
+    let mut resp = as_graphql_error(next.run(req).await, media);
+    if graphql && !resp.status().is_server_error() {
+        resp.headers_mut()
+            .entry(COUNT_HEADER)
+            .or_insert(HeaderValue::from_static("0"));
+    }
+    resp
+}
+
+/// A response of a layer or extractor that is not a GraphQL error, rewritten as one.
+fn as_graphql_error(mut resp: HttpResponse, media: Media) -> HttpResponse {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
@@ -273,6 +281,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
+/// The request's headers, taken out of the request rather than cloned as `HeaderMap`'s own
+/// extractor does: the handlers run no extractor after it that reads them.
+struct Headers(HeaderMap);
+
+impl<S: Send + Sync> FromRequestParts<S> for Headers {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Headers(std::mem::take(&mut parts.headers)))
+    }
+}
+
 /// The viewer an `Authorization: Bearer` header names: anonymous without one. `Err` (the
 /// client's message) for a malformed, wrongly signed or expired token, which is never
 /// answered as anonymous: see [`unauthorized`].
@@ -300,16 +323,6 @@ fn unauthorized(message: &str) -> HttpResponse {
     );
     resp.headers_mut()
         .insert(COUNT_HEADER, HeaderValue::from_static("0"));
-    resp
-}
-
-/// Every answer of `/graphql` says how many statements it ran: 0 when it was refused before
-/// execution (bad parameters, media types, a method or a body it does not accept).
-async fn counted(mut resp: HttpResponse) -> HttpResponse {
-    if !resp.headers().contains_key(COUNT_HEADER) {
-        resp.headers_mut()
-            .insert(COUNT_HEADER, HeaderValue::from_static("0"));
-    }
     resp
 }
 
@@ -417,7 +430,7 @@ fn streaming_refusal(headers: &HeaderMap) -> Option<HttpResponse> {
 async fn graphql_post(
     State(state): State<AppState>,
     client: ClientAddr,
-    headers: HeaderMap,
+    Headers(headers): Headers,
     body: Bytes,
 ) -> HttpResponse {
     if let Some(refusal) = streaming_refusal(&headers) {
@@ -465,7 +478,7 @@ async fn graphql_post(
 async fn graphql_get(
     State(state): State<AppState>,
     client: ClientAddr,
-    headers: HeaderMap,
+    Headers(headers): Headers,
     RawQuery(raw): RawQuery,
 ) -> HttpResponse {
     if let Some(refusal) = streaming_refusal(&headers) {
@@ -623,6 +636,9 @@ async fn execute(
     );
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
+    // Room for what the outer layers add (id, security headers, `Vary`), so the map is
+    // allocated once instead of grown on the way out.
+    h.reserve(12);
     h.insert(header::CONTENT_TYPE, media.content_type());
     h.insert(COUNT_HEADER, HeaderValue::from(statements));
     if let Some(secs) = retry_after(&response) {
@@ -645,13 +661,16 @@ impl DebugAsks {
     /// Reads the request's headers; `None`: a malformed expectation (refused before
     /// anything runs).
     fn read(headers: &HeaderMap) -> Option<DebugAsks> {
+        // Names made once: a `&str` name is checked and lowercased on every lookup.
+        const DEBUG: header::HeaderName = header::HeaderName::from_static(DEBUG_HEADER);
+        const EXPECT: header::HeaderName = header::HeaderName::from_static(EXPECT_HEADER);
         let debug = |part: &str| {
             headers
-                .get(DEBUG_HEADER)
+                .get(&DEBUG)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case(part)))
         };
-        let mut expect_values = headers.get_all(EXPECT_HEADER).iter();
+        let mut expect_values = headers.get_all(&EXPECT).iter();
         let first = expect_values.next();
         let repeated = expect_values.next().is_some();
         let expect = match first.map(|v| v.to_str().map(str::trim)) {

@@ -191,7 +191,7 @@ impl OutType {
 /// the executor twice each time. Bounded like the document caches.
 pub struct Plans {
     cache: Bounded<Arc<Planned>, u64>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::quality::RandomState,
 }
 
 impl std::fmt::Debug for Plans {
@@ -282,7 +282,7 @@ pub struct Preparer {
     /// variables.
     forms: Bounded<Arc<Canonical>, u64>,
     /// The keys of both caches (keyed by process, so a client cannot aim at a bucket).
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::quality::RandomState,
 }
 
 /// A document's operation. Its canonical forms differ by the variables that change the

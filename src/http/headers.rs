@@ -70,7 +70,8 @@ fn fresh() -> HeaderValue {
 }
 
 /// Gives the request its id, serves it as that id (and, with traces on, inside its span),
-/// and echoes the id.
+/// and echoes the id with the security headers the response does not set itself (outermost,
+/// so every response has them, whichever layer made it).
 pub async fn request_id(mut req: Request, next: Next) -> Response {
     let id = match req.headers().get(&REQUEST_ID) {
         Some(v) if sane(v) => v.clone(),
@@ -104,6 +105,7 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         crate::telemetry::in_request(id.clone(), next.run(req)).await
     };
     resp.headers_mut().insert(REQUEST_ID, id);
+    secure(resp.headers_mut());
     resp
 }
 
@@ -145,7 +147,11 @@ const DATA_CSP: HeaderValue =
 /// Adds the security headers a response does not set itself.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
+    secure(resp.headers_mut());
+    resp
+}
+
+fn secure(h: &mut axum::http::HeaderMap) {
     h.entry(header::CONTENT_SECURITY_POLICY).or_insert(DATA_CSP);
     h.entry(header::X_CONTENT_TYPE_OPTIONS)
         .or_insert(HeaderValue::from_static("nosniff"));
@@ -153,7 +159,6 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         .or_insert(HeaderValue::from_static("DENY"));
     h.entry(header::REFERRER_POLICY)
         .or_insert(HeaderValue::from_static("no-referrer"));
-    resp
 }
 
 #[cfg(test)]

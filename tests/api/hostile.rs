@@ -285,12 +285,16 @@ async fn every_refusal_is_a_json_graphql_error() {
         .header("content-type", "application/json")
         .body(Body::from(big))
         .expect("request");
-    let (status, _, body) = raw(&app, req).await;
+    let (status, headers, body) = raw(&app, req).await;
     assert_eq!(status, 413);
     assert_eq!(
         body["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE",
         "{body}"
     );
+    // Refused before anything ran: a count of 0, and the headers every response carries.
+    assert_eq!(headers["x-eagerql-sql-statements"], "0");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(headers.contains_key("x-request-id"));
 
     let req = Request::delete("/graphql")
         .body(Body::empty())
@@ -302,6 +306,8 @@ async fn every_refusal_is_a_json_graphql_error() {
         "{body}"
     );
     assert!(headers.get("allow").is_some());
+    assert_eq!(headers["x-eagerql-sql-statements"], "0");
+    assert_eq!(headers["x-frame-options"], "DENY");
 
     let req = Request::options("/graphql")
         .body(Body::empty())
