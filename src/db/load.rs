@@ -15,6 +15,7 @@ use super::Backend;
 use super::columns::{decode_row, expr};
 use super::money::from_cents;
 use super::session::{Arg, DbRow, Session};
+use crate::cache::Bounded;
 use crate::entities::{AggFunc, Column, Entity, Kind, Link, Rel, Row, Val, Visibility};
 use crate::error::AppResult;
 use crate::model::{OrderStatus, Viewer};
@@ -162,6 +163,75 @@ struct Select {
     masks: Vec<u32>,
     joins: String,
     next_alias: usize,
+}
+
+/// A node's select list and joins, kept by shape (see [`select`]).
+struct Shaped {
+    /// What it was written for (compared on a hit: the cache's key is its hash).
+    shape: Vec<u32>,
+    select: Select,
+    /// Whether the text names the viewer's id (always `$1`: the select is written first).
+    viewer: bool,
+}
+
+/// Select lists and joins already written, by shape: at most 4,096 of at most 4 MiB in all.
+static SHAPED: LazyLock<(Bounded<Arc<Shaped>, u64>, foldhash::quality::RandomState)> =
+    LazyLock::new(|| (Bounded::new(4096, 4 << 20), Default::default()));
+
+/// The shape of `node`'s select, depth-first: entity, column mask, and each join's edge and
+/// shape. With the backend and what the viewer is, it fixes the text [`Select`] writes.
+fn shape(node: &Node, out: &mut Vec<u32>) {
+    out.push(node.entity as u32);
+    out.push(column_mask(node));
+    out.push(node.joins.len() as u32);
+    for join in &node.joins {
+        out.push(join.edge.from as u32);
+        out.push(u32::from(join.edge.index));
+        shape(&join.node, out);
+    }
+}
+
+/// The select list and joins of `node`, the first text of a statement with parameters `p`
+/// (none bound yet): written once per shape and kept, since a request's statements have the
+/// same shapes as the last one's far more often than not. A statement whose values are
+/// written into its text (`p.literal`) is written each time.
+fn select(backend: Backend, node: &Node, p: &mut Params) -> Arc<Shaped> {
+    use std::hash::BuildHasher;
+    debug_assert!(p.args.is_empty(), "the select is a statement's first text");
+    if p.literal {
+        return Arc::new(Shaped {
+            shape: Vec::new(),
+            select: Select::new(backend, node, p),
+            viewer: false,
+        });
+    }
+    let who = match p.viewer {
+        _ if p.viewer.is_admin() => 0,
+        Viewer::User { .. } => 1,
+        Viewer::Anonymous => 2,
+    };
+    let mut key = Vec::with_capacity(8 + 5 * node.joins.len());
+    key.extend([backend as u32, who]);
+    shape(node, &mut key);
+    let (cache, hasher) = &*SHAPED;
+    let hash = hasher.hash_one(&key);
+    if let Some(kept) = cache.get(&hash).filter(|k| k.shape == key) {
+        if kept.viewer
+            && let Some(id) = p.viewer.user_id()
+        {
+            p.viewer_id(id);
+        }
+        return kept;
+    }
+    let select = Select::new(backend, node, p);
+    let shaped = Arc::new(Shaped {
+        viewer: p.viewer_at.is_some(),
+        shape: key,
+        select,
+    });
+    let weight = shaped.select.list.len() + shaped.select.joins.len() + 4 * shaped.shape.len();
+    cache.insert(hash, shaped.clone(), weight);
+    shaped
 }
 
 impl Select {
@@ -695,7 +765,8 @@ fn paren(sql: String) -> String {
 pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec<Loaded>> {
     let backend = s.backend();
     let mut p = Params::new(s.viewer());
-    let select = Select::new(backend, node, &mut p);
+    let shaped = select(backend, node, &mut p);
+    let select = &shaped.select;
     let mut sql = format!(
         "select {} from {} t0{}",
         select.list(),
@@ -832,7 +903,8 @@ pub async fn fetch_batch(
     let backend = s.backend();
     let (from, parent, name) = batch_source(batch.edge);
     let mut p = Params::new(s.viewer());
-    let select = Select::new(backend, &batch.node, &mut p);
+    let shaped = select(backend, &batch.node, &mut p);
+    let select = &shaped.select;
     let ids = p.push(Arg::Ids(parent_ids));
     // The conditions beside the parent's: ` and ...`.
     let mut rest = String::new();
@@ -947,7 +1019,8 @@ pub async fn fetch_aggregate(
 ) -> AppResult<Vec<(Vec<i64>, Loaded)>> {
     let mut p = Params::new(s.viewer());
     p.literal = true;
-    let select = Select::new(s.backend(), node, &mut p);
+    let shaped = select(s.backend(), node, &mut p);
+    let select = &shaped.select;
     let extra_cols: Vec<String> = extras.iter().map(|c| format!("agg.{c}")).collect();
     let visible = p
         .visible(node.entity, "t0")
@@ -1139,4 +1212,85 @@ fn agg_val(r: &dyn DbRow, at: usize, func: AggFunc, kind: Kind) -> Result<Val, s
         (_, Kind::DateTime) => r.opt_ts(at)?.map_or(Val::Null, Val::Time),
         _ => r.opt_i64(at)?.map_or(Val::Null, Val::Int),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Role;
+    use crate::planner::Join;
+
+    fn leaf(entity: Entity, scalars: &[&str]) -> Node {
+        Node {
+            entity,
+            joins: Vec::new(),
+            batches: Vec::new(),
+            scalars: scalars.iter().map(|s| (*s).to_owned()).collect(),
+            aggregates: Vec::new(),
+        }
+    }
+
+    /// `order { status user { email } }`: the joined user is visible to its owner only.
+    fn order_with_user() -> Node {
+        let mut node = leaf(Entity::Order, &["status"]);
+        node.joins.push(Join {
+            edge: Entity::Order.relation("user").unwrap(),
+            node: leaf(Entity::User, &["email"]),
+        });
+        node
+    }
+
+    fn customer(id: i64) -> Viewer {
+        Viewer::User {
+            id,
+            role: Role::Customer,
+        }
+    }
+
+    #[test]
+    fn a_kept_select_binds_each_viewer_its_own_id() {
+        let node = order_with_user();
+        let mut first = Params::new(customer(7_001));
+        let written = select(Backend::Postgres, &node, &mut first);
+        let mut second = Params::new(customer(7_002));
+        let kept = select(Backend::Postgres, &node, &mut second);
+        assert!(
+            Arc::ptr_eq(&written, &kept),
+            "the same shape is written once"
+        );
+        assert!(
+            kept.select.joins.contains("t1.id = $1"),
+            "{}",
+            kept.select.joins
+        );
+        assert!(matches!(first.args.as_slice(), [Arg::I64(7_001)]));
+        assert!(matches!(second.args.as_slice(), [Arg::I64(7_002)]));
+        assert_eq!(second.viewer_at, Some(1));
+    }
+
+    #[test]
+    fn a_kept_select_differs_by_what_the_viewer_is_and_by_shape() {
+        let node = order_with_user();
+        let as_customer = select(Backend::Postgres, &node, &mut Params::new(customer(7_003)));
+        let mut p = Params::new(Viewer::Anonymous);
+        let anonymous = select(Backend::Postgres, &node, &mut p);
+        assert!(anonymous.select.joins.contains("1 = 0"));
+        assert!(p.args.is_empty());
+        let admin = Viewer::User {
+            id: 1,
+            role: Role::Admin,
+        };
+        let mut p = Params::new(admin);
+        let as_admin = select(Backend::Postgres, &node, &mut p);
+        assert!(!as_admin.select.joins.contains(" and "));
+        assert!(p.args.is_empty());
+        let on_sqlite = select(Backend::Sqlite, &node, &mut Params::new(customer(7_003)));
+        assert!(!Arc::ptr_eq(&as_customer, &on_sqlite));
+        let mut wider = order_with_user();
+        wider.scalars.push("totalAmount".to_owned());
+        wider.scalars.sort();
+        let wider = select(Backend::Postgres, &wider, &mut Params::new(customer(7_003)));
+        assert_ne!(wider.select.list, as_customer.select.list);
+        assert_eq!(wider.select.masks.len(), 2);
+    }
 }
