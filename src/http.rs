@@ -154,9 +154,15 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 /// (bad parameters, media types, a method or a body it does not accept) ran 0. A request cut
 /// off by the timeout or a panic may have run some: its count is unknown, so it has none.
 async fn refusals(req: axum::extract::Request, next: axum::middleware::Next) -> HttpResponse {
-    let media = negotiate(req.headers()).unwrap_or(Media::Json);
+    // Chosen only for a refusal: a served answer has its media type already.
+    let accept = req.headers().get(header::ACCEPT).cloned();
     let graphql = req.uri().path() == "/graphql";
-    let mut resp = as_graphql_error(next.run(req).await, media);
+    let mut resp = next.run(req).await;
+    let status = resp.status();
+    if status.is_client_error() || status.is_server_error() {
+        let media = negotiate(accept.as_ref()).unwrap_or(Media::Json);
+        resp = as_graphql_error(resp, media);
+    }
     if graphql && !resp.status().is_server_error() {
         resp.headers_mut()
             .entry(COUNT_HEADER)
@@ -227,23 +233,26 @@ impl Media {
 
 /// Picks the response media type: the acceptable range with the highest `q`, earliest first.
 /// No `Accept` header means legacy `application/json`.
-fn negotiate(headers: &HeaderMap) -> Option<Media> {
-    let Some(accept) = headers.get(header::ACCEPT) else {
+fn negotiate(accept: Option<&HeaderValue>) -> Option<Media> {
+    let Some(accept) = accept else {
         return Some(Media::Json);
     };
     let accept = accept.to_str().ok()?;
     let mut best: Option<(f32, Media)> = None;
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
-        let mime = parts.next().unwrap_or("").to_ascii_lowercase();
+        let mime = parts.next().unwrap_or("");
         let q = parts
             .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
             .find_map(|v| v.parse::<f32>().ok())
             .unwrap_or(1.0);
-        let media = match mime.as_str() {
-            GRAPHQL_RESPONSE_JSON => Media::GraphqlResponse,
-            APPLICATION_JSON | "application/*" | "*/*" => Media::Json,
-            _ => continue,
+        let is = |name: &str| mime.eq_ignore_ascii_case(name);
+        let media = if is(GRAPHQL_RESPONSE_JSON) {
+            Media::GraphqlResponse
+        } else if is(APPLICATION_JSON) || is("application/*") || mime == "*/*" {
+            Media::Json
+        } else {
+            continue;
         };
         if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
             best = Some((q, media));
@@ -401,10 +410,12 @@ fn params_from_json(body: Json) -> Result<Params, String> {
 /// A WebSocket upgrade or a Server-Sent Events request: subscriptions are not served (yet),
 /// and the client is told so plainly instead of a generic "no query".
 fn streaming_refusal(headers: &HeaderMap) -> Option<HttpResponse> {
+    // `token` is lowercase ASCII.
     let asks = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.to_ascii_lowercase().contains(token))
+            v.as_bytes()
+                .windows(token.len())
+                .any(|w| w.eq_ignore_ascii_case(token.as_bytes()))
         })
     };
     if asks(header::UPGRADE, "websocket") {
@@ -436,7 +447,7 @@ async fn graphql_post(
     if let Some(refusal) = streaming_refusal(&headers) {
         return refusal;
     }
-    let Some(media) = negotiate(&headers) else {
+    let Some(media) = negotiate(headers.get(header::ACCEPT)) else {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
             "NOT_ACCEPTABLE",
@@ -484,7 +495,7 @@ async fn graphql_get(
     if let Some(refusal) = streaming_refusal(&headers) {
         return refusal;
     }
-    let Some(media) = negotiate(&headers) else {
+    let Some(media) = negotiate(headers.get(header::ACCEPT)) else {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
             "NOT_ACCEPTABLE",
@@ -664,12 +675,13 @@ impl DebugAsks {
         // Names made once: a `&str` name is checked and lowercased on every lookup.
         const DEBUG: header::HeaderName = header::HeaderName::from_static(DEBUG_HEADER);
         const EXPECT: header::HeaderName = header::HeaderName::from_static(EXPECT_HEADER);
-        let debug = |part: &str| {
-            headers
-                .get(&DEBUG)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case(part)))
-        };
+        let (mut sql, mut plan) = (false, false);
+        if let Some(v) = headers.get(&DEBUG).and_then(|v| v.to_str().ok()) {
+            for part in v.split(',').map(str::trim) {
+                sql |= part.eq_ignore_ascii_case("sql");
+                plan |= part.eq_ignore_ascii_case("plan");
+            }
+        }
         let mut expect_values = headers.get_all(&EXPECT).iter();
         let first = expect_values.next();
         let repeated = expect_values.next().is_some();
@@ -678,11 +690,7 @@ impl DebugAsks {
             Some(Ok(v)) if !repeated && v.parse::<usize>().is_ok() => v.parse::<usize>().ok(),
             Some(_) => return None,
         };
-        Some(DebugAsks {
-            sql: debug("sql"),
-            plan: debug("plan"),
-            expect,
-        })
+        Some(DebugAsks { sql, plan, expect })
     }
 }
 
@@ -1319,14 +1327,13 @@ mod tests {
     use super::*;
 
     fn accept(v: &str) -> Option<Media> {
-        let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
-        negotiate(&h)
+        negotiate(Some(&HeaderValue::from_str(v).unwrap()))
     }
 
     #[test]
     fn negotiates_the_response_media_type() {
-        assert_eq!(negotiate(&HeaderMap::new()), Some(Media::Json));
+        assert_eq!(negotiate(None), Some(Media::Json));
+        assert_eq!(accept("Application/JSON"), Some(Media::Json));
         assert_eq!(
             accept("application/graphql-response+json"),
             Some(Media::GraphqlResponse)

@@ -72,12 +72,11 @@ fn fresh() -> HeaderValue {
 /// Gives the request its id, serves it as that id (and, with traces on, inside its span),
 /// and echoes the id with the security headers the response does not set itself (outermost,
 /// so every response has them, whichever layer made it).
-pub async fn request_id(mut req: Request, next: Next) -> Response {
+pub async fn request_id(req: Request, next: Next) -> Response {
     let id = match req.headers().get(&REQUEST_ID) {
         Some(v) if sane(v) => v.clone(),
         _ => fresh(),
     };
-    req.headers_mut().insert(REQUEST_ID, id.clone());
     let mut resp = if crate::telemetry::traces_on() {
         // Exported: the trace's attributes, and the caller's trace joined.
         use tracing_opentelemetry::OpenTelemetrySpanExt as _;
