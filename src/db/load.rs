@@ -191,6 +191,112 @@ fn shape(node: &Node, out: &mut Vec<u32>) {
     }
 }
 
+/// What fixes the text of `node`'s select for `viewer`: the backend, what the viewer is
+/// (an administrator, a user, nobody) and the node's [`shape`].
+fn select_key(backend: Backend, viewer: Viewer, node: &Node) -> Vec<u32> {
+    let who = match viewer {
+        _ if viewer.is_admin() => 0,
+        Viewer::User { .. } => 1,
+        Viewer::Anonymous => 2,
+    };
+    let mut key = Vec::with_capacity(12 + 5 * node.joins.len());
+    key.extend([backend as u32, who]);
+    shape(node, &mut key);
+    key
+}
+
+/// A whole statement's text, kept by what fixes it (see [`Statement`]).
+struct Kept {
+    /// What it was written for (compared on a hit: the cache's key is its hash).
+    key: Vec<u32>,
+    text: String,
+    shaped: Arc<Shaped>,
+    /// The viewer's id's parameter number, if the text names it.
+    viewer_at: Option<usize>,
+    /// The kinds of the statement's own values (every parameter but the viewer's), in order.
+    own: Vec<std::mem::Discriminant<Arg>>,
+}
+
+/// Statements already written, by shape: at most 4,096 of at most 8 MiB in all.
+static KEPT: LazyLock<(Bounded<Arc<Kept>, u64>, foldhash::quality::RandomState)> =
+    LazyLock::new(|| (Bounded::new(4096, 8 << 20), Default::default()));
+
+/// A statement ready to run: its text, its parameters and the select its rows decode by.
+struct Statement {
+    text: String,
+    args: Vec<Arg>,
+    shaped: Arc<Shaped>,
+    /// The viewer's id's parameter number, if the text names it.
+    viewer_at: Option<usize>,
+}
+
+/// The first entry of a [`Statement`]'s key: which statement it is.
+#[derive(Copy, Clone)]
+enum Which {
+    RootById = 1,
+    Batch = 2,
+}
+
+impl Statement {
+    /// The statement whose text `key` fixes, with its own values `own` (every parameter but
+    /// the viewer's id, in the order the statement binds them), if one was written before:
+    /// its text is reused and only the values are bound. `None`: write it (then [`Self::keep`]).
+    fn kept(key: &[u32], viewer: Viewer, own: &mut Vec<Arg>) -> Option<Statement> {
+        use std::hash::BuildHasher;
+        let (cache, hasher) = &*KEPT;
+        let kept = cache.get(&hasher.hash_one(key)).filter(|k| k.key == key)?;
+        let viewer_id = match kept.viewer_at {
+            Some(_) => Some(viewer.user_id()?),
+            None => None,
+        };
+        // A kept text binds values of the same kinds in the same order; anything else is
+        // written afresh rather than bound wrongly.
+        let same = kept.own.len() == own.len()
+            && kept
+                .own
+                .iter()
+                .zip(own.iter())
+                .all(|(k, v)| *k == std::mem::discriminant(v));
+        if !same {
+            debug_assert!(same, "a kept statement's values differ in kind");
+            return None;
+        }
+        let mut args = std::mem::take(own);
+        if let (Some(n), Some(id)) = (kept.viewer_at, viewer_id) {
+            args.insert(n - 1, Arg::I64(id));
+        }
+        Some(Statement {
+            text: kept.text.clone(),
+            args,
+            shaped: kept.shaped.clone(),
+            viewer_at: kept.viewer_at,
+        })
+    }
+
+    /// Keeps the text of a statement just written, under `key`.
+    fn keep(&self, key: Vec<u32>) {
+        use std::hash::BuildHasher;
+        let own = self
+            .args
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.viewer_at != Some(i + 1))
+            .map(|(_, a)| std::mem::discriminant(a))
+            .collect();
+        let (cache, hasher) = &*KEPT;
+        let hash = hasher.hash_one(&key);
+        let weight = self.text.len() + 4 * key.len();
+        let kept = Kept {
+            key,
+            text: self.text.clone(),
+            shaped: self.shaped.clone(),
+            viewer_at: self.viewer_at,
+            own,
+        };
+        cache.insert(hash, Arc::new(kept), weight);
+    }
+}
+
 /// The select list and joins of `node`, the first text of a statement with parameters `p`
 /// (none bound yet): written once per shape and kept, since a request's statements have the
 /// same shapes as the last one's far more often than not. A statement whose values are
@@ -205,14 +311,7 @@ fn select(backend: Backend, node: &Node, p: &mut Params) -> Arc<Shaped> {
             viewer: false,
         });
     }
-    let who = match p.viewer {
-        _ if p.viewer.is_admin() => 0,
-        Viewer::User { .. } => 1,
-        Viewer::Anonymous => 2,
-    };
-    let mut key = Vec::with_capacity(8 + 5 * node.joins.len());
-    key.extend([backend as u32, who]);
-    shape(node, &mut key);
+    let key = select_key(backend, p.viewer, node);
     let (cache, hasher) = &*SHAPED;
     let hash = hasher.hash_one(&key);
     if let Some(kept) = cache.get(&hash).filter(|k| k.shape == key) {
@@ -763,8 +862,35 @@ fn paren(sql: String) -> String {
 
 /// Runs the root statement of a plan: the node's rows with every joined edge.
 pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec<Loaded>> {
-    let backend = s.backend();
-    let mut p = Params::new(s.viewer());
+    let (backend, viewer) = (s.backend(), s.viewer());
+    let name = root_name(node.entity, &q);
+    let statement = match q {
+        RootQuery::ById(id) => by_id_statement(backend, viewer, node, id),
+        q => root_statement(backend, viewer, node, q),
+    };
+    let masks = &statement.shaped.select.masks;
+    s.fetch(name, statement.text, statement.args, |r| {
+        let mut at = 0;
+        decode(node, r, &mut at, &mut masks.iter())
+    })
+    .await
+}
+
+/// The root statement of a plan loading one row by id: the select's shape fixes its text
+/// (the commonest small request), so it is written once per shape.
+fn by_id_statement(backend: Backend, viewer: Viewer, node: &Node, id: i64) -> Statement {
+    let mut key = vec![Which::RootById as u32];
+    key.extend(select_key(backend, viewer, node));
+    Statement::kept(&key, viewer, &mut vec![Arg::I64(id)]).unwrap_or_else(|| {
+        let statement = root_statement(backend, viewer, node, RootQuery::ById(id));
+        statement.keep(key);
+        statement
+    })
+}
+
+/// The root statement of a plan, written for `q`.
+fn root_statement(backend: Backend, viewer: Viewer, node: &Node, q: RootQuery) -> Statement {
+    let mut p = Params::new(viewer);
     let shaped = select(backend, node, &mut p);
     let select = &shaped.select;
     let mut sql = format!(
@@ -773,7 +899,6 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
         table(node.entity),
         select.joins
     );
-    let name = root_name(node.entity, &q);
     let mut conds = Vec::new();
     if let Some(pred) = p.visible(node.entity, "t0") {
         conds.push(pred);
@@ -839,11 +964,12 @@ pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec
             let _ = write!(sql, " order by {by}");
         }
     }
-    s.fetch(name, sql, p.args, |r| {
-        let mut at = 0;
-        decode(node, r, &mut at, &mut select.masks.iter())
-    })
-    .await
+    Statement {
+        text: sql,
+        args: p.args,
+        viewer_at: p.viewer_at,
+        shaped,
+    }
 }
 
 /// Where a to-many edge's rows come from: the `from` clause (child table aliased `t0`), the
@@ -900,9 +1026,75 @@ pub async fn fetch_batch(
     batch: &Batch,
     parent_ids: Vec<i64>,
 ) -> AppResult<Vec<(i64, Loaded)>> {
-    let backend = s.backend();
-    let (from, parent, name) = batch_source(batch.edge);
-    let mut p = Params::new(s.viewer());
+    let (backend, viewer) = (s.backend(), s.viewer());
+    let name = batch_source(batch.edge).2;
+    let ordered = !batch.args.order.is_empty() || batch.args.page.is_some();
+    let statement = kept_batch_statement(backend, viewer, batch, parent_ids);
+    let masks = &statement.shaped.select.masks;
+    let mut rows = s
+        .fetch(name, statement.text, statement.args, |r| {
+            let mut at = 1;
+            Ok((
+                r.i64(0)?,
+                decode(&batch.node, r, &mut at, &mut masks.iter())?,
+            ))
+        })
+        .await?;
+    if !ordered {
+        rows.sort_unstable_by_key(|(parent, child)| (*parent, child.row.id()));
+    }
+    Ok(rows)
+}
+
+/// The statement of `batch` for these parents. Without a filter or a page (whose values
+/// shape the text), the select's shape, the edge and which arguments are given fix the text,
+/// so it is written once per shape.
+fn kept_batch_statement(
+    backend: Backend,
+    viewer: Viewer,
+    batch: &Batch,
+    parent_ids: Vec<i64>,
+) -> Statement {
+    let args = &batch.args;
+    if args.filter.is_none() && args.page.is_none() {
+        let mut key = vec![Which::Batch as u32];
+        key.extend(select_key(backend, viewer, &batch.node));
+        key.extend([
+            batch.edge.from as u32,
+            u32::from(batch.edge.index),
+            u32::from(args.status.is_some()),
+            u32::from(args.first.is_some()),
+        ]);
+        key.extend(
+            args.order
+                .keys()
+                .map(|(col, desc)| (col as u32) << 1 | u32::from(desc)),
+        );
+        let mut own = vec![Arg::Ids(parent_ids)];
+        own.extend(args.status.map(|st| Arg::Text(st.as_db().to_owned())));
+        own.extend(args.first.map(Arg::I64));
+        if let Some(statement) = Statement::kept(&key, viewer, &mut own) {
+            return statement;
+        }
+        let Some(Arg::Ids(parent_ids)) = own.into_iter().next() else {
+            unreachable!("the first value is the parents' ids")
+        };
+        let statement = batch_statement(backend, viewer, batch, parent_ids);
+        statement.keep(key);
+        return statement;
+    }
+    batch_statement(backend, viewer, batch, parent_ids)
+}
+
+/// The statement of `batch`, written for these parents.
+fn batch_statement(
+    backend: Backend,
+    viewer: Viewer,
+    batch: &Batch,
+    parent_ids: Vec<i64>,
+) -> Statement {
+    let (from, parent, _) = batch_source(batch.edge);
+    let mut p = Params::new(viewer);
     let shaped = select(backend, &batch.node, &mut p);
     let select = &shaped.select;
     let ids = p.push(Arg::Ids(parent_ids));
@@ -988,19 +1180,12 @@ pub async fn fetch_batch(
             )
         }
     };
-    let mut rows = s
-        .fetch(name, sql, p.args, |r| {
-            let mut at = 1;
-            Ok((
-                r.i64(0)?,
-                decode(&batch.node, r, &mut at, &mut select.masks.iter())?,
-            ))
-        })
-        .await?;
-    if !ordered {
-        rows.sort_unstable_by_key(|(parent, child)| (*parent, child.row.id()));
+    Statement {
+        text: sql,
+        args: p.args,
+        viewer_at: p.viewer_at,
+        shaped,
     }
-    Ok(rows)
 }
 
 /// Runs an aggregate statement and joins the rows it names into the same statement: `agg_sql`
@@ -1266,6 +1451,65 @@ mod tests {
         assert!(matches!(first.args.as_slice(), [Arg::I64(7_001)]));
         assert!(matches!(second.args.as_slice(), [Arg::I64(7_002)]));
         assert_eq!(second.viewer_at, Some(1));
+    }
+
+    /// A statement's text and parameters, to compare.
+    fn written(st: &Statement) -> String {
+        format!("{} {:?}", st.text, st.args)
+    }
+
+    #[test]
+    fn a_kept_statement_binds_what_a_written_one_binds() {
+        use crate::planner::EdgeArgs;
+        let items = {
+            let mut item = leaf(Entity::OrderItem, &["quantity"]);
+            item.joins.push(Join {
+                edge: Entity::OrderItem.relation("product").unwrap(),
+                node: leaf(Entity::Product, &["name"]),
+            });
+            item
+        };
+        let orders = Entity::User.relation("orders").unwrap();
+        let variants = [
+            EdgeArgs::default(),
+            EdgeArgs {
+                first: Some(2),
+                status: Some(OrderStatus::Shipped),
+                ..EdgeArgs::default()
+            },
+        ];
+        for backend in [Backend::Postgres, Backend::Sqlite] {
+            for (n, viewer) in [customer(7_101), customer(7_102), Viewer::Anonymous]
+                .into_iter()
+                .enumerate()
+            {
+                let id = 40 + n as i64;
+                let root = order_with_user();
+                assert_eq!(
+                    written(&by_id_statement(backend, viewer, &root, id)),
+                    written(&root_statement(backend, viewer, &root, RootQuery::ById(id))),
+                );
+                let item_batch = Batch {
+                    edge: Entity::Order.relation("items").unwrap(),
+                    node: items.clone(),
+                    args: EdgeArgs::default(),
+                };
+                for args in &variants {
+                    let batch = Batch {
+                        edge: orders,
+                        node: leaf(Entity::Order, &["status"]),
+                        args: args.clone(),
+                    };
+                    for batch in [&batch, &item_batch] {
+                        let ids = vec![id, id + 7];
+                        assert_eq!(
+                            written(&kept_batch_statement(backend, viewer, batch, ids.clone())),
+                            written(&batch_statement(backend, viewer, batch, ids)),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
