@@ -24,12 +24,17 @@ pub enum DebugSql {
     Off,
 }
 
-/// Settings shared by every subcommand.
-#[derive(Clone, Debug, Args)]
+/// Settings shared by every subcommand. `Debug` leaves the passwords in its URLs out.
+#[derive(Clone, Args)]
 pub struct DbConfig {
     /// Database: `postgres://...` for PostgreSQL, or `sqlite:PATH` / a file path for the
     /// embedded SQLite database (created if missing).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:eagerql.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite:eagerql.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
 
     /// Maximum connections in the pool.
@@ -59,7 +64,12 @@ pub struct DbConfig {
 
     /// PostgreSQL read replicas, comma-separated URLs: query operations read from them,
     /// round-robin over the healthy ones; mutations use the primary (`DATABASE_URL`).
-    #[arg(long, env = "EAGERQL_REPLICA_URLS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "EAGERQL_REPLICA_URLS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub replica_urls: Vec<String>,
 
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `eagerql=debug`); when unset,
@@ -70,6 +80,23 @@ pub struct DbConfig {
     /// Log format.
     #[arg(long, env = "EAGERQL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let replicas: Vec<String> = self.replica_urls.iter().map(|u| redacted_url(u)).collect();
+        f.debug_struct("DbConfig")
+            .field("database_url", &redacted_url(&self.database_url))
+            .field("pool_size", &self.pool_size)
+            .field("pool_timeout_secs", &self.pool_timeout_secs)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("slow_statement_ms", &self.slow_statement_ms)
+            .field("pooler", &self.pooler)
+            .field("replica_urls", &replicas)
+            .field("log", &self.log)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
 }
 
 impl DbConfig {
@@ -286,8 +313,9 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
 }
 
-/// How tokens are signed and how long they live (shared by `serve` and `token`).
-#[derive(Clone, Debug, Args)]
+/// How tokens are signed and how long they live (shared by `serve` and `token`). `Debug`
+/// says whether a secret is set, never the secret.
+#[derive(Clone, Args)]
 pub struct AuthConfig {
     /// Secret that signs access tokens (HS256). Unset: a secret is generated on first start
     /// and kept in the database, so every instance on it accepts the same tokens.
@@ -301,6 +329,49 @@ pub struct AuthConfig {
     /// Seconds a refresh token is valid (each refresh issues a new one).
     #[arg(long, env = "EAGERQL_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     pub refresh_token_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| REDACTED))
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .finish()
+    }
+}
+
+/// What `Debug` shows instead of a secret.
+const REDACTED: &str = "<redacted>";
+
+/// `url` without its password: the user info's (`postgres://user:PASSWORD@host`) and a
+/// `password=` parameter's.
+pub fn redacted_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = out[authority_start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| authority_start + i);
+        if let Some(at) = out[authority_start..authority_end].rfind('@') {
+            let userinfo = &out[authority_start..authority_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(authority_start + colon + 1..authority_start + at, REDACTED);
+            }
+        }
+    }
+    if let Some(query) = out.find('?') {
+        let (head, tail) = out.split_at(query + 1);
+        let params: Vec<String> = tail
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}={REDACTED}"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}", params.join("&"));
+    }
+    out
 }
 
 impl AuthConfig {
@@ -407,5 +478,60 @@ impl ServeConfig {
             self.login_failures_per_address.max(1),
             Duration::from_secs(self.login_window_secs.max(1)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeConfig,
+    }
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(
+            redacted_url("postgres://app:s3cr3t@db:5432/shop?sslmode=require"),
+            "postgres://app:<redacted>@db:5432/shop?sslmode=require"
+        );
+        assert_eq!(
+            redacted_url("postgresql://db/shop?user=app&password=s3cr3t"),
+            "postgresql://db/shop?user=app&password=<redacted>"
+        );
+        assert_eq!(
+            redacted_url("postgres://app@db/shop"),
+            "postgres://app@db/shop"
+        );
+        assert_eq!(redacted_url("sqlite:eagerql.db"), "sqlite:eagerql.db");
+    }
+
+    #[test]
+    fn debug_never_prints_a_secret() {
+        let cli = Cli::try_parse_from([
+            "eagerql",
+            "--database-url",
+            "postgres://app:db-pass-1@db/shop",
+            "--replica-urls",
+            "postgres://ro:db-pass-2@replica/shop?password=db-pass-3",
+            "--jwt-secret",
+            "jwt-secret-4",
+        ])
+        .unwrap();
+        let shown = format!("{:?}", cli.serve);
+        for secret in ["db-pass-1", "db-pass-2", "db-pass-3", "jwt-secret-4"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("postgres://app:<redacted>@db/shop"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("jwt_secret: Some(\"<redacted>\")"),
+            "{shown}"
+        );
     }
 }
