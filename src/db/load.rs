@@ -20,7 +20,7 @@ use crate::entities::{AggFunc, Column, Entity, Kind, Link, Rel, Row, Val, Visibi
 use crate::error::AppResult;
 use crate::model::{OrderStatus, Viewer};
 use crate::planner::filter::{Filter, Lit, Op};
-use crate::planner::{AggBatch, Batch, Cursor, Node, Page, SortKeys};
+use crate::planner::{AggBatch, Batch, Cursor, EdgeArgs, Node, Page, SortKeys};
 
 /// Which columns of the entity's description a node reads: bit `i` is column `i`. Keys are
 /// always read; every other column only when its field is selected.
@@ -165,18 +165,50 @@ struct Select {
     next_alias: usize,
 }
 
+/// Texts already written, by the shape that fixes them (a key of small numbers, compared on
+/// a hit: the bounded map's key is its hash).
+struct ByShape<T> {
+    cache: Bounded<(Arc<[u32]>, Arc<T>), u64>,
+    hasher: foldhash::quality::RandomState,
+}
+
+impl<T> ByShape<T> {
+    /// At most `entries` texts of at most `bytes` in all.
+    fn new(entries: usize, bytes: usize) -> Self {
+        ByShape {
+            cache: Bounded::new(entries, bytes),
+            hasher: Default::default(),
+        }
+    }
+
+    fn hash(&self, key: &[u32]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    /// The text kept for `key`.
+    fn get(&self, key: &[u32]) -> Option<Arc<T>> {
+        let (kept, value) = self.cache.get(&self.hash(key))?;
+        (*kept == *key).then_some(value)
+    }
+
+    /// Keeps `value` for `key`; `bytes`: its text's length.
+    fn keep(&self, key: Vec<u32>, value: Arc<T>, bytes: usize) {
+        let hash = self.hash(&key);
+        let weight = bytes + 4 * key.len();
+        self.cache.insert(hash, (key.into(), value), weight);
+    }
+}
+
 /// A node's select list and joins, kept by shape (see [`select`]).
 struct Shaped {
-    /// What it was written for (compared on a hit: the cache's key is its hash).
-    shape: Vec<u32>,
     select: Select,
     /// Whether the text names the viewer's id (always `$1`: the select is written first).
     viewer: bool,
 }
 
-/// Select lists and joins already written, by shape: at most 4,096 of at most 4 MiB in all.
-static SHAPED: LazyLock<(Bounded<Arc<Shaped>, u64>, foldhash::quality::RandomState)> =
-    LazyLock::new(|| (Bounded::new(4096, 4 << 20), Default::default()));
+/// Select lists and joins already written: at most 4,096 of at most 4 MiB in all.
+static SHAPED: LazyLock<ByShape<Shaped>> = LazyLock::new(|| ByShape::new(4096, 4 << 20));
 
 /// The shape of `node`'s select, depth-first: entity, column mask, and each join's edge and
 /// shape. With the backend and what the viewer is, it fixes the text [`Select`] writes.
@@ -207,8 +239,6 @@ fn select_key(backend: Backend, viewer: Viewer, node: &Node) -> Vec<u32> {
 
 /// A whole statement's text, kept by what fixes it (see [`Statement`]).
 struct Kept {
-    /// What it was written for (compared on a hit: the cache's key is its hash).
-    key: Vec<u32>,
     text: String,
     shaped: Arc<Shaped>,
     /// The viewer's id's parameter number, if the text names it.
@@ -217,9 +247,8 @@ struct Kept {
     own: Vec<std::mem::Discriminant<Arg>>,
 }
 
-/// Statements already written, by shape: at most 4,096 of at most 8 MiB in all.
-static KEPT: LazyLock<(Bounded<Arc<Kept>, u64>, foldhash::quality::RandomState)> =
-    LazyLock::new(|| (Bounded::new(4096, 8 << 20), Default::default()));
+/// Statements already written: at most 4,096 of at most 8 MiB in all.
+static KEPT: LazyLock<ByShape<Kept>> = LazyLock::new(|| ByShape::new(4096, 8 << 20));
 
 /// A statement ready to run: its text, its parameters and the select its rows decode by.
 struct Statement {
@@ -242,9 +271,7 @@ impl Statement {
     /// the viewer's id, in the order the statement binds them), if one was written before:
     /// its text is reused and only the values are bound. `None`: write it (then [`Self::keep`]).
     fn kept(key: &[u32], viewer: Viewer, own: &mut Vec<Arg>) -> Option<Statement> {
-        use std::hash::BuildHasher;
-        let (cache, hasher) = &*KEPT;
-        let kept = cache.get(&hasher.hash_one(key)).filter(|k| k.key == key)?;
+        let kept = KEPT.get(key)?;
         let viewer_id = match kept.viewer_at {
             Some(_) => Some(viewer.user_id()?),
             None => None,
@@ -275,7 +302,6 @@ impl Statement {
 
     /// Keeps the text of a statement just written, under `key`.
     fn keep(&self, key: Vec<u32>) {
-        use std::hash::BuildHasher;
         let own = self
             .args
             .iter()
@@ -283,17 +309,13 @@ impl Statement {
             .filter(|(i, _)| self.viewer_at != Some(i + 1))
             .map(|(_, a)| std::mem::discriminant(a))
             .collect();
-        let (cache, hasher) = &*KEPT;
-        let hash = hasher.hash_one(&key);
-        let weight = self.text.len() + 4 * key.len();
         let kept = Kept {
-            key,
             text: self.text.clone(),
             shaped: self.shaped.clone(),
             viewer_at: self.viewer_at,
             own,
         };
-        cache.insert(hash, Arc::new(kept), weight);
+        KEPT.keep(key, Arc::new(kept), self.text.len());
     }
 }
 
@@ -302,19 +324,15 @@ impl Statement {
 /// same shapes as the last one's far more often than not. A statement whose values are
 /// written into its text (`p.literal`) is written each time.
 fn select(backend: Backend, node: &Node, p: &mut Params) -> Arc<Shaped> {
-    use std::hash::BuildHasher;
     debug_assert!(p.args.is_empty(), "the select is a statement's first text");
     if p.literal {
         return Arc::new(Shaped {
-            shape: Vec::new(),
             select: Select::new(backend, node, p),
             viewer: false,
         });
     }
     let key = select_key(backend, p.viewer, node);
-    let (cache, hasher) = &*SHAPED;
-    let hash = hasher.hash_one(&key);
-    if let Some(kept) = cache.get(&hash).filter(|k| k.shape == key) {
+    if let Some(kept) = SHAPED.get(&key) {
         if kept.viewer
             && let Some(id) = p.viewer.user_id()
         {
@@ -325,11 +343,10 @@ fn select(backend: Backend, node: &Node, p: &mut Params) -> Arc<Shaped> {
     let select = Select::new(backend, node, p);
     let shaped = Arc::new(Shaped {
         viewer: p.viewer_at.is_some(),
-        shape: key,
         select,
     });
-    let weight = shaped.select.list.len() + shaped.select.joins.len() + 4 * shaped.shape.len();
-    cache.insert(hash, shaped.clone(), weight);
+    let bytes = shaped.select.list.len() + shaped.select.joins.len();
+    SHAPED.keep(key, shaped.clone(), bytes);
     shaped
 }
 
@@ -1028,7 +1045,7 @@ pub async fn fetch_batch(
 ) -> AppResult<Vec<(i64, Loaded)>> {
     let (backend, viewer) = (s.backend(), s.viewer());
     let name = batch_source(batch.edge).2;
-    let ordered = !batch.args.order.is_empty() || batch.args.page.is_some();
+    let ordered = ordered(&batch.args);
     let statement = kept_batch_statement(backend, viewer, batch, parent_ids);
     let masks = &statement.shaped.select.masks;
     let mut rows = s
@@ -1044,6 +1061,12 @@ pub async fn fetch_batch(
         rows.sort_unstable_by_key(|(parent, child)| (*parent, child.row.id()));
     }
     Ok(rows)
+}
+
+/// Whether a batch's statement orders its rows (by `orderBy`, or for a page); otherwise the
+/// caller sorts them by parent and id.
+fn ordered(args: &EdgeArgs) -> bool {
+    !args.order.is_empty() || args.page.is_some()
 }
 
 /// The statement of `batch` for these parents. Without a filter or a page (whose values
@@ -1132,7 +1155,7 @@ fn batch_statement(
         first = Some(page.size + 1);
         reverse = page.backward;
     }
-    let ordered = !order.is_empty() || batch.args.page.is_some();
+    let ordered = ordered(&batch.args);
     let by = order_by(backend, batch.node.entity, "t0", order, reverse);
     let filter = format!("{}{rest}", in_ids(backend, parent, ids));
     let sql = match first {
@@ -1460,7 +1483,6 @@ mod tests {
 
     #[test]
     fn a_kept_statement_binds_what_a_written_one_binds() {
-        use crate::planner::EdgeArgs;
         let items = {
             let mut item = leaf(Entity::OrderItem, &["quantity"]);
             item.joins.push(Join {
