@@ -6,17 +6,6 @@
 
 use async_graphql::ErrorExtensions;
 
-/// The code of [`AppError::PlanningStop`].
-const PLANNING_STOP: &str = "PLANNED";
-
-/// Whether a GraphQL error is the stop of a planning-only run (not a failure).
-pub fn is_planning_stop(err: &async_graphql::ServerError) -> bool {
-    err.extensions
-        .as_ref()
-        .and_then(|e| e.get("code"))
-        .is_some_and(|c| matches!(c, async_graphql::Value::String(s) if s == PLANNING_STOP))
-}
-
 /// What can go wrong while serving a request.
 ///
 /// Deliberately not `Display`: async-graphql converts any `Display` type into an error without
@@ -52,9 +41,6 @@ pub enum AppError {
     Unavailable(sqlx::Error),
     /// A bounded resource other than the database is at capacity (`SERVICE_UNAVAILABLE`).
     Busy(String),
-    /// A planning-only run reached its first statement: everything it needs is planned
-    /// (`PLANNED`; never sent to a client, see [`is_planning_stop`]).
-    PlanningStop,
     /// Anything else: the cause is logged, the client sees a generic message (`INTERNAL`).
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -72,7 +58,6 @@ impl AppError {
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Unavailable(_) | AppError::Busy(_) => "SERVICE_UNAVAILABLE",
-            AppError::PlanningStop => PLANNING_STOP,
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -90,7 +75,6 @@ impl AppError {
             | AppError::Busy(m) => m.clone(),
             AppError::Conflict { field } => format!("{field} is already taken"),
             AppError::Unavailable(_) => "the database is unavailable, try again later".to_owned(),
-            AppError::PlanningStop => "planning only: no statement runs".to_owned(),
             AppError::Internal(_) => "an internal error occurred".to_owned(),
         }
     }
@@ -123,7 +107,6 @@ impl AppError {
                 retry_after: *retry_after,
             },
             AppError::Unavailable(_) | AppError::Busy(_) => AppError::Busy(self.message()),
-            AppError::PlanningStop => AppError::PlanningStop,
             AppError::Internal(_) => AppError::internal(self.detail()),
         }
     }

@@ -1014,7 +1014,7 @@ async fn run(
             .set("code", code);
         return Err(vec![e]);
     }
-    let rc = request_context(state, &session, who);
+    let rc = request_context(state, &session, who, &prepared.form);
     let lazy = (!rc.strict).then(|| {
         let loader: LazyLoader = Arc::new(RequestLoader::new(session.clone()));
         loader

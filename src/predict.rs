@@ -2,11 +2,13 @@
 //!
 //! A query's plans are pure: each root field plans what it loads (its root statement, its
 //! joins, one batch per to-many edge and argument set) before its first statement runs. A
-//! *planning-only* run executes the operation's own resolvers against a [`StatementLog`] that
-//! refuses every statement: each root field plans and reserves its statements exactly as it
-//! does for real, then stops. No connection is taken and nothing touches the database, so the
-//! same run serves `x-eagerql-expect-statements`, `extensions.plan`, `eagerql check` and the
-//! start-up check of trusted documents.
+//! *planning-only* run executes the operation's own resolvers against a planning-only
+//! [`StatementLog`]: each root field checks its access and arguments, plans (or takes the plan
+//! its canonical form keeps) and reserves its statements exactly as it does for real, and the
+//! reservation tells it to answer without running them (`Reserved::PlanOnly`). No connection
+//! is taken and nothing touches the database, so the same pass serves
+//! `x-eagerql-expect-statements`, `extensions.plan`, `eagerql check` and the start-up check of
+//! trusted documents, and its errors are the ones the real run gives.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use serde_json::Value as Json;
 
 use crate::config::PlanMode;
 use crate::db::{Session, StatementLog};
-use crate::graphql::operation::Prepared;
+use crate::graphql::operation::{Form, Prepared};
 use crate::graphql::{OutputBudget, RequestContext};
 use crate::model::Viewer;
 use crate::state::AppState;
@@ -44,7 +46,12 @@ pub struct Prediction {
 
 /// The request's context for `session` (the one place it is built, for real and
 /// planning-only runs).
-pub fn request_context(state: &AppState, session: &Session, who: Who) -> RequestContext {
+pub fn request_context(
+    state: &AppState,
+    session: &Session,
+    who: Who,
+    form: &Form,
+) -> RequestContext {
     RequestContext {
         session: session.clone(),
         limits: state.config.limits(),
@@ -58,6 +65,7 @@ pub fn request_context(state: &AppState, session: &Session, who: Who) -> Request
         // Every answer, whatever its root, is bounded: a mutation writes its answer inside
         // its transaction, so one over the budget rolls the write back (render::Written).
         output: Arc::new(OutputBudget::new(state.config.response_cap())),
+        form: Some(form.clone()),
     }
 }
 
@@ -84,20 +92,15 @@ pub async fn planned(state: &AppState, who: Who, prepared: &Prepared) -> (usize,
 pub async fn predict(state: &AppState, who: Who, prepared: &Prepared) -> Prediction {
     let log = Arc::new(StatementLog::planning_only());
     let session = Session::new(state.db.clone(), log.clone()).as_viewer(who.viewer);
-    let rc = request_context(state, &session, who);
+    let rc = request_context(state, &session, who, &prepared.form);
     let mut request = Request::new(String::new())
         .variables(prepared.variables.clone())
         .data(rc);
     request.set_parsed_query(prepared.document.clone());
     let response = state.schema.execute(request).await;
-    let errors = response
-        .errors
-        .into_iter()
-        .filter(|e| !crate::error::is_planning_stop(e))
-        .collect();
     Prediction {
         statements: log.reserved(),
         roots: log.plans(),
-        errors,
+        errors: response.errors,
     }
 }

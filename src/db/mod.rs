@@ -31,7 +31,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use session::{DbRow, Session, StatementHook, StatementLog, StatementRecord};
+pub use session::{DbRow, Reserved, Session, StatementHook, StatementLog, StatementRecord};
 
 /// Which database a pool talks to; decides the SQL dialect.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

@@ -86,9 +86,10 @@ impl StatementLog {
         }
     }
 
-    /// A log that only plans: every load reserves its statements as usual, then stops
-    /// before its first statement, so [`StatementLog::reserved`] is what the request's plans
-    /// predict, and nothing touches the database.
+    /// A log that only plans: every load reserves its statements as usual and is told
+    /// ([`Reserved::PlanOnly`]) to answer without running them, so [`StatementLog::reserved`]
+    /// is what the request's plans predict, and nothing touches the database. A statement
+    /// that runs anyway (outside any plan) is refused as an internal error.
     pub fn planning_only() -> Self {
         StatementLog {
             planning_only: true,
@@ -97,13 +98,14 @@ impl StatementLog {
     }
 
     /// Reserves `statements` for the plan of response key `field`, and, in a planning-only
-    /// log, keeps what it planned (`plan`, built only then) for `extensions.plan`.
+    /// log, keeps what it planned (`plan`, built only then) for `extensions.plan`. What the
+    /// caller does next: run its statements, or (planning only) answer without them.
     pub fn reserve_plan(
         &self,
         field: &str,
         statements: usize,
         plan: impl FnOnce() -> serde_json::Value,
-    ) -> AppResult<()> {
+    ) -> AppResult<Reserved> {
         self.reserve(statements)?;
         // Onto the root field's `plan` span when traces are exported (a span without the
         // field, as when they are not, ignores it).
@@ -118,8 +120,9 @@ impl StatementLog {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(entry);
+            return Ok(Reserved::PlanOnly);
         }
-        Ok(())
+        Ok(Reserved::Run)
     }
 
     /// What the reservations of a planning-only log planned, in order.
@@ -225,7 +228,9 @@ impl StatementLog {
     /// its plan predicted.
     fn admit(&self) -> AppResult<()> {
         if self.planning_only {
-            return Err(AppError::PlanningStop);
+            return Err(AppError::internal(
+                "a statement outside any plan ran while planning only",
+            ));
         }
         let done = self.count();
         match self.budget {
@@ -266,6 +271,16 @@ impl StatementLog {
     fn push(&self, record: StatementRecord) {
         self.lock_records().push(record);
     }
+}
+
+/// What a reservation tells the plan that made it.
+#[must_use = "a planning-only run must not run the plan's statements"]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Reserved {
+    /// Run the statements.
+    Run,
+    /// Planning only: the statements are counted; answer without them (empty rows).
+    PlanOnly,
 }
 
 /// A value bound to a statement parameter.

@@ -11,6 +11,7 @@ use super::preload;
 use super::scalars::{Date, DateTime, Decimal};
 use super::types::typed;
 use super::types::{Product, User};
+use crate::db::Reserved;
 use crate::db::analytics::{self, Revenue, Window};
 use crate::db::load::Loaded;
 use crate::db::money::from_cents;
@@ -139,7 +140,9 @@ impl Analytics {
     ) -> Result<Vec<CustomerRevenue>> {
         let window = window(days, as_of)?;
         let limit = check_limit(limit)?;
-        let node = preload::plan_child(ctx, "user", Entity::User, 1)?;
+        let Some(node) = preload::plan_child(ctx, "user", Entity::User, 1)? else {
+            return Ok(Vec::new());
+        };
         let rows = analytics::top_customers(session(ctx)?, status, window, limit, &node).await?;
         customers(ctx, &node, rows).await
     }
@@ -153,7 +156,9 @@ impl Analytics {
         #[graphql(default = 0, desc = "Rows skipped before the page starts.")] offset: i32,
     ) -> Result<Vec<CustomerRevenue>> {
         let (first, offset) = page_args(ctx, "spendingSummary", first, offset)?;
-        let node = preload::plan_child(ctx, "user", Entity::User, 1)?;
+        let Some(node) = preload::plan_child(ctx, "user", Entity::User, 1)? else {
+            return Ok(Vec::new());
+        };
         let rows = analytics::spending_summary(session(ctx)?, first, offset, &node).await?;
         customers(ctx, &node, rows).await
     }
@@ -172,11 +177,14 @@ impl Analytics {
     ) -> Result<Vec<DailyRevenue>> {
         let window = window(days, as_of)?;
         let s = session(ctx)?;
-        s.log().reserve_plan(
-            &preload::key(ctx),
+        let reserved = s.log().reserve_plan(
+            preload::key(ctx),
             1,
             || serde_json::json!({ "statement": "report" }),
         )?;
+        if reserved == Reserved::PlanOnly {
+            return Ok(Vec::new());
+        }
         let rows = analytics::revenue_by_day(s, status, window).await?;
         rows.into_iter()
             .map(|r| {
@@ -206,7 +214,9 @@ impl Analytics {
     ) -> Result<Vec<ProductSales>> {
         let window = window(days, as_of)?;
         let limit = check_limit(limit)?;
-        let node = preload::plan_child(ctx, "product", Entity::Product, 1)?;
+        let Some(node) = preload::plan_child(ctx, "product", Entity::Product, 1)? else {
+            return Ok(Vec::new());
+        };
         let rows = analytics::product_sales(session(ctx)?, status, window, limit, &node).await?;
         let (stats, loaded): (Vec<(i64, i64)>, Vec<Loaded>) =
             rows.into_iter().map(|(u, r, l)| ((u, r), l)).unzip();

@@ -82,6 +82,9 @@ pub struct RequestContext {
     pub limiter: std::sync::Arc<crate::auth::LoginLimiter>,
     /// The response bytes the renderer may still write for this request.
     pub output: std::sync::Arc<OutputBudget>,
+    /// The canonical form the request runs, which keeps its root fields' plans (`None`: plan
+    /// every root field afresh).
+    pub form: Option<operation::Form>,
 }
 
 impl RequestContext {

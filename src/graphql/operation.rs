@@ -19,7 +19,7 @@
 //! `null`.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use apollo_compiler::ast;
 use apollo_compiler::executable::{self, Selection};
@@ -36,6 +36,7 @@ use async_graphql::{Name, Pos, Positioned, ServerError, Value};
 
 use crate::cache::Bounded;
 use crate::model::Viewer;
+use crate::planner::Planned;
 
 /// The alias of the placeholder field added to a selection set that `@skip`/`@include` left
 /// empty: the object still resolves (or is `null`), and [`finish`] removes the key.
@@ -120,6 +121,14 @@ impl Form {
     pub fn weight(&self) -> usize {
         self.0.weight
     }
+
+    /// Where the plan of the root field with response key `key` is kept: `None` when its
+    /// plan depends on the request's variables (its sub-selection refers to one), and not
+    /// only on the form. The first request of the form that plans the field keeps it.
+    pub fn root_plan(&self, key: &str) -> Option<&OnceLock<Arc<Planned>>> {
+        let (_, slot) = self.0.roots.iter().find(|(k, _)| k.as_str() == key)?;
+        slot.as_ref()
+    }
 }
 
 /// The response keys of a canonical selection set, in order, each with its field's type and
@@ -190,7 +199,7 @@ impl OutType {
 /// `x-eagerql-expect-statements`, `x-eagerql-debug: plan`) is planned once, not run through
 /// the executor twice each time. Bounded like the document caches.
 pub struct Plans {
-    cache: Bounded<Arc<Planned>, u64>,
+    cache: Bounded<Arc<Predicted>, u64>,
     hasher: foldhash::quality::RandomState,
 }
 
@@ -200,8 +209,8 @@ impl std::fmt::Debug for Plans {
     }
 }
 
-/// A kept plan, with what it was made for (compared on a hit: the key is a hash).
-struct Planned {
+/// A kept prediction, with what it was made for (compared on a hit: the key is a hash).
+struct Predicted {
     form: Form,
     viewer: Viewer,
     variables: String,
@@ -249,7 +258,7 @@ impl Plans {
         let weight = form.weight()
             + variables.len()
             + roots.iter().map(|r| r.to_string().len()).sum::<usize>();
-        let kept = Planned {
+        let kept = Predicted {
             form: form.clone(),
             viewer,
             variables,
@@ -314,6 +323,9 @@ struct Canonical {
     reads_data: bool,
     /// The variables the document still refers to (whole argument values), in order.
     passed: Vec<Name>,
+    /// Each root field's response key, and its plan once made when the plan depends on the
+    /// form alone (see [`Form::root_plan`]).
+    roots: Vec<(Name, Option<OnceLock<Arc<Planned>>>)>,
     /// Roughly the bytes the form holds.
     weight: usize,
 }
@@ -642,11 +654,18 @@ impl Preparer {
             fragments: Default::default(),
         };
         let reads_data = root_fields(&document)
-            .any(|name| !matches!(name, "__typename" | "__schema" | "__type"));
+            .any(|f| !matches!(f.name.node.as_str(), "__typename" | "__schema" | "__type"));
+        let roots = root_fields(&document)
+            .map(|f| {
+                let fixed = !refers_to_variables(&f.selection_set.node);
+                (f.response_key().node.clone(), fixed.then(OnceLock::new))
+            })
+            .collect();
         Ok(Canonical {
             op: entry.clone(),
-            // A canonical field is a few hundred bytes (names, arguments, positions).
-            weight: canon.fields.saturating_mul(256) + form.len(),
+            // A canonical field is a few hundred bytes (names, arguments, positions), and
+            // about as much again in its root field's kept plan.
+            weight: canon.fields.saturating_mul(512) + form.len(),
             form,
             ty,
             name: op.name.as_ref().map(|n| n.to_string()),
@@ -654,19 +673,41 @@ impl Preparer {
             shape: Arc::new(shape),
             reads_data,
             passed: canon.passed.into_keys().collect(),
+            roots,
         })
     }
 }
 
-/// The schema names of the canonical operation's root fields.
-fn root_fields(doc: &ExecutableDocument) -> impl Iterator<Item = &str> {
+/// The canonical operation's root fields.
+fn root_fields(doc: &ExecutableDocument) -> impl Iterator<Item = &Field> {
     let items = match &doc.operations {
         DocumentOperations::Single(op) => op.node.selection_set.node.items.as_slice(),
         DocumentOperations::Multiple(_) => &[],
     };
     items.iter().filter_map(|item| match &item.node {
-        GqlSelection::Field(f) => Some(f.node.name.node.as_str()),
+        GqlSelection::Field(f) => Some(&f.node),
         _ => None,
+    })
+}
+
+/// Whether an argument anywhere in a canonical selection set is (or holds) a variable.
+fn refers_to_variables(set: &SelectionSet) -> bool {
+    fn value(v: &async_graphql_value::Value) -> bool {
+        use async_graphql_value::Value;
+        match v {
+            Value::Variable(_) => true,
+            Value::List(items) => items.iter().any(value),
+            Value::Object(fields) => fields.values().any(value),
+            _ => false,
+        }
+    }
+    set.items.iter().any(|item| match &item.node {
+        GqlSelection::Field(f) => {
+            f.node.arguments.iter().any(|(_, v)| value(&v.node))
+                || refers_to_variables(&f.node.selection_set.node)
+        }
+        // A canonical selection set has no fragments; were there one, plan each time.
+        _ => true,
     })
 }
 

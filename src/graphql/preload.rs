@@ -15,11 +15,11 @@ use async_graphql::Context;
 use super::RequestContext;
 use super::lookahead::selection;
 use super::types::{Obj, ObjData};
-use crate::db::Session;
 use crate::db::load::{self, AggRow, Loaded, OrderFilter, RootQuery};
+use crate::db::{Reserved, Session};
 use crate::entities::{AggFunc, Entity};
 use crate::error::{AppError, AppResult};
-use crate::planner::{self, EdgeArgs, Field, Node};
+use crate::planner::{self, EdgeArgs, Field, Node, Planned, View};
 
 /// The merged sub-selection of every occurrence of the sub-field `child` of the current field.
 fn child_selection(ctx: &Context<'_>, child: &str) -> AppResult<Vec<Field>> {
@@ -32,23 +32,47 @@ fn child_selection(ctx: &Context<'_>, child: &str) -> AppResult<Vec<Field>> {
 }
 
 /// The response key of the current field (its alias, or its name).
-pub fn key(ctx: &Context<'_>) -> String {
-    let f = ctx.field();
-    f.alias().unwrap_or(f.name()).to_owned()
+pub fn key<'a>(ctx: &Context<'a>) -> &'a str {
+    ctx.item.node.response_key().node.as_str()
+}
+
+/// The plan of the root field `ctx` resolves: the one its canonical form keeps, or made now
+/// by `make` from the field's selection (and kept, when it depends on the form alone).
+fn root_plan(
+    ctx: &Context<'_>,
+    make: impl FnOnce(&RequestContext, Vec<Field>) -> AppResult<Planned>,
+) -> AppResult<Arc<Planned>> {
+    let rc = RequestContext::of(ctx)?;
+    let slot = rc.form.as_ref().and_then(|f| f.root_plan(key(ctx)));
+    if let Some(kept) = slot.and_then(|s| s.get()) {
+        return Ok(kept.clone());
+    }
+    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
+    let planned = Arc::new(make(rc, fields)?);
+    if let Some(slot) = slot {
+        let _ = slot.set(planned.clone());
+    }
+    Ok(planned)
 }
 
 /// Plans the rows named by the sub-field `child` of the current field (for example `user` of
 /// `topCustomers`): every occurrence (aliases, fragments) is merged into one plan, and its
 /// statements are reserved in the request's budget. `extra` statements are reserved with it.
-pub fn plan_child(ctx: &Context<'_>, child: &str, entity: Entity, extra: usize) -> AppResult<Node> {
+/// `None`: planning only, the field answers without its statements.
+pub fn plan_child(
+    ctx: &Context<'_>,
+    child: &str,
+    entity: Entity,
+    extra: usize,
+) -> AppResult<Option<Node>> {
     let rc = RequestContext::of(ctx)?;
     let node = plan_for(rc, entity, &child_selection(ctx, child)?)?;
-    rc.session.log().reserve_plan(
-        &key(ctx),
+    let reserved = rc.session.log().reserve_plan(
+        key(ctx),
         extra + node.batch_statements(),
         || serde_json::json!({ "statement": "report", child: node.describe() }),
     )?;
-    Ok(node)
+    Ok((reserved == Reserved::Run).then_some(node))
 }
 
 /// The plan of a selection: every relationship (eager mode), or the rows' own columns only
@@ -57,15 +81,27 @@ fn plan_for(rc: &RequestContext, entity: Entity, fields: &[Field]) -> AppResult<
     if rc.eager {
         Ok(planner::plan(entity, fields, rc.limits)?)
     } else {
-        Ok(planner::plan_scalars(entity, fields)?)
+        Ok(planner::plan_scalars(entity, fields, rc.limits)?)
     }
 }
 
-/// Plans the current field's selection for `entity` rows, reserves its statements in the
-/// request's budget, and loads it with the request's session.
-pub async fn load_root(ctx: &Context<'_>, entity: Entity, q: RootQuery) -> AppResult<Vec<Obj>> {
+/// Plans the current field's selection for `entity` rows (or takes the plan its form
+/// keeps), reserves its statements in the request's budget, and loads it with the request's
+/// session; with the objects comes the field's view (what the renderer writes).
+pub async fn load_root(
+    ctx: &Context<'_>,
+    entity: Entity,
+    q: RootQuery,
+) -> AppResult<(Vec<Obj>, Arc<View>)> {
     let rc = RequestContext::of(ctx)?;
-    load_root_in(ctx, &rc.session, entity, q).await
+    let planned = root_plan(ctx, |rc, fields| {
+        Ok(Planned {
+            view: Arc::new(View::object(entity, &fields, rc.limits)?),
+            node: plan_for(rc, entity, &fields)?,
+        })
+    })?;
+    let objs = load_node(ctx, &rc.session, &planned.node, q).await?;
+    Ok((objs, planned.view.clone()))
 }
 
 /// [`load_root`] on a given session (a mutation's transaction, so that the result is read
@@ -80,8 +116,7 @@ pub async fn load_root_in(
     load_planned(ctx, session, entity, &fields, q).await
 }
 
-/// Plans `fields` for `entity` rows, reserves the plan's statements, and loads it on
-/// `session`: the root statement, then the batches level by level.
+/// Plans `fields` for `entity` rows and loads them on `session` (see [`load_node`]).
 async fn load_planned(
     ctx: &Context<'_>,
     session: &Session,
@@ -89,13 +124,26 @@ async fn load_planned(
     fields: &[Field],
     q: RootQuery,
 ) -> AppResult<Vec<Obj>> {
-    let rc = RequestContext::of(ctx)?;
-    let node = plan_for(rc, entity, fields)?;
-    session
+    let node = plan_for(RequestContext::of(ctx)?, entity, fields)?;
+    load_node(ctx, session, &node, q).await
+}
+
+/// Reserves a plan's statements and loads it on `session`: the root statement, then the
+/// batches level by level.
+async fn load_node(
+    ctx: &Context<'_>,
+    session: &Session,
+    node: &Node,
+    q: RootQuery,
+) -> AppResult<Vec<Obj>> {
+    let reserved = session
         .log()
-        .reserve_plan(&key(ctx), node.statements(), || node.describe())?;
-    let loaded = load::fetch_root(session, &node, q).await?;
-    build(session, &node, loaded).await
+        .reserve_plan(key(ctx), node.statements(), || node.describe())?;
+    if reserved == Reserved::PlanOnly {
+        return Ok(Vec::new());
+    }
+    let loaded = load::fetch_root(session, node, q).await?;
+    build(session, node, loaded).await
 }
 
 /// Loads a root connection's page (`Query.ordersConnection`): the rows named by its
@@ -106,26 +154,34 @@ pub async fn load_connection(
     entity: Entity,
     args: EdgeArgs,
     filter: OrderFilter,
-) -> AppResult<(Vec<Obj>, Option<i64>)> {
+) -> AppResult<(Vec<Obj>, Option<i64>, Arc<View>)> {
     let rc = RequestContext::of(ctx)?;
     let page = args
         .page
         .clone()
         .ok_or_else(|| AppError::internal("no page"))?;
-    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
-    let conn = Field::new("connection", fields);
-    let nodes: Vec<Field> = planner::connection_nodes(&conn)
-        .into_iter()
-        .cloned()
-        .collect();
-    let counted = conn.children.iter().any(|f| f.name == "totalCount");
-    let mut node = plan_for(rc, entity, &nodes)?;
-    node.read_sort_keys(args.order);
-    rc.session.log().reserve_plan(
-        &key(ctx),
+    let planned = root_plan(ctx, |rc, fields| {
+        let view = Arc::new(View::connection(entity, &fields, rc.limits)?);
+        let conn = Field::new("connection", fields);
+        let nodes: Vec<Field> = planner::connection_nodes(&conn)
+            .into_iter()
+            .cloned()
+            .collect();
+        Ok(Planned {
+            node: plan_for(rc, entity, &nodes)?,
+            view,
+        })
+    })?;
+    let counted = planned.view.counts();
+    let node = planned.node.with_sort_keys(args.order);
+    let reserved = rc.session.log().reserve_plan(
+        key(ctx),
         node.statements() + usize::from(counted),
         || serde_json::json!({ "totalCount": counted, "node": node.describe() }),
     )?;
+    if reserved == Reserved::PlanOnly {
+        return Ok((Vec::new(), counted.then_some(0), planned.view.clone()));
+    }
     let total = if counted {
         Some(
             load::fetch_total(&rc.session, entity, Some(&filter), &[])
@@ -145,6 +201,7 @@ pub async fn load_connection(
     Ok((
         build_page(&rc.session, &node, loaded, page_size).await?,
         total,
+        planned.view.clone(),
     ))
 }
 

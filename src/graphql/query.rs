@@ -6,11 +6,12 @@ use async_graphql::{Context, ID, Object, Result};
 use super::analytics::Analytics;
 use super::args::page_args;
 use super::preload;
-use super::render::{Rendered, RootAggregate, aggregate_values};
+use super::render::{Rendered, RootAggregate};
 use super::types::{Connection, Where, first, typed};
 use super::types::{Order, OrderBy, OrderType, Product, ProductType, Typed, User, UserType};
 use super::{RequestContext, parse_id};
-use crate::db::load::{self, OrderFilter, RootQuery};
+use crate::db::Reserved;
+use crate::db::load::{self, AggRow, OrderFilter, RootQuery};
 use crate::db::money::to_cents;
 use crate::entities::Entity;
 use crate::error::AppError;
@@ -78,11 +79,13 @@ async fn connection<T: Typed>(
     args: EdgeArgs,
     filter: OrderFilter,
 ) -> Result<Connection<T>, AppError> {
-    let (objs, total) = preload::load_connection(ctx, T::ENTITY, args.clone(), filter).await?;
+    let (objs, total, view) =
+        preload::load_connection(ctx, T::ENTITY, args.clone(), filter).await?;
     Ok(Connection {
         objs,
         args,
         total,
+        view: Some(view),
         marker: std::marker::PhantomData,
     })
 }
@@ -94,14 +97,18 @@ async fn root_aggregate<T: Typed>(
     filter: Option<&OrderFilter>,
 ) -> Result<RootAggregate<T>, AppError> {
     let rc = RequestContext::of(ctx)?;
-    let what = aggregate_values(entity, &ctx.field());
-    rc.session.log().reserve_plan(
-        &preload::key(ctx),
+    let (view, what) = RootAggregate::<T>::view(ctx)?;
+    let reserved = rc.session.log().reserve_plan(
+        preload::key(ctx),
         1,
         || serde_json::json!({ "aggregate": entity.desc().name }),
     )?;
-    let row = load::fetch_total(&rc.session, entity, filter, &what).await?;
+    let row = match reserved {
+        Reserved::Run => load::fetch_total(&rc.session, entity, filter, &what).await?,
+        Reserved::PlanOnly => AggRow::empty(what.len()),
+    };
     Ok(RootAggregate {
+        view,
         what,
         row,
         marker: std::marker::PhantomData,
@@ -128,10 +135,10 @@ impl Query {
     /// The signed-in account, or null when the request is anonymous.
     async fn me(&self, ctx: &Context<'_>) -> Result<Rendered<Option<User>>> {
         let Some(id) = RequestContext::of(ctx)?.viewer.user_id() else {
-            return Ok(Rendered(None));
+            return Ok(Rendered(None, None));
         };
-        let objs = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
-        Ok(Rendered(first(objs)))
+        let (objs, view) = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
+        Ok(Rendered::planned(first(objs), &view))
     }
 
     /// Users ordered by id (administrators only).
@@ -162,8 +169,8 @@ impl Query {
             order,
             filter: filter_of(filter, "users")?,
         };
-        let objs = preload::load_root(ctx, Entity::User, q).await?;
-        Ok(Rendered(typed(objs)))
+        let (objs, view) = preload::load_root(ctx, Entity::User, q).await?;
+        Ok(Rendered::planned(typed(objs), &view))
     }
 
     /// One user by id, or null if there is none (or the viewer may not see it: a customer
@@ -175,8 +182,8 @@ impl Query {
     ) -> Result<Rendered<Option<User>>> {
         RequestContext::of(ctx)?.require_user()?;
         let id = parse_id(&id, "user")?;
-        let objs = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
-        Ok(Rendered(first(objs)))
+        let (objs, view) = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
+        Ok(Rendered::planned(first(objs), &view))
     }
 
     /// Orders ordered by id, optionally filtered (a customer's own only).
@@ -224,8 +231,9 @@ impl Query {
             min_amount_cents,
             filter: filter_of(filter, "orders")?,
         };
-        let objs = preload::load_root(ctx, Entity::Order, RootQuery::Orders(filter)).await?;
-        Ok(Rendered(typed(objs)))
+        let (objs, view) =
+            preload::load_root(ctx, Entity::Order, RootQuery::Orders(filter)).await?;
+        Ok(Rendered::planned(typed(objs), &view))
     }
 
     /// One order by id, or null if there is none (or it is another customer's).
@@ -236,8 +244,8 @@ impl Query {
     ) -> Result<Rendered<Option<Order>>> {
         RequestContext::of(ctx)?.require_user()?;
         let id = parse_id(&id, "order")?;
-        let objs = preload::load_root(ctx, Entity::Order, RootQuery::ById(id)).await?;
-        Ok(Rendered(first(objs)))
+        let (objs, view) = preload::load_root(ctx, Entity::Order, RootQuery::ById(id)).await?;
+        Ok(Rendered::planned(first(objs), &view))
     }
 
     /// Products ordered by id.
@@ -267,8 +275,8 @@ impl Query {
             order,
             filter: filter_of(filter, "products")?,
         };
-        let objs = preload::load_root(ctx, Entity::Product, q).await?;
-        Ok(Rendered(typed(objs)))
+        let (objs, view) = preload::load_root(ctx, Entity::Product, q).await?;
+        Ok(Rendered::planned(typed(objs), &view))
     }
 
     /// Users as a cursor connection (administrators only): keyset pages in `orderBy` order.
@@ -473,7 +481,7 @@ impl Query {
         #[graphql(desc = "The product's id.")] id: ID,
     ) -> Result<Rendered<Option<Product>>> {
         let id = parse_id(&id, "product")?;
-        let objs = preload::load_root(ctx, Entity::Product, RootQuery::ById(id)).await?;
-        Ok(Rendered(first(objs)))
+        let (objs, view) = preload::load_root(ctx, Entity::Product, RootQuery::ById(id)).await?;
+        Ok(Rendered::planned(first(objs), &view))
     }
 }

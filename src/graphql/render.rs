@@ -3,10 +3,10 @@
 //! description. A field-level rule (a guard, a mask) has this one place to live.
 //!
 //! Executing a preloaded object graph field by field through async-graphql (a future, a
-//! context and a lookup per field) costs far more than the SQL, so the (canonical) selection
-//! is compiled once (response keys, column positions, edge arguments) into a small tree, and
-//! every object is written with a plain loop over it. The selection is the canonical one of
-//! [`super::operation`]: each response key occurs once, fragments are inlined.
+//! context and a lookup per field) costs far more than the SQL, so every object is written
+//! with a plain loop over its [`View`]: the tree of response keys, column positions and edge
+//! arguments the planner reads from the same selection as the plan (`planner::view`). A
+//! root field's view comes with its plan; the renderer never reads a selection itself.
 //!
 //! Relationships the plan did not load (only in lazy mode, `EAGERQL_PLAN=lazy`) are loaded
 //! before writing, level by level, through the request's DataLoader ([`super::lazy`]); in
@@ -16,316 +16,51 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::parser::types::Field;
+use async_graphql::parser::types::Field as AstField;
 use async_graphql::registry::Registry;
 use async_graphql::{
-    Context, ContextSelectionSet, OutputType, Positioned, SelectionField, ServerError,
-    ServerResult, Value,
+    Context, ContextSelectionSet, OutputType, Positioned, ServerError, ServerResult, Value,
 };
 use futures_util::future::BoxFuture;
 
-use super::RequestContext;
 use super::lazy::{LazyLoader, RequestLoader};
-use super::operation::EMPTY_SELECTION_KEY;
+use super::lookahead::selection;
 use super::types::{
-    Connection, Obj, Object, Typed, connection_type, edge_type, register_aggregate,
-    register_connection, register_object,
+    Connection, Obj, Object, Typed, register_aggregate, register_connection, register_object,
 };
+use super::{RequestContext, preload};
 use crate::db::Session;
 use crate::db::load::AggRow;
-use crate::entities::{AGGREGATE_SUFFIX, AggFunc, Entity, Kind, Rel, Val};
+use crate::entities::{AggFunc, Entity, Rel, Val};
 use crate::error::{AppError, AppResult};
 use crate::json;
 use crate::model::{OrderStatus, Role};
-use crate::planner::{AggBatch, EdgeArgs, Node, cursor};
+use crate::planner::view::{
+    AggPart, AggWhat, Compiled, ConnPart, ConnWhat, EdgeWhat, PageWhat, What, aggregate_names,
+    conn_counts, conn_nodes, connection_names,
+};
+use crate::planner::{AggBatch, EdgeArgs, Field, Limits, Node, PlanError, View, cursor};
 
 /// A root value (an object, a list or an optional object) written by the renderer in one
-/// go, with its selection compiled once for all its objects.
-pub struct Rendered<T>(pub T);
+/// go, with the view its root field's plan made (`None`: compiled from the field when it is
+/// written).
+pub struct Rendered<T>(pub T, pub Option<Arc<View>>);
 
-/// One compiled field: its response key and what it writes (opaque outside this module).
-#[doc(hidden)]
-pub struct Compiled {
-    /// `"key":`, ready to copy.
-    key: Box<[u8]>,
-    what: What,
-}
-
-/// What a compiled field writes. Relationships carry their compiled sub-selection.
-enum What {
-    Typename(&'static str),
-    /// Column `.0` of the row, a key (written as an `ID` string).
-    Id(usize),
-    /// Column `.0` of the row, any other kind (its value says how it is written).
-    Column(usize),
-    /// To-one relationship number `.0`.
-    One(u8, Vec<Compiled>),
-    /// To-many relationship number `.0` with its arguments.
-    Many(u8, EdgeArgs, Vec<Compiled>),
-    /// The aggregate field of to-many relationship number `.0` with its arguments.
-    Agg(u8, EdgeArgs, Vec<AggPart>),
-    /// The connection field of to-many relationship number `.0` with its arguments.
-    Conn(u8, EdgeArgs, Vec<ConnPart>),
-}
-
-/// One field of a connection object.
-#[doc(hidden)]
-pub struct ConnPart {
-    key: Box<[u8]>,
-    what: ConnWhat,
-}
-
-enum ConnWhat {
-    Typename(&'static str),
-    TotalCount,
-    /// `pageInfo { ... }`.
-    PageInfo(Vec<(Box<[u8]>, PageWhat)>),
-    /// `edges { cursor node { ... } }`.
-    Edges(Vec<(Box<[u8]>, EdgeWhat)>),
-    /// `nodes { ... }`.
-    Nodes(Vec<Compiled>),
-}
-
-#[derive(Copy, Clone)]
-enum PageWhat {
-    Typename,
-    HasNext,
-    HasPrevious,
-    Start,
-    End,
-}
-
-enum EdgeWhat {
-    Typename(&'static str),
-    Cursor,
-    Node(Vec<Compiled>),
-}
-
-/// The type names of connection objects: `[entity] -> [XConnection, XEdge]`.
-static CONN_TYPES: std::sync::LazyLock<Vec<[&'static str; 2]>> = std::sync::LazyLock::new(|| {
-    Entity::ALL
-        .iter()
-        .map(|e| {
-            let leak = |s: String| &*Box::leak(s.into_boxed_str());
-            [leak(connection_type(*e)), leak(edge_type(*e))]
-        })
-        .collect()
-});
-
-/// Compiles the selection of a connection field over `target` rows.
-fn compile_conn(target: Entity, field: &SelectionField<'_>) -> Result<Vec<ConnPart>, String> {
-    let [conn_name, edge_name] = CONN_TYPES[target as usize];
-    let mut out = Vec::new();
-    for part in field.selection_set() {
-        let key = part.alias().unwrap_or(part.name());
-        if key == EMPTY_SELECTION_KEY {
-            continue;
-        }
-        let what = match part.name() {
-            "__typename" => ConnWhat::Typename(conn_name),
-            "totalCount" => ConnWhat::TotalCount,
-            "nodes" => ConnWhat::Nodes(compile(target, &part)?),
-            "pageInfo" => {
-                let mut fields = Vec::new();
-                for f in part.selection_set() {
-                    let k = f.alias().unwrap_or(f.name());
-                    if k == EMPTY_SELECTION_KEY {
-                        continue;
-                    }
-                    let what = match f.name() {
-                        "__typename" => PageWhat::Typename,
-                        "hasNextPage" => PageWhat::HasNext,
-                        "hasPreviousPage" => PageWhat::HasPrevious,
-                        "startCursor" => PageWhat::Start,
-                        "endCursor" => PageWhat::End,
-                        other => return Err(format!("PageInfo has no field {other}")),
-                    };
-                    fields.push((key_of(k), what));
-                }
-                ConnWhat::PageInfo(fields)
-            }
-            "edges" => {
-                let mut fields = Vec::new();
-                for f in part.selection_set() {
-                    let k = f.alias().unwrap_or(f.name());
-                    if k == EMPTY_SELECTION_KEY {
-                        continue;
-                    }
-                    let what = match f.name() {
-                        "__typename" => EdgeWhat::Typename(edge_name),
-                        "cursor" => EdgeWhat::Cursor,
-                        "node" => EdgeWhat::Node(compile(target, &f)?),
-                        other => return Err(format!("{edge_name} has no field {other}")),
-                    };
-                    fields.push((key_of(k), what));
-                }
-                ConnWhat::Edges(fields)
-            }
-            other => return Err(format!("{conn_name} has no field {other}")),
-        };
-        out.push(ConnPart {
-            key: key_of(key),
-            what,
-        });
+impl<T> Rendered<T> {
+    /// A value written with the view of its root field's plan.
+    pub fn planned(value: T, view: &Arc<View>) -> Self {
+        Rendered(value, Some(view.clone()))
     }
-    Ok(out)
 }
 
-/// The row selections of a compiled connection (`edges { node }` and `nodes`).
-fn conn_nodes(parts: &[ConnPart]) -> Vec<&[Compiled]> {
-    let mut out = Vec::new();
-    for p in parts {
-        match &p.what {
-            ConnWhat::Nodes(sel) => out.push(sel.as_slice()),
-            ConnWhat::Edges(fields) => {
-                for (_, f) in fields {
-                    if let EdgeWhat::Node(sel) = f {
-                        out.push(sel.as_slice());
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-fn conn_counts(parts: &[ConnPart]) -> bool {
-    parts.iter().any(|p| matches!(p.what, ConnWhat::TotalCount))
-}
-
-/// One field of an aggregate object (`count`, `sum { ... }`, `__typename`).
-struct AggPart {
-    key: Box<[u8]>,
-    what: AggWhat,
-}
-
-enum AggWhat {
-    Typename(&'static str),
-    Count,
-    /// `sum { totalAmount }`: its fields, `(key, column)` or a `__typename`.
-    Func(AggFunc, Vec<(Box<[u8]>, Option<u8>)>),
-}
-
-/// The type names of aggregate objects: `[entity] -> [XAggregate, XSumFields, ...]`.
-static AGG_TYPES: std::sync::LazyLock<Vec<[&'static str; 5]>> = std::sync::LazyLock::new(|| {
-    Entity::ALL
-        .iter()
-        .map(|e| {
-            let n = e.desc().name;
-            let leak = |s: String| &*Box::leak(s.into_boxed_str());
-            [
-                leak(format!("{n}{AGGREGATE_SUFFIX}")),
-                leak(format!("{n}{}", AggFunc::Sum.type_suffix())),
-                leak(format!("{n}{}", AggFunc::Avg.type_suffix())),
-                leak(format!("{n}{}", AggFunc::Min.type_suffix())),
-                leak(format!("{n}{}", AggFunc::Max.type_suffix())),
-            ]
-        })
-        .collect()
-});
-
-fn key_of(key: &str) -> Box<[u8]> {
-    let mut k = Vec::with_capacity(key.len() + 3);
-    json::push_str(&mut k, key);
-    k.push(b':');
-    k.into_boxed_slice()
-}
-
-/// Compiles the selection of an aggregate field over `target` rows.
-fn compile_agg(target: Entity, field: &SelectionField<'_>) -> Result<Vec<AggPart>, String> {
-    let names = &AGG_TYPES[target as usize];
-    let mut out = Vec::new();
-    for part in field.selection_set() {
-        let key = part.alias().unwrap_or(part.name());
-        if key == EMPTY_SELECTION_KEY {
-            continue;
-        }
-        let what = match part.name() {
-            "__typename" => AggWhat::Typename(names[0]),
-            "count" => AggWhat::Count,
-            name => {
-                let (i, func) = AggFunc::ALL
-                    .iter()
-                    .enumerate()
-                    .find(|(_, f)| f.name() == name)
-                    .ok_or_else(|| format!("{} has no field {name}", names[0]))?;
-                let mut cols = Vec::new();
-                for c in part.selection_set() {
-                    let k = c.alias().unwrap_or(c.name());
-                    if k == EMPTY_SELECTION_KEY {
-                        continue;
-                    }
-                    if c.name() == "__typename" {
-                        cols.push((key_of(k), None));
-                        continue;
-                    }
-                    let at = target
-                        .column(c.name())
-                        .ok_or_else(|| format!("{} has no field {}", names[i + 1], c.name()))?;
-                    cols.push((key_of(k), Some(at as u8)));
-                }
-                AggWhat::Func(*func, cols)
-            }
-        };
-        out.push(AggPart {
-            key: key_of(key),
-            what,
-        });
-    }
-    Ok(out)
-}
-
-/// Compiles the sub-selection of `field` for objects of `entity`, by the description.
-fn compile(entity: Entity, field: &SelectionField<'_>) -> Result<Vec<Compiled>, String> {
-    let desc = entity.desc();
-    let mut out = Vec::new();
-    for child in field.selection_set() {
-        let key = child.alias().unwrap_or(child.name());
-        if key == EMPTY_SELECTION_KEY {
-            // The placeholder of an emptied selection set: the object renders as `{}`.
-            continue;
-        }
-        let name = child.name();
-        let what = if name == "__typename" {
-            What::Typename(desc.name)
-        } else if let Some(at) = entity.column(name) {
-            match desc.columns[at].kind {
-                Kind::Id => What::Id(at),
-                _ => What::Column(at),
-            }
-        } else if let Some(rel) = entity.connection(name) {
-            let args = child.arguments().map_err(|e| e.message)?;
-            let args = EdgeArgs::read_connection(rel, args.iter().map(|(n, v)| (n.as_str(), v)))
-                .map_err(|e| e.0)?;
-            What::Conn(rel.index, args, compile_conn(rel.target(), &child)?)
-        } else if let Some(rel) = entity.aggregate(name) {
-            let args = child.arguments().map_err(|e| e.message)?;
-            let args =
-                EdgeArgs::read(rel, args.iter().map(|(n, v)| (n.as_str(), v))).map_err(|e| e.0)?;
-            What::Agg(rel.index, args, compile_agg(rel.target(), &child)?)
-        } else if let Some(rel) = entity.relation(name) {
-            let sub = compile(rel.target(), &child)?;
-            if rel.desc().is_many() {
-                let args = child.arguments().map_err(|e| e.message)?;
-                let args = EdgeArgs::read(rel, args.iter().map(|(n, v)| (n.as_str(), v)))
-                    .map_err(|e| e.0)?;
-                What::Many(rel.index, args, sub)
-            } else {
-                What::One(rel.index, sub)
-            }
-        } else {
-            return Err(format!("{}.{name} is not a field", desc.name));
-        };
-        let mut k = Vec::with_capacity(key.len() + 3);
-        json::push_str(&mut k, key);
-        k.push(b':');
-        out.push(Compiled {
-            key: k.into_boxed_slice(),
-            what,
-        });
-    }
-    Ok(out)
+/// The view of the field `ctx` resolves, compiled from its selection.
+fn view_of(
+    ctx: &Context<'_>,
+    compile: impl FnOnce(&[crate::planner::Field], crate::planner::Limits) -> Result<View, PlanError>,
+) -> AppResult<View> {
+    let rc = RequestContext::of(ctx)?;
+    let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
+    Ok(compile(&fields, rc.limits)?)
 }
 
 /// Why a render stopped.
@@ -399,7 +134,7 @@ fn aggregate(
     what: &[(AggFunc, u8)],
     row: &AggRow,
 ) -> Step {
-    let names = &AGG_TYPES[entity as usize];
+    let names = aggregate_names(entity);
     out.push(b'{');
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
@@ -799,64 +534,61 @@ fn fill<'a>(
 
 /// How a rendered value is shaped: one object, a list, an optional object, or a connection.
 pub trait Shape: OutputType {
-    /// Its compiled selection.
-    #[doc(hidden)]
-    type Sel: Send + Sync;
     /// The entity of its objects.
     #[doc(hidden)]
     fn entity() -> Entity;
-    /// Compiles the selection of a field of this shape.
+    /// Compiles the selection of a field of this shape (see [`View`]).
     #[doc(hidden)]
-    fn compile(field: &SelectionField<'_>) -> Result<Self::Sel, String>;
-    /// The selections of its objects, in a compiled selection.
-    #[doc(hidden)]
-    fn selections(sel: &Self::Sel) -> Vec<&[Compiled]>;
+    fn view(fields: &[Field], limits: Limits) -> Result<View, PlanError>;
     /// Its objects.
     #[doc(hidden)]
     fn objs(&self) -> Vec<Obj>;
-    /// Writes it.
+    /// Writes it with its view.
     #[doc(hidden)]
-    fn write(&self, w: &Writer<'_>, sel: &Self::Sel, out: &mut Out) -> Step;
+    fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step;
 }
 
 /// The [`Shape`] items of the object shapes, whose selection is the objects' own.
 macro_rules! object_shape {
     () => {
-        type Sel = Vec<Compiled>;
         fn entity() -> Entity {
             T::ENTITY
         }
-        fn compile(field: &SelectionField<'_>) -> Result<Vec<Compiled>, String> {
-            compile(T::ENTITY, field)
-        }
-        fn selections(sel: &Vec<Compiled>) -> Vec<&[Compiled]> {
-            vec![sel.as_slice()]
+        fn view(fields: &[Field], limits: Limits) -> Result<View, PlanError> {
+            View::object(T::ENTITY, fields, limits)
         }
     };
 }
 
+/// The compiled selection of an object view (any other view was made for another shape).
+fn object_view(view: &View) -> Result<&[Compiled], Stop> {
+    match view {
+        View::Object(sel) => Ok(sel),
+        _ => Err(Stop::Missing),
+    }
+}
+
 impl<T: Typed> Shape for Connection<T> {
-    type Sel = Vec<ConnPart>;
     fn entity() -> Entity {
         T::ENTITY
     }
-    fn compile(field: &SelectionField<'_>) -> Result<Vec<ConnPart>, String> {
-        compile_conn(T::ENTITY, field)
-    }
-    fn selections(sel: &Vec<ConnPart>) -> Vec<&[Compiled]> {
-        conn_nodes(sel)
+    fn view(fields: &[Field], limits: Limits) -> Result<View, PlanError> {
+        View::connection(T::ENTITY, fields, limits)
     }
     fn objs(&self) -> Vec<Obj> {
         self.objs.clone()
     }
-    fn write(&self, w: &Writer<'_>, sel: &Vec<ConnPart>, out: &mut Out) -> Step {
-        w.connection(&self.objs, &self.args, self.total, sel, out)
+    fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step {
+        let View::Connection(parts) = view else {
+            return Err(Stop::Missing);
+        };
+        w.connection(&self.objs, &self.args, self.total, parts, out)
     }
 }
 
 impl<T: Typed> OutputType for Connection<T> {
     fn type_name() -> Cow<'static, str> {
-        Cow::Borrowed(CONN_TYPES[T::ENTITY as usize][0])
+        Cow::Borrowed(connection_names(T::ENTITY)[0])
     }
 
     fn create_type_info(registry: &mut Registry) -> String {
@@ -866,9 +598,9 @@ impl<T: Typed> OutputType for Connection<T> {
     async fn resolve(
         &self,
         ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<Field>,
+        field: &Positioned<AstField>,
     ) -> ServerResult<Value> {
-        resolve(self, ctx, field).await
+        resolve(self, self.view.as_deref(), ctx, field).await
     }
 }
 
@@ -877,8 +609,8 @@ impl<T: Typed> Shape for Object<T> {
     fn objs(&self) -> Vec<Obj> {
         vec![self.0.clone()]
     }
-    fn write(&self, w: &Writer<'_>, sel: &Vec<Compiled>, out: &mut Out) -> Step {
-        w.object(&self.0, sel, out)
+    fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step {
+        w.object(&self.0, object_view(view)?, out)
     }
 }
 
@@ -887,7 +619,8 @@ impl<T: Typed> Shape for Vec<Object<T>> {
     fn objs(&self) -> Vec<Obj> {
         self.iter().map(|o| o.0.clone()).collect()
     }
-    fn write(&self, w: &Writer<'_>, sel: &Vec<Compiled>, out: &mut Out) -> Step {
+    fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step {
+        let sel = object_view(view)?;
         out.buf.push(b'[');
         for (i, item) in self.iter().enumerate() {
             if out.buf.len() > out.cap {
@@ -908,9 +641,9 @@ impl<T: Typed> Shape for Option<Object<T>> {
     fn objs(&self) -> Vec<Obj> {
         self.iter().map(|o| o.0.clone()).collect()
     }
-    fn write(&self, w: &Writer<'_>, sel: &Vec<Compiled>, out: &mut Out) -> Step {
+    fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step {
         match self {
-            Some(v) => w.object(&v.0, sel, out),
+            Some(v) => w.object(&v.0, object_view(view)?, out),
             None => {
                 out.buf.extend_from_slice(b"null");
                 Ok(())
@@ -921,27 +654,34 @@ impl<T: Typed> Shape for Option<Object<T>> {
 
 fn field_error(
     ctx: &ContextSelectionSet<'_>,
-    field: &Positioned<Field>,
+    field: &Positioned<AstField>,
     err: AppError,
 ) -> ServerError {
     let err = async_graphql::Error::from(err).into_server_error(field.pos);
     ctx.set_error_path(err)
 }
 
-/// Writes `value` for `field`: compiles the selection, fills what the plan did not load
-/// (lazy mode), and writes the JSON text, which `json::write_value` splices into the response.
+/// Writes `value` for `field` with `view` (the root field's plan made it) or, without one, the
+/// view compiled from the field; fills what the plan did not load (lazy mode), and writes the
+/// JSON text, which `json::write_value` splices into the response.
 pub async fn resolve<S: Shape>(
     value: &S,
+    view: Option<&View>,
     ctx: &ContextSelectionSet<'_>,
-    field: &Positioned<Field>,
+    field: &Positioned<AstField>,
 ) -> ServerResult<Value> {
     let rc = RequestContext::of(ctx).map_err(|e| field_error(ctx, field, e))?;
-    let sel = {
-        let fctx = ctx.with_field(field);
-        S::compile(&fctx.field()).map_err(|e| field_error(ctx, field, AppError::internal(e)))?
+    let compiled;
+    let view = match view {
+        Some(view) => view,
+        None => {
+            let fctx = ctx.with_field(field);
+            compiled = view_of(&fctx, S::view).map_err(|e| field_error(ctx, field, e))?;
+            &compiled
+        }
     };
     let loader = ctx.data_opt::<LazyLoader>();
-    match write_within_budget(rc, loader, value, &sel).await {
+    match write_within_budget(rc, loader, value, view).await {
         Ok(bytes) => Ok(Value::Binary(bytes.into())),
         Err(Refusal::Over(cap)) => Err(field_error(ctx, field, too_large(cap, ""))),
         Err(Refusal::Failed(e)) => Err(field_error(ctx, field, e)),
@@ -964,14 +704,14 @@ fn too_large(cap: usize, after: &str) -> AppError {
     ))
 }
 
-/// Writes `value` with its compiled selection within what is left of the request's byte
-/// budget, and spends what it wrote. What the plan did not load (lazy mode) is filled first
-/// through `loader`. The render stops at the budget, so an answer over it is never built whole.
+/// Writes `value` with its view within what is left of the request's byte budget, and
+/// spends what it wrote. What the plan did not load (lazy mode) is filled first through
+/// `loader`. The render stops at the budget, so an answer over it is never built whole.
 async fn write_within_budget<S: Shape>(
     rc: &RequestContext,
     loader: Option<&LazyLoader>,
     value: &S,
-    sel: &S::Sel,
+    view: &View,
 ) -> Result<Vec<u8>, Refusal> {
     let cap = rc.output.left();
     let mut filled = Filled::new();
@@ -979,20 +719,20 @@ async fn write_within_budget<S: Shape>(
         buf: Vec::with_capacity(512),
         cap,
     };
-    let mut result = value.write(&Writer { filled: &filled }, sel, &mut out);
+    let mut result = value.write(&Writer { filled: &filled }, view, &mut out);
     if let Err(Stop::Missing) = result {
         fill(
             rc,
             loader,
             S::entity(),
             value.objs(),
-            S::selections(sel),
+            view.selections(),
             &mut filled,
         )
         .await
         .map_err(Refusal::Failed)?;
         out.buf.clear();
-        result = value.write(&Writer { filled: &filled }, sel, &mut out);
+        result = value.write(&Writer { filled: &filled }, view, &mut out);
     }
     match result {
         Ok(()) => {
@@ -1023,12 +763,10 @@ impl<S: Shape> Written<S> {
     /// Writes `value` for the field `ctx` resolves (a mutation root field), reading what the
     /// plan did not load (lazy mode) in the mutation's transaction `tx`.
     pub async fn field(ctx: &Context<'_>, tx: &Session, value: &S) -> AppResult<Self> {
-        let field = ctx.field();
-        let key = field.alias().unwrap_or(field.name()).to_owned();
-        let sel = S::compile(&field).map_err(AppError::internal)?;
-        let bytes = write_in(ctx, tx, value, &sel).await?;
+        let view = view_of(ctx, S::view)?;
+        let bytes = write_in(ctx, tx, value, &view).await?;
         Ok(Written {
-            parts: vec![(key, bytes)],
+            parts: vec![(preload::key(ctx).to_owned(), bytes)],
             shape: std::marker::PhantomData,
         })
     }
@@ -1036,11 +774,15 @@ impl<S: Shape> Written<S> {
     /// Writes `value` for every occurrence of the child field `child` of the field `ctx`
     /// resolves (`login { user { ... } }`; aliases each get their own text).
     pub async fn child(ctx: &Context<'_>, tx: &Session, child: &str, value: &S) -> AppResult<Self> {
+        let limits = RequestContext::of(ctx)?.limits;
+        let fields = selection(&ctx.field()).map_err(|e| AppError::BadInput(e.message))?;
         let mut parts = Vec::new();
-        for field in ctx.field().selection_set().filter(|f| f.name() == child) {
-            let key = field.alias().unwrap_or(child).to_owned();
-            let sel = S::compile(&field).map_err(AppError::internal)?;
-            parts.push((key, write_in(ctx, tx, value, &sel).await?));
+        for field in fields.iter().filter(|f| f.name == child) {
+            let view = S::view(&field.children, limits)?;
+            parts.push((
+                field.key().to_owned(),
+                write_in(ctx, tx, value, &view).await?,
+            ));
         }
         Ok(Written {
             parts,
@@ -1054,12 +796,12 @@ async fn write_in<S: Shape>(
     ctx: &Context<'_>,
     tx: &Session,
     value: &S,
-    sel: &S::Sel,
+    view: &View,
 ) -> AppResult<Value> {
     let rc = RequestContext::of(ctx)?;
     // Lazy mode reads what the plan left in the transaction, which sees the write.
     let loader: Option<LazyLoader> = (!rc.strict).then(|| Arc::new(RequestLoader::new(tx.clone())));
-    match write_within_budget(rc, loader.as_ref(), value, sel).await {
+    match write_within_budget(rc, loader.as_ref(), value, view).await {
         Ok(bytes) => Ok(Value::Binary(bytes.into())),
         Err(Refusal::Over(cap)) => Err(too_large(
             cap,
@@ -1085,7 +827,7 @@ impl<S: Shape> OutputType for Written<S> {
     async fn resolve(
         &self,
         ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<Field>,
+        field: &Positioned<AstField>,
     ) -> ServerResult<Value> {
         let key = field.node.response_key().node.as_str();
         self.parts
@@ -1114,9 +856,9 @@ impl<T: Typed> OutputType for Object<T> {
     async fn resolve(
         &self,
         ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<Field>,
+        field: &Positioned<AstField>,
     ) -> ServerResult<Value> {
-        resolve(self, ctx, field).await
+        resolve(self, None, ctx, field).await
     }
 }
 
@@ -1136,15 +878,17 @@ impl<T: Shape> OutputType for Rendered<T> {
     async fn resolve(
         &self,
         ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<Field>,
+        field: &Positioned<AstField>,
     ) -> ServerResult<Value> {
-        resolve(&self.0, ctx, field).await
+        resolve(&self.0, self.1.as_deref(), ctx, field).await
     }
 }
 
-/// A root aggregate (`Query.ordersAggregate`): what was aggregated and the values, written by
-/// the same aggregate writer as the edges' aggregates.
+/// A root aggregate (`Query.ordersAggregate`): its view, what was aggregated and the values,
+/// written by the same aggregate writer as the edges' aggregates.
 pub struct RootAggregate<T> {
+    /// The field's view (what it writes).
+    pub view: View,
     /// What was aggregated, `(function, column)`, in the order of `row.values`.
     pub what: Vec<(AggFunc, u8)>,
     /// The values.
@@ -1153,27 +897,18 @@ pub struct RootAggregate<T> {
     pub marker: std::marker::PhantomData<T>,
 }
 
-/// What a root aggregate field's selection asks for: `(function, column)`, sorted, no repeats.
-pub fn aggregate_values(entity: Entity, field: &SelectionField<'_>) -> Vec<(AggFunc, u8)> {
-    let mut out = Vec::new();
-    for part in field.selection_set() {
-        let Some(func) = AggFunc::ALL.iter().find(|f| f.name() == part.name()) else {
-            continue;
-        };
-        for c in part.selection_set() {
-            if let Some(at) = entity.column(c.name()) {
-                out.push((*func, at as u8));
-            }
-        }
+impl<T: Typed> RootAggregate<T> {
+    /// The view of the root aggregate field `ctx` resolves, and what it aggregates.
+    pub fn view(ctx: &Context<'_>) -> AppResult<(View, Vec<(AggFunc, u8)>)> {
+        let view = view_of(ctx, |fields, _| View::aggregate(T::ENTITY, fields))?;
+        let what = view.aggregated();
+        Ok((view, what))
     }
-    out.sort_unstable();
-    out.dedup();
-    out
 }
 
 impl<T: Typed> OutputType for RootAggregate<T> {
     fn type_name() -> Cow<'static, str> {
-        Cow::Borrowed(AGG_TYPES[T::ENTITY as usize][0])
+        Cow::Borrowed(aggregate_names(T::ENTITY)[0])
     }
 
     fn create_type_info(registry: &mut Registry) -> String {
@@ -1183,15 +918,17 @@ impl<T: Typed> OutputType for RootAggregate<T> {
     async fn resolve(
         &self,
         ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<Field>,
+        field: &Positioned<AstField>,
     ) -> ServerResult<Value> {
-        let parts = {
-            let fctx = ctx.with_field(field);
-            compile_agg(T::ENTITY, &fctx.field())
-                .map_err(|e| field_error(ctx, field, AppError::internal(e)))?
+        let View::Aggregate(parts) = &self.view else {
+            return Err(field_error(
+                ctx,
+                field,
+                AppError::internal("an aggregate without its view"),
+            ));
         };
         let mut out = Vec::with_capacity(256);
-        aggregate(&mut out, T::ENTITY, &parts, &self.what, &self.row).map_err(|_| {
+        aggregate(&mut out, T::ENTITY, parts, &self.what, &self.row).map_err(|_| {
             field_error(
                 ctx,
                 field,

@@ -22,6 +22,8 @@ use crate::model::OrderStatus;
 pub struct Field {
     /// The schema field name.
     pub name: String,
+    /// Its alias, when the query gives one (the response key is then the alias).
+    pub alias: Option<String>,
     /// Arguments given in the query (defaults are applied by the planner).
     pub args: Vec<(String, Value)>,
     /// The sub-selection.
@@ -33,9 +35,21 @@ impl Field {
     pub fn new(name: &str, children: Vec<Field>) -> Self {
         Field {
             name: name.to_owned(),
+            alias: None,
             args: Vec::new(),
             children,
         }
+    }
+
+    /// The field's response key: its alias, or its name.
+    pub fn key(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The same field under the response key `alias`.
+    pub fn alias(mut self, alias: &str) -> Self {
+        self.alias = Some(alias.to_owned());
+        self
     }
 
     /// A leaf (scalar) field.
@@ -55,8 +69,10 @@ pub use crate::entities::{Entity, Rel};
 
 pub mod cursor;
 pub mod filter;
+pub mod view;
 pub use cursor::{Cursor, DEFAULT_PAGE_SIZE, Page};
 pub use filter::Filter;
+pub use view::View;
 
 /// The per-parent arguments of a to-many edge. Two selections with equal arguments share one
 /// batch; different arguments are different batches. The field resolver rebuilds the same key
@@ -163,6 +179,16 @@ pub struct AggBatch {
     /// The aggregated values wanted, `(function, column of the target)`, sorted, no repeats
     /// (the count always comes with them).
     pub values: Vec<(AggFunc, u8)>,
+}
+
+/// A root field's selection, read once: what to load ([`Node`]) and what to write
+/// ([`View`]). A canonical form keeps it when it depends on the form alone.
+#[derive(Debug)]
+pub struct Planned {
+    /// What the field loads.
+    pub node: Node,
+    /// What the field writes.
+    pub view: std::sync::Arc<View>,
 }
 
 /// A to-one edge loaded by a JOIN into its parent's statement.
@@ -284,14 +310,13 @@ fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, 
     let mut joins: Vec<(Rel, Vec<&Field>)> = Vec::new();
     let mut batches: Vec<(Rel, EdgeArgs, Vec<&Field>)> = Vec::new();
     let mut scalars: Vec<String> = Vec::new();
-    let aggregates = plan_aggregates(entity, fields)?;
+    let aggregates = plan_aggregates(entity, fields, limits)?;
     for field in fields {
         if entity.aggregate(&field.name).is_some() {
             continue;
         }
         if let Some(edge) = entity.connection(&field.name) {
-            let args = EdgeArgs::read_connection(edge, args_of(field))?;
-            check_page(&args, &edge.path(), limits)?;
+            let args = connection_args(edge, field, limits)?;
             let nodes = connection_nodes(field);
             match batches
                 .iter_mut()
@@ -354,14 +379,18 @@ fn plan_node(entity: Entity, fields: &[&Field], limits: Limits) -> Result<Node, 
 
 /// The aggregate fields among `fields`: one [`AggBatch`] per edge and argument set, with
 /// the union of what every occurrence selects.
-fn plan_aggregates(entity: Entity, fields: &[&Field]) -> Result<Vec<AggBatch>, PlanError> {
+fn plan_aggregates(
+    entity: Entity,
+    fields: &[&Field],
+    limits: Limits,
+) -> Result<Vec<AggBatch>, PlanError> {
     let mut out: Vec<AggBatch> = Vec::new();
     for field in fields {
         if let Some(edge) = entity.connection(&field.name) {
             // `totalCount`: the count aggregate of the connection's filter, one grouped
             // statement (shared with an `...Aggregate` of the same filter).
             if field.children.iter().any(|c| c.name == "totalCount") {
-                let args = EdgeArgs::read_connection(edge, args_of(field))?.matching();
+                let args = connection_args(edge, field, limits)?.matching();
                 if !out.iter().any(|a| a.edge == edge && a.args == args) {
                     out.push(AggBatch {
                         edge,
@@ -399,7 +428,7 @@ fn plan_aggregates(entity: Entity, fields: &[&Field]) -> Result<Vec<AggBatch>, P
     Ok(out)
 }
 
-fn args_of(field: &Field) -> impl Iterator<Item = (&str, &Value)> {
+pub(crate) fn args_of(field: &Field) -> impl Iterator<Item = (&str, &Value)> {
     field.args.iter().map(|(n, v)| (n.as_str(), v))
 }
 
@@ -422,6 +451,23 @@ pub fn connection_nodes(field: &Field) -> Vec<&Field> {
 }
 
 impl Node {
+    /// The node reading the columns of `order`'s keys too (a connection's rows carry their
+    /// cursors): itself when it reads them already.
+    pub fn with_sort_keys(&self, order: SortKeys) -> std::borrow::Cow<'_, Node> {
+        let cols = self.entity.desc().columns;
+        let read = order.keys().all(|(col, _)| {
+            cols[col]
+                .field
+                .is_none_or(|f| self.scalars.binary_search_by(|s| s.as_str().cmp(f)).is_ok())
+        });
+        if read {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut node = self.clone();
+        node.read_sort_keys(order);
+        std::borrow::Cow::Owned(node)
+    }
+
     /// Makes the node read the columns of `order`'s keys (a connection's rows carry their
     /// cursors).
     pub fn read_sort_keys(&mut self, order: SortKeys) {
@@ -452,7 +498,11 @@ pub fn check_page(args: &EdgeArgs, what: &str, limits: Limits) -> Result<(), Pla
 
 /// A plan that loads only the rows' own columns and no relationship: what a lazy loader
 /// plans (each relationship is then loaded when it is resolved).
-pub fn plan_scalars(entity: Entity, selection: &[Field]) -> Result<Node, PlanError> {
+pub fn plan_scalars(
+    entity: Entity,
+    selection: &[Field],
+    limits: Limits,
+) -> Result<Node, PlanError> {
     let mut scalars: Vec<String> = selection
         .iter()
         .filter(|f| {
@@ -471,7 +521,7 @@ pub fn plan_scalars(entity: Entity, selection: &[Field]) -> Result<Node, PlanErr
         joins: Vec::new(),
         batches: Vec::new(),
         scalars,
-        aggregates: plan_aggregates(entity, &fields)?,
+        aggregates: plan_aggregates(entity, &fields, limits)?,
     })
 }
 
@@ -491,11 +541,25 @@ pub fn check_first(first: i64, what: &str, limits: Limits) -> Result<i64, PlanEr
     Ok(first)
 }
 
-fn edge_args(edge: Rel, field: &Field, limits: Limits) -> Result<EdgeArgs, PlanError> {
+/// The arguments of a to-many edge's list field (`items(first: 5)`), read and checked: the
+/// one reader the planner and the view use.
+pub(crate) fn edge_args(edge: Rel, field: &Field, limits: Limits) -> Result<EdgeArgs, PlanError> {
     let args = EdgeArgs::read(edge, args_of(field))?;
     if let Some(first) = args.first {
         check_first(first, &edge.path(), limits)?;
     }
+    Ok(args)
+}
+
+/// The arguments of a to-many edge's connection field (`ordersConnection(first: 5)`), read
+/// and checked: the one reader the planner and the view use.
+pub(crate) fn connection_args(
+    edge: Rel,
+    field: &Field,
+    limits: Limits,
+) -> Result<EdgeArgs, PlanError> {
+    let args = EdgeArgs::read_connection(edge, args_of(field))?;
+    check_page(&args, &edge.path(), limits)?;
     Ok(args)
 }
 

@@ -260,3 +260,78 @@ fn order_by_is_part_of_the_batch_key_and_is_checked() {
         "at most 3 keys"
     );
 }
+
+/// The view is read from the same selection as the plan: every response key in order (aliases
+/// too), each column by its position, and each edge with the arguments its batch is stored
+/// under.
+#[test]
+fn the_view_writes_every_key_and_finds_each_batch_by_its_plan_arguments() {
+    let orders = |first| f("orders", vec![leaf("id")]).arg("first", int(first));
+    let selection = [
+        leaf("email").alias("mail"),
+        leaf("id"),
+        orders(2).alias("two"),
+        orders(5),
+        f(
+            "ordersConnection",
+            vec![leaf("totalCount"), f("pageInfo", vec![leaf("hasNextPage")])],
+        )
+        .arg("first", int(3)),
+    ];
+    let node = plan(Entity::User, &selection, LIMITS).unwrap_or_else(|e| panic!("{e}"));
+    let View::Object(parts) =
+        View::object(Entity::User, &selection, LIMITS).unwrap_or_else(|e| panic!("{e}"))
+    else {
+        panic!("an object view");
+    };
+    let keys: Vec<&[u8]> = parts.iter().map(|p| &*p.key).collect();
+    assert_eq!(
+        keys,
+        [
+            &b"\"mail\":"[..],
+            b"\"id\":",
+            b"\"two\":",
+            b"\"orders\":",
+            b"\"ordersConnection\":"
+        ]
+    );
+    let cols = Entity::User.desc().columns;
+    assert!(matches!(parts[0].what, view::What::Column(at) if cols[at].field == Some("email")));
+    assert!(matches!(parts[1].what, view::What::Id(0)));
+    // Each list's arguments are exactly those of one of the plan's batches.
+    for part in &parts[2..4] {
+        let view::What::Many(index, args, _) = &part.what else {
+            panic!("a to-many edge");
+        };
+        assert!(
+            node.batches
+                .iter()
+                .any(|b| b.edge.index == *index && b.args == *args)
+        );
+    }
+    let view::What::Conn(index, args, conn) = &parts[4].what else {
+        panic!("a connection");
+    };
+    assert!(
+        node.batches
+            .iter()
+            .any(|b| b.edge.index == *index && b.args == *args)
+    );
+    assert!(view::conn_counts(conn));
+}
+
+/// A view refuses what the plan refuses, with the same message: the page size is read and
+/// checked by one function.
+#[test]
+fn the_view_and_the_plan_refuse_a_page_alike() {
+    let too_big = [f("orders", vec![leaf("id")]).arg("first", int(5_000))];
+    let plan_err = plan(Entity::User, &too_big, LIMITS).expect_err("over the cap");
+    let view_err = View::object(Entity::User, &too_big, LIMITS).expect_err("over the cap");
+    assert_eq!(plan_err, view_err);
+    let conn = [f("ordersConnection", vec![leaf("totalCount")]).arg("last", int(5_000))];
+    let plan_err = plan(Entity::User, &conn, LIMITS).expect_err("over the cap");
+    let view_err = View::object(Entity::User, &conn, LIMITS).expect_err("over the cap");
+    assert_eq!(plan_err, view_err);
+    let unknown = [leaf("nope")];
+    assert!(View::object(Entity::User, &unknown, LIMITS).is_err());
+}

@@ -261,3 +261,24 @@ fn apollo_and_relay_manifests() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The reports are planned like the lists: each answers the planning-only pass without its
+/// statements and without an error, so the check passes and counts them.
+#[test]
+fn reports_are_checked_with_their_statements_and_no_error() {
+    let dir = scratch_dir("check-reports");
+    let file = dir.join("reports.graphql");
+    std::fs::write(
+        &file,
+        "query Reports { analytics { \
+         topCustomers(limit: 3) { user { id orders { id } } } revenueByDay { day } \
+         productSales { product { name } } spendingSummary { user { email } } } \
+         ordersAggregate { count } }\n",
+    )
+    .unwrap();
+    let (ok, r) = report(&["--role", "admin"], &[&file]);
+    assert!(ok, "{r}");
+    assert_eq!(op(&r, "Reports")["errors"], json!([]), "{r}");
+    assert_eq!(op(&r, "Reports")["statements"], 6, "{r}");
+    std::fs::remove_dir_all(&dir).ok();
+}

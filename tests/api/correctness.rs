@@ -341,3 +341,84 @@ async fn one_document_answers_each_set_of_variables_as_if_new() {
         );
     }
 }
+
+/// A root field's plan and view are made once per canonical form and kept with it, but only
+/// when they depend on the form alone: a variable inside the field's selection (`orders(first:
+/// $n)`) or the root's own order (`orderBy: $o`, whose keys a connection's rows must carry for
+/// their cursors) is honoured on every request of the same document.
+#[tokio::test]
+async fn kept_root_plans_honour_each_request_variables() {
+    let app = spawn_app().await;
+    app.seed(4, 3, 3, 5).await;
+    let nested = "query N($n: Int) { users(first: 2) { id orders(first: $n) { id } } \
+                  again: users(first: 2) { id orders(first: 1) { id } } }";
+    for round in 0..2 {
+        for n in [1, 3, 2] {
+            let resp = app.gql_vars(nested, json!({ "n": n })).await;
+            assert!(resp.body.get("errors").is_none(), "{}", resp.body);
+            for user in resp.data()["users"].as_array().expect("users") {
+                assert_eq!(
+                    user["orders"].as_array().map(Vec::len),
+                    Some(n),
+                    "round {round}, n = {n}: {}",
+                    resp.body
+                );
+            }
+            for user in resp.data()["again"].as_array().expect("again") {
+                assert_eq!(user["orders"].as_array().map(Vec::len), Some(1));
+            }
+        }
+    }
+    let all = app
+        .gql_vars(
+            "{ orders(first: 100) { id totalAmount createdAt } }",
+            json!({}),
+        )
+        .await;
+    let all = all.data()["orders"].as_array().expect("orders").clone();
+    let page = "query P($o: [OrderOrderBy!], $after: String) { \
+                ordersConnection(first: 3, orderBy: $o, after: $after) { \
+                edges { cursor node { id } } pageInfo { endCursor hasNextPage } } }";
+    for round in 0..2 {
+        for (order, key, desc) in [
+            ("TOTAL_AMOUNT_DESC", "totalAmount", true),
+            ("CREATED_AT_ASC", "createdAt", false),
+        ] {
+            // The whole list in that order, the id breaking ties, as the oracle for the pages.
+            let mut want = all.clone();
+            want.sort_by(|a, b| {
+                let (x, y) = (&a[key], &b[key]);
+                let by = match (x.as_str(), y.as_str()) {
+                    (Some(x), Some(y)) if key == "totalAmount" => {
+                        let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+                        x.partial_cmp(&y).unwrap()
+                    }
+                    (Some(x), Some(y)) => x.cmp(y),
+                    _ => std::cmp::Ordering::Equal,
+                };
+                let by = if desc { by.reverse() } else { by };
+                let id = |v: &serde_json::Value| v["id"].as_str().unwrap().parse::<i64>().unwrap();
+                by.then(id(a).cmp(&id(b)))
+            });
+            let want: Vec<&serde_json::Value> = want.iter().map(|o| &o["id"]).collect();
+            let mut got = Vec::new();
+            let mut after = serde_json::Value::Null;
+            loop {
+                let resp = app
+                    .gql_vars(page, json!({ "o": [order], "after": after }))
+                    .await;
+                assert!(resp.body.get("errors").is_none(), "{}", resp.body);
+                let conn = &resp.data()["ordersConnection"];
+                for edge in conn["edges"].as_array().expect("edges") {
+                    got.push(edge["node"]["id"].clone());
+                }
+                if conn["pageInfo"]["hasNextPage"] != json!(true) {
+                    break;
+                }
+                after = conn["pageInfo"]["endCursor"].clone();
+            }
+            let got: Vec<&serde_json::Value> = got.iter().collect();
+            assert_eq!(got, want, "round {round}, {order}");
+        }
+    }
+}

@@ -849,3 +849,50 @@ async fn plans_made_ahead_are_reused_only_for_the_same_form_variables_and_viewer
     assert_ne!(seen[&("admin", true, 2)], seen[&("admin", false, 2)]);
     assert_ne!(seen[&("customer", true, 2)], seen[&("anonymous", true, 2)]);
 }
+
+/// The reports plan too: a planning-only pass answers each report without its statements
+/// (no error stands in for the stop), and predicts exactly what the real run then runs.
+#[tokio::test]
+async fn reports_are_predicted_without_running_and_then_run_what_was_predicted() {
+    let app = spawn_app().await;
+    app.seed(10, 3, 2, 10).await;
+    let query = "{ analytics { \
+                 topCustomers(limit: 3, status: PENDING) { user { id orders { id } } } \
+                 revenueByDay(days: 3) { day } \
+                 productSales(limit: 2, status: PENDING) { product { name } } \
+                 spendingSummary(first: 2) { user { email } } } \
+                 ordersAggregate { count } }";
+    // topCustomers 1 + 1 batch, revenueByDay 1, productSales 1, spendingSummary 1, the
+    // aggregate 1.
+    let n = 6;
+    let (status, body, ran) = post_with(
+        &app,
+        query,
+        &json!({}),
+        &[
+            ("x-eagerql-expect-statements", n.to_string()),
+            ("x-eagerql-debug", "plan".to_owned()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(ran, n, "{body}");
+    assert_eq!(body["extensions"]["plan"]["statements"], n, "{body}");
+    let roots = body["extensions"]["plan"]["roots"]
+        .as_array()
+        .expect("roots");
+    assert_eq!(roots.len(), 5, "{body}");
+    let (_, refused, ran) = post_with(
+        &app,
+        query,
+        &json!({}),
+        &[("x-eagerql-expect-statements", (n - 1).to_string())],
+    )
+    .await;
+    assert_eq!(ran, 0, "{refused}");
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "STATEMENT_COUNT_MISMATCH",
+        "{refused}"
+    );
+}

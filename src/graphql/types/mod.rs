@@ -27,6 +27,7 @@ use crate::db::load::AggRow;
 use crate::entities::{AGGREGATE_SUFFIX, AggFunc, CONNECTION_SUFFIX, EdgeArg, Entity, Kind, Row};
 use crate::model::{OrderStatus, Role};
 use crate::planner::EdgeArgs;
+use crate::planner::view::{aggregate_names, connection_names};
 
 /// What a plan loaded for one row.
 #[derive(Debug)]
@@ -317,7 +318,8 @@ fn object_type(
 /// Registers `XAggregate` of `entity` and its `XSumFields`, ... types (once); gives the
 /// field type `XAggregate!`.
 pub fn register_aggregate(entity: Entity, registry: &mut Registry) -> String {
-    let name = format!("{}{AGGREGATE_SUFFIX}", entity.desc().name);
+    let names = aggregate_names(entity);
+    let name = names[0].to_owned();
     if !registry.types.contains_key(&name) {
         // Reserve the name first: the types below do not refer back, but keep it simple.
         drop(<i32 as OutputType>::create_type_info(registry));
@@ -332,12 +334,12 @@ pub fn register_aggregate(entity: Entity, registry: &mut Registry) -> String {
                 IndexMap::new(),
             ),
         );
-        for func in AggFunc::ALL {
+        for (i, func) in AggFunc::ALL.into_iter().enumerate() {
             let cols = entity.aggregated(func);
             if cols.is_empty() {
                 continue;
             }
-            let fields_name = format!("{}{}", entity.desc().name, func.type_suffix());
+            let fields_name = names[i + 1].to_owned();
             let mut inner = IndexMap::new();
             for (_, col) in cols {
                 register_kind(col.kind, registry);
@@ -392,16 +394,6 @@ pub fn register_aggregate(entity: Entity, registry: &mut Registry) -> String {
     format!("{name}!")
 }
 
-/// The name of the object type of a connection's edges: `OrderEdge`.
-pub fn edge_type(entity: Entity) -> String {
-    format!("{}Edge", entity.desc().name)
-}
-
-/// The name of a connection type: `OrderConnection`.
-pub fn connection_type(entity: Entity) -> String {
-    format!("{}{CONNECTION_SUFFIX}", entity.desc().name)
-}
-
 /// The arguments of a connection field, beyond a relationship's own filters and order.
 pub const PAGE_ARGS: [(&str, &str, &str); 4] = [
     (
@@ -439,7 +431,7 @@ pub fn page_input_values() -> impl Iterator<Item = (String, MetaInputValue)> {
 /// Registers `PageInfo`, `XEdge` and `XConnection` of `entity` (once); gives the field type
 /// `XConnection!`.
 pub fn register_connection(entity: Entity, registry: &mut Registry) -> String {
-    let name = connection_type(entity);
+    let [name, edge] = connection_names(entity).map(str::to_owned);
     if registry.types.contains_key(&name) {
         return format!("{name}!");
     }
@@ -488,7 +480,6 @@ pub fn register_connection(entity: Entity, registry: &mut Registry) -> String {
         );
     }
     let type_name = entity.desc().name;
-    let edge = edge_type(entity);
     let mut fields = IndexMap::new();
     fields.insert(
         "cursor".to_owned(),
@@ -574,6 +565,8 @@ pub struct Connection<T> {
     pub args: EdgeArgs,
     /// The list's count, when `totalCount` is selected.
     pub total: Option<i64>,
+    /// The view its root field's plan made (`None`: compiled when it is written).
+    pub view: Option<std::sync::Arc<crate::planner::View>>,
     /// The entity.
     pub marker: PhantomData<T>,
 }
