@@ -669,6 +669,51 @@ impl Rel {
     pub fn path(self) -> String {
         format!("{}.{}", self.from.desc().name, self.desc().field)
     }
+
+    /// For a to-one edge: why every row a viewer may see names a target the same viewer may
+    /// see, shown from the description alone; `Err` says why it cannot be shown.
+    ///
+    /// Loads rely on it: a to-one edge is an inner join carrying the target's visibility
+    /// predicate (`db::load`), so a visible row whose target were hidden would vanish from an
+    /// answer that selects the edge. An edge whose invariant cannot be shown is a defect of
+    /// the description (a test runs this over every edge), to be fixed by the visibility of
+    /// one of the two entities, never by a join that drops rows.
+    pub fn target_visibility(self) -> Result<&'static str, String> {
+        let Link::ForeignKey(fk) = self.desc().link else {
+            return Err(format!("{} is not a to-one edge", self.path()));
+        };
+        let target = self.target();
+        let (from, to) = (self.from.desc().visibility, target.desc().visibility);
+        names_visible(from, fk, target, to).ok_or_else(|| {
+            format!(
+                "{}: a row visible as {from:?} names a {} visible as {to:?}; nothing shows \
+                 that a viewer who sees the row sees its target",
+                self.path(),
+                target.desc().name
+            )
+        })
+    }
+}
+
+/// Why a row visible as `from` that names a `target` row (visible as `to`) by its column `fk`
+/// names one its viewer sees too; `None`: that does not follow (see
+/// [`Rel::target_visibility`]).
+fn names_visible(
+    from: Visibility,
+    fk: &str,
+    target: Entity,
+    to: Visibility,
+) -> Option<&'static str> {
+    match (from, to) {
+        (_, Visibility::Public) => Some("the target is public"),
+        (Visibility::Owner(col), Visibility::Owner("id")) if col == fk => {
+            Some("the row is its owner's, and it names that owner")
+        }
+        (Visibility::Through { key, parent }, _) if key == fk && parent == target => {
+            Some("the row is visible exactly when the target it names is")
+        }
+        _ => None,
+    }
 }
 
 /// One column's value in a loaded row.
@@ -768,5 +813,73 @@ mod tests {
             }
             assert!(d.columns.len() <= 32, "column masks are 32 bits");
         }
+    }
+
+    /// What a visible row names is visible too, for every to-one edge and every viewer: shown
+    /// from the description (the database test `every_to_one_edge_keeps_every_visible_row`
+    /// checks it against real rows for each role).
+    #[test]
+    fn every_to_one_edge_names_only_what_its_viewer_sees() {
+        for e in Entity::ALL {
+            for (i, r) in e.desc().relations.iter().enumerate() {
+                if r.is_many() {
+                    continue;
+                }
+                let rel = Rel {
+                    from: e,
+                    index: i as u8,
+                };
+                if let Err(why) = rel.target_visibility() {
+                    panic!("{why}");
+                }
+            }
+        }
+    }
+
+    /// Descriptions that break the invariant are caught: a row visible to its owner that
+    /// names a user by another column (a reviewer), a public row that names a private one (an
+    /// anonymous viewer sees the row, not its target), a row visible through another parent.
+    #[test]
+    fn a_to_one_edge_to_a_hidden_target_is_refused() {
+        let user = Visibility::Owner("id");
+        assert!(
+            names_visible(
+                Visibility::Owner("user_id"),
+                "reviewer_id",
+                Entity::User,
+                user
+            )
+            .is_none()
+        );
+        assert!(names_visible(Visibility::Public, "user_id", Entity::User, user).is_none());
+        let through = Visibility::Through {
+            key: "order_id",
+            parent: Entity::Order,
+        };
+        assert!(
+            names_visible(
+                through,
+                "refund_id",
+                Entity::Order,
+                Visibility::Owner("user_id")
+            )
+            .is_none()
+        );
+        // The edges the model has, for contrast.
+        assert!(
+            names_visible(Visibility::Owner("user_id"), "user_id", Entity::User, user).is_some()
+        );
+        assert!(
+            names_visible(
+                through,
+                "order_id",
+                Entity::Order,
+                Visibility::Owner("user_id")
+            )
+            .is_some()
+        );
+        assert!(
+            names_visible(through, "product_id", Entity::Product, Visibility::Public).is_some()
+        );
     }
 }
