@@ -381,8 +381,9 @@ impl Select {
         for join in &node.joins {
             let child = format!("t{}", self.next_alias);
             self.next_alias += 1;
-            // Foreign keys are NOT NULL, so an inner join never drops a parent row that the
-            // viewer may see (what a visible row names is visible too).
+            // Foreign keys are NOT NULL, and what a row the viewer may see names is visible to
+            // them too (the description shows it for every to-one edge,
+            // `Rel::target_visibility`), so an inner join never drops a visible parent row.
             let _ = write!(
                 self.joins,
                 " join {} {child} on {child}.id = {alias}.{}",
@@ -932,7 +933,7 @@ fn root_statement(backend: Backend, viewer: Viewer, node: &Node, q: RootQuery) -
         } => {
             order_conditions(backend, node.entity, &filter, &mut p, &mut conds);
             page_conditions(backend, node.entity, "t0", o, &pg, &mut p, &mut conds);
-            page = Some((pg.size + 1, None));
+            page = Some((pg.rows_read(), None));
             order = o;
             reverse = pg.backward;
         }
@@ -1151,8 +1152,7 @@ fn batch_statement(
         for c in conds {
             let _ = write!(rest, " and {c}");
         }
-        // One row past the page tells whether there is a next one.
-        first = Some(page.size + 1);
+        first = Some(page.rows_read());
         reverse = page.backward;
     }
     let ordered = ordered(&batch.args);

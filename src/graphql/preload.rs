@@ -19,7 +19,7 @@ use crate::db::load::{self, AggRow, Loaded, OrderFilter, RootQuery};
 use crate::db::{Reserved, Session};
 use crate::entities::{AggFunc, Entity};
 use crate::error::{AppError, AppResult};
-use crate::planner::{self, EdgeArgs, Field, Node, Planned, View};
+use crate::planner::{self, EdgeArgs, Field, Node, Page, Planned, View};
 
 /// The merged sub-selection of every occurrence of the sub-field `child` of the current field.
 fn child_selection(ctx: &Context<'_>, child: &str) -> AppResult<Vec<Field>> {
@@ -191,15 +191,14 @@ pub async fn load_connection(
     } else {
         None
     };
-    let page_size = page.size;
     let q = RootQuery::Connection {
         order: args.order,
-        page,
+        page: page.clone(),
         filter,
     };
     let loaded = load::fetch_root(&rc.session, &node, q).await?;
     Ok((
-        build_page(&rc.session, &node, loaded, page_size).await?,
+        build_page(&rc.session, &node, loaded, &page).await?,
         total,
         planned.view.clone(),
     ))
@@ -284,18 +283,17 @@ fn build_shown<'a>(
     })
 }
 
-/// A root connection's rows (its page and, past `size`, the look-ahead row), assembled.
+/// A root connection's rows (its page and, past it, the look-ahead row), assembled.
 pub async fn build_page(
     s: &Session,
     node: &Node,
     rows: Vec<Loaded>,
-    size: i64,
+    page: &Page,
 ) -> AppResult<Vec<Obj>> {
-    let size = usize::try_from(size).unwrap_or(0);
     let marked = rows
         .into_iter()
         .enumerate()
-        .map(|(i, l)| (l, i < size))
+        .map(|(i, l)| (l, page.shows(i)))
         .collect();
     build_shown(s, node, marked).await
 }
@@ -307,11 +305,7 @@ pub async fn build_batch(
     batch: &crate::planner::Batch,
     found: Vec<(i64, Loaded)>,
 ) -> AppResult<Vec<(i64, Obj)>> {
-    let size = batch
-        .args
-        .page
-        .as_ref()
-        .map(|p| usize::try_from(p.size).unwrap_or(0));
+    let page = batch.args.page.as_ref();
     // Every batch statement returns its rows grouped by parent (ordered by parent, or
     // sorted so after the fetch): a parent's rows are one run, counted as it goes.
     let mut parents = Vec::with_capacity(found.len());
@@ -321,7 +315,7 @@ pub async fn build_batch(
         if run.0 != Some(parent) {
             run = (Some(parent), 0);
         }
-        marked.push((loaded, size.is_none_or(|size| run.1 < size)));
+        marked.push((loaded, page.is_none_or(|page| page.shows(run.1))));
         run.1 += 1;
         parents.push(parent);
     }

@@ -245,9 +245,8 @@ impl Writer<'_> {
         out: &mut Out,
     ) -> Step {
         let page = args.page.as_ref().ok_or(Stop::Missing)?;
-        let size = usize::try_from(page.size).unwrap_or(0);
-        let more = rows.len() > size;
-        let mut shown: Vec<&Obj> = rows.iter().take(size).collect();
+        let more = page.more(rows.len());
+        let mut shown: Vec<&Obj> = rows.iter().take(page.shown_of(rows.len())).collect();
         if page.backward {
             shown.reverse();
         }

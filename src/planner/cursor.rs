@@ -60,6 +60,30 @@ pub struct Page {
 }
 
 impl Page {
+    /// The rows a page's statement reads (per parent, in a batch): the page's, and one more,
+    /// the look-ahead row that tells whether more rows follow in the page's direction
+    /// (`hasNextPage`, or `hasPreviousPage` for `last`). The look-ahead row is never shown and
+    /// nothing below it is loaded ([`Page::shows`]).
+    pub fn rows_read(&self) -> i64 {
+        self.size.saturating_add(1)
+    }
+
+    /// Whether the `n`th row read (from 0) is shown: rows past the page's size are the
+    /// look-ahead row.
+    pub fn shows(&self, n: usize) -> bool {
+        n < self.shown_of(n.saturating_add(1))
+    }
+
+    /// Of `read` rows read for the page, how many are shown (the page's size at most).
+    pub fn shown_of(&self, read: usize) -> usize {
+        read.min(usize::try_from(self.size).unwrap_or(0))
+    }
+
+    /// Whether more rows follow the page in its direction, `read` rows having been read.
+    pub fn more(&self, read: usize) -> bool {
+        read > self.shown_of(read)
+    }
+
     /// Reads `first`, `last`, `after` and `before` (each `None` when absent) of a list of
     /// `entity` ordered by `order`; `what` names the field in messages.
     pub fn read(

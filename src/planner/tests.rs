@@ -335,3 +335,41 @@ fn the_view_and_the_plan_refuse_a_page_alike() {
     let unknown = [leaf("nope")];
     assert!(View::object(Entity::User, &unknown, LIMITS).is_err());
 }
+
+/// The look-ahead row of a page, in one place: a page of 2 reads 3 rows, shows the first 2,
+/// and the third only tells that more follow.
+#[test]
+fn a_page_reads_one_row_more_than_it_shows() {
+    let page = Page::read(
+        Entity::Order,
+        SortKeys::default(),
+        Some(2),
+        None,
+        None,
+        None,
+        "t",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.rows_read(), 3);
+    assert_eq!(
+        (0..4).map(|n| page.shows(n)).collect::<Vec<_>>(),
+        [true, true, false, false]
+    );
+    assert_eq!((page.shown_of(1), page.more(1)), (1, false));
+    assert_eq!((page.shown_of(2), page.more(2)), (2, false));
+    assert_eq!((page.shown_of(3), page.more(3)), (2, true));
+    let empty = Page::read(
+        Entity::Order,
+        SortKeys::default(),
+        Some(0),
+        None,
+        None,
+        None,
+        "t",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (empty.rows_read(), empty.shows(0), empty.more(1)),
+        (1, false, true)
+    );
+}
