@@ -3,6 +3,7 @@
 pub mod analytics;
 pub mod args;
 pub mod execution;
+pub mod handler;
 pub mod lazy;
 pub mod lookahead;
 pub mod mutation;
