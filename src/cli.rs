@@ -259,46 +259,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             pool.migrate().await?;
             tracing::info!(backend = pool.backend().name(), "migrations applied");
         }
-        Command::Seed(args) => {
-            telemetry::init(&args.db.log_filter(), args.db.log_format);
-            // Bulk loading and the closing vacuum are not requests: no statement timeout.
-            let mut cfg = args.db.pool();
-            cfg.statement_timeout = None;
-            let pool = Db::connect(&args.db.database_url, &cfg).await?;
-            pool.migrate().await?;
-            let spec = SeedSpec {
-                users: args.users,
-                orders_per_user: args.orders_per_user,
-                items_per_order: args.items_per_order,
-                products: args.products,
-            };
-            let bar = ProgressBar::new(spec.total_rows());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} rows ({per_sec})",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            let shown = telemetry::show_progress(&bar);
-            let started = Instant::now();
-            let session = Session::unmetered(pool.clone());
-            let report = seed::seed(&session, spec, |n| bar.set_position(n))
-                .await
-                .map_err(|e| e.detail())?;
-            crate::app::demo_accounts(&session, &Hasher::start(1)?).await?;
-            bar.finish_and_clear();
-            drop(shown);
-            let secs = started.elapsed().as_secs_f64();
-            println!(
-                "seeded {} users, {} products, {} orders, {} items in {secs:.1} s ({} statements)",
-                report.users,
-                report.products,
-                report.orders,
-                report.items,
-                session.log().count()
-            );
-            pool.close().await;
-        }
+        Command::Seed(args) => seed_command(args).await?,
         Command::Schema => {
             print!("{}", graphql::sdl());
         }
@@ -307,51 +268,8 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
                 return Err("some operations failed the check".into());
             }
         }
-        Command::User(UserCommand::Create(args)) => {
-            telemetry::init(&args.db.log_filter(), args.db.log_format);
-            let email = validate::email(&args.email)?;
-            let username = validate::username(&args.username)?;
-            let password = read_password()?;
-            validate::password(&password)?;
-            let pool = Db::connect(&args.db.database_url, &args.db.pool()).await?;
-            pool.migrate().await?;
-            let hasher = Hasher::start(1)?;
-            let hash = hasher.hash(password).await.map_err(|e| e.detail())?;
-            let role = if args.admin {
-                Role::Admin
-            } else {
-                Role::Customer
-            };
-            let session = Session::unmetered(pool.clone());
-            let id = crate::db::auth::insert_account(&session, &email, &username, &hash, role)
-                .await
-                .map_err(|e| e.message())?;
-            println!("created {} {email} (id {id})", role.as_db());
-            pool.close().await;
-        }
-        Command::Token(args) => {
-            telemetry::init(&args.db.log_filter(), args.db.log_format);
-            let pool = Db::connect(&args.db.database_url, &args.db.pool()).await?;
-            pool.migrate().await?;
-            let session = Session::unmetered(pool.clone());
-            let (role, active) = crate::db::auth::account(&session, args.user)
-                .await
-                .map_err(|e| e.detail())?
-                .ok_or_else(|| format!("there is no user {}", args.user))?;
-            if !active {
-                return Err(format!("user {} is inactive", args.user).into());
-            }
-            let keys = Keys::load(
-                &session,
-                args.auth.jwt_secret.as_deref(),
-                args.auth.tokens(),
-            )
-            .await
-            .map_err(|e| e.detail())?;
-            let (token, _) = keys.issue(args.user, role).map_err(|e| e.detail())?;
-            println!("{token}");
-            pool.close().await;
-        }
+        Command::User(UserCommand::Create(args)) => create_user(args).await?,
+        Command::Token(args) => print_token(args).await?,
         Command::Health { addr, tls } => {
             let status = ready_status(addr, tls.unwrap_or(false)).await?;
             if status != 200 {
@@ -360,6 +278,100 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             println!("ready");
         }
     }
+    Ok(())
+}
+
+/// `eagerql seed`: a demo data set in an empty database, with a progress bar.
+async fn seed_command(args: SeedArgs) -> Result<(), BoxError> {
+    telemetry::init(&args.db.log_filter(), args.db.log_format);
+    // Bulk loading and the closing vacuum are not requests: no statement timeout.
+    let mut cfg = args.db.pool();
+    cfg.statement_timeout = None;
+    let pool = Db::connect(&args.db.database_url, &cfg).await?;
+    pool.migrate().await?;
+    let spec = SeedSpec {
+        users: args.users,
+        orders_per_user: args.orders_per_user,
+        items_per_order: args.items_per_order,
+        products: args.products,
+    };
+    let bar = ProgressBar::new(spec.total_rows());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} rows ({per_sec})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let shown = telemetry::show_progress(&bar);
+    let started = Instant::now();
+    let session = Session::unmetered(pool.clone());
+    let report = seed::seed(&session, spec, |n| bar.set_position(n))
+        .await
+        .map_err(|e| e.detail())?;
+    crate::app::demo_accounts(&session, &Hasher::start(1)?).await?;
+    bar.finish_and_clear();
+    drop(shown);
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "seeded {} users, {} products, {} orders, {} items in {secs:.1} s ({} statements)",
+        report.users,
+        report.products,
+        report.orders,
+        report.items,
+        session.log().count()
+    );
+    pool.close().await;
+    Ok(())
+}
+
+/// `eagerql user create`: an account, its password read from the terminal or stdin.
+async fn create_user(args: UserCreateArgs) -> Result<(), BoxError> {
+    telemetry::init(&args.db.log_filter(), args.db.log_format);
+    let email = validate::email(&args.email)?;
+    let username = validate::username(&args.username)?;
+    let password = read_password()?;
+    validate::password(&password)?;
+    let pool = Db::connect(&args.db.database_url, &args.db.pool()).await?;
+    pool.migrate().await?;
+    let hasher = Hasher::start(1)?;
+    let hash = hasher.hash(password).await.map_err(|e| e.detail())?;
+    let role = if args.admin {
+        Role::Admin
+    } else {
+        Role::Customer
+    };
+    let session = Session::unmetered(pool.clone());
+    let id = crate::db::auth::insert_account(&session, &email, &username, &hash, role)
+        .await
+        .map_err(|e| e.message())?;
+    println!("created {} {email} (id {id})", role.as_db());
+    pool.close().await;
+    Ok(())
+}
+
+/// `eagerql token`: an access token for an active user.
+async fn print_token(args: TokenArgs) -> Result<(), BoxError> {
+    telemetry::init(&args.db.log_filter(), args.db.log_format);
+    let pool = Db::connect(&args.db.database_url, &args.db.pool()).await?;
+    pool.migrate().await?;
+    let session = Session::unmetered(pool.clone());
+    let (role, active) = crate::db::auth::account(&session, args.user)
+        .await
+        .map_err(|e| e.detail())?
+        .ok_or_else(|| format!("there is no user {}", args.user))?;
+    if !active {
+        return Err(format!("user {} is inactive", args.user).into());
+    }
+    let keys = Keys::load(
+        &session,
+        args.auth.jwt_secret.as_deref(),
+        args.auth.tokens(),
+    )
+    .await
+    .map_err(|e| e.detail())?;
+    let (token, _) = keys.issue(args.user, role).map_err(|e| e.detail())?;
+    println!("{token}");
+    pool.close().await;
     Ok(())
 }
 

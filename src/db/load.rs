@@ -705,12 +705,6 @@ fn like_literal(text: &str) -> String {
 /// complement).
 fn filter_sql(backend: Backend, entity: Entity, alias: &str, f: &Filter, p: &mut Params) -> String {
     let cols = entity.desc().columns;
-    let guard = |col: &Column, pred: String| match col.kind {
-        Kind::OptText | Kind::OptDateTime => {
-            format!("({alias}.{} is not null and {pred})", col.name)
-        }
-        _ => pred,
-    };
     match f {
         Filter::All(parts) if parts.is_empty() => "1 = 1".to_owned(),
         Filter::Any(parts) if parts.is_empty() => "1 = 0".to_owned(),
@@ -734,29 +728,7 @@ fn filter_sql(backend: Backend, entity: Entity, alias: &str, f: &Filter, p: &mut
             paren(filter_sql(backend, entity, alias, inner, p))
         ),
         Filter::Cmp { col, op, value } => {
-            let c = &cols[usize::from(*col)];
-            let lhs = format!("{alias}.{}", c.name);
-            let pred = match (op, value) {
-                (Op::Contains | Op::StartsWith, Lit::Text(t)) => {
-                    let pattern = match op {
-                        Op::Contains => format!("%{}%", like_literal(t)),
-                        _ => format!("{}%", like_literal(t)),
-                    };
-                    // ASCII case is ignored on both backends, and only ASCII case: SQLite's
-                    // `like` does exactly that; PostgreSQL's `ilike` would also fold `É` to
-                    // `é`, so the column's ASCII letters are lowered and matched with `like`.
-                    let n = p.push(Arg::Text(pattern.to_ascii_lowercase()));
-                    match backend {
-                        Backend::Postgres => format!(
-                            "translate({lhs}, '{ASCII_UPPER}', '{ASCII_LOWER}') like ${n} escape '\\'"
-                        ),
-                        Backend::Sqlite => format!("{lhs} like ${n} escape '\\'"),
-                    }
-                }
-                (_, Lit::Time(t)) => time_cmp(backend, &lhs, *op, *t, p),
-                _ => format!("{lhs} {} {}", op.sql(), lit_sql(backend, value, p)),
-            };
-            guard(c, pred)
+            cmp_sql(backend, alias, &cols[usize::from(*col)], *op, value, p)
         }
         Filter::In { values, .. } if values.is_empty() => "1 = 0".to_owned(),
         Filter::In { col, values }
@@ -776,50 +748,7 @@ fn filter_sql(backend: Backend, entity: Entity, alias: &str, f: &Filter, p: &mut
             };
             filter_sql(backend, entity, alias, &f, p)
         }
-        Filter::In { col, values } => {
-            let c = &cols[usize::from(*col)];
-            let lhs = format!("{alias}.{}", c.name);
-            let ints = |v: &Lit| match v {
-                Lit::Int(n) | Lit::Cents(n) => *n,
-                _ => 0,
-            };
-            let texts = |v: &Lit| match v {
-                Lit::Text(t) => t.clone(),
-                Lit::Status(s) => s.as_db().to_owned(),
-                Lit::Role(r) => r.as_db().to_owned(),
-                Lit::Time(t) => match backend {
-                    Backend::Postgres => t.to_rfc3339(),
-                    Backend::Sqlite => super::session::sqlite_ts(*t),
-                },
-                Lit::Bool(b) => b.to_string(),
-                Lit::Int(n) | Lit::Cents(n) => n.to_string(),
-            };
-            let pred = match c.kind {
-                Kind::Id | Kind::Int | Kind::Money => {
-                    let n = p.push(Arg::Ids(values.iter().map(ints).collect()));
-                    match (backend, c.kind) {
-                        (Backend::Postgres, Kind::Money) => {
-                            format!("({lhs} * 100)::int8 = any(${n})")
-                        }
-                        (Backend::Postgres, Kind::Int) => format!("{lhs}::int8 = any(${n})"),
-                        _ => in_ids(backend, &lhs, n),
-                    }
-                }
-                _ => {
-                    let n = p.push(Arg::Texts(values.iter().map(texts).collect()));
-                    match (backend, c.kind) {
-                        (Backend::Postgres, Kind::DateTime | Kind::OptDateTime) => {
-                            format!("{lhs} = any(${n}::timestamptz[])")
-                        }
-                        (Backend::Postgres, _) => format!("{lhs} = any(${n})"),
-                        (Backend::Sqlite, _) => {
-                            format!("{lhs} in (select value from json_each(${n}))")
-                        }
-                    }
-                }
-            };
-            guard(c, pred)
-        }
+        Filter::In { col, values } => in_sql(backend, alias, &cols[usize::from(*col)], values, p),
         Filter::IsNull { col, null } => format!(
             "{alias}.{} is {}null",
             cols[usize::from(*col)].name,
@@ -830,44 +759,146 @@ fn filter_sql(backend: Backend, entity: Entity, alias: &str, f: &Filter, p: &mut
                 from: entity,
                 index: *rel,
             };
-            let target = rel.target();
-            p.aliases += 1;
-            let a = format!("f{}", p.aliases);
-            let (from, link) = match rel.desc().link {
-                Link::ForeignKey(key) => (
-                    format!("{} {a}", table(target)),
-                    format!("{a}.id = {alias}.{key}"),
-                ),
-                Link::Children(col) => (
-                    format!("{} {a}", table(target)),
-                    format!("{a}.{col} = {alias}.id"),
-                ),
-                Link::Through {
-                    table: link,
-                    parent,
-                    child,
-                } => (
-                    format!(
-                        "{link} l{a} join {} {a} on {a}.id = l{a}.{child}",
-                        table(target)
-                    ),
-                    format!("l{a}.{parent} = {alias}.id"),
-                ),
-            };
-            let mut conds = vec![link];
-            if !filter.is_true() {
-                conds.push(filter_sql(backend, target, &a, filter, p));
-            }
-            if let Some(pred) = p.visible(target, &a) {
-                conds.push(pred);
-            }
-            format!(
-                "{}exists (select 1 from {from} where {}{EXISTS_END})",
-                if *none { "not " } else { "" },
-                conds.join(" and ")
-            )
+            related_sql(backend, alias, rel, *none, filter, p)
         }
     }
+}
+
+/// A null-able column's predicate holds only on a value: comparisons with null are false, so
+/// `not` is the complement.
+fn guard(alias: &str, col: &Column, pred: String) -> String {
+    match col.kind {
+        Kind::OptText | Kind::OptDateTime => {
+            format!("({alias}.{} is not null and {pred})", col.name)
+        }
+        _ => pred,
+    }
+}
+
+/// `alias.col op value`, the value bound.
+fn cmp_sql(
+    backend: Backend,
+    alias: &str,
+    c: &Column,
+    op: Op,
+    value: &Lit,
+    p: &mut Params,
+) -> String {
+    let lhs = format!("{alias}.{}", c.name);
+    let pred = match (op, value) {
+        (Op::Contains | Op::StartsWith, Lit::Text(t)) => {
+            let pattern = match op {
+                Op::Contains => format!("%{}%", like_literal(t)),
+                _ => format!("{}%", like_literal(t)),
+            };
+            // ASCII case is ignored on both backends, and only ASCII case: SQLite's
+            // `like` does exactly that; PostgreSQL's `ilike` would also fold `É` to
+            // `é`, so the column's ASCII letters are lowered and matched with `like`.
+            let n = p.push(Arg::Text(pattern.to_ascii_lowercase()));
+            match backend {
+                Backend::Postgres => format!(
+                    "translate({lhs}, '{ASCII_UPPER}', '{ASCII_LOWER}') like ${n} escape '\\'"
+                ),
+                Backend::Sqlite => format!("{lhs} like ${n} escape '\\'"),
+            }
+        }
+        (_, Lit::Time(t)) => time_cmp(backend, &lhs, op, *t, p),
+        _ => format!("{lhs} {} {}", op.sql(), lit_sql(backend, value, p)),
+    };
+    guard(alias, c, pred)
+}
+
+/// `alias.col in (values)`, the values bound as ONE list parameter.
+fn in_sql(backend: Backend, alias: &str, c: &Column, values: &[Lit], p: &mut Params) -> String {
+    let lhs = format!("{alias}.{}", c.name);
+    let ints = |v: &Lit| match v {
+        Lit::Int(n) | Lit::Cents(n) => *n,
+        _ => 0,
+    };
+    let texts = |v: &Lit| match v {
+        Lit::Text(t) => t.clone(),
+        Lit::Status(s) => s.as_db().to_owned(),
+        Lit::Role(r) => r.as_db().to_owned(),
+        Lit::Time(t) => match backend {
+            Backend::Postgres => t.to_rfc3339(),
+            Backend::Sqlite => super::session::sqlite_ts(*t),
+        },
+        Lit::Bool(b) => b.to_string(),
+        Lit::Int(n) | Lit::Cents(n) => n.to_string(),
+    };
+    let pred = match c.kind {
+        Kind::Id | Kind::Int | Kind::Money => {
+            let n = p.push(Arg::Ids(values.iter().map(ints).collect()));
+            match (backend, c.kind) {
+                (Backend::Postgres, Kind::Money) => {
+                    format!("({lhs} * 100)::int8 = any(${n})")
+                }
+                (Backend::Postgres, Kind::Int) => format!("{lhs}::int8 = any(${n})"),
+                _ => in_ids(backend, &lhs, n),
+            }
+        }
+        _ => {
+            let n = p.push(Arg::Texts(values.iter().map(texts).collect()));
+            match (backend, c.kind) {
+                (Backend::Postgres, Kind::DateTime | Kind::OptDateTime) => {
+                    format!("{lhs} = any(${n}::timestamptz[])")
+                }
+                (Backend::Postgres, _) => format!("{lhs} = any(${n})"),
+                (Backend::Sqlite, _) => {
+                    format!("{lhs} in (select value from json_each(${n}))")
+                }
+            }
+        }
+    };
+    guard(alias, c, pred)
+}
+
+/// `[not] exists` a row of `rel` from the row `alias` that `filter` keeps and the viewer may
+/// see.
+fn related_sql(
+    backend: Backend,
+    alias: &str,
+    rel: Rel,
+    none: bool,
+    filter: &Filter,
+    p: &mut Params,
+) -> String {
+    let target = rel.target();
+    p.aliases += 1;
+    let a = format!("f{}", p.aliases);
+    let (from, link) = match rel.desc().link {
+        Link::ForeignKey(key) => (
+            format!("{} {a}", table(target)),
+            format!("{a}.id = {alias}.{key}"),
+        ),
+        Link::Children(col) => (
+            format!("{} {a}", table(target)),
+            format!("{a}.{col} = {alias}.id"),
+        ),
+        Link::Through {
+            table: link,
+            parent,
+            child,
+        } => (
+            format!(
+                "{link} l{a} join {} {a} on {a}.id = l{a}.{child}",
+                table(target)
+            ),
+            format!("l{a}.{parent} = {alias}.id"),
+        ),
+    };
+    let mut conds = vec![link];
+    if !filter.is_true() {
+        conds.push(filter_sql(backend, target, &a, filter, p));
+    }
+    if let Some(pred) = p.visible(target, &a) {
+        conds.push(pred);
+    }
+    format!(
+        "{}exists (select 1 from {from} where {}{EXISTS_END})",
+        if none { "not " } else { "" },
+        conds.join(" and ")
+    )
 }
 
 fn paren(sql: String) -> String {

@@ -251,6 +251,33 @@ pub async fn seed(
     spec: SeedSpec,
     mut progress: impl FnMut(u64),
 ) -> AppResult<SeedReport> {
+    check_spec(&spec)?;
+    if !is_empty(s).await? {
+        return Err(AppError::bad_input(
+            "the database already has data; seed an empty database",
+        ));
+    }
+    let anchor = Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+        .unwrap_or_else(Utc::now);
+    let mut written = write_products(s, &spec, &mut progress).await?;
+    written += write_users(s, &spec, anchor, written, &mut progress).await?;
+    write_orders(s, &spec, anchor, written, &mut progress).await?;
+    if s.backend() == Backend::Postgres {
+        settle_postgres(s).await?;
+    }
+    Ok(SeedReport {
+        users: spec.users,
+        products: spec.products,
+        orders: spec.orders(),
+        items: spec.orders() * spec.items_per_order,
+    })
+}
+
+/// Refuses a data set that cannot be written.
+fn check_spec(spec: &SeedSpec) -> AppResult<()> {
     if spec.items_per_order > spec.products {
         return Err(AppError::bad_input(format!(
             "--items-per-order ({}) cannot exceed --products ({}): an order's items are distinct products",
@@ -260,19 +287,17 @@ pub async fn seed(
     if spec.orders_per_user > 0 && spec.items_per_order == 0 {
         return Err(AppError::bad_input("an order needs at least one item"));
     }
-    if !is_empty(s).await? {
-        return Err(AppError::bad_input(
-            "the database already has data; seed an empty database",
-        ));
-    }
-    let backend = s.backend();
-    let anchor = Utc::now()
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc())
-        .unwrap_or_else(Utc::now);
-    let mut written = 0u64;
+    Ok(())
+}
 
+/// Writes the products; gives how many rows it wrote.
+async fn write_products(
+    s: &Session,
+    spec: &SeedSpec,
+    progress: &mut impl FnMut(u64),
+) -> AppResult<u64> {
+    let backend = s.backend();
+    let mut written = 0u64;
     let mut rows = Rows::new(backend);
     for id in 1..=spec.products {
         rows.int(id as i64)
@@ -290,6 +315,20 @@ pub async fn seed(
     written += rows.count;
     rows.flush(s, "products", PRODUCT_COLS).await?;
 
+    Ok(written)
+}
+
+/// Writes the users (`before` rows were written before them, for `progress`); gives how many
+/// rows it wrote.
+async fn write_users(
+    s: &Session,
+    spec: &SeedSpec,
+    anchor: DateTime<Utc>,
+    before: u64,
+    progress: &mut impl FnMut(u64),
+) -> AppResult<u64> {
+    let mut rows = Rows::new(s.backend());
+    let mut written = 0u64;
     for id in 1..=spec.users {
         let created = anchor - Duration::seconds((mix(id ^ 0xC0FFEE) % (365 * 86_400)) as i64);
         // "!" is not a valid password hash: demo users cannot log in.
@@ -304,13 +343,27 @@ pub async fn seed(
         if rows.count == BATCH_ROWS {
             written += rows.count;
             rows.flush(s, "users", USER_COLS).await?;
-            progress(written);
+            progress(before + written);
         }
     }
     written += rows.count;
     rows.flush(s, "users", USER_COLS).await?;
-    progress(written);
+    progress(before + written);
 
+    Ok(written)
+}
+
+/// Writes the orders with their items and links (`written` rows were written before them,
+/// for `progress`).
+async fn write_orders(
+    s: &Session,
+    spec: &SeedSpec,
+    anchor: DateTime<Utc>,
+    mut written: u64,
+    progress: &mut impl FnMut(u64),
+) -> AppResult<()> {
+    let backend = s.backend();
+    let mut rows = Rows::new(backend);
     // Orders first, then their items and links, a chunk of users at a time: the rows of a
     // chunk reference only orders already written.
     let mut items = Rows::new(backend);
@@ -385,47 +438,46 @@ pub async fn seed(
         join_copy(previous).await?;
     }
 
-    if backend == Backend::Postgres {
-        // Explicit ids were written: move the sequences past them; then vacuum, so hint bits
-        // and the visibility map are set (no first-read writes, index-only scans possible),
-        // and refresh the planner's statistics so the first queries get good plans.
-        for table in ["users", "products", "orders", "order_items"] {
-            s.fetch(
-                "seed.setval",
-                format!(
-                    "select setval(pg_get_serial_sequence('{table}', 'id'), \
+    Ok(())
+}
+
+/// On PostgreSQL, after explicit ids were written: the sequences moved past them, and the
+/// tables vacuumed and analysed.
+async fn settle_postgres(s: &Session) -> AppResult<()> {
+    // Explicit ids were written: move the sequences past them; then vacuum, so hint bits
+    // and the visibility map are set (no first-read writes, index-only scans possible),
+    // and refresh the planner's statistics so the first queries get good plans.
+    for table in ["users", "products", "orders", "order_items"] {
+        s.fetch(
+            "seed.setval",
+            format!(
+                "select setval(pg_get_serial_sequence('{table}', 'id'), \
                      coalesce((select max(id) from {table}), 0) + 1, false)"
-                ),
-                vec![],
-                |r| r.i64(0),
-            )
-            .await?;
-        }
-        // One table per connection, side by side: the big three take about as long as the
-        // largest alone.
-        let vacuums = [
-            "orders",
-            "order_items",
-            "order_products",
-            "users",
-            "products",
-        ]
-        .map(|t| {
-            // VACUUM cannot run inside a transaction, and behind a transaction pooler every
-            // statement gets one: there, the planner statistics only.
-            let sql = if s.db().pooled() {
-                format!("analyze {t}")
-            } else {
-                format!("vacuum (analyze) {t}")
-            };
-            s.execute("seed.vacuum", sql, vec![])
-        });
-        futures_util::future::try_join_all(vacuums).await?;
+            ),
+            vec![],
+            |r| r.i64(0),
+        )
+        .await?;
     }
-    Ok(SeedReport {
-        users: spec.users,
-        products: spec.products,
-        orders: spec.orders(),
-        items: spec.orders() * spec.items_per_order,
-    })
+    // One table per connection, side by side: the big three take about as long as the
+    // largest alone.
+    let vacuums = [
+        "orders",
+        "order_items",
+        "order_products",
+        "users",
+        "products",
+    ]
+    .map(|t| {
+        // VACUUM cannot run inside a transaction, and behind a transaction pooler every
+        // statement gets one: there, the planner statistics only.
+        let sql = if s.db().pooled() {
+            format!("analyze {t}")
+        } else {
+            format!("vacuum (analyze) {t}")
+        };
+        s.execute("seed.vacuum", sql, vec![])
+    });
+    futures_util::future::try_join_all(vacuums).await?;
+    Ok(())
 }

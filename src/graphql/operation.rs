@@ -678,6 +678,28 @@ impl Preparer {
     }
 }
 
+/// An argument of a canonical field: its name and value.
+type Argument = (Positioned<Name>, Positioned<async_graphql_value::Value>);
+
+/// The placeholder field of a selection set `@skip`/`@include` emptied, and its shape entry:
+/// the object stays an object, and [`finish`] removes the key.
+fn empty_placeholder(pos: Pos) -> (Positioned<GqlSelection>, (Name, OutType, Shape)) {
+    let field = Field {
+        alias: Some(Positioned::new(Name::new(EMPTY_SELECTION_KEY), pos)),
+        name: Positioned::new(Name::new("__typename"), pos),
+        arguments: Vec::new(),
+        directives: Vec::new(),
+        selection_set: Positioned::new(SelectionSet::default(), pos),
+    };
+    let item = Positioned::new(GqlSelection::Field(Positioned::new(field, pos)), pos);
+    let shape = (
+        Name::new(EMPTY_SELECTION_KEY),
+        OutType::Named { non_null: true },
+        Shape::default(),
+    );
+    (item, shape)
+}
+
 /// The canonical operation's root fields.
 fn root_fields(doc: &ExecutableDocument) -> impl Iterator<Item = &Field> {
     let items = match &doc.operations {
@@ -831,33 +853,11 @@ impl<'a> Canon<'a> {
         let mut items = Vec::with_capacity(grouped.len());
         let mut shape = Vec::with_capacity(grouped.len());
         for (key, same) in grouped {
-            self.fields += 1;
-            if self.fields > self.limits.max_fields {
-                return Err(request_error(
-                    format!(
-                        "the operation has more than {} fields once its fragments are expanded",
-                        self.limits.max_fields
-                    ),
-                    None,
-                    "LIMIT_EXCEEDED",
-                ));
-            }
             let first = same[0];
             let field_pos = pos_of(first.location(), &self.doc.sources).unwrap_or_default();
             let introspection =
                 level.introspection || matches!(first.name.as_str(), "__schema" | "__type");
-            let (limit, what) = if introspection {
-                (self.limits.max_introspection_depth, "introspection")
-            } else {
-                (self.limits.max_depth, "the selection")
-            };
-            if level.depth > limit {
-                return Err(request_error(
-                    format!("the query is nested too deep: {what} may nest at most {limit} fields"),
-                    Some(field_pos),
-                    "LIMIT_EXCEEDED",
-                ));
-            }
+            self.count_field(level.depth, introspection, field_pos)?;
             pos.get_or_insert(field_pos);
             let inner = first.selection_set.ty.as_str();
             let has_selection = !first.selection_set.selections.is_empty();
@@ -881,36 +881,7 @@ impl<'a> Canon<'a> {
                 OutType::of(&first.definition.ty)
             };
             shape.push((Name::new(key.as_str()), ty, sub));
-            let mut arguments = Vec::with_capacity(first.arguments.len());
-            for arg in &first.arguments {
-                let at = pos_of(arg.location(), &self.doc.sources).unwrap_or(field_pos);
-                if let Some(def) = first.definition.argument_by_name(&arg.name) {
-                    self.check_literal(&def.ty, &arg.value)
-                        .map_err(|m| request_error(m, Some(at), "GRAPHQL_VALIDATION_FAILED"))?;
-                }
-                let value = match arg.value.as_ref() {
-                    // A whole argument that is a variable stays a variable: its value is
-                    // handed to the executor once (bulk input is not copied again).
-                    ast::Value::Variable(var) => {
-                        let Some(v) = self.vars.get(var.as_str()) else {
-                            continue;
-                        };
-                        let name = Name::new(var.as_str());
-                        if !self.passed.contains_key(&name) {
-                            self.passed.insert(name.clone(), json(v));
-                        }
-                        async_graphql_value::Value::Variable(name)
-                    }
-                    other => match self.value(other) {
-                        Some(value) => value.into_value(),
-                        None => continue,
-                    },
-                };
-                arguments.push((
-                    Positioned::new(Name::new(arg.name.as_str()), at),
-                    Positioned::new(value, at),
-                ));
-            }
+            let arguments = self.arguments(first, field_pos)?;
             let field = Field {
                 alias: first
                     .alias
@@ -929,24 +900,85 @@ impl<'a> Canon<'a> {
         let pos = pos.unwrap_or_default();
         if items.is_empty() {
             // Everything was skipped: keep the object an object.
-            let field = Field {
-                alias: Some(Positioned::new(Name::new(EMPTY_SELECTION_KEY), pos)),
-                name: Positioned::new(Name::new("__typename"), pos),
-                arguments: Vec::new(),
-                directives: Vec::new(),
-                selection_set: Positioned::new(SelectionSet::default(), pos),
-            };
-            items.push(Positioned::new(
-                GqlSelection::Field(Positioned::new(field, pos)),
-                pos,
-            ));
-            shape.push((
-                Name::new(EMPTY_SELECTION_KEY),
-                OutType::Named { non_null: true },
-                Shape::default(),
-            ));
+            let (item, placeholder) = empty_placeholder(pos);
+            items.push(item);
+            shape.push(placeholder);
         }
         Ok((Positioned::new(SelectionSet { items }, pos), Shape(shape)))
+    }
+
+    /// Counts one more field of the canonical operation, and checks its depth (`level_depth`,
+    /// within introspection or not) against the limits.
+    fn count_field(
+        &mut self,
+        level_depth: usize,
+        introspection: bool,
+        at: Pos,
+    ) -> Result<(), ServerError> {
+        self.fields += 1;
+        if self.fields > self.limits.max_fields {
+            return Err(request_error(
+                format!(
+                    "the operation has more than {} fields once its fragments are expanded",
+                    self.limits.max_fields
+                ),
+                None,
+                "LIMIT_EXCEEDED",
+            ));
+        }
+        let (limit, what) = if introspection {
+            (self.limits.max_introspection_depth, "introspection")
+        } else {
+            (self.limits.max_depth, "the selection")
+        };
+        if level_depth > limit {
+            return Err(request_error(
+                format!("the query is nested too deep: {what} may nest at most {limit} fields"),
+                Some(at),
+                "LIMIT_EXCEEDED",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A canonical field's arguments: literals checked and written with the coerced
+    /// variables' values; a whole argument that is a variable stays that variable (its value
+    /// is handed to the executor once: bulk input is not copied again); one whose variable
+    /// was not given is left out, so the argument's default applies.
+    fn arguments(
+        &mut self,
+        field: &executable::Field,
+        field_pos: Pos,
+    ) -> Result<Vec<Argument>, ServerError> {
+        let mut arguments = Vec::with_capacity(field.arguments.len());
+        for arg in &field.arguments {
+            let at = pos_of(arg.location(), &self.doc.sources).unwrap_or(field_pos);
+            if let Some(def) = field.definition.argument_by_name(&arg.name) {
+                self.check_literal(&def.ty, &arg.value)
+                    .map_err(|m| request_error(m, Some(at), "GRAPHQL_VALIDATION_FAILED"))?;
+            }
+            let value = match arg.value.as_ref() {
+                ast::Value::Variable(var) => {
+                    let Some(v) = self.vars.get(var.as_str()) else {
+                        continue;
+                    };
+                    let name = Name::new(var.as_str());
+                    if !self.passed.contains_key(&name) {
+                        self.passed.insert(name.clone(), json(v));
+                    }
+                    async_graphql_value::Value::Variable(name)
+                }
+                other => match self.value(other) {
+                    Some(value) => value.into_value(),
+                    None => continue,
+                },
+            };
+            arguments.push((
+                Positioned::new(Name::new(arg.name.as_str()), at),
+                Positioned::new(value, at),
+            ));
+        }
+        Ok(arguments)
     }
 
     /// The specification's `CollectFields`.

@@ -428,6 +428,57 @@ pub fn page_input_values() -> impl Iterator<Item = (String, MetaInputValue)> {
         .map(|(n, t, d)| ((*n).to_owned(), input(n, t, d)))
 }
 
+/// Object fields without arguments: `(name, type, documentation)`.
+fn plain_fields(list: &[(&str, String, &str)]) -> IndexMap<String, MetaField> {
+    list.iter()
+        .map(|(name, ty, text)| {
+            (
+                (*name).to_owned(),
+                meta_field(name, text, ty.clone(), IndexMap::new()),
+            )
+        })
+        .collect()
+}
+
+/// Registers `PageInfo` (once).
+fn register_page_info(registry: &mut Registry) {
+    if registry.types.contains_key("PageInfo") {
+        return;
+    }
+    let fields = plain_fields(&[
+        (
+            "hasNextPage",
+            "Boolean!".to_owned(),
+            "Whether more rows follow the page (paging forward with `first`; false when \
+             paging with `last`).",
+        ),
+        (
+            "hasPreviousPage",
+            "Boolean!".to_owned(),
+            "Whether more rows precede the page (paging backward with `last`; false when \
+             paging with `first`).",
+        ),
+        (
+            "startCursor",
+            "String".to_owned(),
+            "The cursor of the page's first row; null when the page is empty.",
+        ),
+        (
+            "endCursor",
+            "String".to_owned(),
+            "The cursor of the page's last row; null when the page is empty.",
+        ),
+    ]);
+    registry.types.insert(
+        "PageInfo".to_owned(),
+        object_type(
+            "PageInfo".to_owned(),
+            Some("Where a page of a connection is in its list.".to_owned()),
+            fields,
+        ),
+    );
+}
+
 /// Registers `PageInfo`, `XEdge` and `XConnection` of `entity` (once); gives the field type
 /// `XConnection!`.
 pub fn register_connection(entity: Entity, registry: &mut Registry) -> String {
@@ -439,62 +490,17 @@ pub fn register_connection(entity: Entity, registry: &mut Registry) -> String {
     drop(<String as OutputType>::create_type_info(registry));
     drop(<bool as OutputType>::create_type_info(registry));
     drop(<i32 as OutputType>::create_type_info(registry));
-    if !registry.types.contains_key("PageInfo") {
-        let mut fields = IndexMap::new();
-        for (field, ty, text) in [
-            (
-                "hasNextPage",
-                "Boolean!",
-                "Whether more rows follow the page (paging forward with `first`; false when \
-                 paging with `last`).",
-            ),
-            (
-                "hasPreviousPage",
-                "Boolean!",
-                "Whether more rows precede the page (paging backward with `last`; false when \
-                 paging with `first`).",
-            ),
-            (
-                "startCursor",
-                "String",
-                "The cursor of the page's first row; null when the page is empty.",
-            ),
-            (
-                "endCursor",
-                "String",
-                "The cursor of the page's last row; null when the page is empty.",
-            ),
-        ] {
-            fields.insert(
-                field.to_owned(),
-                meta_field(field, text, ty.to_owned(), IndexMap::new()),
-            );
-        }
-        registry.types.insert(
-            "PageInfo".to_owned(),
-            object_type(
-                "PageInfo".to_owned(),
-                Some("Where a page of a connection is in its list.".to_owned()),
-                fields,
-            ),
-        );
-    }
+    register_page_info(registry);
     let type_name = entity.desc().name;
-    let mut fields = IndexMap::new();
-    fields.insert(
-        "cursor".to_owned(),
-        meta_field(
+    let fields = plain_fields(&[
+        (
             "cursor",
+            "String!".to_owned(),
             "An opaque position of this row in its list (its sort keys and id): pass it as \
              `after` or `before`.",
-            "String!".to_owned(),
-            IndexMap::new(),
         ),
-    );
-    fields.insert(
-        "node".to_owned(),
-        meta_field("node", "The row.", node.clone(), IndexMap::new()),
-    );
+        ("node", node.clone(), "The row."),
+    ]);
     registry.types.insert(
         edge.clone(),
         object_type(
@@ -503,44 +509,29 @@ pub fn register_connection(entity: Entity, registry: &mut Registry) -> String {
             fields,
         ),
     );
-    let mut fields = IndexMap::new();
-    fields.insert(
-        "edges".to_owned(),
-        meta_field(
+    let fields = plain_fields(&[
+        (
             "edges",
-            "The page's rows with their cursors, in list order.",
             format!("[{edge}!]!"),
-            IndexMap::new(),
+            "The page's rows with their cursors, in list order.",
         ),
-    );
-    fields.insert(
-        "nodes".to_owned(),
-        meta_field(
+        (
             "nodes",
-            "The page's rows, in list order (`edges { node }` without the cursors).",
             format!("[{node}]!"),
-            IndexMap::new(),
+            "The page's rows, in list order (`edges { node }` without the cursors).",
         ),
-    );
-    fields.insert(
-        "pageInfo".to_owned(),
-        meta_field(
+        (
             "pageInfo",
-            "Where the page is in its list.",
             "PageInfo!".to_owned(),
-            IndexMap::new(),
+            "Where the page is in its list.",
         ),
-    );
-    fields.insert(
-        "totalCount".to_owned(),
-        meta_field(
+        (
             "totalCount",
+            "Int!".to_owned(),
             "How many rows the whole list has (every page, under its filters). Costs one \
              grouped count statement per edge and argument set, and only when selected.",
-            "Int!".to_owned(),
-            IndexMap::new(),
         ),
-    );
+    ]);
     registry.types.insert(
         name.clone(),
         object_type(
