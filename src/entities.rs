@@ -416,6 +416,62 @@ pub struct EntityDesc {
     pub relations: &'static [Relation],
     /// Which rows a viewer sees.
     pub visibility: Visibility,
+    /// The table's named constraints whose violation is the client's to fix.
+    pub constraints: &'static [Constraint],
+}
+
+/// A named constraint of a table whose violation is the client's to fix, not a server fault.
+/// Both dialects' migrations give it this name (a test reads them).
+#[derive(Copy, Clone, Debug)]
+pub struct Constraint {
+    /// Its name: PostgreSQL reports it with the violation; SQLite names a CHECK by it.
+    pub name: &'static str,
+    /// The columns a UNIQUE constraint covers (SQLite reports a unique violation as
+    /// `table.column, ...`); empty for a CHECK.
+    pub unique: &'static [&'static str],
+    /// What its violation tells the client.
+    pub means: Violation,
+}
+
+/// What a violated [`Constraint`] tells the client.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// The value given for the input field `.0` is taken (`CONFLICT`, `extensions.field`).
+    Taken(&'static str),
+    /// The write cannot be accepted, for the reason `.0` (`BAD_USER_INPUT`).
+    Refused(&'static str),
+}
+
+/// The described constraint a database error names, from PostgreSQL's constraint name or
+/// SQLite's message (`UNIQUE constraint failed: users.email`, `CHECK constraint failed:
+/// products_stock_quantity_check`); `None`: no described constraint.
+pub fn violated_constraint(name: Option<&str>, message: &str) -> Option<&'static Constraint> {
+    let all = || {
+        Entity::ALL.iter().flat_map(|e| {
+            e.desc()
+                .constraints
+                .iter()
+                .map(move |c| (e.desc().table, c))
+        })
+    };
+    if let Some(name) = name {
+        return all().find(|(_, c)| c.name == name).map(|(_, c)| c);
+    }
+    if let Some(named) = message.strip_prefix("CHECK constraint failed: ") {
+        return all().find(|(_, c)| c.name == named.trim()).map(|(_, c)| c);
+    }
+    let columns = message.strip_prefix("UNIQUE constraint failed: ")?;
+    let columns: Vec<&str> = columns.split(',').map(str::trim).collect();
+    all()
+        .find(|(table, c)| {
+            !c.unique.is_empty()
+                && c.unique.len() == columns.len()
+                && c.unique
+                    .iter()
+                    .zip(&columns)
+                    .all(|(col, got)| got.split_once('.') == Some((*table, *col)))
+        })
+        .map(|(_, c)| c)
 }
 
 /// The documentation of every `orderBy` argument.
@@ -438,6 +494,18 @@ pub static USER: EntityDesc = EntityDesc {
     doc: "A customer account. Its password hash is never exposed.",
     table: "users",
     visibility: Visibility::Owner("id"),
+    constraints: &[
+        Constraint {
+            name: "users_email_key",
+            unique: &["email"],
+            means: Violation::Taken("email"),
+        },
+        Constraint {
+            name: "users_username_key",
+            unique: &["username"],
+            means: Violation::Taken("username"),
+        },
+    ],
     columns: &[
         ID,
         Column::field("email", "email", Kind::Text, "Unique e-mail address.").sortable(),
@@ -490,6 +558,7 @@ pub static ORDER: EntityDesc = EntityDesc {
     doc: "A purchase: who placed it, what it contains and what it cost.",
     table: "orders",
     visibility: Visibility::Owner("user_id"),
+    constraints: &[],
     columns: &[
         ID,
         Column::foreign_key("user_id"),
@@ -560,6 +629,7 @@ pub static ORDER_ITEM: EntityDesc = EntityDesc {
         key: "order_id",
         parent: Entity::Order,
     },
+    constraints: &[],
     columns: &[
         ID,
         Column::foreign_key("order_id"),
@@ -604,6 +674,20 @@ pub static PRODUCT: EntityDesc = EntityDesc {
     doc: "A product in the catalogue, with its current price and stock.",
     table: "products",
     visibility: Visibility::Public,
+    constraints: &[
+        Constraint {
+            name: "products_sku_key",
+            unique: &["sku"],
+            means: Violation::Taken("sku"),
+        },
+        // The last line of defence against overselling, should a conditional update ever
+        // let one through.
+        Constraint {
+            name: "products_stock_quantity_check",
+            unique: &[],
+            means: Violation::Refused("insufficient stock"),
+        },
+    ],
     columns: &[
         ID,
         Column::field("name", "name", Kind::Text, "Display name.").sortable(),
@@ -881,5 +965,74 @@ mod tests {
         assert!(
             names_visible(through, "product_id", Entity::Product, Visibility::Public).is_some()
         );
+    }
+
+    /// A violation is told by the constraint's name (PostgreSQL) or by SQLite's report of
+    /// it, exactly: another table's column of the same name, or a column list that is only
+    /// part of a constraint's, is not the constraint.
+    #[test]
+    fn violations_are_told_by_name_or_by_sqlites_report() {
+        let taken = |c: Option<&Constraint>| c.map(|c| c.means);
+        assert_eq!(
+            taken(violated_constraint(
+                Some("users_email_key"),
+                "duplicate key"
+            )),
+            Some(Violation::Taken("email"))
+        );
+        assert_eq!(
+            taken(violated_constraint(
+                None,
+                "UNIQUE constraint failed: users.username"
+            )),
+            Some(Violation::Taken("username"))
+        );
+        assert_eq!(
+            taken(violated_constraint(
+                None,
+                "UNIQUE constraint failed: products.sku"
+            )),
+            Some(Violation::Taken("sku"))
+        );
+        assert_eq!(
+            taken(violated_constraint(
+                None,
+                "CHECK constraint failed: products_stock_quantity_check"
+            )),
+            Some(Violation::Refused("insufficient stock"))
+        );
+        for other in [
+            "UNIQUE constraint failed: orders.email",
+            "UNIQUE constraint failed: users.email, users.username",
+            "UNIQUE constraint failed: refresh_tokens.token_hash",
+            "CHECK constraint failed: quantity > 0",
+            "users.email is taken",
+        ] {
+            assert!(violated_constraint(None, other).is_none(), "{other}");
+        }
+        assert!(violated_constraint(Some("orders_pkey"), "").is_none());
+    }
+
+    /// Every described constraint is named so in both dialects' migrations, so the name the
+    /// database reports is the one described.
+    #[test]
+    fn every_described_constraint_is_named_in_both_dialects() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/migrations");
+        for dialect in ["postgres", "sqlite"] {
+            let mut text = String::new();
+            for entry in std::fs::read_dir(root.join(dialect)).expect("migrations") {
+                let path = entry.expect("entry").path();
+                text.push_str(&std::fs::read_to_string(&path).expect("readable"));
+            }
+            for e in Entity::ALL {
+                for c in e.desc().constraints {
+                    assert!(
+                        text.contains(&format!("constraint {} ", c.name)),
+                        "{dialect}: {}",
+                        c.name
+                    );
+                }
+            }
+        }
     }
 }

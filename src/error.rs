@@ -6,6 +6,8 @@
 
 use async_graphql::ErrorExtensions;
 
+use crate::entities::Violation;
+
 /// What can go wrong while serving a request.
 ///
 /// Deliberately not `Display`: async-graphql converts any `Display` type into an error without
@@ -122,23 +124,6 @@ impl AppError {
     }
 }
 
-/// The GraphQL input field a unique constraint protects, from its name (PostgreSQL) or its
-/// message (SQLite: `UNIQUE constraint failed: users.email`).
-fn conflict_field(err: &dyn sqlx::error::DatabaseError) -> Option<&'static str> {
-    const FIELDS: [(&str, &str, &str); 3] = [
-        ("users_email_key", "users.email", "email"),
-        ("users_username_key", "users.username", "username"),
-        ("products_sku_key", "products.sku", "sku"),
-    ];
-    let message = err.message();
-    FIELDS
-        .iter()
-        .find(|(constraint, column, _)| {
-            err.constraint() == Some(*constraint) || message.contains(column)
-        })
-        .map(|(_, _, field)| *field)
-}
-
 /// A selection the planner refuses is the client's to fix (`BAD_USER_INPUT`).
 impl From<crate::planner::PlanError> for AppError {
     fn from(e: crate::planner::PlanError) -> Self {
@@ -149,10 +134,14 @@ impl From<crate::planner::PlanError> for AppError {
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &err {
-            if db.is_unique_violation()
-                && let Some(field) = conflict_field(db.as_ref())
+            // A described constraint, by its name (PostgreSQL) or SQLite's report of it.
+            if (db.is_unique_violation() || db.is_check_violation())
+                && let Some(c) = crate::entities::violated_constraint(db.constraint(), db.message())
             {
-                return AppError::Conflict { field };
+                return match c.means {
+                    Violation::Taken(field) => AppError::Conflict { field },
+                    Violation::Refused(why) => AppError::bad_input(why),
+                };
             }
             // The server is shutting down or restarting, or the connection broke: retryable.
             if let Some(code) = db.code()
@@ -169,15 +158,6 @@ impl From<sqlx::Error> for AppError {
                 return AppError::LimitExceeded(
                     "a statement ran longer than the statement timeout".to_owned(),
                 );
-            }
-            // The CHECK that keeps stock from going negative: the last line of defence against
-            // overselling, should a conditional update ever let one through.
-            let msg = db.message();
-            if db.is_check_violation()
-                && (db.constraint() == Some("products_stock_quantity_check")
-                    || msg.contains("products_stock_quantity_check"))
-            {
-                return AppError::bad_input("insufficient stock");
             }
         }
         match err {

@@ -160,3 +160,44 @@ async fn a_taken_address_is_named_when_the_server_cannot_listen() {
         "{message}"
     );
 }
+
+/// A described constraint the database reports is told by its name on PostgreSQL and by its
+/// report on SQLite, the same on both: a taken e-mail or SKU is `CONFLICT` with the input
+/// field, the stock CHECK (the last line of defence against overselling) `BAD_USER_INPUT`;
+/// another violation stays a server fault, with no SQL in its message.
+#[tokio::test]
+async fn constraint_violations_mean_the_same_on_both_backends() {
+    use eagerql::db::Session;
+    let app = spawn_app().await;
+    app.seed(2, 1, 1, 2).await;
+    let s = Session::unmetered(app.db.clone());
+    let fails = |sql: &str| {
+        let (s, sql) = (s.clone(), sql.to_owned());
+        async move {
+            s.execute("test.violate", sql, vec![])
+                .await
+                .expect_err("a violation")
+        }
+    };
+    let e =
+        fails("update users set email = (select email from users where id = 1) where id = 2").await;
+    assert_eq!(
+        (e.code(), e.message()),
+        ("CONFLICT", "email is already taken".to_owned())
+    );
+    let e = fails("update products set sku = (select sku from products where id = 1) where id = 2")
+        .await;
+    assert_eq!(
+        (e.code(), e.message()),
+        ("CONFLICT", "sku is already taken".to_owned())
+    );
+    let e = fails("update products set stock_quantity = -1 where id = 1").await;
+    assert_eq!(
+        (e.code(), e.message()),
+        ("BAD_USER_INPUT", "insufficient stock".to_owned())
+    );
+    // Not a described constraint: a server fault, and the client is told nothing of it.
+    let e = fails("update order_items set quantity = 0 where id = 1").await;
+    assert_eq!(e.code(), "INTERNAL", "{}", e.detail());
+    assert!(!e.message().contains("quantity"), "{}", e.message());
+}
