@@ -810,18 +810,26 @@ async fn write_in<S: Shape>(
     }
 }
 
+/// The type items of a wrapper that answers as the shape it wraps (its schema type is the
+/// shape's).
+macro_rules! answers_as {
+    ($s:ident) => {
+        fn type_name() -> Cow<'static, str> {
+            $s::type_name()
+        }
+
+        fn qualified_type_name() -> String {
+            $s::qualified_type_name()
+        }
+
+        fn create_type_info(registry: &mut Registry) -> String {
+            $s::create_type_info(registry)
+        }
+    };
+}
+
 impl<S: Shape> OutputType for Written<S> {
-    fn type_name() -> Cow<'static, str> {
-        S::type_name()
-    }
-
-    fn qualified_type_name() -> String {
-        S::qualified_type_name()
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        S::create_type_info(registry)
-    }
+    answers_as!(S);
 
     async fn resolve(
         &self,
@@ -862,17 +870,7 @@ impl<T: Typed> OutputType for Object<T> {
 }
 
 impl<T: Shape> OutputType for Rendered<T> {
-    fn type_name() -> Cow<'static, str> {
-        T::type_name()
-    }
-
-    fn qualified_type_name() -> String {
-        T::qualified_type_name()
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        T::create_type_info(registry)
-    }
+    answers_as!(T);
 
     async fn resolve(
         &self,

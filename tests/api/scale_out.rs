@@ -516,19 +516,31 @@ async fn reads_use_the_replica_and_fall_back_to_the_primary_when_it_stops() {
 
     // Stopped while requests run: every request answers; those begun after the stop read
     // on the primary.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let load = {
-        let token = token.clone();
+        let (token, answered) = (token.clone(), answered.clone());
         tokio::spawn(async move {
             let mut answers = Vec::new();
             for i in 0..60 {
                 let (r, on) = read_on(addr, &token, SHAPES[i % SHAPES.len()].0).await;
                 answers.push((r, on));
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             answers
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Stopped once the load is under way (a few requests answered), not after a guess.
+    for _ in 0..500 {
+        if answered.load(std::sync::atomic::Ordering::Relaxed) >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        answered.load(std::sync::atomic::Ordering::Relaxed) >= 5,
+        "the load runs"
+    );
     script("pg-replica", &["stop"]);
     let stopped_at = std::time::Instant::now();
     for (shape, statements) in SHAPES {
