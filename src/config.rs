@@ -7,7 +7,6 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::db::{Backend, PoolConfig, Pooler};
-use crate::graphql::SchemaLimits;
 use crate::graphql::operation::DocumentLimits;
 use crate::planner::Limits;
 
@@ -401,13 +400,6 @@ impl ServeConfig {
         }
     }
 
-    /// The schema's limits.
-    pub fn schema_limits(&self) -> SchemaLimits {
-        SchemaLimits {
-            max_complexity: self.max_complexity,
-        }
-    }
-
     /// The size of the prepared-document cache.
     pub fn document_cache(&self) -> crate::graphql::operation::CacheSize {
         crate::graphql::operation::CacheSize {
@@ -434,6 +426,7 @@ impl ServeConfig {
             max_directives: self.max_directives,
             max_depth: self.max_depth,
             max_fields: self.max_fields,
+            max_complexity: self.max_complexity,
             ..DocumentLimits::default()
         }
     }

@@ -48,7 +48,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the state for an already opened (and migrated) pool, with its token keys.
     pub fn new(db: Db, config: ServeConfig, keys: Keys) -> Result<Self, BoxError> {
-        let schema = build_schema(config.schema_limits());
+        let schema = build_schema();
         let preparer = Preparer::new(
             &schema.sdl(),
             config.document_limits(),

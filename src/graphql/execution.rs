@@ -15,32 +15,22 @@ pub fn execution_started(response: &Response) -> bool {
         && response.errors.iter().all(|e| e.path.is_empty()))
 }
 
-/// Gives every error an `extensions.code`: errors raised by async-graphql itself (its depth
-/// and complexity limits, argument coercion) carry none.
+/// Gives every error an `extensions.code`, by where it arose. Every error the server makes
+/// carries its code; what async-graphql makes itself does not. Its validation refuses nothing
+/// the preparer let through (every limit is checked there), so an error without a code before
+/// execution is a validation error; during execution, async-graphql makes errors only while it
+/// reads a field's arguments (a custom scalar's text it cannot parse), which is the client's
+/// input.
 pub fn ensure_error_codes(response: &mut Response, executed: bool) {
+    let code = if executed {
+        "BAD_USER_INPUT"
+    } else {
+        "GRAPHQL_VALIDATION_FAILED"
+    };
     for err in &mut response.errors {
-        let has_code = err
-            .extensions
-            .as_ref()
-            .is_some_and(|e| e.get("code").is_some());
-        if has_code {
-            continue;
+        let ext = err.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", code);
         }
-        let msg = err.message.as_str();
-        let code = if msg.contains("nested too deep") || msg.contains("too complex") {
-            "LIMIT_EXCEEDED"
-        } else if !executed {
-            "GRAPHQL_VALIDATION_FAILED"
-        } else if ["Failed to parse", "Invalid value", "Expected input type"]
-            .iter()
-            .any(|p| msg.starts_with(p))
-        {
-            "BAD_USER_INPUT"
-        } else {
-            "INTERNAL"
-        };
-        err.extensions
-            .get_or_insert_with(Default::default)
-            .set("code", code);
     }
 }

@@ -24,28 +24,12 @@ use crate::planner::Limits;
 /// The server's schema type.
 pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
 
-/// Schema-wide limits, checked before a query runs. (Depth and document size are checked
-/// while the document is prepared: see [`operation::DocumentLimits`].)
-#[derive(Copy, Clone, Debug)]
-pub struct SchemaLimits {
-    /// Largest query complexity accepted.
-    pub max_complexity: usize,
-}
-
-impl Default for SchemaLimits {
-    fn default() -> Self {
-        SchemaLimits {
-            max_complexity: 2000,
-        }
-    }
-}
-
 /// Builds the schema. It executes canonical documents (see [`operation`]), which were
-/// validated in full before they were rewritten, so its own validation keeps only the limits.
-pub fn build_schema(limits: SchemaLimits) -> AppSchema {
+/// validated in full and checked against every limit (depth, fields, complexity) before they
+/// were rewritten, so its own validation pass refuses nothing.
+pub fn build_schema() -> AppSchema {
     let schema = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
-        .validation_mode(async_graphql::ValidationMode::Fast)
-        .limit_complexity(limits.max_complexity);
+        .validation_mode(async_graphql::ValidationMode::Fast);
     if crate::telemetry::traces_on() {
         schema.extension(spans::RootFieldSpans).finish()
     } else {
@@ -55,7 +39,7 @@ pub fn build_schema(limits: SchemaLimits) -> AppSchema {
 
 /// The schema in SDL, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(SchemaLimits::default()).sdl()
+    build_schema().sdl()
 }
 
 /// What every resolver of one request shares: the request's database session (and so its

@@ -63,6 +63,8 @@ pub struct DocumentLimits {
     pub max_introspection_depth: usize,
     /// Most fields of the canonical operation (after fragments are inlined).
     pub max_fields: usize,
+    /// Largest complexity of the canonical operation: one point per selected field.
+    pub max_complexity: usize,
 }
 
 impl Default for DocumentLimits {
@@ -75,6 +77,7 @@ impl Default for DocumentLimits {
             max_depth: 12,
             max_introspection_depth: 20,
             max_fields: 2_000,
+            max_complexity: 2_000,
         }
     }
 }
@@ -921,6 +924,17 @@ impl<'a> Canon<'a> {
                 format!(
                     "the operation has more than {} fields once its fragments are expanded",
                     self.limits.max_fields
+                ),
+                None,
+                "LIMIT_EXCEEDED",
+            ));
+        }
+        if self.fields > self.limits.max_complexity {
+            return Err(request_error(
+                format!(
+                    "the operation is too complex: its complexity (one point per selected \
+                     field) is over {}",
+                    self.limits.max_complexity
                 ),
                 None,
                 "LIMIT_EXCEEDED",

@@ -470,3 +470,35 @@ async fn the_standard_introspection_query_works_under_default_limits() {
     );
     assert_eq!(resp.statements, 0, "introspection reads no data");
 }
+
+/// `EAGERQL_MAX_COMPLEXITY` (one point per selected field of the operation, fragments
+/// expanded) and `EAGERQL_MAX_FIELDS` are checked while the document is prepared: a request
+/// over either is a request error (`LIMIT_EXCEEDED`, no `data`, nothing ran), and one at the
+/// limit runs.
+#[tokio::test]
+async fn complexity_and_fields_are_limited_before_anything_runs() {
+    for (flag, needle) in [
+        ("--max-complexity", "too complex"),
+        ("--max-fields", "more than 4 fields"),
+    ] {
+        let app = spawn_app_with(&[flag, "4"]).await;
+        let at_limit = app.gql("{ products(first: 1) { id name sku } }").await;
+        assert!(
+            at_limit.body.get("errors").is_none(),
+            "{flag}: {}",
+            at_limit.body
+        );
+        // Through a fragment: counted once expanded.
+        let over = app
+            .gql("{ products(first: 1) { ...P } } fragment P on Product { id name sku price }")
+            .await;
+        assert_eq!(over.error_code(), "LIMIT_EXCEEDED", "{flag}: {}", over.body);
+        assert!(
+            over.error_message().contains(needle),
+            "{flag}: {}",
+            over.body
+        );
+        assert!(over.body.get("data").is_none(), "{flag}: {}", over.body);
+        assert_eq!(over.statements, 0, "{flag}");
+    }
+}
