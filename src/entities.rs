@@ -418,6 +418,22 @@ pub struct EntityDesc {
     pub visibility: Visibility,
     /// The table's named constraints whose violation is the client's to fix.
     pub constraints: &'static [Constraint],
+    /// The arguments of the entity's root lists, connections and aggregates that each keep
+    /// the rows whose column compares with their value (`orders(status: PENDING)`).
+    pub root_filters: &'static [RootFilter],
+}
+
+/// An argument of an entity's root list, connection and aggregate that keeps the rows whose
+/// column compares with its value: shorthand for one `where` condition (the column need not
+/// be a field: `userId` compares the foreign key `user_id`), AND-ed with `where`.
+#[derive(Copy, Clone, Debug)]
+pub struct RootFilter {
+    /// The argument.
+    pub arg: &'static str,
+    /// The column it compares.
+    pub column: &'static str,
+    /// It keeps the rows whose column is at least its value (`minAmount`), not equal to it.
+    pub at_least: bool,
 }
 
 /// A named constraint of a table whose violation is the client's to fix, not a server fault.
@@ -506,6 +522,7 @@ pub static USER: EntityDesc = EntityDesc {
             means: Violation::Taken("username"),
         },
     ],
+    root_filters: &[],
     columns: &[
         ID,
         Column::field("email", "email", Kind::Text, "Unique e-mail address.").sortable(),
@@ -559,6 +576,23 @@ pub static ORDER: EntityDesc = EntityDesc {
     table: "orders",
     visibility: Visibility::Owner("user_id"),
     constraints: &[],
+    root_filters: &[
+        RootFilter {
+            arg: "status",
+            column: "status",
+            at_least: false,
+        },
+        RootFilter {
+            arg: "userId",
+            column: "user_id",
+            at_least: false,
+        },
+        RootFilter {
+            arg: "minAmount",
+            column: "total_amount",
+            at_least: true,
+        },
+    ],
     columns: &[
         ID,
         Column::foreign_key("user_id"),
@@ -630,6 +664,7 @@ pub static ORDER_ITEM: EntityDesc = EntityDesc {
         parent: Entity::Order,
     },
     constraints: &[],
+    root_filters: &[],
     columns: &[
         ID,
         Column::foreign_key("order_id"),
@@ -688,6 +723,7 @@ pub static PRODUCT: EntityDesc = EntityDesc {
             means: Violation::Refused("insufficient stock"),
         },
     ],
+    root_filters: &[],
     columns: &[
         ID,
         Column::field("name", "name", Kind::Text, "Display name.").sortable(),

@@ -18,7 +18,7 @@ use super::session::{Arg, DbRow, Session};
 use crate::cache::Bounded;
 use crate::entities::{AggFunc, Column, Entity, Kind, Link, Rel, Row, Val, Visibility};
 use crate::error::AppResult;
-use crate::model::{OrderStatus, Viewer};
+use crate::model::Viewer;
 use crate::planner::filter::{Filter, Lit, Op};
 use crate::planner::{AggBatch, Batch, Cursor, EdgeArgs, Node, Page, SortKeys};
 
@@ -438,37 +438,16 @@ pub enum RootQuery {
     ById(i64),
     /// Rows by id, in id order (callers restore their own order).
     ByIds(Vec<i64>),
-    /// A filtered page of orders.
-    Orders(OrderFilter),
-    /// A connection's page (`usersConnection`), with the orders filters for orders: the
-    /// page's rows plus one more when there is a next one, in the page's direction.
+    /// A connection's page (`usersConnection`): the page's rows plus one more when there is a
+    /// next one, in the page's direction.
     Connection {
         /// The order (empty: by id).
         order: SortKeys,
         /// Which slice.
         page: Page,
-        /// For orders: the filters of `Query.orders` (its page fields unused).
-        filter: OrderFilter,
+        /// The filter (`where` with the root filters), `None`: every row.
+        filter: Option<Arc<Filter>>,
     },
-}
-
-/// Filters of `Query.orders`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct OrderFilter {
-    /// The order (empty: by id).
-    pub order: SortKeys,
-    /// Page size.
-    pub first: i64,
-    /// Rows skipped.
-    pub offset: i64,
-    /// Only this status.
-    pub status: Option<OrderStatus>,
-    /// Only this user's orders.
-    pub user_id: Option<i64>,
-    /// Only orders whose total is at least this many cents.
-    pub min_amount_cents: Option<i64>,
-    /// The `where` filter (any entity).
-    pub filter: Option<Arc<Filter>>,
 }
 
 /// The `order by` keys of `entity`'s rows aliased `alias`: the sort keys, then the id. Text
@@ -583,12 +562,12 @@ fn page_conditions(
 }
 
 /// Statement names, derived from the description once: `users.page`, `orders.by_id`, ...
-static ROOT_NAMES: LazyLock<Vec<[&'static str; 5]>> = LazyLock::new(|| {
+static ROOT_NAMES: LazyLock<Vec<[&'static str; 4]>> = LazyLock::new(|| {
     Entity::ALL
         .iter()
         .map(|e| {
             let t = e.desc().table;
-            ["page", "by_id", "by_ids", "filter", "connection"]
+            ["page", "by_id", "by_ids", "connection"]
                 .map(|what| &*Box::leak(format!("{t}.{what}").into_boxed_str()))
         })
         .collect()
@@ -600,37 +579,7 @@ fn root_name(entity: Entity, q: &RootQuery) -> &'static str {
         RootQuery::Page { .. } => names[0],
         RootQuery::ById(_) => names[1],
         RootQuery::ByIds(_) => names[2],
-        RootQuery::Orders(_) => names[3],
-        RootQuery::Connection { .. } => names[4],
-    }
-}
-
-/// The conditions of `Query.orders`' filters on `t0`, their values bound in `p`.
-fn order_conditions(
-    backend: Backend,
-    entity: Entity,
-    f: &OrderFilter,
-    p: &mut Params,
-    conds: &mut Vec<String>,
-) {
-    if let Some(status) = f.status {
-        let n = p.push(Arg::Text(status.as_db().to_owned()));
-        conds.push(format!("t0.status = ${n}"));
-    }
-    if let Some(user_id) = f.user_id {
-        let n = p.push(Arg::I64(user_id));
-        conds.push(format!("t0.user_id = ${n}"));
-    }
-    if let Some(cents) = f.min_amount_cents {
-        let n = p.push(Arg::I64(cents));
-        conds.push(match backend {
-            // Compare in the column's own type so that an index on it stays usable.
-            Backend::Postgres => format!("t0.total_amount >= ${n}::int8::numeric / 100"),
-            Backend::Sqlite => format!("t0.total_amount >= ${n}"),
-        });
-    }
-    if let Some(filter) = &f.filter {
-        conds.push(filter_sql(backend, entity, "t0", filter, p));
+        RootQuery::Connection { .. } => names[3],
     }
 }
 
@@ -962,7 +911,9 @@ fn root_statement(backend: Backend, viewer: Viewer, node: &Node, q: RootQuery) -
             page: pg,
             filter,
         } => {
-            order_conditions(backend, node.entity, &filter, &mut p, &mut conds);
+            if let Some(filter) = &filter {
+                conds.push(filter_sql(backend, node.entity, "t0", filter, &mut p));
+            }
             page_conditions(backend, node.entity, "t0", o, &pg, &mut p, &mut conds);
             page = Some((pg.rows_read(), None));
             order = o;
@@ -987,11 +938,6 @@ fn root_statement(backend: Backend, viewer: Viewer, node: &Node, q: RootQuery) -
         RootQuery::ByIds(ids) => {
             let n = p.push(Arg::Ids(ids));
             conds.push(in_ids(backend, "t0.id", n));
-        }
-        RootQuery::Orders(f) => {
-            order_conditions(backend, node.entity, &f, &mut p, &mut conds);
-            page = Some((f.first, Some(f.offset)));
-            order = f.order;
         }
     }
     if !conds.is_empty() {
@@ -1389,7 +1335,7 @@ static AGG_NAMES: LazyLock<std::collections::HashMap<&'static str, &'static str>
 pub async fn fetch_total(
     s: &Session,
     entity: Entity,
-    filter: Option<&OrderFilter>,
+    filter: Option<&Filter>,
     values: &[(AggFunc, u8)],
 ) -> AppResult<AggRow> {
     let backend = s.backend();
@@ -1400,7 +1346,7 @@ pub async fn fetch_total(
         conds.push(pred);
     }
     if let Some(f) = filter {
-        order_conditions(backend, entity, f, &mut p, &mut conds);
+        conds.push(filter_sql(backend, entity, "t0", f, &mut p));
     }
     let mut list = String::new();
     for (func, col) in values {
@@ -1456,6 +1402,7 @@ fn agg_val(r: &dyn DbRow, at: usize, func: AggFunc, kind: Kind) -> Result<Val, s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::OrderStatus;
     use crate::model::Role;
     use crate::planner::Join;
 

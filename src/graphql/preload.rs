@@ -15,11 +15,11 @@ use async_graphql::Context;
 use super::RequestContext;
 use super::lookahead::selection;
 use super::types::{Obj, ObjData};
-use crate::db::load::{self, AggRow, Loaded, OrderFilter, RootQuery};
+use crate::db::load::{self, AggRow, Loaded, RootQuery};
 use crate::db::{Reserved, Session};
 use crate::entities::{AggFunc, Entity};
 use crate::error::{AppError, AppResult};
-use crate::planner::{self, EdgeArgs, Field, Node, Page, Planned, View};
+use crate::planner::{self, EdgeArgs, Field, Filter, Node, Page, Planned, View};
 
 /// The merged sub-selection of every occurrence of the sub-field `child` of the current field.
 fn child_selection(ctx: &Context<'_>, child: &str) -> AppResult<Vec<Field>> {
@@ -153,7 +153,7 @@ pub async fn load_connection(
     ctx: &Context<'_>,
     entity: Entity,
     args: EdgeArgs,
-    filter: OrderFilter,
+    filter: Option<Arc<Filter>>,
 ) -> AppResult<(Vec<Obj>, Option<i64>, Arc<View>)> {
     let rc = RequestContext::of(ctx)?;
     let page = args
@@ -184,7 +184,7 @@ pub async fn load_connection(
     }
     let total = if counted {
         Some(
-            load::fetch_total(&rc.session, entity, Some(&filter), &[])
+            load::fetch_total(&rc.session, entity, filter.as_deref(), &[])
                 .await?
                 .count,
         )

@@ -1,5 +1,7 @@
 //! The `Query` root. Every field plans its whole sub-selection before sending any SQL.
 
+use std::sync::Arc;
+
 use super::scalars::Decimal;
 use async_graphql::{Context, ID, Object, Result};
 
@@ -11,11 +13,12 @@ use super::types::{Connection, Where, first, typed};
 use super::types::{Order, OrderBy, OrderType, Product, ProductType, Typed, User, UserType};
 use super::{RequestContext, parse_id};
 use crate::db::Reserved;
-use crate::db::load::{self, AggRow, OrderFilter, RootQuery};
+use crate::db::load::{self, AggRow, RootQuery};
 use crate::db::money::to_cents;
 use crate::entities::Entity;
 use crate::error::AppError;
 use crate::model::OrderStatus;
+use crate::planner::filter::Lit;
 use crate::planner::{EdgeArgs, Filter, Page, SortKeys, check_page};
 
 /// Read access to users, orders and products.
@@ -32,13 +35,10 @@ fn sort_keys<T: Typed>(
 }
 
 /// A root field's `where`, read by the planner's one reader (an empty filter: none).
-fn filter_of<T: Typed>(
-    w: Option<Where<T>>,
-    what: &str,
-) -> Result<Option<std::sync::Arc<Filter>>, AppError> {
+fn filter_of<T: Typed>(w: Option<Where<T>>, what: &str) -> Result<Option<Arc<Filter>>, AppError> {
     let Some(w) = w else { return Ok(None) };
     let f = Filter::parse(T::ENTITY, &w.0, &format!("{what}.where"))?;
-    Ok((!f.is_true()).then(|| std::sync::Arc::new(f)))
+    Ok((!f.is_true()).then(|| Arc::new(f)))
 }
 
 /// A root connection's page arguments, checked as an edge connection's are.
@@ -77,7 +77,7 @@ impl<T: Typed> PageArgs<T> {
 async fn connection<T: Typed>(
     ctx: &Context<'_>,
     args: EdgeArgs,
-    filter: OrderFilter,
+    filter: Option<Arc<Filter>>,
 ) -> Result<Connection<T>, AppError> {
     let (objs, total, view) =
         preload::load_connection(ctx, T::ENTITY, args.clone(), filter).await?;
@@ -94,7 +94,7 @@ async fn connection<T: Typed>(
 async fn root_aggregate<T: Typed>(
     ctx: &Context<'_>,
     entity: Entity,
-    filter: Option<&OrderFilter>,
+    filter: Option<Arc<Filter>>,
 ) -> Result<RootAggregate<T>, AppError> {
     let rc = RequestContext::of(ctx)?;
     let (view, what) = RootAggregate::<T>::view(ctx)?;
@@ -104,7 +104,7 @@ async fn root_aggregate<T: Typed>(
         || serde_json::json!({ "aggregate": entity.desc().name }),
     )?;
     let row = match reserved {
-        Reserved::Run => load::fetch_total(&rc.session, entity, filter, &what).await?,
+        Reserved::Run => load::fetch_total(&rc.session, entity, filter.as_deref(), &what).await?,
         Reserved::PlanOnly => AggRow::empty(what.len()),
     };
     Ok(RootAggregate {
@@ -113,6 +113,37 @@ async fn root_aggregate<T: Typed>(
         row,
         marker: std::marker::PhantomData,
     })
+}
+
+/// The orders' root filters (`status`, `userId`, `minAmount`) AND-ed with their `where`.
+fn order_filters(
+    status: Option<OrderStatus>,
+    user_id: Option<ID>,
+    min_amount: Option<Decimal>,
+    filter: Option<Where<OrderType>>,
+    what: &str,
+) -> Result<Option<Arc<Filter>>, AppError> {
+    let mut given = Vec::new();
+    if let Some(status) = status {
+        given.push(("status", Lit::Status(status)));
+    }
+    if let Some(id) = user_id {
+        given.push((
+            "userId",
+            Lit::Int(parse_id(&id, &format!("{what}.userId"))?),
+        ));
+    }
+    if let Some(amount) = min_amount {
+        given.push((
+            "minAmount",
+            Lit::Cents(cents(amount, &format!("{what}.minAmount"))?),
+        ));
+    }
+    Ok(Filter::with_root_filters(
+        Entity::Order,
+        given,
+        filter_of(filter, what)?,
+    )?)
 }
 
 /// A money argument as cents (at most 2 decimals).
@@ -216,23 +247,13 @@ impl Query {
     ) -> Result<Rendered<Vec<Order>>> {
         RequestContext::of(ctx)?.require_user()?;
         let (first, offset) = page_args(ctx, "orders", first, offset)?;
-        let user_id = user_id
-            .map(|id| parse_id(&id, "orders.userId"))
-            .transpose()?;
-        let min_amount_cents = min_amount
-            .map(|d| cents(d, "orders.minAmount"))
-            .transpose()?;
-        let filter = OrderFilter {
-            order: sort_keys(Entity::Order, order_by, "orders")?,
+        let q = RootQuery::Page {
             first,
             offset,
-            status,
-            user_id,
-            min_amount_cents,
-            filter: filter_of(filter, "orders")?,
+            order: sort_keys(Entity::Order, order_by, "orders")?,
+            filter: order_filters(status, user_id, min_amount, filter, "orders")?,
         };
-        let (objs, view) =
-            preload::load_root(ctx, Entity::Order, RootQuery::Orders(filter)).await?;
+        let (objs, view) = preload::load_root(ctx, Entity::Order, q).await?;
         Ok(Rendered::planned(typed(objs), &view))
     }
 
@@ -310,10 +331,7 @@ impl Query {
             order_by,
         };
         let args = page.read(ctx, "usersConnection")?;
-        let filter = OrderFilter {
-            filter: filter_of(filter, "usersConnection")?,
-            ..OrderFilter::default()
-        };
+        let filter = filter_of(filter, "usersConnection")?;
         Ok(connection(ctx, args, filter).await?)
     }
 
@@ -355,17 +373,7 @@ impl Query {
             order_by,
         };
         let args = page.read(ctx, "ordersConnection")?;
-        let filter = OrderFilter {
-            status,
-            user_id: user_id
-                .map(|id| parse_id(&id, "ordersConnection.userId"))
-                .transpose()?,
-            min_amount_cents: min_amount
-                .map(|d| cents(d, "ordersConnection.minAmount"))
-                .transpose()?,
-            filter: filter_of(filter, "ordersConnection")?,
-            ..OrderFilter::default()
-        };
+        let filter = order_filters(status, user_id, min_amount, filter, "ordersConnection")?;
         Ok(connection(ctx, args, filter).await?)
     }
 
@@ -401,10 +409,7 @@ impl Query {
             order_by,
         };
         let args = page.read(ctx, "productsConnection")?;
-        let filter = OrderFilter {
-            filter: filter_of(filter, "productsConnection")?,
-            ..OrderFilter::default()
-        };
+        let filter = filter_of(filter, "productsConnection")?;
         Ok(connection(ctx, args, filter).await?)
     }
 
@@ -417,11 +422,8 @@ impl Query {
         >,
     ) -> Result<RootAggregate<UserType>> {
         RequestContext::of(ctx)?.require_admin("usersAggregate")?;
-        let filter = OrderFilter {
-            filter: filter_of(filter, "usersAggregate")?,
-            ..OrderFilter::default()
-        };
-        Ok(root_aggregate(ctx, Entity::User, Some(&filter)).await?)
+        let filter = filter_of(filter, "usersAggregate")?;
+        Ok(root_aggregate(ctx, Entity::User, filter).await?)
     }
 
     /// Aggregates over the orders the viewer may see (a customer's own), with the filters of
@@ -439,18 +441,8 @@ impl Query {
         >,
     ) -> Result<RootAggregate<OrderType>> {
         RequestContext::of(ctx)?.require_user()?;
-        let filter = OrderFilter {
-            status,
-            user_id: user_id
-                .map(|id| parse_id(&id, "ordersAggregate.userId"))
-                .transpose()?,
-            min_amount_cents: min_amount
-                .map(|d| cents(d, "ordersAggregate.minAmount"))
-                .transpose()?,
-            filter: filter_of(filter, "ordersAggregate")?,
-            ..OrderFilter::default()
-        };
-        Ok(root_aggregate(ctx, Entity::Order, Some(&filter)).await?)
+        let filter = order_filters(status, user_id, min_amount, filter, "ordersAggregate")?;
+        Ok(root_aggregate(ctx, Entity::Order, filter).await?)
     }
 
     /// Aggregates over all products, in one statement.
@@ -461,11 +453,8 @@ impl Query {
             Where<ProductType>,
         >,
     ) -> Result<RootAggregate<ProductType>> {
-        let filter = OrderFilter {
-            filter: filter_of(filter, "productsAggregate")?,
-            ..OrderFilter::default()
-        };
-        Ok(root_aggregate(ctx, Entity::Product, Some(&filter)).await?)
+        let filter = filter_of(filter, "productsAggregate")?;
+        Ok(root_aggregate(ctx, Entity::Product, filter).await?)
     }
 
     /// Revenue reports computed by aggregate SQL in the database (administrators only).

@@ -155,6 +155,42 @@ pub fn list_filter_type(target: Entity) -> String {
 }
 
 impl Filter {
+    /// `rest` (a `where`) with the root filters of `entity` given (`(argument, value)`,
+    /// see [`crate::entities::RootFilter`]) AND-ed to it; `None`: every row.
+    pub fn with_root_filters<'a>(
+        entity: Entity,
+        given: impl IntoIterator<Item = (&'a str, Lit)>,
+        rest: Option<std::sync::Arc<Filter>>,
+    ) -> Result<Option<std::sync::Arc<Filter>>, PlanError> {
+        let mut parts = Vec::new();
+        for (arg, value) in given {
+            let (col, at_least) = entity
+                .desc()
+                .root_filters
+                .iter()
+                .find(|f| f.arg == arg)
+                .and_then(|f| Some((entity.column_named(f.column)?, f.at_least)))
+                .ok_or_else(|| {
+                    PlanError(format!("{} has no root filter `{arg}`", entity.desc().name))
+                })?;
+            let op = if at_least { Op::Gte } else { Op::Eq };
+            parts.push(Filter::Cmp {
+                col: col as u8,
+                op,
+                value,
+            });
+        }
+        if parts.is_empty() {
+            return Ok(rest);
+        }
+        parts.extend(rest.map(|f| (*f).clone()));
+        Ok(Some(std::sync::Arc::new(if parts.len() == 1 {
+            parts.swap_remove(0)
+        } else {
+            Filter::All(parts)
+        })))
+    }
+
     /// Reads a `XWhere` value of `entity` (variables already substituted); `what` names the
     /// argument in messages.
     pub fn parse(entity: Entity, value: &Value, what: &str) -> Result<Filter, PlanError> {

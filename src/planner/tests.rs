@@ -373,3 +373,44 @@ fn a_page_reads_one_row_more_than_it_shows() {
         (1, false, true)
     );
 }
+
+/// Root filters are described arguments: each is one comparison of its column, AND-ed with
+/// `where`; an entity without the argument refuses it.
+#[test]
+fn root_filters_are_where_conditions_of_their_columns() {
+    use crate::model::OrderStatus;
+    use filter::{Lit, Op};
+    let col = |name| Entity::Order.column_named(name).expect("column") as u8;
+    let status = Filter::Cmp {
+        col: col("status"),
+        op: Op::Eq,
+        value: Lit::Status(OrderStatus::Pending),
+    };
+    let min = Filter::Cmp {
+        col: col("total_amount"),
+        op: Op::Gte,
+        value: Lit::Cents(1_050),
+    };
+    let one = Filter::with_root_filters(
+        Entity::Order,
+        [("status", Lit::Status(OrderStatus::Pending))],
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(one.as_deref(), Some(&status));
+    let rest = std::sync::Arc::new(Filter::Not(Box::new(status.clone())));
+    let both = Filter::with_root_filters(
+        Entity::Order,
+        [("minAmount", Lit::Cents(1_050))],
+        Some(rest.clone()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        both.as_deref(),
+        Some(&Filter::All(vec![min, (*rest).clone()]))
+    );
+    let none = Filter::with_root_filters(Entity::Order, [], Some(rest.clone()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(none, Some(rest));
+    assert!(Filter::with_root_filters(Entity::User, [("status", Lit::Int(1))], None).is_err());
+}
