@@ -201,3 +201,88 @@ async fn constraint_violations_mean_the_same_on_both_backends() {
     assert_eq!(e.code(), "INTERNAL", "{}", e.detail());
     assert!(!e.message().contains("quantity"), "{}", e.message());
 }
+
+/// The shape of every kind of error a client meets, kept as a reviewed snapshot
+/// (`tests/api/snapshots/`): status, `errors` with message, locations, path and
+/// `extensions.code` (and its companions), and whether `data` is there. A change to any of
+/// them shows up as a diff to review, not as a silent change to clients.
+#[tokio::test]
+async fn error_shapes_are_the_reviewed_ones() {
+    use eagerql::model::Role;
+    let app = spawn_app().await;
+    app.seed(3, 1, 1, 2).await;
+    let customer = app.token_for(2, Role::Customer);
+    let admin = Some(app.token.as_str());
+    let cases: [(&str, Option<&str>, &str, serde_json::Value); 12] = [
+        ("parse error", admin, "{ users {", json!({})),
+        ("unknown field", admin, "{ users { nope } }", json!({})),
+        (
+            "variable of the wrong type",
+            admin,
+            "query($n: Int!) { users(first: $n) { id } }",
+            json!({ "n": "ten" }),
+        ),
+        (
+            "page over the cap",
+            admin,
+            "{ users(first: 5000) { id } }",
+            json!({}),
+        ),
+        (
+            "a bad cursor beside a good field",
+            admin,
+            "{ products(first: 1) { id } ordersConnection(after: \"nope\") { totalCount } }",
+            json!({}),
+        ),
+        ("anonymous", None, "{ orders { id } }", json!({})),
+        (
+            "a customer asks for every user",
+            Some(&customer),
+            "{ users { id } }",
+            json!({}),
+        ),
+        (
+            "too deep",
+            admin,
+            "{ users { orders { user { orders { user { orders { user { orders { user { orders { user { orders { id } } } } } } } } } } } } }",
+            json!({}),
+        ),
+        (
+            "a taken e-mail",
+            admin,
+            "mutation { createUser(input: { email: \"user2@example.com\", username: \"someone\", password: \"long enough secret\" }) { id } }",
+            json!({}),
+        ),
+        (
+            "a status move that is not allowed",
+            admin,
+            "mutation { updateOrderStatus(id: \"1\", status: PENDING) { id } }",
+            json!({}),
+        ),
+        (
+            "a money value with three decimals",
+            admin,
+            "{ orders(minAmount: \"1.005\") { id } }",
+            json!({}),
+        ),
+        (
+            "an unknown order",
+            admin,
+            "{ order(id: \"999999\") { id } }",
+            json!({}),
+        ),
+    ];
+    let mut shapes = Vec::new();
+    for (case, token, query, variables) in cases {
+        let mut r = app.gql_as(token, query, variables).await;
+        // Timings are not part of the shape.
+        if let Some(ext) = r.body.get_mut("extensions").and_then(|e| e.as_object_mut()) {
+            ext.remove("sql");
+            if ext.is_empty() {
+                r.body.as_object_mut().map(|b| b.remove("extensions"));
+            }
+        }
+        shapes.push(json!({ "case": case, "status": r.status.as_u16(), "body": r.body }));
+    }
+    insta::assert_json_snapshot!(shapes);
+}
