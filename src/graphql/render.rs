@@ -36,10 +36,10 @@ use crate::error::{AppError, AppResult};
 use crate::json;
 use crate::model::{OrderStatus, Role};
 use crate::planner::view::{
-    AggPart, AggWhat, Compiled, ConnPart, ConnWhat, EdgeWhat, PageWhat, What, aggregate_names,
-    conn_counts, conn_nodes, connection_names,
+    self, AggPart, AggWhat, Compiled, ConnPart, ConnWhat, EdgeWhat, PageWhat, What,
+    aggregate_names, conn_counts, conn_nodes, connection_names,
 };
-use crate::planner::{AggBatch, EdgeArgs, Field, Limits, Node, PlanError, View, cursor};
+use crate::planner::{EdgeArgs, Field, Limits, PlanError, View, cursor};
 
 /// A root value (an object, a list or an optional object) written by the renderer in one
 /// go, with the view its root field's plan made (`None`: compiled from the field when it is
@@ -354,78 +354,6 @@ fn push_bool(out: &mut Vec<u8>, b: bool) {
     out.extend_from_slice(if b { b"true" } else { b"false" });
 }
 
-/// The plan of a lazily loaded level: the rows' own columns that any of `sels` reads.
-fn scalars_of(entity: Entity, sels: &[&[Compiled]]) -> Node {
-    let cols = entity.desc().columns;
-    let mut scalars: Vec<String> = sels
-        .iter()
-        .flat_map(|sel| sel.iter())
-        .filter_map(|c| match c.what {
-            What::Id(at) | What::Column(at) => cols[at].field.map(str::to_owned),
-            _ => None,
-        })
-        .collect();
-    scalars.sort();
-    scalars.dedup();
-    // The aggregates of the level are planned with it (they are no relationship to fill).
-    let mut aggregates: Vec<AggBatch> = Vec::new();
-    for c in sels.iter().flat_map(|sel| sel.iter()) {
-        if let What::Conn(index, args, parts) = &c.what
-            && conn_counts(parts)
-        {
-            let edge = Rel {
-                from: entity,
-                index: *index,
-            };
-            let args = args.matching();
-            if !aggregates.iter().any(|a| a.edge == edge && a.args == args) {
-                aggregates.push(AggBatch {
-                    edge,
-                    args,
-                    values: Vec::new(),
-                });
-            }
-            continue;
-        }
-        let What::Agg(index, args, parts) = &c.what else {
-            continue;
-        };
-        let edge = Rel {
-            from: entity,
-            index: *index,
-        };
-        let values = parts.iter().flat_map(|p| match &p.what {
-            AggWhat::Func(func, cols) => cols
-                .iter()
-                .filter_map(|(_, col)| col.map(|c| (*func, c)))
-                .collect::<Vec<_>>(),
-            _ => Vec::new(),
-        });
-        match aggregates
-            .iter_mut()
-            .find(|a| a.edge == edge && a.args == *args)
-        {
-            Some(a) => a.values.extend(values),
-            None => aggregates.push(AggBatch {
-                edge,
-                args: args.clone(),
-                values: values.collect(),
-            }),
-        }
-    }
-    for a in &mut aggregates {
-        a.values.sort_unstable();
-        a.values.dedup();
-    }
-    Node {
-        entity,
-        joins: Vec::new(),
-        batches: Vec::new(),
-        scalars,
-        aggregates,
-    }
-}
-
 /// The relationships selected by `sels` (selections of the same objects), each once with
 /// every sub-selection that reads it (`a: orders { id } b: orders { status }`).
 type Edges<'a> = Vec<(u8, Option<EdgeArgs>, Vec<&'a [Compiled]>)>;
@@ -485,7 +413,7 @@ fn fill<'a>(
                     )));
                 }
                 let loader = loader.ok_or_else(|| AppError::internal("no lazy loader"))?;
-                let mut node = scalars_of(rel.target(), &subs);
+                let mut node = view::level_plan(rel.target(), &subs);
                 if let Some(a) = args.as_ref().filter(|a| a.page.is_some()) {
                     node.read_sort_keys(a.order);
                 }

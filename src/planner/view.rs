@@ -7,8 +7,10 @@
 //! stored under is the key the writer looks it up by. The renderer (`graphql::render`) only
 //! walks this tree; it never reads a selection itself.
 
-use super::{EdgeArgs, Field, Limits, PlanError, args_of, connection_args, edge_args};
-use crate::entities::{AGGREGATE_SUFFIX, AggFunc, CONNECTION_SUFFIX, Entity, Kind};
+use super::{
+    AggBatch, EdgeArgs, Field, Limits, Node, PlanError, args_of, connection_args, edge_args,
+};
+use crate::entities::{AGGREGATE_SUFFIX, AggFunc, CONNECTION_SUFFIX, Entity, Kind, Rel};
 use crate::json;
 
 /// A compiled selection, of one of the three kinds a field can have.
@@ -214,19 +216,73 @@ impl View {
         let View::Aggregate(parts) = self else {
             return Vec::new();
         };
-        let mut out: Vec<(AggFunc, u8)> = parts
-            .iter()
-            .flat_map(|p| match &p.what {
-                AggWhat::Func(func, cols) => cols
-                    .iter()
-                    .filter_map(|(_, col)| col.map(|c| (*func, c)))
-                    .collect(),
-                _ => Vec::new(),
-            })
-            .collect();
+        let mut out = aggregated(parts);
         out.sort_unstable();
         out.dedup();
         out
+    }
+}
+
+/// The `(function, column)` pairs an aggregate's fields read, in selection order.
+fn aggregated(parts: &[AggPart]) -> Vec<(AggFunc, u8)> {
+    parts
+        .iter()
+        .flat_map(|p| match &p.what {
+            AggWhat::Func(func, cols) => cols
+                .iter()
+                .filter_map(|(_, col)| col.map(|c| (*func, c)))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// The plan of a level loaded lazily (`EAGERQL_PLAN=lazy`) from its views: the rows' own
+/// columns that any of `sels` reads, and the aggregates of the level (with a connection's
+/// `totalCount`), which are no relationship to load lazily; no join and no batch.
+pub fn level_plan(entity: Entity, sels: &[&[Compiled]]) -> Node {
+    let cols = entity.desc().columns;
+    let mut scalars: Vec<String> = sels
+        .iter()
+        .flat_map(|sel| sel.iter())
+        .filter_map(|c| match c.what {
+            What::Id(at) | What::Column(at) => cols[at].field.map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    scalars.sort();
+    scalars.dedup();
+    let mut aggregates: Vec<AggBatch> = Vec::new();
+    for c in sels.iter().flat_map(|sel| sel.iter()) {
+        let (index, args, values) = match &c.what {
+            What::Conn(index, args, parts) if conn_counts(parts) => {
+                (*index, args.matching(), Vec::new())
+            }
+            What::Agg(index, args, parts) => (*index, args.clone(), aggregated(parts)),
+            _ => continue,
+        };
+        let edge = Rel {
+            from: entity,
+            index,
+        };
+        match aggregates
+            .iter_mut()
+            .find(|a| a.edge == edge && a.args == args)
+        {
+            Some(a) => a.values.extend(values),
+            None => aggregates.push(AggBatch { edge, args, values }),
+        }
+    }
+    for a in &mut aggregates {
+        a.values.sort_unstable();
+        a.values.dedup();
+    }
+    Node {
+        entity,
+        joins: Vec::new(),
+        batches: Vec::new(),
+        scalars,
+        aggregates,
     }
 }
 
