@@ -470,6 +470,7 @@ async fn execute(
     params: Params,
     method: Method,
 ) -> HttpResponse {
+    let started = std::time::Instant::now();
     let viewer = match authenticate(&state, &headers) {
         Ok(viewer) => viewer,
         Err(message) => return unauthorized(message),
@@ -494,6 +495,7 @@ async fn execute(
             Media::GraphqlResponse => StatusCode::BAD_REQUEST,
             Media::Json => StatusCode::OK,
         },
+        started,
     };
     match handler::handle(&state, incoming).await {
         Outcome::Document(e) => persisted_refusal(&e, media),

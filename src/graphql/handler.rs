@@ -45,6 +45,8 @@ pub struct Incoming {
     /// The status a request error (no `data`) is answered with: 400 under
     /// `application/graphql-response+json`, 200 under `application/json`.
     pub request_error_status: StatusCode,
+    /// When the transport began serving it (its duration is measured from here).
+    pub started: Instant,
 }
 
 /// What became of a request.
@@ -74,7 +76,6 @@ pub struct Answered {
 
 /// Serves one request (see the module documentation).
 pub async fn handle(state: &AppState, incoming: Incoming) -> Outcome {
-    let started = Instant::now();
     let Incoming {
         viewer,
         client,
@@ -82,6 +83,7 @@ pub async fn handle(state: &AppState, incoming: Incoming) -> Outcome {
         asks,
         queries_only,
         request_error_status,
+        started,
     } = incoming;
     let capture = asks.sql && state.config.debug_sql_allowed();
     let log = StatementLog::new(state.config.budget())

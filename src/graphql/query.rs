@@ -247,11 +247,12 @@ impl Query {
     ) -> Result<Rendered<Vec<Order>>> {
         RequestContext::of(ctx)?.require_user()?;
         let (first, offset) = page_args(ctx, "orders", first, offset)?;
+        let filter = order_filters(status, user_id, min_amount, filter, "orders")?;
         let q = RootQuery::Page {
             first,
             offset,
             order: sort_keys(Entity::Order, order_by, "orders")?,
-            filter: order_filters(status, user_id, min_amount, filter, "orders")?,
+            filter,
         };
         let (objs, view) = preload::load_root(ctx, Entity::Order, q).await?;
         Ok(Rendered::planned(typed(objs), &view))
