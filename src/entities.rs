@@ -421,6 +421,48 @@ pub struct EntityDesc {
     /// The arguments of the entity's root lists, connections and aggregates that each keep
     /// the rows whose column compares with their value (`orders(status: PENDING)`).
     pub root_filters: &'static [RootFilter],
+    /// Its `Query` roots, each with who may use it (the rows are then those its
+    /// [`Visibility`] shows the viewer).
+    pub roots: Roots,
+}
+
+/// Who may use a root field. Whoever may, sees the rows the entity's [`Visibility`] shows.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Anyone,
+    /// A signed-in viewer (`UNAUTHENTICATED` otherwise).
+    SignedIn,
+    /// An administrator (`UNAUTHENTICATED` when anonymous, `FORBIDDEN` otherwise).
+    Admin,
+}
+
+/// A root field of `Query` and who may use it.
+#[derive(Copy, Clone, Debug)]
+pub struct Root {
+    /// The field's name.
+    pub name: &'static str,
+    /// Who may use it.
+    pub access: Access,
+}
+
+/// The `Query` roots of an entity, generated from its description (`graphql::query`).
+#[derive(Copy, Clone, Debug)]
+pub struct Roots {
+    /// One row by id (`order(id: ID!): Order`).
+    pub by_id: Option<Root>,
+    /// A page of rows (`orders(first, offset, ...): [Order!]!`); the same name with
+    /// [`CONNECTION_SUFFIX`] is its cursor connection and with [`AGGREGATE_SUFFIX`] its
+    /// aggregates, both with the same access.
+    pub list: Option<Root>,
+}
+
+impl Roots {
+    /// No roots: the entity is reached through relationships only.
+    pub const NONE: Roots = Roots {
+        by_id: None,
+        list: None,
+    };
 }
 
 /// An argument of an entity's root list, connection and aggregate that keeps the rows whose
@@ -434,6 +476,8 @@ pub struct RootFilter {
     pub column: &'static str,
     /// It keeps the rows whose column is at least its value (`minAmount`), not equal to it.
     pub at_least: bool,
+    /// Its documentation.
+    pub doc: &'static str,
 }
 
 /// A named constraint of a table whose violation is the client's to fix, not a server fault.
@@ -522,6 +566,16 @@ pub static USER: EntityDesc = EntityDesc {
             means: Violation::Taken("username"),
         },
     ],
+    roots: Roots {
+        by_id: Some(Root {
+            name: "user",
+            access: Access::SignedIn,
+        }),
+        list: Some(Root {
+            name: "users",
+            access: Access::Admin,
+        }),
+    },
     root_filters: &[],
     columns: &[
         ID,
@@ -576,21 +630,34 @@ pub static ORDER: EntityDesc = EntityDesc {
     table: "orders",
     visibility: Visibility::Owner("user_id"),
     constraints: &[],
+    roots: Roots {
+        by_id: Some(Root {
+            name: "order",
+            access: Access::SignedIn,
+        }),
+        list: Some(Root {
+            name: "orders",
+            access: Access::SignedIn,
+        }),
+    },
     root_filters: &[
         RootFilter {
             arg: "status",
             column: "status",
             at_least: false,
+            doc: "Only orders with this status.",
         },
         RootFilter {
             arg: "userId",
             column: "user_id",
             at_least: false,
+            doc: "Only this user's orders.",
         },
         RootFilter {
             arg: "minAmount",
             column: "total_amount",
             at_least: true,
+            doc: "Only orders whose total is at least this amount.",
         },
     ],
     columns: &[
@@ -659,6 +726,7 @@ pub static ORDER_ITEM: EntityDesc = EntityDesc {
     name: "OrderItem",
     doc: "One line of an order: a product, a quantity and the unit price paid.",
     table: "order_items",
+    roots: Roots::NONE,
     visibility: Visibility::Through {
         key: "order_id",
         parent: Entity::Order,
@@ -723,6 +791,16 @@ pub static PRODUCT: EntityDesc = EntityDesc {
             means: Violation::Refused("insufficient stock"),
         },
     ],
+    roots: Roots {
+        by_id: Some(Root {
+            name: "product",
+            access: Access::Anyone,
+        }),
+        list: Some(Root {
+            name: "products",
+            access: Access::Anyone,
+        }),
+    },
     root_filters: &[],
     columns: &[
         ID,

@@ -1,477 +1,311 @@
-//! The `Query` root. Every field plans its whole sub-selection before sending any SQL.
+//! The `Query` root. Its entity roots (`order`, `orders`, `ordersConnection`,
+//! `ordersAggregate`, ...) are generated from the entities' description
+//! ([`crate::planner::roots`]): one generic resolver per kind of root, the access rule
+//! and arguments of the description, and the schema fields registered from it. `me` and
+//! `analytics` are written by hand. Every root field plans its whole sub-selection before
+//! sending any SQL.
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
-use super::scalars::Decimal;
-use async_graphql::{Context, ID, Object, Result};
+use async_graphql::indexmap::IndexMap;
+use async_graphql::parser::types::Field as AstField;
+use async_graphql::registry::{MetaField, MetaInputValue, MetaType, MetaTypeId, Registry};
+use async_graphql::{
+    ContainerType, Context, ContextSelectionSet, ObjectType, OutputType, Positioned, ServerResult,
+    Value,
+};
 
 use super::analytics::Analytics;
-use super::args::page_args;
 use super::preload;
-use super::render::{Rendered, RootAggregate};
-use super::types::{Connection, Where, first, typed};
-use super::types::{Order, OrderBy, OrderType, Product, ProductType, Typed, User, UserType};
-use super::{RequestContext, parse_id};
+use super::render::{self, Answer, Rendered};
+use super::types::{
+    Connection, PAGE_ARGS, User, first, input, meta_field, object_type, register_aggregate,
+    register_connection, register_entity, register_filters, register_kind, register_order_by,
+};
+use super::{RequestContext, render::write_aggregate};
 use crate::db::Reserved;
 use crate::db::load::{self, AggRow, RootQuery};
-use crate::db::money::to_cents;
-use crate::entities::Entity;
-use crate::error::AppError;
-use crate::model::OrderStatus;
-use crate::planner::filter::Lit;
-use crate::planner::{EdgeArgs, Filter, Page, SortKeys, check_page};
+use crate::entities::{Access, Entity, ORDER_BY_DOC, Visibility, WHERE_DOC};
+use crate::error::{AppError, AppResult};
+use crate::planner::roots::{
+    DEFAULT_LIST_SIZE, RootArgs, RootField, RootKind, root_field, root_fields,
+};
 
-/// Read access to users, orders and products.
+/// Read access to the entities, the signed-in account and the reports.
 pub struct Query;
 
-/// A root list's `orderBy`, read as the planner reads an edge's.
-fn sort_keys<T: Typed>(
-    entity: Entity,
-    order_by: Option<Vec<OrderBy<T>>>,
-    what: &str,
-) -> Result<SortKeys, AppError> {
-    let values = order_by.unwrap_or_default();
-    SortKeys::parse(entity, values.iter().map(|v| v.0.as_str()), what).map_err(AppError::from)
-}
+const QUERY_DOC: &str = "Read access to users, orders and products. Every root field plans its \
+whole sub-selection before any SQL runs: one statement for the root rows (to-one relations \
+joined in) plus one per selected to-many relation. Every load shows only the rows the viewer \
+may see: customers their own account and orders, anonymous viewers the catalogue.";
 
-/// A root field's `where`, read by the planner's one reader (an empty filter: none).
-fn filter_of<T: Typed>(w: Option<Where<T>>, what: &str) -> Result<Option<Arc<Filter>>, AppError> {
-    let Some(w) = w else { return Ok(None) };
-    let f = Filter::parse(T::ENTITY, &w.0, &format!("{what}.where"))?;
-    Ok((!f.is_true()).then(|| Arc::new(f)))
-}
+const ME_DOC: &str = "The signed-in account, or null when the request is anonymous.";
 
-/// A root connection's page arguments, checked as an edge connection's are.
-struct PageArgs<T> {
-    first: Option<i32>,
-    after: Option<String>,
-    last: Option<i32>,
-    before: Option<String>,
-    order_by: Option<Vec<OrderBy<T>>>,
-}
+const ANALYTICS_DOC: &str =
+    "Revenue reports computed by aggregate SQL in the database (administrators only).";
 
-impl<T: Typed> PageArgs<T> {
-    fn read(self, ctx: &Context<'_>, what: &str) -> Result<EdgeArgs, AppError> {
-        let entity = T::ENTITY;
-        let order = sort_keys(entity, self.order_by, what)?;
-        let page = Page::read(
-            entity,
-            order,
-            self.first.map(i64::from),
-            self.last.map(i64::from),
-            self.after.as_deref(),
-            self.before.as_deref(),
-            what,
-        )?;
-        let args = EdgeArgs {
-            order,
-            page: Some(page),
-            ..EdgeArgs::default()
-        };
-        check_page(&args, what, RequestContext::of(ctx)?.limits)?;
-        Ok(args)
-    }
-}
-
-/// Loads a root connection.
-async fn connection<T: Typed>(
-    ctx: &Context<'_>,
-    args: EdgeArgs,
-    filter: Option<Arc<Filter>>,
-) -> Result<Connection<T>, AppError> {
-    let (objs, total, view) =
-        preload::load_connection(ctx, T::ENTITY, args.clone(), filter).await?;
-    Ok(Connection {
-        objs,
-        args,
-        total,
-        view: Some(view),
-        marker: std::marker::PhantomData,
-    })
-}
-
-/// A root aggregate: what the selection asks for, in one statement of the request's session.
-async fn root_aggregate<T: Typed>(
-    ctx: &Context<'_>,
-    entity: Entity,
-    filter: Option<Arc<Filter>>,
-) -> Result<RootAggregate<T>, AppError> {
-    let rc = RequestContext::of(ctx)?;
-    let (view, what) = RootAggregate::<T>::view(ctx)?;
-    let reserved = rc.session.log().reserve_plan(
-        preload::key(ctx),
-        1,
-        || serde_json::json!({ "aggregate": entity.desc().name }),
-    )?;
-    let row = match reserved {
-        Reserved::Run => load::fetch_total(&rc.session, entity, filter.as_deref(), &what).await?,
-        Reserved::PlanOnly => AggRow::empty(what.len()),
+/// The signed-in account.
+async fn me(ctx: &Context<'_>) -> AppResult<Rendered<Option<User>>> {
+    let Some(id) = RequestContext::of(ctx)?.viewer.user_id() else {
+        return Ok(Rendered(None, None));
     };
-    Ok(RootAggregate {
-        view,
-        what,
-        row,
-        marker: std::marker::PhantomData,
-    })
+    let (objs, view) = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
+    Ok(Rendered::planned(first(objs), &view))
 }
 
-/// The orders' root filters (`status`, `userId`, `minAmount`) AND-ed with their `where`.
-fn order_filters(
-    status: Option<OrderStatus>,
-    user_id: Option<ID>,
-    min_amount: Option<Decimal>,
-    filter: Option<Where<OrderType>>,
-    what: &str,
-) -> Result<Option<Arc<Filter>>, AppError> {
-    let mut given = Vec::new();
-    if let Some(status) = status {
-        given.push(("status", Lit::Status(status)));
+/// Passes when the viewer may use `root`.
+fn allowed(rc: &RequestContext, root: &RootField) -> AppResult<()> {
+    match root.access {
+        Access::Anyone => Ok(()),
+        Access::SignedIn => rc.require_user().map(drop),
+        Access::Admin => rc.require_admin(&root.name),
     }
-    if let Some(id) = user_id {
-        given.push((
-            "userId",
-            Lit::Int(parse_id(&id, &format!("{what}.userId"))?),
-        ));
-    }
-    if let Some(amount) = min_amount {
-        given.push((
-            "minAmount",
-            Lit::Cents(cents(amount, &format!("{what}.minAmount"))?),
-        ));
-    }
-    Ok(Filter::with_root_filters(
-        Entity::Order,
-        given,
-        filter_of(filter, what)?,
-    )?)
 }
 
-/// A money argument as cents (at most 2 decimals).
-fn cents(d: Decimal, what: &str) -> Result<i64, AppError> {
-    to_cents(d.0).ok_or_else(|| {
-        AppError::bad_input(format!(
-            "{what} must be {}, got {}",
-            crate::money::cents_requirement(d.0),
-            d.0
-        ))
-    })
-}
-
-/// Read access to users, orders and products. Every root field plans its whole
-/// sub-selection before any SQL runs: one statement for the root rows (to-one relations
-/// joined in) plus one per selected to-many relation. Every load shows only the rows the
-/// viewer may see: customers their own account and orders, anonymous viewers the catalogue.
-#[Object]
-impl Query {
-    /// The signed-in account, or null when the request is anonymous.
-    async fn me(&self, ctx: &Context<'_>) -> Result<Rendered<Option<User>>> {
-        let Some(id) = RequestContext::of(ctx)?.viewer.user_id() else {
-            return Ok(Rendered(None, None));
-        };
-        let (objs, view) = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
-        Ok(Rendered::planned(first(objs), &view))
-    }
-
-    /// Users ordered by id (administrators only).
-    async fn users(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(
-            default = 20,
-            desc = "Page size (at most the configured maximum, 1000 by default)."
-        )]
-        first: i32,
-        #[graphql(default = 0, desc = "Users skipped before the page starts.")] offset: i32,
-        #[graphql(
-            desc = "The order of the list: up to 3 keys, the id always breaking the \
-                          remaining ties (default: by id). Text sorts by code point."
-        )]
-        order_by: Option<Vec<OrderBy<UserType>>>,
-        #[graphql(name = "where", desc = "Only the users this filter keeps.")] filter: Option<
-            Where<UserType>,
-        >,
-    ) -> Result<Rendered<Vec<User>>> {
-        RequestContext::of(ctx)?.require_admin("users")?;
-        let (first, offset) = page_args(ctx, "users", first, offset)?;
-        let order = sort_keys(Entity::User, order_by, "users")?;
-        let q = RootQuery::Page {
+/// Answers the generated root `root` for the field `ctx` resolves: its access rule, its
+/// arguments, its statements, and the JSON text of its answer.
+async fn answer(ctx: &Context<'_>, root: &RootField) -> AppResult<Value> {
+    let rc = RequestContext::of(ctx)?;
+    allowed(rc, root)?;
+    let given = ctx
+        .field()
+        .arguments()
+        .map_err(|e| AppError::BadInput(e.message))?;
+    let args = root.read(given.iter().map(|(n, v)| (n.as_str(), v)), rc.limits)?;
+    let entity = root.entity;
+    match args {
+        RootArgs::ById(id) => {
+            let (objs, view) = preload::load_root(ctx, entity, RootQuery::ById(id)).await?;
+            let answer = Answer::One(entity, objs.into_iter().next());
+            render::write_answer(ctx, &answer, &view).await
+        }
+        RootArgs::List {
             first,
             offset,
             order,
-            filter: filter_of(filter, "users")?,
-        };
-        let (objs, view) = preload::load_root(ctx, Entity::User, q).await?;
-        Ok(Rendered::planned(typed(objs), &view))
-    }
-
-    /// One user by id, or null if there is none (or the viewer may not see it: a customer
-    /// sees only their own account).
-    async fn user(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The user's id.")] id: ID,
-    ) -> Result<Rendered<Option<User>>> {
-        RequestContext::of(ctx)?.require_user()?;
-        let id = parse_id(&id, "user")?;
-        let (objs, view) = preload::load_root(ctx, Entity::User, RootQuery::ById(id)).await?;
-        Ok(Rendered::planned(first(objs), &view))
-    }
-
-    /// Orders ordered by id, optionally filtered (a customer's own only).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one parameter per GraphQL argument"
-    )]
-    async fn orders(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(
-            default = 20,
-            desc = "Page size (at most the configured maximum, 1000 by default)."
-        )]
-        first: i32,
-        #[graphql(default = 0, desc = "Orders skipped before the page starts.")] offset: i32,
-        #[graphql(desc = "Only orders with this status.")] status: Option<OrderStatus>,
-        #[graphql(desc = "Only this user's orders.")] user_id: Option<ID>,
-        #[graphql(desc = "Only orders whose total is at least this amount.")] min_amount: Option<
-            Decimal,
-        >,
-        #[graphql(
-            desc = "The order of the list: up to 3 keys, the id always breaking the \
-                          remaining ties (default: by id). Text sorts by code point."
-        )]
-        order_by: Option<Vec<OrderBy<OrderType>>>,
-        #[graphql(name = "where", desc = "Only the orders this filter keeps.")] filter: Option<
-            Where<OrderType>,
-        >,
-    ) -> Result<Rendered<Vec<Order>>> {
-        RequestContext::of(ctx)?.require_user()?;
-        let (first, offset) = page_args(ctx, "orders", first, offset)?;
-        let filter = order_filters(status, user_id, min_amount, filter, "orders")?;
-        let q = RootQuery::Page {
-            first,
-            offset,
-            order: sort_keys(Entity::Order, order_by, "orders")?,
             filter,
+        } => {
+            let q = RootQuery::Page {
+                first,
+                offset,
+                order,
+                filter,
+            };
+            let (objs, view) = preload::load_root(ctx, entity, q).await?;
+            render::write_answer(ctx, &Answer::List(entity, objs), &view).await
+        }
+        RootArgs::Connection { args, filter } => {
+            let (objs, total, view) =
+                preload::load_connection(ctx, entity, args.clone(), filter).await?;
+            let page = Connection {
+                entity,
+                objs,
+                args,
+                total,
+            };
+            render::write_answer(ctx, &Answer::Page(page), &view).await
+        }
+        RootArgs::Aggregate { filter } => {
+            let (view, what) = render::aggregate_view(ctx, entity)?;
+            let reserved = rc.session.log().reserve_plan(
+                preload::key(ctx),
+                1,
+                || serde_json::json!({ "aggregate": entity.desc().name }),
+            )?;
+            let row = match reserved {
+                Reserved::Run => {
+                    load::fetch_total(&rc.session, entity, filter.as_deref(), &what).await?
+                }
+                Reserved::PlanOnly => AggRow::empty(what.len()),
+            };
+            write_aggregate(entity, &view, &what, &row)
+        }
+    }
+}
+
+impl ContainerType for Query {
+    async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
+        let failed = |e: AppError| {
+            ctx.set_error_path(async_graphql::Error::from(e).into_server_error(ctx.item.pos))
         };
-        let (objs, view) = preload::load_root(ctx, Entity::Order, q).await?;
-        Ok(Rendered::planned(typed(objs), &view))
+        let name = ctx.item.node.name.node.as_str();
+        if let Some(root) = root_field(name) {
+            return Box::pin(answer(ctx, root)).await.map(Some).map_err(failed);
+        }
+        let fields = ctx.with_selection_set(&ctx.item.node.selection_set);
+        match name {
+            "me" => {
+                let value = me(ctx).await.map_err(failed)?;
+                OutputType::resolve(&value, &fields, ctx.item)
+                    .await
+                    .map(Some)
+            }
+            "analytics" => {
+                RequestContext::of(ctx)
+                    .and_then(|rc| rc.require_admin("analytics"))
+                    .map_err(failed)?;
+                OutputType::resolve(&Analytics, &fields, ctx.item)
+                    .await
+                    .map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+impl OutputType for Query {
+    fn type_name() -> Cow<'static, str> {
+        Cow::Borrowed("Query")
     }
 
-    /// One order by id, or null if there is none (or it is another customer's).
-    async fn order(
+    fn create_type_info(registry: &mut Registry) -> String {
+        registry.create_output_type::<Self, _>(MetaTypeId::Object, |registry| {
+            let mut fields = IndexMap::new();
+            let me = <Option<User> as OutputType>::create_type_info(registry);
+            fields.insert(
+                "me".to_owned(),
+                meta_field("me", ME_DOC, me, IndexMap::new()),
+            );
+            for root in root_fields() {
+                fields.insert(root.name.clone(), root_meta(root, registry));
+            }
+            let analytics = <Analytics as OutputType>::create_type_info(registry);
+            fields.insert(
+                "analytics".to_owned(),
+                meta_field("analytics", ANALYTICS_DOC, analytics, IndexMap::new()),
+            );
+            let mut ty = object_type("Query".to_owned(), Some(QUERY_DOC.to_owned()), fields);
+            if let MetaType::Object { rust_typename, .. } = &mut ty {
+                *rust_typename = Some(std::any::type_name::<Self>());
+            }
+            ty
+        })
+    }
+
+    async fn resolve(
         &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The order's id.")] id: ID,
-    ) -> Result<Rendered<Option<Order>>> {
-        RequestContext::of(ctx)?.require_user()?;
-        let id = parse_id(&id, "order")?;
-        let (objs, view) = preload::load_root(ctx, Entity::Order, RootQuery::ById(id)).await?;
-        Ok(Rendered::planned(first(objs), &view))
+        ctx: &ContextSelectionSet<'_>,
+        _field: &Positioned<AstField>,
+    ) -> ServerResult<Value> {
+        async_graphql::resolver_utils::resolve_container(ctx, self).await
     }
+}
 
-    /// Products ordered by id.
-    async fn products(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(
-            default = 20,
-            desc = "Page size (at most the configured maximum, 1000 by default)."
-        )]
-        first: i32,
-        #[graphql(default = 0, desc = "Products skipped before the page starts.")] offset: i32,
-        #[graphql(
-            desc = "The order of the list: up to 3 keys, the id always breaking the \
-                          remaining ties (default: by id). Text sorts by code point."
-        )]
-        order_by: Option<Vec<OrderBy<ProductType>>>,
-        #[graphql(name = "where", desc = "Only the products this filter keeps.")] filter: Option<
-            Where<ProductType>,
-        >,
-    ) -> Result<Rendered<Vec<Product>>> {
-        let (first, offset) = page_args(ctx, "products", first, offset)?;
-        let order = sort_keys(Entity::Product, order_by, "products")?;
-        let q = RootQuery::Page {
-            first,
-            offset,
-            order,
-            filter: filter_of(filter, "products")?,
-        };
-        let (objs, view) = preload::load_root(ctx, Entity::Product, q).await?;
-        Ok(Rendered::planned(typed(objs), &view))
+impl ObjectType for Query {}
+
+/// The schema field of a generated root: its type, arguments and documentation, from the
+/// description.
+fn root_meta(root: &RootField, registry: &mut Registry) -> MetaField {
+    let entity = root.entity;
+    let desc = entity.desc();
+    let node = register_entity(entity, registry);
+    let ty = match root.kind {
+        RootKind::ById => node.trim_end_matches('!').to_owned(),
+        RootKind::List => format!("[{node}]!"),
+        RootKind::Connection => register_connection(entity, registry),
+        RootKind::Aggregate => register_aggregate(entity, registry),
+    };
+    let mut args = IndexMap::new();
+    for name in root.arg_names() {
+        args.insert(name.to_owned(), arg_meta(root, name, registry));
     }
+    let rows = root_rows(root);
+    let doc = match root.kind {
+        RootKind::ById => format!(
+            "One `{}` by id, or null if there is none or the viewer may not see it.",
+            desc.name
+        ),
+        RootKind::List => {
+            format!("{rows} in `orderBy` order (by id by default), a page at a time.")
+        }
+        RootKind::Connection => {
+            format!("{rows} as a cursor connection: keyset pages in `orderBy` order.")
+        }
+        RootKind::Aggregate => format!(
+            "Aggregates over the `{}` rows the viewer may see, in one statement.",
+            desc.name
+        ),
+    };
+    meta_field(&root.name, &format!("{doc}{}", who(root)), ty, args)
+}
 
-    /// Users as a cursor connection (administrators only): keyset pages in `orderBy` order.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one parameter per GraphQL argument"
-    )]
-    async fn users_connection(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The first this many users (default 20 when `last` is not given).")]
-        first: Option<i32>,
-        #[graphql(desc = "Only users after this cursor.")] after: Option<String>,
-        #[graphql(desc = "The last this many users; not together with `first`.")] last: Option<i32>,
-        #[graphql(desc = "Only users before this cursor.")] before: Option<String>,
-        #[graphql(
-            desc = "The order of the list: up to 3 keys, the id always breaking the \
-                          remaining ties (default: by id). Text sorts by code point."
-        )]
-        order_by: Option<Vec<OrderBy<UserType>>>,
-        #[graphql(name = "where", desc = "Only the users this filter keeps.")] filter: Option<
-            Where<UserType>,
-        >,
-    ) -> Result<Connection<UserType>> {
-        RequestContext::of(ctx)?.require_admin("usersConnection")?;
-        let page = PageArgs {
-            first,
-            after,
-            last,
-            before,
-            order_by,
-        };
-        let args = page.read(ctx, "usersConnection")?;
-        let filter = filter_of(filter, "usersConnection")?;
-        Ok(connection(ctx, args, filter).await?)
+/// The rows a list root reads, as its documentation names them.
+fn root_rows(root: &RootField) -> String {
+    let name = root
+        .name
+        .trim_end_matches(crate::entities::CONNECTION_SUFFIX);
+    let mut chars = name.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+}
+
+/// Who may use a root and which rows it shows, as its documentation says it.
+fn who(root: &RootField) -> String {
+    let access = match root.access {
+        Access::Anyone => "",
+        Access::SignedIn => " Signed-in viewers only.",
+        Access::Admin => " Administrators only.",
+    };
+    let rows = match root.entity.desc().visibility {
+        Visibility::Public => "",
+        Visibility::Owner(_) | Visibility::Through { .. } if root.access == Access::Admin => "",
+        Visibility::Owner(_) | Visibility::Through { .. } => {
+            " A customer sees only their own; an administrator sees every row."
+        }
+    };
+    format!("{access}{rows}")
+}
+
+/// The schema input value of a generated root's argument `name`.
+fn arg_meta(root: &RootField, name: &str, registry: &mut Registry) -> MetaInputValue {
+    let entity = root.entity;
+    let page = || PAGE_ARGS.iter().find(|(n, _, _)| *n == name);
+    let described = entity.desc().root_filters.iter().find(|f| f.arg == name);
+    if let Some(filter) = described {
+        let col = entity
+            .column_named(filter.column)
+            .map(|c| entity.desc().columns[c].kind);
+        let kind = col.unwrap_or(crate::entities::Kind::Id);
+        register_kind(kind, registry);
+        return input(name, kind.graphql().trim_end_matches('!'), filter.doc);
     }
-
-    /// Orders as a cursor connection, with the filters of `orders` (a customer's own only).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one parameter per GraphQL argument"
-    )]
-    async fn orders_connection(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The first this many orders (default 20 when `last` is not given).")]
-        first: Option<i32>,
-        #[graphql(desc = "Only orders after this cursor.")] after: Option<String>,
-        #[graphql(desc = "The last this many orders; not together with `first`.")] last: Option<
-            i32,
-        >,
-        #[graphql(desc = "Only orders before this cursor.")] before: Option<String>,
-        #[graphql(
-            desc = "The order of the list: up to 3 keys, the id always breaking the \
-                          remaining ties (default: by id). Text sorts by code point."
-        )]
-        order_by: Option<Vec<OrderBy<OrderType>>>,
-        #[graphql(desc = "Only orders with this status.")] status: Option<OrderStatus>,
-        #[graphql(desc = "Only this user's orders.")] user_id: Option<ID>,
-        #[graphql(desc = "Only orders whose total is at least this amount.")] min_amount: Option<
-            Decimal,
-        >,
-        #[graphql(name = "where", desc = "Only the orders this filter keeps.")] filter: Option<
-            Where<OrderType>,
-        >,
-    ) -> Result<Connection<OrderType>> {
-        RequestContext::of(ctx)?.require_user()?;
-        let page = PageArgs {
-            first,
-            after,
-            last,
-            before,
-            order_by,
-        };
-        let args = page.read(ctx, "ordersConnection")?;
-        let filter = order_filters(status, user_id, min_amount, filter, "ordersConnection")?;
-        Ok(connection(ctx, args, filter).await?)
-    }
-
-    /// Products as a cursor connection: keyset pages in `orderBy` order.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one parameter per GraphQL argument"
-    )]
-    async fn products_connection(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The first this many products (default 20 when `last` is not given).")]
-        first: Option<i32>,
-        #[graphql(desc = "Only products after this cursor.")] after: Option<String>,
-        #[graphql(desc = "The last this many products; not together with `first`.")] last: Option<
-            i32,
-        >,
-        #[graphql(desc = "Only products before this cursor.")] before: Option<String>,
-        #[graphql(
-            desc = "The order of the list: up to 3 keys, the id always breaking the \
-                          remaining ties (default: by id). Text sorts by code point."
-        )]
-        order_by: Option<Vec<OrderBy<ProductType>>>,
-        #[graphql(name = "where", desc = "Only the products this filter keeps.")] filter: Option<
-            Where<ProductType>,
-        >,
-    ) -> Result<Connection<ProductType>> {
-        let page = PageArgs {
-            first,
-            after,
-            last,
-            before,
-            order_by,
-        };
-        let args = page.read(ctx, "productsConnection")?;
-        let filter = filter_of(filter, "productsConnection")?;
-        Ok(connection(ctx, args, filter).await?)
-    }
-
-    /// Aggregates over all users (administrators only), in one statement.
-    async fn users_aggregate(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(name = "where", desc = "Only the users this filter keeps.")] filter: Option<
-            Where<UserType>,
-        >,
-    ) -> Result<RootAggregate<UserType>> {
-        RequestContext::of(ctx)?.require_admin("usersAggregate")?;
-        let filter = filter_of(filter, "usersAggregate")?;
-        Ok(root_aggregate(ctx, Entity::User, filter).await?)
-    }
-
-    /// Aggregates over the orders the viewer may see (a customer's own), with the filters of
-    /// `orders`, in one statement.
-    async fn orders_aggregate(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Only orders with this status.")] status: Option<OrderStatus>,
-        #[graphql(desc = "Only this user's orders.")] user_id: Option<ID>,
-        #[graphql(desc = "Only orders whose total is at least this amount.")] min_amount: Option<
-            Decimal,
-        >,
-        #[graphql(name = "where", desc = "Only the orders this filter keeps.")] filter: Option<
-            Where<OrderType>,
-        >,
-    ) -> Result<RootAggregate<OrderType>> {
-        RequestContext::of(ctx)?.require_user()?;
-        let filter = order_filters(status, user_id, min_amount, filter, "ordersAggregate")?;
-        Ok(root_aggregate(ctx, Entity::Order, filter).await?)
-    }
-
-    /// Aggregates over all products, in one statement.
-    async fn products_aggregate(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(name = "where", desc = "Only the products this filter keeps.")] filter: Option<
-            Where<ProductType>,
-        >,
-    ) -> Result<RootAggregate<ProductType>> {
-        let filter = filter_of(filter, "productsAggregate")?;
-        Ok(root_aggregate(ctx, Entity::Product, filter).await?)
-    }
-
-    /// Revenue reports computed by aggregate SQL in the database (administrators only).
-    async fn analytics(&self, ctx: &Context<'_>) -> Result<Analytics> {
-        RequestContext::of(ctx)?.require_admin("analytics")?;
-        Ok(Analytics)
-    }
-
-    /// One product by id, or null if there is none.
-    async fn product(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The product's id.")] id: ID,
-    ) -> Result<Rendered<Option<Product>>> {
-        let id = parse_id(&id, "product")?;
-        let (objs, view) = preload::load_root(ctx, Entity::Product, RootQuery::ById(id)).await?;
-        Ok(Rendered::planned(first(objs), &view))
+    match (root.kind, name) {
+        (RootKind::ById, _) => {
+            register_kind(crate::entities::Kind::Id, registry);
+            input(
+                name,
+                "ID!",
+                &format!("The id of the `{}`.", entity.desc().name),
+            )
+        }
+        (RootKind::List, "first") => {
+            let mut v = input(
+                name,
+                "Int!",
+                "Page size (at most the configured maximum, 1000 by default).",
+            );
+            v.default_value = Some(DEFAULT_LIST_SIZE.to_string());
+            v
+        }
+        (RootKind::List, "offset") => {
+            let mut v = input(name, "Int!", "Rows skipped before the page starts.");
+            v.default_value = Some("0".to_owned());
+            v
+        }
+        (_, "orderBy") => {
+            let ty = register_order_by(entity, registry);
+            input(name, &format!("[{ty}!]"), ORDER_BY_DOC)
+        }
+        (_, "where") => {
+            register_filters(registry);
+            input(name, &crate::planner::filter::where_type(entity), WHERE_DOC)
+        }
+        // The connection's page arguments; `arg_names` names no other.
+        _ => {
+            let (n, t, d) = page()
+                .unwrap_or_else(|| panic!("{}: `{name}` is not a described argument", root.name));
+            input(n, t, d)
+        }
     }
 }

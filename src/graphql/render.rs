@@ -25,9 +25,7 @@ use futures_util::future::BoxFuture;
 
 use super::lazy::{LazyLoader, RequestLoader};
 use super::lookahead::selection;
-use super::types::{
-    Connection, Obj, Object, Typed, register_aggregate, register_connection, register_object,
-};
+use super::types::{Connection, Obj, Object, Typed, register_entity};
 use super::{RequestContext, preload};
 use crate::db::Session;
 use crate::db::load::AggRow;
@@ -37,7 +35,7 @@ use crate::json;
 use crate::model::{OrderStatus, Role};
 use crate::planner::view::{
     self, AggPart, AggWhat, Compiled, ConnPart, ConnWhat, EdgeWhat, PageWhat, What,
-    aggregate_names, conn_counts, conn_nodes, connection_names,
+    aggregate_names, conn_counts, conn_nodes,
 };
 use crate::planner::{EdgeArgs, Field, Limits, PlanError, View, cursor};
 
@@ -459,14 +457,11 @@ fn fill<'a>(
     })
 }
 
-/// How a rendered value is shaped: one object, a list, an optional object, or a connection.
-pub trait Shape: OutputType {
+/// A value the renderer writes: its objects (all of one entity) and how they are written.
+pub trait Writes: Send + Sync {
     /// The entity of its objects.
     #[doc(hidden)]
-    fn entity() -> Entity;
-    /// Compiles the selection of a field of this shape (see [`View`]).
-    #[doc(hidden)]
-    fn view(fields: &[Field], limits: Limits) -> Result<View, PlanError>;
+    fn entity(&self) -> Entity;
     /// Its objects.
     #[doc(hidden)]
     fn objs(&self) -> Vec<Obj>;
@@ -475,16 +470,12 @@ pub trait Shape: OutputType {
     fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step;
 }
 
-/// The [`Shape`] items of the object shapes, whose selection is the objects' own.
-macro_rules! object_shape {
-    () => {
-        fn entity() -> Entity {
-            T::ENTITY
-        }
-        fn view(fields: &[Field], limits: Limits) -> Result<View, PlanError> {
-            View::object(T::ENTITY, fields, limits)
-        }
-    };
+/// A written value whose schema type is static (a mutation's or a report's answer), so its
+/// view can be compiled from a selection: one object, a list or an optional object.
+pub trait Shape: OutputType + Writes {
+    /// Compiles the selection of a field of this shape (see [`View`]).
+    #[doc(hidden)]
+    fn view(fields: &[Field], limits: Limits) -> Result<View, PlanError>;
 }
 
 /// The compiled selection of an object view (any other view was made for another shape).
@@ -495,89 +486,128 @@ fn object_view(view: &View) -> Result<&[Compiled], Stop> {
     }
 }
 
-impl<T: Typed> Shape for Connection<T> {
-    fn entity() -> Entity {
-        T::ENTITY
-    }
-    fn view(fields: &[Field], limits: Limits) -> Result<View, PlanError> {
-        View::connection(T::ENTITY, fields, limits)
-    }
-    fn objs(&self) -> Vec<Obj> {
-        self.objs.clone()
-    }
-    fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step {
-        let View::Connection(parts) = view else {
-            return Err(Stop::Missing);
-        };
-        w.connection(&self.objs, &self.args, self.total, parts, out)
-    }
+/// A generated root's answer (`Query.order`, `Query.orders`, `Query.ordersConnection`).
+pub enum Answer {
+    /// One row, or none.
+    One(Entity, Option<Obj>),
+    /// A list.
+    List(Entity, Vec<Obj>),
+    /// A connection's page.
+    Page(Connection),
 }
 
-impl<T: Typed> OutputType for Connection<T> {
-    fn type_name() -> Cow<'static, str> {
-        Cow::Borrowed(connection_names(T::ENTITY)[0])
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        register_connection(T::ENTITY, registry)
-    }
-
-    async fn resolve(
-        &self,
-        ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<AstField>,
-    ) -> ServerResult<Value> {
-        resolve(self, self.view.as_deref(), ctx, field).await
-    }
-}
-
-impl<T: Typed> Shape for Object<T> {
-    object_shape!();
-    fn objs(&self) -> Vec<Obj> {
-        vec![self.0.clone()]
-    }
-    fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step {
-        w.object(&self.0, object_view(view)?, out)
-    }
-}
-
-impl<T: Typed> Shape for Vec<Object<T>> {
-    object_shape!();
-    fn objs(&self) -> Vec<Obj> {
-        self.iter().map(|o| o.0.clone()).collect()
-    }
-    fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step {
-        let sel = object_view(view)?;
-        out.buf.push(b'[');
-        for (i, item) in self.iter().enumerate() {
-            if out.buf.len() > out.cap {
-                return Err(Stop::Over);
-            }
-            if i > 0 {
-                out.buf.push(b',');
-            }
-            w.object(&item.0, sel, out)?;
+impl Writes for Answer {
+    fn entity(&self) -> Entity {
+        match self {
+            Answer::One(e, _) | Answer::List(e, _) => *e,
+            Answer::Page(c) => c.entity,
         }
-        out.buf.push(b']');
-        Ok(())
     }
-}
-
-impl<T: Typed> Shape for Option<Object<T>> {
-    object_shape!();
     fn objs(&self) -> Vec<Obj> {
-        self.iter().map(|o| o.0.clone()).collect()
+        match self {
+            Answer::One(_, o) => o.iter().cloned().collect(),
+            Answer::List(_, objs) => objs.clone(),
+            Answer::Page(c) => c.objs.clone(),
+        }
     }
     fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step {
         match self {
-            Some(v) => w.object(&v.0, object_view(view)?, out),
-            None => {
-                out.buf.extend_from_slice(b"null");
-                Ok(())
+            Answer::One(_, o) => write_one(w, o.as_ref(), view, out),
+            Answer::List(_, objs) => write_list(w, objs.iter(), view, out),
+            Answer::Page(c) => {
+                let View::Connection(parts) = view else {
+                    return Err(Stop::Missing);
+                };
+                w.connection(&c.objs, &c.args, c.total, parts, out)
             }
         }
     }
 }
+
+fn write_one(w: &Writer<'_>, obj: Option<&Obj>, view: &View, out: &mut Out) -> Step {
+    match obj {
+        Some(o) => w.object(o, object_view(view)?, out),
+        None => {
+            out.buf.extend_from_slice(b"null");
+            Ok(())
+        }
+    }
+}
+
+fn write_list<'o>(
+    w: &Writer<'_>,
+    objs: impl Iterator<Item = &'o Obj>,
+    view: &View,
+    out: &mut Out,
+) -> Step {
+    let sel = object_view(view)?;
+    out.buf.push(b'[');
+    for (i, item) in objs.enumerate() {
+        if out.buf.len() > out.cap {
+            return Err(Stop::Over);
+        }
+        if i > 0 {
+            out.buf.push(b',');
+        }
+        w.object(item, sel, out)?;
+    }
+    out.buf.push(b']');
+    Ok(())
+}
+
+/// The [`Shape`] of the object shapes of `T`, whose selection is the objects' own.
+macro_rules! object_shape {
+    ($ty:ty, $objs:expr, $write:expr) => {
+        impl<T: Typed> Writes for $ty {
+            fn entity(&self) -> Entity {
+                T::ENTITY
+            }
+            fn objs(&self) -> Vec<Obj> {
+                #[allow(clippy::redundant_closure_call)]
+                ($objs)(self)
+            }
+            fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step {
+                #[allow(clippy::redundant_closure_call)]
+                ($write)(self, w, view, out)
+            }
+        }
+        impl<T: Typed> Shape for $ty {
+            fn view(fields: &[Field], limits: Limits) -> Result<View, PlanError> {
+                View::object(T::ENTITY, fields, limits)
+            }
+        }
+    };
+}
+
+object_shape!(
+    Object<T>,
+    |o: &Object<T>| vec![o.0.clone()],
+    |o: &Object<T>, w: &Writer<'_>, view: &View, out: &mut Out| w.object(
+        &o.0,
+        object_view(view)?,
+        out
+    )
+);
+object_shape!(
+    Vec<Object<T>>,
+    |v: &Vec<Object<T>>| v.iter().map(|o| o.0.clone()).collect(),
+    |v: &Vec<Object<T>>, w: &Writer<'_>, view: &View, out: &mut Out| write_list(
+        w,
+        v.iter().map(|o| &o.0),
+        view,
+        out
+    )
+);
+object_shape!(
+    Option<Object<T>>,
+    |v: &Option<Object<T>>| v.iter().map(|o| o.0.clone()).collect(),
+    |v: &Option<Object<T>>, w: &Writer<'_>, view: &View, out: &mut Out| write_one(
+        w,
+        v.as_ref().map(|o| &o.0),
+        view,
+        out
+    )
+);
 
 fn field_error(
     ctx: &ContextSelectionSet<'_>,
@@ -608,10 +638,25 @@ pub async fn resolve<S: Shape>(
         }
     };
     let loader = ctx.data_opt::<LazyLoader>();
-    match write_within_budget(rc, loader, value, view).await {
+    written(write_within_budget(rc, loader, value, view).await, "")
+        .map_err(|e| field_error(ctx, field, e))
+}
+
+/// Writes a generated root's answer with the view its plan made, for the field `ctx`
+/// resolves (see [`resolve`]).
+pub async fn write_answer(ctx: &Context<'_>, answer: &Answer, view: &View) -> AppResult<Value> {
+    let rc = RequestContext::of(ctx)?;
+    let loader = ctx.data_opt::<LazyLoader>();
+    written(write_within_budget(rc, loader, answer, view).await, "")
+}
+
+/// The written JSON text as a value to splice, or why it was not written (`after` says
+/// what became of the request when it was too large).
+fn written(result: Result<Vec<u8>, Refusal>, after: &str) -> AppResult<Value> {
+    match result {
         Ok(bytes) => Ok(Value::Binary(bytes.into())),
-        Err(Refusal::Over(cap)) => Err(field_error(ctx, field, too_large(cap, ""))),
-        Err(Refusal::Failed(e)) => Err(field_error(ctx, field, e)),
+        Err(Refusal::Over(cap)) => Err(too_large(cap, after)),
+        Err(Refusal::Failed(e)) => Err(e),
     }
 }
 
@@ -634,7 +679,7 @@ fn too_large(cap: usize, after: &str) -> AppError {
 /// Writes `value` with its view within what is left of the request's byte budget, and
 /// spends what it wrote. What the plan did not load (lazy mode) is filled first through
 /// `loader`. The render stops at the budget, so an answer over it is never built whole.
-async fn write_within_budget<S: Shape>(
+async fn write_within_budget<S: Writes + ?Sized>(
     rc: &RequestContext,
     loader: Option<&LazyLoader>,
     value: &S,
@@ -651,7 +696,7 @@ async fn write_within_budget<S: Shape>(
         fill(
             rc,
             loader,
-            S::entity(),
+            value.entity(),
             value.objs(),
             view.selections(),
             &mut filled,
@@ -728,14 +773,10 @@ async fn write_in<S: Shape>(
     let rc = RequestContext::of(ctx)?;
     // Lazy mode reads what the plan left in the transaction, which sees the write.
     let loader: Option<LazyLoader> = (!rc.strict).then(|| Arc::new(RequestLoader::new(tx.clone())));
-    match write_within_budget(rc, loader.as_ref(), value, view).await {
-        Ok(bytes) => Ok(Value::Binary(bytes.into())),
-        Err(Refusal::Over(cap)) => Err(too_large(
-            cap,
-            ", so the mutation was rolled back and nothing was written",
-        )),
-        Err(Refusal::Failed(e)) => Err(e),
-    }
+    written(
+        write_within_budget(rc, loader.as_ref(), value, view).await,
+        ", so the mutation was rolled back and nothing was written",
+    )
 }
 
 /// The type items of a wrapper that answers as the shape it wraps (its schema type is the
@@ -785,7 +826,7 @@ impl<T: Typed> OutputType for Object<T> {
     }
 
     fn create_type_info(registry: &mut Registry) -> String {
-        register_object::<T>(registry)
+        register_entity(T::ENTITY, registry)
     }
 
     async fn resolve(
@@ -809,57 +850,27 @@ impl<T: Shape> OutputType for Rendered<T> {
     }
 }
 
-/// A root aggregate (`Query.ordersAggregate`): its view, what was aggregated and the values,
-/// written by the same aggregate writer as the edges' aggregates.
-pub struct RootAggregate<T> {
-    /// The field's view (what it writes).
-    pub view: View,
-    /// What was aggregated, `(function, column)`, in the order of `row.values`.
-    pub what: Vec<(AggFunc, u8)>,
-    /// The values.
-    pub row: AggRow,
-    /// The entity.
-    pub marker: std::marker::PhantomData<T>,
+/// The view of the root aggregate field `ctx` resolves over `entity`, and what it
+/// aggregates (`(function, column)`, the order of the values its statement reads).
+pub fn aggregate_view(ctx: &Context<'_>, entity: Entity) -> AppResult<(View, Vec<(AggFunc, u8)>)> {
+    let view = view_of(ctx, |fields, _| View::aggregate(entity, fields))?;
+    let what = view.aggregated();
+    Ok((view, what))
 }
 
-impl<T: Typed> RootAggregate<T> {
-    /// The view of the root aggregate field `ctx` resolves, and what it aggregates.
-    pub fn view(ctx: &Context<'_>) -> AppResult<(View, Vec<(AggFunc, u8)>)> {
-        let view = view_of(ctx, |fields, _| View::aggregate(T::ENTITY, fields))?;
-        let what = view.aggregated();
-        Ok((view, what))
-    }
-}
-
-impl<T: Typed> OutputType for RootAggregate<T> {
-    fn type_name() -> Cow<'static, str> {
-        Cow::Borrowed(aggregate_names(T::ENTITY)[0])
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        register_aggregate(T::ENTITY, registry)
-    }
-
-    async fn resolve(
-        &self,
-        ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<AstField>,
-    ) -> ServerResult<Value> {
-        let View::Aggregate(parts) = &self.view else {
-            return Err(field_error(
-                ctx,
-                field,
-                AppError::internal("an aggregate without its view"),
-            ));
-        };
-        let mut out = Vec::with_capacity(256);
-        aggregate(&mut out, T::ENTITY, parts, &self.what, &self.row).map_err(|_| {
-            field_error(
-                ctx,
-                field,
-                AppError::internal("an aggregate was not loaded"),
-            )
-        })?;
-        Ok(Value::Binary(out.into()))
-    }
+/// Writes a root aggregate (`Query.ordersAggregate`) with its view, what was aggregated and
+/// the values, by the same aggregate writer as the edges' aggregates.
+pub fn write_aggregate(
+    entity: Entity,
+    view: &View,
+    what: &[(AggFunc, u8)],
+    row: &AggRow,
+) -> AppResult<Value> {
+    let View::Aggregate(parts) = view else {
+        return Err(AppError::internal("an aggregate without its view"));
+    };
+    let mut out = Vec::with_capacity(256);
+    aggregate(&mut out, entity, parts, what, row)
+        .map_err(|_| AppError::internal("an aggregate was not loaded"))?;
+    Ok(Value::Binary(out.into()))
 }

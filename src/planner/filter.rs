@@ -155,15 +155,21 @@ pub fn list_filter_type(target: Entity) -> String {
 }
 
 impl Filter {
-    /// `rest` (a `where`) with the root filters of `entity` given (`(argument, value)`,
-    /// see [`crate::entities::RootFilter`]) AND-ed to it; `None`: every row.
+    /// `rest` (a `where`, read after them) with the root filters of `entity` given (`(argument, value)`, see
+    /// [`crate::entities::RootFilter`]; variables substituted, null: not given) AND-ed to it;
+    /// `None`: every row. Each value is read as its column's kind is in a `where`; `what`
+    /// names the field in messages.
     pub fn with_root_filters<'a>(
         entity: Entity,
-        given: impl IntoIterator<Item = (&'a str, Lit)>,
-        rest: Option<std::sync::Arc<Filter>>,
+        given: impl IntoIterator<Item = (&'a str, &'a Value)>,
+        rest: impl FnOnce() -> Result<Option<std::sync::Arc<Filter>>, PlanError>,
+        what: &str,
     ) -> Result<Option<std::sync::Arc<Filter>>, PlanError> {
         let mut parts = Vec::new();
         for (arg, value) in given {
+            if *value == Value::Null {
+                continue;
+            }
             let (col, at_least) = entity
                 .desc()
                 .root_filters
@@ -173,13 +179,21 @@ impl Filter {
                 .ok_or_else(|| {
                     PlanError(format!("{} has no root filter `{arg}`", entity.desc().name))
                 })?;
+            let kind = entity.desc().columns[col].kind;
             let op = if at_least { Op::Gte } else { Op::Eq };
+            let at = format!("{what}.{arg}");
+            let value = match kind {
+                // A key argument names a row, as `order(id:)` does.
+                Kind::Id => Lit::Int(read_id(value, &at)?),
+                _ => lit(kind, value, &at)?,
+            };
             parts.push(Filter::Cmp {
                 col: col as u8,
                 op,
                 value,
             });
         }
+        let rest = rest()?;
         if parts.is_empty() {
             return Ok(rest);
         }
@@ -514,6 +528,18 @@ fn name_of(v: &Value) -> String {
     }
 }
 
+/// A row's id given as an argument: a positive integer, as a string or a number.
+pub(crate) fn read_id(value: &Value, what: &str) -> Result<i64, PlanError> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    text.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| PlanError(format!("{what}: {text:?} is not a valid id")))
+}
+
 fn lit(kind: Kind, v: &Value, at: &str) -> Result<Lit, PlanError> {
     let bad = |expected: &str| PlanError(format!("{at} must be {expected}, got {v}"));
     Ok(match (kind, v) {
@@ -533,17 +559,18 @@ fn lit(kind: Kind, v: &Value, at: &str) -> Result<Lit, PlanError> {
                 .map_err(|_| bad("an RFC 3339 DateTime"))?
                 .with_timezone(&Utc),
         ),
-        (Kind::Money, Value::String(s)) => {
-            let d: rust_decimal::Decimal = s.parse().map_err(|_| bad("a Decimal"))?;
-            Lit::Cents(
-                crate::money::to_cents(d).ok_or_else(|| bad(crate::money::cents_requirement(d)))?,
-            )
-        }
-        (Kind::Money, Value::Number(n)) => {
-            let d: rust_decimal::Decimal = n.to_string().parse().map_err(|_| bad("a Decimal"))?;
-            Lit::Cents(
-                crate::money::to_cents(d).ok_or_else(|| bad(crate::money::cents_requirement(d)))?,
-            )
+        (Kind::Money, Value::String(_) | Value::Number(_)) => {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                _ => v.to_string(),
+            };
+            let d: rust_decimal::Decimal = text.parse().map_err(|_| bad("a Decimal"))?;
+            Lit::Cents(crate::money::to_cents(d).ok_or_else(|| {
+                PlanError(format!(
+                    "{at} must be {}, got {d}",
+                    crate::money::cents_requirement(d)
+                ))
+            })?)
         }
         // Enum values come as names from a document and as strings from the variables.
         (Kind::Status, Value::Enum(_) | Value::String(_)) => Lit::Status(

@@ -69,6 +69,7 @@ pub use crate::entities::{Entity, Rel};
 
 pub mod cursor;
 pub mod filter;
+pub mod roots;
 pub mod view;
 pub use cursor::{Cursor, DEFAULT_PAGE_SIZE, Page};
 pub use filter::Filter;
@@ -594,23 +595,9 @@ impl EdgeArgs {
                 (EdgeArg::Status(_), Value::String(name)) => {
                     out.status = Some(parse_status(name, edge)?)
                 }
-                // A list, or one value standing for a list of one (input coercion).
-                (EdgeArg::OrderBy(_), Value::List(items)) => {
-                    let names = items
-                        .iter()
-                        .map(|v| match v {
-                            Value::Enum(n) => Ok(n.as_str()),
-                            Value::String(n) => Ok(n.as_str()),
-                            other => Err(PlanError(format!(
-                                "{}: `orderBy` must list sort keys, got {other}",
-                                edge.path()
-                            ))),
-                        })
-                        .collect::<Result<Vec<&str>, PlanError>>()?;
+                (EdgeArg::OrderBy(_), v) => {
+                    let names = roots::sort_names(v, &edge.path())?;
                     out.order = SortKeys::parse(edge.target(), names, &edge.path())?;
-                }
-                (EdgeArg::OrderBy(_), Value::Enum(name)) => {
-                    out.order = SortKeys::parse(edge.target(), [name.as_str()], &edge.path())?;
                 }
                 (EdgeArg::Where(_), Value::Object(_)) => {
                     let f = Filter::parse(edge.target(), value, &format!("{}.where", edge.path()))?;

@@ -391,26 +391,120 @@ fn root_filters_are_where_conditions_of_their_columns() {
         op: Op::Gte,
         value: Lit::Cents(1_050),
     };
-    let one = Filter::with_root_filters(
-        Entity::Order,
-        [("status", Lit::Status(OrderStatus::Pending))],
-        None,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let pending = Value::Enum(async_graphql::Name::new("PENDING"));
+    let one =
+        Filter::with_root_filters(Entity::Order, [("status", &pending)], || Ok(None), "orders")
+            .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(one.as_deref(), Some(&status));
     let rest = std::sync::Arc::new(Filter::Not(Box::new(status.clone())));
+    let amount = Value::String("10.50".to_owned());
     let both = Filter::with_root_filters(
         Entity::Order,
-        [("minAmount", Lit::Cents(1_050))],
-        Some(rest.clone()),
+        [("minAmount", &amount), ("userId", &Value::Null)],
+        || Ok(Some(rest.clone())),
+        "orders",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         both.as_deref(),
         Some(&Filter::All(vec![min, (*rest).clone()]))
     );
-    let none = Filter::with_root_filters(Entity::Order, [], Some(rest.clone()))
+    let none = Filter::with_root_filters(Entity::Order, [], || Ok(Some(rest.clone())), "orders")
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(none, Some(rest));
-    assert!(Filter::with_root_filters(Entity::User, [("status", Lit::Int(1))], None).is_err());
+    assert!(
+        Filter::with_root_filters(Entity::User, [("status", &pending)], || Ok(None), "users")
+            .is_err()
+    );
+    let cents = Value::String("10.505".to_owned());
+    let err = Filter::with_root_filters(
+        Entity::Order,
+        [("minAmount", &cents)],
+        || Ok(None),
+        "orders",
+    )
+    .expect_err("three decimals");
+    assert!(err.0.starts_with("orders.minAmount must be"), "{err}");
+}
+
+/// The roots are the description's: each entity's list and by-id roots, and a connection and
+/// an aggregate beside each list, with the list's access; their arguments are read by the
+/// edges' rules (defaults, the page cap, non-null arguments, root filters AND-ed with `where`).
+#[test]
+fn roots_follow_the_description_and_read_their_arguments_like_edges() {
+    use crate::entities::{Access, CONNECTION_SUFFIX};
+    use roots::{RootArgs, RootKind, root_field, root_fields};
+    for entity in Entity::ALL {
+        let described = entity.desc().roots;
+        let generated: Vec<_> = root_fields()
+            .iter()
+            .filter(|r| r.entity == entity)
+            .collect();
+        let expected =
+            usize::from(described.by_id.is_some()) + 3 * usize::from(described.list.is_some());
+        assert_eq!(generated.len(), expected, "{entity:?}");
+        if let Some(list) = described.list {
+            let conn =
+                root_field(&format!("{}{CONNECTION_SUFFIX}", list.name)).expect("connection");
+            assert_eq!(
+                (conn.entity, conn.kind, conn.access),
+                (entity, RootKind::Connection, list.access)
+            );
+        }
+    }
+    assert_eq!(root_field("users").map(|r| r.access), Some(Access::Admin));
+    assert!(
+        root_field("orderItems").is_none(),
+        "order items have no roots"
+    );
+
+    let limits = LIMITS;
+    let orders = root_field("orders").expect("orders");
+    match orders.read([], limits).expect("defaults") {
+        RootArgs::List {
+            first,
+            offset,
+            filter,
+            ..
+        } => {
+            assert_eq!((first, offset), (roots::DEFAULT_LIST_SIZE, 0));
+            assert!(filter.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    let null = Value::Null;
+    let err = orders
+        .read([("first", &null)], limits)
+        .expect_err("first is Int!");
+    assert_eq!(err.0, "orders: `first` must not be null");
+    let over = int(limits.max_page_size + 1);
+    assert!(orders.read([("first", &over)], limits).is_err());
+    let status = Value::Enum(Name::new("PENDING"));
+    let filter =
+        Value::from_json(serde_json::json!({ "totalAmount": { "gt": "3" } })).expect("value");
+    match orders
+        .read([("status", &status), ("where", &filter)], limits)
+        .expect("filters")
+    {
+        RootArgs::List {
+            filter: Some(f), ..
+        } => assert!(matches!(&*f, Filter::All(parts) if parts.len() == 2)),
+        other => panic!("{other:?}"),
+    }
+    let conn = root_field("productsConnection").expect("connection");
+    let last = int(2);
+    match conn.read([("last", &last)], limits).expect("page") {
+        RootArgs::Connection { args, .. } => assert!(args.page.expect("page").backward),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        conn.read([("status", &status)], limits).is_err(),
+        "products have no status"
+    );
+    let bad = Value::String("x".to_owned());
+    let err = root_field("order")
+        .expect("order")
+        .read([("id", &bad)], limits)
+        .expect_err("bad id");
+    assert_eq!(err.0, "order: \"x\" is not a valid id");
 }

@@ -640,3 +640,51 @@ async fn a_login_whose_answer_is_over_the_byte_cap_starts_no_session() {
         r.body
     );
 }
+
+/// Every root generated from the description applies its described access rule, for every
+/// role, before any SQL: whoever it excludes gets `UNAUTHENTICATED` (anonymous) or
+/// `FORBIDDEN` (a customer at an administrators' root) and no statement runs.
+#[tokio::test]
+async fn every_generated_root_applies_its_described_access() {
+    use eagerql::entities::Access;
+    use eagerql::planner::roots::{RootKind, root_fields};
+    let (app, _) = shop().await;
+    let customer = app.token_for(2, Role::Customer);
+    let viewers = [
+        ("anonymous", None),
+        ("customer", Some(customer.as_str())),
+        ("administrator", Some(app.token.as_str())),
+    ];
+    let roots = root_fields();
+    assert_eq!(roots.len(), 12, "three entities with four roots each");
+    for root in roots {
+        let query = match root.kind {
+            RootKind::ById => format!("{{ {}(id: \"1\") {{ __typename }} }}", root.name),
+            RootKind::List => format!("{{ {} {{ __typename }} }}", root.name),
+            RootKind::Connection => format!("{{ {} {{ totalCount }} }}", root.name),
+            RootKind::Aggregate => format!("{{ {} {{ count }} }}", root.name),
+        };
+        for (who, token) in viewers {
+            let refused = match (root.access, who) {
+                (Access::Anyone, _) | (_, "administrator") => None,
+                (_, "anonymous") => Some("UNAUTHENTICATED"),
+                (Access::SignedIn, _) => None,
+                (Access::Admin, _) => Some("FORBIDDEN"),
+            };
+            let r = app.gql_as(token, &query, json!({})).await;
+            match refused {
+                None => assert!(
+                    r.body.get("errors").is_none(),
+                    "{who} at {}: {}",
+                    root.name,
+                    r.body
+                ),
+                Some(code) => {
+                    assert_eq!(r.error_code(), code, "{who} at {}: {}", root.name, r.body);
+                    assert_eq!(r.statements, 0, "{who} at {}", root.name);
+                    assert_eq!(r.body["errors"][0]["path"], json!([root.name]));
+                }
+            }
+        }
+    }
+}

@@ -3,13 +3,10 @@
 //! `not`), `XListFilter { some none }` per to-many target, and the operator inputs
 //! (`StringFilter`, ...). What they mean is [`crate::planner::filter`].
 
-use std::marker::PhantomData;
-
 use async_graphql::indexmap::IndexMap;
 use async_graphql::registry::{MetaInputValue, MetaType, Registry};
-use async_graphql::{InputType, InputValueError, InputValueResult, Value};
 
-use super::{Typed, register_kind};
+use super::register_kind;
 use crate::entities::{Entity, Kind, Link};
 use crate::planner::filter::{
     MAX_FILTER_TERMS, MAX_IN_VALUES, kind_filter, list_filter_type, where_type,
@@ -158,37 +155,5 @@ pub fn register_filters(registry: &mut Registry) {
             format!("Conditions on a list of related {} rows.", desc.name),
             fields,
         );
-    }
-}
-
-/// A `where` argument of a root field over `T` rows: the raw input, read into a
-/// [`crate::planner::Filter`] by the planner's one reader.
-pub struct Where<T>(pub Value, PhantomData<T>);
-
-impl<T: Typed> InputType for Where<T> {
-    type RawValueType = Self;
-
-    fn type_name() -> std::borrow::Cow<'static, str> {
-        std::borrow::Cow::Owned(where_type(T::ENTITY))
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        register_filters(registry);
-        where_type(T::ENTITY)
-    }
-
-    fn parse(value: Option<Value>) -> InputValueResult<Self> {
-        match value {
-            Some(v @ Value::Object(_)) => Ok(Where(v, PhantomData)),
-            other => Err(InputValueError::expected_type(other.unwrap_or_default())),
-        }
-    }
-
-    fn to_value(&self) -> Value {
-        self.0.clone()
-    }
-
-    fn as_raw_value(&self) -> Option<&Self> {
-        Some(self)
     }
 }

@@ -9,18 +9,16 @@
 
 mod filters;
 
-pub use filters::{Where, register_filters};
+pub use filters::register_filters;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::registry::{
-    Deprecation, MetaEnumValue, MetaField, MetaInputValue, MetaType, MetaTypeId, Registry,
+    Deprecation, MetaEnumValue, MetaField, MetaInputValue, MetaType, Registry,
 };
-use async_graphql::{
-    CacheControl, ID, InputType, InputValueError, InputValueResult, Name, OutputType, Value,
-};
+use async_graphql::{CacheControl, ID, InputType, OutputType};
 
 use super::scalars::{DateTime, Decimal};
 use crate::db::load::AggRow;
@@ -122,14 +120,19 @@ typed!(OrderType, Order, Entity::Order);
 typed!(OrderItemType, OrderItem, Entity::OrderItem);
 typed!(ProductType, Product, Entity::Product);
 
-/// Registers the object type of `entity` (the one place an entity maps to its Rust type).
-fn register(entity: Entity, registry: &mut Registry) -> String {
-    match entity {
-        Entity::User => User::create_type_info(registry),
-        Entity::Order => Order::create_type_info(registry),
-        Entity::OrderItem => OrderItem::create_type_info(registry),
-        Entity::Product => Product::create_type_info(registry),
+/// Registers the object type of `entity` from its description (once); gives `Name!`.
+pub fn register_entity(entity: Entity, registry: &mut Registry) -> String {
+    let name = entity.desc().name;
+    if !registry.types.contains_key(name) {
+        // A placeholder first: the type's relationships lead back to it.
+        registry.types.insert(
+            name.to_owned(),
+            object_type(name.to_owned(), None, IndexMap::new()),
+        );
+        let ty = meta_type(entity, registry);
+        registry.types.insert(name.to_owned(), ty);
     }
+    format!("{name}!")
 }
 
 /// Registers the scalar or enum type of a column kind.
@@ -159,91 +162,55 @@ fn register_arg(arg: EdgeArg, target: Entity, registry: &mut Registry) {
     }
 }
 
-/// Registers the `XOrderBy` enum of `entity` (the one place it maps to its Rust type).
-fn register_order_by(entity: Entity, registry: &mut Registry) -> String {
-    match entity {
-        Entity::User => <OrderBy<UserType> as InputType>::create_type_info(registry),
-        Entity::Order => <OrderBy<OrderType> as InputType>::create_type_info(registry),
-        Entity::OrderItem => <OrderBy<OrderItemType> as InputType>::create_type_info(registry),
-        Entity::Product => <OrderBy<ProductType> as InputType>::create_type_info(registry),
+/// Registers the `XOrderBy` enum of `entity` from its description's sortable columns
+/// (`CREATED_AT_DESC`), once; gives its name.
+pub fn register_order_by(entity: Entity, registry: &mut Registry) -> String {
+    let name = entity.order_by_type();
+    if registry.types.contains_key(&name) {
+        return name;
     }
-}
-
-/// A value of the `XOrderBy` enum of entity `T`, from its description's sortable columns
-/// (`CREATED_AT_DESC`): the type of root lists' `orderBy` arguments.
-pub struct OrderBy<T>(pub String, PhantomData<T>);
-
-impl<T: Typed> InputType for OrderBy<T> {
-    type RawValueType = Self;
-
-    fn type_name() -> std::borrow::Cow<'static, str> {
-        std::borrow::Cow::Owned(T::ENTITY.order_by_type())
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        registry.create_input_type::<Self, _>(MetaTypeId::Enum, |_| {
-            let entity = T::ENTITY;
-            let mut enum_values = IndexMap::new();
-            for (name, col, desc) in entity.sort_values() {
-                let field = entity.desc().columns[col].field.unwrap_or_default();
-                let direction = if desc { "descending" } else { "ascending" };
-                enum_values.insert(
-                    name.clone(),
-                    MetaEnumValue {
-                        name,
-                        description: Some(format!("By `{field}`, {direction}.")),
-                        deprecation: Deprecation::NoDeprecated,
-                        visible: None,
-                        inaccessible: false,
-                        tags: Vec::new(),
-                        directive_invocations: Vec::new(),
-                    },
-                );
-            }
-            MetaType::Enum {
-                name: entity.order_by_type(),
-                description: Some(format!(
-                    "An order of {} lists: one key, ascending or descending.",
-                    entity.desc().name
-                )),
-                enum_values,
+    let mut enum_values = IndexMap::new();
+    for (value, col, desc) in entity.sort_values() {
+        let field = entity.desc().columns[col].field.unwrap_or_default();
+        let direction = if desc { "descending" } else { "ascending" };
+        enum_values.insert(
+            value.clone(),
+            MetaEnumValue {
+                name: value,
+                description: Some(format!("By `{field}`, {direction}.")),
+                deprecation: Deprecation::NoDeprecated,
                 visible: None,
                 inaccessible: false,
                 tags: Vec::new(),
-                rust_typename: Some(std::any::type_name::<Self>()),
                 directive_invocations: Vec::new(),
-                requires_scopes: Vec::new(),
-            }
-        })
+            },
+        );
     }
-
-    fn parse(value: Option<Value>) -> InputValueResult<Self> {
-        match &value {
-            Some(Value::Enum(name)) if T::ENTITY.sort_key(name.as_str()).is_some() => {
-                Ok(OrderBy(name.to_string(), PhantomData))
-            }
-            // A value from the variables, written there as a string.
-            Some(Value::String(name)) if T::ENTITY.sort_key(name.as_str()).is_some() => {
-                Ok(OrderBy(name.clone(), PhantomData))
-            }
-            _ => Err(InputValueError::expected_type(value.unwrap_or_default())),
-        }
-    }
-
-    fn to_value(&self) -> Value {
-        Value::Enum(Name::new(&self.0))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self> {
-        Some(self)
-    }
+    registry.types.insert(
+        name.clone(),
+        MetaType::Enum {
+            name: name.clone(),
+            description: Some(format!(
+                "An order of {} lists: one key, ascending or descending.",
+                entity.desc().name
+            )),
+            enum_values,
+            visible: None,
+            inaccessible: false,
+            tags: Vec::new(),
+            rust_typename: None,
+            directive_invocations: Vec::new(),
+            requires_scopes: Vec::new(),
+        },
+    );
+    name
 }
 
 fn doc(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
-fn meta_field(
+pub(crate) fn meta_field(
     name: &str,
     description: &str,
     ty: String,
@@ -290,7 +257,7 @@ pub(crate) fn input(name: &str, ty: &str, description: &str) -> MetaInputValue {
     }
 }
 
-fn object_type(
+pub(crate) fn object_type(
     name: String,
     description: Option<String>,
     fields: IndexMap<String, MetaField>,
@@ -486,7 +453,7 @@ pub fn register_connection(entity: Entity, registry: &mut Registry) -> String {
     if registry.types.contains_key(&name) {
         return format!("{name}!");
     }
-    let node = register(entity, registry);
+    let node = register_entity(entity, registry);
     drop(<String as OutputType>::create_type_info(registry));
     drop(<bool as OutputType>::create_type_info(registry));
     drop(<i32 as OutputType>::create_type_info(registry));
@@ -549,22 +516,20 @@ pub fn register_connection(entity: Entity, registry: &mut Registry) -> String {
 /// A page of a root connection (`Query.ordersConnection`): the rows loaded (the page's, and
 /// one more when there is a next page in its direction), its arguments and, when selected,
 /// the total count. Written by the renderer.
-pub struct Connection<T> {
+pub struct Connection {
+    /// The rows' entity.
+    pub entity: Entity,
     /// The rows, in the order they were read (reversed for `last`).
     pub objs: Vec<Obj>,
     /// The order and page.
     pub args: EdgeArgs,
     /// The list's count, when `totalCount` is selected.
     pub total: Option<i64>,
-    /// The view its root field's plan made (`None`: compiled when it is written).
-    pub view: Option<std::sync::Arc<crate::planner::View>>,
-    /// The entity.
-    pub marker: PhantomData<T>,
 }
 
 /// The schema type of an entity, from its description.
-fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
-    let desc = T::ENTITY.desc();
+fn meta_type(entity: Entity, registry: &mut Registry) -> MetaType {
+    let desc = entity.desc();
     let mut fields = IndexMap::new();
     for col in desc.columns {
         let Some(name) = col.field else { continue };
@@ -581,7 +546,7 @@ fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
     }
     for rel in desc.relations {
         // The qualified (non-null) name: `User!`.
-        let target = register(rel.target, registry);
+        let target = register_entity(rel.target, registry);
         let mut args = IndexMap::new();
         for arg in rel.args {
             register_arg(*arg, rel.target, registry);
@@ -632,17 +597,7 @@ fn meta_type<T: Typed>(registry: &mut Registry) -> MetaType {
         );
         fields.insert(name.clone(), meta_field(&name, &doc, ty, args));
     }
-    let mut ty = object_type(desc.name.to_owned(), doc(desc.doc), fields);
-    if let MetaType::Object { rust_typename, .. } = &mut ty {
-        *rust_typename = Some(std::any::type_name::<Object<T>>());
-    }
-    ty
-}
-
-/// Registers the schema type of `Object<T>` (what its `OutputType::create_type_info` does;
-/// the impl lives with the renderer, which is its `resolve`).
-pub fn register_object<T: Typed>(registry: &mut Registry) -> String {
-    registry.create_output_type::<Object<T>, _>(MetaTypeId::Object, meta_type::<T>)
+    object_type(desc.name.to_owned(), doc(desc.doc), fields)
 }
 
 impl<T: Typed> Object<T> {
