@@ -46,6 +46,13 @@ impl Entity {
         }
     }
 
+    /// The described filter argument `name` and its column's kind, if any.
+    pub fn filter_arg(self, name: &str) -> Option<(&'static FilterArg, Kind)> {
+        let arg = self.desc().filter_args.iter().find(|f| f.arg == name)?;
+        let col = self.column_named(arg.column)?;
+        Some((arg, self.desc().columns[col].kind))
+    }
+
     /// The relationship of this entity exposed as the GraphQL field `field`, if any.
     pub fn relation(self, field: &str) -> Option<Rel> {
         self.desc()
@@ -242,8 +249,9 @@ pub enum Link {
 pub enum EdgeArg {
     /// `first: Int`: at most this many children per parent, by id.
     First(&'static str),
-    /// `status: OrderStatus`: only orders with this status.
-    Status(&'static str),
+    /// One of the target's [`FilterArg`]s, by its name (`orders(status: PENDING)`): read as
+    /// the `where` condition it stands for, and documented and typed by the target.
+    Filter(&'static str),
     /// `orderBy: [XOrderBy!]`: the children's order (the id always breaks ties).
     OrderBy(&'static str),
     /// `where: XWhere`: only the children the filter keeps.
@@ -255,7 +263,7 @@ impl EdgeArg {
     pub fn name(self) -> &'static str {
         match self {
             EdgeArg::First(_) => "first",
-            EdgeArg::Status(_) => "status",
+            EdgeArg::Filter(name) => name,
             EdgeArg::OrderBy(_) => "orderBy",
             EdgeArg::Where(_) => "where",
         }
@@ -265,16 +273,20 @@ impl EdgeArg {
     pub fn graphql(self, target: Entity) -> String {
         match self {
             EdgeArg::First(_) => "Int".to_owned(),
-            EdgeArg::Status(_) => "OrderStatus".to_owned(),
+            EdgeArg::Filter(name) => target
+                .filter_arg(name)
+                .map(|(_, kind)| kind.graphql().trim_end_matches('!').to_owned())
+                .unwrap_or_default(),
             EdgeArg::OrderBy(_) => format!("[{}!]", target.order_by_type()),
             EdgeArg::Where(_) => format!("{}Where", target.desc().name),
         }
     }
 
-    /// Its documentation.
-    pub fn doc(self) -> &'static str {
+    /// Its documentation, on a relationship to `target`.
+    pub fn doc(self, target: Entity) -> &'static str {
         match self {
-            EdgeArg::First(d) | EdgeArg::Status(d) | EdgeArg::OrderBy(d) | EdgeArg::Where(d) => d,
+            EdgeArg::First(d) | EdgeArg::OrderBy(d) | EdgeArg::Where(d) => d,
+            EdgeArg::Filter(name) => target.filter_arg(name).map_or("", |(f, _)| f.doc),
         }
     }
 }
@@ -419,8 +431,9 @@ pub struct EntityDesc {
     /// The table's named constraints whose violation is the client's to fix.
     pub constraints: &'static [Constraint],
     /// The arguments of the entity's root lists, connections and aggregates that each keep
-    /// the rows whose column compares with their value (`orders(status: PENDING)`).
-    pub root_filters: &'static [RootFilter],
+    /// the rows whose column compares with their value (`orders(status: PENDING)`); a
+    /// relationship to the entity may accept them too ([`EdgeArg::Filter`]).
+    pub filter_args: &'static [FilterArg],
     /// Its `Query` roots, each with who may use it (the rows are then those its
     /// [`Visibility`] shows the viewer).
     pub roots: Roots,
@@ -465,11 +478,12 @@ impl Roots {
     };
 }
 
-/// An argument of an entity's root list, connection and aggregate that keeps the rows whose
-/// column compares with its value: shorthand for one `where` condition (the column need not
-/// be a field: `userId` compares the foreign key `user_id`), AND-ed with `where`.
+/// An argument of an entity's root list, connection and aggregate (and of the relationships
+/// to it that name it) that keeps the rows whose column compares with its value: shorthand
+/// for one `where` condition (the column need not be a field: `userId` compares the foreign
+/// key `user_id`), AND-ed with `where`. Its GraphQL type is its column's.
 #[derive(Copy, Clone, Debug)]
-pub struct RootFilter {
+pub struct FilterArg {
     /// The argument.
     pub arg: &'static str,
     /// The column it compares.
@@ -576,7 +590,7 @@ pub static USER: EntityDesc = EntityDesc {
             access: Access::Admin,
         }),
     },
-    root_filters: &[],
+    filter_args: &[],
     columns: &[
         ID,
         Column::field("email", "email", Kind::Text, "Unique e-mail address.").sortable(),
@@ -614,7 +628,7 @@ pub static USER: EntityDesc = EntityDesc {
         link: Link::Children("user_id"),
         args: &[
             EdgeArg::First("At most this many orders per user (the first in `orderBy` order)."),
-            EdgeArg::Status("Only orders with this status."),
+            EdgeArg::Filter("status"),
             EdgeArg::OrderBy(ORDER_BY_DOC),
             EdgeArg::Where(WHERE_DOC),
         ],
@@ -640,20 +654,20 @@ pub static ORDER: EntityDesc = EntityDesc {
             access: Access::SignedIn,
         }),
     },
-    root_filters: &[
-        RootFilter {
+    filter_args: &[
+        FilterArg {
             arg: "status",
             column: "status",
             at_least: false,
             doc: "Only orders with this status.",
         },
-        RootFilter {
+        FilterArg {
             arg: "userId",
             column: "user_id",
             at_least: false,
             doc: "Only this user's orders.",
         },
-        RootFilter {
+        FilterArg {
             arg: "minAmount",
             column: "total_amount",
             at_least: true,
@@ -732,7 +746,7 @@ pub static ORDER_ITEM: EntityDesc = EntityDesc {
         parent: Entity::Order,
     },
     constraints: &[],
-    root_filters: &[],
+    filter_args: &[],
     columns: &[
         ID,
         Column::foreign_key("order_id"),
@@ -801,7 +815,7 @@ pub static PRODUCT: EntityDesc = EntityDesc {
             access: Access::Anyone,
         }),
     },
-    root_filters: &[],
+    filter_args: &[],
     columns: &[
         ID,
         Column::field("name", "name", Kind::Text, "Display name.").sortable(),

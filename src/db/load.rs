@@ -1063,7 +1063,6 @@ fn kept_batch_statement(
         key.extend([
             batch.edge.from as u32,
             u32::from(batch.edge.index),
-            u32::from(args.status.is_some()),
             u32::from(args.first.is_some()),
         ]);
         key.extend(
@@ -1072,7 +1071,6 @@ fn kept_batch_statement(
                 .map(|(col, desc)| (col as u32) << 1 | u32::from(desc)),
         );
         let mut own = vec![Arg::Ids(parent_ids)];
-        own.extend(args.status.map(|st| Arg::Text(st.as_db().to_owned())));
         own.extend(args.first.map(Arg::I64));
         if let Some(statement) = Statement::kept(&key, viewer, &mut own) {
             return statement;
@@ -1101,10 +1099,6 @@ fn batch_statement(
     let ids = p.push(Arg::Ids(parent_ids));
     // The conditions beside the parent's: ` and ...`.
     let mut rest = String::new();
-    if let Some(status) = batch.args.status {
-        let n = p.push(Arg::Text(status.as_db().to_owned()));
-        let _ = write!(rest, " and t0.status = ${n}");
-    }
     if let Some(filter) = &batch.args.filter {
         let pred = filter_sql(backend, batch.node.entity, "t0", filter, &mut p);
         let _ = write!(rest, " and {pred}");
@@ -1277,10 +1271,6 @@ pub async fn fetch_aggregates(
     let mut p = Params::new(s.viewer());
     let ids = p.push(Arg::Ids(parent_ids));
     let mut filter = in_ids(backend, parent, ids);
-    if let Some(status) = agg.args.status {
-        let n = p.push(Arg::Text(status.as_db().to_owned()));
-        let _ = write!(filter, " and t0.status = ${n}");
-    }
     if let Some(f) = &agg.args.filter {
         let pred = filter_sql(backend, target, "t0", f, &mut p);
         let _ = write!(filter, " and {pred}");
@@ -1402,7 +1392,6 @@ fn agg_val(r: &dyn DbRow, at: usize, func: AggFunc, kind: Kind) -> Result<Val, s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::OrderStatus;
     use crate::model::Role;
     use crate::planner::Join;
 
@@ -1474,7 +1463,6 @@ mod tests {
             EdgeArgs::default(),
             EdgeArgs {
                 first: Some(2),
-                status: Some(OrderStatus::Shipped),
                 ..EdgeArgs::default()
             },
         ];

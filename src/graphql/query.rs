@@ -261,7 +261,7 @@ fn who(root: &RootField) -> String {
 fn arg_meta(root: &RootField, name: &str, registry: &mut Registry) -> MetaInputValue {
     let entity = root.entity;
     let page = || PAGE_ARGS.iter().find(|(n, _, _)| *n == name);
-    let described = entity.desc().root_filters.iter().find(|f| f.arg == name);
+    let described = entity.desc().filter_args.iter().find(|f| f.arg == name);
     if let Some(filter) = described {
         let col = entity
             .column_named(filter.column)

@@ -156,10 +156,10 @@ pub fn list_filter_type(target: Entity) -> String {
 
 impl Filter {
     /// `rest` (a `where`, read after them) with the root filters of `entity` given (`(argument, value)`, see
-    /// [`crate::entities::RootFilter`]; variables substituted, null: not given) AND-ed to it;
+    /// [`crate::entities::FilterArg`]; variables substituted, null: not given) AND-ed to it;
     /// `None`: every row. Each value is read as its column's kind is in a `where`; `what`
     /// names the field in messages.
-    pub fn with_root_filters<'a>(
+    pub fn with_filter_args<'a>(
         entity: Entity,
         given: impl IntoIterator<Item = (&'a str, &'a Value)>,
         rest: impl FnOnce() -> Result<Option<std::sync::Arc<Filter>>, PlanError>,
@@ -172,7 +172,7 @@ impl Filter {
             }
             let (col, at_least) = entity
                 .desc()
-                .root_filters
+                .filter_args
                 .iter()
                 .find(|f| f.arg == arg)
                 .and_then(|f| Some((entity.column_named(f.column)?, f.at_least)))
@@ -198,11 +198,8 @@ impl Filter {
             return Ok(rest);
         }
         parts.extend(rest.map(|f| (*f).clone()));
-        Ok(Some(std::sync::Arc::new(if parts.len() == 1 {
-            parts.swap_remove(0)
-        } else {
-            Filter::All(parts)
-        })))
+        // The canonical form, as `where` has: `status: X` is `where: { status: { eq: X } }`.
+        Ok(Some(std::sync::Arc::new(Filter::All(parts).canonical())))
     }
 
     /// Reads a `XWhere` value of `entity` (variables already substituted); `what` names the

@@ -14,8 +14,6 @@
 
 use async_graphql::Value;
 
-use crate::model::OrderStatus;
-
 /// A selected field, as the planner sees it: its name (not its alias), its arguments with
 /// variables already substituted, and its sub-selection with fragments flattened.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,8 +80,6 @@ pub use view::View;
 pub struct EdgeArgs {
     /// At most this many children per parent, the first in `order`.
     pub first: Option<i64>,
-    /// Only orders with this status.
-    pub status: Option<OrderStatus>,
     /// The children's order (empty: by id).
     pub order: SortKeys,
     /// A connection's page (`ordersConnection`): its rows are the page's, plus one more
@@ -98,7 +94,6 @@ impl EdgeArgs {
     /// `totalCount` is the count aggregate under these.
     pub fn matching(&self) -> EdgeArgs {
         EdgeArgs {
-            status: self.status,
             filter: self.filter.clone(),
             ..EdgeArgs::default()
         }
@@ -266,9 +261,6 @@ impl EdgeArgs {
         let mut out = serde_json::Map::new();
         if let Some(first) = self.first {
             out.insert("first".into(), first.into());
-        }
-        if let Some(status) = self.status {
-            out.insert("status".into(), status.as_db().to_ascii_uppercase().into());
         }
         if !self.order.is_empty() {
             out.insert(
@@ -575,44 +567,46 @@ impl EdgeArgs {
     ) -> Result<EdgeArgs, PlanError> {
         let accepted = edge.desc().args;
         let mut out = EdgeArgs::default();
+        let path = edge.path();
+        let (mut filters, mut filter) = (Vec::new(), None);
         for (name, value) in args {
             let Some(arg) = accepted.iter().find(|a| a.name() == name) else {
-                return Err(PlanError(format!(
-                    "{}: unknown argument `{name}`",
-                    edge.path()
-                )));
+                return Err(PlanError(format!("{path}: unknown argument `{name}`")));
             };
             match (arg, value) {
                 (_, Value::Null) => {}
                 (EdgeArg::First(_), Value::Number(n)) => {
-                    out.first = Some(n.as_i64().ok_or_else(|| {
-                        PlanError(format!("{}: `first` must be an integer", edge.path()))
-                    })?);
+                    out.first =
+                        Some(n.as_i64().ok_or_else(|| {
+                            PlanError(format!("{path}: `first` must be an integer"))
+                        })?);
                 }
-                (EdgeArg::Status(_), Value::Enum(name)) => {
-                    out.status = Some(parse_status(name, edge)?)
-                }
-                (EdgeArg::Status(_), Value::String(name)) => {
-                    out.status = Some(parse_status(name, edge)?)
-                }
+                (EdgeArg::Filter(name), v) => filters.push((*name, v)),
                 (EdgeArg::OrderBy(_), v) => {
-                    let names = roots::sort_names(v, &edge.path())?;
-                    out.order = SortKeys::parse(edge.target(), names, &edge.path())?;
+                    let names = roots::sort_names(v, &path)?;
+                    out.order = SortKeys::parse(edge.target(), names, &path)?;
                 }
-                (EdgeArg::Where(_), Value::Object(_)) => {
-                    let f = Filter::parse(edge.target(), value, &format!("{}.where", edge.path()))?;
-                    out.filter = (!f.is_true()).then(|| std::sync::Arc::new(f));
-                }
+                (EdgeArg::Where(_), Value::Object(_)) => filter = Some(value),
                 (arg, other) => {
                     return Err(PlanError(format!(
-                        "{}: `{}` must be {}, got {other}",
-                        edge.path(),
+                        "{path}: `{}` must be {}, got {other}",
                         arg.name(),
                         arg.graphql(edge.target())
                     )));
                 }
             }
         }
+        // The filter arguments stand for `where` conditions: one filter, so `orders(status:
+        // PENDING)` and `orders(where: { status: { eq: PENDING } })` share a batch.
+        let target = edge.target();
+        let rest = || match filter {
+            None => Ok(None),
+            Some(v) => {
+                let f = Filter::parse(target, v, &format!("{path}.where"))?;
+                Ok((!f.is_true()).then(|| std::sync::Arc::new(f)))
+            }
+        };
+        out.filter = Filter::with_filter_args(target, filters, rest, &path)?;
         Ok(out)
     }
 }
@@ -633,12 +627,10 @@ impl EdgeArgs {
                 "last" => &mut last,
                 "after" => &mut after,
                 "before" => &mut before,
-                "orderBy" | "status" | "where" => {
+                // The relationship's own arguments (`EdgeArgs::read` refuses unknown ones).
+                _ => {
                     own.push((name, value));
                     continue;
-                }
-                _ => {
-                    return Err(PlanError(format!("{what}: unknown argument `{name}`")));
                 }
             };
             if !matches!(value, Value::Null) {
@@ -678,11 +670,6 @@ impl EdgeArgs {
         )?);
         Ok(out)
     }
-}
-
-fn parse_status(name: &str, edge: Rel) -> Result<OrderStatus, PlanError> {
-    OrderStatus::from_graphql(name)
-        .ok_or_else(|| PlanError(format!("{}: unknown status {name}", edge.path())))
 }
 
 #[cfg(test)]

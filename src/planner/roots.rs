@@ -209,7 +209,7 @@ impl RootField {
 
     /// The names of the arguments this root takes, in schema order.
     pub fn arg_names(&self) -> Vec<&'static str> {
-        let filters = self.entity.desc().root_filters.iter().map(|f| f.arg);
+        let filters = self.entity.desc().filter_args.iter().map(|f| f.arg);
         let (page, ordered): (&[&'static str], bool) = match self.kind {
             RootKind::ById => return vec!["id"],
             RootKind::List => (&["first", "offset"], true),
@@ -244,7 +244,7 @@ impl RootField {
         args: &[(&str, &Value)],
         filter: Option<&Value>,
     ) -> Result<Option<Arc<Filter>>, PlanError> {
-        let described = self.entity.desc().root_filters;
+        let described = self.entity.desc().filter_args;
         let given = args
             .iter()
             .filter(|(n, _)| described.iter().any(|f| f.arg == *n))
@@ -256,7 +256,7 @@ impl RootField {
                 Ok((!f.is_true()).then(|| Arc::new(f)))
             }
         };
-        Filter::with_root_filters(self.entity, given, rest, &self.name)
+        Filter::with_filter_args(self.entity, given, rest, &self.name)
     }
 }
 

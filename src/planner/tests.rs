@@ -112,13 +112,14 @@ fn aliases_with_different_arguments_are_separate_batches() {
             ..EdgeArgs::default()
         }
     );
-    assert_eq!(
-        node.batches[1].args,
-        EdgeArgs {
-            status: Some(OrderStatus::Shipped),
-            ..EdgeArgs::default()
-        }
+    // A filter argument is the `where` condition it stands for: the same batch key.
+    let written = f("orders", vec![leaf("id")]).arg(
+        "where",
+        Value::from_json(serde_json::json!({ "status": { "eq": "SHIPPED" } })).expect("value"),
     );
+    let same = plan(Entity::User, &[written], LIMITS).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(node.batches[1].args, same.batches[0].args);
+    assert!(node.batches[1].args.filter.is_some());
 }
 
 #[test]
@@ -377,47 +378,46 @@ fn a_page_reads_one_row_more_than_it_shows() {
 /// Root filters are described arguments: each is one comparison of its column, AND-ed with
 /// `where`; an entity without the argument refuses it.
 #[test]
-fn root_filters_are_where_conditions_of_their_columns() {
-    use crate::model::OrderStatus;
-    use filter::{Lit, Op};
-    let col = |name| Entity::Order.column_named(name).expect("column") as u8;
-    let status = Filter::Cmp {
-        col: col("status"),
-        op: Op::Eq,
-        value: Lit::Status(OrderStatus::Pending),
-    };
-    let min = Filter::Cmp {
-        col: col("total_amount"),
-        op: Op::Gte,
-        value: Lit::Cents(1_050),
+fn filter_args_are_where_conditions_of_their_columns() {
+    let parsed = |json: serde_json::Value| {
+        let v = Value::from_json(json).expect("value");
+        Some(std::sync::Arc::new(
+            Filter::parse(Entity::Order, &v, "t").unwrap_or_else(|e| panic!("{e}")),
+        ))
     };
     let pending = Value::Enum(async_graphql::Name::new("PENDING"));
     let one =
-        Filter::with_root_filters(Entity::Order, [("status", &pending)], || Ok(None), "orders")
+        Filter::with_filter_args(Entity::Order, [("status", &pending)], || Ok(None), "orders")
             .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(one.as_deref(), Some(&status));
-    let rest = std::sync::Arc::new(Filter::Not(Box::new(status.clone())));
+    assert_eq!(
+        one,
+        parsed(serde_json::json!({ "status": { "eq": "PENDING" } }))
+    );
+    let rest = parsed(serde_json::json!({ "not": { "status": { "eq": "PENDING" } } }));
     let amount = Value::String("10.50".to_owned());
-    let both = Filter::with_root_filters(
+    let both = Filter::with_filter_args(
         Entity::Order,
         [("minAmount", &amount), ("userId", &Value::Null)],
-        || Ok(Some(rest.clone())),
+        || Ok(rest.clone()),
         "orders",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        both.as_deref(),
-        Some(&Filter::All(vec![min, (*rest).clone()]))
+        both,
+        parsed(serde_json::json!({
+            "totalAmount": { "gte": "10.50" },
+            "not": { "status": { "eq": "PENDING" } },
+        }))
     );
-    let none = Filter::with_root_filters(Entity::Order, [], || Ok(Some(rest.clone())), "orders")
+    let none = Filter::with_filter_args(Entity::Order, [], || Ok(rest.clone()), "orders")
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(none, Some(rest));
+    assert_eq!(none, rest);
     assert!(
-        Filter::with_root_filters(Entity::User, [("status", &pending)], || Ok(None), "users")
+        Filter::with_filter_args(Entity::User, [("status", &pending)], || Ok(None), "users")
             .is_err()
     );
     let cents = Value::String("10.505".to_owned());
-    let err = Filter::with_root_filters(
+    let err = Filter::with_filter_args(
         Entity::Order,
         [("minAmount", &cents)],
         || Ok(None),

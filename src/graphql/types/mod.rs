@@ -154,9 +154,11 @@ pub(crate) fn register_kind(kind: Kind, registry: &mut Registry) {
 fn register_arg(arg: EdgeArg, target: Entity, registry: &mut Registry) {
     match arg {
         EdgeArg::First(_) => drop(<Option<i32> as InputType>::create_type_info(registry)),
-        EdgeArg::Status(_) => drop(<Option<OrderStatus> as InputType>::create_type_info(
-            registry,
-        )),
+        EdgeArg::Filter(name) => {
+            if let Some((_, kind)) = target.filter_arg(name) {
+                register_kind(kind, registry);
+            }
+        }
         EdgeArg::OrderBy(_) => drop(register_order_by(target, registry)),
         EdgeArg::Where(_) => register_filters(registry),
     }
@@ -238,7 +240,7 @@ pub(crate) fn meta_field(
 }
 
 fn input_value(arg: EdgeArg, target: Entity) -> MetaInputValue {
-    input(arg.name(), &arg.graphql(target), arg.doc())
+    input(arg.name(), &arg.graphql(target), arg.doc(target))
 }
 
 /// A schema input value (an argument or an input object's field).
@@ -584,7 +586,7 @@ fn meta_type(entity: Entity, registry: &mut Registry) -> MetaType {
         for arg in rel
             .args
             .iter()
-            .filter(|a| matches!(a, EdgeArg::Status(_) | EdgeArg::Where(_)))
+            .filter(|a| matches!(a, EdgeArg::Filter(_) | EdgeArg::Where(_)))
         {
             register_arg(*arg, rel.target, registry);
             args.insert(arg.name().to_owned(), input_value(*arg, rel.target));
