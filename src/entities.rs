@@ -36,6 +36,24 @@ impl Entity {
         Entity::Product,
     ];
 
+    /// The tables the description names: each entity's, then each link table, once.
+    pub fn tables() -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Entity::ALL.iter().map(|e| e.desc().table).collect();
+        let links = Entity::ALL
+            .iter()
+            .flat_map(|e| e.desc().relations)
+            .filter_map(|r| match r.link {
+                Link::Through { table, .. } => Some(table),
+                _ => None,
+            });
+        for table in links {
+            if !out.contains(&table) {
+                out.push(table);
+            }
+        }
+        out
+    }
+
     /// Its description.
     pub fn desc(self) -> &'static EntityDesc {
         match self {

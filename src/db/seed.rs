@@ -13,6 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::Backend;
 use super::money::from_cents;
 use super::session::{Arg, Session, sqlite_ts};
+use crate::entities::Entity;
 use crate::error::{AppError, AppResult};
 
 /// How much to generate.
@@ -447,7 +448,8 @@ async fn settle_postgres(s: &Session) -> AppResult<()> {
     // Explicit ids were written: move the sequences past them; then vacuum, so hint bits
     // and the visibility map are set (no first-read writes, index-only scans possible),
     // and refresh the planner's statistics so the first queries get good plans.
-    for table in ["users", "products", "orders", "order_items"] {
+    for entity in Entity::ALL {
+        let table = entity.desc().table;
         s.fetch(
             "seed.setval",
             format!(
@@ -461,14 +463,7 @@ async fn settle_postgres(s: &Session) -> AppResult<()> {
     }
     // One table per connection, side by side: the big three take about as long as the
     // largest alone.
-    let vacuums = [
-        "orders",
-        "order_items",
-        "order_products",
-        "users",
-        "products",
-    ]
-    .map(|t| {
+    let vacuums = Entity::tables().into_iter().map(|t| {
         // VACUUM cannot run inside a transaction, and behind a transaction pooler every
         // statement gets one: there, the planner statistics only.
         let sql = if s.db().pooled() {
