@@ -30,6 +30,7 @@ mod lazy;
 mod mutations;
 mod operations;
 mod output;
+mod reviews;
 mod scale_out;
 mod schema;
 mod seed;
