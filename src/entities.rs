@@ -25,18 +25,15 @@ pub enum Entity {
     OrderItem,
     /// `products`
     Product,
-    /// `reviews`
-    Review,
 }
 
 impl Entity {
     /// Every entity.
-    pub const ALL: [Entity; 5] = [
+    pub const ALL: [Entity; 4] = [
         Entity::User,
         Entity::Order,
         Entity::OrderItem,
         Entity::Product,
-        Entity::Review,
     ];
 
     /// The tables the description names: each entity's, then each link table, once.
@@ -64,7 +61,6 @@ impl Entity {
             Entity::Order => &ORDER,
             Entity::OrderItem => &ORDER_ITEM,
             Entity::Product => &PRODUCT,
-            Entity::Review => &REVIEW,
         }
     }
 
@@ -876,75 +872,7 @@ pub static PRODUCT: EntityDesc = EntityDesc {
             args: &[EdgeArg::OrderBy(ORDER_BY_DOC), EdgeArg::Where(WHERE_DOC)],
             doc: "Order lines that bought this product, ordered by id.",
         },
-        Relation {
-            field: "reviews",
-            target: Entity::Review,
-            link: Link::Children("product_id"),
-            args: &[
-                EdgeArg::First("At most this many reviews per product."),
-                EdgeArg::Filter("minRating"),
-                EdgeArg::OrderBy(ORDER_BY_DOC),
-                EdgeArg::Where(WHERE_DOC),
-            ],
-            doc: "The product's reviews, ordered by id.",
-        },
     ],
-};
-
-/// `reviews`: what customers say about a product.
-pub static REVIEW: EntityDesc = EntityDesc {
-    entity: Entity::Review,
-    name: "Review",
-    doc: "A customer's rating of a product, with a text.",
-    table: "reviews",
-    roots: Roots {
-        by_id: Some(Root {
-            name: "review",
-            access: Access::Anyone,
-        }),
-        list: Some(Root {
-            name: "reviews",
-            access: Access::Anyone,
-        }),
-    },
-    visibility: Visibility::Public,
-    constraints: &[Constraint {
-        name: "reviews_rating_check",
-        unique: &[],
-        means: Violation::Refused("a rating is from 1 to 5"),
-    }],
-    filter_args: &[FilterArg {
-        arg: "minRating",
-        column: "rating",
-        at_least: true,
-        doc: "Only reviews rated at least this.",
-    }],
-    columns: &[
-        ID,
-        Column::foreign_key("product_id"),
-        Column::field(
-            "rating",
-            "rating",
-            Kind::Int,
-            "From 1 (poor) to 5 (excellent).",
-        )
-        .sortable(),
-        Column::field("body", "body", Kind::Text, "What the reviewer wrote."),
-        Column::field(
-            "created_at",
-            "createdAt",
-            Kind::DateTime,
-            "When it was written.",
-        )
-        .sortable(),
-    ],
-    relations: &[Relation {
-        field: "product",
-        target: Entity::Product,
-        link: Link::ForeignKey("product_id"),
-        args: &[],
-        doc: "The product reviewed. Joined into the statement that loads the review.",
-    }],
 };
 
 /// A relationship, by its entity and its position in that entity's [`EntityDesc::relations`].

@@ -266,7 +266,6 @@ pub async fn seed(
     let mut written = write_products(s, &spec, &mut progress).await?;
     written += write_users(s, &spec, anchor, written, &mut progress).await?;
     write_orders(s, &spec, anchor, written, &mut progress).await?;
-    write_reviews(s, &spec).await?;
     if s.backend() == Backend::Postgres {
         settle_postgres(s).await?;
     }
@@ -276,25 +275,6 @@ pub async fn seed(
         orders: spec.orders(),
         items: spec.orders() * spec.items_per_order,
     })
-}
-
-/// Writes one review per product, by a user chosen from the product's id.
-async fn write_reviews(s: &Session, spec: &SeedSpec) -> AppResult<()> {
-    let mut rows = Rows::new(s.backend());
-    for id in 1..=spec.products.min(spec.users * 10) {
-        rows.int(id as i64)
-            .int(id as i64)
-            .int(1 + (mix(id) % spec.users.max(1)) as i64)
-            .int(1 + (mix(id ^ 0x5EED) % 5) as i64)
-            .text("fine")
-            .end();
-    }
-    rows.flush(
-        s,
-        "reviews",
-        &["id", "product_id", "user_id", "rating", "body"],
-    )
-    .await
 }
 
 /// Refuses a data set that cannot be written.

@@ -30,7 +30,6 @@ mod lazy;
 mod mutations;
 mod operations;
 mod output;
-mod reviews;
 mod scale_out;
 mod schema;
 mod seed;
