@@ -5,9 +5,11 @@
 //! Everything else is driven by these tables: the planner finds relationships here, the SQL
 //! builder (`db::load`) takes table, columns and keys from here and decodes rows by the
 //! columns' kinds, the GraphQL object types are registered from here (`graphql::types`), and
-//! the one renderer (`graphql::render`) writes each field by its kind. Adding a column is a
-//! migration plus one [`Column`] entry; adding a relationship is a migration (if it needs
-//! one) plus one [`Relation`] entry.
+//! the one renderer (`graphql::render`) writes each field by its kind, and the `Query` roots
+//! are generated from each entity's [`Roots`]. Adding a column is a migration plus one
+//! [`Column`] entry; adding a relationship is a migration (if it needs one) plus one
+//! [`Relation`] entry; adding an entity is a migration plus one [`EntityDesc`] (the README's
+//! recipe).
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
