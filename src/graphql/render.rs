@@ -261,28 +261,11 @@ impl Writer<'_> {
             match &part.what {
                 ConnWhat::Typename(n) => json::push_str(&mut out.buf, n),
                 ConnWhat::TotalCount => json::push_i64(&mut out.buf, total.ok_or(Stop::Missing)?),
-                ConnWhat::Nodes(sel) => {
-                    out.buf.push(b'[');
-                    for (j, o) in shown.iter().enumerate() {
-                        if out.buf.len() > out.cap {
-                            return Err(Stop::Over);
-                        }
-                        if j > 0 {
-                            out.buf.push(b',');
-                        }
-                        self.object(o, sel, out)?;
-                    }
-                    out.buf.push(b']');
-                }
+                ConnWhat::Nodes(sel) => array(out, shown.iter().copied(), |o, out| {
+                    self.object(o, sel, out)
+                })?,
                 ConnWhat::Edges(fields) => {
-                    out.buf.push(b'[');
-                    for (j, o) in shown.iter().enumerate() {
-                        if out.buf.len() > out.cap {
-                            return Err(Stop::Over);
-                        }
-                        if j > 0 {
-                            out.buf.push(b',');
-                        }
+                    array(out, shown.iter().copied(), |o, out| {
                         out.buf.push(b'{');
                         for (k, (key, what)) in fields.iter().enumerate() {
                             if k > 0 {
@@ -296,8 +279,8 @@ impl Writer<'_> {
                             }
                         }
                         out.buf.push(b'}');
-                    }
-                    out.buf.push(b']');
+                        Ok(())
+                    })?;
                 }
                 ConnWhat::PageInfo(fields) => {
                     out.buf.push(b'{');
@@ -333,19 +316,30 @@ impl Writer<'_> {
     }
 
     fn list(&self, items: &[Obj], sel: &[Compiled], out: &mut Out) -> Step {
-        out.buf.push(b'[');
-        for (i, item) in items.iter().enumerate() {
-            if out.buf.len() > out.cap {
-                return Err(Stop::Over);
-            }
-            if i > 0 {
-                out.buf.push(b',');
-            }
-            self.object(item, sel, out)?;
-        }
-        out.buf.push(b']');
-        Ok(())
+        array(out, items, |o, out| self.object(o, sel, out))
     }
+}
+
+/// Writes `[item,...]`, each item by `item`; stops at the byte budget before an item, so a
+/// fan-out never builds a giant body.
+#[inline]
+fn array<'o>(
+    out: &mut Out,
+    items: impl IntoIterator<Item = &'o Obj>,
+    mut item: impl FnMut(&'o Obj, &mut Out) -> Step,
+) -> Step {
+    out.buf.push(b'[');
+    for (i, o) in items.into_iter().enumerate() {
+        if out.buf.len() > out.cap {
+            return Err(Stop::Over);
+        }
+        if i > 0 {
+            out.buf.push(b',');
+        }
+        item(o, out)?;
+    }
+    out.buf.push(b']');
+    Ok(())
 }
 
 fn push_bool(out: &mut Vec<u8>, b: bool) {
@@ -541,18 +535,7 @@ fn write_list<'o>(
     out: &mut Out,
 ) -> Step {
     let sel = object_view(view)?;
-    out.buf.push(b'[');
-    for (i, item) in objs.enumerate() {
-        if out.buf.len() > out.cap {
-            return Err(Stop::Over);
-        }
-        if i > 0 {
-            out.buf.push(b',');
-        }
-        w.object(item, sel, out)?;
-    }
-    out.buf.push(b']');
-    Ok(())
+    array(out, objs, |o, out| w.object(o, sel, out))
 }
 
 /// The [`Shape`] of the object shapes of `T`, whose selection is the objects' own.
