@@ -1,5 +1,6 @@
-//! The differential test: random valid operations over the whole query schema, run through
-//! the real HTTP stack, each answer compared exactly (data with its key order, null
+//! The differential test: random valid operations over the whole query schema, each sent by
+//! an administrator, one of two customers (owner-only rows that differ) or an anonymous
+//! viewer, run through the real HTTP stack, each answer compared exactly (data with its key order, null
 //! propagation, error paths and codes) with the oracle's (`oracle.rs`), and each statement
 //! count with the one the plan rules predict from the operation's shape.
 //!
@@ -18,8 +19,9 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, Test
 use serde_json::Value;
 
 use crate::helpers::{TestApp, backend, deactivate, exec, insert_order, spawn_app_with};
-use crate::oracle::{self, Op, Pool};
+use crate::oracle::{self, Op, Pool, Viewer};
 use crate::reference::Model;
+use eagerql::model::Role;
 
 /// Operations per run (at least 2,000 per backend in CI).
 fn cases() -> u32 {
@@ -83,7 +85,17 @@ async fn data_set(scale: u64) -> (TestApp, Model, Pool) {
         as_of.push(base + Duration::microseconds(d));
         as_of.push(base + Duration::days(1) + Duration::microseconds(d));
     }
+    let mut with_orders = model
+        .users
+        .iter()
+        .map(|u| u.id)
+        .filter(|id| *id != 1 && model.orders.iter().any(|o| o.user_id == *id));
+    let customers = [
+        with_orders.next().expect("a customer with orders"),
+        with_orders.next().expect("another customer with orders"),
+    ];
     let pool = Pool {
+        customers,
         user_ids: model.users.iter().map(|u| u.id).take(30).collect(),
         order_ids: model.orders.iter().map(|o| o.id).step_by(7).collect(),
         product_ids: model.products.iter().map(|p| p.id).collect(),
@@ -97,7 +109,14 @@ async fn check(app: &TestApp, model: &Model, op: &Op) -> Result<(), String> {
     let document = op.document();
     let variables = op.variables();
     let expected = oracle::evaluate(op, model);
-    let resp = app.gql_vars(&document, variables.clone()).await;
+    let token = match op.viewer {
+        Viewer::Admin => Some(app.token.clone()),
+        Viewer::Customer(id) => Some(app.token_for(id, Role::Customer)),
+        Viewer::Anonymous => None,
+    };
+    let resp = app
+        .gql_as(token.as_deref(), &document, variables.clone())
+        .await;
     let mut problems = Vec::new();
     if resp.status != 200 {
         problems.push(format!("HTTP status {}", resp.status));
@@ -148,8 +167,9 @@ async fn check(app: &TestApp, model: &Model, op: &Op) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{}\n  document: {document}\n  variables: {variables}",
-            problems.join("\n")
+            "{}\n  document: {document}\n  variables: {variables}\n  viewer: {:?}",
+            problems.join("\n"),
+            op.viewer
         ))
     }
 }

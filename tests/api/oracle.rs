@@ -2,8 +2,10 @@
 //! schema, its printer, and an independent evaluator that follows the GraphQL specification's
 //! execution algorithm (`CoerceVariableValues`, `CollectFields` with `@skip`/`@include`,
 //! `CoerceArgumentValues` with defaults and omitted variables, `ExecuteField`, null
-//! propagation) over the raw rows. It shares nothing with the server's request handling: it
-//! never parses a document (it evaluates the grammar's own tree) and reads plain rows.
+//! propagation) over the raw rows, as the operation's viewer sees them (the roots each role
+//! may use, and a customer's own account, orders and lines). It shares nothing with the
+//! server's request handling: it never parses a document (it evaluates the grammar's own
+//! tree) and reads plain rows.
 //!
 //! It also predicts the statement count from the plan rules the README states: one statement
 //! per root field or report, plus one per distinct to-many edge and argument set (`first`,
@@ -419,6 +421,19 @@ pub struct Op {
     vars: Vec<VarDef>,
     frags: Vec<Frag>,
     sel: Vec<Sel>,
+    /// Who sends it.
+    pub viewer: Viewer,
+}
+
+/// Who sends an operation: the roles and owner-only rows of the permission table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Viewer {
+    /// An administrator (user 1): every root, every row.
+    Admin,
+    /// A customer: their own account and orders (and those orders' items), the catalogue.
+    Customer(i64),
+    /// No token: the catalogue only.
+    Anonymous,
 }
 
 impl Op {
@@ -526,6 +541,8 @@ fn print_args(args: &[(&'static str, ArgKind, Val)]) -> String {
 
 /// Values the generator picks arguments from.
 pub struct Pool {
+    /// Two customers with orders, whose owner-only rows differ.
+    pub customers: [i64; 2],
     pub user_ids: Vec<i64>,
     pub order_ids: Vec<i64>,
     pub product_ids: Vec<i64>,
@@ -543,12 +560,20 @@ pub fn generate(choices: &[u32], pool: &Pool) -> Op {
             vars: Vec::new(),
             frags: Vec::new(),
             sel: Vec::new(),
+            viewer: Viewer::Admin,
         },
         keys: HashMap::new(),
         unaliased: HashMap::new(),
     };
     let sel = g.selection(Ty::Query, 0, 0);
     g.op.sel = sel;
+    // Drawn last, so the simplest viewer (an administrator) keeps every other choice.
+    g.op.viewer = match g.next(4) {
+        0 => Viewer::Admin,
+        1 => Viewer::Customer(pool.customers[0]),
+        2 => Viewer::Customer(pool.customers[1]),
+        _ => Viewer::Anonymous,
+    };
     g.op
 }
 
@@ -877,7 +902,12 @@ pub fn evaluate(op: &Op, model: &Model) -> Expected {
             (None, None) => {}
         }
     }
-    let cx = Cx { op, vars, model };
+    let cx = Cx {
+        op,
+        vars,
+        model,
+        viewer: op.viewer,
+    };
     let root: Vec<&Sel> = op.sel.iter().collect();
     let tree = cx.collect(Ty::Query, &[root]);
     let mut errors = Vec::new();
@@ -898,6 +928,7 @@ struct Cx<'a> {
     op: &'a Op,
     vars: HashMap<usize, Json>,
     model: &'a Model,
+    viewer: Viewer,
 }
 
 #[derive(Clone, Copy)]
@@ -1122,8 +1153,13 @@ impl<'a> Cx<'a> {
         // A root field or report whose arguments (or whose sub-selection's edge arguments)
         // are refused fails as a whole, before any SQL.
         let root_like = matches!(obj, Obj::Query | Obj::Analytics);
+        let nullable = matches!(name, "user" | "order" | "product");
+        // Who may use a root field is checked first: a refused field runs nothing.
+        if let (Obj::Query, Some(code)) = (obj, self.refused(name)) {
+            errors.push((Json::Array(path.to_vec()), code));
+            return nullable.then_some(Json::Null);
+        }
         if root_like && name != "analytics" && (f.bad_args || !self.args_ok(f)) {
-            let nullable = matches!(name, "user" | "order" | "product");
             return fail(errors, nullable);
         }
         let sub = |o: Obj<'a>, errors: &mut Vec<_>, statements: &mut usize| {
@@ -1151,7 +1187,8 @@ impl<'a> Cx<'a> {
             Obj::Query => {
                 let rows: Vec<Obj<'a>> = match name {
                     "users" => {
-                        let all = sorted(m.users.iter().map(Obj::User).collect(), f);
+                        let visible = m.users.iter().filter(|u| self.sees_user(u));
+                        let all = sorted(visible.map(Obj::User).collect(), f);
                         page(all.len()).map(|i| all[i]).collect()
                     }
                     "products" => {
@@ -1168,6 +1205,7 @@ impl<'a> Cx<'a> {
                         let matching: Vec<&OrderRow> = m
                             .orders
                             .iter()
+                            .filter(|o| self.sees_order(o))
                             .filter(|o| status.is_none_or(|s| o.status == s))
                             .filter(|o| user.is_none_or(|u| o.user_id == u))
                             .filter(|o| min.is_none_or(|a| o.total_amount >= a))
@@ -1317,14 +1355,51 @@ impl<'a> Cx<'a> {
         own && order_ok(f) && f.children.iter().all(edges_ok)
     }
 
+    /// The access rule of a root field, for this viewer: the code of its refusal, if any.
+    fn refused(&self, name: &str) -> Option<&'static str> {
+        match (name, self.viewer) {
+            (_, Viewer::Admin) => None,
+            ("users" | "user" | "orders" | "order" | "analytics", Viewer::Anonymous) => {
+                Some("UNAUTHENTICATED")
+            }
+            ("users" | "analytics", Viewer::Customer(_)) => Some("FORBIDDEN"),
+            _ => None,
+        }
+    }
+
+    fn sees_user(&self, u: &UserRow) -> bool {
+        match self.viewer {
+            Viewer::Admin => true,
+            Viewer::Customer(me) => u.id == me,
+            Viewer::Anonymous => false,
+        }
+    }
+
+    fn sees_order(&self, o: &OrderRow) -> bool {
+        match self.viewer {
+            Viewer::Admin => true,
+            Viewer::Customer(me) => o.user_id == me,
+            Viewer::Anonymous => false,
+        }
+    }
+
+    /// A line is visible when its order is.
+    fn sees_item(&self, i: &OrderItemRow) -> bool {
+        self.order(i.order_id).is_some()
+    }
+
     fn user(&self, id: i64) -> Option<Obj<'a>> {
-        self.model.users.iter().find(|u| u.id == id).map(Obj::User)
+        let m = self.model;
+        m.users
+            .iter()
+            .find(|u| u.id == id && self.sees_user(u))
+            .map(Obj::User)
     }
     fn order(&self, id: i64) -> Option<Obj<'a>> {
-        self.model
-            .orders
+        let m = self.model;
+        m.orders
             .iter()
-            .find(|o| o.id == id)
+            .find(|o| o.id == id && self.sees_order(o))
             .map(Obj::Order)
     }
     fn product(&self, id: i64) -> Option<Obj<'a>> {
@@ -1345,6 +1420,7 @@ impl<'a> Cx<'a> {
                 .orders
                 .iter()
                 .filter(|o| o.user_id == u.id && status.is_none_or(|s| o.status == s))
+                .filter(|o| self.sees_order(o))
                 .map(Obj::Order)
                 .collect(),
             (Obj::Order(o), "items") => m
@@ -1376,7 +1452,7 @@ impl<'a> Cx<'a> {
             (Obj::Product(p), "orderItems") => m
                 .items
                 .iter()
-                .filter(|i| i.product_id == p.id)
+                .filter(|i| i.product_id == p.id && self.sees_item(i))
                 .map(Obj::Item)
                 .collect(),
             (_, other) => panic!("oracle: edge {other}"),
