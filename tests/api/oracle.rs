@@ -8,8 +8,10 @@
 //! tree) and reads plain rows.
 //!
 //! It also predicts the statement count from the plan rules the README states: one statement
-//! per root field or report, plus one per distinct to-many edge and argument set (`first`,
-//! `status`, `orderBy`) per level whose parents are not empty; to-one edges are joined. Lists
+//! per root field or report, plus one per distinct to-many edge or aggregate and argument set
+//! (`first`, `status`, `orderBy`) per level whose parents are not empty; to-one edges are
+//! joined. Aggregates (roots and edges: `count`, `sum`, `min`, `max`) are computed here from
+//! the rows; `avg` is not drawn, its float text being the server's own. Lists
 //! take `orderBy` (one or two keys, or the same field twice, which is refused), sorted here by
 //! the row values with the id breaking ties.
 
@@ -41,11 +43,49 @@ pub enum Ty {
     CustomerRevenue,
     DailyRevenue,
     ProductSales,
+    /// `XAggregate` of the rows of a type.
+    Agg(Base),
+    /// `XSumFields`, `XMinFields`, `XMaxFields` (`avg` is not drawn: its float text is the
+    /// server's own).
+    Vals(Base, Func),
+}
+
+/// The types aggregates are over.
+#[derive(Copy, Clone, PartialEq, Eq, Debug, Hash)]
+pub enum Base {
+    User,
+    Order,
+    Item,
+    Product,
+}
+
+/// The aggregate functions the grammar draws.
+#[derive(Copy, Clone, PartialEq, Eq, Debug, Hash)]
+pub enum Func {
+    Sum,
+    Min,
+    Max,
 }
 
 impl Ty {
     fn name(self) -> &'static str {
         match self {
+            Ty::Agg(Base::User) => "UserAggregate",
+            Ty::Agg(Base::Order) => "OrderAggregate",
+            Ty::Agg(Base::Item) => "OrderItemAggregate",
+            Ty::Agg(Base::Product) => "ProductAggregate",
+            Ty::Vals(Base::User, Func::Sum) => "UserSumFields",
+            Ty::Vals(Base::User, Func::Min) => "UserMinFields",
+            Ty::Vals(Base::User, Func::Max) => "UserMaxFields",
+            Ty::Vals(Base::Order, Func::Sum) => "OrderSumFields",
+            Ty::Vals(Base::Order, Func::Min) => "OrderMinFields",
+            Ty::Vals(Base::Order, Func::Max) => "OrderMaxFields",
+            Ty::Vals(Base::Item, Func::Sum) => "OrderItemSumFields",
+            Ty::Vals(Base::Item, Func::Min) => "OrderItemMinFields",
+            Ty::Vals(Base::Item, Func::Max) => "OrderItemMaxFields",
+            Ty::Vals(Base::Product, Func::Sum) => "ProductSumFields",
+            Ty::Vals(Base::Product, Func::Min) => "ProductMinFields",
+            Ty::Vals(Base::Product, Func::Max) => "ProductMaxFields",
             Ty::Query => "Query",
             Ty::Analytics => "Analytics",
             Ty::User => "User",
@@ -199,6 +239,17 @@ static QUERY: &[FieldDef] = &[
     obj("products", Ty::Product, PRODUCTS),
     obj("product", Ty::Product, BY_ID),
     obj("analytics", Ty::Analytics, &[]),
+    obj("usersAggregate", Ty::Agg(Base::User), &[]),
+    obj(
+        "ordersAggregate",
+        Ty::Agg(Base::Order),
+        &[
+            ("status", ArgKind::Status),
+            ("userId", ArgKind::UserId),
+            ("minAmount", ArgKind::MinAmount),
+        ],
+    ),
+    obj("productsAggregate", Ty::Agg(Base::Product), &[]),
     leaf("__typename"),
 ];
 static ANALYTICS: &[FieldDef] = &[
@@ -251,6 +302,11 @@ static USER: &[FieldDef] = &[
             ("orderBy", ArgKind::OrderBy(Ty::Order)),
         ],
     ),
+    obj(
+        "ordersAggregate",
+        Ty::Agg(Base::Order),
+        &[("status", ArgKind::Status)],
+    ),
     leaf("__typename"),
 ];
 static ORDER: &[FieldDef] = &[
@@ -261,6 +317,8 @@ static ORDER: &[FieldDef] = &[
     obj("user", Ty::User, &[]),
     obj("items", Ty::Item, BY_ITEM),
     obj("products", Ty::Product, BY_PRODUCT),
+    obj("itemsAggregate", Ty::Agg(Base::Item), &[]),
+    obj("productsAggregate", Ty::Agg(Base::Product), &[]),
     leaf("__typename"),
 ];
 static ITEM: &[FieldDef] = &[
@@ -286,6 +344,8 @@ static PRODUCT: &[FieldDef] = &[
         ],
     ),
     obj("orderItems", Ty::Item, BY_ITEM),
+    obj("ordersAggregate", Ty::Agg(Base::Order), &[]),
+    obj("orderItemsAggregate", Ty::Agg(Base::Item), &[]),
     leaf("__typename"),
 ];
 static CUSTOMER_REVENUE: &[FieldDef] = &[
@@ -307,8 +367,43 @@ static PRODUCT_SALES: &[FieldDef] = &[
     leaf("__typename"),
 ];
 
+static USER_AGG: &[FieldDef] = &[
+    leaf("count"),
+    obj("min", Ty::Vals(Base::User, Func::Min), &[]),
+    obj("max", Ty::Vals(Base::User, Func::Max), &[]),
+    leaf("__typename"),
+];
+macro_rules! numeric_agg {
+    ($name:ident, $base:expr) => {
+        static $name: &[FieldDef] = &[
+            leaf("count"),
+            obj("sum", Ty::Vals($base, Func::Sum), &[]),
+            obj("min", Ty::Vals($base, Func::Min), &[]),
+            obj("max", Ty::Vals($base, Func::Max), &[]),
+            leaf("__typename"),
+        ];
+    };
+}
+numeric_agg!(ORDER_AGG, Base::Order);
+numeric_agg!(ITEM_AGG, Base::Item);
+numeric_agg!(PRODUCT_AGG, Base::Product);
+static USER_VALS: &[FieldDef] = &[leaf("createdAt"), leaf("updatedAt"), leaf("__typename")];
+static ORDER_SUM: &[FieldDef] = &[leaf("totalAmount"), leaf("__typename")];
+static ORDER_ORDERED: &[FieldDef] = &[leaf("totalAmount"), leaf("createdAt"), leaf("__typename")];
+static ITEM_VALS: &[FieldDef] = &[leaf("quantity"), leaf("unitPrice"), leaf("__typename")];
+static PRODUCT_VALS: &[FieldDef] = &[leaf("price"), leaf("stockQuantity"), leaf("__typename")];
+
 fn fields(ty: Ty) -> &'static [FieldDef] {
     match ty {
+        Ty::Agg(Base::User) => USER_AGG,
+        Ty::Agg(Base::Order) => ORDER_AGG,
+        Ty::Agg(Base::Item) => ITEM_AGG,
+        Ty::Agg(Base::Product) => PRODUCT_AGG,
+        Ty::Vals(Base::User, _) => USER_VALS,
+        Ty::Vals(Base::Order, Func::Sum) => ORDER_SUM,
+        Ty::Vals(Base::Order, _) => ORDER_ORDERED,
+        Ty::Vals(Base::Item, _) => ITEM_VALS,
+        Ty::Vals(Base::Product, _) => PRODUCT_VALS,
         Ty::Query => QUERY,
         Ty::Analytics => ANALYTICS,
         Ty::User => USER,
@@ -1145,7 +1240,6 @@ impl<'a> Cx<'a> {
                 Obj::Sales(..) => "ProductSales",
             }));
         }
-        let m = self.model;
         let fail = |errors: &mut Vec<(Json, &'static str)>, nullable: bool| {
             errors.push((Json::Array(path.to_vec()), "BAD_USER_INPUT"));
             if nullable { Some(Json::Null) } else { None }
@@ -1184,33 +1278,19 @@ impl<'a> Cx<'a> {
             (offset.min(n)..n).take(first)
         };
         match obj {
+            Obj::Query if name.ends_with("Aggregate") => {
+                let (base, rows) = match name {
+                    "usersAggregate" => (Base::User, self.root_rows("users", f)),
+                    "ordersAggregate" => (Base::Order, self.root_rows("orders", f)),
+                    _ => (Base::Product, self.root_rows("products", f)),
+                };
+                *statements += 1;
+                Some(self.aggregate(base, &rows, f))
+            }
             Obj::Query => {
                 let rows: Vec<Obj<'a>> = match name {
-                    "users" => {
-                        let visible = m.users.iter().filter(|u| self.sees_user(u));
-                        let all = sorted(visible.map(Obj::User).collect(), f);
-                        page(all.len()).map(|i| all[i]).collect()
-                    }
-                    "products" => {
-                        let all = sorted(m.products.iter().map(Obj::Product).collect(), f);
-                        page(all.len()).map(|i| all[i]).collect()
-                    }
-                    "orders" => {
-                        let status = f.arg("status").and_then(parse_status);
-                        let user = id(f.arg("userId"));
-                        let min = f
-                            .arg("minAmount")
-                            .and_then(Json::as_str)
-                            .and_then(|s| s.parse::<Decimal>().ok());
-                        let matching: Vec<&OrderRow> = m
-                            .orders
-                            .iter()
-                            .filter(|o| self.sees_order(o))
-                            .filter(|o| status.is_none_or(|s| o.status == s))
-                            .filter(|o| user.is_none_or(|u| o.user_id == u))
-                            .filter(|o| min.is_none_or(|a| o.total_amount >= a))
-                            .collect();
-                        let all = sorted(matching.into_iter().map(Obj::Order).collect(), f);
+                    "users" | "products" | "orders" => {
+                        let all = sorted(self.root_rows(name, f), f);
                         page(all.len()).map(|i| all[i]).collect()
                     }
                     "user" => self
@@ -1268,6 +1348,7 @@ impl<'a> Cx<'a> {
                 "updatedAt" => Json::from(u.updated_at.to_rfc3339()),
                 "bio" => u.bio.clone().map(Json::from).unwrap_or(Json::Null),
                 "orders" => return list(self.edge(obj, f), errors, statements),
+                "ordersAggregate" => self.aggregate(Base::Order, &self.edge(obj, f), f),
                 other => panic!("oracle: User.{other}"),
             }),
             Obj::Order(o) => Some(match name {
@@ -1280,6 +1361,8 @@ impl<'a> Cx<'a> {
                     return sub(u, errors, statements);
                 }
                 "items" | "products" => return list(self.edge(obj, f), errors, statements),
+                "itemsAggregate" => self.aggregate(Base::Item, &self.edge(obj, f), f),
+                "productsAggregate" => self.aggregate(Base::Product, &self.edge(obj, f), f),
                 other => panic!("oracle: Order.{other}"),
             }),
             Obj::Item(i) => Some(match name {
@@ -1303,6 +1386,8 @@ impl<'a> Cx<'a> {
                 "price" => money(cents(p.price)),
                 "stockQuantity" => Json::from(p.stock_quantity),
                 "orders" | "orderItems" => return list(self.edge(obj, f), errors, statements),
+                "ordersAggregate" => self.aggregate(Base::Order, &self.edge(obj, f), f),
+                "orderItemsAggregate" => self.aggregate(Base::Item, &self.edge(obj, f), f),
                 other => panic!("oracle: Product.{other}"),
             }),
             Obj::Customer(u, count, c) => Some(match name {
@@ -1335,7 +1420,7 @@ impl<'a> Cx<'a> {
             "users" | "products" | "spendingSummary" => {
                 in_range("first", 0, 1000) && in_range("offset", 0, i64::MAX)
             }
-            "orders" => {
+            "orders" | "ordersAggregate" => {
                 in_range("first", 0, 1000)
                     && in_range("offset", 0, i64::MAX)
                     && f.arg("userId").is_none_or(|v| id(Some(v)).is_some())
@@ -1355,14 +1440,76 @@ impl<'a> Cx<'a> {
         own && order_ok(f) && f.children.iter().all(edges_ok)
     }
 
+    /// The rows a root list or aggregate over `list` reads before its page: the visible rows
+    /// its filter arguments keep, in id order.
+    fn root_rows(&self, list: &str, f: &CField) -> Vec<Obj<'a>> {
+        let m = self.model;
+        match list {
+            "users" => m
+                .users
+                .iter()
+                .filter(|u| self.sees_user(u))
+                .map(Obj::User)
+                .collect(),
+            "products" => m.products.iter().map(Obj::Product).collect(),
+            _ => {
+                let status = f.arg("status").and_then(parse_status);
+                let user = id(f.arg("userId"));
+                let min = f
+                    .arg("minAmount")
+                    .and_then(Json::as_str)
+                    .and_then(|s| s.parse::<Decimal>().ok());
+                m.orders
+                    .iter()
+                    .filter(|o| self.sees_order(o))
+                    .filter(|o| status.is_none_or(|s| o.status == s))
+                    .filter(|o| user.is_none_or(|u| o.user_id == u))
+                    .filter(|o| min.is_none_or(|a| o.total_amount >= a))
+                    .map(Obj::Order)
+                    .collect()
+            }
+        }
+    }
+
+    /// An `XAggregate` object over `rows`, with the selection of `f`.
+    fn aggregate(&self, base: Base, rows: &[Obj<'a>], f: &CField) -> Json {
+        let mut out = Map::new();
+        for c in &f.children {
+            let v = match c.def.name {
+                "__typename" => Json::from(Ty::Agg(base).name()),
+                "count" => Json::from(rows.len()),
+                func => {
+                    let func = match func {
+                        "sum" => Func::Sum,
+                        "min" => Func::Min,
+                        _ => Func::Max,
+                    };
+                    let mut inner = Map::new();
+                    for leaf in &c.children {
+                        let v = match leaf.def.name {
+                            "__typename" => Json::from(Ty::Vals(base, func).name()),
+                            col => agg_value(func, rows.iter().filter_map(|o| agg_input(o, col))),
+                        };
+                        inner.insert(leaf.key.clone(), v);
+                    }
+                    Json::Object(inner)
+                }
+            };
+            out.insert(c.key.clone(), v);
+        }
+        Json::Object(out)
+    }
+
     /// The access rule of a root field, for this viewer: the code of its refusal, if any.
     fn refused(&self, name: &str) -> Option<&'static str> {
         match (name, self.viewer) {
             (_, Viewer::Admin) => None,
-            ("users" | "user" | "orders" | "order" | "analytics", Viewer::Anonymous) => {
-                Some("UNAUTHENTICATED")
-            }
-            ("users" | "analytics", Viewer::Customer(_)) => Some("FORBIDDEN"),
+            (
+                "users" | "user" | "orders" | "order" | "analytics" | "usersAggregate"
+                | "ordersAggregate",
+                Viewer::Anonymous,
+            ) => Some("UNAUTHENTICATED"),
+            ("users" | "analytics" | "usersAggregate", Viewer::Customer(_)) => Some("FORBIDDEN"),
             _ => None,
         }
     }
@@ -1415,7 +1562,7 @@ impl<'a> Cx<'a> {
         let m = self.model;
         let first = int(f.arg("first")).map(|n| n.max(0) as usize);
         let status = f.arg("status").and_then(parse_status);
-        let out: Vec<Obj<'a>> = match (parent, f.def.name) {
+        let out: Vec<Obj<'a>> = match (parent, f.def.name.trim_end_matches("Aggregate")) {
             (Obj::User(u), "orders") => m
                 .orders
                 .iter()
@@ -1503,6 +1650,11 @@ impl<'a> Cx<'a> {
         let mut n = 0;
         for (f, _, _, _, children) in groups {
             let name = f.def.name;
+            // An aggregate is one grouped statement when there are parents; no row below.
+            if name.ends_with("Aggregate") {
+                n += usize::from(!rows.is_empty());
+                continue;
+            }
             let below: Vec<Obj<'a>> = if matches!(name, "user" | "order" | "product") {
                 rows.iter().filter_map(|r| self.target(*r, name)).collect()
             } else {
@@ -1640,6 +1792,57 @@ type Group<'f> = (
     Vec<(&'static str, bool)>,
     Vec<&'f CField>,
 );
+
+/// A value an aggregate reads.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum AggIn {
+    Cents(i64),
+    Int(i64),
+    Time(DateTime<Utc>),
+}
+
+/// The value of column `field` of a row, as aggregates read it.
+fn agg_input(o: &Obj<'_>, field: &str) -> Option<AggIn> {
+    Some(match (o, field) {
+        (Obj::User(u), "createdAt") => AggIn::Time(u.created_at),
+        (Obj::User(u), "updatedAt") => AggIn::Time(u.updated_at),
+        (Obj::Order(o), "totalAmount") => AggIn::Cents(cents(o.total_amount)),
+        (Obj::Order(o), "createdAt") => AggIn::Time(o.created_at),
+        (Obj::Item(i), "quantity") => AggIn::Int(i64::from(i.quantity)),
+        (Obj::Item(i), "unitPrice") => AggIn::Cents(cents(i.unit_price)),
+        (Obj::Product(p), "price") => AggIn::Cents(cents(p.price)),
+        (Obj::Product(p), "stockQuantity") => AggIn::Int(i64::from(p.stock_quantity)),
+        _ => return None,
+    })
+}
+
+/// An aggregate's value over some values: null over none.
+fn agg_value(func: Func, values: impl Iterator<Item = AggIn>) -> Json {
+    let values: Vec<AggIn> = values.collect();
+    let picked = match func {
+        Func::Sum => {
+            let total: i64 = values
+                .iter()
+                .map(|v| match v {
+                    AggIn::Cents(n) | AggIn::Int(n) => *n,
+                    AggIn::Time(_) => 0,
+                })
+                .sum();
+            values.first().map(|v| match v {
+                AggIn::Cents(_) => AggIn::Cents(total),
+                _ => AggIn::Int(total),
+            })
+        }
+        Func::Min => values.iter().min().copied(),
+        Func::Max => values.iter().max().copied(),
+    };
+    match picked {
+        None => Json::Null,
+        Some(AggIn::Cents(c)) => money(c),
+        Some(AggIn::Int(n)) => Json::from(n),
+        Some(AggIn::Time(t)) => Json::from(t.to_rfc3339()),
+    }
+}
 
 /// The `(field, descending)` keys of a field's `orderBy` (empty: by id).
 fn order_keys(f: &CField) -> Vec<(&'static str, bool)> {
