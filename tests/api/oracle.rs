@@ -10,8 +10,11 @@
 //! It also predicts the statement count from the plan rules the README states: one statement
 //! per root field or report, plus one per distinct to-many edge or aggregate and argument set
 //! (`first`, `status`, `orderBy`) per level whose parents are not empty; to-one edges are
-//! joined. Aggregates (roots and edges: `count`, `sum`, `min`, `max`) are computed here from
-//! the rows; `avg` is not drawn, its float text being the server's own. Lists
+//! joined; aggregates and connection counts of one relationship and filter share a grouped
+//! statement. Aggregates (roots and edges: `count`, `sum`, `min`, `max`) are computed here from
+//! the rows; `avg` is not drawn, its float text being the server's own. Connections (roots and
+//! edges) page with `first` or `last` and answer `edges { node }`, `nodes`, `totalCount` and
+//! `pageInfo`'s flags; cursors are the server's own text, so they are not drawn. Lists
 //! take `orderBy` (one or two keys, or the same field twice, which is refused), sorted here by
 //! the row values with the id breaking ties.
 
@@ -48,6 +51,25 @@ pub enum Ty {
     /// `XSumFields`, `XMinFields`, `XMaxFields` (`avg` is not drawn: its float text is the
     /// server's own).
     Vals(Base, Func),
+    /// `XConnection`: pages by `first` or `last` (cursors are the server's own text, so
+    /// `cursor`, `startCursor`, `endCursor`, `after` and `before` are not drawn).
+    Conn(Base),
+    /// `XEdge`.
+    EdgeOf(Base),
+    /// `PageInfo`.
+    PageInfo,
+}
+
+impl Base {
+    /// The object type of its rows.
+    const fn ty(self) -> Ty {
+        match self {
+            Base::User => Ty::User,
+            Base::Order => Ty::Order,
+            Base::Item => Ty::Item,
+            Base::Product => Ty::Product,
+        }
+    }
 }
 
 /// The types aggregates are over.
@@ -70,6 +92,15 @@ pub enum Func {
 impl Ty {
     fn name(self) -> &'static str {
         match self {
+            Ty::Conn(Base::User) => "UserConnection",
+            Ty::Conn(Base::Order) => "OrderConnection",
+            Ty::Conn(Base::Item) => "OrderItemConnection",
+            Ty::Conn(Base::Product) => "ProductConnection",
+            Ty::EdgeOf(Base::User) => "UserEdge",
+            Ty::EdgeOf(Base::Order) => "OrderEdge",
+            Ty::EdgeOf(Base::Item) => "OrderItemEdge",
+            Ty::EdgeOf(Base::Product) => "ProductEdge",
+            Ty::PageInfo => "PageInfo",
             Ty::Agg(Base::User) => "UserAggregate",
             Ty::Agg(Base::Order) => "OrderAggregate",
             Ty::Agg(Base::Item) => "OrderItemAggregate",
@@ -118,6 +149,8 @@ pub enum ArgKind {
     MinAmount,
     /// `first: Int` on a to-many edge
     EdgeFirst,
+    /// `last: Int` of a connection
+    Last,
     /// `days: Int! = 30`
     Days,
     /// `limit: Int! = 10`
@@ -139,7 +172,7 @@ impl ArgKind {
             ArgKind::StatusReq => ("OrderStatus!", Some(Json::from("COMPLETED"))),
             ArgKind::UserId => ("ID", None),
             ArgKind::MinAmount => ("Decimal", None),
-            ArgKind::EdgeFirst => ("Int", None),
+            ArgKind::EdgeFirst | ArgKind::Last => ("Int", None),
             ArgKind::Days => ("Int!", Some(Json::from(30))),
             ArgKind::Limit => ("Int!", Some(Json::from(10))),
             ArgKind::AsOf => ("DateTime", None),
@@ -220,6 +253,18 @@ fn sort_keys(ty: Ty) -> &'static [(&'static str, &'static str, bool)] {
 }
 const BY_ID: &[(&str, ArgKind)] = &[("id", ArgKind::Id)];
 
+/// The page arguments of a connection over rows ordered by `orderBy` of `ty`.
+macro_rules! page_args {
+    ($ty:expr $(, $extra:expr)*) => {
+        &[
+            ("first", ArgKind::EdgeFirst),
+            ("last", ArgKind::Last),
+            ("orderBy", ArgKind::OrderBy($ty)),
+            $($extra,)*
+        ]
+    };
+}
+
 static QUERY: &[FieldDef] = &[
     obj("users", Ty::User, USERS),
     obj("user", Ty::User, BY_ID),
@@ -250,6 +295,26 @@ static QUERY: &[FieldDef] = &[
         ],
     ),
     obj("productsAggregate", Ty::Agg(Base::Product), &[]),
+    obj(
+        "usersConnection",
+        Ty::Conn(Base::User),
+        page_args!(Ty::User),
+    ),
+    obj(
+        "ordersConnection",
+        Ty::Conn(Base::Order),
+        page_args!(
+            Ty::Order,
+            ("status", ArgKind::Status),
+            ("userId", ArgKind::UserId),
+            ("minAmount", ArgKind::MinAmount)
+        ),
+    ),
+    obj(
+        "productsConnection",
+        Ty::Conn(Base::Product),
+        page_args!(Ty::Product),
+    ),
     leaf("__typename"),
 ];
 static ANALYTICS: &[FieldDef] = &[
@@ -307,6 +372,11 @@ static USER: &[FieldDef] = &[
         Ty::Agg(Base::Order),
         &[("status", ArgKind::Status)],
     ),
+    obj(
+        "ordersConnection",
+        Ty::Conn(Base::Order),
+        page_args!(Ty::Order, ("status", ArgKind::Status)),
+    ),
     leaf("__typename"),
 ];
 static ORDER: &[FieldDef] = &[
@@ -319,6 +389,16 @@ static ORDER: &[FieldDef] = &[
     obj("products", Ty::Product, BY_PRODUCT),
     obj("itemsAggregate", Ty::Agg(Base::Item), &[]),
     obj("productsAggregate", Ty::Agg(Base::Product), &[]),
+    obj(
+        "itemsConnection",
+        Ty::Conn(Base::Item),
+        page_args!(Ty::Item),
+    ),
+    obj(
+        "productsConnection",
+        Ty::Conn(Base::Product),
+        page_args!(Ty::Product),
+    ),
     leaf("__typename"),
 ];
 static ITEM: &[FieldDef] = &[
@@ -346,6 +426,16 @@ static PRODUCT: &[FieldDef] = &[
     obj("orderItems", Ty::Item, BY_ITEM),
     obj("ordersAggregate", Ty::Agg(Base::Order), &[]),
     obj("orderItemsAggregate", Ty::Agg(Base::Item), &[]),
+    obj(
+        "ordersConnection",
+        Ty::Conn(Base::Order),
+        page_args!(Ty::Order),
+    ),
+    obj(
+        "orderItemsConnection",
+        Ty::Conn(Base::Item),
+        page_args!(Ty::Item),
+    ),
     leaf("__typename"),
 ];
 static CUSTOMER_REVENUE: &[FieldDef] = &[
@@ -367,6 +457,27 @@ static PRODUCT_SALES: &[FieldDef] = &[
     leaf("__typename"),
 ];
 
+macro_rules! connection {
+    ($conn:ident, $edge:ident, $base:expr) => {
+        static $conn: &[FieldDef] = &[
+            obj("edges", Ty::EdgeOf($base), &[]),
+            obj("nodes", $base.ty(), &[]),
+            obj("pageInfo", Ty::PageInfo, &[]),
+            leaf("totalCount"),
+            leaf("__typename"),
+        ];
+        static $edge: &[FieldDef] = &[obj("node", $base.ty(), &[]), leaf("__typename")];
+    };
+}
+connection!(USER_CONN, USER_EDGE, Base::User);
+connection!(ORDER_CONN, ORDER_EDGE, Base::Order);
+connection!(ITEM_CONN, ITEM_EDGE, Base::Item);
+connection!(PRODUCT_CONN, PRODUCT_EDGE, Base::Product);
+static PAGE_INFO: &[FieldDef] = &[
+    leaf("hasNextPage"),
+    leaf("hasPreviousPage"),
+    leaf("__typename"),
+];
 static USER_AGG: &[FieldDef] = &[
     leaf("count"),
     obj("min", Ty::Vals(Base::User, Func::Min), &[]),
@@ -395,6 +506,15 @@ static PRODUCT_VALS: &[FieldDef] = &[leaf("price"), leaf("stockQuantity"), leaf(
 
 fn fields(ty: Ty) -> &'static [FieldDef] {
     match ty {
+        Ty::Conn(Base::User) => USER_CONN,
+        Ty::Conn(Base::Order) => ORDER_CONN,
+        Ty::Conn(Base::Item) => ITEM_CONN,
+        Ty::Conn(Base::Product) => PRODUCT_CONN,
+        Ty::EdgeOf(Base::User) => USER_EDGE,
+        Ty::EdgeOf(Base::Order) => ORDER_EDGE,
+        Ty::EdgeOf(Base::Item) => ITEM_EDGE,
+        Ty::EdgeOf(Base::Product) => PRODUCT_EDGE,
+        Ty::PageInfo => PAGE_INFO,
         Ty::Agg(Base::User) => USER_AGG,
         Ty::Agg(Base::Order) => ORDER_AGG,
         Ty::Agg(Base::Item) => ITEM_AGG,
@@ -894,8 +1014,8 @@ impl Gen<'_> {
             ArgKind::First => Lit::Int(self.pick(&[2, 0, 1, 3, 5, 20, 200])),
             ArgKind::Offset if bad => Lit::Int(-1),
             ArgKind::Offset => Lit::Int(self.pick(&[0, 1, 2, 7])),
-            ArgKind::EdgeFirst if bad => Lit::Int(-2),
-            ArgKind::EdgeFirst => Lit::Int(self.pick(&[1, 0, 2, 3])),
+            ArgKind::EdgeFirst | ArgKind::Last if bad => Lit::Int(self.pick(&[-2, 1001])),
+            ArgKind::EdgeFirst | ArgKind::Last => Lit::Int(self.pick(&[1, 0, 2, 3, 20])),
             ArgKind::Id | ArgKind::UserId if bad => {
                 Lit::Str(self.pick(&["abc".to_owned(), "0".to_owned()]))
             }
@@ -1278,6 +1398,20 @@ impl<'a> Cx<'a> {
             (offset.min(n)..n).take(first)
         };
         match obj {
+            Obj::Query if name.ends_with("Connection") => {
+                let list = name.trim_end_matches("Connection");
+                let base = match list {
+                    "users" => Base::User,
+                    "orders" => Base::Order,
+                    _ => Base::Product,
+                };
+                let rows = sorted(self.root_rows(list, f), f);
+                let counted = f.children.iter().any(|c| c.def.name == "totalCount");
+                let (shown, _, _) = page_of(rows.clone(), f);
+                *statements +=
+                    1 + usize::from(counted) + self.batches_of(&shown, &node_selections(f));
+                self.connection(base, rows, f, path, errors, statements)
+            }
             Obj::Query if name.ends_with("Aggregate") => {
                 let (base, rows) = match name {
                     "usersAggregate" => (Base::User, self.root_rows("users", f)),
@@ -1349,6 +1483,10 @@ impl<'a> Cx<'a> {
                 "bio" => u.bio.clone().map(Json::from).unwrap_or(Json::Null),
                 "orders" => return list(self.edge(obj, f), errors, statements),
                 "ordersAggregate" => self.aggregate(Base::Order, &self.edge(obj, f), f),
+                "ordersConnection" => {
+                    let rows = self.edge_all(obj, f);
+                    return self.connection(Base::Order, rows, f, path, errors, statements);
+                }
                 other => panic!("oracle: User.{other}"),
             }),
             Obj::Order(o) => Some(match name {
@@ -1363,6 +1501,15 @@ impl<'a> Cx<'a> {
                 "items" | "products" => return list(self.edge(obj, f), errors, statements),
                 "itemsAggregate" => self.aggregate(Base::Item, &self.edge(obj, f), f),
                 "productsAggregate" => self.aggregate(Base::Product, &self.edge(obj, f), f),
+                "itemsConnection" | "productsConnection" => {
+                    let base = if name == "itemsConnection" {
+                        Base::Item
+                    } else {
+                        Base::Product
+                    };
+                    let rows = self.edge_all(obj, f);
+                    return self.connection(base, rows, f, path, errors, statements);
+                }
                 other => panic!("oracle: Order.{other}"),
             }),
             Obj::Item(i) => Some(match name {
@@ -1388,6 +1535,15 @@ impl<'a> Cx<'a> {
                 "orders" | "orderItems" => return list(self.edge(obj, f), errors, statements),
                 "ordersAggregate" => self.aggregate(Base::Order, &self.edge(obj, f), f),
                 "orderItemsAggregate" => self.aggregate(Base::Item, &self.edge(obj, f), f),
+                "ordersConnection" | "orderItemsConnection" => {
+                    let base = if name == "ordersConnection" {
+                        Base::Order
+                    } else {
+                        Base::Item
+                    };
+                    let rows = self.edge_all(obj, f);
+                    return self.connection(base, rows, f, path, errors, statements);
+                }
                 other => panic!("oracle: Product.{other}"),
             }),
             Obj::Customer(u, count, c) => Some(match name {
@@ -1420,8 +1576,10 @@ impl<'a> Cx<'a> {
             "users" | "products" | "spendingSummary" => {
                 in_range("first", 0, 1000) && in_range("offset", 0, i64::MAX)
             }
-            "orders" | "ordersAggregate" => {
-                in_range("first", 0, 1000)
+            "usersConnection" | "productsConnection" => page_ok(f),
+            "orders" | "ordersAggregate" | "ordersConnection" => {
+                (f.def.name != "ordersConnection" || page_ok(f))
+                    && in_range("first", 0, 1000)
                     && in_range("offset", 0, i64::MAX)
                     && f.arg("userId").is_none_or(|v| id(Some(v)).is_some())
                     && f.arg("minAmount").is_none_or(|v| {
@@ -1471,6 +1629,85 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// An `XConnection` object over `rows` (the whole list, in list order), with the
+    /// selection of `f`; `None` when a non-null field below was null.
+    fn connection(
+        &self,
+        base: Base,
+        rows: Vec<Obj<'a>>,
+        f: &CField,
+        path: &[Json],
+        errors: &mut Vec<(Json, &'static str)>,
+        statements: &mut usize,
+    ) -> Option<Json> {
+        let total = rows.len();
+        let (shown, next, previous) = page_of(rows, f);
+        let mut out = Map::new();
+        for c in &f.children {
+            let mut at = path.to_vec();
+            at.push(Json::from(c.key.as_str()));
+            let v = match c.def.name {
+                "__typename" => Json::from(Ty::Conn(base).name()),
+                "totalCount" => Json::from(total),
+                "pageInfo" => {
+                    let mut info = Map::new();
+                    for p in &c.children {
+                        let v = match p.def.name {
+                            "hasNextPage" => Json::from(next),
+                            "hasPreviousPage" => Json::from(previous),
+                            _ => Json::from("PageInfo"),
+                        };
+                        info.insert(p.key.clone(), v);
+                    }
+                    Json::Object(info)
+                }
+                // `[X]!`: a row that fails is null in place.
+                "nodes" => Json::Array(
+                    shown
+                        .iter()
+                        .enumerate()
+                        .map(|(i, o)| {
+                            let mut p = at.clone();
+                            p.push(Json::from(i));
+                            self.object(*o, &c.children, &p, errors, statements)
+                                .map_or(Json::Null, Json::Object)
+                        })
+                        .collect(),
+                ),
+                // `[XEdge!]!` of `{ node: X! }`: a row that fails nulls the connection.
+                _ => {
+                    let mut edges = Vec::with_capacity(shown.len());
+                    for (i, o) in shown.iter().enumerate() {
+                        let mut p = at.clone();
+                        p.push(Json::from(i));
+                        let mut edge = Map::new();
+                        for e in &c.children {
+                            let v = match e.def.name {
+                                "node" => {
+                                    let mut np = p.clone();
+                                    np.push(Json::from(e.key.as_str()));
+                                    Json::Object(self.object(
+                                        *o,
+                                        &e.children,
+                                        &np,
+                                        errors,
+                                        statements,
+                                    )?)
+                                }
+                                _ => Json::from(Ty::EdgeOf(base).name()),
+                            };
+                            edge.insert(e.key.clone(), v);
+                        }
+                        edges.push(Json::Object(edge));
+                    }
+                    Json::Array(edges)
+                }
+            };
+            out.insert(c.key.clone(), v);
+        }
+        Some(Json::Object(out))
+    }
+
     /// An `XAggregate` object over `rows`, with the selection of `f`.
     fn aggregate(&self, base: Base, rows: &[Obj<'a>], f: &CField) -> Json {
         let mut out = Map::new();
@@ -1506,10 +1743,12 @@ impl<'a> Cx<'a> {
             (_, Viewer::Admin) => None,
             (
                 "users" | "user" | "orders" | "order" | "analytics" | "usersAggregate"
-                | "ordersAggregate",
+                | "ordersAggregate" | "usersConnection" | "ordersConnection",
                 Viewer::Anonymous,
             ) => Some("UNAUTHENTICATED"),
-            ("users" | "analytics" | "usersAggregate", Viewer::Customer(_)) => Some("FORBIDDEN"),
+            ("users" | "analytics" | "usersAggregate" | "usersConnection", Viewer::Customer(_)) => {
+                Some("FORBIDDEN")
+            }
             _ => None,
         }
     }
@@ -1557,12 +1796,27 @@ impl<'a> Cx<'a> {
             .map(Obj::Product)
     }
 
-    /// A to-many edge's children of one parent, in id order, with the edge's arguments.
+    /// A to-many edge's children of one parent with the edge's arguments: the first `first`
+    /// in `orderBy` order.
     fn edge(&self, parent: Obj<'a>, f: &CField) -> Vec<Obj<'a>> {
+        let mut out = self.edge_all(parent, f);
+        if let Some(n) = int(f.arg("first")).map(|n| n.max(0) as usize) {
+            out.truncate(n);
+        }
+        out
+    }
+
+    /// Every child of one parent its filters keep, in `orderBy` order (the edge's list, its
+    /// connection's list before the page, or its aggregate's rows).
+    fn edge_all(&self, parent: Obj<'a>, f: &CField) -> Vec<Obj<'a>> {
         let m = self.model;
-        let first = int(f.arg("first")).map(|n| n.max(0) as usize);
         let status = f.arg("status").and_then(parse_status);
-        let out: Vec<Obj<'a>> = match (parent, f.def.name.trim_end_matches("Aggregate")) {
+        let base = f
+            .def
+            .name
+            .trim_end_matches("Aggregate")
+            .trim_end_matches("Connection");
+        let out: Vec<Obj<'a>> = match (parent, base) {
             (Obj::User(u), "orders") => m
                 .orders
                 .iter()
@@ -1604,11 +1858,7 @@ impl<'a> Cx<'a> {
                 .collect(),
             (_, other) => panic!("oracle: edge {other}"),
         };
-        let mut out = sorted(out, f);
-        if let Some(n) = first {
-            out.truncate(n);
-        }
-        out
+        sorted(out, f)
     }
 
     /// A to-one edge's target.
@@ -1636,23 +1886,67 @@ impl<'a> Cx<'a> {
             if f.def.ty.is_none() {
                 continue;
             }
-            let first = int(f.arg("first"));
+            let first = (int(f.arg("first")), int(f.arg("last")));
             let status = f.arg("status").and_then(parse_status);
             let order = order_keys(f);
-            let children: Vec<&CField> = f.children.iter().collect();
+            // A connection loads the rows its `edges { node }` and `nodes` select.
+            let (children, counted) = if f.def.name.ends_with("Connection") {
+                (
+                    node_selections(f),
+                    f.children.iter().any(|c| c.def.name == "totalCount"),
+                )
+            } else {
+                (f.children.iter().collect(), false)
+            };
             match groups.iter_mut().find(|g| {
                 g.0.def.name == f.def.name && g.1 == first && g.2 == status && g.3 == order
             }) {
-                Some(g) => g.4.extend(children),
-                None => groups.push((f, first, status, order, children)),
+                Some(g) => {
+                    g.4.extend(children);
+                    g.5 |= counted;
+                }
+                None => groups.push((f, first, status, order, children, counted)),
             }
         }
         let mut n = 0;
-        for (f, _, _, _, children) in groups {
+        // Aggregates and connection counts are grouped statements, one per relationship and
+        // filter (`status`): an `ordersAggregate` and an `ordersConnection { totalCount }`
+        // of the same filter share one.
+        let mut counts: Vec<(&str, Option<OrderStatus>)> = Vec::new();
+        for (f, _, status, _, _, counted) in &groups {
             let name = f.def.name;
-            // An aggregate is one grouped statement when there are parents; no row below.
+            let edge = if name.ends_with("Aggregate") {
+                name.trim_end_matches("Aggregate")
+            } else if *counted {
+                name.trim_end_matches("Connection")
+            } else {
+                continue;
+            };
+            if !counts.contains(&(edge, *status)) {
+                counts.push((edge, *status));
+            }
+        }
+        if !rows.is_empty() {
+            n += counts.len();
+        }
+        for (f, _, _, _, children, _) in groups {
+            let name = f.def.name;
+            // A connection is one statement for the pages of all parents; the shown rows are
+            // the next parents.
+            if name.ends_with("Connection") {
+                if rows.is_empty() {
+                    continue;
+                }
+                n += 1;
+                let below: Vec<Obj<'a>> = rows
+                    .iter()
+                    .flat_map(|r| page_of(self.edge_all(*r, f), f).0)
+                    .collect();
+                n += self.batches_of(&below, &children);
+                continue;
+            }
+            // An aggregate reads no row below (counted above).
             if name.ends_with("Aggregate") {
-                n += usize::from(!rows.is_empty());
                 continue;
             }
             let below: Vec<Obj<'a>> = if matches!(name, "user" | "order" | "product") {
@@ -1787,11 +2081,52 @@ impl<'a> Cx<'a> {
 /// sub-selections of all of them.
 type Group<'f> = (
     &'f CField,
-    Option<i64>,
+    (Option<i64>, Option<i64>),
     Option<OrderStatus>,
     Vec<(&'static str, bool)>,
     Vec<&'f CField>,
+    bool,
 );
+
+/// The selections of a connection's rows: its `nodes { ... }` and `edges { node { ... } }`.
+fn node_selections(f: &CField) -> Vec<&CField> {
+    let mut out = Vec::new();
+    for c in &f.children {
+        match c.def.name {
+            "nodes" => out.extend(c.children.iter()),
+            "edges" => {
+                for e in c.children.iter().filter(|e| e.def.name == "node") {
+                    out.extend(e.children.iter());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A connection's page of `rows` (in list order): the rows shown, and whether more follow
+/// (`first`) or precede (`last`). Neither given: the first 20.
+fn page_of<'a>(rows: Vec<Obj<'a>>, f: &CField) -> (Vec<Obj<'a>>, bool, bool) {
+    let n = rows.len();
+    match (int(f.arg("first")), int(f.arg("last"))) {
+        (None, Some(last)) => {
+            let k = (last.max(0) as usize).min(n);
+            (rows[n - k..].to_vec(), false, n > k)
+        }
+        (first, _) => {
+            let k = (first.unwrap_or(20).max(0) as usize).min(n);
+            (rows[..k].to_vec(), n > k, false)
+        }
+    }
+}
+
+/// Whether a connection's page arguments are accepted: `first` or `last` (not both), each
+/// within the cap.
+fn page_ok(f: &CField) -> bool {
+    let ok = |name: &str| int(f.arg(name)).is_none_or(|n| (0..=1000).contains(&n));
+    ok("first") && ok("last") && !(f.arg("first").is_some() && f.arg("last").is_some())
+}
 
 /// A value an aggregate reads.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -1846,8 +2181,10 @@ fn agg_value(func: Func, values: impl Iterator<Item = AggIn>) -> Json {
 
 /// The `(field, descending)` keys of a field's `orderBy` (empty: by id).
 fn order_keys(f: &CField) -> Vec<(&'static str, bool)> {
-    let Some(ty) = f.def.ty else {
-        return Vec::new();
+    let ty = match f.def.ty {
+        Some(Ty::Conn(base)) => base.ty(),
+        Some(ty) => ty,
+        None => return Vec::new(),
     };
     let Some(Json::Array(values)) = f.arg("orderBy") else {
         return Vec::new();
@@ -1925,6 +2262,7 @@ fn sorted<'a>(mut rows: Vec<Obj<'a>>, f: &CField) -> Vec<Obj<'a>> {
 fn edges_ok(f: &CField) -> bool {
     let own = match f.def.name {
         "orders" => int(f.arg("first")).is_none_or(|n| (0..=1000).contains(&n)),
+        name if name.ends_with("Connection") => page_ok(f),
         _ => true,
     };
     own && order_ok(f) && !f.bad_args && f.children.iter().all(edges_ok)
