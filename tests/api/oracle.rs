@@ -1886,7 +1886,11 @@ impl<'a> Cx<'a> {
             if f.def.ty.is_none() {
                 continue;
             }
-            let first = (int(f.arg("first")), int(f.arg("last")));
+            // A connection given neither `first` nor `last` pages the first 20: the same page.
+            let first = match (int(f.arg("first")), int(f.arg("last"))) {
+                (None, None) if f.def.name.ends_with("Connection") => (Some(20), None),
+                page => page,
+            };
             let status = f.arg("status").and_then(parse_status);
             let order = order_keys(f);
             // A connection loads the rows its `edges { node }` and `nodes` select.
