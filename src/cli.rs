@@ -5,14 +5,15 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::app::{App, BoxError};
 use crate::auth::Keys;
+use crate::auth::password::Hasher;
 use crate::config::{AuthConfig, DbConfig, ServeConfig};
 use crate::db::seed::{self, SeedSpec};
 use crate::db::{Db, Session};
 use crate::model::Role;
-use crate::password::Hasher;
-use crate::{graphql, telemetry, validate};
+use crate::observe::telemetry;
+use crate::server::app::{App, BoxError};
+use crate::{graphql, validate};
 
 /// A GraphQL server whose SQL statement count depends only on the shape of the query.
 #[derive(Debug, Parser)]
@@ -163,7 +164,7 @@ async fn check(args: CheckArgs) -> Result<bool, BoxError> {
     let mut serve = args.serve;
     // The documents checked are the ones given, not the server's trusted ones.
     serve.trusted_documents.clear();
-    let state = crate::state::AppState::new(Db::unconnected(), serve, keys)?;
+    let state = crate::server::state::AppState::new(Db::unconnected(), serve, keys)?;
     let viewer = match args.role {
         CheckRole::Anonymous => crate::model::Viewer::Anonymous,
         CheckRole::Customer => crate::model::Viewer::User {
@@ -175,12 +176,12 @@ async fn check(args: CheckArgs) -> Result<bool, BoxError> {
             role: Role::Admin,
         },
     };
-    let who = crate::predict::Who {
+    let who = crate::documents::predict::Who {
         viewer,
         client: None,
     };
-    let collection = crate::check::collect(&args.paths);
-    let report = crate::check::run(&state, who, collection, &variables, budget).await;
+    let collection = crate::documents::check::collect(&args.paths);
+    let report = crate::documents::check::run(&state, who, collection, &variables, budget).await;
     match args.format {
         CheckFormat::Text => print!("{}", report.to_text()),
         CheckFormat::Json => println!("{}", report.to_json()),
@@ -308,7 +309,7 @@ async fn seed_command(args: SeedArgs) -> Result<(), BoxError> {
     let report = seed::seed(&session, spec, |n| bar.set_position(n))
         .await
         .map_err(|e| e.detail())?;
-    crate::app::demo_accounts(&session, &Hasher::start(1)?).await?;
+    crate::server::app::demo_accounts(&session, &Hasher::start(1)?).await?;
     bar.finish_and_clear();
     drop(shown);
     let secs = started.elapsed().as_secs_f64();
@@ -397,7 +398,9 @@ async fn ready_status(addr: std::net::SocketAddr, tls: bool) -> Result<u16, BoxE
         let stream = tokio::net::TcpStream::connect(addr).await?;
         if tls {
             let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-            let stream = crate::tls::health_connector().connect(name, stream).await?;
+            let stream = crate::server::tls::health_connector()
+                .connect(name, stream)
+                .await?;
             exchange(stream).await
         } else {
             exchange(stream).await

@@ -10,7 +10,7 @@ use crate::db::{Backend, PoolConfig, Pooler};
 use crate::graphql::operation::DocumentLimits;
 use crate::planner::Limits;
 
-pub use crate::telemetry::LogFormat;
+pub use crate::observe::telemetry::LogFormat;
 
 /// Whether clients may ask for the SQL a request ran (`x-eagerql-debug: sql`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

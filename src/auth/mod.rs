@@ -12,6 +12,8 @@
 //! - **Login attempts** are limited per account and per client address ([`LoginLimiter`]),
 //!   counted in the database.
 
+pub mod password;
+
 use foldhash::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;

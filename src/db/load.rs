@@ -15,7 +15,7 @@ use super::Backend;
 use super::columns::{decode_row, expr};
 use super::money::from_cents;
 use super::session::{Arg, DbRow, Session};
-use crate::cache::Bounded;
+use crate::documents::cache::Bounded;
 use crate::entities::{AggFunc, Column, Entity, Kind, Link, Rel, Row, Val, Visibility};
 use crate::error::AppResult;
 use crate::model::Viewer;

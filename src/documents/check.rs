@@ -3,11 +3,11 @@
 //!
 //! Inputs are `.graphql`/`.gql` files (operations and fragments may be spread over files, as
 //! in a frontend repository: each operation is sent with the fragments it uses, as clients
-//! send it) and persisted-operation manifests (`.json`, see [`crate::trusted`]). Each
+//! send it) and persisted-operation manifests (`.json`, see [`crate::documents::trusted`]). Each
 //! operation goes through the server's own preparer (the same parse, validation, limits and
 //! variable errors as a request, with positions mapped back to the file and line they came
 //! from) and, for queries, through the same planning-only run the server uses for
-//! `x-eagerql-expect-statements` (see [`crate::predict`]), so the count `check` reports is the
+//! `x-eagerql-expect-statements` (see [`crate::documents::predict`]), so the count `check` reports is the
 //! count the server runs.
 
 use std::collections::{HashMap, HashSet};
@@ -19,10 +19,10 @@ use apollo_compiler::schema::ExtendedType;
 use async_graphql::parser::types::OperationType;
 use serde_json::{Map, Value as Json, json};
 
+use crate::documents::predict::{self, Who};
+use crate::documents::trusted;
 use crate::graphql::operation;
-use crate::predict::{self, Who};
-use crate::state::AppState;
-use crate::trusted;
+use crate::server::state::AppState;
 
 /// Where a line of an operation's text came from.
 #[derive(Clone, Debug)]

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::cache::Bounded;
-pub use crate::cache::Hash;
+use crate::documents::cache::Bounded;
+pub use crate::documents::cache::Hash;
 
 /// Why a persisted-query request cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use crate::db::{Session, StatementLog};
 use crate::graphql::operation::{Form, Prepared};
 use crate::graphql::{OutputBudget, RequestContext};
 use crate::model::Viewer;
-use crate::state::AppState;
+use crate::server::state::AppState;
 
 /// Who sent a request.
 #[derive(Copy, Clone, Debug)]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use crate::persisted::{Hash, hash_of, parse_hash};
+use crate::documents::persisted::{Hash, hash_of, parse_hash};
 
 /// One document of a manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! full), the prepared operation, the plan made ahead when the request needs one (statement
 //! budget, an asserted count, `extensions.plan`), the execution in the request's session, and
 //! the outcome, recorded once (metrics, the span's fields, one log line). The transport
-//! (`crate::http`) reads the request into [`Incoming`] and writes the [`Outcome`].
+//! (`crate::server::http`) reads the request into [`Incoming`] and writes the [`Outcome`].
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,11 +17,11 @@ use super::execution::{ensure_error_codes, execution_started};
 use super::lazy::{LazyLoader, RequestLoader};
 use super::operation::{self, Prepared, Refused};
 use crate::db::{Session, StatementLog};
+use crate::documents::persisted::ApqError;
+use crate::documents::predict::{Who, request_context};
 use crate::json;
 use crate::model::Viewer;
-use crate::persisted::ApqError;
-use crate::predict::{Who, request_context};
-use crate::state::AppState;
+use crate::server::state::AppState;
 
 /// The request header that asks for the executed SQL (`sql`) or the plan (`plan`) in the
 /// response's `extensions`.
@@ -336,7 +336,7 @@ fn record(state: &AppState, served: &Served<'_>) {
         })
         .collect();
     if state.config.metrics {
-        state.metrics.record(&crate::metrics::Outcome {
+        state.metrics.record(&crate::observe::metrics::Outcome {
             operation_type: if operation.1.is_empty() {
                 "unknown"
             } else {
@@ -356,7 +356,7 @@ fn record(state: &AppState, served: &Served<'_>) {
             codes: &codes,
         });
     }
-    if crate::telemetry::traces_on() {
+    if crate::observe::telemetry::traces_on() {
         let span = tracing::Span::current();
         span.record("graphql.operation.name", operation.0);
         span.record("graphql.operation.type", operation.1);
@@ -418,7 +418,7 @@ fn request_error(
 /// is asked for the document, which the protocol handles.
 async fn shared_document(
     state: &AppState,
-    hash: crate::persisted::Hash,
+    hash: crate::documents::persisted::Hash,
     query: Option<&str>,
 ) -> Result<Arc<str>, ApqError> {
     use crate::db::persisted_queries as shared;
@@ -438,7 +438,7 @@ async fn shared_document(
                 return Ok(doc);
             }
             match shared::take(&session, &hex, now).await {
-                Ok(Some(doc)) if crate::persisted::hash_of(&doc) == hash => {
+                Ok(Some(doc)) if crate::documents::persisted::hash_of(&doc) == hash => {
                     Ok(state.persisted.register(hash, &doc)?)
                 }
                 Ok(_) => Err(ApqError::NotFound),
@@ -479,7 +479,7 @@ async fn document(state: &AppState, params: &Params) -> Result<Arc<str>, ApqErro
                 ApqError::Malformed("persistedQuery.sha256Hash must be a string".to_owned())
             })?;
             let version = pq.get("version").and_then(Json::as_i64);
-            let hash = crate::persisted::requested_hash(version, hex)?;
+            let hash = crate::documents::persisted::requested_hash(version, hex)?;
             if let Some(doc) = state.trusted.by_hash(&hash) {
                 return match &params.query {
                     Some(q) if **q != *doc => Err(ApqError::Mismatch),
@@ -534,7 +534,7 @@ async fn plan_ahead(
         };
     }
     // Boxed: a run of the executor that plans only, on the rarer path.
-    let (planned, plans) = Box::pin(crate::predict::planned(state, who, prepared)).await;
+    let (planned, plans) = Box::pin(crate::documents::predict::planned(state, who, prepared)).await;
     if let Some(budget) = budget
         && planned > budget
     {

@@ -30,7 +30,7 @@ pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>
 pub fn build_schema() -> AppSchema {
     let schema = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .validation_mode(async_graphql::ValidationMode::Fast);
-    if crate::telemetry::traces_on() {
+    if crate::observe::telemetry::traces_on() {
         schema.extension(spans::RootFieldSpans).finish()
     } else {
         schema.finish()
@@ -56,7 +56,7 @@ pub struct RequestContext {
     /// the lazy loader.
     pub eager: bool,
     /// The password hashing workers.
-    pub hasher: crate::password::Hasher,
+    pub hasher: crate::auth::password::Hasher,
     /// Who sends the request (from its access token alone).
     pub viewer: crate::model::Viewer,
     /// The client's address, when known (failed logins are limited per address).

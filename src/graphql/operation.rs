@@ -34,7 +34,7 @@ use async_graphql::parser::types::{
 };
 use async_graphql::{Name, Pos, Positioned, ServerError, Value};
 
-use crate::cache::Bounded;
+use crate::documents::cache::Bounded;
 use crate::model::Viewer;
 use crate::planner::Planned;
 
@@ -477,7 +477,7 @@ impl Preparer {
         &self,
         query: &str,
     ) -> Result<Arc<Valid<executable::ExecutableDocument>>, Refused> {
-        let key = crate::persisted::hash_of(query);
+        let key = crate::documents::persisted::hash_of(query);
         if let Some(doc) = self.documents.get(&key) {
             return Ok(doc);
         }

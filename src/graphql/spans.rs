@@ -1,5 +1,5 @@
 //! The `plan` span of each root field, when traces are exported (see
-//! [`crate::telemetry`]): the field's planning and its statements run inside it. Only root
+//! [`crate::observe::telemetry`]): the field's planning and its statements run inside it. Only root
 //! fields get one; nested fields are rendered from planned rows and run no statement of
 //! their own.
 

@@ -18,8 +18,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::db::Db;
+use crate::documents::persisted::Store;
 use crate::graphql::operation::Preparer;
-use crate::persisted::Store;
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

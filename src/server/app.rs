@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 use crate::auth::Keys;
+use crate::auth::password::Hasher;
 use crate::config::ServeConfig;
 use crate::db::seed::{self, SeedSpec};
 use crate::db::{Db, Session};
-use crate::password::Hasher;
 
-pub use crate::state::{AppState, BoxError};
+pub use crate::server::state::{AppState, BoxError};
 
 /// The password of the demo's sign-in accounts (`user1@example.com`, an administrator, and
 /// the customers `user2@example.com` and `user3@example.com`). Documented, so a newcomer can
@@ -44,7 +44,7 @@ impl App {
     /// (port 0 picks a free port).
     pub async fn build(config: ServeConfig) -> Result<App, BoxError> {
         let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            (Some(cert), Some(key)) => Some(crate::server::tls::server_config(cert, key)?),
             _ => None,
         };
         let db = Db::connect(&config.db.database_url, &config.db.pool()).await?;
@@ -72,7 +72,7 @@ impl App {
             );
         }
         if !state.trusted.is_empty() {
-            let operations = crate::check::trusted_documents(&state).await?;
+            let operations = crate::documents::check::trusted_documents(&state).await?;
             tracing::info!(
                 documents = state.trusted.len(),
                 operations,
@@ -135,7 +135,7 @@ impl App {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let db = self.state.db.clone();
         if let Some(listener) = self.metrics_listener {
-            let router = crate::http::metrics_router(self.state.clone());
+            let router = crate::server::http::metrics_router(self.state.clone());
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, router).await {
                     tracing::error!(error = %e, "the metrics port stopped");
@@ -159,11 +159,11 @@ impl App {
                 }
             }
         });
-        let router = crate::http::router(self.state);
+        let router = crate::server::http::router(self.state);
         match self.tls {
             Some(config) => {
                 // `tap_io` gives the listener the connect-info of its address.
-                let listener = crate::tls::TlsListener::new(self.listener, config)?;
+                let listener = crate::server::tls::TlsListener::new(self.listener, config)?;
                 axum::serve(
                     axum::serve::ListenerExt::tap_io(listener, |_| {}),
                     router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
+use crate::auth::password::Hasher;
 use crate::auth::{Keys, LoginLimiter};
 use crate::config::ServeConfig;
 use crate::db::{Db, StatementHook};
+use crate::documents::trusted::Trusted;
 use crate::graphql::operation::Preparer;
 use crate::graphql::{AppSchema, build_schema};
-use crate::metrics::Metrics;
-use crate::password::Hasher;
-use crate::trusted::Trusted;
+use crate::observe::metrics::Metrics;
 
 /// Any start-up failure.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,7 +31,7 @@ pub struct AppState {
     /// Failed logins per account and address.
     pub limiter: Arc<LoginLimiter>,
     /// Automatic persisted queries: documents by SHA-256, bounded.
-    pub persisted: Arc<crate::persisted::Store>,
+    pub persisted: Arc<crate::documents::persisted::Store>,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Trusted documents (`EAGERQL_TRUSTED_DOCUMENTS`).
@@ -56,7 +56,7 @@ impl AppState {
         )?;
         let trusted = Trusted::load(&config.trusted_manifests())?;
         let preparer = Arc::new(preparer);
-        let persisted = Arc::new(crate::persisted::Store::new(
+        let persisted = Arc::new(crate::documents::persisted::Store::new(
             config.persisted_queries,
             config.persisted_queries.saturating_mul(16 << 10),
         ));

@@ -151,7 +151,7 @@ async fn a_taken_address_is_named_when_the_server_cannot_listen() {
         "--bind",
         &addr,
     ]);
-    let Err(err) = eagerql::app::App::build(config).await else {
+    let Err(err) = eagerql::server::app::App::build(config).await else {
         panic!("started on a taken address");
     };
     let message = err.to_string();

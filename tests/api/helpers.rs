@@ -9,13 +9,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use eagerql::app::AppState;
 use eagerql::auth::Keys;
 use eagerql::config::ServeConfig;
 use eagerql::db::seed::{self, SeedSpec};
 use eagerql::db::session::Arg;
 use eagerql::db::{Backend, Db, Session, StatementHook};
 use eagerql::model::Role;
+use eagerql::server::app::AppState;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -198,12 +198,12 @@ pub fn serve_config(args: &[&str]) -> ServeConfig {
     ServeArgs::try_parse_from(all).expect("settings").config
 }
 
-/// `eagerql serve`'s start-up ([`eagerql::app::App::build`]) on the database at `url`, without
+/// `eagerql serve`'s start-up ([`eagerql::server::app::App::build`]) on the database at `url`, without
 /// demo data, on a free port, with `extra` settings.
 pub async fn build_app(
     url: &str,
     extra: &[&str],
-) -> Result<eagerql::app::App, eagerql::app::BoxError> {
+) -> Result<eagerql::server::app::App, eagerql::server::app::BoxError> {
     let mut args = vec![
         "--database-url",
         url,
@@ -213,7 +213,7 @@ pub async fn build_app(
         "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
-    eagerql::app::App::build(serve_config(&args)).await
+    eagerql::server::app::App::build(serve_config(&args)).await
 }
 
 /// Starts the app on a fresh, migrated, empty database with the test settings (strict mode,
@@ -261,7 +261,7 @@ pub async fn spawn_app_with_hook(extra: &[&str], hook: Option<StatementHook>) ->
     state.statement_hook = hook;
     let token = state.keys.issue(1, Role::Admin).expect("admin token").0;
     TestApp {
-        router: eagerql::http::router(state.clone()),
+        router: eagerql::server::http::router(state.clone()),
         state,
         db,
         token,
@@ -278,7 +278,7 @@ impl TestApp {
     /// The same app (same database and pool) with `hook` called after every statement.
     pub fn with_hook(mut self, hook: StatementHook) -> TestApp {
         self.state.statement_hook = Some(hook);
-        self.router = eagerql::http::router(self.state.clone());
+        self.router = eagerql::server::http::router(self.state.clone());
         self
     }
 

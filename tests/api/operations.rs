@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::Request;
-use eagerql::telemetry::LogFormat;
+use eagerql::observe::telemetry::LogFormat;
 use serde_json::{Value, json};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
@@ -116,7 +116,8 @@ impl Captured {
     ) -> (Captured, tracing::subscriber::DefaultGuard) {
         let captured = Captured::default();
         let subscriber = tracing_subscriber::registry().with(
-            eagerql::telemetry::log_layer(format, false, captured.clone()).with_filter(level),
+            eagerql::observe::telemetry::log_layer(format, false, captured.clone())
+                .with_filter(level),
         );
         (
             captured.clone(),

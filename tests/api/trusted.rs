@@ -182,7 +182,7 @@ async fn the_server_does_not_start_with_an_invalid_or_over_budget_trusted_docume
     assert!(err.contains("Deep") && err.contains("needs 3"), "{err}");
     let app = start(&two, &[]).await.expect("starts");
     let run = |body: Value| {
-        let router = eagerql::http::router(app.state().clone());
+        let router = eagerql::server::http::router(app.state().clone());
         async move {
             let req = Request::post("/graphql")
                 .header("content-type", "application/json")
@@ -245,7 +245,7 @@ async fn the_server_does_not_start_with_an_invalid_or_over_budget_trusted_docume
         .header("content-type", "application/json")
         .body(Body::from(json!({ "documentId": "r1" }).to_string()))
         .unwrap();
-    let resp = tower::ServiceExt::oneshot(eagerql::http::router(state.clone()), req)
+    let resp = tower::ServiceExt::oneshot(eagerql::server::http::router(state.clone()), req)
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);

@@ -69,7 +69,7 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::Fresh;
-    use crate::telemetry::{LogFormat, log_layer};
+    use crate::observe::telemetry::{LogFormat, log_layer};
 
     #[derive(Clone, Default)]
     struct Lines(Arc<Mutex<Vec<u8>>>);

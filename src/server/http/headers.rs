@@ -77,7 +77,7 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         Some(v) if sane(v) => v.clone(),
         _ => fresh(),
     };
-    let mut resp = if crate::telemetry::traces_on() {
+    let mut resp = if crate::observe::telemetry::traces_on() {
         // Exported: the trace's attributes, and the caller's trace joined.
         use tracing_opentelemetry::OpenTelemetrySpanExt as _;
         let span = tracing::info_span!(
@@ -92,16 +92,16 @@ pub async fn request_id(req: Request, next: Next) -> Response {
             graphql.operation.type = tracing::field::Empty,
             eagerql.statements = tracing::field::Empty,
         );
-        if let Err(e) = span.set_parent(crate::telemetry::remote_context(req.headers())) {
+        if let Err(e) = span.set_parent(crate::observe::telemetry::remote_context(req.headers())) {
             tracing::warn!(error = ?e, "the caller's trace context could not be joined");
         }
         let fut = next.run(req).instrument(span.clone());
-        let resp = crate::telemetry::in_request(id.clone(), fut).await;
+        let resp = crate::observe::telemetry::in_request(id.clone(), fut).await;
         span.record("http.response.status_code", resp.status().as_u16());
         resp
     } else {
         // No span to make, enter and leave on every poll: the id is all log lines need.
-        crate::telemetry::in_request(id.clone(), next.run(req)).await
+        crate::observe::telemetry::in_request(id.clone(), next.run(req)).await
     };
     resp.headers_mut().insert(REQUEST_ID, id);
     secure(resp.headers_mut());

@@ -25,10 +25,10 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::db::Session;
+use crate::documents::persisted::ApqError;
 use crate::graphql::handler::{self, DebugAsks, Incoming, Outcome, Params, params_from_json};
 use crate::model::Viewer;
-use crate::persisted::ApqError;
-use crate::state::AppState;
+use crate::server::state::AppState;
 
 mod headers;
 
@@ -544,7 +544,7 @@ fn persisted_refusal(e: &ApqError, media: Media) -> HttpResponse {
 }
 
 /// The vendored GraphiQL build (see `assets/graphiql/README.md`).
-const GRAPHIQL_INDEX: &str = include_str!("../assets/graphiql/index.html");
+const GRAPHIQL_INDEX: &str = include_str!("../../../assets/graphiql/index.html");
 
 async fn graphiql_page() -> impl IntoResponse {
     (
@@ -611,22 +611,22 @@ static GRAPHIQL_ASSETS: std::sync::LazyLock<Vec<Asset>> = std::sync::LazyLock::n
         Asset::new(
             "graphiql.min.js",
             js,
-            include_bytes!("../assets/graphiql/graphiql.min.js"),
+            include_bytes!("../../../assets/graphiql/graphiql.min.js"),
         ),
         Asset::new(
             "graphiql.min.css",
             "text/css; charset=utf-8",
-            include_bytes!("../assets/graphiql/graphiql.min.css"),
+            include_bytes!("../../../assets/graphiql/graphiql.min.css"),
         ),
         Asset::new(
             "react.production.min.js",
             js,
-            include_bytes!("../assets/graphiql/react.production.min.js"),
+            include_bytes!("../../../assets/graphiql/react.production.min.js"),
         ),
         Asset::new(
             "react-dom.production.min.js",
             js,
-            include_bytes!("../assets/graphiql/react-dom.production.min.js"),
+            include_bytes!("../../../assets/graphiql/react-dom.production.min.js"),
         ),
     ]
 });
@@ -704,7 +704,7 @@ pub fn metrics_router(state: AppState) -> Router {
 
 async fn metrics(State(state): State<AppState>) -> HttpResponse {
     (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, crate::observe::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
         .into_response()
