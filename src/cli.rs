@@ -163,7 +163,7 @@ async fn check(args: CheckArgs) -> Result<bool, BoxError> {
     let keys = Keys::from_secret(&[0; 32], args.serve.auth.tokens()).map_err(|e| e.detail())?;
     let mut serve = args.serve;
     // The documents checked are the ones given, not the server's trusted ones.
-    serve.trusted_documents.clear();
+    serve.documents.trusted_documents.clear();
     let state = crate::server::state::AppState::new(Db::unconnected(), serve, keys)?;
     let viewer = match args.role {
         CheckRole::Anonymous => crate::model::Viewer::Anonymous,

@@ -142,7 +142,8 @@ impl DbConfig {
     }
 }
 
-/// Settings of `eagerql serve`.
+/// Settings of `eagerql serve`, grouped by concern (each group's flags and environment
+/// variables are the same as if they were listed here).
 #[derive(Clone, Debug, Args)]
 pub struct ServeConfig {
     /// Database and logging.
@@ -170,6 +171,45 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_DEMO_DATA", default_value_t = true, action = clap::ArgAction::Set)]
     pub demo_data: bool,
 
+    /// Origins allowed to call the API from a browser (comma list, or `*` for any origin
+    /// without credentials); none by default.
+    #[arg(
+        long,
+        env = "EAGERQL_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// What one request may cost: every limit is checked before or while it runs, on every path.
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+
+    /// How queries are planned and run.
+    #[command(flatten)]
+    pub execution: ExecutionConfig,
+
+    /// Which documents requests may send or name, and what is kept of them.
+    #[command(flatten)]
+    pub documents: DocumentsConfig,
+
+    /// What the server shows its operators.
+    #[command(flatten)]
+    pub observe: ObserveConfig,
+
+    /// Failed-login limits, kept in the database so every instance shares them.
+    #[command(flatten)]
+    pub login: LoginConfig,
+
+    /// Tokens.
+    #[command(flatten)]
+    pub auth: AuthConfig,
+}
+
+/// What one request may cost: every limit is checked before or while it runs, on every path.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitsConfig {
     /// Largest `first` accepted on any list; larger (or negative) is BAD_USER_INPUT.
     #[arg(long, env = "EAGERQL_MAX_PAGE_SIZE", default_value_t = 1000)]
     pub max_page_size: i64,
@@ -188,27 +228,6 @@ pub struct ServeConfig {
     /// refused with LIMIT_EXCEEDED instead of sending a giant body. 0 means no limit.
     #[arg(long, env = "EAGERQL_MAX_RESPONSE_BYTES", default_value_t = 16 << 20)]
     pub max_response_bytes: usize,
-
-    /// Strict loading (the lesson's `lazy="raise"`): a relationship that no plan loaded is an
-    /// error instead of an extra query.
-    #[arg(long, env = "EAGERQL_STRICT", default_value_t = true, action = clap::ArgAction::Set)]
-    pub strict: bool,
-
-    /// How relationships are loaded: `eager` plans every selected relationship before any SQL
-    /// runs (joins and batches); `lazy` loads each one as it is resolved, through a
-    /// per-request DataLoader (one batch per level, not one query per parent), for
-    /// comparison. `lazy` needs `EAGERQL_STRICT=false`.
-    #[arg(long, env = "EAGERQL_PLAN", value_enum, default_value_t = PlanMode::Eager)]
-    pub plan: PlanMode,
-
-    /// Run each query operation in one read-only transaction, so all its statements see one
-    /// snapshot (PostgreSQL `REPEATABLE READ READ ONLY`; SQLite a WAL read transaction).
-    #[arg(long, env = "EAGERQL_READ_SNAPSHOT", default_value_t = true, action = clap::ArgAction::Set)]
-    pub read_snapshot: bool,
-
-    /// Whether `x-eagerql-debug: sql` may add the executed statements to a response.
-    #[arg(long, env = "EAGERQL_DEBUG_SQL", value_enum, default_value_t = DebugSql::Auto)]
-    pub debug_sql: DebugSql,
 
     /// Deepest selection nesting accepted, not counting introspection (`__schema`, `__type`),
     /// which has its own bound so that the standard introspection query always works.
@@ -241,16 +260,37 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_MAX_BODY_BYTES", default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
 
-    /// Origins allowed to call the API from a browser (comma list, or `*` for any origin
-    /// without credentials); none by default.
-    #[arg(
-        long,
-        env = "EAGERQL_CORS_ORIGINS",
-        value_delimiter = ',',
-        default_value = ""
-    )]
-    pub cors_origins: Vec<String>,
+    /// Seconds before a request is cut off with 503.
+    #[arg(long, env = "EAGERQL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+}
 
+/// How queries are planned and run.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Execution")]
+pub struct ExecutionConfig {
+    /// Strict loading (the lesson's `lazy="raise"`): a relationship that no plan loaded is an
+    /// error instead of an extra query.
+    #[arg(long, env = "EAGERQL_STRICT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub strict: bool,
+
+    /// How relationships are loaded: `eager` plans every selected relationship before any SQL
+    /// runs (joins and batches); `lazy` loads each one as it is resolved, through a
+    /// per-request DataLoader (one batch per level, not one query per parent), for
+    /// comparison. `lazy` needs `EAGERQL_STRICT=false`.
+    #[arg(long, env = "EAGERQL_PLAN", value_enum, default_value_t = PlanMode::Eager)]
+    pub plan: PlanMode,
+
+    /// Run each query operation in one read-only transaction, so all its statements see one
+    /// snapshot (PostgreSQL `REPEATABLE READ READ ONLY`; SQLite a WAL read transaction).
+    #[arg(long, env = "EAGERQL_READ_SNAPSHOT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub read_snapshot: bool,
+}
+
+/// Which documents requests may send or name, and what is kept of them.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Documents")]
+pub struct DocumentsConfig {
     /// Most documents kept for automatic persisted queries (least recently used go first;
     /// at most 16 KiB of text each on average). 0 turns the store off.
     #[arg(long, env = "EAGERQL_PERSISTED_QUERIES", default_value_t = 1000)]
@@ -279,7 +319,12 @@ pub struct ServeConfig {
     /// for a server behind first-party frontends).
     #[arg(long, env = "EAGERQL_TRUSTED_ONLY", default_value_t = false, action = clap::ArgAction::Set)]
     pub trusted_only: bool,
+}
 
+/// What the server shows its operators.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Observability")]
+pub struct ObserveConfig {
     /// Keep and serve metrics (`/metrics`); `false`: none are recorded and `/metrics` is not
     /// served.
     #[arg(long, env = "EAGERQL_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -290,10 +335,15 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 
-    /// Seconds before a request is cut off with 503.
-    #[arg(long, env = "EAGERQL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub request_timeout_secs: u64,
+    /// Whether `x-eagerql-debug: sql` may add the executed statements to a response.
+    #[arg(long, env = "EAGERQL_DEBUG_SQL", value_enum, default_value_t = DebugSql::Auto)]
+    pub debug_sql: DebugSql,
+}
 
+/// Failed-login limits, kept in the database so every instance shares them.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Login limits")]
+pub struct LoginConfig {
     /// Failed logins one account may have per `EAGERQL_LOGIN_WINDOW_SECS` before further
     /// attempts get RATE_LIMITED.
     #[arg(long, env = "EAGERQL_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 5)]
@@ -306,15 +356,12 @@ pub struct ServeConfig {
     /// The window, in seconds, over which failed logins are counted.
     #[arg(long, env = "EAGERQL_LOGIN_WINDOW_SECS", default_value_t = 300)]
     pub login_window_secs: u64,
-
-    /// Tokens.
-    #[command(flatten)]
-    pub auth: AuthConfig,
 }
 
 /// How tokens are signed and how long they live (shared by `serve` and `token`). `Debug`
 /// says whether a secret is set, never the secret.
 #[derive(Clone, Args)]
+#[command(next_help_heading = "Tokens")]
 pub struct AuthConfig {
     /// Secret that signs access tokens (HS256). Unset: a secret is generated on first start
     /// and kept in the database, so every instance on it accepts the same tokens.
@@ -396,21 +443,22 @@ impl ServeConfig {
     /// The planner's limits.
     pub fn limits(&self) -> Limits {
         Limits {
-            max_page_size: self.max_page_size,
+            max_page_size: self.limits.max_page_size,
         }
     }
 
     /// The size of the prepared-document cache.
     pub fn document_cache(&self) -> crate::graphql::operation::CacheSize {
         crate::graphql::operation::CacheSize {
-            entries: self.document_cache,
-            bytes: self.document_cache.saturating_mul(16 << 10),
+            entries: self.documents.document_cache,
+            bytes: self.documents.document_cache.saturating_mul(16 << 10),
         }
     }
 
     /// The trusted-document manifests given (empty entries of the list dropped).
     pub fn trusted_manifests(&self) -> Vec<std::path::PathBuf> {
-        self.trusted_documents
+        self.documents
+            .trusted_documents
             .iter()
             .map(|p| p.trim())
             .filter(|p| !p.is_empty())
@@ -421,38 +469,38 @@ impl ServeConfig {
     /// The limits on a document, checked before it is planned.
     pub fn document_limits(&self) -> DocumentLimits {
         DocumentLimits {
-            max_tokens: self.max_tokens,
-            max_aliases: self.max_aliases,
-            max_directives: self.max_directives,
-            max_depth: self.max_depth,
-            max_fields: self.max_fields,
-            max_complexity: self.max_complexity,
+            max_tokens: self.limits.max_tokens,
+            max_aliases: self.limits.max_aliases,
+            max_directives: self.limits.max_directives,
+            max_depth: self.limits.max_depth,
+            max_fields: self.limits.max_fields,
+            max_complexity: self.limits.max_complexity,
             ..DocumentLimits::default()
         }
     }
 
     /// The row budget, `None` when unlimited.
     pub fn row_budget(&self) -> Option<usize> {
-        (self.max_rows > 0).then_some(self.max_rows)
+        (self.limits.max_rows > 0).then_some(self.limits.max_rows)
     }
 
     /// The response size cap (`usize::MAX` when unlimited).
     pub fn response_cap(&self) -> usize {
-        if self.max_response_bytes == 0 {
+        if self.limits.max_response_bytes == 0 {
             usize::MAX
         } else {
-            self.max_response_bytes
+            self.limits.max_response_bytes
         }
     }
 
     /// The statement budget, `None` when unlimited.
     pub fn budget(&self) -> Option<usize> {
-        (self.statement_budget > 0).then_some(self.statement_budget)
+        (self.limits.statement_budget > 0).then_some(self.limits.statement_budget)
     }
 
     /// Whether clients may see the SQL of their requests.
     pub fn debug_sql_allowed(&self) -> bool {
-        match self.debug_sql {
+        match self.observe.debug_sql {
             DebugSql::On => true,
             DebugSql::Off => false,
             DebugSql::Auto => self.db.backend() == Backend::Sqlite,
@@ -461,15 +509,15 @@ impl ServeConfig {
 
     /// The request timeout.
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_secs)
+        Duration::from_secs(self.limits.request_timeout_secs)
     }
 
     /// The failed-login limiter these settings describe.
     pub fn login_limiter(&self) -> crate::auth::LoginLimiter {
         crate::auth::LoginLimiter::new(
-            self.login_failures_per_account.max(1),
-            self.login_failures_per_address.max(1),
-            Duration::from_secs(self.login_window_secs.max(1)),
+            self.login.login_failures_per_account.max(1),
+            self.login.login_failures_per_address.max(1),
+            Duration::from_secs(self.login.login_window_secs.max(1)),
         )
     }
 }

@@ -55,8 +55,8 @@ pub fn request_context(
     RequestContext {
         session: session.clone(),
         limits: state.config.limits(),
-        strict: state.config.strict,
-        eager: state.config.plan == PlanMode::Eager,
+        strict: state.config.execution.strict,
+        eager: state.config.execution.plan == PlanMode::Eager,
         hasher: state.hasher.clone(),
         viewer: who.viewer,
         client: who.client,

@@ -335,7 +335,7 @@ fn record(state: &AppState, served: &Served<'_>) {
             _ => None,
         })
         .collect();
-    if state.config.metrics {
+    if state.config.observe.metrics {
         state.metrics.record(&crate::observe::metrics::Outcome {
             operation_type: if operation.1.is_empty() {
                 "unknown"
@@ -455,7 +455,7 @@ async fn shared_document(
 /// persisted query (`extensions.persistedQuery`), the trusted or stored document its hash
 /// names; or its `query`. With `EAGERQL_TRUSTED_ONLY` only trusted documents are returned.
 async fn document(state: &AppState, params: &Params) -> Result<Arc<str>, ApqError> {
-    let trusted_only = state.config.trusted_only;
+    let trusted_only = state.config.documents.trusted_only;
     if let Some(id) = &params.document_id {
         return state
             .trusted
@@ -600,7 +600,7 @@ async fn run(
     // fields each run their own write transaction.
     // Every load of the request reads only what its viewer may see.
     let base = Session::new(state.db.clone(), log.clone()).as_viewer(who.viewer);
-    let session = if prepared.ty == OperationType::Query && state.config.read_snapshot {
+    let session = if prepared.ty == OperationType::Query && state.config.execution.read_snapshot {
         base.begin_read()
     } else {
         base

@@ -64,7 +64,7 @@ impl App {
         let demo = config.demo_data;
         let bind = config.bind;
         let state = AppState::new(db.clone(), config, keys)?;
-        if state.config.trusted_only && state.trusted.is_empty() {
+        if state.config.documents.trusted_only && state.trusted.is_empty() {
             return Err(
                 "EAGERQL_TRUSTED_ONLY is set, but EAGERQL_TRUSTED_DOCUMENTS names no \
                         document: every request would be refused"
@@ -76,7 +76,7 @@ impl App {
             tracing::info!(
                 documents = state.trusted.len(),
                 operations,
-                trusted_only = state.config.trusted_only,
+                trusted_only = state.config.documents.trusted_only,
                 "trusted documents validated and planned"
             );
         }
@@ -97,8 +97,8 @@ impl App {
             }
         }
         let listener = listen(bind).await?;
-        let metrics_listener = match state.config.metrics_bind {
-            Some(addr) if state.config.metrics => Some(listen(addr).await?),
+        let metrics_listener = match state.config.observe.metrics_bind {
+            Some(addr) if state.config.observe.metrics => Some(listen(addr).await?),
             _ => None,
         };
         Ok(App {
@@ -146,7 +146,7 @@ impl App {
         // table holds at most one window's keys (any instance may do it; it is idempotent).
         // The shared persisted queries are kept to EAGERQL_PERSISTED_QUERIES the same way.
         let (limiter, session) = (self.state.limiter.clone(), Session::unmetered(db.clone()));
-        let keep = self.state.config.persisted_queries;
+        let keep = self.state.config.documents.persisted_queries;
         let pruner = tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {

@@ -57,8 +57,8 @@ impl AppState {
         let trusted = Trusted::load(&config.trusted_manifests())?;
         let preparer = Arc::new(preparer);
         let persisted = Arc::new(crate::documents::persisted::Store::new(
-            config.persisted_queries,
-            config.persisted_queries.saturating_mul(16 << 10),
+            config.documents.persisted_queries,
+            config.documents.persisted_queries.saturating_mul(16 << 10),
         ));
         let metrics = Arc::new(Metrics::new(
             db.clone(),

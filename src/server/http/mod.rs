@@ -43,12 +43,12 @@ const APPLICATION_JSON: &str = "application/json";
 
 /// The router of the whole service.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.max_body_bytes;
+    let body_limit = state.config.limits.max_body_bytes;
     let timeout = state.config.request_timeout();
     let cors = cors_layer(&state.config.cors_origins);
     let public = Router::new();
     // `/metrics` is on the public port unless it has its own (EAGERQL_METRICS_BIND).
-    let public = if state.config.metrics && state.config.metrics_bind.is_none() {
+    let public = if state.config.observe.metrics && state.config.observe.metrics_bind.is_none() {
         public.route("/metrics", get(metrics))
     } else {
         public
