@@ -206,7 +206,7 @@ fn root_meta(root: &RootField, registry: &mut Registry) -> MetaField {
         RootKind::Aggregate => register_aggregate(entity, registry),
     };
     let mut args = IndexMap::new();
-    for name in root.arg_names() {
+    for name in root.arg_names().iter().copied() {
         args.insert(name.to_owned(), arg_meta(root, name, registry));
     }
     let rows = root_rows(root);

@@ -35,6 +35,8 @@ pub struct RootField {
     pub kind: RootKind,
     /// Who may use it.
     pub access: Access,
+    /// The names of its arguments, in schema order.
+    args: Vec<&'static str>,
 }
 
 /// Every generated root, in schema order: the lists and by-id roots of each entity, then
@@ -52,6 +54,7 @@ pub fn root_fields() -> &'static [RootField] {
                     entity,
                     kind,
                     access: root.access,
+                    args: arg_names(entity, kind),
                 });
             }
         }
@@ -65,6 +68,7 @@ pub fn root_fields() -> &'static [RootField] {
                     entity,
                     kind,
                     access: r.access,
+                    args: arg_names(entity, kind),
                 }));
             }
         }
@@ -208,21 +212,8 @@ impl RootField {
     }
 
     /// The names of the arguments this root takes, in schema order.
-    pub fn arg_names(&self) -> Vec<&'static str> {
-        let filters = self.entity.desc().filter_args.iter().map(|f| f.arg);
-        let (page, ordered): (&[&'static str], bool) = match self.kind {
-            RootKind::ById => return vec!["id"],
-            RootKind::List => (&["first", "offset"], true),
-            RootKind::Connection => (&["first", "after", "last", "before"], true),
-            RootKind::Aggregate => (&[], false),
-        };
-        let mut out: Vec<&'static str> = page.to_vec();
-        out.extend(filters);
-        if ordered {
-            out.push("orderBy");
-        }
-        out.push("where");
-        out
+    pub fn arg_names(&self) -> &[&'static str] {
+        &self.args
     }
 
     /// Whether argument `name` is non-null (with a default or not).
@@ -235,7 +226,7 @@ impl RootField {
     }
 
     fn accepts(&self, name: &str) -> bool {
-        self.arg_names().contains(&name)
+        self.args.contains(&name)
     }
 
     /// The root filters given AND-ed with `where` (read in that order).
@@ -274,4 +265,22 @@ pub(crate) fn sort_names<'v>(value: &'v Value, what: &str) -> Result<Vec<&'v str
         Value::List(items) => items.iter().map(name).collect(),
         one => Ok(vec![name(one)?]),
     }
+}
+
+/// The names of the arguments a root of `kind` over `entity` takes, in schema order.
+fn arg_names(entity: Entity, kind: RootKind) -> Vec<&'static str> {
+    let filters = entity.desc().filter_args.iter().map(|f| f.arg);
+    let (page, ordered): (&[&'static str], bool) = match kind {
+        RootKind::ById => return vec!["id"],
+        RootKind::List => (&["first", "offset"], true),
+        RootKind::Connection => (&["first", "after", "last", "before"], true),
+        RootKind::Aggregate => (&[], false),
+    };
+    let mut out: Vec<&'static str> = page.to_vec();
+    out.extend(filters);
+    if ordered {
+        out.push("orderBy");
+    }
+    out.push("where");
+    out
 }
