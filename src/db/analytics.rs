@@ -20,13 +20,6 @@ pub struct Window {
     pub end: DateTime<Utc>,
 }
 
-fn sql(backend: Backend, pg: &'static str, sqlite: &'static str) -> &'static str {
-    match backend {
-        Backend::Postgres => pg,
-        Backend::Sqlite => sqlite,
-    }
-}
-
 /// The values of one report run.
 #[derive(Copy, Clone, Debug, Default)]
 struct Values {
@@ -99,17 +92,45 @@ fn revenue_rows(rows: Vec<(Vec<i64>, Loaded)>) -> Vec<Revenue> {
 
 /// A ranking report over `{status}`, `{start}`, `{end}` and `{limit}`: rows
 /// keyed by `key` with `extras`, highest revenue first, ties by key.
-struct Ranking {
+/// A report that ranks rows of one entity by a grouped aggregate.
+pub struct Ranking {
     name: &'static str,
-    agg: &'static str,
+    /// The aggregate, in each dialect.
+    agg: [&'static str; 2],
     key: &'static str,
     extras: [&'static str; 2],
     order_by: &'static str,
 }
 
-async fn ranked(
+/// Top customers by revenue: active users' orders of the status in the window.
+pub const TOP_CUSTOMERS: Ranking = Ranking {
+    name: "analytics.top_customers",
+    agg: [
+        include_str!("../../sql/queries/top_customers.postgres.sql"),
+        include_str!("../../sql/queries/top_customers.sqlite.sql"),
+    ],
+    key: "user_id",
+    extras: ["order_count", "revenue_cents"],
+    order_by: "agg.revenue_cents desc, agg.user_id",
+};
+
+/// Best-selling products: `(units sold, revenue in cents)` and the product row.
+pub const PRODUCT_SALES: Ranking = Ranking {
+    name: "analytics.product_sales",
+    agg: [
+        include_str!("../../sql/queries/product_sales.postgres.sql"),
+        include_str!("../../sql/queries/product_sales.sqlite.sql"),
+    ],
+    key: "product_id",
+    extras: ["units_sold", "revenue_cents"],
+    order_by: "agg.revenue_cents desc, agg.product_id",
+};
+
+/// The first `limit` rows of a ranking over the orders of `status` in `window`, each with
+/// its two figures and its row loaded as `node` plans.
+pub async fn ranked(
     s: &Session,
-    r: Ranking,
+    r: &Ranking,
     status: OrderStatus,
     window: Window,
     limit: i64,
@@ -121,31 +142,9 @@ async fn ranked(
         limit: Some(limit),
         offset: None,
     };
-    let agg = render(s.backend(), r.agg, values);
+    let agg = render(s.backend(), s.backend().pick(r.agg[0], r.agg[1]), values);
     let rows = load::fetch_aggregate(s, r.name, &agg, r.key, &r.extras, r.order_by, node).await?;
     Ok(revenue_rows(rows))
-}
-
-/// Top customers by revenue: active users' orders of `status` in `window`.
-pub async fn top_customers(
-    s: &Session,
-    status: OrderStatus,
-    window: Window,
-    limit: i64,
-    user: &Node,
-) -> AppResult<Vec<Revenue>> {
-    let ranking = Ranking {
-        name: "analytics.top_customers",
-        agg: sql(
-            s.backend(),
-            include_str!("../../sql/queries/top_customers.postgres.sql"),
-            include_str!("../../sql/queries/top_customers.sqlite.sql"),
-        ),
-        key: "user_id",
-        extras: ["order_count", "revenue_cents"],
-        order_by: "agg.revenue_cents desc, agg.user_id",
-    };
-    ranked(s, ranking, status, window, limit, user).await
 }
 
 /// The lesson's spending summary: every active user, those without orders last with 0.
@@ -155,8 +154,7 @@ pub async fn spending_summary(
     offset: i64,
     user: &Node,
 ) -> AppResult<Vec<Revenue>> {
-    let agg = sql(
-        s.backend(),
+    let agg = s.backend().pick(
         include_str!("../../sql/queries/spending_summary.postgres.sql"),
         include_str!("../../sql/queries/spending_summary.sqlite.sql"),
     );
@@ -179,28 +177,6 @@ pub async fn spending_summary(
     Ok(revenue_rows(rows))
 }
 
-/// Best-selling products: `(units sold, revenue in cents)` and the product row.
-pub async fn product_sales(
-    s: &Session,
-    status: OrderStatus,
-    window: Window,
-    limit: i64,
-    product: &Node,
-) -> AppResult<Vec<Revenue>> {
-    let ranking = Ranking {
-        name: "analytics.product_sales",
-        agg: sql(
-            s.backend(),
-            include_str!("../../sql/queries/product_sales.postgres.sql"),
-            include_str!("../../sql/queries/product_sales.sqlite.sql"),
-        ),
-        key: "product_id",
-        extras: ["units_sold", "revenue_cents"],
-        order_by: "agg.revenue_cents desc, agg.product_id",
-    };
-    ranked(s, ranking, status, window, limit, product).await
-}
-
 /// One day of revenue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DayRow {
@@ -218,8 +194,7 @@ pub async fn revenue_by_day(
     status: OrderStatus,
     window: Window,
 ) -> AppResult<Vec<DayRow>> {
-    let q = sql(
-        s.backend(),
+    let q = s.backend().pick(
         include_str!("../../sql/queries/revenue_by_day.postgres.sql"),
         include_str!("../../sql/queries/revenue_by_day.sqlite.sql"),
     );

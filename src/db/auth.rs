@@ -20,11 +20,7 @@ pub struct Credentials {
 }
 
 fn role(r: &dyn DbRow, i: usize) -> Result<Role, sqlx::Error> {
-    let text = r.text(i)?;
-    Role::from_db(&text).ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: "role".into(),
-        source: format!("unknown role {text:?}").into(),
-    })
+    super::columns::stored(r, i, "role", Role::from_db)
 }
 
 /// The credentials of the account with this (lower-case) e-mail address.
@@ -152,67 +148,55 @@ pub async fn refresh_for_update(s: &Session, token_hash: &str) -> AppResult<Opti
     Ok(rows.into_iter().next())
 }
 
-fn now_sql(s: &Session) -> &'static str {
-    match s.backend() {
-        Backend::Postgres => "now()",
-        Backend::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-    }
+/// Stamps `column` with the current time on the refresh tokens `condition` (on `$1`) picks;
+/// gives how many were stamped.
+async fn stamp(
+    s: &Session,
+    name: &'static str,
+    column: &str,
+    condition: &str,
+    arg: Arg,
+) -> AppResult<u64> {
+    let sql = format!(
+        "update refresh_tokens set {column} = {} where {condition}",
+        s.backend().now()
+    );
+    s.execute(name, sql, vec![arg]).await
 }
 
 /// Marks a refresh token as exchanged for its successor.
 pub async fn mark_rotated(s: &Session, id: i64) -> AppResult<()> {
-    s.execute(
-        "refresh_tokens.rotate",
-        format!(
-            "update refresh_tokens set rotated_at = {} where id = $1",
-            now_sql(s)
-        ),
-        vec![Arg::I64(id)],
-    )
-    .await?;
+    let (name, cond) = ("refresh_tokens.rotate", "id = $1");
+    stamp(s, name, "rotated_at", cond, Arg::I64(id)).await?;
     Ok(())
 }
 
 /// Revokes every token of a family (a rotated token was used again: it may be stolen).
 pub async fn revoke_family(s: &Session, family: &str) -> AppResult<u64> {
-    s.execute(
+    let (name, cond) = (
         "refresh_tokens.revoke_family",
-        format!(
-            "update refresh_tokens set revoked_at = {} where family = $1 and revoked_at is null",
-            now_sql(s)
-        ),
-        vec![Arg::Text(family.to_owned())],
-    )
-    .await
+        "family = $1 and revoked_at is null",
+    );
+    stamp(s, name, "revoked_at", cond, Arg::Text(family.to_owned())).await
 }
 
 /// Revokes the refresh token with this hash; `false` when there is none still valid.
 pub async fn revoke_token(s: &Session, token_hash: &str) -> AppResult<bool> {
-    let n = s
-        .execute(
-            "refresh_tokens.revoke",
-            format!(
-                "update refresh_tokens set revoked_at = {} \
-                 where token_hash = $1 and revoked_at is null",
-                now_sql(s)
-            ),
-            vec![Arg::Secret(token_hash.to_owned())],
-        )
-        .await?;
-    Ok(n > 0)
+    let (name, cond) = (
+        "refresh_tokens.revoke",
+        "token_hash = $1 and revoked_at is null",
+    );
+    let arg = Arg::Secret(token_hash.to_owned());
+    Ok(stamp(s, name, "revoked_at", cond, arg).await? > 0)
 }
 
 /// Revokes every refresh token of an account.
 pub async fn revoke_user(s: &Session, user_id: i64) -> AppResult<u64> {
-    s.execute(
+    let (name, cond) = (
         "refresh_tokens.revoke_user",
-        format!(
-            "update refresh_tokens set revoked_at = {} where user_id = $1 and revoked_at is null",
-            now_sql(s)
-        ),
-        vec![Arg::I64(user_id)],
-    )
-    .await
+        "user_id = $1 and revoked_at is null",
+    );
+    stamp(s, name, "revoked_at", cond, Arg::I64(user_id)).await
 }
 
 /// The secret named `name`, stored with `candidate` if there was none yet. Every instance on

@@ -51,6 +51,21 @@ pub(crate) fn decode_row(
     })
 }
 
+/// Reads a stored enum value (text at position `p`, of column `column`) with `parse`; a value
+/// it does not know is a decoding error naming the column.
+pub fn stored<T>(
+    r: &dyn DbRow,
+    p: usize,
+    column: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, sqlx::Error> {
+    let text = r.text(p)?;
+    parse(&text).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: column.into(),
+        source: format!("unknown {column} {text:?}").into(),
+    })
+}
+
 /// Reads column `col` at position `p` of the result row.
 #[inline]
 fn read(col: &Column, r: &dyn DbRow, p: usize) -> Result<Val, sqlx::Error> {
@@ -64,24 +79,8 @@ fn read(col: &Column, r: &dyn DbRow, p: usize) -> Result<Val, sqlx::Error> {
         Kind::DateTime => Val::Time(r.ts(p)?),
         Kind::OptDateTime => r.opt_ts(p)?.map_or(Val::Null, Val::Time),
         Kind::Money => Val::Money(from_cents(r.i64(p)?)),
-        Kind::Role => {
-            let role = r.text(p)?;
-            Val::Role(
-                Role::from_db(&role).ok_or_else(|| sqlx::Error::ColumnDecode {
-                    index: col.name.into(),
-                    source: format!("unknown role {role:?}").into(),
-                })?,
-            )
-        }
-        Kind::Status => {
-            let status = r.text(p)?;
-            Val::Status(
-                OrderStatus::from_db(&status).ok_or_else(|| sqlx::Error::ColumnDecode {
-                    index: col.name.into(),
-                    source: format!("unknown order status {status:?}").into(),
-                })?,
-            )
-        }
+        Kind::Role => Val::Role(stored(r, p, col.name, Role::from_db)?),
+        Kind::Status => Val::Status(stored(r, p, col.name, OrderStatus::from_db)?),
     })
 }
 

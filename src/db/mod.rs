@@ -50,6 +50,20 @@ impl Backend {
             Backend::Sqlite => "sqlite",
         }
     }
+
+    /// The current time as the dialect writes it into a timestamp column (SQLite stores
+    /// ISO-8601 UTC text with milliseconds, which sorts chronologically).
+    pub fn now(self) -> &'static str {
+        self.pick("now()", "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
+    }
+
+    /// The dialect's own variant of a statement (or part of one).
+    pub fn pick<T>(self, postgres: T, sqlite: T) -> T {
+        match self {
+            Backend::Postgres => postgres,
+            Backend::Sqlite => sqlite,
+        }
+    }
 }
 
 /// A PostgreSQL connection idle for at least this long is pinged before a request uses it; one

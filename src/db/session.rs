@@ -447,10 +447,31 @@ pub fn sqlite_ts(ts: DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn bind_pg(
-    sql: &str,
+/// A statement with its arguments bound, on one backend.
+type Bound<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>;
+
+/// The arguments each backend binds in its own way.
+enum Special {
+    Ts(DateTime<Utc>),
+    Ids(Vec<i64>),
+    Texts(Vec<String>),
+}
+
+/// Binds `args` in order: the plain values the same way on every backend, the rest
+/// (timestamps and lists) by `dialect`.
+fn bind_with<'q, DB>(
+    sql: &'q str,
     args: Vec<Arg>,
-) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    dialect: impl Fn(Bound<'q, DB>, Special) -> Bound<'q, DB>,
+) -> Bound<'q, DB>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for arg in args {
         q = match arg {
@@ -459,32 +480,28 @@ fn bind_pg(
             Arg::Text(v) | Arg::Secret(v) => q.bind(v),
             Arg::OptText(v) => q.bind(v),
             Arg::Bool(v) => q.bind(v),
-            Arg::Ts(v) => q.bind(v),
-            Arg::Ids(v) => q.bind(v),
-            Arg::Texts(v) => q.bind(v),
+            Arg::Ts(v) => dialect(q, Special::Ts(v)),
+            Arg::Ids(v) => dialect(q, Special::Ids(v)),
+            Arg::Texts(v) => dialect(q, Special::Texts(v)),
         };
     }
     q
 }
 
-fn bind_sqlite(
-    sql: &str,
-    args: Vec<Arg>,
-) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for arg in args {
-        q = match arg {
-            Arg::I64(v) => q.bind(v),
-            Arg::OptI64(v) => q.bind(v),
-            Arg::Text(v) | Arg::Secret(v) => q.bind(v),
-            Arg::OptText(v) => q.bind(v),
-            Arg::Bool(v) => q.bind(v),
-            Arg::Ts(v) => q.bind(sqlite_ts(v)),
-            Arg::Ids(v) => q.bind(ids_json(&v)),
-            Arg::Texts(v) => q.bind(serde_json::Value::from(v).to_string()),
-        };
-    }
-    q
+fn bind_pg(sql: &str, args: Vec<Arg>) -> Bound<'_, sqlx::Postgres> {
+    bind_with(sql, args, |q, arg| match arg {
+        Special::Ts(v) => q.bind(v),
+        Special::Ids(v) => q.bind(v),
+        Special::Texts(v) => q.bind(v),
+    })
+}
+
+fn bind_sqlite(sql: &str, args: Vec<Arg>) -> Bound<'_, sqlx::Sqlite> {
+    bind_with(sql, args, |q, arg| match arg {
+        Special::Ts(v) => q.bind(sqlite_ts(v)),
+        Special::Ids(v) => q.bind(ids_json(&v)),
+        Special::Texts(v) => q.bind(serde_json::Value::from(v).to_string()),
+    })
 }
 
 /// A key list as the JSON array text that SQLite's `json_each` reads.
@@ -789,6 +806,18 @@ impl Session {
         decode: impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
     ) -> AppResult<Vec<T>> {
         self.fetch_as(name, sql, args, decode, true).await
+    }
+
+    /// Runs a query for at most one row: the first, decoded, or `None`.
+    pub async fn fetch_first<T>(
+        &self,
+        name: &'static str,
+        sql: &str,
+        args: Vec<Arg>,
+        decode: impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
+    ) -> AppResult<Option<T>> {
+        let rows = self.fetch(name, sql.to_owned(), args, decode).await?;
+        Ok(rows.into_iter().next())
     }
 
     /// Runs a query without caching its prepared statement: for statements whose text carries

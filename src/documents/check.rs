@@ -481,14 +481,8 @@ const MAX_BOOLEAN_COMBINATIONS: u32 = 6;
 /// [`Checked::assumed_variables`]; Boolean ones (which `@skip`/`@include` may read) are
 /// planned with every combination of values (up to [`MAX_BOOLEAN_COMBINATIONS`] of them) and
 /// the costliest is reported, so a budget holds whatever values the client sends.
-pub async fn check(
-    state: &AppState,
-    who: Who,
-    candidate: &Candidate,
-    variables: Map<String, Json>,
-    budget: usize,
-) -> Checked {
-    let assumed = placeholders(state, candidate, &variables);
+pub async fn check(job: Job<'_>, candidate: &Candidate, variables: Map<String, Json>) -> Checked {
+    let assumed = placeholders(job.state, candidate, &variables);
     let booleans: Vec<String> = assumed
         .iter()
         .filter(|(_, v)| v.is_boolean())
@@ -507,7 +501,7 @@ pub async fn check(
             shown.insert(name.clone(), value.clone());
             vars.insert(name.clone(), value);
         }
-        let mut c = attempt(state, who, candidate, vars, budget).await;
+        let mut c = attempt(job, candidate, vars).await;
         c.assumed_variables = shown;
         let costlier = match &worst {
             None => true,
@@ -537,14 +531,20 @@ fn unreachable_checked(candidate: &Candidate) -> Checked {
     }
 }
 
+/// What every operation of a check is planned with.
+#[derive(Copy, Clone)]
+pub struct Job<'a> {
+    /// The server's state (preparer, schema, database).
+    pub state: &'a AppState,
+    /// Who the operations are planned for.
+    pub who: Who,
+    /// The most statements an operation may cost.
+    pub budget: usize,
+}
+
 /// One preparation and plan of `candidate` with `variables`.
-async fn attempt(
-    state: &AppState,
-    who: Who,
-    candidate: &Candidate,
-    variables: Map<String, Json>,
-    budget: usize,
-) -> Checked {
+async fn attempt(job: Job<'_>, candidate: &Candidate, variables: Map<String, Json>) -> Checked {
+    let Job { state, who, budget } = job;
     let mut out = unreachable_checked(candidate);
     let vars = operation::variables(variables);
     let prepared = match state
@@ -877,7 +877,7 @@ pub async fn run(
             .and_then(Json::as_object)
             .cloned()
             .unwrap_or_default();
-        operations.push(check(state, who, candidate, vars, budget).await);
+        operations.push(check(Job { state, who, budget }, candidate, vars).await);
     }
     if collection.candidates.is_empty() && problems.is_empty() {
         problems.push(problem(
@@ -907,7 +907,8 @@ pub async fn trusted_documents(state: &AppState) -> Result<usize, String> {
     let mut checked = 0;
     for (path, entry) in state.trusted.entries() {
         for candidate in manifest_candidates(&path.display().to_string(), entry) {
-            let c = check(state, who, &candidate, Map::new(), budget).await;
+            let job = Job { state, who, budget };
+            let c = check(job, &candidate, Map::new()).await;
             let name = c.name.as_deref().unwrap_or("(anonymous)");
             if !c.valid {
                 let why: Vec<String> = c

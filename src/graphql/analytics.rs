@@ -9,7 +9,7 @@ use super::RequestContext;
 use super::args::page_args;
 use super::preload;
 use super::scalars::{Date, DateTime, Decimal};
-use super::types::typed;
+use super::types::{self, typed};
 use super::types::{Product, User};
 use crate::db::Reserved;
 use crate::db::analytics::{self, Revenue, Window};
@@ -102,23 +102,35 @@ fn session<'a>(ctx: &Context<'a>) -> Result<&'a crate::db::Session, AppError> {
     RequestContext::of(ctx).map(|rc| &rc.session)
 }
 
+/// Builds the rows a report ranked (with their selected fields and edges) and pairs each with
+/// its two figures.
+async fn ranked<T: types::Typed, R>(
+    ctx: &Context<'_>,
+    node: &Node,
+    rows: Vec<Revenue>,
+    make: impl Fn(types::Object<T>, i64, i64) -> R,
+) -> Result<Vec<R>> {
+    let (stats, loaded): (Vec<(i64, i64)>, Vec<Loaded>) =
+        rows.into_iter().map(|(a, b, l)| ((a, b), l)).unzip();
+    let built: Vec<types::Object<T>> = typed(preload::build(session(ctx)?, node, loaded).await?);
+    Ok(stats
+        .into_iter()
+        .zip(built)
+        .map(|((a, b), row)| make(row, a, b))
+        .collect())
+}
+
 async fn customers(
     ctx: &Context<'_>,
     node: &Node,
     rows: Vec<Revenue>,
 ) -> Result<Vec<CustomerRevenue>> {
-    let (stats, loaded): (Vec<(i64, i64)>, Vec<Loaded>) =
-        rows.into_iter().map(|(c, r, l)| ((c, r), l)).unzip();
-    let users = typed(preload::build(session(ctx)?, node, loaded).await?);
-    Ok(stats
-        .into_iter()
-        .zip(users)
-        .map(|((orders, cents), user)| CustomerRevenue {
-            user,
-            order_count: count(orders),
-            total_revenue: Decimal(from_cents(cents)),
-        })
-        .collect())
+    ranked(ctx, node, rows, |user, orders, cents| CustomerRevenue {
+        user,
+        order_count: count(orders),
+        total_revenue: Decimal(from_cents(cents)),
+    })
+    .await
 }
 
 /// Revenue reports computed by aggregate SQL in the database. Windows are `[asOf - days,
@@ -143,7 +155,15 @@ impl Analytics {
         let Some(node) = preload::plan_child(ctx, "user", Entity::User, 1)? else {
             return Ok(Vec::new());
         };
-        let rows = analytics::top_customers(session(ctx)?, status, window, limit, &node).await?;
+        let rows = analytics::ranked(
+            session(ctx)?,
+            &analytics::TOP_CUSTOMERS,
+            status,
+            window,
+            limit,
+            &node,
+        )
+        .await?;
         customers(ctx, &node, rows).await
     }
 
@@ -217,18 +237,20 @@ impl Analytics {
         let Some(node) = preload::plan_child(ctx, "product", Entity::Product, 1)? else {
             return Ok(Vec::new());
         };
-        let rows = analytics::product_sales(session(ctx)?, status, window, limit, &node).await?;
-        let (stats, loaded): (Vec<(i64, i64)>, Vec<Loaded>) =
-            rows.into_iter().map(|(u, r, l)| ((u, r), l)).unzip();
-        let products = typed(preload::build(session(ctx)?, &node, loaded).await?);
-        Ok(stats
-            .into_iter()
-            .zip(products)
-            .map(|((units, cents), product)| ProductSales {
-                product,
-                units_sold: count(units),
-                revenue: Decimal(from_cents(cents)),
-            })
-            .collect())
+        let rows = analytics::ranked(
+            session(ctx)?,
+            &analytics::PRODUCT_SALES,
+            status,
+            window,
+            limit,
+            &node,
+        )
+        .await?;
+        ranked(ctx, &node, rows, |product, units, cents| ProductSales {
+            product,
+            units_sold: count(units),
+            revenue: Decimal(from_cents(cents)),
+        })
+        .await
     }
 }
