@@ -537,10 +537,22 @@ fn keyset(
     }
     let (col, val, greater) = &sides[0];
     format!(
-        "{col} {} {val} and ({})",
+        "{col} {} {val} and {}",
         if *greater { ">=" } else { "<=" },
-        alternatives.join(" or ")
+        any_of(backend, &alternatives)
     )
+}
+
+/// A disjunction of conditions. On SQLite it is compared with true rather than left a bare
+/// `or`: SQLite 3.51's planner fails with "internal query planner error" on some `or` terms
+/// whose branches it would read through different indexes (the rowid and a partial index)
+/// beside an `in` condition, so its OR-by-union optimisation is kept off these terms. The
+/// value is the same (a null disjunction is not true either way).
+fn any_of(backend: Backend, parts: &[String]) -> String {
+    match backend {
+        Backend::Postgres => format!("({})", parts.join(" or ")),
+        Backend::Sqlite => format!("(({}) = 1)", parts.join(" or ")),
+    }
 }
 
 /// The conditions of a page's cursors.
@@ -670,7 +682,11 @@ fn filter_sql(backend: Backend, entity: Entity, alias: &str, f: &Filter, p: &mut
                 .iter()
                 .map(|part| filter_sql(backend, entity, alias, part, p))
                 .collect();
-            format!("({})", parts.join(join))
+            if join == " or " {
+                any_of(backend, &parts)
+            } else {
+                format!("({})", parts.join(join))
+            }
         }
         Filter::Not(inner) => format!(
             "not {}",

@@ -528,6 +528,26 @@ enum Tx {
     Sqlite(Option<sqlx::Transaction<'static, sqlx::Sqlite>>),
 }
 
+impl Tx {
+    /// Commits (`commit`) or rolls back a begun transaction, once; a second end, or the end of
+    /// a snapshot never begun, does nothing.
+    async fn end(&mut self, commit: bool) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::PendingRead => Ok(()),
+            Tx::Postgres(t) => match t.take() {
+                Some(t) if commit => t.commit().await,
+                Some(t) => t.rollback().await,
+                None => Ok(()),
+            },
+            Tx::Sqlite(t) => match t.take() {
+                Some(t) if commit => t.commit().await,
+                Some(t) => t.rollback().await,
+                None => Ok(()),
+            },
+        }
+    }
+}
+
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Tx")
@@ -573,18 +593,7 @@ async fn lock_open<'a>(
 /// Rolls a transaction back on an error path; sqlx would also do it when the transaction is
 /// dropped, this makes it explicit and logged.
 async fn rollback(tx: &mut Tx) {
-    let result = match tx {
-        Tx::PendingRead => Ok(()),
-        Tx::Postgres(t) => match t.take() {
-            Some(t) => t.rollback().await,
-            None => Ok(()),
-        },
-        Tx::Sqlite(t) => match t.take() {
-            Some(t) => t.rollback().await,
-            None => Ok(()),
-        },
-    };
-    if let Err(err) = result {
+    if let Err(err) = tx.end(false).await {
         tracing::warn!(error = %err, "rollback failed");
     }
 }
@@ -670,18 +679,10 @@ impl Session {
             return Ok(());
         };
         let mut guard = tx.lock().await;
-        let result = match &mut *guard {
-            Tx::PendingRead => return Ok(()),
-            Tx::Postgres(t) => match t.take() {
-                Some(t) => t.commit().await,
-                None => Ok(()),
-            },
-            Tx::Sqlite(t) => match t.take() {
-                Some(t) => t.commit().await,
-                None => Ok(()),
-            },
-        };
-        result?;
+        if matches!(*guard, Tx::PendingRead) {
+            return Ok(());
+        }
+        guard.end(true).await?;
         // Listed only once it happened: a request with no `commit` wrote nothing.
         self.log.push_control("commit");
         Ok(())

@@ -120,17 +120,39 @@ async fn ranked<T: types::Typed, R>(
         .collect())
 }
 
-async fn customers(
-    ctx: &Context<'_>,
-    node: &Node,
-    rows: Vec<Revenue>,
-) -> Result<Vec<CustomerRevenue>> {
-    ranked(ctx, node, rows, |user, orders, cents| CustomerRevenue {
+fn revenue_of(user: User, orders: i64, cents: i64) -> CustomerRevenue {
+    CustomerRevenue {
         user,
         order_count: count(orders),
         total_revenue: Decimal(from_cents(cents)),
-    })
-    .await
+    }
+}
+
+/// What a ranked report is asked for: its window, which orders count and how many rows.
+struct Ask {
+    days: i32,
+    as_of: Option<DateTime>,
+    status: OrderStatus,
+    limit: i32,
+}
+
+/// A ranked report: its arguments checked, its ranked rows read with the selected fields of
+/// the rows it ranks (`edge`: the field naming them, and their entity), each paired with its
+/// two figures by `make`.
+async fn rank<T: types::Typed, R>(
+    ctx: &Context<'_>,
+    ranking: &analytics::Ranking,
+    (field, entity): (&str, Entity),
+    ask: Ask,
+    make: impl Fn(types::Object<T>, i64, i64) -> R,
+) -> Result<Vec<R>> {
+    let window = window(ask.days, ask.as_of)?;
+    let limit = check_limit(ask.limit)?;
+    let Some(node) = preload::plan_child(ctx, field, entity, 1)? else {
+        return Ok(Vec::new());
+    };
+    let rows = analytics::ranked(session(ctx)?, ranking, ask.status, window, limit, &node).await?;
+    ranked(ctx, &node, rows, make).await
 }
 
 /// Revenue reports computed by aggregate SQL in the database. Windows are `[asOf - days,
@@ -150,21 +172,20 @@ impl Analytics {
             DateTime,
         >,
     ) -> Result<Vec<CustomerRevenue>> {
-        let window = window(days, as_of)?;
-        let limit = check_limit(limit)?;
-        let Some(node) = preload::plan_child(ctx, "user", Entity::User, 1)? else {
-            return Ok(Vec::new());
-        };
-        let rows = analytics::ranked(
-            session(ctx)?,
-            &analytics::TOP_CUSTOMERS,
+        let ask = Ask {
+            days,
+            as_of,
             status,
-            window,
             limit,
-            &node,
+        };
+        rank(
+            ctx,
+            &analytics::TOP_CUSTOMERS,
+            ("user", Entity::User),
+            ask,
+            revenue_of,
         )
-        .await?;
-        customers(ctx, &node, rows).await
+        .await
     }
 
     /// Every active user with the number and total of all their orders (the lesson's spending
@@ -180,7 +201,7 @@ impl Analytics {
             return Ok(Vec::new());
         };
         let rows = analytics::spending_summary(session(ctx)?, first, offset, &node).await?;
-        customers(ctx, &node, rows).await
+        ranked(ctx, &node, rows, revenue_of).await
     }
 
     /// Orders and revenue per UTC day of the window, oldest first; every day is listed, days
@@ -232,25 +253,24 @@ impl Analytics {
         #[graphql(default_with = "OrderStatus::Completed", desc = "Which orders count.")]
         status: OrderStatus,
     ) -> Result<Vec<ProductSales>> {
-        let window = window(days, as_of)?;
-        let limit = check_limit(limit)?;
-        let Some(node) = preload::plan_child(ctx, "product", Entity::Product, 1)? else {
-            return Ok(Vec::new());
-        };
-        let rows = analytics::ranked(
-            session(ctx)?,
-            &analytics::PRODUCT_SALES,
+        let ask = Ask {
+            days,
+            as_of,
             status,
-            window,
             limit,
-            &node,
-        )
-        .await?;
-        ranked(ctx, &node, rows, |product, units, cents| ProductSales {
+        };
+        let make = |product, units, cents| ProductSales {
             product,
             units_sold: count(units),
             revenue: Decimal(from_cents(cents)),
-        })
+        };
+        rank(
+            ctx,
+            &analytics::PRODUCT_SALES,
+            ("product", Entity::Product),
+            ask,
+            make,
+        )
         .await
     }
 }

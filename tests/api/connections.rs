@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, insert_order, spawn_app, spawn_app_with};
-use crate::reference::Model;
+use crate::model::Model;
 
 const FORWARD: &str = "query($after: String) { ordersConnection(first: 7, after: $after, orderBy: [STATUS_ASC, TOTAL_AMOUNT_DESC]) { totalCount edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage endCursor } } }";
 const BACKWARD: &str = "query($before: String) { ordersConnection(last: 7, before: $before, orderBy: [STATUS_ASC, TOTAL_AMOUNT_DESC]) { nodes { id } pageInfo { hasPreviousPage hasNextPage startCursor } } }";

@@ -1,5 +1,5 @@
 //! Property tests of the filter and page rules, each against the naive evaluator of
-//! [`crate::reference::Model`] on the same rows: ASCII case folding, timestamp bounds finer
+//! [`crate::model::Model`] on the same rows: ASCII case folding, timestamp bounds finer
 //! than the stored precision, offset pages of relation-filtered lists, the look-ahead row, and
 //! canonical filters. Cases are drawn by proptest from a fixed seed plus a fresh one
 //! (`EAGERQL_PROP_SEED` replays one); a failure prints its seed and case.
@@ -10,7 +10,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app};
-use crate::reference::Model;
+use crate::model::Model;
 
 /// Cases per property and seed.
 const CASES: usize = 40;

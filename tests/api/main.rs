@@ -9,8 +9,8 @@
 )]
 
 mod helpers;
+mod model;
 mod oracle;
-mod reference;
 mod rows;
 
 mod analytics;

@@ -9,14 +9,18 @@
 //!
 //! It also predicts the statement count from the plan rules the README states: one statement
 //! per root field or report, plus one per distinct to-many edge or aggregate and argument set
-//! (`first`, `status`, `orderBy`) per level whose parents are not empty; to-one edges are
-//! joined; aggregates and connection counts of one relationship and filter share a grouped
-//! statement. Aggregates (roots and edges: `count`, `sum`, `min`, `max`) are computed here from
-//! the rows; `avg` is not drawn, its float text being the server's own. Connections (roots and
-//! edges) page with `first` or `last` and answer `edges { node }`, `nodes`, `totalCount` and
-//! `pageInfo`'s flags; cursors are the server's own text, so they are not drawn. Lists
-//! take `orderBy` (one or two keys, or the same field twice, which is refused), sorted here by
-//! the row values with the id breaking ties.
+//! (`first`, `status`, `where`, `orderBy`, cursors) per level whose parents are not empty;
+//! to-one edges are joined; aggregates and connection counts of one relationship and filter
+//! share a grouped statement. Aggregates (roots and edges: `count`, `sum`, `min`, `max`) are
+//! computed here from the rows; `avg` is evaluated but not drawn, its float text being the
+//! server's own. Connections (roots and edges) page with `first` or `last` between the
+//! cursors `after` and `before` (positions of any row, made under the connection's order as
+//! documented; now and then malformed or made under another order, which is refused) and
+//! answer `edges { cursor node }`, `nodes`, `totalCount` and `pageInfo`. Lists take `orderBy`
+//! (one or two keys, or the same field twice, which is refused), sorted here by the row
+//! values with the id breaking ties, and `where` filters (field operators, to-one filters,
+//! `some`/`none` of to-many relationships, `and`/`or`/`not`), kept here row by row with the
+//! rows a relationship names as the viewer sees them.
 
 use std::collections::HashMap;
 
@@ -29,7 +33,7 @@ use eagerql::model::OrderStatus;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value as Json};
 
-use crate::reference::Model;
+use crate::model::Model;
 
 // ---------------------------------------------------------------------------------------------
 // The schema, as the grammar and the evaluator see it.
@@ -48,11 +52,9 @@ pub enum Ty {
     ProductSales,
     /// `XAggregate` of the rows of a type.
     Agg(Base),
-    /// `XSumFields`, `XMinFields`, `XMaxFields` (`avg` is not drawn: its float text is the
-    /// server's own).
+    /// `XSumFields`, `XAvgFields`, `XMinFields`, `XMaxFields`.
     Vals(Base, Func),
-    /// `XConnection`: pages by `first` or `last` (cursors are the server's own text, so
-    /// `cursor`, `startCursor`, `endCursor`, `after` and `before` are not drawn).
+    /// `XConnection`.
     Conn(Base),
     /// `XEdge`.
     EdgeOf(Base),
@@ -85,6 +87,9 @@ pub enum Base {
 #[derive(Copy, Clone, PartialEq, Eq, Debug, Hash)]
 pub enum Func {
     Sum,
+    /// Not drawn by the grammar (its float text is the server's own), evaluated for the
+    /// examples' text front-end.
+    Avg,
     Min,
     Max,
 }
@@ -106,15 +111,19 @@ impl Ty {
             Ty::Agg(Base::Item) => "OrderItemAggregate",
             Ty::Agg(Base::Product) => "ProductAggregate",
             Ty::Vals(Base::User, Func::Sum) => "UserSumFields",
+            Ty::Vals(Base::User, Func::Avg) => "UserAvgFields",
             Ty::Vals(Base::User, Func::Min) => "UserMinFields",
             Ty::Vals(Base::User, Func::Max) => "UserMaxFields",
             Ty::Vals(Base::Order, Func::Sum) => "OrderSumFields",
+            Ty::Vals(Base::Order, Func::Avg) => "OrderAvgFields",
             Ty::Vals(Base::Order, Func::Min) => "OrderMinFields",
             Ty::Vals(Base::Order, Func::Max) => "OrderMaxFields",
             Ty::Vals(Base::Item, Func::Sum) => "OrderItemSumFields",
+            Ty::Vals(Base::Item, Func::Avg) => "OrderItemAvgFields",
             Ty::Vals(Base::Item, Func::Min) => "OrderItemMinFields",
             Ty::Vals(Base::Item, Func::Max) => "OrderItemMaxFields",
             Ty::Vals(Base::Product, Func::Sum) => "ProductSumFields",
+            Ty::Vals(Base::Product, Func::Avg) => "ProductAvgFields",
             Ty::Vals(Base::Product, Func::Min) => "ProductMinFields",
             Ty::Vals(Base::Product, Func::Max) => "ProductMaxFields",
             Ty::Query => "Query",
@@ -159,6 +168,12 @@ pub enum ArgKind {
     AsOf,
     /// `orderBy: [XOrderBy!]` of a list of this type
     OrderBy(Ty),
+    /// `where: XWhere` of a list, connection or aggregate of this type
+    Where(Ty),
+    /// `after: String` of a connection
+    After,
+    /// `before: String` of a connection
+    Before,
 }
 
 impl ArgKind {
@@ -180,6 +195,11 @@ impl ArgKind {
             ArgKind::OrderBy(Ty::Item) => ("[OrderItemOrderBy!]", None),
             ArgKind::OrderBy(Ty::Product) => ("[ProductOrderBy!]", None),
             ArgKind::OrderBy(_) => ("[OrderOrderBy!]", None),
+            ArgKind::Where(Ty::User) => ("UserWhere", None),
+            ArgKind::Where(Ty::Item) => ("OrderItemWhere", None),
+            ArgKind::Where(Ty::Product) => ("ProductWhere", None),
+            ArgKind::Where(_) => ("OrderWhere", None),
+            ArgKind::After | ArgKind::Before => ("String", None),
         }
     }
 }
@@ -213,14 +233,24 @@ const USERS: &[(&str, ArgKind)] = &[
     ("first", ArgKind::First),
     ("offset", ArgKind::Offset),
     ("orderBy", ArgKind::OrderBy(Ty::User)),
+    ("where", ArgKind::Where(Ty::User)),
 ];
 const PRODUCTS: &[(&str, ArgKind)] = &[
     ("first", ArgKind::First),
     ("offset", ArgKind::Offset),
     ("orderBy", ArgKind::OrderBy(Ty::Product)),
+    ("where", ArgKind::Where(Ty::Product)),
 ];
-const BY_ITEM: &[(&str, ArgKind)] = &[("orderBy", ArgKind::OrderBy(Ty::Item))];
-const BY_PRODUCT: &[(&str, ArgKind)] = &[("orderBy", ArgKind::OrderBy(Ty::Product))];
+const BY_ITEM: &[(&str, ArgKind)] = &[
+    ("orderBy", ArgKind::OrderBy(Ty::Item)),
+    ("where", ArgKind::Where(Ty::Item)),
+];
+const BY_PRODUCT: &[(&str, ArgKind)] = &[
+    ("orderBy", ArgKind::OrderBy(Ty::Product)),
+    ("where", ArgKind::Where(Ty::Product)),
+];
+const WHERE_ITEM: &[(&str, ArgKind)] = &[("where", ArgKind::Where(Ty::Item))];
+const WHERE_PRODUCT: &[(&str, ArgKind)] = &[("where", ArgKind::Where(Ty::Product))];
 
 /// The sort keys the grammar draws, per type: `(enum value, field, descending)`.
 fn sort_keys(ty: Ty) -> &'static [(&'static str, &'static str, bool)] {
@@ -260,12 +290,17 @@ macro_rules! page_args {
             ("first", ArgKind::EdgeFirst),
             ("last", ArgKind::Last),
             ("orderBy", ArgKind::OrderBy($ty)),
+            ("where", ArgKind::Where($ty)),
             $($extra,)*
+            // Drawn after `orderBy`: a cursor is made under the connection's order.
+            ("after", ArgKind::After),
+            ("before", ArgKind::Before),
         ]
     };
 }
 
 static QUERY: &[FieldDef] = &[
+    obj("me", Ty::User, &[]),
     obj("users", Ty::User, USERS),
     obj("user", Ty::User, BY_ID),
     obj(
@@ -278,13 +313,18 @@ static QUERY: &[FieldDef] = &[
             ("userId", ArgKind::UserId),
             ("minAmount", ArgKind::MinAmount),
             ("orderBy", ArgKind::OrderBy(Ty::Order)),
+            ("where", ArgKind::Where(Ty::Order)),
         ],
     ),
     obj("order", Ty::Order, BY_ID),
     obj("products", Ty::Product, PRODUCTS),
     obj("product", Ty::Product, BY_ID),
     obj("analytics", Ty::Analytics, &[]),
-    obj("usersAggregate", Ty::Agg(Base::User), &[]),
+    obj(
+        "usersAggregate",
+        Ty::Agg(Base::User),
+        &[("where", ArgKind::Where(Ty::User))],
+    ),
     obj(
         "ordersAggregate",
         Ty::Agg(Base::Order),
@@ -292,9 +332,10 @@ static QUERY: &[FieldDef] = &[
             ("status", ArgKind::Status),
             ("userId", ArgKind::UserId),
             ("minAmount", ArgKind::MinAmount),
+            ("where", ArgKind::Where(Ty::Order)),
         ],
     ),
-    obj("productsAggregate", Ty::Agg(Base::Product), &[]),
+    obj("productsAggregate", Ty::Agg(Base::Product), WHERE_PRODUCT),
     obj(
         "usersConnection",
         Ty::Conn(Base::User),
@@ -365,12 +406,16 @@ static USER: &[FieldDef] = &[
             ("first", ArgKind::EdgeFirst),
             ("status", ArgKind::Status),
             ("orderBy", ArgKind::OrderBy(Ty::Order)),
+            ("where", ArgKind::Where(Ty::Order)),
         ],
     ),
     obj(
         "ordersAggregate",
         Ty::Agg(Base::Order),
-        &[("status", ArgKind::Status)],
+        &[
+            ("status", ArgKind::Status),
+            ("where", ArgKind::Where(Ty::Order)),
+        ],
     ),
     obj(
         "ordersConnection",
@@ -387,8 +432,8 @@ static ORDER: &[FieldDef] = &[
     obj("user", Ty::User, &[]),
     obj("items", Ty::Item, BY_ITEM),
     obj("products", Ty::Product, BY_PRODUCT),
-    obj("itemsAggregate", Ty::Agg(Base::Item), &[]),
-    obj("productsAggregate", Ty::Agg(Base::Product), &[]),
+    obj("itemsAggregate", Ty::Agg(Base::Item), WHERE_ITEM),
+    obj("productsAggregate", Ty::Agg(Base::Product), WHERE_PRODUCT),
     obj(
         "itemsConnection",
         Ty::Conn(Base::Item),
@@ -421,11 +466,16 @@ static PRODUCT: &[FieldDef] = &[
         &[
             ("first", ArgKind::EdgeFirst),
             ("orderBy", ArgKind::OrderBy(Ty::Order)),
+            ("where", ArgKind::Where(Ty::Order)),
         ],
     ),
     obj("orderItems", Ty::Item, BY_ITEM),
-    obj("ordersAggregate", Ty::Agg(Base::Order), &[]),
-    obj("orderItemsAggregate", Ty::Agg(Base::Item), &[]),
+    obj(
+        "ordersAggregate",
+        Ty::Agg(Base::Order),
+        &[("where", ArgKind::Where(Ty::Order))],
+    ),
+    obj("orderItemsAggregate", Ty::Agg(Base::Item), WHERE_ITEM),
     obj(
         "ordersConnection",
         Ty::Conn(Base::Order),
@@ -466,7 +516,11 @@ macro_rules! connection {
             leaf("totalCount"),
             leaf("__typename"),
         ];
-        static $edge: &[FieldDef] = &[obj("node", $base.ty(), &[]), leaf("__typename")];
+        static $edge: &[FieldDef] = &[
+            obj("node", $base.ty(), &[]),
+            leaf("cursor"),
+            leaf("__typename"),
+        ];
     };
 }
 connection!(USER_CONN, USER_EDGE, Base::User);
@@ -476,6 +530,8 @@ connection!(PRODUCT_CONN, PRODUCT_EDGE, Base::Product);
 static PAGE_INFO: &[FieldDef] = &[
     leaf("hasNextPage"),
     leaf("hasPreviousPage"),
+    leaf("startCursor"),
+    leaf("endCursor"),
     leaf("__typename"),
 ];
 static USER_AGG: &[FieldDef] = &[
@@ -489,6 +545,7 @@ macro_rules! numeric_agg {
         static $name: &[FieldDef] = &[
             leaf("count"),
             obj("sum", Ty::Vals($base, Func::Sum), &[]),
+            obj("avg", Ty::Vals($base, Func::Avg), &[]),
             obj("min", Ty::Vals($base, Func::Min), &[]),
             obj("max", Ty::Vals($base, Func::Max), &[]),
             leaf("__typename"),
@@ -520,7 +577,7 @@ fn fields(ty: Ty) -> &'static [FieldDef] {
         Ty::Agg(Base::Item) => ITEM_AGG,
         Ty::Agg(Base::Product) => PRODUCT_AGG,
         Ty::Vals(Base::User, _) => USER_VALS,
-        Ty::Vals(Base::Order, Func::Sum) => ORDER_SUM,
+        Ty::Vals(Base::Order, Func::Sum | Func::Avg) => ORDER_SUM,
         Ty::Vals(Base::Order, _) => ORDER_ORDERED,
         Ty::Vals(Base::Item, _) => ITEM_VALS,
         Ty::Vals(Base::Product, _) => PRODUCT_VALS,
@@ -548,6 +605,9 @@ pub enum Lit {
     Bool(bool),
     /// A list of enum values.
     Enums(Vec<&'static str>),
+    /// An input object (a `where` filter), as its JSON; printed with the values of `status`
+    /// filters as enum values.
+    Input(Json),
     Null,
 }
 
@@ -559,6 +619,7 @@ impl Lit {
             Lit::Enum(e) => (*e).to_owned(),
             Lit::Bool(b) => b.to_string(),
             Lit::Enums(v) => format!("[{}]", v.join(", ")),
+            Lit::Input(v) => print_input(v, false),
             Lit::Null => "null".to_owned(),
         }
     }
@@ -570,6 +631,7 @@ impl Lit {
             Lit::Enum(e) => Json::from(*e),
             Lit::Bool(b) => Json::Bool(*b),
             Lit::Enums(v) => Json::from(v.clone()),
+            Lit::Input(v) => v.clone(),
             Lit::Null => Json::Null,
         }
     }
@@ -689,6 +751,25 @@ impl Op {
     }
 }
 
+/// An input value as a GraphQL literal; strings below a `status` key are enum values.
+fn print_input(v: &Json, enums: bool) -> String {
+    match v {
+        Json::Object(m) => {
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", print_input(v, enums || k == "status")))
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+        Json::Array(items) => {
+            let parts: Vec<String> = items.iter().map(|i| print_input(i, enums)).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        Json::String(e) if enums => e.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn print_val(v: &Val) -> String {
     match v {
         Val::Lit(l) => l.print(),
@@ -763,6 +844,8 @@ pub struct Pool {
     pub product_ids: Vec<i64>,
     /// Window ends worth trying: order times and the instants next to them.
     pub as_of: Vec<DateTime<Utc>>,
+    /// The rows filters take their values from and cursors their positions.
+    pub rows: Model,
 }
 
 /// Generates one operation from `choices`.
@@ -908,6 +991,10 @@ impl Gen<'_> {
     fn field(&mut self, ty: Ty, depth: usize) -> FieldSel {
         let defs = fields(ty);
         let mut def = &defs[self.next(defs.len() as u32) as usize];
+        if def.name == "avg" {
+            // Its float text is the server's own: `count` instead.
+            def = &defs[0];
+        }
         if def.ty.is_some() && depth >= MAX_DEPTH {
             // Deep enough: a leaf.
             def = defs.iter().find(|d| d.ty.is_none()).unwrap_or(def);
@@ -915,8 +1002,13 @@ impl Gen<'_> {
         let mut args = Vec::new();
         for (name, kind) in def.args {
             let required = matches!(kind, ArgKind::Id | ArgKind::AsOf);
-            if required || self.chance(55) {
-                let v = self.arg(*kind, def.name);
+            let cursor = matches!(kind, ArgKind::After | ArgKind::Before);
+            if required || self.chance(if cursor { 25 } else { 55 }) {
+                let v = if cursor {
+                    self.cursor(def, &args)
+                } else {
+                    self.arg(*kind, def.name)
+                };
                 args.push((*name, *kind, v));
             }
         }
@@ -1003,6 +1095,7 @@ impl Gen<'_> {
         match kind {
             ArgKind::OrderBy(ty) => Lit::Enums(vec![sort_keys(ty)[0].0]),
             ArgKind::Status | ArgKind::StatusReq => Lit::Enum("COMPLETED"),
+            ArgKind::Where(ty) => Lit::Input(self.filter(ty, 0)),
             _ => Lit::Int(1),
         }
     }
@@ -1041,6 +1134,10 @@ impl Gen<'_> {
             ArgKind::Days => Lit::Int(self.pick(&[7, 1, 2, 30, 3650])),
             ArgKind::Limit if bad => Lit::Int(self.pick(&[0, 101])),
             ArgKind::Limit => Lit::Int(self.pick(&[3, 1, 2, 10])),
+            ArgKind::Where(_) if self.chance(10) => Lit::Null,
+            ArgKind::Where(ty) => Lit::Input(self.filter(ty, 0)),
+            // Drawn by `cursor`, as literals.
+            ArgKind::After | ArgKind::Before => Lit::Null,
             ArgKind::OrderBy(_) if self.chance(10) => Lit::Null,
             // The same field twice is refused.
             ArgKind::OrderBy(ty) if bad => {
@@ -1068,6 +1165,179 @@ impl Gen<'_> {
                     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
                 };
                 Lit::Str(text)
+            }
+        }
+    }
+
+    /// The value an argument of the operation has when it runs, as far as the generator
+    /// knows it (a literal, or a variable's sent value or default).
+    fn effective(&self, v: &Val) -> Option<Json> {
+        match v {
+            Val::Lit(l) => Some(l.json()),
+            Val::Var(i) => {
+                let var = &self.op.vars[*i];
+                var.given
+                    .clone()
+                    .or_else(|| var.default.as_ref().map(Lit::json))
+            }
+        }
+    }
+
+    /// `after` or `before` of a connection: the position of some row of its type (visible to
+    /// the viewer or not, kept by the filters or not), made under the connection's `orderBy`
+    /// as drawn before it; now and then a malformed cursor, or one made under another order.
+    fn cursor(&mut self, def: &FieldDef, args: &[(&'static str, ArgKind, Val)]) -> Val {
+        let Some(Ty::Conn(base)) = def.ty else {
+            panic!("oracle: a cursor of {}", def.name)
+        };
+        if self.chance(3) {
+            return Val::Lit(Lit::Str("bm90IGEgY3Vyc29y".to_owned()));
+        }
+        let order: Vec<String> = args
+            .iter()
+            .find(|(name, _, _)| *name == "orderBy")
+            .and_then(|(_, _, v)| self.effective(v))
+            .map(|v| order_names(&v))
+            .unwrap_or_default();
+        let order = if self.chance(3) {
+            vec![sort_keys(base.ty())[1].0.to_owned()]
+        } else {
+            order
+        };
+        let rows = rows_of(&self.pool.rows, base);
+        let row = rows[self.next(rows.len() as u32) as usize];
+        Val::Lit(Lit::Str(encode_cursor(base, &order, &row)))
+    }
+
+    /// A `where` filter of `ty`: one or two conditions, each on a field, a relationship
+    /// (to-one, or `some`/`none` of a to-many one) or `and`/`or`/`not` of filters. Written
+    /// the way the server's canonical form keeps it (members sorted without repeats, no null
+    /// or empty member), so that two filters meaning the same are written the same.
+    fn filter(&mut self, ty: Ty, depth: usize) -> Json {
+        let mut m = Map::new();
+        for _ in 0..1 + self.next(2) {
+            let (key, value) = self.condition(ty, depth);
+            m.entry(key).or_insert(value);
+        }
+        Json::Object(m)
+    }
+
+    fn condition(&mut self, ty: Ty, depth: usize) -> (String, Json) {
+        let nested = depth < 2;
+        match self.next(if nested { 12 } else { 8 }) {
+            8 | 9 => {
+                let key = if self.chance(50) { "and" } else { "or" };
+                let mut members: Vec<Json> = (0..1 + self.next(2))
+                    .map(|_| self.filter(ty, depth + 1))
+                    .collect();
+                members.sort_by_key(Json::to_string);
+                members.dedup();
+                (key.to_owned(), Json::Array(members))
+            }
+            10 => ("not".to_owned(), self.filter(ty, depth + 1)),
+            r => {
+                let choices = filter_fields(ty);
+                let (name, kind) = choices[r as usize % choices.len()];
+                let value = match kind {
+                    FKind::One(target) if nested => self.filter(target, depth + 1),
+                    FKind::Many(target) if nested => {
+                        let op = if self.chance(50) { "some" } else { "none" };
+                        let inner = self.filter(target, depth + 1);
+                        serde_json::json!({ op: inner })
+                    }
+                    FKind::One(_) | FKind::Many(_) => {
+                        return ("id".to_owned(), self.ops(ty, "id", FKind::Id));
+                    }
+                    kind => self.ops(ty, name, kind),
+                };
+                (name.to_owned(), value)
+            }
+        }
+    }
+
+    /// One or two operators of a field filter.
+    fn ops(&mut self, ty: Ty, field: &str, kind: FKind) -> Json {
+        let names: &[&str] = match kind {
+            FKind::Id | FKind::Status => &["eq", "in"],
+            FKind::Bool => &["eq"],
+            FKind::Text => &["eq", "in", "contains", "startsWith", "isNull"],
+            _ => &["eq", "in", "gt", "gte", "lt", "lte", "isNull"],
+        };
+        let mut m = Map::new();
+        for _ in 0..1 + self.next(2) {
+            let op = self.pick(names);
+            let value = match op {
+                "isNull" => Json::Bool(self.chance(50)),
+                "in" => {
+                    let mut items: Vec<Json> = (0..1 + self.next(3))
+                        .map(|_| self.scalar(ty, field, kind, op))
+                        .collect();
+                    items.sort_by_key(Json::to_string);
+                    items.dedup();
+                    Json::Array(items)
+                }
+                _ => self.scalar(ty, field, kind, op),
+            };
+            m.entry(op.to_owned()).or_insert(value);
+        }
+        Json::Object(m)
+    }
+
+    /// A value of a field of `ty` for operator `op`, taken from the rows most of the time.
+    fn scalar(&mut self, ty: Ty, field: &str, kind: FKind, op: &str) -> Json {
+        let base = base_of(ty);
+        let rows = rows_of(&self.pool.rows, base);
+        let row = rows[self.next(rows.len() as u32) as usize];
+        match kind {
+            FKind::Bool => Json::Bool(self.chance(50)),
+            FKind::Status => {
+                Json::from(self.pick(&["COMPLETED", "PENDING", "SHIPPED", "CANCELLED"]))
+            }
+            FKind::Id if self.chance(10) => Json::from("99999"),
+            FKind::Id => Json::from(sort_key(&row, "id").text()),
+            FKind::Int => {
+                if self.chance(50) {
+                    Json::from(self.pick(&[0, 1, 2, 3, 5, 50]))
+                } else {
+                    Json::from(sort_key(&row, field).text().parse::<i64>().unwrap_or(0))
+                }
+            }
+            FKind::Dec => {
+                if self.chance(50) {
+                    Json::from(self.pick(&["0", "10", "10.5", "50.50", "120.25"]))
+                } else {
+                    Json::from(sort_key(&row, field).text())
+                }
+            }
+            FKind::Time => {
+                let t = self.pick(&self.pool.as_of.clone());
+                Json::from(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            }
+            _ => {
+                let text = match filter_val(&row, field) {
+                    FVal::Sort(SortKey::Text(t)) => t,
+                    _ => "ab".to_owned(),
+                };
+                let chars: Vec<char> = text.chars().collect();
+                let cut = |from: usize, len: usize| -> String {
+                    chars.iter().skip(from).take(len).collect()
+                };
+                match op {
+                    "contains" => match self.next(4) {
+                        0 => cut(chars.len() / 3, 3),
+                        1 => cut(1, 2).to_ascii_uppercase(),
+                        2 => self.pick(&["%".to_owned(), "_".to_owned(), "e_".to_owned()]),
+                        _ => "zz".to_owned(),
+                    }
+                    .into(),
+                    "startsWith" => if self.chance(30) {
+                        cut(0, 2).to_ascii_uppercase()
+                    } else {
+                        cut(0, 1 + chars.len() / 2)
+                    }
+                    .into(),
+                    _ => text.into(),
+                }
             }
         }
     }
@@ -1367,7 +1637,7 @@ impl<'a> Cx<'a> {
         // A root field or report whose arguments (or whose sub-selection's edge arguments)
         // are refused fails as a whole, before any SQL.
         let root_like = matches!(obj, Obj::Query | Obj::Analytics);
-        let nullable = matches!(name, "user" | "order" | "product");
+        let nullable = matches!(name, "me" | "user" | "order" | "product");
         // Who may use a root field is checked first: a refused field runs nothing.
         if let (Obj::Query, Some(code)) = (obj, self.refused(name)) {
             errors.push((Json::Array(path.to_vec()), code));
@@ -1439,6 +1709,12 @@ impl<'a> Cx<'a> {
                         .product(id(f.arg("id")).unwrap_or(0))
                         .into_iter()
                         .collect(),
+                    // The signed-in viewer; no statement without one.
+                    "me" => match self.viewer {
+                        Viewer::Admin => self.user(1).into_iter().collect(),
+                        Viewer::Customer(me) => self.user(me).into_iter().collect(),
+                        Viewer::Anonymous => return Some(Json::Null),
+                    },
                     "analytics" => {
                         return sub(Obj::Analytics, errors, statements);
                     }
@@ -1446,7 +1722,7 @@ impl<'a> Cx<'a> {
                 };
                 *statements += 1 + self.batches(&rows, &f.children);
                 match name {
-                    "user" | "order" | "product" => match rows.into_iter().next() {
+                    "me" | "user" | "order" | "product" => match rows.into_iter().next() {
                         Some(o) => Some(sub(o, errors, statements).unwrap_or(Json::Null)),
                         None => Some(Json::Null),
                     },
@@ -1601,6 +1877,15 @@ impl<'a> Cx<'a> {
     /// The rows a root list or aggregate over `list` reads before its page: the visible rows
     /// its filter arguments keep, in id order.
     fn root_rows(&self, list: &str, f: &CField) -> Vec<Obj<'a>> {
+        let mut rows = self.root_rows_unfiltered(list, f);
+        if let Some(w) = f.arg("where") {
+            rows.retain(|o| self.matches(*o, w));
+        }
+        rows
+    }
+
+    /// The visible rows of a root list its filter arguments other than `where` keep.
+    fn root_rows_unfiltered(&self, list: &str, f: &CField) -> Vec<Obj<'a>> {
         let m = self.model;
         match list {
             "users" => m
@@ -1642,6 +1927,10 @@ impl<'a> Cx<'a> {
     ) -> Option<Json> {
         let total = rows.len();
         let (shown, next, previous) = page_of(rows, f);
+        let order = f.arg("orderBy").map(order_names).unwrap_or_default();
+        let cursor = |o: Option<&Obj<'a>>| {
+            o.map_or(Json::Null, |o| Json::from(encode_cursor(base, &order, o)))
+        };
         let mut out = Map::new();
         for c in &f.children {
             let mut at = path.to_vec();
@@ -1655,6 +1944,8 @@ impl<'a> Cx<'a> {
                         let v = match p.def.name {
                             "hasNextPage" => Json::from(next),
                             "hasPreviousPage" => Json::from(previous),
+                            "startCursor" => cursor(shown.first()),
+                            "endCursor" => cursor(shown.last()),
                             _ => Json::from("PageInfo"),
                         };
                         info.insert(p.key.clone(), v);
@@ -1694,6 +1985,7 @@ impl<'a> Cx<'a> {
                                         statements,
                                     )?)
                                 }
+                                "cursor" => cursor(Some(o)),
                                 _ => Json::from(Ty::EdgeOf(base).name()),
                             };
                             edge.insert(e.key.clone(), v);
@@ -1718,6 +2010,7 @@ impl<'a> Cx<'a> {
                 func => {
                     let func = match func {
                         "sum" => Func::Sum,
+                        "avg" => Func::Avg,
                         "min" => Func::Min,
                         _ => Func::Max,
                     };
@@ -1809,19 +2102,31 @@ impl<'a> Cx<'a> {
     /// Every child of one parent its filters keep, in `orderBy` order (the edge's list, its
     /// connection's list before the page, or its aggregate's rows).
     fn edge_all(&self, parent: Obj<'a>, f: &CField) -> Vec<Obj<'a>> {
-        let m = self.model;
         let status = f.arg("status").and_then(parse_status);
         let base = f
             .def
             .name
             .trim_end_matches("Aggregate")
             .trim_end_matches("Connection");
-        let out: Vec<Obj<'a>> = match (parent, base) {
+        let mut out = self.related_rows(parent, base);
+        out.retain(|o| match (o, status) {
+            (Obj::Order(r), Some(s)) => r.status == s,
+            _ => true,
+        });
+        if let Some(w) = f.arg("where") {
+            out.retain(|o| self.matches(*o, w));
+        }
+        sorted(out, f)
+    }
+
+    /// The visible rows a to-many relationship of `parent` names, in id order.
+    fn related_rows(&self, parent: Obj<'a>, name: &str) -> Vec<Obj<'a>> {
+        let m = self.model;
+        match (parent, name) {
             (Obj::User(u), "orders") => m
                 .orders
                 .iter()
-                .filter(|o| o.user_id == u.id && status.is_none_or(|s| o.status == s))
-                .filter(|o| self.sees_order(o))
+                .filter(|o| o.user_id == u.id && self.sees_order(o))
                 .map(Obj::Order)
                 .collect(),
             (Obj::Order(o), "items") => m
@@ -1857,8 +2162,50 @@ impl<'a> Cx<'a> {
                 .map(Obj::Item)
                 .collect(),
             (_, other) => panic!("oracle: edge {other}"),
+        }
+    }
+
+    /// Whether `o` passes the `where` value `w` (the documented semantics, row by row; the
+    /// rows a relationship names are those the viewer sees).
+    fn matches(&self, o: Obj<'a>, w: &Json) -> bool {
+        let Json::Object(fields) = w else {
+            return true;
         };
-        sorted(out, f)
+        let many = |v: &Json| -> Vec<Json> {
+            match v {
+                Json::Array(items) => items.clone(),
+                one => vec![one.clone()],
+            }
+        };
+        fields.iter().all(|(name, v)| match (name.as_str(), v) {
+            (_, Json::Null) => true,
+            ("and", v) => many(v).iter().all(|x| self.matches(o, x)),
+            ("or", v) => many(v).iter().any(|x| self.matches(o, x)),
+            ("not", v) => !self.matches(o, v),
+            (name, v) => match (o, name) {
+                (Obj::Order(_), "user") | (Obj::Item(_), "order" | "product") => {
+                    self.target(o, name).is_some_and(|t| self.matches(t, v))
+                }
+                (Obj::User(_), "orders")
+                | (Obj::Order(_), "items" | "products")
+                | (Obj::Product(_), "orders" | "orderItems") => {
+                    let rows = self.related_rows(o, name);
+                    let Json::Object(ops) = v else {
+                        panic!("oracle: a list filter is an object")
+                    };
+                    ops.iter().all(|(op, w)| {
+                        let any = w.is_null() || rows.iter().any(|r| self.matches(*r, w));
+                        match op.as_str() {
+                            _ if w.is_null() => true,
+                            "some" => any,
+                            "none" => !any,
+                            other => panic!("oracle: no list operator {other}"),
+                        }
+                    })
+                }
+                _ => ops_hold(&filter_val(&o, name), name, v),
+            },
+        })
     }
 
     /// A to-one edge's target.
@@ -1891,7 +2238,7 @@ impl<'a> Cx<'a> {
                 (None, None) if f.def.name.ends_with("Connection") => (Some(20), None),
                 page => page,
             };
-            let status = f.arg("status").and_then(parse_status);
+            let status = arg_set(f, &["status", "where", "after", "before"]);
             let order = order_keys(f);
             // A connection loads the rows its `edges { node }` and `nodes` select.
             let (children, counted) = if f.def.name.ends_with("Connection") {
@@ -1916,8 +2263,9 @@ impl<'a> Cx<'a> {
         // Aggregates and connection counts are grouped statements, one per relationship and
         // filter (`status`): an `ordersAggregate` and an `ordersConnection { totalCount }`
         // of the same filter share one.
-        let mut counts: Vec<(&str, Option<OrderStatus>)> = Vec::new();
-        for (f, _, status, _, _, counted) in &groups {
+        let mut counts: Vec<(&str, Json)> = Vec::new();
+        for (f, _, _, _, _, counted) in &groups {
+            let status = arg_set(f, &["status", "where"]);
             let name = f.def.name;
             let edge = if name.ends_with("Aggregate") {
                 name.trim_end_matches("Aggregate")
@@ -1926,8 +2274,8 @@ impl<'a> Cx<'a> {
             } else {
                 continue;
             };
-            if !counts.contains(&(edge, *status)) {
-                counts.push((edge, *status));
+            if !counts.contains(&(edge, status.clone())) {
+                counts.push((edge, status));
             }
         }
         if !rows.is_empty() {
@@ -2086,11 +2434,22 @@ impl<'a> Cx<'a> {
 type Group<'f> = (
     &'f CField,
     (Option<i64>, Option<i64>),
-    Option<OrderStatus>,
-    Vec<(&'static str, bool)>,
+    Json,
+    Vec<(String, bool)>,
     Vec<&'f CField>,
     bool,
 );
+
+/// The values of some of a field's arguments: its filters (`status`, `where`) and cursors,
+/// which the planner batches by.
+fn arg_set(f: &CField, names: &[&str]) -> Json {
+    Json::Array(
+        names
+            .iter()
+            .map(|n| f.arg(n).cloned().unwrap_or(Json::Null))
+            .collect(),
+    )
+}
 
 /// The selections of a connection's rows: its `nodes { ... }` and `edges { node { ... } }`.
 fn node_selections(f: &CField) -> Vec<&CField> {
@@ -2111,7 +2470,17 @@ fn node_selections(f: &CField) -> Vec<&CField> {
 
 /// A connection's page of `rows` (in list order): the rows shown, and whether more follow
 /// (`first`) or precede (`last`). Neither given: the first 20.
-fn page_of<'a>(rows: Vec<Obj<'a>>, f: &CField) -> (Vec<Obj<'a>>, bool, bool) {
+fn page_of<'a>(mut rows: Vec<Obj<'a>>, f: &CField) -> (Vec<Obj<'a>>, bool, bool) {
+    // The slice between the cursors, then the page of it.
+    let keys = order_keys(f);
+    for (name, keep) in [
+        ("after", std::cmp::Ordering::Greater),
+        ("before", std::cmp::Ordering::Less),
+    ] {
+        if let Some((_, _, vals, id)) = f.arg(name).and_then(Json::as_str).and_then(decode_cursor) {
+            rows.retain(|o| cmp_cursor(o, &keys, &vals, id) == keep);
+        }
+    }
     let n = rows.len();
     match (int(f.arg("first")), int(f.arg("last"))) {
         (None, Some(last)) => {
@@ -2129,7 +2498,29 @@ fn page_of<'a>(rows: Vec<Obj<'a>>, f: &CField) -> (Vec<Obj<'a>>, bool, bool) {
 /// within the cap.
 fn page_ok(f: &CField) -> bool {
     let ok = |name: &str| int(f.arg(name)).is_none_or(|n| (0..=1000).contains(&n));
-    ok("first") && ok("last") && !(f.arg("first").is_some() && f.arg("last").is_some())
+    let Some(Ty::Conn(base)) = f.def.ty else {
+        return false;
+    };
+    let order = f
+        .arg("orderBy")
+        .map(order_names)
+        .unwrap_or_default()
+        .join(",");
+    // A cursor is of this type, made under this order, with a value per key.
+    let cursor_ok = |name: &str| {
+        f.arg(name).is_none_or(|c| {
+            c.as_str()
+                .and_then(decode_cursor)
+                .is_some_and(|(ty, by, vals, _)| {
+                    ty == base.ty().name() && by == order && vals.len() == order_keys(f).len()
+                })
+        })
+    };
+    ok("first")
+        && ok("last")
+        && !(f.arg("first").is_some() && f.arg("last").is_some())
+        && cursor_ok("after")
+        && cursor_ok("before")
 }
 
 /// A value an aggregate reads.
@@ -2172,6 +2563,27 @@ fn agg_value(func: Func, values: impl Iterator<Item = AggIn>) -> Json {
                 _ => AggIn::Int(total),
             })
         }
+        Func::Avg => {
+            // The exact mean, written as a float.
+            use rust_decimal::prelude::ToPrimitive as _;
+            let total: Decimal = values
+                .iter()
+                .map(|v| match v {
+                    AggIn::Cents(c) => Decimal::new(*c, 2),
+                    AggIn::Int(n) => Decimal::from(*n),
+                    AggIn::Time(_) => Decimal::ZERO,
+                })
+                .sum();
+            return match values.len() {
+                0 => Json::Null,
+                n => serde_json::Number::from_f64(
+                    (total / Decimal::from(n as i64))
+                        .to_f64()
+                        .unwrap_or(f64::NAN),
+                )
+                .map_or(Json::Null, Json::Number),
+            };
+        }
         Func::Min => values.iter().min().copied(),
         Func::Max => values.iter().max().copied(),
     };
@@ -2184,24 +2596,8 @@ fn agg_value(func: Func, values: impl Iterator<Item = AggIn>) -> Json {
 }
 
 /// The `(field, descending)` keys of a field's `orderBy` (empty: by id).
-fn order_keys(f: &CField) -> Vec<(&'static str, bool)> {
-    let ty = match f.def.ty {
-        Some(Ty::Conn(base)) => base.ty(),
-        Some(ty) => ty,
-        None => return Vec::new(),
-    };
-    let Some(Json::Array(values)) = f.arg("orderBy") else {
-        return Vec::new();
-    };
-    values
-        .iter()
-        .filter_map(|v| {
-            sort_keys(ty)
-                .iter()
-                .find(|(name, _, _)| v.as_str() == Some(name))
-                .map(|(_, field, desc)| (*field, *desc))
-        })
-        .collect()
+fn order_keys(f: &CField) -> Vec<(String, bool)> {
+    keys_of(&f.arg("orderBy").map(order_names).unwrap_or_default())
 }
 
 /// Whether a field's `orderBy` is accepted: no field twice.
@@ -2213,7 +2609,7 @@ fn order_ok(f: &CField) -> bool {
 }
 
 /// A row's value of a sort key.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum SortKey {
     Int(i64),
     Dec(Decimal),
@@ -2270,4 +2666,405 @@ fn edges_ok(f: &CField) -> bool {
         _ => true,
     };
     own && order_ok(f) && !f.bad_args && f.children.iter().all(edges_ok)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters and cursors: the documented semantics, row by row.
+
+/// How a `where` field of a type is filtered.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+enum FKind {
+    Id,
+    Text,
+    Int,
+    Dec,
+    Time,
+    Bool,
+    Status,
+    /// A to-one relationship: a filter of its target.
+    One(Ty),
+    /// A to-many relationship: `some`/`none` of its rows.
+    Many(Ty),
+}
+
+/// The fields of `XWhere` the grammar draws (`statusChangedAt` and `role` are not in the
+/// rows the oracle reads).
+fn filter_fields(ty: Ty) -> &'static [(&'static str, FKind)] {
+    match ty {
+        Ty::User => &[
+            ("id", FKind::Id),
+            ("email", FKind::Text),
+            ("username", FKind::Text),
+            ("isActive", FKind::Bool),
+            ("createdAt", FKind::Time),
+            ("bio", FKind::Text),
+            ("updatedAt", FKind::Time),
+            ("orders", FKind::Many(Ty::Order)),
+        ],
+        Ty::Item => &[
+            ("id", FKind::Id),
+            ("quantity", FKind::Int),
+            ("unitPrice", FKind::Dec),
+            ("order", FKind::One(Ty::Order)),
+            ("product", FKind::One(Ty::Product)),
+        ],
+        Ty::Product => &[
+            ("id", FKind::Id),
+            ("name", FKind::Text),
+            ("sku", FKind::Text),
+            ("price", FKind::Dec),
+            ("stockQuantity", FKind::Int),
+            ("orders", FKind::Many(Ty::Order)),
+            ("orderItems", FKind::Many(Ty::Item)),
+        ],
+        _ => &[
+            ("id", FKind::Id),
+            ("status", FKind::Status),
+            ("totalAmount", FKind::Dec),
+            ("createdAt", FKind::Time),
+            ("user", FKind::One(Ty::User)),
+            ("items", FKind::Many(Ty::Item)),
+            ("products", FKind::Many(Ty::Product)),
+        ],
+    }
+}
+
+fn base_of(ty: Ty) -> Base {
+    match ty {
+        Ty::User => Base::User,
+        Ty::Item => Base::Item,
+        Ty::Product => Base::Product,
+        _ => Base::Order,
+    }
+}
+
+/// Every row of a type.
+fn rows_of(m: &Model, base: Base) -> Vec<Obj<'_>> {
+    match base {
+        Base::User => m.users.iter().map(Obj::User).collect(),
+        Base::Order => m.orders.iter().map(Obj::Order).collect(),
+        Base::Item => m.items.iter().map(Obj::Item).collect(),
+        Base::Product => m.products.iter().map(Obj::Product).collect(),
+    }
+}
+
+/// The enum names of an `orderBy` value (a list, or one value coerced to a list).
+fn order_names(v: &Json) -> Vec<String> {
+    match v {
+        Json::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        Json::String(one) => vec![one.clone()],
+        _ => Vec::new(),
+    }
+}
+
+impl SortKey {
+    /// The value as a cursor or a filter literal writes it.
+    fn text(&self) -> String {
+        match self {
+            SortKey::Int(n) => n.to_string(),
+            SortKey::Dec(d) => d.to_string(),
+            SortKey::Time(t) => t.to_rfc3339(),
+            SortKey::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// The `(field, descending)` keys of an order given by its enum names, as the schema
+/// names them: `TOTAL_AMOUNT_DESC` is `totalAmount`, descending.
+fn keys_of(names: &[String]) -> Vec<(String, bool)> {
+    names
+        .iter()
+        .map(|name| {
+            let (base, desc) = match name.strip_suffix("_DESC") {
+                Some(b) => (b, true),
+                None => (name.strip_suffix("_ASC").unwrap_or(name), false),
+            };
+            let mut field = String::new();
+            let mut upper = false;
+            for c in base.chars() {
+                if c == '_' {
+                    upper = true;
+                } else if upper {
+                    field.push(c);
+                    upper = false;
+                } else {
+                    field.push(c.to_ascii_lowercase());
+                }
+            }
+            (field, desc)
+        })
+        .collect()
+}
+
+/// A cursor as documented: URL-safe base64 of `[type, orderBy, [key values], id]`.
+fn encode_cursor(base: Base, order: &[String], o: &Obj<'_>) -> String {
+    use base64::Engine as _;
+    let keys = keys_of(order);
+    let vals: Vec<Json> = keys
+        .iter()
+        .map(|(field, _)| match sort_key(o, field) {
+            SortKey::Int(n) => Json::from(n),
+            SortKey::Text(t) if *field == "status" => Json::from(t.to_uppercase()),
+            other => Json::from(other.text()),
+        })
+        .collect();
+    let id = match sort_key(o, "id") {
+        SortKey::Int(n) => n,
+        _ => 0,
+    };
+    let text = Json::Array(vec![
+        Json::from(base.ty().name()),
+        Json::from(order.join(",")),
+        Json::Array(vals),
+        Json::from(id),
+    ])
+    .to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// A cursor's type, order, key values and id; `None` when it is malformed.
+fn decode_cursor(c: &str) -> Option<(String, String, Vec<Json>, i64)> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    let json: Json = serde_json::from_slice(&bytes).ok()?;
+    Some((
+        json.get(0)?.as_str()?.to_owned(),
+        json.get(1)?.as_str()?.to_owned(),
+        json.get(2)?.as_array()?.clone(),
+        json.get(3)?.as_i64()?,
+    ))
+}
+
+/// Where `o` is relative to a cursor's row in the order `keys`.
+fn cmp_cursor(o: &Obj<'_>, keys: &[(String, bool)], vals: &[Json], id: i64) -> std::cmp::Ordering {
+    for ((field, desc), v) in keys.iter().zip(vals) {
+        let mine = sort_key(o, field);
+        let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+        let theirs = match &mine {
+            SortKey::Int(_) => SortKey::Int(v.as_i64().unwrap_or_default()),
+            SortKey::Dec(_) => SortKey::Dec(text.parse().unwrap_or_default()),
+            SortKey::Time(_) => SortKey::Time(
+                DateTime::parse_from_rfc3339(&text)
+                    .map(|t| t.with_timezone(&Utc))
+                    .unwrap_or_default(),
+            ),
+            SortKey::Text(_) if *field == "status" => SortKey::Text(text.to_lowercase()),
+            SortKey::Text(_) => SortKey::Text(text),
+        };
+        let ord = mine.cmp(&theirs);
+        let ord = if *desc { ord.reverse() } else { ord };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    sort_key(o, "id").cmp(&SortKey::Int(id))
+}
+
+/// A field's value as a filter sees it.
+#[derive(Clone, Debug, PartialEq, PartialOrd)]
+enum FVal {
+    Null,
+    Bool(bool),
+    Sort(SortKey),
+}
+
+fn filter_val(o: &Obj<'_>, field: &str) -> FVal {
+    match (o, field) {
+        (Obj::User(u), "isActive") => FVal::Bool(u.is_active),
+        (Obj::User(u), "updatedAt") => FVal::Sort(SortKey::Time(u.updated_at)),
+        (Obj::User(u), "bio") => u
+            .bio
+            .clone()
+            .map_or(FVal::Null, |b| FVal::Sort(SortKey::Text(b))),
+        _ => FVal::Sort(sort_key(o, field)),
+    }
+}
+
+/// The literal `v` as a value of the same type as `like` (of field `field`).
+fn lit_like(like: &FVal, field: &str, v: &Json) -> FVal {
+    let text = match v {
+        Json::String(s) if field == "status" => s.to_lowercase(),
+        Json::String(s) => s.clone(),
+        Json::Number(n) => n.to_string(),
+        Json::Bool(b) => return FVal::Bool(*b),
+        other => panic!("oracle: a filter value, got {other}"),
+    };
+    FVal::Sort(match like {
+        FVal::Sort(SortKey::Int(_)) => SortKey::Int(text.parse().expect("an integer")),
+        FVal::Sort(SortKey::Dec(_)) => SortKey::Dec(text.parse().expect("a decimal")),
+        FVal::Sort(SortKey::Time(_)) => SortKey::Time(
+            DateTime::parse_from_rfc3339(&text)
+                .expect("a time")
+                .with_timezone(&Utc),
+        ),
+        _ => SortKey::Text(text),
+    })
+}
+
+/// Whether every operator of a field filter holds for `val`.
+fn ops_hold(val: &FVal, field: &str, ops: &Json) -> bool {
+    let Json::Object(ops) = ops else {
+        panic!("oracle: a field filter is an object")
+    };
+    ops.iter().all(|(op, v)| {
+        if v.is_null() {
+            return true;
+        }
+        if op == "isNull" {
+            return (*val == FVal::Null) == (*v == Json::Bool(true));
+        }
+        if *val == FVal::Null {
+            return false;
+        }
+        let lower = |f: &FVal| match f {
+            FVal::Sort(SortKey::Text(t)) => t.to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        let like = |v: &Json| lit_like(val, field, v);
+        match op.as_str() {
+            "eq" => *val == like(v),
+            "gt" => *val > like(v),
+            "gte" => *val >= like(v),
+            "lt" => *val < like(v),
+            "lte" => *val <= like(v),
+            "in" => match v {
+                Json::Array(items) => items.iter().any(|i| *val == like(i)),
+                one => *val == like(one),
+            },
+            "contains" => lower(val).contains(&lower(&like(v))),
+            "startsWith" => lower(val).starts_with(&lower(&like(v))),
+            other => panic!("oracle: no operator {other}"),
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents written by hand: the examples and the statement-count shapes are read into the
+// grammar's tree and evaluated like a drawn operation.
+
+/// Reads a query document (its first operation) with `variables` into an operation of
+/// `viewer`: each field looked up by name in the schema above, arguments and directive
+/// conditions resolved to their values (variables and their defaults), fragments inlined.
+pub fn read(query: &str, variables: &Json, viewer: Viewer) -> Op {
+    use async_graphql::parser::types::DocumentOperations;
+    let doc = async_graphql::parser::parse_query(query).expect("oracle: the document parses");
+    let op = match &doc.operations {
+        DocumentOperations::Single(op) => &op.node,
+        DocumentOperations::Multiple(ops) => &ops.values().next().expect("an operation").node,
+    };
+    let mut vars = variables.as_object().cloned().unwrap_or_default();
+    for def in &op.variable_definitions {
+        let name = def.node.name.node.to_string();
+        if let (false, Some(default)) = (vars.contains_key(&name), &def.node.default_value) {
+            vars.insert(name, default.node.clone().into_json().unwrap_or(Json::Null));
+        }
+    }
+    let reader = Reader { doc: &doc, vars };
+    Op {
+        vars: Vec::new(),
+        frags: Vec::new(),
+        sel: reader.set(Ty::Query, &op.selection_set.node),
+        viewer,
+    }
+}
+
+struct Reader<'d> {
+    doc: &'d async_graphql::parser::types::ExecutableDocument,
+    vars: Map<String, Json>,
+}
+
+impl Reader<'_> {
+    /// A variable's value (null when it is not sent and has no default).
+    fn var(&self, name: &async_graphql::Name) -> Result<async_graphql::Value, ()> {
+        let value = self.vars.get(name.as_str()).cloned().unwrap_or(Json::Null);
+        async_graphql::Value::from_json(value).map_err(|_| ())
+    }
+
+    fn dirs(
+        &self,
+        dirs: &[async_graphql::Positioned<async_graphql::parser::types::Directive>],
+    ) -> Vec<Dir> {
+        dirs.iter()
+            .filter_map(|d| {
+                let skip = match d.node.name.node.as_str() {
+                    "skip" => true,
+                    "include" => false,
+                    _ => return None,
+                };
+                let cond = d
+                    .node
+                    .get_argument("if")
+                    .and_then(|v| v.node.clone().into_const_with(|n| self.var(&n)).ok())
+                    .and_then(|v| v.into_json().ok())
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                Some(Dir {
+                    skip,
+                    cond: Val::Lit(Lit::Bool(cond)),
+                })
+            })
+            .collect()
+    }
+
+    fn set(&self, ty: Ty, set: &async_graphql::parser::types::SelectionSet) -> Vec<Sel> {
+        use async_graphql::parser::types::Selection;
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(f) => {
+                    let f = &f.node;
+                    let name = f.name.node.as_str();
+                    let def = fields(ty)
+                        .iter()
+                        .find(|d| d.name == name)
+                        .unwrap_or_else(|| panic!("oracle: no field {}.{name}", ty.name()));
+                    let args = f
+                        .arguments
+                        .iter()
+                        .map(|(n, v)| {
+                            let (arg, kind) = def
+                                .args
+                                .iter()
+                                .find(|(a, _)| *a == n.node.as_str())
+                                .unwrap_or_else(|| {
+                                    panic!("oracle: no argument {name}({})", n.node)
+                                });
+                            let value = v
+                                .node
+                                .clone()
+                                .into_const_with(|n| self.var(&n))
+                                .ok()
+                                .and_then(|v| v.into_json().ok())
+                                .unwrap_or(Json::Null);
+                            (*arg, *kind, Val::Lit(Lit::Input(value)))
+                        })
+                        .collect();
+                    Sel::Field(FieldSel {
+                        alias: f.alias.as_ref().map(|a| a.node.to_string()),
+                        def,
+                        args,
+                        dirs: self.dirs(&f.directives),
+                        sel: def
+                            .ty
+                            .map(|t| self.set(t, &f.selection_set.node))
+                            .unwrap_or_default(),
+                    })
+                }
+                Selection::FragmentSpread(s) => {
+                    let frag = &self.doc.fragments[&s.node.fragment_name.node];
+                    let inner = self.set(ty, &frag.node.selection_set.node);
+                    Sel::Inline(None, self.dirs(&s.node.directives), inner)
+                }
+                Selection::InlineFragment(i) => {
+                    let inner = self.set(ty, &i.node.selection_set.node);
+                    Sel::Inline(None, self.dirs(&i.node.directives), inner)
+                }
+            })
+            .collect()
+    }
 }

@@ -4,7 +4,7 @@ use eagerql::db::Session;
 use eagerql::db::seed::{self, SeedSpec};
 
 use crate::helpers::spawn_app;
-use crate::reference::Model;
+use crate::model::Model;
 
 #[tokio::test]
 async fn seeding_uses_a_bounded_number_of_bulk_statements() {
