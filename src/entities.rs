@@ -14,7 +14,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::model::{OrderStatus, Role};
+use crate::model::{EnumType, ORDER_STATUS, ROLE};
 
 /// The object types backed by tables.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,10 +168,9 @@ pub enum Kind {
     Money,
     /// A 32-bit integer: `Int!`.
     Int,
-    /// An order status, stored lowercase: `OrderStatus!`.
-    Status,
-    /// An account's role, stored lowercase: `Role!`.
-    Role,
+    /// One of the values an enum type describes (an order's status, an account's role),
+    /// stored as its text: `OrderStatus!`, `Role!`.
+    Enum(&'static EnumType),
 }
 
 impl Kind {
@@ -186,8 +185,7 @@ impl Kind {
             Kind::OptDateTime => "DateTime",
             Kind::Money => "Decimal!",
             Kind::Int => "Int!",
-            Kind::Status => "OrderStatus!",
-            Kind::Role => "Role!",
+            Kind::Enum(e) => e.non_null,
         }
     }
 }
@@ -638,7 +636,7 @@ pub static USER: EntityDesc = EntityDesc {
         Column::field(
             "role",
             "role",
-            Kind::Role,
+            Kind::Enum(&ROLE),
             "What the account may do: `CUSTOMER` (its own orders) or `ADMIN` (everything).",
         ),
     ],
@@ -700,7 +698,7 @@ pub static ORDER: EntityDesc = EntityDesc {
         Column::field(
             "status",
             "status",
-            Kind::Status,
+            Kind::Enum(&ORDER_STATUS),
             "Where the order is in its life cycle.",
         )
         .sortable(),
@@ -965,10 +963,8 @@ pub enum Val {
     Time(DateTime<Utc>),
     /// [`Kind::Money`].
     Money(Decimal),
-    /// [`Kind::Status`].
-    Status(OrderStatus),
-    /// [`Kind::Role`].
-    Role(Role),
+    /// [`Kind::Enum`]: the type and the index of its value.
+    Enum(&'static EnumType, u8),
     /// An average.
     Float(f64),
 }

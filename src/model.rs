@@ -2,6 +2,87 @@
 
 use async_graphql::Enum;
 
+/// An enum column's values, described once: its GraphQL types and each value's GraphQL name
+/// with the text stored for it. The description drives reading, writing, filtering, cursors
+/// and rendering of every column of this kind ([`crate::entities::Kind::Enum`]).
+#[derive(Debug)]
+pub struct EnumType {
+    /// The GraphQL enum type (`OrderStatus`).
+    pub name: &'static str,
+    /// Its non-null form (`OrderStatus!`), the type of a field of this kind.
+    pub non_null: &'static str,
+    /// The input type of its conditions in `where` filters (`OrderStatusFilter`).
+    pub filter: &'static str,
+    /// `(GraphQL name, stored text)` of each value, in declaration order.
+    pub values: &'static [(&'static str, &'static str)],
+    /// Registers the GraphQL enum type (the Rust enum that mutations and arguments use too).
+    pub register: fn(&mut async_graphql::registry::Registry),
+}
+
+impl EnumType {
+    /// The value whose GraphQL name is `name` (ASCII case ignored, as look-ahead arguments
+    /// and variables may spell it).
+    pub fn by_name(&self, name: &str) -> Option<u8> {
+        let i = self
+            .values
+            .iter()
+            .position(|v| v.0.eq_ignore_ascii_case(name))?;
+        u8::try_from(i).ok()
+    }
+
+    /// The value stored as `text`.
+    pub fn by_stored(&self, text: &str) -> Option<u8> {
+        let i = self.values.iter().position(|v| v.1 == text)?;
+        u8::try_from(i).ok()
+    }
+
+    /// `a OrderStatus` or `an Role`, for messages: the article the name takes.
+    pub fn article(&self) -> &'static str {
+        if self.name.starts_with(['A', 'E', 'I', 'O', 'U']) {
+            "an"
+        } else {
+            "a"
+        }
+    }
+}
+
+impl PartialEq for EnumType {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for EnumType {}
+
+impl std::hash::Hash for EnumType {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.name.hash(h);
+    }
+}
+
+/// [`OrderStatus`] as a column kind.
+pub static ORDER_STATUS: EnumType = EnumType {
+    name: "OrderStatus",
+    non_null: "OrderStatus!",
+    filter: "OrderStatusFilter",
+    values: &[
+        ("PENDING", "pending"),
+        ("COMPLETED", "completed"),
+        ("SHIPPED", "shipped"),
+        ("CANCELLED", "cancelled"),
+    ],
+    register: |r| drop(<OrderStatus as async_graphql::OutputType>::create_type_info(r)),
+};
+
+/// [`Role`] as a column kind.
+pub static ROLE: EnumType = EnumType {
+    name: "Role",
+    non_null: "Role!",
+    filter: "RoleFilter",
+    values: &[("CUSTOMER", "customer"), ("ADMIN", "admin")],
+    register: |r| drop(<Role as async_graphql::OutputType>::create_type_info(r)),
+};
+
 /// The life cycle of an order. Stored as the lowercase strings `pending`, `completed`,
 /// `shipped` and `cancelled`.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,14 +106,9 @@ impl OrderStatus {
         OrderStatus::Cancelled,
     ];
 
-    /// The value stored in `orders.status`.
+    /// The value stored in `orders.status` (as [`ORDER_STATUS`] describes it).
     pub fn as_db(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "pending",
-            OrderStatus::Completed => "completed",
-            OrderStatus::Shipped => "shipped",
-            OrderStatus::Cancelled => "cancelled",
-        }
+        ORDER_STATUS.values[self as usize].1
     }
 
     /// Parses a stored `orders.status` value.
@@ -63,6 +139,23 @@ impl OrderStatus {
 #[cfg(test)]
 mod tests {
     use super::OrderStatus::{self, *};
+
+    #[test]
+    fn the_enum_descriptions_name_the_graphql_values_and_stored_texts() {
+        use async_graphql::{InputType, Name, Value};
+        for s in OrderStatus::ALL {
+            let (name, stored) = super::ORDER_STATUS.values[s as usize];
+            assert_eq!(s.to_value(), Value::Enum(Name::new(name)));
+            assert_eq!(OrderStatus::from_db(stored), Some(s));
+        }
+        for r in [super::Role::Customer, super::Role::Admin] {
+            let (name, stored) = super::ROLE.values[r as usize];
+            assert_eq!(r.to_value(), Value::Enum(Name::new(name)));
+            assert_eq!(super::Role::from_db(stored), Some(r));
+        }
+        assert_eq!(super::ORDER_STATUS.values.len(), OrderStatus::ALL.len());
+        assert_eq!(super::ROLE.values.len(), 2);
+    }
 
     #[test]
     fn the_state_machine() {
@@ -104,12 +197,10 @@ pub enum Role {
 }
 
 impl Role {
-    /// The value stored in `users.role` (and carried in access tokens).
+    /// The value stored in `users.role` (and carried in access tokens), as [`ROLE`]
+    /// describes it.
     pub fn as_db(self) -> &'static str {
-        match self {
-            Role::Customer => "customer",
-            Role::Admin => "admin",
-        }
+        ROLE.values[self as usize].1
     }
 
     /// Parses a stored or claimed role.

@@ -5,7 +5,7 @@ use super::Backend;
 use super::money::from_cents;
 use super::session::DbRow;
 use crate::entities::{Column, Entity, Kind, Row, Val};
-use crate::model::{OrderStatus, Role};
+use crate::model::OrderStatus;
 
 /// Writes the select-list expression reading `col` of the table aliased `alias` to `out`:
 /// money as integer cents (`numeric(10,2) * 100` on PostgreSQL; SQLite stores cents), 32-bit
@@ -79,8 +79,7 @@ fn read(col: &Column, r: &dyn DbRow, p: usize) -> Result<Val, sqlx::Error> {
         Kind::DateTime => Val::Time(r.ts(p)?),
         Kind::OptDateTime => r.opt_ts(p)?.map_or(Val::Null, Val::Time),
         Kind::Money => Val::Money(from_cents(r.i64(p)?)),
-        Kind::Role => Val::Role(stored(r, p, col.name, Role::from_db)?),
-        Kind::Status => Val::Status(stored(r, p, col.name, OrderStatus::from_db)?),
+        Kind::Enum(e) => Val::Enum(e, stored(r, p, col.name, |t| e.by_stored(t))?),
     })
 }
 

@@ -490,7 +490,7 @@ fn cursor_value(backend: Backend, kind: Kind, v: &Val, p: &mut Params) -> String
         Val::Time(t) => Arg::Ts(*t),
         // Cursors hold amounts of at most 2 decimals (checked when decoded).
         Val::Money(d) => Arg::I64(super::money::to_cents(*d).unwrap_or_default()),
-        Val::Status(s) => Arg::Text(s.as_db().to_owned()),
+        Val::Enum(e, i) => Arg::Text(e.values[usize::from(*i)].1.to_owned()),
         Val::Bool(b) => Arg::Bool(*b),
         _ => Arg::OptI64(None),
     };
@@ -603,8 +603,7 @@ fn lit_sql(backend: Backend, lit: &Lit, p: &mut Params) -> String {
         Lit::Bool(b) => (Arg::Bool(*b), false),
         Lit::Time(t) => (Arg::Ts(*t), false),
         Lit::Cents(c) => (Arg::I64(*c), true),
-        Lit::Status(s) => (Arg::Text(s.as_db().to_owned()), false),
-        Lit::Role(r) => (Arg::Text(r.as_db().to_owned()), false),
+        Lit::Enum(e, i) => (Arg::Text(e.values[usize::from(*i)].1.to_owned()), false),
     };
     let n = p.push(arg);
     match (backend, money) {
@@ -782,8 +781,7 @@ fn in_sql(backend: Backend, alias: &str, c: &Column, values: &[Lit], p: &mut Par
     };
     let texts = |v: &Lit| match v {
         Lit::Text(t) => t.clone(),
-        Lit::Status(s) => s.as_db().to_owned(),
-        Lit::Role(r) => r.as_db().to_owned(),
+        Lit::Enum(e, i) => e.values[usize::from(*i)].1.to_owned(),
         Lit::Time(t) => match backend {
             Backend::Postgres => t.to_rfc3339(),
             Backend::Sqlite => super::session::sqlite_ts(*t),

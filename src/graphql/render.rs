@@ -32,7 +32,6 @@ use crate::db::load::AggRow;
 use crate::entities::{AggFunc, Entity, Rel, Val};
 use crate::error::{AppError, AppResult};
 use crate::json;
-use crate::model::{OrderStatus, Role};
 use crate::planner::view::{
     self, AggPart, AggWhat, Compiled, ConnPart, ConnWhat, EdgeWhat, PageWhat, What,
     aggregate_names, conn_counts, conn_nodes,
@@ -91,15 +90,6 @@ pub struct Writer<'a> {
     filled: &'a Filled,
 }
 
-fn status_name(s: OrderStatus) -> &'static [u8] {
-    match s {
-        OrderStatus::Pending => b"\"PENDING\"",
-        OrderStatus::Completed => b"\"COMPLETED\"",
-        OrderStatus::Shipped => b"\"SHIPPED\"",
-        OrderStatus::Cancelled => b"\"CANCELLED\"",
-    }
-}
-
 /// Writes one column value, as its GraphQL type is serialised (keys are [`What::Id`]).
 #[inline]
 fn value(out: &mut Vec<u8>, v: &Val) -> Step {
@@ -111,9 +101,7 @@ fn value(out: &mut Vec<u8>, v: &Val) -> Step {
         // The same text as the `DateTime` scalar.
         Val::Time(t) => json::push_str(out, &t.to_rfc3339()),
         Val::Money(d) => json::push_decimal(out, d),
-        Val::Status(s) => out.extend_from_slice(status_name(*s)),
-        Val::Role(Role::Customer) => out.extend_from_slice(b"\"CUSTOMER\""),
-        Val::Role(Role::Admin) => out.extend_from_slice(b"\"ADMIN\""),
+        Val::Enum(e, i) => json::push_str(out, e.values[usize::from(*i)].0),
         Val::Float(f) if f.is_finite() => {
             use std::io::Write as _;
             let _ = write!(out, "{f}");

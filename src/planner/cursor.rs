@@ -17,7 +17,6 @@ use serde_json::Value as Json;
 
 use super::{PlanError, SortKeys};
 use crate::entities::{Entity, Kind, Row, Val};
-use crate::model::OrderStatus;
 
 /// Page size of a connection given neither `first` nor `last`.
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
@@ -145,7 +144,7 @@ fn val_json(v: &Val) -> Json {
         Val::Text(s) => Json::from(&**s),
         Val::Time(t) => Json::from(t.to_rfc3339()),
         Val::Money(d) => Json::from(d.to_string()),
-        Val::Status(s) => Json::from(s.as_db().to_ascii_uppercase()),
+        Val::Enum(e, i) => Json::from(e.values[usize::from(*i)].0),
         Val::Bool(b) => Json::from(*b),
         _ => Json::Null,
     }
@@ -163,7 +162,7 @@ fn json_val(kind: Kind, v: &Json) -> Option<Val> {
             crate::money::to_cents(d)?;
             Val::Money(d)
         }
-        (Kind::Status, Json::String(s)) => Val::Status(OrderStatus::from_graphql(s)?),
+        (Kind::Enum(e), Json::String(s)) => Val::Enum(e, e.by_name(s)?),
         _ => return None,
     })
 }

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 
 use super::PlanError;
 use crate::entities::{Entity, Kind, Link, Rel};
-use crate::model::{OrderStatus, Role};
+use crate::model::EnumType;
 
 /// Most values one `in` list may hold.
 pub const MAX_IN_VALUES: usize = 1000;
@@ -76,10 +76,8 @@ pub enum Lit {
     Time(DateTime<Utc>),
     /// Money, in cents.
     Cents(i64),
-    /// An order status.
-    Status(OrderStatus),
-    /// A role.
-    Role(Role),
+    /// A value of an enum type: the type and the index of the value.
+    Enum(&'static EnumType, u8),
 }
 
 /// A checked `where` filter over one entity's rows.
@@ -144,8 +142,7 @@ pub fn kind_filter(kind: Kind) -> (&'static str, &'static [&'static str]) {
         Kind::DateTime | Kind::OptDateTime => ("DateTimeFilter", ORDERED),
         Kind::Money => ("DecimalFilter", ORDERED),
         Kind::Int => ("IntFilter", ORDERED),
-        Kind::Status => ("OrderStatusFilter", &["eq", "in"]),
-        Kind::Role => ("RoleFilter", &["eq", "in"]),
+        Kind::Enum(e) => (e.filter, &["eq", "in"]),
     }
 }
 
@@ -308,8 +305,7 @@ fn lit_kind(v: &Lit) -> &'static str {
         Lit::Bool(_) => "bool",
         Lit::Time(_) => "time",
         Lit::Cents(_) => "cents",
-        Lit::Status(_) => "status",
-        Lit::Role(_) => "role",
+        Lit::Enum(..) => "enum",
     }
 }
 
@@ -570,19 +566,17 @@ fn lit(kind: Kind, v: &Value, at: &str) -> Result<Lit, PlanError> {
             })?)
         }
         // Enum values come as names from a document and as strings from the variables.
-        (Kind::Status, Value::Enum(_) | Value::String(_)) => Lit::Status(
-            OrderStatus::from_graphql(&name_of(v)).ok_or_else(|| bad("an OrderStatus"))?,
+        (Kind::Enum(e), Value::Enum(_) | Value::String(_)) => Lit::Enum(
+            e,
+            e.by_name(&name_of(v))
+                .ok_or_else(|| bad(&format!("{} {}", e.article(), e.name)))?,
         ),
-        (Kind::Role, Value::Enum(_) | Value::String(_)) => {
-            Lit::Role(Role::from_db(&name_of(v).to_ascii_lowercase()).ok_or_else(|| bad("a Role"))?)
-        }
         (Kind::Id, _) => return Err(bad("an ID")),
         (Kind::Text | Kind::OptText, _) => return Err(bad("a String")),
         (Kind::Bool, _) => return Err(bad("a Boolean")),
         (Kind::Int, _) => return Err(bad("an Int")),
         (Kind::DateTime | Kind::OptDateTime, _) => return Err(bad("a DateTime")),
         (Kind::Money, _) => return Err(bad("a Decimal")),
-        (Kind::Status, _) => return Err(bad("an OrderStatus")),
-        (Kind::Role, _) => return Err(bad("a Role")),
+        (Kind::Enum(e), _) => return Err(bad(&format!("{} {}", e.article(), e.name))),
     })
 }

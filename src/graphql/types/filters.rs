@@ -38,16 +38,18 @@ fn input_object(
     );
 }
 
-const KINDS: [Kind; 8] = [
-    Kind::Id,
-    Kind::Text,
-    Kind::Bool,
-    Kind::DateTime,
-    Kind::Money,
-    Kind::Int,
-    Kind::Status,
-    Kind::Role,
-];
+/// The kinds of the described fields, one per filter input type (a nullable kind shares its
+/// non-null kind's type).
+fn kinds() -> Vec<Kind> {
+    let mut out: Vec<Kind> = Vec::new();
+    for col in Entity::ALL.iter().flat_map(|e| e.desc().columns) {
+        let named = |k: &Kind| kind_filter(*k).0 == kind_filter(col.kind).0;
+        if col.field.is_some() && !out.iter().any(named) {
+            out.push(col.kind);
+        }
+    }
+    out
+}
 
 fn op_doc(op: &str, scalar: &str) -> String {
     match op {
@@ -70,7 +72,7 @@ pub fn register_filters(registry: &mut Registry) {
     if registry.types.contains_key(&where_type(Entity::User)) {
         return;
     }
-    for kind in KINDS {
+    for kind in kinds() {
         register_kind(kind, registry);
         let (name, ops) = kind_filter(kind);
         let scalar = kind.graphql().trim_end_matches('!');

@@ -23,7 +23,6 @@ use async_graphql::{CacheControl, ID, InputType, OutputType};
 use super::scalars::{DateTime, Decimal};
 use crate::db::load::AggRow;
 use crate::entities::{AGGREGATE_SUFFIX, AggFunc, CONNECTION_SUFFIX, EdgeArg, Entity, Kind, Row};
-use crate::model::{OrderStatus, Role};
 use crate::planner::EdgeArgs;
 use crate::planner::view::{aggregate_names, connection_names};
 
@@ -146,8 +145,7 @@ pub(crate) fn register_kind(kind: Kind, registry: &mut Registry) {
         }
         Kind::Money => drop(<Decimal as OutputType>::create_type_info(registry)),
         Kind::Int => drop(<i32 as OutputType>::create_type_info(registry)),
-        Kind::Status => drop(<OrderStatus as OutputType>::create_type_info(registry)),
-        Kind::Role => drop(<Role as OutputType>::create_type_info(registry)),
+        Kind::Enum(e) => (e.register)(registry),
     }
 }
 
