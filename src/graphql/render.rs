@@ -678,6 +678,9 @@ async fn write_within_budget<S: Writes + ?Sized>(
         result = value.write(&Writer { filled: &filled }, view, &mut out);
     }
     match result {
+        // The budget is checked before each list item as it is written, and here for the
+        // whole value: an object without lists (to-one edges, aliases) is bounded too.
+        Ok(()) if out.buf.len() > cap => Err(Refusal::Over(cap)),
         Ok(()) => {
             rc.output.spend(out.buf.len());
             // The bytes live until the whole response is written: keep no spare capacity

@@ -242,3 +242,34 @@ async fn the_renderers_rules_apply_to_reports_and_mutation_results() {
         .await;
     assert!(small.data()["analytics"]["spendingSummary"][0]["user"]["id"].is_string());
 }
+
+/// The byte cap holds for an answer without lists too: one object whose size comes from
+/// aliased to-one edges (no list item to check before) is refused whole, on a query root and
+/// on a mutation's answer (whose write is rolled back).
+#[tokio::test]
+async fn the_byte_cap_holds_for_an_answer_without_lists() {
+    let app = spawn_app_with(&["--max-response-bytes", "1500"]).await;
+    app.seed(2, 1, 1, 2).await;
+    let fields = (0..25)
+        .map(|i| format!("u{i}: user {{ email username createdAt updatedAt isActive }}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let r = app
+        .gql(&format!("{{ order(id: \"1\") {{ id {fields} }} }}"))
+        .await;
+    assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+    let small = app
+        .gql("{ order(id: \"1\") { id u: user { email } } }")
+        .await;
+    assert_eq!(small.data()["order"]["id"], "1");
+
+    let before = crate::model::Model::load(&app.db).await.orders.len();
+    let r = app
+        .gql(&format!(
+            "mutation {{ createOrder(input: {{ userId: \"1\", items: [{{ productId: \"1\", quantity: 1 }}] }}) {{ id {fields} }} }}"
+        ))
+        .await;
+    assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+    let after = crate::model::Model::load(&app.db).await.orders.len();
+    assert_eq!(before, after, "the refused order was rolled back");
+}
