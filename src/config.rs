@@ -71,6 +71,18 @@ pub struct DbConfig {
     )]
     pub replica_urls: Vec<String>,
 
+    /// PostgreSQL: where the change feed LISTENs for committed writes (one connection per
+    /// instance). Default: `DATABASE_URL`, unless `EAGERQL_POOLER=transaction`: a
+    /// transaction-mode pooler cannot keep a LISTEN, so give PostgreSQL's own (or a
+    /// session-mode pooler's) URL here.
+    #[arg(long, env = "EAGERQL_LISTEN_URL", hide_env_values = true)]
+    pub listen_url: Option<String>,
+
+    /// How long the change feed gathers committed writes before it hands them on as one
+    /// set, in milliseconds: a burst of writes costs one refresh.
+    #[arg(long, env = "EAGERQL_LIVE_COALESCE_MS", default_value_t = 20)]
+    pub live_coalesce_ms: u64,
+
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `eagerql=debug`); when unset,
     /// `RUST_LOG`, the ecosystem's usual variable; when neither is set, `info`.
     #[arg(long, env = "EAGERQL_LOG")]
@@ -92,6 +104,8 @@ impl std::fmt::Debug for DbConfig {
             .field("slow_statement_ms", &self.slow_statement_ms)
             .field("pooler", &self.pooler)
             .field("replica_urls", &replicas)
+            .field("listen_url", &self.listen_url.as_deref().map(redacted_url))
+            .field("live_coalesce_ms", &self.live_coalesce_ms)
             .field("log", &self.log)
             .field("log_format", &self.log_format)
             .finish()
@@ -127,6 +141,8 @@ impl DbConfig {
                 .map(|u| u.trim().to_owned())
                 .filter(|u| !u.is_empty())
                 .collect(),
+            listen_url: self.listen_url.clone().filter(|u| !u.trim().is_empty()),
+            change_window: Duration::from_millis(self.live_coalesce_ms),
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod changes;
 pub mod columns;
 pub mod load;
 pub mod login_attempts;
@@ -102,7 +103,21 @@ pub enum Db {
     /// PostgreSQL: the primary's pool, and the read replicas'.
     Postgres(Pg),
     /// SQLite pool.
-    Sqlite(SqlitePool),
+    Sqlite(Lite),
+}
+
+/// The SQLite pool, and the feed its connections' commits are sent to.
+#[derive(Clone, Debug)]
+pub struct Lite {
+    pool: SqlitePool,
+    changes: changes::Changes,
+}
+
+impl std::ops::Deref for Lite {
+    type Target = SqlitePool;
+    fn deref(&self) -> &SqlitePool {
+        &self.pool
+    }
 }
 
 /// How eagerql reaches PostgreSQL.
@@ -127,6 +142,7 @@ pub struct Pg {
     /// transaction pooler).
     begin: Arc<Begin>,
     replicas: Arc<replicas::Replicas>,
+    changes: changes::Changes,
 }
 
 #[derive(Debug)]
@@ -215,6 +231,11 @@ pub struct PoolConfig {
     pub pooler: Pooler,
     /// PostgreSQL read replicas (their URLs): query operations read from them.
     pub replica_urls: Vec<String>,
+    /// PostgreSQL: where the change feed listens (`None`: `DATABASE_URL`, unless it leads to
+    /// a transaction-mode pooler, where LISTEN cannot work and the feed hears nothing).
+    pub listen_url: Option<String>,
+    /// How long the change feed gathers changes before it sends them as one set.
+    pub change_window: Duration,
 }
 
 impl PoolConfig {
@@ -320,10 +341,34 @@ impl Db {
                 replicas.push(replicas::Replica::new(i + 1, replica, pool));
             }
             let replicas = replicas::Replicas::start(replicas).await;
+            let changes = changes::Changes::new(cfg.change_window);
+            let listen_url = match (&cfg.listen_url, cfg.pooler) {
+                (Some(u), _) => Some(u.as_str()),
+                (None, Pooler::None) => Some(url),
+                (None, Pooler::Transaction) => {
+                    tracing::warn!(
+                        "the change feed does not listen: DATABASE_URL leads to a \
+                         transaction-mode pooler, where LISTEN cannot work; set \
+                         EAGERQL_LISTEN_URL to a direct (or session-mode) URL"
+                    );
+                    None
+                }
+            };
+            if let Some(listen_url) = listen_url {
+                let listen_cfg = PoolConfig {
+                    max_connections: 1,
+                    pooler: Pooler::None,
+                    statement_timeout: None,
+                    ..cfg.clone()
+                };
+                let pool = pg_pool(listen_url, &listen_cfg, cfg.acquire_timeout, true).await?;
+                tokio::spawn(changes::listen(pool, changes.clone()));
+            }
             Ok(Db::Postgres(Pg {
                 pool,
                 begin: Arc::new(Begin::new(cfg.pooler, cfg.statement_timeout)),
                 replicas,
+                changes,
             }))
         } else {
             if !cfg.replica_urls.is_empty() {
@@ -344,13 +389,19 @@ impl Db {
                 .busy_timeout(Duration::from_secs(10));
             let (level, after) = cfg.slow_log();
             let opts = opts.log_slow_statements(level, after);
+            let changes = changes::Changes::new(cfg.change_window);
+            let feed = changes.clone();
             let pool = SqlitePoolOptions::new()
                 .max_connections(cfg.max_connections)
                 .acquire_timeout(cfg.acquire_timeout)
                 .test_before_acquire(true)
+                .after_connect(move |conn, _| {
+                    let feed = feed.clone();
+                    Box::pin(async move { changes::hook_sqlite(conn, &feed).await })
+                })
                 .connect_with(opts)
                 .await?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(Lite { pool, changes }))
         }
     }
 
@@ -358,11 +409,20 @@ impl Db {
     /// statement log admits no statement, so no connection is ever asked for.
     pub fn unconnected() -> Db {
         let opts = SqliteConnectOptions::new().filename(":memory:");
-        Db::Sqlite(
-            SqlitePoolOptions::new()
+        Db::Sqlite(Lite {
+            pool: SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_lazy_with(opts),
-        )
+            changes: changes::Changes::new(Duration::from_millis(20)),
+        })
+    }
+
+    /// The change feed: every committed write to the model's tables, in coalesced sets.
+    pub fn changes(&self) -> &changes::Changes {
+        match self {
+            Db::Postgres(pg) => &pg.changes,
+            Db::Sqlite(lite) => &lite.changes,
+        }
     }
 
     /// The backend this pool talks to.
@@ -397,7 +457,11 @@ impl Db {
                 let _ = sqlx::Connection::close(conn).await;
                 result
             }
-            Db::Sqlite(pool) => sqlx::migrate!("sql/migrations/sqlite").run(pool).await,
+            Db::Sqlite(lite) => {
+                sqlx::migrate!("sql/migrations/sqlite")
+                    .run(&lite.pool)
+                    .await
+            }
         }
     }
 
@@ -506,6 +570,8 @@ mod tests {
             slow_statement: Some(Duration::from_millis(250)),
             pooler: Pooler::None,
             replica_urls: Vec::new(),
+            listen_url: None,
+            change_window: Duration::from_millis(20),
         };
         assert_eq!(
             cfg.slow_log(),

@@ -879,7 +879,7 @@ impl Session {
                 }
                 (Exec::Pool, Db::Sqlite(pool)) => {
                     Box::pin(decode_all(
-                        bind_sqlite(&sql, args).persistent(prepared).fetch(pool),
+                        bind_sqlite(&sql, args).persistent(prepared).fetch(&**pool),
                         &decode,
                         &self.log,
                     ))
@@ -953,7 +953,7 @@ impl Session {
                     .await
                     .map(|r| r.rows_affected()),
                 (Exec::Pool, Db::Sqlite(pool)) => bind_sqlite(&sql, args)
-                    .execute(pool)
+                    .execute(&**pool)
                     .await
                     .map(|r| r.rows_affected()),
                 (Exec::Tx(tx), _) => match &mut *lock_open(self, tx, &waited_us).await? {

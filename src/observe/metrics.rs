@@ -145,6 +145,31 @@ impl Collector for Live {
             "Documents in the automatic persisted-query store.",
             self.persisted.len() as i64,
         )?;
+        let changes = self.db.changes().counts();
+        for (name, help, n) in [
+            (
+                "eagerql_changes_received",
+                "Committed writes the change feed was told of (a statement on PostgreSQL, a table of a transaction on SQLite).",
+                &changes.received,
+            ),
+            (
+                "eagerql_change_sets",
+                "Sets of changes the feed handed on, one per coalescing window with writes (EAGERQL_LIVE_COALESCE_MS).",
+                &changes.sets,
+            ),
+            (
+                "eagerql_change_listen_connects",
+                "Times the change feed's LISTEN connection was opened (more than once: it was lost and opened again).",
+                &changes.connects,
+            ),
+        ] {
+            counter(
+                &mut e,
+                name,
+                help,
+                n.load(std::sync::atomic::Ordering::Relaxed),
+            )?;
+        }
         if let Some(replicas) = self.db.replicas().filter(|r| !r.list().is_empty()) {
             let mut reads = e.encode_descriptor(
                 "eagerql_read_snapshots",

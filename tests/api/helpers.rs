@@ -269,6 +269,13 @@ pub async fn spawn_app_with_hook(extra: &[&str], hook: Option<StatementHook>) ->
     }
 }
 
+impl TestApp {
+    /// The URL of the app's database.
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+}
+
 /// [`spawn_app_with`] without extra settings.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await

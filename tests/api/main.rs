@@ -15,6 +15,7 @@ mod rows;
 
 mod analytics;
 mod auth;
+mod changes;
 mod check;
 mod connections;
 mod correctness;

@@ -1,0 +1,67 @@
+-- Every committed write to the model's tables is announced on the channel `eagerql_changes`,
+-- whoever made it (this server, another instance, or plain SQL from outside): one
+-- notification per statement, sent at commit (PostgreSQL delivers notifications only when the
+-- transaction commits, and folds identical ones of a transaction into one).
+--
+-- Payload: `{"t":"<table>","ids":[...]}` with the ids of the rows the statement wrote
+-- (`order_id` for order_products), or `{"t":"<table>"}` for a bulk write (over 500 rows, or
+-- ids that would not fit in a notification): any row of the table may have changed.
+
+create function eagerql_notify_changes() returns trigger
+language plpgsql as $$
+declare
+    ids bigint[];
+    n bigint;
+    payload text;
+begin
+    if tg_op = 'DELETE' then
+        select count(*) into n from old_rows;
+    else
+        select count(*) into n from new_rows;
+    end if;
+    if n = 0 then
+        -- The statement wrote no row.
+        return null;
+    elsif n > 500 then
+        -- A bulk write: its ids would not fit in a notification.
+        perform pg_notify('eagerql_changes', json_build_object('t', tg_table_name)::text);
+        return null;
+    end if;
+    if tg_table_name = 'order_products' then
+        if tg_op = 'DELETE' then
+            select array_agg(distinct order_id) into ids from old_rows;
+        else
+            select array_agg(distinct order_id) into ids from new_rows;
+        end if;
+    elsif tg_op = 'DELETE' then
+        select array_agg(distinct id) into ids from old_rows;
+    else
+        select array_agg(distinct id) into ids from new_rows;
+    end if;
+    payload := json_build_object('t', tg_table_name, 'ids', ids)::text;
+    if octet_length(payload) > 7000 then
+        payload := json_build_object('t', tg_table_name)::text;
+    end if;
+    perform pg_notify('eagerql_changes', payload);
+    return null;
+end;
+$$;
+
+-- A trigger may name a transition table for one event only: three per table.
+do $$
+declare
+    t text;
+begin
+    foreach t in array array['users', 'orders', 'order_items', 'products', 'order_products'] loop
+        execute format(
+            'create trigger %1$s_changes_insert after insert on %1$s referencing new table as new_rows '
+            'for each statement execute function eagerql_notify_changes()', t);
+        execute format(
+            'create trigger %1$s_changes_update after update on %1$s referencing new table as new_rows '
+            'for each statement execute function eagerql_notify_changes()', t);
+        execute format(
+            'create trigger %1$s_changes_delete after delete on %1$s referencing old table as old_rows '
+            'for each statement execute function eagerql_notify_changes()', t);
+    end loop;
+end;
+$$;

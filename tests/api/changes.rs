@@ -1,0 +1,206 @@
+//! The change feed: every committed write to the model's tables reaches it, whoever made it
+//! (a mutation, or on PostgreSQL plain SQL from another connection), as sets of changed rows
+//! by table; a bulk write is a table-wide change, and a lost listening connection is opened
+//! again and reported as "everything may have changed".
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eagerql::db::Backend;
+use eagerql::db::changes::{ChangeSet, Rows};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use crate::helpers::{TestApp, backend, exec, spawn_app};
+
+/// Receives sets until `done` holds for one (or every change so far, merged), failing after
+/// a long bound: a change that never comes fails the test instead of hanging it.
+async fn until(
+    rx: &mut broadcast::Receiver<Arc<ChangeSet>>,
+    what: &str,
+    mut done: impl FnMut(&ChangeSet) -> bool,
+) -> Arc<ChangeSet> {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(set) if done(&set) => return set,
+                Ok(_) => {}
+                Err(e) => panic!("change feed: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no change set with {what}"))
+}
+
+fn has(set: &ChangeSet, table: &str, id: i64) -> bool {
+    match set.tables.get(table) {
+        Some(Rows::All) => true,
+        Some(Rows::Ids(ids)) => ids.contains(&id),
+        None => false,
+    }
+}
+
+/// Plain SQL on a connection of its own, as an operator's `psql` would.
+async fn outside(app: &TestApp, sql: &str) {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(app.database_url())
+        .await
+        .expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+#[tokio::test]
+async fn a_mutation_reaches_the_feed_with_the_rows_it_wrote() {
+    let app = spawn_app().await;
+    app.seed(3, 1, 1, 4).await;
+    let mut rx = app.db.changes().subscribe();
+    let r = app
+        .gql_vars(
+            "mutation($i: CreateOrderInput!) { createOrder(input: $i) { id items { id } } }",
+            json!({ "i": { "userId": "2", "items": [{ "productId": "1", "quantity": 1 }, { "productId": "2", "quantity": 1 }] } }),
+        )
+        .await;
+    let order: i64 = r.data()["createOrder"]["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("order id");
+    let items: BTreeSet<i64> = r.data()["createOrder"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_str().and_then(|s| s.parse().ok()))
+        .collect();
+    let mut seen = ChangeSet::default();
+    until(
+        &mut rx,
+        "the new order, its lines, links and stock",
+        |set| {
+            for (t, rows) in &set.tables {
+                let merged = seen.tables.entry(t).or_insert(Rows::Ids(BTreeSet::new()));
+                match (merged, rows) {
+                    (Rows::Ids(m), Rows::Ids(ids)) => m.extend(ids),
+                    (m, _) => *m = Rows::All,
+                }
+            }
+            has(&seen, "orders", order)
+                && items.iter().all(|i| has(&seen, "order_items", *i))
+                && has(&seen, "order_products", order)
+                && has(&seen, "products", 1)
+                && has(&seen, "products", 2)
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_rolled_back_mutation_sends_nothing() {
+    // No seed, and answers of at most 1,500 bytes: an order with a long answer is written, then
+    // rolled back (its answer is over the cap). Nothing else writes `orders` here.
+    // One connection: the later write commits on the connection the order was written on.
+    let app =
+        crate::helpers::spawn_app_with(&["--max-response-bytes", "1500", "--pool-size", "1"]).await;
+    let mut rx = app.db.changes().subscribe();
+    let money = if backend() == Backend::Postgres {
+        "1.00"
+    } else {
+        "100"
+    };
+    exec(
+        &app,
+        "insert into users (email, username, password_hash) values ('a@example.com', 'a', '!')",
+        vec![],
+    )
+    .await;
+    let product = |sku: &str| {
+        format!(
+            "insert into products (name, sku, price, stock_quantity) values ('{sku}', '{sku}', {money}, 5)"
+        )
+    };
+    exec(&app, &product("p-1"), vec![]).await;
+    let r = app
+        .gql(&format!(
+            "mutation {{ createOrder(input: {{ userId: \"1\", items: [{{ productId: \"1\", quantity: 1 }}] }}) {{ id {} }} }}",
+            (0..25)
+                .map(|i| format!("u{i}: user {{ email username createdAt updatedAt isActive }}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))
+        .await;
+    assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.body);
+    assert_eq!(
+        crate::model::Model::load(&app.db).await.orders.len(),
+        0,
+        "the order was rolled back"
+    );
+    // A later write, in program order after the refused one: every set up to its own was
+    // sent before it or with it.
+    exec(&app, &product("p-2"), vec![]).await;
+    let mut sets = Vec::new();
+    until(&mut rx, "product 2", |set| {
+        sets.push(set.clone());
+        has(set, "products", 2)
+    })
+    .await;
+    for set in sets {
+        assert!(
+            !set.tables.contains_key("orders"),
+            "a rolled-back order was sent: {set:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn postgres_writes_from_outside_bulk_writes_and_a_lost_connection() {
+    if backend() != Backend::Postgres {
+        return;
+    }
+    let app = spawn_app().await;
+    app.seed(3, 1, 1, 600).await;
+    let mut rx = app.db.changes().subscribe();
+    outside(
+        &app,
+        "update products set stock_quantity = stock_quantity + 1 where id in (3, 5)",
+    )
+    .await;
+    until(&mut rx, "products 3 and 5", |set| {
+        has(set, "products", 3) && has(set, "products", 5)
+    })
+    .await;
+    // Over 500 rows: any product may have changed.
+    outside(
+        &app,
+        "update products set stock_quantity = stock_quantity + 1",
+    )
+    .await;
+    until(&mut rx, "every product", |set| {
+        set.tables.get("products") == Some(&Rows::All)
+    })
+    .await;
+    // The listening connection is cut (as by a restart): it is opened again, says that
+    // anything may have changed meanwhile, and hears the next write.
+    outside(
+        &app,
+        "select pg_terminate_backend(pid) from pg_stat_activity \
+         where datname = current_database() and query like 'LISTEN%'",
+    )
+    .await;
+    until(&mut rx, "everything, after the reconnection", |set| {
+        set.everything
+    })
+    .await;
+    let connects = || {
+        app.db
+            .changes()
+            .counts()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(connects() >= 2, "reconnected: {}", connects());
+    outside(&app, "update users set bio = 'after' where id = 2").await;
+    until(&mut rx, "user 2", |set| has(set, "users", 2)).await;
+}
