@@ -115,6 +115,10 @@ pub struct Changes {
     overflow: Arc<AtomicBool>,
     out: broadcast::Sender<Arc<ChangeSet>>,
     counts: Arc<Counts>,
+    /// The tables this instance follows (PostgreSQL sends nothing for the others).
+    followed: Arc<std::sync::Mutex<BTreeSet<&'static str>>>,
+    /// This instance, in `change_followers`.
+    instance: Arc<str>,
 }
 
 /// What the feed has seen, for `/metrics`.
@@ -134,11 +138,16 @@ impl Changes {
     pub fn new(window: Duration) -> Changes {
         let (raw, rx) = mpsc::channel(QUEUE);
         let (out, _) = broadcast::channel(256);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let changes = Changes {
             raw,
             overflow: Arc::new(AtomicBool::new(false)),
             out,
             counts: Arc::new(Counts::default()),
+            followed: Arc::default(),
+            instance: format!("{}-{nanos:x}", std::process::id()).into(),
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(coalesce(rx, window, changes.weak()));
@@ -155,6 +164,18 @@ impl Changes {
     /// The feed's counters.
     pub fn counts(&self) -> &Counts {
         &self.counts
+    }
+
+    /// Adds `tables` to those this instance follows; the tables it follows now.
+    pub(crate) fn add_followed(&self, tables: &[&'static str]) -> Vec<&'static str> {
+        let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        followed.extend(tables);
+        followed.iter().copied().collect()
+    }
+
+    fn followed(&self) -> Vec<String> {
+        let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        followed.iter().map(|t| (*t).to_owned()).collect()
     }
 
     /// Queues a raw change; when the queue is full the next set says "everything".
@@ -232,8 +253,18 @@ pub(crate) async fn listen(pool: sqlx::PgPool, changes: Changes) {
         backoff = Duration::from_millis(100);
         changes.counts.connects.fetch_add(1, Ordering::Relaxed);
         changes.send(Raw::Everything);
+        let mut renew = tokio::time::interval(RENEW_EVERY);
         loop {
-            match listener.try_recv().await {
+            let received = tokio::select! {
+                r = listener.try_recv() => r,
+                _ = renew.tick() => {
+                    if let Err(e) = renew_followed(&mut listener, &changes).await {
+                        tracing::warn!(error = %e, "change feed: cannot renew the followed tables");
+                    }
+                    continue;
+                }
+            };
+            match received {
                 Ok(Some(n)) => match parse(n.payload()) {
                     Some(raw) => changes.send(raw),
                     None => tracing::warn!(payload = n.payload(), "change feed: unknown payload"),
@@ -249,6 +280,39 @@ pub(crate) async fn listen(pool: sqlx::PgPool, changes: Changes) {
             }
         }
     }
+}
+
+/// How often an instance renews the tables it follows; each renewal holds for [`FOLLOW_FOR`].
+const RENEW_EVERY: Duration = Duration::from_secs(20);
+/// How long a renewal of a followed table holds (an instance that stops is forgotten then).
+pub(crate) const FOLLOW_FOR: &str = "60 seconds";
+
+/// Writes that this instance follows its tables for [`FOLLOW_FOR`] more.
+pub(crate) async fn register<'e, E>(db: E, changes: &Changes) -> Result<(), sqlx::Error>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let tables = changes.followed();
+    if tables.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "insert into change_followers (table_name, instance, until) \
+         select t, $1, now() + interval '{FOLLOW_FOR}' from unnest($2::text[]) t \
+         on conflict (table_name, instance) do update set until = excluded.until"
+    )))
+    .bind(&*changes.instance)
+    .bind(tables)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+async fn renew_followed(
+    listener: &mut sqlx::postgres::PgListener,
+    changes: &Changes,
+) -> Result<(), sqlx::Error> {
+    register(listener, changes).await
 }
 
 /// The hooks of one SQLite connection: rows written by its open transaction, sent when it

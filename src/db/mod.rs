@@ -425,6 +425,18 @@ impl Db {
         }
     }
 
+    /// Follows `tables`: from now on, while this instance runs, PostgreSQL announces every
+    /// committed write to them to the change feed (writes to tables no instance follows pay
+    /// for no notification). On SQLite the server's own writes always reach the feed.
+    pub async fn follow(&self, tables: &[&'static str]) -> Result<(), sqlx::Error> {
+        let changes = self.changes();
+        changes.add_followed(tables);
+        match self {
+            Db::Postgres(pg) => changes::register(&pg.pool, changes).await,
+            Db::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// The backend this pool talks to.
     pub fn backend(&self) -> Backend {
         match self {

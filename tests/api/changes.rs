@@ -1,14 +1,15 @@
 //! The change feed: every committed write to the model's tables reaches it, whoever made it
 //! (a mutation, or on PostgreSQL plain SQL from another connection), as sets of changed rows
-//! by table; a bulk write is a table-wide change, and a lost listening connection is opened
-//! again and reported as "everything may have changed".
+//! by table; a bulk write is a table-wide change, a lost listening connection is opened again
+//! and reported as "everything may have changed", and on PostgreSQL only the tables some
+//! instance follows are announced.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use eagerql::db::Backend;
-use eagerql::db::changes::{ChangeSet, Rows};
+use eagerql::db::changes::{ChangeSet, Rows, TABLES};
 use serde_json::json;
 use tokio::sync::broadcast;
 
@@ -59,6 +60,7 @@ async fn a_mutation_reaches_the_feed_with_the_rows_it_wrote() {
     let app = spawn_app().await;
     app.seed(3, 1, 1, 4).await;
     let mut rx = app.db.changes().subscribe();
+    app.db.follow(&TABLES).await.expect("follow");
     let r = app
         .gql_vars(
             "mutation($i: CreateOrderInput!) { createOrder(input: $i) { id items { id } } }",
@@ -105,6 +107,7 @@ async fn a_rolled_back_mutation_sends_nothing() {
     let app =
         crate::helpers::spawn_app_with(&["--max-response-bytes", "1500", "--pool-size", "1"]).await;
     let mut rx = app.db.changes().subscribe();
+    app.db.follow(&TABLES).await.expect("follow");
     let money = if backend() == Backend::Postgres {
         "1.00"
     } else {
@@ -162,6 +165,7 @@ async fn postgres_writes_from_outside_bulk_writes_and_a_lost_connection() {
     let app = spawn_app().await;
     app.seed(3, 1, 1, 600).await;
     let mut rx = app.db.changes().subscribe();
+    app.db.follow(&TABLES).await.expect("follow");
     outside(
         &app,
         "update products set stock_quantity = stock_quantity + 1 where id in (3, 5)",
@@ -203,4 +207,39 @@ async fn postgres_writes_from_outside_bulk_writes_and_a_lost_connection() {
     assert!(connects() >= 2, "reconnected: {}", connects());
     outside(&app, "update users set bio = 'after' where id = 2").await;
     until(&mut rx, "user 2", |set| has(set, "users", 2)).await;
+}
+
+#[tokio::test]
+async fn postgres_announces_only_the_tables_some_instance_follows() {
+    if backend() != Backend::Postgres {
+        return;
+    }
+    let app = spawn_app().await;
+    app.seed(2, 1, 1, 3).await;
+    let mut rx = app.db.changes().subscribe();
+    app.db.follow(&["users"]).await.expect("follow");
+    // Products are followed by no instance: the write pays for no notification.
+    outside(
+        &app,
+        "update products set stock_quantity = stock_quantity + 1 where id = 1",
+    )
+    .await;
+    outside(&app, "update users set bio = 'marker' where id = 2").await;
+    let mut sets = Vec::new();
+    until(&mut rx, "user 2", |set| {
+        sets.push(set.clone());
+        has(set, "users", 2)
+    })
+    .await;
+    for set in sets {
+        assert!(!set.tables.contains_key("products"), "{set:?}");
+    }
+    // Once followed (by this instance, or another on the same database), they are told.
+    app.db.follow(&["products"]).await.expect("follow");
+    outside(
+        &app,
+        "update products set stock_quantity = stock_quantity + 1 where id = 1",
+    )
+    .await;
+    until(&mut rx, "product 1", |set| has(set, "products", 1)).await;
 }

@@ -1,11 +1,21 @@
--- Every committed write to the model's tables is announced on the channel `eagerql_changes`,
--- whoever made it (this server, another instance, or plain SQL from outside): one
+-- Every committed write to a followed table of the model is announced on the channel
+-- `eagerql_changes`, whoever made it (this server, another instance, or plain SQL): one
 -- notification per statement, sent at commit (PostgreSQL delivers notifications only when the
 -- transaction commits, and folds identical ones of a transaction into one).
 --
 -- Payload: `{"t":"<table>","ids":[...]}` with the ids of the rows the statement wrote
 -- (`order_id` for order_products), or `{"t":"<table>"}` for a bulk write (over 500 rows, or
 -- ids that would not fit in a notification): any row of the table may have changed.
+
+-- Which tables some instance follows (its live queries read them), until when: a write to a
+-- table nobody follows sends nothing (a notification serializes commits on a global lock, so
+-- writes pay for it only while someone listens). Instances renew their rows while they run.
+create table change_followers (
+    table_name text        not null,
+    instance   text        not null,
+    until      timestamptz not null,
+    primary key (table_name, instance)
+);
 
 create function eagerql_notify_changes() returns trigger
 language plpgsql as $$
@@ -14,6 +24,11 @@ declare
     n bigint;
     payload text;
 begin
+    if not exists (
+        select 1 from change_followers where table_name = tg_table_name and until > now()
+    ) then
+        return null;
+    end if;
     if tg_op = 'DELETE' then
         select count(*) into n from old_rows;
     else
