@@ -233,38 +233,23 @@ async fn coalesce(mut rx: mpsc::Receiver<Raw>, window: Duration, outlet: Outlet)
 /// "everything" each time it is (re)opened.
 pub(crate) async fn listen(pool: sqlx::PgPool, changes: Changes) {
     let mut backoff = Duration::from_millis(100);
-    while !changes.raw.is_closed() {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+    while !pool.is_closed() {
+        let mut listener = match open(&pool, &changes).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "change feed: cannot connect to listen; retrying");
+                tracing::warn!(error = %e, "change feed: cannot listen; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
         };
-        listener.eager_reconnect(false);
-        if let Err(e) = listener.listen(CHANNEL).await {
-            tracing::warn!(error = %e, "change feed: LISTEN failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-            continue;
-        }
-        backoff = Duration::from_millis(100);
         changes.counts.connects.fetch_add(1, Ordering::Relaxed);
+        // Listening, and registered as a follower: from here on nothing committed is missed,
+        // and what happened before is unknown.
         changes.send(Raw::Everything);
-        let mut renew = tokio::time::interval(RENEW_EVERY);
+        let since = std::time::Instant::now();
         loop {
-            let received = tokio::select! {
-                r = listener.try_recv() => r,
-                _ = renew.tick() => {
-                    if let Err(e) = renew_followed(&mut listener, &changes).await {
-                        tracing::warn!(error = %e, "change feed: cannot renew the followed tables");
-                    }
-                    continue;
-                }
-            };
-            match received {
+            match listener.try_recv().await {
                 Ok(Some(n)) => match parse(n.payload()) {
                     Some(raw) => changes.send(raw),
                     None => tracing::warn!(payload = n.payload(), "change feed: unknown payload"),
@@ -279,7 +264,28 @@ pub(crate) async fn listen(pool: sqlx::PgPool, changes: Changes) {
                 }
             }
         }
+        // A connection that stayed up starts the backoff afresh; one dropped at once (a
+        // proxy, a loop of terminations) keeps backing off.
+        if since.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+        } else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
     }
+}
+
+/// A listening connection: LISTEN, then this instance's followed tables registered again (they
+/// may have lapsed while the database was away).
+async fn open(
+    pool: &sqlx::PgPool,
+    changes: &Changes,
+) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.eager_reconnect(false);
+    listener.listen(CHANNEL).await?;
+    register(&mut listener, changes).await?;
+    Ok(listener)
 }
 
 /// How often an instance renews the tables it follows; each renewal holds for [`FOLLOW_FOR`].
@@ -296,8 +302,10 @@ where
     if tables.is_empty() {
         return Ok(());
     }
+    // Rows of instances gone for a while are removed on the way.
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "insert into change_followers (table_name, instance, until) \
+        "with gone as (delete from change_followers where until < now() - interval '1 hour') \
+         insert into change_followers (table_name, instance, until) \
          select t, $1, now() + interval '{FOLLOW_FOR}' from unnest($2::text[]) t \
          on conflict (table_name, instance) do update set until = excluded.until"
     )))
@@ -308,12 +316,64 @@ where
     .map(|_| ())
 }
 
-async fn renew_followed(
-    listener: &mut sqlx::postgres::PgListener,
-    changes: &Changes,
-) -> Result<(), sqlx::Error> {
-    register(listener, changes).await
+/// Renews the tables this instance follows every [`RENEW_EVERY`] through `pool` (not the
+/// listening connection, whose reads are never interrupted), until the pool is closed.
+pub(crate) async fn renew(pool: sqlx::PgPool, changes: Changes) {
+    let mut tick = tokio::time::interval(RENEW_EVERY);
+    let mut renewed = std::time::Instant::now();
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        match tokio::time::timeout(RENEW_EVERY / 2, register(&pool, &changes)).await {
+            Ok(Ok(())) => {
+                // Past FOLLOW_FOR without a renewal, writes may have gone unannounced.
+                if renewed.elapsed() > FOLLOW_LAPSES_AFTER {
+                    changes.send(Raw::Everything);
+                }
+                renewed = std::time::Instant::now();
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "change feed: cannot renew the followed tables")
+            }
+            Err(_) => tracing::warn!("change feed: renewing the followed tables timed out"),
+        }
+    }
 }
+
+/// Waits (up to 10 s) until the writing transactions of this database that began before now
+/// have ended: they checked `change_followers` before this instance's rows were there, so
+/// their writes are not announced, and a read made after this returns sees them.
+pub(crate) async fn settle(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("select clock_timestamp()")
+        .fetch_one(pool)
+        .await?;
+    loop {
+        let running: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity where datname = current_database() \
+             and pid <> pg_backend_pid() and backend_xid is not null and xact_start < $1",
+        )
+        .bind(before)
+        .fetch_one(pool)
+        .await?;
+        if running == 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                running,
+                "change feed: writes begun before following a table are still running"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`FOLLOW_FOR`], less a margin.
+const FOLLOW_LAPSES_AFTER: Duration = Duration::from_secs(50);
 
 /// The hooks of one SQLite connection: rows written by its open transaction, sent when it
 /// commits and forgotten when it rolls back.

@@ -143,6 +143,8 @@ pub struct Pg {
     begin: Arc<Begin>,
     replicas: Arc<replicas::Replicas>,
     changes: changes::Changes,
+    /// The change feed's listening connection (closed with the pool).
+    listen_pool: Option<PgPool>,
 }
 
 #[derive(Debug)]
@@ -354,21 +356,27 @@ impl Db {
                     None
                 }
             };
-            if let Some(listen_url) = listen_url {
+            let listen_pool = if let Some(listen_url) = listen_url {
                 let listen_cfg = PoolConfig {
                     max_connections: 1,
                     pooler: Pooler::None,
                     statement_timeout: None,
                     ..cfg.clone()
                 };
-                let pool = pg_pool(listen_url, &listen_cfg, cfg.acquire_timeout, true).await?;
-                tokio::spawn(changes::listen(pool, changes.clone()));
-            }
+                let listen_pool =
+                    pg_pool(listen_url, &listen_cfg, cfg.acquire_timeout, true).await?;
+                tokio::spawn(changes::listen(listen_pool.clone(), changes.clone()));
+                Some(listen_pool)
+            } else {
+                None
+            };
+            tokio::spawn(changes::renew(pool.clone(), changes.clone()));
             Ok(Db::Postgres(Pg {
                 pool,
                 begin: Arc::new(Begin::new(cfg.pooler, cfg.statement_timeout)),
                 replicas,
                 changes,
+                listen_pool,
             }))
         } else {
             if !cfg.replica_urls.is_empty() {
@@ -432,7 +440,10 @@ impl Db {
         let changes = self.changes();
         changes.add_followed(tables);
         match self {
-            Db::Postgres(pg) => changes::register(&pg.pool, changes).await,
+            Db::Postgres(pg) => {
+                changes::register(&pg.pool, changes).await?;
+                changes::settle(&pg.pool).await
+            }
             Db::Sqlite(_) => Ok(()),
         }
     }
@@ -482,6 +493,9 @@ impl Db {
         match self {
             Db::Postgres(pg) => {
                 pg.replicas.close().await;
+                if let Some(listen) = &pg.listen_pool {
+                    listen.close().await;
+                }
                 pg.pool.close().await;
             }
             Db::Sqlite(pool) => pool.close().await,

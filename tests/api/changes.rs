@@ -207,6 +207,56 @@ async fn postgres_writes_from_outside_bulk_writes_and_a_lost_connection() {
     assert!(connects() >= 2, "reconnected: {}", connects());
     outside(&app, "update users set bio = 'after' where id = 2").await;
     until(&mut rx, "user 2", |set| has(set, "users", 2)).await;
+    // TRUNCATE names no row: any row of the table.
+    outside(&app, "truncate order_products").await;
+    until(&mut rx, "every link", |set| {
+        set.tables.get("order_products") == Some(&Rows::All)
+    })
+    .await;
+}
+
+/// A write already running when a table is followed checked the followers before: it is not
+/// announced, so following waits until it has ended, and a read made after it sees the write.
+#[tokio::test]
+async fn postgres_following_waits_for_writes_begun_before_it() {
+    if backend() != Backend::Postgres {
+        return;
+    }
+    let app = spawn_app().await;
+    app.seed(2, 1, 1, 2).await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(app.database_url())
+        .await
+        .expect("connect");
+    sqlx::raw_sql("begin; update products set stock_quantity = 77 where id = 1")
+        .execute(&mut conn)
+        .await
+        .expect("a write, not committed");
+    let committed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let db = app.db.clone();
+    let seen = committed.clone();
+    // Whether the write had committed when following returned.
+    let follow = tokio::spawn(async move {
+        let r = db.follow(&["products"]).await;
+        (r, seen.load(std::sync::atomic::Ordering::SeqCst))
+    });
+    // Hold the transaction open a moment, then commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    committed.store(true, std::sync::atomic::Ordering::SeqCst);
+    sqlx::raw_sql("commit")
+        .execute(&mut conn)
+        .await
+        .expect("commit");
+    let (r, after_commit) = follow.await.expect("joined");
+    r.expect("follow");
+    assert!(
+        after_commit,
+        "following returned while an earlier write was still running"
+    );
+    let model = crate::model::Model::load(&app.db).await;
+    assert_eq!(
+        model.products[0].stock_quantity, 77,
+        "the write is seen after following"
+    );
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 -- transaction commits, and folds identical ones of a transaction into one).
 --
 -- Payload: `{"t":"<table>","ids":[...]}` with the ids of the rows the statement wrote
--- (`order_id` for order_products), or `{"t":"<table>"}` for a bulk write (over 500 rows, or
--- ids that would not fit in a notification): any row of the table may have changed.
+-- (`order_id` for order_products; an update names the rows before and after it), or
+-- `{"t":"<table>"}` for a bulk write (over 500 rows, ids that would not fit in a
+-- notification, or a TRUNCATE): any row of the table may have changed.
 
 -- Which tables some instance follows (its live queries read them), until when: a write to a
 -- table nobody follows sends nothing (a notification serializes commits on a global lock, so
@@ -17,8 +18,10 @@ create table change_followers (
     primary key (table_name, instance)
 );
 
+-- Security definer, with the search path of the migration: a role that writes the tables
+-- need not read change_followers, and its own search path changes nothing.
 create function eagerql_notify_changes() returns trigger
-language plpgsql as $$
+language plpgsql security definer set search_path from current as $$
 declare
     ids bigint[];
     n bigint;
@@ -27,6 +30,10 @@ begin
     if not exists (
         select 1 from change_followers where table_name = tg_table_name and until > now()
     ) then
+        return null;
+    end if;
+    if tg_op = 'TRUNCATE' then
+        perform pg_notify('eagerql_changes', json_build_object('t', tg_table_name)::text);
         return null;
     end if;
     if tg_op = 'DELETE' then
@@ -42,16 +49,23 @@ begin
         perform pg_notify('eagerql_changes', json_build_object('t', tg_table_name)::text);
         return null;
     end if;
+    -- The rows' keys (an update names the rows before and after it).
     if tg_table_name = 'order_products' then
         if tg_op = 'DELETE' then
             select array_agg(distinct order_id) into ids from old_rows;
-        else
+        elsif tg_op = 'INSERT' then
             select array_agg(distinct order_id) into ids from new_rows;
+        else
+            select array_agg(distinct k) into ids
+            from (select order_id as k from new_rows union select order_id from old_rows) u;
         end if;
     elsif tg_op = 'DELETE' then
         select array_agg(distinct id) into ids from old_rows;
-    else
+    elsif tg_op = 'INSERT' then
         select array_agg(distinct id) into ids from new_rows;
+    else
+        select array_agg(distinct k) into ids
+        from (select id as k from new_rows union select id from old_rows) u;
     end if;
     payload := json_build_object('t', tg_table_name, 'ids', ids)::text;
     if octet_length(payload) > 7000 then
@@ -62,7 +76,8 @@ begin
 end;
 $$;
 
--- A trigger may name a transition table for one event only: three per table.
+-- A trigger names transition tables for one event only: one per event and table, and one for
+-- TRUNCATE (which has none: any row).
 do $$
 declare
     t text;
@@ -72,10 +87,14 @@ begin
             'create trigger %1$s_changes_insert after insert on %1$s referencing new table as new_rows '
             'for each statement execute function eagerql_notify_changes()', t);
         execute format(
-            'create trigger %1$s_changes_update after update on %1$s referencing new table as new_rows '
+            'create trigger %1$s_changes_update after update on %1$s '
+            'referencing old table as old_rows new table as new_rows '
             'for each statement execute function eagerql_notify_changes()', t);
         execute format(
             'create trigger %1$s_changes_delete after delete on %1$s referencing old table as old_rows '
+            'for each statement execute function eagerql_notify_changes()', t);
+        execute format(
+            'create trigger %1$s_changes_truncate after truncate on %1$s '
             'for each statement execute function eagerql_notify_changes()', t);
     end loop;
 end;
