@@ -428,21 +428,24 @@ async fn refusals_come_in_the_media_type_accept_asks_for() {
     assert_eq!((s, ct.as_str()), (404, "application/json; charset=utf-8"));
 }
 
-/// Until subscriptions exist, a WebSocket upgrade or an event-stream request is told so.
+/// Until subscriptions exist, an event-stream request is told so; a WebSocket upgrade is a GET
+/// (`websocket.rs` speaks graphql-transport-ws over a real socket): one sent with POST is told
+/// how to open one.
 #[tokio::test]
-async fn streaming_requests_are_told_subscriptions_are_not_served() {
+async fn streaming_requests_are_told_what_is_served() {
     let app = spawn_app().await;
-    let upgrade = Request::get("/graphql")
+    let upgrade = Request::post("/graphql")
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-protocol", "graphql-transport-ws")
-        .body(Body::empty())
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"query":"{ __typename }"}"#))
         .expect("request");
     let (s, _, text, body) = send(&app, upgrade).await;
     assert_eq!(s, 400, "{text}");
     let message = body["errors"][0]["message"].as_str().unwrap_or("");
     assert!(
-        message.contains("subscriptions") && message.contains("WebSocket"),
+        message.contains("GET") && message.contains("graphql-transport-ws"),
         "{text}"
     );
     let sse = post(Q, Some("application/json"), Some("text/event-stream"));

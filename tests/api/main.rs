@@ -38,3 +38,4 @@ mod sessions;
 mod statement_counts;
 mod traces;
 mod trusted;
+mod websocket;

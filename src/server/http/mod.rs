@@ -31,6 +31,7 @@ use crate::model::Viewer;
 use crate::server::state::AppState;
 
 mod headers;
+mod socket;
 
 pub use headers::REQUEST_ID;
 
@@ -54,7 +55,7 @@ pub fn router(state: AppState) -> Router {
         public
     };
     let routes = public
-        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql", get(graphql_get_or_socket).post(graphql_post))
         .route("/", get(graphiql_page))
         .route("/graphiql/{file}", get(graphiql_asset))
         .route("/healthz", get(healthz))
@@ -344,8 +345,8 @@ fn streaming_refusal(headers: &HeaderMap) -> Option<HttpResponse> {
         return Some(error_response(
             StatusCode::BAD_REQUEST,
             "BAD_REQUEST",
-            "this server does not serve subscriptions: /graphql accepts no WebSocket \
-             (graphql-transport-ws) connections; send queries and mutations as HTTP POST or GET",
+            "a WebSocket to /graphql is opened with GET and the graphql-transport-ws \
+             subprotocol",
         ));
     }
     if asks(header::ACCEPT, "text/event-stream") && !asks(header::ACCEPT, "json") {
@@ -414,6 +415,30 @@ async fn graphql_post(
         // several times on its way to the connection's task.
         Ok(params) => Box::pin(execute(state, client, headers, media, params, Method::Post)).await,
         Err(message) => bad_request(&message),
+    }
+}
+
+/// `GET /graphql`: a WebSocket upgrade (GraphQL over WebSocket, [`socket`]), or a query in
+/// the query string.
+async fn graphql_get_or_socket(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    req: axum::extract::Request,
+) -> HttpResponse {
+    let upgrade = req.headers().get_all(header::UPGRADE).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+    });
+    if !upgrade {
+        return axum::handler::Handler::call(graphql_get, req, state).await;
+    }
+    let (mut parts, _) = req.into_parts();
+    match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(ws) => socket::upgrade(ws, state, client.0),
+        Err(rejection) => {
+            let status = rejection.status();
+            error_response(status, "BAD_REQUEST", &rejection.body_text())
+        }
     }
 }
 

@@ -1,0 +1,227 @@
+//! GraphQL over WebSocket on `/graphql`: the `graphql-transport-ws` subprotocol (Apollo
+//! Client's `GraphQLWsLink`, urql, GraphiQL), driven by the protocol's state machine
+//! ([`crate::server::ws`]). Queries and mutations are single-result operations: each runs
+//! through the same pipeline as an HTTP request ([`handler::handle`]), under the viewer of the
+//! access token given in `connection_init`'s payload (`{"Authorization": "Bearer ..."}`,
+//! checked again for each operation: an expired token closes the socket with 4403), and is
+//! answered with `next` and `complete`, or with `error` when it could not run. Operations of
+//! one connection run side by side, at most [`MAX_OPERATIONS`] at a time; a client that sends
+//! no `connection_init` within [`INIT_TIMEOUT`] is closed with 4408.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value as Json, json};
+use tokio::sync::mpsc;
+
+use super::authenticate;
+use crate::graphql::handler::{self, DebugAsks, Incoming, Outcome, Params};
+use crate::server::state::AppState;
+use crate::server::ws::{self as protocol, Closing, Connection, Step};
+
+/// How long a new socket may take to send `connection_init`.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Operations one connection may run at a time.
+pub const MAX_OPERATIONS: usize = 100;
+/// Messages waiting to be written to one socket; a client that does not read stops its own
+/// operations, never the server.
+const QUEUE: usize = 64;
+
+/// Accepts a WebSocket upgrade that offers the `graphql-transport-ws` subprotocol.
+pub(super) fn upgrade(ws: WebSocketUpgrade, state: AppState, client: Option<IpAddr>) -> Response {
+    let ws = ws.protocols([protocol::SUBPROTOCOL]);
+    if ws.selected_protocol().is_none() {
+        return super::error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "a WebSocket to /graphql speaks the graphql-transport-ws subprotocol: offer it in \
+             Sec-WebSocket-Protocol",
+        );
+    }
+    // A message is bounded like a request body (EAGERQL_MAX_BODY_BYTES).
+    let most = state.config.limits.max_body_bytes;
+    ws.max_message_size(most)
+        .max_frame_size(most)
+        .on_upgrade(move |socket| serve(socket, state, client))
+}
+
+/// What an operation's task hands to the socket's writer.
+enum Out {
+    /// A message to send.
+    Text(String),
+    /// Operation `id` is over (its id is free again).
+    Done(String),
+}
+
+async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(QUEUE);
+    let mut conn = Connection::new(MAX_OPERATIONS);
+    let mut auth = HeaderMap::new();
+    let mut running: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
+    let init = tokio::time::sleep(INIT_TIMEOUT);
+    tokio::pin!(init);
+    let closing = loop {
+        let text = tokio::select! {
+            () = &mut init, if !conn.acknowledged() => break Some(Closing::init_timeout()),
+            out = out_rx.recv() => {
+                match out {
+                    Some(Out::Text(t)) => {
+                        if sink.send(Message::Text(t.into())).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(Out::Done(id)) => {
+                        conn.finished(&id);
+                        running.remove(&id);
+                    }
+                    None => break None,
+                }
+                continue;
+            }
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Binary(_))) => {
+                    break Some(Closing::bad_request("Invalid message: a binary frame"))
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                // WebSocket pings and pongs are answered by the WebSocket layer.
+                Some(Ok(_)) => continue,
+            },
+        };
+        let step = match conn.receive(text.as_str()) {
+            Ok(step) => step,
+            Err(c) => break Some(c),
+        };
+        let reply = match step {
+            Step::Init(payload) => {
+                let headers = init_headers(payload.as_ref());
+                if let Err(message) = authenticate(&state, &headers) {
+                    break Some(Closing::forbidden(format!("Forbidden: {message}")));
+                }
+                auth = headers;
+                conn.acknowledge();
+                protocol::ack()
+            }
+            Step::Ping(payload) => protocol::pong(payload.as_ref()),
+            Step::Nothing => continue,
+            Step::Refuse { id } => protocol::error(
+                &id,
+                &json!([{
+                    "message": format!("at most {MAX_OPERATIONS} operations run at a time on one connection"),
+                    "extensions": { "code": "LIMIT_EXCEEDED" },
+                }]),
+            ),
+            Step::Stop { id } => {
+                if let Some(task) = running.remove(&id) {
+                    task.abort();
+                }
+                continue;
+            }
+            Step::Subscribe { id, operation } => {
+                // The token is checked again: one that has expired ends the connection.
+                let viewer = match authenticate(&state, &auth) {
+                    Ok(v) => v,
+                    Err(message) => {
+                        break Some(Closing::forbidden(format!("Forbidden: {message}")));
+                    }
+                };
+                let params = Params {
+                    query: operation.query,
+                    document_id: None,
+                    operation_name: operation.operation_name,
+                    variables: object(operation.variables),
+                    extensions: object(operation.extensions),
+                };
+                let task = tokio::spawn(run(
+                    state.clone(),
+                    Incoming {
+                        viewer,
+                        client,
+                        params,
+                        asks: DebugAsks::default(),
+                        queries_only: false,
+                        request_error_status: StatusCode::OK,
+                        started: Instant::now(),
+                    },
+                    id.clone(),
+                    out_tx.clone(),
+                ));
+                running.insert(id, task.abort_handle());
+                continue;
+            }
+        };
+        if sink.send(Message::Text(reply.into())).await.is_err() {
+            break None;
+        }
+    };
+    for task in running.values() {
+        task.abort();
+    }
+    if let Some(c) = closing {
+        let frame = CloseFrame {
+            code: c.code,
+            reason: c.reason.into(),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+}
+
+/// Runs one operation and hands its messages to the socket's writer.
+async fn run(state: AppState, incoming: Incoming, id: String, out: mpsc::Sender<Out>) {
+    let messages = match handler::handle(&state, incoming).await {
+        Outcome::Answered(answer) => {
+            let body: Json = serde_json::from_slice(&answer.body).unwrap_or(Json::Null);
+            if body.get("data").is_some() {
+                let next = String::from_utf8(protocol::next(&id, &answer.body))
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                vec![next, protocol::complete(&id)]
+            } else {
+                // Request errors: the operation did not run.
+                vec![protocol::error(&id, &body["errors"])]
+            }
+        }
+        Outcome::Document(e) => vec![protocol::error(
+            &id,
+            &json!([{ "message": e.message(), "extensions": { "code": e.code() } }]),
+        )],
+        // Not asked for: every operation may run on a socket.
+        Outcome::QueriesOnly => vec![protocol::error(
+            &id,
+            &json!([{ "message": "this operation may not run here", "extensions": { "code": "BAD_REQUEST" } }]),
+        )],
+    };
+    for m in messages {
+        if out.send(Out::Text(m)).await.is_err() {
+            return;
+        }
+    }
+    let _ = out.send(Out::Done(id)).await;
+}
+
+/// `connection_init`'s payload as the headers the access token is read from (its
+/// `Authorization` entry, in any letter case).
+fn init_headers(payload: Option<&Map<String, Json>>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let value = payload.and_then(|p| {
+        p.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, v)| v.as_str())
+    });
+    if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(header::AUTHORIZATION, v);
+    }
+    headers
+}
+
+fn object(v: Option<Json>) -> Option<Map<String, Json>> {
+    match v {
+        Some(Json::Object(m)) => Some(m),
+        _ => None,
+    }
+}
