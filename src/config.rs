@@ -279,6 +279,11 @@ pub struct LimitsConfig {
     /// Seconds before a request is cut off with 503.
     #[arg(long, env = "EAGERQL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+
+    /// Most WebSocket connections open at once on this instance; one more upgrade is refused
+    /// with 503.
+    #[arg(long, env = "EAGERQL_WS_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub ws_max_connections: usize,
 }
 
 /// How queries are planned and run.

@@ -40,6 +40,8 @@ pub struct AppState {
     pub db: Db,
     /// The configuration.
     pub config: Arc<ServeConfig>,
+    /// WebSocket connections open now, at most `EAGERQL_WS_MAX_CONNECTIONS`.
+    pub sockets: Arc<tokio::sync::Semaphore>,
     /// Called after every statement of every request (tests and diagnostics; `None` in
     /// production).
     pub statement_hook: Option<StatementHook>,
@@ -79,6 +81,12 @@ impl AppState {
             metrics,
             trusted: Arc::new(trusted),
             db,
+            sockets: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .limits
+                    .ws_max_connections
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             config: Arc::new(config),
             statement_hook: None,
         })

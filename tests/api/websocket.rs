@@ -245,3 +245,36 @@ async fn a_message_over_the_body_limit_ends_the_socket() {
     .await;
     assert_eq!(receive(&mut other).await["type"], "next");
 }
+
+/// An instance holds at most EAGERQL_WS_MAX_CONNECTIONS sockets: one more upgrade is a 503,
+/// and a closed socket frees its place.
+#[tokio::test]
+async fn sockets_per_instance_are_bounded() {
+    let app = crate::helpers::spawn_app_with(&["--ws-max-connections", "1"]).await;
+    let addr = serve(&app).await;
+    let mut first = acknowledged(addr, &app.token).await;
+    let mut req = format!("ws://{addr}/graphql")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    match tokio_tungstenite::connect_async(req.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 503);
+        }
+        other => panic!("a second socket: {:?}", other.map(|_| ())),
+    }
+    first.close(None).await.expect("close");
+    // The place is freed once the server has seen the close: poll for it.
+    let mut again = None;
+    for _ in 0..200 {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(req.clone()).await {
+            again = Some(socket);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(again.is_some(), "a socket after the first closed");
+}

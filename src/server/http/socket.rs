@@ -43,11 +43,22 @@ pub(super) fn upgrade(ws: WebSocketUpgrade, state: AppState, client: Option<IpAd
              Sec-WebSocket-Protocol",
         );
     }
+    let Ok(open) = state.sockets.clone().try_acquire_owned() else {
+        return super::error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "too many WebSocket connections are open on this server \
+             (EAGERQL_WS_MAX_CONNECTIONS); try again later",
+        );
+    };
     // A message is bounded like a request body (EAGERQL_MAX_BODY_BYTES).
     let most = state.config.limits.max_body_bytes;
     ws.max_message_size(most)
         .max_frame_size(most)
-        .on_upgrade(move |socket| serve(socket, state, client))
+        .on_upgrade(move |socket| async move {
+            serve(socket, state, client).await;
+            drop(open);
+        })
 }
 
 /// What an operation's task hands to the socket's writer.
