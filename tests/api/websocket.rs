@@ -32,7 +32,8 @@ async fn serve(app: &TestApp) -> SocketAddr {
     addr
 }
 
-async fn connect(addr: SocketAddr) -> Socket {
+/// The upgrade request of a graphql-ws client.
+fn upgrade_request(addr: SocketAddr) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     let mut req = format!("ws://{addr}/graphql")
         .into_client_request()
         .expect("request");
@@ -40,7 +41,11 @@ async fn connect(addr: SocketAddr) -> Socket {
         "sec-websocket-protocol",
         "graphql-transport-ws".parse().expect("header"),
     );
-    let (socket, resp) = tokio_tungstenite::connect_async(req)
+    req
+}
+
+async fn connect(addr: SocketAddr) -> Socket {
+    let (socket, resp) = tokio_tungstenite::connect_async(upgrade_request(addr))
         .await
         .expect("the upgrade is accepted");
     assert_eq!(
@@ -253,13 +258,7 @@ async fn sockets_per_instance_are_bounded() {
     let app = crate::helpers::spawn_app_with(&["--ws-max-connections", "1"]).await;
     let addr = serve(&app).await;
     let mut first = acknowledged(addr, &app.token).await;
-    let mut req = format!("ws://{addr}/graphql")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
+    let req = upgrade_request(addr);
     match tokio_tungstenite::connect_async(req.clone()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status(), 503);
