@@ -166,11 +166,10 @@ impl Changes {
         &self.counts
     }
 
-    /// Adds `tables` to those this instance follows; the tables it follows now.
-    pub(crate) fn add_followed(&self, tables: &[&'static str]) -> Vec<&'static str> {
+    /// Adds `tables` to those this instance follows.
+    pub(crate) fn add_followed(&self, tables: &[&'static str]) {
         let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
         followed.extend(tables);
-        followed.iter().copied().collect()
     }
 
     fn followed(&self) -> Vec<String> {

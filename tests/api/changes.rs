@@ -36,6 +36,25 @@ async fn until(
         .unwrap_or_else(|_| panic!("no change set with {what}"))
 }
 
+/// Every set received up to and including the first for which `done` holds.
+async fn sets_until(
+    rx: &mut broadcast::Receiver<Arc<ChangeSet>>,
+    what: &str,
+    done: impl Fn(&ChangeSet) -> bool,
+) -> Vec<Arc<ChangeSet>> {
+    let mut sets = Vec::new();
+    let last = until(rx, what, |set| {
+        let d = done(set);
+        if !d {
+            sets.push(Arc::new(set.clone()));
+        }
+        d
+    })
+    .await;
+    sets.push(last);
+    sets
+}
+
 fn has(set: &ChangeSet, table: &str, id: i64) -> bool {
     match set.tables.get(table) {
         Some(Rows::All) => true,
@@ -143,13 +162,7 @@ async fn a_rolled_back_mutation_sends_nothing() {
     // A later write, in program order after the refused one: every set up to its own was
     // sent before it or with it.
     exec(&app, &product("p-2"), vec![]).await;
-    let mut sets = Vec::new();
-    until(&mut rx, "product 2", |set| {
-        sets.push(set.clone());
-        has(set, "products", 2)
-    })
-    .await;
-    for set in sets {
+    for set in sets_until(&mut rx, "product 2", |set| has(set, "products", 2)).await {
         assert!(
             !set.tables.contains_key("orders"),
             "a rolled-back order was sent: {set:?}"
@@ -275,13 +288,7 @@ async fn postgres_announces_only_the_tables_some_instance_follows() {
     )
     .await;
     outside(&app, "update users set bio = 'marker' where id = 2").await;
-    let mut sets = Vec::new();
-    until(&mut rx, "user 2", |set| {
-        sets.push(set.clone());
-        has(set, "users", 2)
-    })
-    .await;
-    for set in sets {
+    for set in sets_until(&mut rx, "user 2", |set| has(set, "users", 2)).await {
         assert!(!set.tables.contains_key("products"), "{set:?}");
     }
     // Once followed (by this instance, or another on the same database), they are told.
