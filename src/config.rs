@@ -284,6 +284,17 @@ pub struct LimitsConfig {
     /// with 503.
     #[arg(long, env = "EAGERQL_WS_MAX_CONNECTIONS", default_value_t = 1000)]
     pub ws_max_connections: usize,
+
+    /// Most live subscriptions followed at once on this instance (over every connection);
+    /// one more is refused with `LIMIT_EXCEEDED`.
+    #[arg(long, env = "EAGERQL_LIVE_MAX_SUBSCRIPTIONS", default_value_t = 20_000)]
+    pub live_max_subscriptions: usize,
+
+    /// Subscribers of one operation refreshed by one set of statements: a larger group is
+    /// refreshed in ceil(N / batch) sets, each costing the operation's planned statements.
+    #[arg(long, env = "EAGERQL_LIVE_BATCH", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub live_batch: u64,
 }
 
 /// How queries are planned and run.

@@ -30,6 +30,7 @@ pub mod entities;
 pub mod error;
 pub mod graphql;
 pub mod json;
+pub mod live;
 pub mod model;
 pub mod money;
 pub mod observe;

@@ -12,6 +12,7 @@ pub mod columns;
 pub mod load;
 pub mod login_attempts;
 pub use crate::money;
+pub mod multiplex;
 pub mod order_items;
 pub mod orders;
 pub mod persisted_queries;

@@ -421,13 +421,53 @@ fn sqlite_opt_int(row: &SqliteRow, i: usize) -> Result<Option<i64>, sqlx::Error>
     row.try_get(i)
 }
 
-/// Decodes a stream of rows one by one.
+/// Runs the statements of many sessions together (see [`super::multiplex`]).
+pub trait Shared: Send + Sync + std::fmt::Debug {
+    /// The pool.
+    fn db(&self) -> &Db;
+
+    /// Hands a statement over and waits for its rows.
+    fn fetch(
+        &self,
+        name: &'static str,
+        sql: String,
+        args: Vec<Arg>,
+    ) -> futures_util::future::BoxFuture<'_, AppResult<Vec<RawRow>>>;
+}
+
+/// A row as the database returned it, decoded later (see [`super::multiplex`]).
+pub enum RawRow {
+    /// A PostgreSQL row.
+    Pg(PgRow),
+    /// A SQLite row.
+    Sqlite(SqliteRow),
+}
+
+impl RawRow {
+    /// The row, read by column index.
+    pub fn get(&self) -> &dyn DbRow {
+        match self {
+            RawRow::Pg(r) => r,
+            RawRow::Sqlite(r) => r,
+        }
+    }
+
+    /// Its last column, an integer: whose row it is in a shared statement.
+    pub fn tag(&self) -> Option<i64> {
+        let last = match self {
+            RawRow::Pg(r) => r.len().checked_sub(1)?,
+            RawRow::Sqlite(r) => r.len().checked_sub(1)?,
+        };
+        self.get().i64(last).ok()
+    }
+}
+
 /// Decodes rows as they stream in, counting each against the request's row budget: past it
 /// the statement stops (its stream is dropped, so the rest is never read) and the caller sees
 /// [`StatementLog::rows_exceeded`].
-async fn decode_all<R: DbRow, T>(
+async fn decode_all<R: Into<RawRow> + DbRow, T>(
     mut rows: futures_util::stream::BoxStream<'_, Result<R, sqlx::Error>>,
-    decode: &impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
+    decode: &impl Decode<T>,
     log: &StatementLog,
 ) -> Result<Vec<T>, sqlx::Error> {
     use futures_util::TryStreamExt as _;
@@ -436,9 +476,44 @@ async fn decode_all<R: DbRow, T>(
         if !log.take_row() {
             return Err(sqlx::Error::RowNotFound);
         }
-        out.push(decode(&row)?);
+        out.push(decode.decode(row)?);
     }
     Ok(out)
+}
+
+/// How a statement's rows become values: decoded one by one as they arrive, or kept whole.
+trait Decode<T> {
+    fn decode<R: Into<RawRow> + DbRow>(&self, row: R) -> Result<T, sqlx::Error>;
+}
+
+/// Decodes each row by reference with the function.
+struct ByRef<F>(F);
+
+impl<T, F: Fn(&dyn DbRow) -> Result<T, sqlx::Error>> Decode<T> for ByRef<F> {
+    fn decode<R: Into<RawRow> + DbRow>(&self, row: R) -> Result<T, sqlx::Error> {
+        (self.0)(&row)
+    }
+}
+
+/// Keeps each row undecoded.
+struct Undecoded;
+
+impl Decode<RawRow> for Undecoded {
+    fn decode<R: Into<RawRow> + DbRow>(&self, row: R) -> Result<RawRow, sqlx::Error> {
+        Ok(row.into())
+    }
+}
+
+impl From<PgRow> for RawRow {
+    fn from(r: PgRow) -> RawRow {
+        RawRow::Pg(r)
+    }
+}
+
+impl From<SqliteRow> for RawRow {
+    fn from(r: SqliteRow) -> RawRow {
+        RawRow::Sqlite(r)
+    }
 }
 
 /// Formats a timestamp the way SQLite columns store it (ISO-8601 UTC, milliseconds, `Z`), so
@@ -524,6 +599,8 @@ enum Tx {
     /// A read snapshot not begun yet: it begins with the first statement, so a request that
     /// runs no SQL costs no round trip.
     PendingRead,
+    /// [`Tx::PendingRead`] on the primary, never a replica.
+    PendingPrimaryRead,
     Postgres(Option<sqlx::Transaction<'static, sqlx::Postgres>>),
     Sqlite(Option<sqlx::Transaction<'static, sqlx::Sqlite>>),
 }
@@ -533,7 +610,7 @@ impl Tx {
     /// a snapshot never begun, does nothing.
     async fn end(&mut self, commit: bool) -> Result<(), sqlx::Error> {
         match self {
-            Tx::PendingRead => Ok(()),
+            Tx::PendingRead | Tx::PendingPrimaryRead => Ok(()),
             Tx::Postgres(t) => match t.take() {
                 Some(t) if commit => t.commit().await,
                 Some(t) => t.rollback().await,
@@ -559,6 +636,8 @@ impl std::fmt::Debug for Tx {
 enum Exec {
     Pool,
     Tx(Arc<tokio::sync::Mutex<Tx>>),
+    /// Handed to a multiplexer that runs them together with other executions' (reads only).
+    Shared(Arc<dyn Shared>),
 }
 
 /// A database handle bound to one request's [`StatementLog`]. Cheap to clone.
@@ -579,7 +658,7 @@ async fn lock_open<'a>(
 ) -> Result<tokio::sync::MutexGuard<'a, Tx>, sqlx::Error> {
     let since = Instant::now();
     let mut guard = tx.lock().await;
-    if matches!(*guard, Tx::PendingRead) {
+    if matches!(*guard, Tx::PendingRead | Tx::PendingPrimaryRead) {
         // Boxed: the pool's acquire and the BEGIN are a large future, and this is the rare
         // path (a request opens its snapshot up front), so every statement's future stays
         // small.
@@ -661,7 +740,7 @@ impl Session {
         };
         let mut guard = tx.lock().await;
         match &mut *guard {
-            Tx::PendingRead => return Ok(()),
+            Tx::PendingRead | Tx::PendingPrimaryRead => return Ok(()),
             Tx::Postgres(t) => drop(t.take()),
             Tx::Sqlite(t) => {
                 if let Some(t) = t.take() {
@@ -679,7 +758,7 @@ impl Session {
             return Ok(());
         };
         let mut guard = tx.lock().await;
-        if matches!(*guard, Tx::PendingRead) {
+        if matches!(*guard, Tx::PendingRead | Tx::PendingPrimaryRead) {
             return Ok(());
         }
         guard.end(true).await?;
@@ -701,6 +780,28 @@ impl Session {
         }
     }
 
+    /// [`Session::begin_read`] on the primary: what reads it sees every write committed
+    /// before it began (a replica may lag).
+    pub fn begin_read_primary(&self) -> Session {
+        Session {
+            db: self.db.clone(),
+            log: self.log.clone(),
+            exec: Exec::Tx(Arc::new(tokio::sync::Mutex::new(Tx::PendingPrimaryRead))),
+            viewer: self.viewer,
+        }
+    }
+
+    /// A session whose statements are run by `mux` together with other executions' (see
+    /// [`super::multiplex`]), recorded in `log`; it only reads.
+    pub fn shared(mux: Arc<dyn Shared>, log: Arc<StatementLog>) -> Session {
+        Session {
+            db: mux.db().clone(),
+            log,
+            exec: Exec::Shared(mux),
+            viewer: Viewer::Anonymous,
+        }
+    }
+
     /// Opens a pending read snapshot now, taking its connection from the pool: a request
     /// takes its connection once, up front, and fails as a whole when none is free in time,
     /// instead of answering half its fields.
@@ -714,9 +815,15 @@ impl Session {
 
     /// Opens a pending read snapshot on first use.
     async fn open_read(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
-        if matches!(tx, Tx::PendingRead) {
+        if matches!(tx, Tx::PendingRead | Tx::PendingPrimaryRead) {
             let waiting = super::Waiting::start();
             *tx = match &self.db {
+                Db::Postgres(pg) if matches!(tx, Tx::PendingPrimaryRead) => {
+                    let sql = AssertSqlSafe(pg.begin_read_sql().to_owned());
+                    let t = pg.primary().begin_with(sql).await?;
+                    self.log.set_server(pg.replicas().primary_read());
+                    Tx::Postgres(Some(t))
+                }
                 Db::Postgres(pg) => Tx::Postgres(Some(self.begin_snapshot(pg).await?)),
                 Db::Sqlite(pool) => Tx::Sqlite(Some(pool.begin().await?)),
             };
@@ -840,6 +947,21 @@ impl Session {
         decode: impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
         prepared: bool,
     ) -> AppResult<Vec<T>> {
+        if let Exec::Shared(mux) = &self.exec {
+            return Box::pin(self.fetch_shared(&**mux, name, sql, args, decode)).await;
+        }
+        self.run_fetch(name, sql, args, ByRef(decode), prepared)
+            .await
+    }
+
+    async fn run_fetch<T>(
+        &self,
+        name: &'static str,
+        sql: String,
+        args: Vec<Arg>,
+        decode: impl Decode<T>,
+        prepared: bool,
+    ) -> AppResult<Vec<T>> {
         self.log.admit()?;
         let span = tracing::debug_span!("sql", statement = name, rows = tracing::field::Empty);
         let params = self.params_of(&args);
@@ -908,6 +1030,9 @@ impl Session {
                         "the transaction is already closed".into(),
                     )),
                 },
+                (Exec::Shared(_), _) => Err(sqlx::Error::Protocol(
+                    "a shared session only reads through its multiplexer".into(),
+                )),
             }
         }
         .instrument(span.clone())
@@ -924,6 +1049,53 @@ impl Session {
             )));
         }
         Ok(out?)
+    }
+
+    /// [`Session::fetch`] through a multiplexer: the statement runs with the other waiting
+    /// executions' (it is recorded here as this execution's part), and its rows are decoded
+    /// here, each counted against this execution's row budget.
+    async fn fetch_shared<T>(
+        &self,
+        mux: &dyn Shared,
+        name: &'static str,
+        sql: String,
+        args: Vec<Arg>,
+        decode: impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
+    ) -> AppResult<Vec<T>> {
+        self.log.admit()?;
+        let params = self.params_of(&args);
+        let started = Instant::now();
+        let text = if self.log.capture {
+            sql.clone()
+        } else {
+            String::new()
+        };
+        let rows = mux.fetch(name, sql, args).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if !self.log.take_row() {
+                return Err(AppError::LimitExceeded(format!(
+                    "this request reads more than {} rows (EAGERQL_MAX_ROWS); select less, or \
+                     page with `first`",
+                    self.log.max_rows.unwrap_or(0)
+                )));
+            }
+            out.push(decode(row.get())?);
+        }
+        self.record(name, text, params, out.len() as u64, started, 0);
+        Ok(out)
+    }
+
+    /// Runs a query and gives its rows undecoded (see [`super::multiplex`]); `prepared`: its
+    /// statement may be kept prepared. Counted and checked against the budget like any other.
+    pub(super) async fn fetch_rows(
+        &self,
+        name: &'static str,
+        sql: String,
+        args: Vec<Arg>,
+        prepared: bool,
+    ) -> AppResult<Vec<RawRow>> {
+        self.run_fetch(name, sql, args, Undecoded, prepared).await
     }
 
     /// Runs a statement that returns no rows; gives the number of rows affected.
@@ -970,6 +1142,9 @@ impl Session {
                         "the transaction is already closed".into(),
                     )),
                 },
+                (Exec::Shared(_), _) => Err(sqlx::Error::Protocol(
+                    "a shared session only reads through its multiplexer".into(),
+                )),
             }
         }
         .instrument(span.clone())

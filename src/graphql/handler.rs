@@ -58,6 +58,9 @@ pub enum Outcome {
     QueriesOnly,
     /// Its answer (or its request errors).
     Answered(Answered),
+    /// A subscription: valid, to be followed by a transport that streams (see
+    /// [`crate::live`]).
+    Subscription(crate::live::Operation),
 }
 
 /// A request's answer.
@@ -111,12 +114,29 @@ pub async fn handle(state: &AppState, incoming: Incoming) -> Outcome {
         Err(Refused(errors)) => async_graphql::Response::from_errors(errors),
         Ok(prepared) => {
             operation = (prepared.name.clone(), operation_type(prepared.ty));
-            if queries_only && prepared.ty != OperationType::Query {
+            if queries_only && prepared.ty == OperationType::Mutation {
                 return Outcome::QueriesOnly;
+            }
+            if prepared.ty == OperationType::Subscription {
+                return Outcome::Subscription(crate::live::Operation {
+                    query,
+                    operation_name: operation_name.map(str::to_owned),
+                    variables,
+                });
             }
             let who = Who { viewer, client };
             let query = query.to_string();
-            match run(state, &log, who, prepared, query, params.extensions, asks).await {
+            match run(
+                state,
+                &log,
+                who,
+                prepared,
+                query,
+                (params.extensions, asks),
+                None,
+            )
+            .await
+            {
                 Ok(response) => response,
                 Err(errors) => {
                     unavailable = true;
@@ -581,32 +601,80 @@ fn plan_extension(planned: Option<(usize, Vec<Json>)>) -> async_graphql::Value {
     async_graphql::Value::Object(plan)
 }
 
-/// Executes a prepared operation in the request's session, and completes the response
-/// (key order, null propagation). `Err`: no database connection could be had for it.
+/// A live subscriber's answer now: `live` run as its query twin by `viewer`, its statements
+/// run by `mux` together with the other subscribers' (see [`crate::db::multiplex`]). The
+/// JSON body, as a query's; `Err`: the operation no longer runs (its errors).
+pub async fn live_answer(
+    state: &AppState,
+    mux: &Arc<crate::db::multiplex::Multiplexer>,
+    who: Who,
+    live: &crate::live::Operation,
+) -> Result<Vec<u8>, Json> {
+    let log = Arc::new(
+        StatementLog::new(state.config.budget()).with_row_budget(state.config.row_budget()),
+    );
+    let prepared =
+        match state
+            .preparer
+            .prepare(&live.query, live.operation_name.as_deref(), &live.variables)
+        {
+            Ok(p) => p,
+            Err(Refused(errors)) => return Err(serde_json::to_value(errors).unwrap_or_default()),
+        };
+    let query = live.query.to_string();
+    let response = match run(
+        state,
+        &log,
+        who,
+        prepared,
+        query,
+        (None, DebugAsks::default()),
+        Some(mux),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(errors) => async_graphql::Response::from_errors(errors),
+    };
+    let mut response = response;
+    ensure_error_codes(&mut response, true);
+    Ok(response_body(Some(&response.data), &response))
+}
+
+/// Executes a prepared operation in the request's session (or, for a live subscriber, on
+/// `shared`), and completes the response (key order, null propagation). `Err`: no database
+/// connection could be had for it.
 async fn run(
     state: &AppState,
     log: &Arc<StatementLog>,
     who: Who,
     prepared: Prepared,
     query: String,
-    extensions: Option<Map<String, Json>>,
-    asks: DebugAsks,
+    (extensions, asks): (Option<Map<String, Json>>, DebugAsks),
+    shared: Option<&Arc<crate::db::multiplex::Multiplexer>>,
 ) -> Result<async_graphql::Response, Vec<async_graphql::ServerError>> {
     let planned = match plan_ahead(state, who, &prepared, asks).await {
         Ok(planned) => planned,
         Err(refused) => return Ok(refused),
     };
     // One session per request. A query reads one snapshot on one connection; a mutation's
-    // fields each run their own write transaction.
+    // fields each run their own write transaction; a live subscriber's statements run with
+    // the other subscribers' of its operation.
     // Every load of the request reads only what its viewer may see.
-    let base = Session::new(state.db.clone(), log.clone()).as_viewer(who.viewer);
-    let session = if prepared.ty == OperationType::Query && state.config.execution.read_snapshot {
-        base.begin_read()
-    } else {
-        base
+    let session = match shared {
+        Some(mux) => Session::shared(mux.clone(), log.clone()).as_viewer(who.viewer),
+        None => {
+            let base = Session::new(state.db.clone(), log.clone()).as_viewer(who.viewer);
+            if prepared.ty == OperationType::Query && state.config.execution.read_snapshot {
+                base.begin_read()
+            } else {
+                base
+            }
+        }
     };
     // The whole request takes its connection now, or fails whole.
     if prepared.reads_data
+        && shared.is_none()
         && let Err(err) = session.open().await
     {
         tracing::warn!(error = %err.detail(), "no database connection for the request");

@@ -13,22 +13,23 @@ pub mod query;
 pub mod render;
 pub mod scalars;
 pub mod spans;
+pub mod subscription;
 pub mod types;
 
-use async_graphql::{EmptySubscription, ID, Schema};
+use async_graphql::{ID, Schema};
 
 use crate::db::Session;
 use crate::error::AppError;
 use crate::planner::Limits;
 
 /// The server's schema type.
-pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+pub type AppSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
 
 /// Builds the schema. It executes canonical documents (see [`operation`]), which were
 /// validated in full and checked against every limit (depth, fields, complexity) before they
 /// were rewritten, so its own validation pass refuses nothing.
 pub fn build_schema() -> AppSchema {
-    let schema = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+    let schema = Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
         .validation_mode(async_graphql::ValidationMode::Fast);
     if crate::observe::telemetry::traces_on() {
         schema.extension(spans::RootFieldSpans).finish()

@@ -644,7 +644,11 @@ impl Preparer {
             })
             .collect();
         let operation = OperationDefinition {
-            ty,
+            // A subscription runs as its `Query` twin (see `super::subscription`).
+            ty: match ty {
+                OperationType::Subscription => OperationType::Query,
+                ty => ty,
+            },
             variable_definitions,
             directives: Vec::new(),
             selection_set: root,

@@ -160,20 +160,7 @@ impl OutputType for Query {
 
     fn create_type_info(registry: &mut Registry) -> String {
         registry.create_output_type::<Self, _>(MetaTypeId::Object, |registry| {
-            let mut fields = IndexMap::new();
-            let me = <Option<User> as OutputType>::create_type_info(registry);
-            fields.insert(
-                "me".to_owned(),
-                meta_field("me", ME_DOC, me, IndexMap::new()),
-            );
-            for root in root_fields() {
-                fields.insert(root.name.clone(), root_meta(root, registry));
-            }
-            let analytics = <Analytics as OutputType>::create_type_info(registry);
-            fields.insert(
-                "analytics".to_owned(),
-                meta_field("analytics", ANALYTICS_DOC, analytics, IndexMap::new()),
-            );
+            let fields = read_fields(registry);
             let mut ty = object_type("Query".to_owned(), Some(QUERY_DOC.to_owned()), fields);
             if let MetaType::Object { rust_typename, .. } = &mut ty {
                 *rust_typename = Some(std::any::type_name::<Self>());
@@ -192,6 +179,26 @@ impl OutputType for Query {
 }
 
 impl ObjectType for Query {}
+
+/// The read roots: `me`, the entity roots of the description, and `analytics` (the
+/// `Query` type's fields, mirrored by `Subscription`).
+pub(super) fn read_fields(registry: &mut Registry) -> IndexMap<String, MetaField> {
+    let mut fields = IndexMap::new();
+    let me = <Option<User> as OutputType>::create_type_info(registry);
+    fields.insert(
+        "me".to_owned(),
+        meta_field("me", ME_DOC, me, IndexMap::new()),
+    );
+    for root in root_fields() {
+        fields.insert(root.name.clone(), root_meta(root, registry));
+    }
+    let analytics = <Analytics as OutputType>::create_type_info(registry);
+    fields.insert(
+        "analytics".to_owned(),
+        meta_field("analytics", ANALYTICS_DOC, analytics, IndexMap::new()),
+    );
+    fields
+}
 
 /// The schema field of a generated root: its type, arguments and documentation, from the
 /// description.

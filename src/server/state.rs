@@ -42,6 +42,8 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     /// WebSocket connections open now, at most `EAGERQL_WS_MAX_CONNECTIONS`.
     pub sockets: Arc<tokio::sync::Semaphore>,
+    /// Live subscriptions (see [`crate::live`]).
+    pub live: Arc<crate::live::Registry>,
     /// Called after every statement of every request (tests and diagnostics; `None` in
     /// production).
     pub statement_hook: Option<StatementHook>,
@@ -88,6 +90,7 @@ impl AppState {
                     .min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
             config: Arc::new(config),
+            live: Arc::default(),
             statement_hook: None,
         })
     }

@@ -69,6 +69,12 @@ impl Closing {
         Closing::new(4429, "Too many initialisation requests")
     }
 
+    /// 1008: the client does not read its messages (its queue is full): it is disconnected
+    /// rather than let the server's memory grow.
+    pub fn not_reading() -> Closing {
+        Closing::new(1008, "the client does not read its messages")
+    }
+
     /// 1001: the server is shutting down.
     pub fn going_away() -> Closing {
         Closing::new(1001, "the server is shutting down")

@@ -28,6 +28,7 @@ mod hostile;
 mod http;
 mod layers;
 mod lazy;
+mod live;
 mod mutations;
 mod operations;
 mod output;

@@ -12,11 +12,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::{TestApp, spawn_app};
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Serves the app on a loopback port.
-async fn serve(app: &TestApp) -> SocketAddr {
+pub(crate) async fn serve(app: &TestApp) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -44,7 +44,7 @@ fn upgrade_request(addr: SocketAddr) -> tokio_tungstenite::tungstenite::handshak
     req
 }
 
-async fn connect(addr: SocketAddr) -> Socket {
+pub(crate) async fn connect(addr: SocketAddr) -> Socket {
     let (socket, resp) = tokio_tungstenite::connect_async(upgrade_request(addr))
         .await
         .expect("the upgrade is accepted");
@@ -55,7 +55,7 @@ async fn connect(addr: SocketAddr) -> Socket {
     socket
 }
 
-async fn send(socket: &mut Socket, message: Value) {
+pub(crate) async fn send(socket: &mut Socket, message: Value) {
     socket
         .send(Message::Text(message.to_string().into()))
         .await
@@ -63,7 +63,7 @@ async fn send(socket: &mut Socket, message: Value) {
 }
 
 /// The next protocol message, or the close frame's code as `{"close": code}`.
-async fn receive(socket: &mut Socket) -> Value {
+pub(crate) async fn receive(socket: &mut Socket) -> Value {
     let wait = async {
         loop {
             match socket.next().await {
@@ -84,7 +84,7 @@ async fn receive(socket: &mut Socket) -> Value {
         .expect("a message")
 }
 
-async fn acknowledged(addr: SocketAddr, token: &str) -> Socket {
+pub(crate) async fn acknowledged(addr: SocketAddr, token: &str) -> Socket {
     let mut socket = connect(addr).await;
     send(
         &mut socket,

@@ -526,6 +526,13 @@ async fn execute(
         Outcome::Document(e) => persisted_refusal(&e, media),
         // GET is for queries only: a mutation must not run on a request that caches and
         // prefetchers consider safe.
+        // A subscription needs a transport that streams.
+        Outcome::Subscription(_) => error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "a subscription is served over a WebSocket (graphql-transport-ws) or as \
+             Server-Sent Events (Accept: text/event-stream); this request asks for one answer",
+        ),
         Outcome::QueriesOnly => {
             let mut resp = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,

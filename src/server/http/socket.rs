@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -17,10 +18,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value as Json, json};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::authenticate;
 use crate::graphql::handler::{self, DebugAsks, Incoming, Outcome, Params};
+use crate::live::{Deliver, Delivery, Subscriber, refresh};
 use crate::server::state::AppState;
 use crate::server::ws::{self as protocol, Closing, Connection, Step};
 
@@ -28,9 +30,10 @@ use crate::server::ws::{self as protocol, Closing, Connection, Step};
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Operations one connection may run at a time.
 pub const MAX_OPERATIONS: usize = 100;
-/// Messages waiting to be written to one socket; a client that does not read stops its own
-/// operations, never the server.
-const QUEUE: usize = 64;
+/// Messages waiting to be written to one socket (a few per operation): a client that does
+/// not read stops its own operations, and a live query's message that finds the queue full
+/// closes the connection (1008), never grows the server's memory.
+const QUEUE: usize = 4 * MAX_OPERATIONS;
 
 /// Accepts a WebSocket upgrade that offers the `graphql-transport-ws` subprotocol.
 pub(super) fn upgrade(ws: WebSocketUpgrade, state: AppState, client: Option<IpAddr>) -> Response {
@@ -67,6 +70,10 @@ enum Out {
     Text(String),
     /// Operation `id` is over (its id is free again).
     Done(String),
+    /// Operation `id` is the live subscription `u64` (see [`crate::live`]).
+    Joined(String, u64),
+    /// The connection ends.
+    Close(Closing),
 }
 
 async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
@@ -75,11 +82,15 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
     let mut conn = Connection::new(MAX_OPERATIONS);
     let mut auth = HeaderMap::new();
     let mut running: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
+    // Live subscriptions by operation id.
+    let mut live: HashMap<String, u64> = HashMap::new();
+    let not_reading = Arc::new(Notify::new());
     let init = tokio::time::sleep(INIT_TIMEOUT);
     tokio::pin!(init);
     let closing = loop {
         let text = tokio::select! {
             () = &mut init, if !conn.acknowledged() => break Some(Closing::init_timeout()),
+            () = not_reading.notified() => break Some(Closing::not_reading()),
             out = out_rx.recv() => {
                 match out {
                     Some(Out::Text(t)) => {
@@ -90,7 +101,18 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
                     Some(Out::Done(id)) => {
                         conn.finished(&id);
                         running.remove(&id);
+                        if let Some(sub) = live.remove(&id) {
+                            state.live.leave(sub);
+                        }
                     }
+                    // Stopped meanwhile: it leaves at once.
+                    Some(Out::Joined(id, sub)) if !running.contains_key(&id) => {
+                        state.live.leave(sub);
+                    }
+                    Some(Out::Joined(id, sub)) => {
+                        live.insert(id, sub);
+                    }
+                    Some(Out::Close(c)) => break Some(c),
                     None => break None,
                 }
                 continue;
@@ -132,6 +154,9 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
                 if let Some(task) = running.remove(&id) {
                     task.abort();
                 }
+                if let Some(sub) = live.remove(&id) {
+                    state.live.leave(sub);
+                }
                 continue;
             }
             Step::Subscribe { id, operation } => {
@@ -149,6 +174,11 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
                     variables: object(operation.variables),
                     extensions: object(operation.extensions),
                 };
+                let to = Sender {
+                    out: out_tx.clone(),
+                    not_reading: not_reading.clone(),
+                    token: bearer(&auth),
+                };
                 let task = tokio::spawn(run(
                     state.clone(),
                     Incoming {
@@ -161,7 +191,7 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
                         started: Instant::now(),
                     },
                     id.clone(),
-                    out_tx.clone(),
+                    to,
                 ));
                 running.insert(id, task.abort_handle());
                 continue;
@@ -174,6 +204,9 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
     for task in running.values() {
         task.abort();
     }
+    for sub in live.values() {
+        state.live.leave(*sub);
+    }
     if let Some(c) = closing {
         let frame = CloseFrame {
             code: c.code,
@@ -183,15 +216,93 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
     }
 }
 
-/// Runs one operation and hands its messages to the socket's writer.
-async fn run(state: AppState, incoming: Incoming, id: String, out: mpsc::Sender<Out>) {
+/// Where an operation's messages go.
+struct Sender {
+    out: mpsc::Sender<Out>,
+    /// Told when a live query's message finds the queue full.
+    not_reading: Arc<Notify>,
+    /// The connection's access token, checked again before each live message.
+    token: Option<String>,
+}
+
+impl Sender {
+    /// How the live engine reaches this connection.
+    fn deliver(&self) -> Deliver {
+        let (out, not_reading) = (self.out.clone(), self.not_reading.clone());
+        Arc::new(move |d: Delivery| {
+            let sent = match d {
+                Delivery::Next { op, body } => {
+                    out.try_send(Out::Text(text(protocol::next(&op, &body))))
+                }
+                Delivery::Errors { op, errors } => out
+                    .try_send(Out::Text(protocol::error(&op, &errors)))
+                    .and_then(|()| out.try_send(Out::Done(op.to_string()))),
+                Delivery::Expired(reason) => out.try_send(Out::Close(Closing::forbidden(reason))),
+            };
+            match sent {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    not_reading.notify_one();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        })
+    }
+}
+
+/// A message's bytes as the text frame they are (JSON is UTF-8).
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The bearer token of `headers`, if any.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+/// Runs one operation and hands its messages to the socket's writer; a subscription joins
+/// the live engine, which sends its messages from then on.
+async fn run(state: AppState, incoming: Incoming, id: String, to: Sender) {
+    let client = incoming.client;
+    let out = to.out.clone();
     let messages = match handler::handle(&state, incoming).await {
+        Outcome::Subscription(operation) => {
+            let sub = Arc::new(Subscriber::new(
+                &id,
+                operation,
+                to.token.clone(),
+                client,
+                to.deliver(),
+            ));
+            let sub_id = sub.id;
+            if state
+                .live
+                .join(sub, state.config.limits.live_max_subscriptions)
+            {
+                refresh::start(&state);
+                let _ = out.send(Out::Joined(id, sub_id)).await;
+                return;
+            }
+            vec![protocol::error(
+                &id,
+                &json!([{
+                    "message": "this server follows as many live subscriptions as it may (EAGERQL_LIVE_MAX_SUBSCRIPTIONS); try again later",
+                    "extensions": { "code": "LIMIT_EXCEEDED" },
+                }]),
+            )]
+        }
         Outcome::Answered(answer) => {
             let body: Json = serde_json::from_slice(&answer.body).unwrap_or(Json::Null);
             if body.get("data").is_some() {
-                let next = String::from_utf8(protocol::next(&id, &answer.body))
-                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                vec![next, protocol::complete(&id)]
+                vec![
+                    text(protocol::next(&id, &answer.body)),
+                    protocol::complete(&id),
+                ]
             } else {
                 // Request errors: the operation did not run.
                 vec![protocol::error(&id, &body["errors"])]

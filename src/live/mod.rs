@@ -1,0 +1,311 @@
+//! Live queries: the subscribers of each subscription operation, and who is told what.
+//!
+//! A subscriber is one `subscribe` of a transport (a WebSocket's operation, a Server-Sent
+//! Events stream): its operation, its access token (checked again before every message) and
+//! where its messages go. Subscribers of the same document and operation form a [`Group`],
+//! refreshed together by [`refresh`] whenever a committed write touches a table the group's
+//! statements read; each subscriber is sent a message only when its answer changed.
+
+pub mod refresh;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// A valid subscription operation, as the live engine runs it again and again.
+#[derive(Clone)]
+pub struct Operation {
+    /// The document's text.
+    pub query: Arc<str>,
+    /// The operation to run.
+    pub operation_name: Option<String>,
+    /// Its variables.
+    pub variables: apollo_compiler::response::JsonMap,
+}
+
+// No `Debug` for the variables: they may hold secrets.
+impl std::fmt::Debug for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operation")
+            .field("operation_name", &self.operation_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the live engine tells a subscriber's transport.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The operation `op`'s answer changed: its new answer (a JSON body like a query's).
+    Next {
+        /// The client's id of the operation.
+        op: Arc<str>,
+        /// The answer.
+        body: Vec<u8>,
+    },
+    /// The operation `op` ended with these errors (JSON array).
+    Errors {
+        /// The client's id of the operation.
+        op: Arc<str>,
+        /// The GraphQL errors.
+        errors: serde_json::Value,
+    },
+    /// The subscriber's access token is no longer valid: the connection ends (graphql-ws
+    /// 4403; an `UNAUTHENTICATED` error on a stream).
+    Expired(String),
+}
+
+/// Hands a delivery to the subscriber's transport without waiting; `false`: its queue is full
+/// (a client that does not read), and it is being closed.
+pub type Deliver = Arc<dyn Fn(Delivery) -> bool + Send + Sync>;
+
+/// One live subscription.
+pub struct Subscriber {
+    /// Unique in this instance.
+    pub id: u64,
+    /// The client's id of the operation (graphql-ws `id`).
+    pub op: Arc<str>,
+    /// What it runs.
+    pub operation: Operation,
+    /// Its access token (`None`: anonymous), checked before every message.
+    pub token: Option<String>,
+    /// The client's address.
+    pub client: Option<IpAddr>,
+    /// Where its messages go.
+    pub deliver: Deliver,
+    /// A hash of the last answer sent (0: none yet).
+    last: AtomicU64,
+    /// It left (or was ended): nothing more is sent.
+    gone: AtomicBool,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("id", &self.id)
+            .field("op", &self.op)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscriber {
+    /// A subscriber of `operation`.
+    pub fn new(
+        op: &str,
+        operation: Operation,
+        token: Option<String>,
+        client: Option<IpAddr>,
+        deliver: Deliver,
+    ) -> Subscriber {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Subscriber {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            op: Arc::from(op),
+            operation,
+            token,
+            client,
+            deliver,
+            last: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether it left.
+    pub fn gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    /// Records `body` as its latest answer; `true` when it differs from the last one sent.
+    fn changed(&self, body: &[u8]) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(body)
+            | 1;
+        self.last.swap(hash, Ordering::AcqRel) != hash
+    }
+}
+
+/// Subscribers of the same document and operation.
+#[derive(Debug, Default)]
+pub struct Group {
+    members: Vec<Arc<Subscriber>>,
+    /// The tables its statements read (learned from its refreshes).
+    tables: BTreeSet<&'static str>,
+}
+
+type GroupKey = (Arc<str>, Option<String>);
+
+/// Every live subscription of this instance.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+    /// Wakes the refresher when subscribers join.
+    joined: Notify,
+    /// The refresher task was started.
+    started: AtomicBool,
+    counts: Counts,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    groups: HashMap<GroupKey, Group>,
+    /// Joined, not answered yet.
+    joining: Vec<Arc<Subscriber>>,
+    /// Subscribers in all.
+    subscribers: usize,
+}
+
+/// What `/metrics` reports.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Refreshes of a group (or of joining subscribers).
+    pub refreshes: AtomicU64,
+    /// Statements they sent.
+    pub statements: AtomicU64,
+    /// Rows they read.
+    pub rows: AtomicU64,
+    /// Messages sent to subscribers.
+    pub messages: AtomicU64,
+    /// Subscribers refreshed (summed over refreshes).
+    pub refreshed: AtomicU64,
+    /// The latest refresh.
+    last: Mutex<Option<Refresh>>,
+}
+
+/// What one refresh did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refresh {
+    /// Subscribers refreshed together.
+    pub group: usize,
+    /// Statements sent for all of them.
+    pub statements: usize,
+    /// Rows those returned.
+    pub rows: usize,
+    /// Subscribers whose answer changed (each sent a message).
+    pub sent: usize,
+    /// From the change set's arrival (or the join) to the last message handed on.
+    pub micros: u64,
+}
+
+impl Counts {
+    /// The latest refresh.
+    pub fn last(&self) -> Option<Refresh> {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, r: Refresh) {
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        self.statements
+            .fetch_add(r.statements as u64, Ordering::Relaxed);
+        self.rows.fetch_add(r.rows as u64, Ordering::Relaxed);
+        self.refreshed.fetch_add(r.group as u64, Ordering::Relaxed);
+        self.messages.fetch_add(r.sent as u64, Ordering::Relaxed);
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a subscriber, to be sent its first answer soon; `false` when this instance
+    /// already follows `max` subscriptions.
+    pub fn join(&self, sub: Arc<Subscriber>, max: usize) -> bool {
+        let mut inner = self.lock();
+        if inner.subscribers >= max {
+            return false;
+        }
+        inner.subscribers += 1;
+        inner.joining.push(sub);
+        drop(inner);
+        self.joined.notify_one();
+        true
+    }
+
+    /// Removes subscriber `id` (it left, or its connection closed).
+    pub fn leave(&self, id: u64) {
+        let mut inner = self.lock();
+        let mut found = None;
+        if let Some(at) = inner.joining.iter().position(|s| s.id == id) {
+            found = Some(inner.joining.swap_remove(at));
+        } else {
+            for (key, group) in &mut inner.groups {
+                if let Some(at) = group.members.iter().position(|s| s.id == id) {
+                    found = Some(group.members.swap_remove(at));
+                    if group.members.is_empty() {
+                        let key = key.clone();
+                        inner.groups.remove(&key);
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some(sub) = found {
+            sub.gone.store(true, Ordering::Release);
+            inner.subscribers -= 1;
+        }
+    }
+
+    /// Subscriptions followed now.
+    pub fn subscribers(&self) -> usize {
+        self.lock().subscribers
+    }
+
+    /// Groups now.
+    pub fn groups(&self) -> usize {
+        self.lock().groups.len()
+    }
+
+    /// What the refreshes did so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// Takes the subscribers that joined since the last call, now members of their groups.
+    fn take_joining(&self) -> Vec<Arc<Subscriber>> {
+        let mut inner = self.lock();
+        let joining = std::mem::take(&mut inner.joining);
+        for sub in &joining {
+            let key = (
+                sub.operation.query.clone(),
+                sub.operation.operation_name.clone(),
+            );
+            inner
+                .groups
+                .entry(key)
+                .or_default()
+                .members
+                .push(sub.clone());
+        }
+        joining
+    }
+
+    /// The members of every group whose answers may depend on a change to `touched` tables
+    /// (`None`: anything may have changed), by group.
+    fn touched(
+        &self,
+        touched: Option<&dyn Fn(&str) -> bool>,
+    ) -> Vec<(GroupKey, Vec<Arc<Subscriber>>)> {
+        self.lock()
+            .groups
+            .iter()
+            .filter(|(_, g)| match touched {
+                None => true,
+                // Not refreshed yet: its tables are not known.
+                Some(_) if g.tables.is_empty() => true,
+                Some(t) => g.tables.iter().any(|name| t(name)),
+            })
+            .map(|(k, g)| (k.clone(), g.members.clone()))
+            .collect()
+    }
+
+    /// Adds `tables` to what group `key` reads.
+    fn learned(&self, key: &GroupKey, tables: &BTreeSet<&'static str>) {
+        if let Some(g) = self.lock().groups.get_mut(key) {
+            g.tables.extend(tables.iter().copied());
+        }
+    }
+}

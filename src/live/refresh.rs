@@ -1,0 +1,167 @@
+//! The refresher: one task per instance that answers joining subscribers and, after every
+//! set of committed changes, refreshes the groups whose statements read a changed table.
+//!
+//! A group's refresh runs every member's operation as its query twin, by the member's viewer,
+//! through the same pipeline as a query, on sessions whose statements a
+//! [`Multiplexer`] sends together: the refresh costs the operation's planned statements, once
+//! per [`crate::config::LimitsConfig::live_batch`] members, whatever their number. All of
+//! them read one snapshot on the primary (a replica may not have the change yet). A member is
+//! sent its answer only when it differs from the last one it was sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{Delivery, GroupKey, Refresh, Subscriber};
+use crate::db::multiplex::Multiplexer;
+use crate::db::{Session, StatementLog};
+use crate::documents::predict::Who;
+use crate::graphql::handler;
+use crate::model::Viewer;
+use crate::server::state::AppState;
+
+/// Starts the refresher of `state`'s live subscriptions, once.
+pub fn start(state: &AppState) {
+    if !state.live.started.swap(true, Ordering::AcqRel) {
+        tokio::spawn(run(state.clone()));
+    }
+}
+
+async fn run(state: AppState) {
+    let live = state.live.clone();
+    let mut changes = state.db.changes().subscribe();
+    let mut followed = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = live.joined.notified() => {
+                if !followed {
+                    // From now on PostgreSQL announces every write to the model's tables.
+                    if let Err(e) = state.db.follow(&crate::db::changes::TABLES).await {
+                        tracing::warn!(error = %e, "following the tables failed; retried in the background");
+                    }
+                    followed = true;
+                }
+                let mut by_group: HashMap<GroupKey, Vec<Arc<Subscriber>>> = HashMap::new();
+                for sub in live.take_joining() {
+                    let key = (sub.operation.query.clone(), sub.operation.operation_name.clone());
+                    by_group.entry(key).or_default().push(sub);
+                }
+                for (key, members) in by_group {
+                    refresh(&state, &key, members, Instant::now()).await;
+                }
+            }
+            set = changes.recv() => {
+                let since = Instant::now();
+                let groups = match set {
+                    Ok(set) if !set.everything => live.touched(Some(&|t: &str| set.touches(t))),
+                    Ok(_) | Err(RecvError::Lagged(_)) => live.touched(None),
+                    Err(RecvError::Closed) => return,
+                };
+                for (key, members) in groups {
+                    refresh(&state, &key, members, since).await;
+                }
+            }
+        }
+    }
+}
+
+/// What one member's refresh gave.
+enum Answer {
+    Body(Vec<u8>),
+    Errors(serde_json::Value),
+    Expired,
+}
+
+/// Refreshes `members` of group `key` (see the module documentation).
+async fn refresh(state: &AppState, key: &GroupKey, members: Vec<Arc<Subscriber>>, since: Instant) {
+    let live = &state.live;
+    let members: Vec<Arc<Subscriber>> = members.into_iter().filter(|m| !m.gone()).collect();
+    let batch = usize::try_from(state.config.limits.live_batch).unwrap_or(usize::MAX);
+    for chunk in members.chunks(batch.max(1)) {
+        let log = Arc::new(StatementLog::new(None).with_hook(state.statement_hook.clone()));
+        let session = Session::new(state.db.clone(), log)
+            .as_viewer(Viewer::OPERATOR)
+            .begin_read_primary();
+        let mux = Multiplexer::new(session.clone());
+        let answers = mux
+            .run_all(chunk.iter().map(|m| answer(state, &mux, m)).collect())
+            .await;
+        if let Err(e) = session.end_read().await {
+            tracing::warn!(error = %e.detail(), "ending a refresh's snapshot failed");
+        }
+        live.learned(key, &mux.tables());
+        let mut sent = 0usize;
+        for (member, answer) in chunk.iter().zip(answers) {
+            if member.gone() {
+                continue;
+            }
+            let kept = match answer {
+                Answer::Body(body) => {
+                    if !member.changed(&body) {
+                        continue;
+                    }
+                    sent += 1;
+                    (member.deliver)(Delivery::Next {
+                        op: member.op.clone(),
+                        body,
+                    })
+                }
+                Answer::Errors(errors) => {
+                    (member.deliver)(Delivery::Errors {
+                        op: member.op.clone(),
+                        errors,
+                    });
+                    false
+                }
+                Answer::Expired => {
+                    (member.deliver)(Delivery::Expired(
+                        "Forbidden: the access token is invalid or expired".to_owned(),
+                    ));
+                    false
+                }
+            };
+            if !kept {
+                live.leave(member.id);
+            }
+        }
+        let report = Refresh {
+            group: chunk.len(),
+            statements: mux.statements(),
+            rows: mux.rows(),
+            sent,
+            micros: u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX),
+        };
+        tracing::debug!(
+            group = report.group,
+            statements = report.statements,
+            rows = report.rows,
+            sent,
+            micros = report.micros,
+            "live refresh"
+        );
+        live.counts().record(report);
+    }
+}
+
+/// One member's answer now, by its viewer (its token checked again).
+async fn answer(state: &AppState, mux: &Arc<Multiplexer>, member: &Subscriber) -> Answer {
+    let viewer = match &member.token {
+        None => Viewer::Anonymous,
+        Some(token) => match state.keys.verify(token) {
+            Ok(viewer) => viewer,
+            Err(_) => return Answer::Expired,
+        },
+    };
+    let who = Who {
+        viewer,
+        client: member.client,
+    };
+    match handler::live_answer(state, mux, who, &member.operation).await {
+        Ok(body) => Answer::Body(body),
+        Err(errors) => Answer::Errors(errors),
+    }
+}
