@@ -54,6 +54,10 @@ pub struct ChangeSet {
     pub everything: bool,
     /// The changed rows, by table.
     pub tables: BTreeMap<&'static str, Rows>,
+    /// Its number: sets are numbered from 1 in the order they are handed on.
+    pub seq: u64,
+    /// When its first change arrived (what a delivery's delay is measured from).
+    pub since: Option<std::time::Instant>,
 }
 
 impl ChangeSet {
@@ -206,7 +210,10 @@ struct Outlet {
 
 async fn coalesce(mut rx: mpsc::Receiver<Raw>, window: Duration, outlet: Outlet) {
     while let Some(first) = rx.recv().await {
-        let mut set = ChangeSet::default();
+        let mut set = ChangeSet {
+            since: Some(std::time::Instant::now()),
+            ..ChangeSet::default()
+        };
         set.add(first);
         let deadline = tokio::time::Instant::now() + window;
         loop {
@@ -221,7 +228,7 @@ async fn coalesce(mut rx: mpsc::Receiver<Raw>, window: Duration, outlet: Outlet)
         if outlet.overflow.swap(false, Ordering::Relaxed) {
             set.everything = true;
         }
-        outlet.counts.sets.fetch_add(1, Ordering::Relaxed);
+        set.seq = outlet.counts.sets.fetch_add(1, Ordering::Relaxed) + 1;
         // No receiver: nobody follows the data now.
         let _ = outlet.out.send(Arc::new(set));
     }

@@ -825,6 +825,13 @@ impl Session {
                     Tx::Postgres(Some(t))
                 }
                 Db::Postgres(pg) => Tx::Postgres(Some(self.begin_snapshot(pg).await?)),
+                // SQLite announces a write from its commit hook, while the writer still holds
+                // the write lock and before its commit is visible: taking and giving back the
+                // lock waits for that commit to end, so what follows reads it.
+                Db::Sqlite(pool) if matches!(tx, Tx::PendingPrimaryRead) => {
+                    pool.begin_with("BEGIN IMMEDIATE").await?.commit().await?;
+                    Tx::Sqlite(Some(pool.begin().await?))
+                }
                 Db::Sqlite(pool) => Tx::Sqlite(Some(pool.begin().await?)),
             };
             drop(waiting);

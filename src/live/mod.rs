@@ -130,6 +130,8 @@ impl Subscriber {
 /// Subscribers of the same document and operation.
 #[derive(Debug, Default)]
 pub struct Group {
+    /// Groups are refreshed in the order they were formed.
+    seq: u64,
     members: Vec<Arc<Subscriber>>,
     /// The tables its statements read (learned from its refreshes).
     tables: BTreeSet<&'static str>,
@@ -155,6 +157,8 @@ struct Inner {
     joining: Vec<Arc<Subscriber>>,
     /// Subscribers in all.
     subscribers: usize,
+    /// Groups formed so far.
+    formed: u64,
 }
 
 /// What `/metrics` reports.
@@ -172,6 +176,8 @@ pub struct Counts {
     pub refreshed: AtomicU64,
     /// The latest refresh.
     last: Mutex<Option<Refresh>>,
+    /// The number of the latest set of changes whose refreshes are all done.
+    handled: AtomicU64,
 }
 
 /// What one refresh did.
@@ -190,6 +196,12 @@ pub struct Refresh {
 }
 
 impl Counts {
+    /// The number ([`crate::db::changes::ChangeSet::seq`]) of the latest set of changes whose
+    /// refreshes are all done: every message it caused has been handed to its connection.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Acquire)
+    }
+
     /// The latest refresh.
     pub fn last(&self) -> Option<Refresh> {
         *self.last.lock().unwrap_or_else(|e| e.into_inner())
@@ -267,29 +279,34 @@ impl Registry {
     /// Takes the subscribers that joined since the last call, now members of their groups.
     fn take_joining(&self) -> Vec<Arc<Subscriber>> {
         let mut inner = self.lock();
+        let inner = &mut *inner;
         let joining = std::mem::take(&mut inner.joining);
         for sub in &joining {
             let key = (
                 sub.operation.query.clone(),
                 sub.operation.operation_name.clone(),
             );
-            inner
-                .groups
-                .entry(key)
-                .or_default()
-                .members
-                .push(sub.clone());
+            let formed = &mut inner.formed;
+            let group = inner.groups.entry(key).or_insert_with(|| {
+                *formed += 1;
+                Group {
+                    seq: *formed,
+                    ..Group::default()
+                }
+            });
+            group.members.push(sub.clone());
         }
         joining
     }
 
     /// The members of every group whose answers may depend on a change to `touched` tables
-    /// (`None`: anything may have changed), by group.
+    /// (`None`: anything may have changed), by group, in the order the groups were formed.
     fn touched(
         &self,
         touched: Option<&dyn Fn(&str) -> bool>,
     ) -> Vec<(GroupKey, Vec<Arc<Subscriber>>)> {
-        self.lock()
+        let inner = self.lock();
+        let mut groups: Vec<(u64, GroupKey, Vec<Arc<Subscriber>>)> = inner
             .groups
             .iter()
             .filter(|(_, g)| match touched {
@@ -298,8 +315,11 @@ impl Registry {
                 Some(_) if g.tables.is_empty() => true,
                 Some(t) => g.tables.iter().any(|name| t(name)),
             })
-            .map(|(k, g)| (k.clone(), g.members.clone()))
-            .collect()
+            .map(|(k, g)| (g.seq, k.clone(), g.members.clone()))
+            .collect();
+        drop(inner);
+        groups.sort_unstable_by_key(|g| g.0);
+        groups.into_iter().map(|(_, k, m)| (k, m)).collect()
     }
 
     /// Adds `tables` to what group `key` reads.

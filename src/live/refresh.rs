@@ -55,14 +55,25 @@ async fn run(state: AppState) {
                 }
             }
             set = changes.recv() => {
-                let since = Instant::now();
-                let groups = match set {
-                    Ok(set) if !set.everything => live.touched(Some(&|t: &str| set.touches(t))),
-                    Ok(_) | Err(RecvError::Lagged(_)) => live.touched(None),
+                let (groups, since, seq) = match set {
+                    Ok(set) => {
+                        let since = set.since.unwrap_or_else(Instant::now);
+                        let groups = if set.everything {
+                            live.touched(None)
+                        } else {
+                            live.touched(Some(&|t: &str| set.touches(t)))
+                        };
+                        (groups, since, Some(set.seq))
+                    }
+                    // Sets were missed: anything may have changed.
+                    Err(RecvError::Lagged(_)) => (live.touched(None), Instant::now(), None),
                     Err(RecvError::Closed) => return,
                 };
                 for (key, members) in groups {
                     refresh(&state, &key, members, since).await;
+                }
+                if let Some(seq) = seq {
+                    live.counts().handled.store(seq, Ordering::Release);
                 }
             }
         }

@@ -24,7 +24,7 @@ use crate::oracle::{self, Op, Pool, Viewer};
 use eagerql::model::Role;
 
 /// Operations per run (at least 2,000 per backend in CI).
-fn cases() -> u32 {
+pub(crate) fn cases() -> u32 {
     std::env::var("EAGERQL_DIFF_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -34,7 +34,7 @@ fn cases() -> u32 {
 /// A data set with the cases answers go wrong on: inactive users, users without orders,
 /// zero totals, revenue ties, orders at the edges of windows (microseconds apart). `scale`
 /// multiplies the seeded rows, so that the same operation also runs on more rows.
-async fn data_set(scale: u64) -> (TestApp, Model, Pool) {
+pub(crate) async fn data_set(scale: u64) -> (TestApp, Model, Pool) {
     // No statement budget: the oracle predicts counts of any size.
     let app = spawn_app_with(&["--statement-budget", "0"]).await;
     app.seed(24 * scale, 3 + scale, 2, 9 * scale).await;
@@ -229,7 +229,7 @@ async fn differential_fixed_seed() {
 }
 
 /// `EAGERQL_DIFF_SEED` when it is set (a replay), else `fixed`.
-fn seed_or(fixed: u64) -> u64 {
+pub(crate) fn seed_or(fixed: u64) -> u64 {
     std::env::var("EAGERQL_DIFF_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -294,10 +294,10 @@ async fn the_grammar_draws_every_feature() {
 }
 
 /// A fixed pseudo-random sequence (xorshift): the writes of a seed are the same every run.
-struct Draw(u64);
+pub(crate) struct Draw(pub(crate) u64);
 
 impl Draw {
-    fn next(&mut self, n: usize) -> usize {
+    pub(crate) fn next(&mut self, n: usize) -> usize {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -312,7 +312,7 @@ impl Draw {
 /// The fields a written order is answered with, and read back with.
 const WRITTEN: &str = "id status totalAmount user { id isActive } items { quantity unitPrice product { id stockQuantity } }";
 
-fn token(app: &TestApp, viewer: Viewer) -> Option<String> {
+pub(crate) fn token(app: &TestApp, viewer: Viewer) -> Option<String> {
     match viewer {
         Viewer::Admin => Some(app.token.clone()),
         Viewer::Customer(id) => Some(app.token_for(id, Role::Customer)),
@@ -362,7 +362,7 @@ async fn written(
 /// One write: through the API (an order placed by a customer or for a user by an
 /// administrator, a status move that the life cycle allows or refuses, a user deactivated)
 /// or in plain SQL from outside (prices, stock, a status, a bio).
-async fn write(app: &TestApp, draw: &mut Draw, pool: &Pool) {
+pub(crate) async fn write(app: &TestApp, draw: &mut Draw, pool: &Pool) {
     let model = Model::load(&app.db).await;
     match draw.next(6) {
         0 | 1 => {

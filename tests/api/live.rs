@@ -3,14 +3,19 @@
 //! operation are refreshed together: a change costs the operation's planned statements
 //! whether 1, 10 or 1,000 subscribers (different ids, different customers) follow it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use eagerql::db::Session;
+use eagerql::db::changes::Rows;
+use eagerql::db::session::Arg;
 use eagerql::model::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, exec, spawn_app};
-use crate::websocket::{Socket, acknowledged, receive, send, serve};
+use crate::differential;
+use crate::helpers::{TestApp, exec, scalar_i64, spawn_app};
+use crate::oracle::{self, Viewer};
+use crate::websocket::{Socket, acknowledged, connect, receive, send, serve};
 
 /// An order with its customer (joined) and its items with their products (one batch): two
 /// statements.
@@ -186,4 +191,158 @@ async fn ten_subscribers_one_change_cost_the_shapes_statements() {
 #[tokio::test]
 async fn a_thousand_subscribers_one_change_cost_the_shapes_statements() {
     one_change_for(1000).await;
+}
+
+/// A connection for `viewer`: with its token in `connection_init`, or none.
+async fn connection(app: &TestApp, addr: std::net::SocketAddr, viewer: Viewer) -> Socket {
+    match differential::token(app, viewer) {
+        Some(token) => acknowledged(addr, &token).await,
+        None => {
+            let mut socket = connect(addr).await;
+            send(&mut socket, json!({ "type": "connection_init" })).await;
+            assert_eq!(receive(&mut socket).await["type"], "connection_ack");
+            socket
+        }
+    }
+}
+
+/// A viewer's connection, and the operations it follows by id.
+type Followed = (Viewer, Socket, Vec<(String, oracle::Op)>);
+
+/// The `data` and the errors (path and code) of a response body, as compared.
+fn outcome(body: &Value) -> (Value, Vec<(Value, Value)>) {
+    let mut errors: Vec<(Value, Value)> = body["errors"]
+        .as_array()
+        .map(|errs| {
+            errs.iter()
+                .map(|e| (e["path"].clone(), e["extensions"]["code"].clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    errors.sort_by_key(|e| e.0.to_string());
+    (body["data"].clone(), errors)
+}
+
+/// Random operations of every viewer, followed live through rounds of random writes
+/// (through the API and in plain SQL): after each round, every subscriber's last message
+/// is the answer its query twin gives the same viewer now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscriber_ends_each_round_with_its_query_twins_answer() {
+    let seed = differential::seed_or(20_261_206);
+    let (app, _, pool) = differential::data_set(1).await;
+    let addr = serve(&app).await;
+    let mut draw = differential::Draw(seed | 1);
+    // Per viewer: its connection, and its operations by id.
+    let mut viewers: Vec<Followed> = Vec::new();
+    let wanted = (differential::cases() / 25).clamp(40, 120);
+    let mut tried = 0;
+    let mut followed = 0;
+    let mut latest: HashMap<String, Value> = HashMap::new();
+    while followed < wanted && tried < wanted * 10 {
+        tried += 1;
+        let choices: Vec<u32> = (0..160)
+            .map(|_| draw.next(u32::MAX as usize) as u32)
+            .collect();
+        let op = oracle::generate(&choices, &pool);
+        let document = op.document().replacen("query", "subscription", 1);
+        let at = match viewers.iter().position(|v| v.0 == op.viewer) {
+            Some(at) => at,
+            None => {
+                let socket = connection(&app, addr, op.viewer).await;
+                viewers.push((op.viewer, socket, Vec::new()));
+                viewers.len() - 1
+            }
+        };
+        if viewers[at].2.len() >= 90 {
+            continue;
+        }
+        let id = format!("op{tried}");
+        let (_, socket, ops) = &mut viewers[at];
+        send(socket, subscribe(&id, &document, op.variables())).await;
+        let m = receive(socket).await;
+        match m["type"].as_str() {
+            Some("next") => {
+                latest.insert(id.clone(), m["payload"].clone());
+                ops.push((id, op));
+                followed += 1;
+            }
+            // A subscription selects one root field: operations of several are refused.
+            Some("error") => {}
+            _ => panic!("{m}"),
+        }
+    }
+    eprintln!(
+        "live differential: {followed} subscriptions by {} viewers, seed {seed}",
+        viewers.len()
+    );
+    assert!(
+        followed >= 40,
+        "only {followed} of {tried} operations could be followed"
+    );
+    let mut feed = app.db.changes().subscribe();
+    for round in 0..6 {
+        for _ in 0..4 {
+            differential::write(&app, &mut draw, &pool).await;
+        }
+        // A marker written last: a new product. Once the refresher is done with the set of
+        // changes that holds it, every message the round's writes cause has been handed to
+        // its connection, and a pong (queued behind them) tells when the client has them.
+        exec(
+            &app,
+            "insert into products (name, sku, price, stock_quantity) values ($1, $1, 0, 1)",
+            vec![Arg::Text(format!("marker-{round}"))],
+        )
+        .await;
+        let marker = scalar_i64(&app, "select max(id) from products").await;
+        let seq = loop {
+            let set = tokio::time::timeout(Duration::from_secs(30), feed.recv())
+                .await
+                .expect("the marker's change set")
+                .expect("the change feed");
+            if matches!(set.tables.get("products"), Some(Rows::Ids(ids)) if ids.contains(&marker))
+                || set.everything
+            {
+                break set.seq;
+            }
+        };
+        for _ in 0..3000 {
+            if app.state.live.counts().handled() >= seq {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            app.state.live.counts().handled() >= seq,
+            "the refresher is stuck"
+        );
+        for (_, socket, _) in &mut viewers {
+            send(socket, json!({ "type": "ping" })).await;
+            loop {
+                let m = receive(socket).await;
+                let id = m["id"].as_str().unwrap_or_default().to_owned();
+                match m["type"].as_str() {
+                    Some("pong") => break,
+                    Some("next") => {
+                        latest.insert(id, m["payload"].clone());
+                    }
+                    _ => panic!("round {round}: a live operation ended: {m}"),
+                }
+            }
+        }
+        for (viewer, _, ops) in &viewers {
+            let token = differential::token(&app, *viewer);
+            for (id, op) in ops {
+                let twin = app
+                    .gql_as(token.as_deref(), &op.document(), op.variables())
+                    .await;
+                assert_eq!(
+                    outcome(&latest[id]),
+                    outcome(&twin.body),
+                    "round {round} (seed {seed}): {viewer:?} {}\n  variables {}",
+                    op.document(),
+                    op.variables()
+                );
+            }
+        }
+    }
 }

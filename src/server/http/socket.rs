@@ -141,7 +141,17 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
                 conn.acknowledge();
                 protocol::ack()
             }
-            Step::Ping(payload) => protocol::pong(payload.as_ref()),
+            // Queued behind the messages already waiting: once a client has the pong, it
+            // has every message sent before its ping.
+            Step::Ping(payload) => {
+                if out_tx
+                    .try_send(Out::Text(protocol::pong(payload.as_ref())))
+                    .is_err()
+                {
+                    break Some(Closing::not_reading());
+                }
+                continue;
+            }
             Step::Nothing => continue,
             Step::Refuse { id } => protocol::error(
                 &id,
