@@ -154,6 +154,7 @@ async fn refresh(state: &AppState, key: &GroupKey, members: Vec<Arc<Subscriber>>
             micros = report.micros,
             "live refresh"
         );
+        state.metrics.record_refresh(&report);
         live.counts().record(report);
     }
 }

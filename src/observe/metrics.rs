@@ -73,6 +73,7 @@ struct Live {
     preparer: Arc<Preparer>,
     persisted: Arc<Store>,
     max_connections: u32,
+    live: Arc<crate::live::Registry>,
 }
 
 impl std::fmt::Debug for Live {
@@ -170,6 +171,44 @@ impl Collector for Live {
                 n.load(std::sync::atomic::Ordering::Relaxed),
             )?;
         }
+        gauge(
+            &mut e,
+            "eagerql_live_subscriptions",
+            "Live subscriptions followed now (EAGERQL_LIVE_MAX_SUBSCRIPTIONS at most).",
+            self.live.subscribers() as i64,
+        )?;
+        gauge(
+            &mut e,
+            "eagerql_live_groups",
+            "Distinct live operations (document and operation name) followed now.",
+            self.live.groups() as i64,
+        )?;
+        let live = self.live.counts();
+        for (name, help, n) in [
+            (
+                "eagerql_live_refreshes",
+                "Refreshes of live subscribers (one set of statements each).",
+                &live.refreshes,
+            ),
+            (
+                "eagerql_live_statements",
+                "SQL statements the refreshes ran.",
+                &live.statements,
+            ),
+            ("eagerql_live_rows", "Rows the refreshes read.", &live.rows),
+            (
+                "eagerql_live_messages",
+                "Messages sent to live subscribers (only answers that changed).",
+                &live.messages,
+            ),
+        ] {
+            counter(
+                &mut e,
+                name,
+                help,
+                n.load(std::sync::atomic::Ordering::Relaxed),
+            )?;
+        }
         if let Some(replicas) = self.db.replicas().filter(|r| !r.list().is_empty()) {
             let mut reads = e.encode_descriptor(
                 "eagerql_read_snapshots",
@@ -207,6 +246,10 @@ pub struct Metrics {
     rows: Histogram,
     db_time: Histogram,
     errors: Family<CodeLabel, Counter>,
+    /// Live queries: per refresh, its subscribers, its statements and its delay.
+    refresh_group: Histogram,
+    refresh_statements: Histogram,
+    delivery: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -222,6 +265,7 @@ impl Metrics {
         max_connections: u32,
         preparer: Arc<Preparer>,
         persisted: Arc<Store>,
+        live: Arc<crate::live::Registry>,
     ) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
@@ -260,11 +304,33 @@ impl Metrics {
             "GraphQL errors, by extensions.code.",
             errors.clone(),
         );
+        let refresh_group = Histogram::new(exponential_buckets(1.0, 4.0, 9));
+        registry.register(
+            "eagerql_live_refresh_subscribers",
+            "Subscribers of one operation refreshed together by one set of statements.",
+            refresh_group.clone(),
+        );
+        let refresh_statements =
+            Histogram::new([0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 25.0]);
+        registry.register(
+            "eagerql_live_refresh_statements",
+            "SQL statements one refresh of a live query's subscribers ran (the operation's \
+             planned count, whatever the number of subscribers).",
+            refresh_statements.clone(),
+        );
+        let delivery = latency_histogram();
+        registry.register(
+            "eagerql_live_delivery_seconds",
+            "From a committed change's arrival (or a subscriber's join) to the refresh's last \
+             message handed to its connection.",
+            delivery.clone(),
+        );
         registry.register_collector(Box::new(Live {
             db,
             preparer,
             persisted,
             max_connections,
+            live,
         }));
         Metrics {
             registry,
@@ -274,7 +340,17 @@ impl Metrics {
             rows,
             db_time,
             errors,
+            refresh_group,
+            refresh_statements,
+            delivery,
         }
+    }
+
+    /// Records one refresh of live subscribers.
+    pub fn record_refresh(&self, r: &crate::live::Refresh) {
+        self.refresh_group.observe(r.group as f64);
+        self.refresh_statements.observe(r.statements as f64);
+        self.delivery.observe(r.micros as f64 / 1e6);
     }
 
     /// Records one request.

@@ -64,11 +64,13 @@ impl AppState {
             config.documents.persisted_queries,
             config.documents.persisted_queries.saturating_mul(16 << 10),
         ));
+        let live = Arc::new(crate::live::Registry::default());
         let metrics = Arc::new(Metrics::new(
             db.clone(),
             config.db.pool().max_connections,
             preparer.clone(),
             persisted.clone(),
+            live.clone(),
         ));
         Ok(AppState {
             schema,
@@ -90,7 +92,7 @@ impl AppState {
                     .min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
             config: Arc::new(config),
-            live: Arc::default(),
+            live,
             statement_hook: None,
         })
     }

@@ -428,7 +428,7 @@ async fn refusals_come_in_the_media_type_accept_asks_for() {
     assert_eq!((s, ct.as_str()), (404, "application/json; charset=utf-8"));
 }
 
-/// Until subscriptions exist, an event-stream request is told so; a WebSocket upgrade is a GET
+/// A subscription sent for one answer is told where subscriptions stream; a WebSocket upgrade is a GET
 /// (`websocket.rs` speaks graphql-transport-ws over a real socket): one sent with POST is told
 /// how to open one.
 #[tokio::test]
@@ -448,11 +448,19 @@ async fn streaming_requests_are_told_what_is_served() {
         message.contains("GET") && message.contains("graphql-transport-ws"),
         "{text}"
     );
-    let sse = post(Q, Some("application/json"), Some("text/event-stream"));
-    let (s, _, text, body) = send(&app, sse).await;
-    assert_eq!(s, 406, "{text}");
+    // A subscription asking for one JSON answer is told which transports stream.
+    let subscription = post(
+        r#"{"query":"subscription { productsAggregate { count } }"}"#,
+        Some("application/json"),
+        Some("application/graphql-response+json"),
+    );
+    let (s, _, text, body) = send(&app, subscription).await;
+    assert_eq!(s, 400, "{text}");
     let message = body["errors"][0]["message"].as_str().unwrap_or("");
-    assert!(message.contains("Server-Sent Events"), "{text}");
+    assert!(
+        message.contains("WebSocket") && message.contains("text/event-stream"),
+        "{text}"
+    );
 }
 
 /// GraphiQL's assets are compressed once (br before gzip), carry an `ETag` and are

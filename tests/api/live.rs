@@ -346,3 +346,131 @@ async fn every_subscriber_ends_each_round_with_its_query_twins_answer() {
         }
     }
 }
+
+/// A Server-Sent Events response, read event by event.
+struct Events {
+    body: axum::body::Body,
+    text: String,
+}
+
+impl Events {
+    /// Sends `query` as POST accepting `text/event-stream`, with `token`.
+    async fn open(app: &TestApp, token: Option<&str>, query: &str, variables: Value) -> Events {
+        use tower::ServiceExt as _;
+        let mut req = axum::http::Request::post("/graphql")
+            .header("content-type", "application/json")
+            .header("accept", "text/event-stream");
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req
+            .body(axum::body::Body::from(
+                json!({ "query": query, "variables": variables }).to_string(),
+            ))
+            .expect("request");
+        let resp = app.router.clone().oneshot(req).await.expect("response");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["content-type"],
+            "text/event-stream; charset=utf-8"
+        );
+        assert!(resp.headers().get("content-encoding").is_none());
+        Events {
+            body: resp.into_body(),
+            text: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped): its name and data (`None`: the stream ended).
+    async fn next(&mut self) -> Option<(String, String)> {
+        // One bound for the event, not for each frame: keepalive comments come meanwhile.
+        tokio::time::timeout(Duration::from_secs(30), self.event())
+            .await
+            .expect("an event")
+    }
+
+    async fn event(&mut self) -> Option<(String, String)> {
+        use http_body_util::BodyExt as _;
+        loop {
+            if let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let (mut event, mut data) = (String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = v.to_owned();
+                    }
+                }
+                if event.is_empty() {
+                    continue;
+                }
+                return Some((event, data));
+            }
+            match self.body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(data) = f.into_data() {
+                        self.text
+                            .push_str(std::str::from_utf8(&data).expect("UTF-8"));
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next event, which must be `next`: its result.
+    async fn result(&mut self) -> Value {
+        let (event, data) = self.next().await.expect("an event");
+        assert_eq!(event, "next", "{data}");
+        serde_json::from_str(&data).expect("JSON")
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_queries_and_errors_stream_as_server_sent_events() {
+    let app = spawn_app().await;
+    app.seed(3, 2, 2, 4).await;
+    let (order, owner) = orders(&app).await[1];
+    let token = app.token_for(owner, Role::Customer);
+    let vars = json!({ "id": order.to_string() });
+    let twin = ORDER.replacen("subscription", "query", 1);
+
+    // A query: one result, then `complete`, then the end.
+    let mut query = Events::open(&app, Some(&token), &twin, vars.clone()).await;
+    let answer = app.gql_as(Some(&token), &twin, vars.clone()).await;
+    assert_eq!(query.result().await["data"], *answer.data());
+    assert_eq!(query.next().await.map(|e| e.0).as_deref(), Some("complete"));
+    assert_eq!(query.next().await, None);
+
+    // A document that does not validate: its errors as a result, then `complete`.
+    let mut bad = Events::open(&app, Some(&token), "subscription { nothing }", json!({})).await;
+    let result = bad.result().await;
+    assert!(result["errors"][0]["message"].is_string(), "{result}");
+    assert!(result.get("data").is_none(), "{result}");
+    assert_eq!(bad.next().await.map(|e| e.0).as_deref(), Some("complete"));
+
+    // A subscription: its answer now, then each change.
+    let mut live = Events::open(&app, Some(&token), ORDER, vars.clone()).await;
+    assert_eq!(live.result().await["data"], *answer.data());
+    exec(
+        &app,
+        &format!("update orders set status = 'cancelled' where id = {order}"),
+        vec![],
+    )
+    .await;
+    let changed = live.result().await;
+    assert_eq!(changed["data"]["order"]["status"], "CANCELLED");
+    let answer = app.gql_as(Some(&token), &twin, vars.clone()).await;
+    assert_eq!(changed["data"], *answer.data());
+
+    // Closing the stream ends the subscription.
+    drop(live);
+    for _ in 0..200 {
+        if app.state.live.subscribers() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.state.live.subscribers(), 0);
+}

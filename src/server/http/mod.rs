@@ -30,6 +30,7 @@ use crate::graphql::handler::{self, DebugAsks, Incoming, Outcome, Params, params
 use crate::model::Viewer;
 use crate::server::state::AppState;
 
+mod events;
 mod headers;
 mod socket;
 
@@ -41,6 +42,7 @@ pub const COUNT_HEADER: &str = "x-eagerql-sql-statements";
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
+const TEXT_EVENT_STREAM: &str = "text/event-stream";
 
 /// The router of the whole service.
 pub fn router(state: AppState) -> Router {
@@ -74,7 +76,10 @@ pub fn router(state: AppState) -> Router {
             CompressionLayer::new().compress_when(
                 SizeAbove::new(1024)
                     .and(NotForContentType::IMAGES)
-                    .and(NotForContentType::GRPC),
+                    .and(NotForContentType::GRPC)
+                    // An event stream is written event by event: a compressor would hold
+                    // them back.
+                    .and(NotForContentType::SSE),
             ),
         )
         // Without configured origins there is no CORS layer at all (it would answer every
@@ -211,13 +216,16 @@ fn as_graphql_error(mut resp: HttpResponse, media: Media) -> HttpResponse {
 enum Media {
     GraphqlResponse,
     Json,
+    /// `text/event-stream`: the answer is streamed ([`events`]); a refusal before the
+    /// request is read is JSON.
+    EventStream,
 }
 
 impl Media {
     fn content_type(self) -> HeaderValue {
         HeaderValue::from_static(match self {
             Media::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
-            Media::Json => "application/json; charset=utf-8",
+            Media::Json | Media::EventStream => "application/json; charset=utf-8",
         })
     }
 }
@@ -242,6 +250,8 @@ fn negotiate(accept: Option<&HeaderValue>) -> Option<Media> {
             Media::GraphqlResponse
         } else if is(APPLICATION_JSON) || is("application/*") || mime == "*/*" {
             Media::Json
+        } else if is(TEXT_EVENT_STREAM) {
+            Media::EventStream
         } else {
             continue;
         };
@@ -315,6 +325,15 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Viewer, &'stati
 }
 
 /// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750) and UNAUTHENTICATED.
+/// The bearer token of `headers`, if any.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
 fn unauthorized(message: &str) -> HttpResponse {
     let mut resp = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message);
     resp.headers_mut().insert(
@@ -330,8 +349,8 @@ fn bad_request(message: &str) -> HttpResponse {
     error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
 }
 
-/// A WebSocket upgrade or a Server-Sent Events request: subscriptions are not served (yet),
-/// and the client is told so plainly instead of a generic "no query".
+/// A WebSocket upgrade sent as anything but a GET is told how to open one, instead of a
+/// generic "no query".
 fn streaming_refusal(headers: &HeaderMap) -> Option<HttpResponse> {
     // `token` is lowercase ASCII.
     let asks = |name: header::HeaderName, token: &str| {
@@ -347,15 +366,6 @@ fn streaming_refusal(headers: &HeaderMap) -> Option<HttpResponse> {
             "BAD_REQUEST",
             "a WebSocket to /graphql is opened with GET and the graphql-transport-ws \
              subprotocol",
-        ));
-    }
-    if asks(header::ACCEPT, "text/event-stream") && !asks(header::ACCEPT, "json") {
-        return Some(error_response(
-            StatusCode::NOT_ACCEPTABLE,
-            "NOT_ACCEPTABLE",
-            "this server does not serve subscriptions: /graphql does not stream Server-Sent \
-             Events (text/event-stream); accept application/graphql-response+json or \
-             application/json",
         ));
     }
     None
@@ -518,10 +528,13 @@ async fn execute(
         queries_only: method == Method::Get,
         request_error_status: match media {
             Media::GraphqlResponse => StatusCode::BAD_REQUEST,
-            Media::Json => StatusCode::OK,
+            Media::Json | Media::EventStream => StatusCode::OK,
         },
         started,
     };
+    if media == Media::EventStream {
+        return events::serve(state, incoming, bearer(&headers)).await;
+    }
     match handler::handle(&state, incoming).await {
         Outcome::Document(e) => persisted_refusal(&e, media),
         // GET is for queries only: a mutation must not run on a request that caches and

@@ -20,7 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::{Notify, mpsc};
 
-use super::authenticate;
+use super::{authenticate, bearer};
 use crate::graphql::handler::{self, DebugAsks, Incoming, Outcome, Params};
 use crate::live::{Deliver, Delivery, Subscriber, refresh};
 use crate::server::state::AppState;
@@ -264,15 +264,6 @@ impl Sender {
 /// A message's bytes as the text frame they are (JSON is UTF-8).
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-/// The bearer token of `headers`, if any.
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
 }
 
 /// Runs one operation and hands its messages to the socket's writer; a subscription joins
