@@ -285,6 +285,12 @@ pub struct LimitsConfig {
     #[arg(long, env = "EAGERQL_WS_MAX_CONNECTIONS", default_value_t = 1000)]
     pub ws_max_connections: usize,
 
+    /// Seconds a new WebSocket may take to send `connection_init` before it is closed with
+    /// 4408.
+    #[arg(long, env = "EAGERQL_WS_INIT_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ws_init_timeout_secs: u64,
+
     /// Most live subscriptions followed at once on this instance (over every connection);
     /// one more is refused with `LIMIT_EXCEEDED`.
     #[arg(long, env = "EAGERQL_LIVE_MAX_SUBSCRIPTIONS", default_value_t = 20_000)]

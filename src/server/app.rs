@@ -159,6 +159,11 @@ impl App {
                 }
             }
         });
+        let closing = self.state.closing.clone();
+        let stopped = async move {
+            shutdown_signal().await;
+            closing.send_replace(true);
+        };
         let router = crate::server::http::router(self.state);
         match self.tls {
             Some(config) => {
@@ -168,7 +173,7 @@ impl App {
                     axum::serve::ListenerExt::tap_io(listener, |_| {}),
                     router.into_make_service_with_connect_info::<SocketAddr>(),
                 )
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(stopped)
                 .await?;
             }
             None => {
@@ -176,7 +181,7 @@ impl App {
                     self.listener,
                     router.into_make_service_with_connect_info::<SocketAddr>(),
                 )
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(stopped)
                 .await?;
             }
         }

@@ -42,6 +42,9 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     /// WebSocket connections open now, at most `EAGERQL_WS_MAX_CONNECTIONS`.
     pub sockets: Arc<tokio::sync::Semaphore>,
+    /// Set when the server begins to shut down: WebSockets close with 1001 and event streams
+    /// end, so that the graceful shutdown does not wait for them.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
     /// Live subscriptions (see [`crate::live`]).
     pub live: Arc<crate::live::Registry>,
     /// Called after every statement of every request (tests and diagnostics; `None` in
@@ -93,6 +96,7 @@ impl AppState {
             )),
             config: Arc::new(config),
             live,
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
             statement_hook: None,
         })
     }

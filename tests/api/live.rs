@@ -474,3 +474,32 @@ async fn subscriptions_queries_and_errors_stream_as_server_sent_events() {
     }
     assert_eq!(app.state.live.subscribers(), 0);
 }
+
+/// Shutting down: each WebSocket is closed with 1001 (after what was queued for it), each
+/// event stream ends, and a connection that never sends `connection_init` is closed with 4408
+/// after EAGERQL_WS_INIT_TIMEOUT_SECS.
+#[tokio::test]
+async fn shutdown_closes_sockets_with_1001_and_ends_streams() {
+    let app = crate::helpers::spawn_app_with(&["--ws-init-timeout-secs", "1"]).await;
+    app.seed(2, 1, 1, 2).await;
+    let addr = serve(&app).await;
+    let mut silent = connect(addr).await;
+    assert_eq!(receive(&mut silent).await, json!({ "close": 4408 }));
+
+    let query = "subscription { productsAggregate { count } }";
+    let mut socket = acknowledged(addr, &app.token).await;
+    send(&mut socket, subscribe("s", query, json!({}))).await;
+    assert_eq!(
+        next(&mut socket, "s").await["data"]["productsAggregate"]["count"],
+        2
+    );
+    let mut stream = Events::open(&app, Some(&app.token), query, json!({})).await;
+    assert_eq!(
+        stream.result().await["data"]["productsAggregate"]["count"],
+        2
+    );
+
+    app.state.closing.send_replace(true);
+    assert_eq!(receive(&mut socket).await, json!({ "close": 1001 }));
+    assert_eq!(stream.next().await, None);
+}

@@ -18,7 +18,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::graphql::handler::{self, Incoming, Outcome};
 use crate::live::{Deliver, Delivery, Subscriber, refresh};
@@ -56,7 +56,11 @@ fn error(message: &str, code: &str) -> Vec<u8> {
 
 /// An event stream's response, its events coming from `rx` (keepalive comments between), and
 /// `on_end` run when it ends or the client goes.
-fn response(rx: mpsc::Receiver<Bytes>, on_end: impl FnOnce() + Send + 'static) -> Response {
+fn response(
+    rx: mpsc::Receiver<Bytes>,
+    mut shutdown: Option<watch::Receiver<bool>>,
+    on_end: impl FnOnce() + Send + 'static,
+) -> Response {
     struct Guard<F: FnOnce()>(Option<F>);
     impl<F: FnOnce()> Drop for Guard<F> {
         fn drop(&mut self) {
@@ -68,14 +72,25 @@ fn response(rx: mpsc::Receiver<Bytes>, on_end: impl FnOnce() + Send + 'static) -
     let mut keepalive =
         tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = (rx, keepalive, Guard(Some(on_end)));
-    let stream = futures_util::stream::unfold(state, |(mut rx, mut keepalive, guard)| async move {
-        let item = tokio::select! {
-            event = rx.recv() => event?,
-            _ = keepalive.tick() => Bytes::from_static(b":\n\n"),
-        };
-        Some((Ok::<_, Infallible>(item), (rx, keepalive, guard)))
-    });
+    let ending = async move {
+        match shutdown.as_mut() {
+            Some(s) => drop(s.wait_for(|closing| *closing).await.is_ok()),
+            None => std::future::pending().await,
+        }
+    };
+    let state = (rx, keepalive, Box::pin(ending), Guard(Some(on_end)));
+    let stream = futures_util::stream::unfold(
+        state,
+        |(mut rx, mut keepalive, mut ending, guard)| async move {
+            let item = tokio::select! {
+                event = rx.recv() => event?,
+                _ = keepalive.tick() => Bytes::from_static(b":\n\n"),
+                // The server is shutting down: the stream ends (a client reconnects).
+                () = &mut ending => return None,
+            };
+            Some((Ok::<_, Infallible>(item), (rx, keepalive, ending, guard)))
+        },
+    );
     let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -95,7 +110,7 @@ fn finished(events: Vec<Bytes>) -> Response {
         let _ = tx.try_send(e);
     }
     drop(tx);
-    response(rx, || {})
+    response(rx, None, || {})
 }
 
 /// Serves a GraphQL request as an event stream (see the module documentation); `token`: its
@@ -138,7 +153,7 @@ pub(super) async fn serve(state: AppState, incoming: Incoming, token: Option<Str
             }
             refresh::start(&state);
             let live = state.live.clone();
-            response(rx, move || live.leave(id))
+            response(rx, Some(state.closing.subscribe()), move || live.leave(id))
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::{Notify, mpsc};
 
@@ -26,8 +26,9 @@ use crate::live::{Deliver, Delivery, Subscriber, refresh};
 use crate::server::state::AppState;
 use crate::server::ws::{self as protocol, Closing, Connection, Step};
 
-/// How long a new socket may take to send `connection_init`.
-pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the server pings a connection (a WebSocket ping frame, which clients answer
+/// by themselves), keeping it open through proxies and finding peers that are gone.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Operations one connection may run at a time.
 pub const MAX_OPERATIONS: usize = 100;
 /// Messages waiting to be written to one socket (a few per operation): a client that does
@@ -85,12 +86,39 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
     // Live subscriptions by operation id.
     let mut live: HashMap<String, u64> = HashMap::new();
     let not_reading = Arc::new(Notify::new());
-    let init = tokio::time::sleep(INIT_TIMEOUT);
+    let init = tokio::time::sleep(Duration::from_secs(
+        state.config.limits.ws_init_timeout_secs,
+    ));
     tokio::pin!(init);
+    let mut shutdown = state.closing.subscribe();
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = Instant::now();
     let closing = loop {
         let text = tokio::select! {
             () = &mut init, if !conn.acknowledged() => break Some(Closing::init_timeout()),
             () = not_reading.notified() => break Some(Closing::not_reading()),
+            closed = shutdown.wait_for(|closing| *closing).map(|r| r.is_ok()) => {
+                let _ = closed;
+                // What is queued already is sent before the close frame.
+                while let Ok(Out::Text(t)) = out_rx.try_recv() {
+                    if sink.send(Message::Text(t.into())).await.is_err() {
+                        break;
+                    }
+                }
+                break Some(Closing::going_away());
+            }
+            _ = keepalive.tick() => {
+                // A peer that answered nothing (not even a pong) for three intervals is gone.
+                if heard.elapsed() > 3 * KEEPALIVE {
+                    break None;
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break None;
+                }
+                continue;
+            }
             out = out_rx.recv() => {
                 match out {
                     Some(Out::Text(t)) => {
@@ -117,7 +145,7 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
                 }
                 continue;
             }
-            frame = stream.next() => match frame {
+            frame = stream.next() => match frame.inspect(|_| heard = Instant::now()) {
                 Some(Ok(Message::Text(text))) => text,
                 Some(Ok(Message::Binary(_))) => {
                     break Some(Closing::bad_request("Invalid message: a binary frame"))
