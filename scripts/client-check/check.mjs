@@ -1,12 +1,18 @@
 // Real clients against a running eagerql server (with its demo data): Apollo Client signs in
 // with `login` as the demo administrator, sends the access token as a Bearer header, and uses
 // its persisted-query link over POST and over GET, and pages a connection with its
-// relayStylePagination cache policy.
+// relayStylePagination cache policy; live queries (subscriptions) run through graphql-ws (and
+// Apollo's GraphQLWsLink over it) and through graphql-sse, each receiving its first answer and
+// then the change a mutation makes.
 // Usage: node check.mjs [URL]   (default http://127.0.0.1:8000/graphql)
 // Exits 0 when every check passes.
 import { ApolloClient, InMemoryCache, HttpLink, gql } from '@apollo/client/core/index.js';
 import { createPersistedQueryLink } from '@apollo/client/link/persisted-queries/index.js';
 import { relayStylePagination } from '@apollo/client/utilities/index.js';
+import { GraphQLWsLink } from '@apollo/client/link/subscriptions/index.js';
+import { createClient as createWsClient } from 'graphql-ws';
+import { createClient as createSseClient } from 'graphql-sse';
+import WebSocket from 'ws';
 import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 
@@ -150,6 +156,90 @@ await check("Apollo Client's relayStylePagination pages a connection three times
   assert.deepEqual(prices, [...prices].sort((a, b) => b - a), 'by price, descending');
   assert.ok(seen.length >= 3, 'three requests');
   subscription.unsubscribe();
+});
+
+// ---- Live queries ------------------------------------------------------------------------
+
+const LIVE = 'subscription Stock($id: ID!) { product(id: $id) { id stockQuantity } }';
+
+// Orders one unit of product 1 as the administrator (for customer 2): its stock drops by one.
+async function orderOne(token) {
+  const { apollo } = client(false, token);
+  await apollo.mutate({
+    mutation: gql`mutation Order($input: CreateOrderInput!) { createOrder(input: $input) { id } }`,
+    variables: { input: { userId: '2', items: [{ productId: '1', quantity: 1 }] } },
+  });
+}
+
+// Reads results from an async iterator, failing after 20 s.
+function within(promise, what) {
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`no ${what} within 20 s`)), 20000)),
+  ]);
+}
+
+// The first answer of a live query, then the one after a mutation changes it.
+async function followStock(token, iterator, name) {
+  const first = await within(iterator.next(), `${name} first answer`);
+  assert.equal(first.value.errors, undefined, JSON.stringify(first.value));
+  const stock = first.value.data.product.stockQuantity;
+  await orderOne(token);
+  const next = await within(iterator.next(), `${name} answer after the order`);
+  assert.equal(next.value.data.product.stockQuantity, stock - 1, JSON.stringify(next.value));
+  await iterator.return?.();
+}
+
+await check('graphql-ws: a live query sends its answer, then the change a mutation makes', async () => {
+  const token = await signIn();
+  const ws = createWsClient({
+    url: url.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    connectionParams: { Authorization: `Bearer ${token}` },
+  });
+  try {
+    await followStock(token, ws.iterate({ query: LIVE, variables: { id: '1' } }), 'graphql-ws');
+  } finally {
+    await ws.dispose();
+  }
+});
+
+await check("Apollo Client's GraphQLWsLink follows a live query", async () => {
+  const token = await signIn();
+  const ws = createWsClient({
+    url: url.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    connectionParams: { Authorization: `Bearer ${token}` },
+  });
+  const apollo = new ApolloClient({ link: new GraphQLWsLink(ws), cache: new InMemoryCache() });
+  const results = [];
+  const waiting = [];
+  const sub = apollo.subscribe({ query: gql(LIVE), variables: { id: '1' } }).subscribe({
+    next: (r) => { results.push(r); waiting.splice(0).forEach((f) => f()); },
+    error: (e) => { results.push({ errors: [e] }); waiting.splice(0).forEach((f) => f()); },
+  });
+  const nth = async (n) => {
+    while (results.length < n) await within(new Promise((r) => waiting.push(r)), 'an Apollo result');
+    return results[n - 1];
+  };
+  try {
+    const stock = (await nth(1)).data.product.stockQuantity;
+    await orderOne(token);
+    assert.equal((await nth(2)).data.product.stockQuantity, stock - 1);
+  } finally {
+    sub.unsubscribe();
+    await ws.dispose();
+  }
+});
+
+await check('graphql-sse: a live query streams its answer, then the change', async () => {
+  const token = await signIn();
+  const sse = createSseClient({ url, headers: { Authorization: `Bearer ${token}` } });
+  try {
+    await followStock(token, sse.iterate({ query: LIVE, variables: { id: '1' } }), 'graphql-sse');
+  } finally {
+    sse.dispose();
+  }
 });
 
 console.log(failures === 0 ? 'PASS: real clients' : `FAIL: ${failures} check(s)`);
