@@ -2,7 +2,7 @@
 // with `login` as the demo administrator, sends the access token as a Bearer header, and uses
 // its persisted-query link over POST and over GET, and pages a connection with its
 // relayStylePagination cache policy; live queries (subscriptions) run through graphql-ws (and
-// Apollo's GraphQLWsLink over it) and through graphql-sse, each receiving its first answer and
+// Apollo's GraphQLWsLink and urql's subscriptionExchange over it) and through graphql-sse, each receiving its first answer and
 // then the change a mutation makes.
 // Usage: node check.mjs [URL]   (default http://127.0.0.1:8000/graphql)
 // Exits 0 when every check passes.
@@ -13,6 +13,7 @@ import { GraphQLWsLink } from '@apollo/client/link/subscriptions/index.js';
 import { createClient as createWsClient } from 'graphql-ws';
 import { createClient as createSseClient } from 'graphql-sse';
 import WebSocket from 'ws';
+import { Client as UrqlClient, cacheExchange, fetchExchange, subscriptionExchange } from '@urql/core';
 import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 
@@ -228,6 +229,43 @@ await check("Apollo Client's GraphQLWsLink follows a live query", async () => {
     assert.equal((await nth(2)).data.product.stockQuantity, stock - 1);
   } finally {
     sub.unsubscribe();
+    await ws.dispose();
+  }
+});
+
+await check("urql's subscriptionExchange follows a live query (the README's set-up)", async () => {
+  const token = await signIn();
+  const ws = createWsClient({
+    url: url.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    connectionParams: { Authorization: `Bearer ${token}` },
+  });
+  const urql = new UrqlClient({
+    url,
+    exchanges: [cacheExchange, fetchExchange, subscriptionExchange({
+      forwardSubscription: (request) => ({
+        subscribe: (sink) => ({ unsubscribe: ws.subscribe({ ...request, query: request.query || '' }, sink) }),
+      }),
+    })],
+  });
+  const results = [];
+  const waiting = [];
+  const { unsubscribe } = urql.subscription(LIVE, { id: '1' }).subscribe((r) => {
+    results.push(r);
+    waiting.splice(0).forEach((f) => f());
+  });
+  const nth = async (n) => {
+    while (results.length < n) await within(new Promise((r) => waiting.push(r)), 'an urql result');
+    return results[n - 1];
+  };
+  try {
+    const first = await nth(1);
+    assert.equal(first.error, undefined, String(first.error));
+    const stock = first.data.product.stockQuantity;
+    await orderOne(token);
+    assert.equal((await nth(2)).data.product.stockQuantity, stock - 1);
+  } finally {
+    unsubscribe();
     await ws.dispose();
   }
 });
