@@ -13,6 +13,8 @@ mod client;
 mod direct;
 #[path = "load/floor.rs"]
 mod floor;
+#[path = "load/live.rs"]
+mod live;
 #[path = "load/observe.rs"]
 mod observe;
 #[path = "load/report.rs"]
@@ -103,6 +105,16 @@ struct Opts {
     /// Also run top-customers on 500,000 users / 5,000,000 orders (PostgreSQL only).
     #[arg(long)]
     big: bool,
+    /// Instead of the workloads: live queries under writes, with this many subscriptions
+    /// (e.g. 10000); see --sockets, --write-rate and --duration.
+    #[arg(long, default_value_t = 0)]
+    subscriptions: usize,
+    /// WebSocket connections the subscriptions are spread over.
+    #[arg(long, default_value_t = 100)]
+    sockets: usize,
+    /// Writes per second during a --subscriptions run.
+    #[arg(long, default_value_t = 100.0)]
+    write_rate: f64,
     /// How many times to run the 10,000-product import.
     #[arg(long, default_value_t = 3)]
     import_runs: usize,
@@ -607,6 +619,25 @@ async fn run(opts: Opts) -> Res<Out> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    if opts.subscriptions > 0 {
+        for backend in backends {
+            let mut env = Env::start(&opts, &bin, backend, BASE, 1000).await?;
+            let report = live::run(
+                env.server()?,
+                opts.subscriptions,
+                opts.sockets,
+                opts.write_rate,
+                Duration::from_secs_f64(opts.duration),
+            )
+            .await;
+            env.stop(&opts).await;
+            match report {
+                Ok(r) => eprintln!("{}", r.print(backend.name())),
+                Err(e) => out.fail(format!("{} live: {e}", backend.name())),
+            }
+        }
+        return Ok(out);
+    }
     for backend in backends {
         match run_base(&opts, &bin, backend, &workloads, &mut out).await {
             Ok(rows) => out.rows.extend(rows),

@@ -40,6 +40,14 @@ pub fn as_customer(customer: bool) {
         token.map(|t| format!("Bearer {t}"));
 }
 
+/// The `Authorization` header every request carries now (`Bearer ...`).
+pub fn authorization() -> Option<String> {
+    AUTHORIZATION
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
 /// Longest a single request may take before it counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 

@@ -80,6 +80,66 @@ impl ChangeSet {
     }
 }
 
+/// What an answer read: for each table, the rows it depends on (by id, when only those rows
+/// can change it), or every row (a list, a batch of children, an aggregate, a filter: a new or
+/// changed row anywhere may enter it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reads {
+    tables: BTreeMap<&'static str, Rows>,
+}
+
+impl Reads {
+    /// Adds rows of `table`.
+    pub fn add(&mut self, table: &'static str, rows: Rows) {
+        match (
+            self.tables
+                .entry(table)
+                .or_insert(Rows::Ids(BTreeSet::new())),
+            rows,
+        ) {
+            (Rows::All, _) => {}
+            (mine @ Rows::Ids(_), Rows::All) => *mine = Rows::All,
+            (Rows::Ids(mine), Rows::Ids(ids)) => mine.extend(ids),
+        }
+    }
+
+    /// Adds what a statement reads: every table of [`TABLES`] its text names, all rows, but
+    /// of the table `key.0` only the rows `key.1` (none: rows another statement of the same
+    /// answer read already, and depends on).
+    pub fn add_statement(&mut self, sql: &str, key: Option<(&'static str, Option<i64>)>) {
+        for table in tables_named(sql) {
+            let rows = match key {
+                Some((t, id)) if t == table => Rows::Ids(id.into_iter().collect()),
+                _ => Rows::All,
+            };
+            self.add(table, rows);
+        }
+    }
+
+    /// Whether `set` may change an answer that read these rows.
+    pub fn may_change(&self, set: &ChangeSet) -> bool {
+        set.everything
+            || set
+                .tables
+                .iter()
+                .any(|(t, changed)| match (self.tables.get(t), changed) {
+                    (None, _) => false,
+                    (Some(Rows::All), _) | (Some(_), Rows::All) => true,
+                    (Some(Rows::Ids(mine)), Rows::Ids(ids)) => !mine.is_disjoint(ids),
+                })
+    }
+}
+
+/// The tables of [`TABLES`] that `sql` names (as whole words).
+pub fn tables_named(sql: &str) -> impl Iterator<Item = &'static str> + '_ {
+    TABLES.into_iter().filter(move |t| {
+        sql.match_indices(t).any(|(at, _)| {
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            !word(sql[..at].chars().next_back()) && !word(sql[at + t.len()..].chars().next())
+        })
+    })
+}
+
 /// One change as it arrives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Raw {

@@ -876,16 +876,28 @@ fn paren(sql: String) -> String {
 pub async fn fetch_root(s: &Session, node: &Node, q: RootQuery) -> AppResult<Vec<Loaded>> {
     let (backend, viewer) = (s.backend(), s.viewer());
     let name = root_name(node.entity, &q);
+    let by_id = match q {
+        RootQuery::ById(id) => Some(id),
+        _ => None,
+    };
     let statement = match q {
         RootQuery::ById(id) => by_id_statement(backend, viewer, node, id),
         q => root_statement(backend, viewer, node, q),
     };
     let masks = &statement.shaped.select.masks;
-    s.fetch(name, statement.text, statement.args, |r| {
+    let decoder = |r: &dyn DbRow| {
         let mut at = 0;
         decode(node, r, &mut at, &mut masks.iter())
-    })
-    .await
+    };
+    match by_id {
+        // One row by its id: what reads it depends on that row (and what it joins).
+        Some(id) => {
+            let key = (table(node.entity), Some(id));
+            s.fetch_keyed(name, statement.text, statement.args, key, decoder)
+                .await
+        }
+        None => s.fetch(name, statement.text, statement.args, decoder).await,
+    }
 }
 
 /// The root statement of a plan loading one row by id: the select's shape fixes its text
@@ -1040,19 +1052,48 @@ pub async fn fetch_batch(
     let ordered = ordered(&batch.args);
     let statement = kept_batch_statement(backend, viewer, batch, parent_ids);
     let masks = &statement.shaped.select.masks;
-    let mut rows = s
-        .fetch(name, statement.text, statement.args, |r| {
-            let mut at = 1;
-            Ok((
-                r.i64(0)?,
-                decode(&batch.node, r, &mut at, &mut masks.iter())?,
-            ))
-        })
-        .await?;
+    let decoder = |r: &dyn DbRow| {
+        let mut at = 1;
+        Ok((
+            r.i64(0)?,
+            decode(&batch.node, r, &mut at, &mut masks.iter())?,
+        ))
+    };
+    let mut rows = match parents_only(batch) {
+        Some(parents) => {
+            s.fetch_keyed(
+                name,
+                statement.text,
+                statement.args,
+                (parents, None),
+                decoder,
+            )
+            .await?
+        }
+        None => {
+            s.fetch(name, statement.text, statement.args, decoder)
+                .await?
+        }
+    };
     if !ordered {
         rows.sort_unstable_by_key(|(parent, child)| (*parent, child.row.id()));
     }
     Ok(rows)
+}
+
+/// The parents' table, when a batch's statement reads of it only the parents themselves:
+/// children whose visibility goes through their parent by the batch's own key (an order's
+/// items), with no filter and no join back to it. What depends on the batch then depends on
+/// those parents through the statement that read them, not on every row of their table.
+fn parents_only(batch: &Batch) -> Option<&'static str> {
+    let parent = batch.edge.from;
+    let Link::Children(col) = batch.edge.desc().link else {
+        return None;
+    };
+    let through = matches!(batch.node.entity.desc().visibility,
+        Visibility::Through { key, parent: p } if key == col && p == parent);
+    let joins_back = batch.node.joins.iter().any(|j| j.edge.target() == parent);
+    (through && batch.args.filter.is_none() && !joins_back).then(|| table(parent))
 }
 
 /// Whether a batch's statement orders its rows (by `orderBy`, or for a page); otherwise the

@@ -184,7 +184,7 @@ impl Multiplexer {
         self.tables
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(tables_named(&group[0].sql));
+            .extend(super::changes::tables_named(&group[0].sql));
         if group.len() == 1 {
             let Some(w) = group.pop() else { return };
             let rows = self.session.fetch_rows(w.name, w.sql, w.args, true).await;
@@ -308,16 +308,6 @@ impl Wake for Flag {
     }
 }
 
-/// The tables of the change feed that `sql` names (as whole words).
-fn tables_named(sql: &str) -> impl Iterator<Item = &'static str> + '_ {
-    super::changes::TABLES.into_iter().filter(move |t| {
-        sql.match_indices(t).any(|(at, _)| {
-            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-            !word(sql[..at].chars().next_back()) && !word(sql[at + t.len()..].chars().next())
-        })
-    })
-}
-
 /// Whether two statements bind the same kinds of values.
 fn same_kinds(a: &[Arg], b: &[Arg]) -> bool {
     a.len() == b.len()
@@ -437,7 +427,7 @@ mod tests {
     #[test]
     fn the_tables_a_statement_reads_are_the_words_it_names() {
         let sql = "select t0.user_id from order_products l join orders t0 on t0.id = l.order_id";
-        let found: Vec<_> = tables_named(sql).collect();
+        let found: Vec<_> = super::super::changes::tables_named(sql).collect();
         assert_eq!(found, ["orders", "order_products"]);
     }
 

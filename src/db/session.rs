@@ -66,6 +66,8 @@ pub struct StatementLog {
     /// Microseconds spent waiting for a connection (the pool, or the request's one
     /// connection while another of its statements used it): apart from database time.
     wait_us: std::sync::atomic::AtomicU64,
+    /// What a live subscriber's statements read (kept by shared sessions only).
+    reads: Mutex<super::changes::Reads>,
 }
 
 impl std::fmt::Debug for StatementLog {
@@ -84,6 +86,12 @@ impl StatementLog {
             budget,
             ..Default::default()
         }
+    }
+
+    /// What the statements of a live subscriber's execution read (see
+    /// [`super::changes::Reads`]).
+    pub fn take_reads(&self) -> super::changes::Reads {
+        std::mem::take(&mut *self.reads.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A log that only plans: every load reserves its statements as usual and is told
@@ -923,6 +931,24 @@ impl Session {
         self.fetch_as(name, sql, args, decode, true).await
     }
 
+    /// [`Session::fetch`] for a statement that reads of the table `key.0` only the row
+    /// `key.1` (by its id), or only rows an earlier statement of the same answer read (`None`):
+    /// a live subscriber's answer depends on those rows of it, and on every row of the other
+    /// tables the statement names.
+    pub async fn fetch_keyed<T>(
+        &self,
+        name: &'static str,
+        sql: String,
+        args: Vec<Arg>,
+        key: (&'static str, Option<i64>),
+        decode: impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
+    ) -> AppResult<Vec<T>> {
+        if let Exec::Shared(mux) = &self.exec {
+            return Box::pin(self.fetch_shared(&**mux, name, sql, args, Some(key), decode)).await;
+        }
+        self.fetch_as(name, sql, args, decode, true).await
+    }
+
     /// Runs a query for at most one row: the first, decoded, or `None`.
     pub async fn fetch_first<T>(
         &self,
@@ -955,7 +981,7 @@ impl Session {
         prepared: bool,
     ) -> AppResult<Vec<T>> {
         if let Exec::Shared(mux) = &self.exec {
-            return Box::pin(self.fetch_shared(&**mux, name, sql, args, decode)).await;
+            return Box::pin(self.fetch_shared(&**mux, name, sql, args, None, decode)).await;
         }
         self.run_fetch(name, sql, args, ByRef(decode), prepared)
             .await
@@ -1067,9 +1093,15 @@ impl Session {
         name: &'static str,
         sql: String,
         args: Vec<Arg>,
+        key: Option<(&'static str, Option<i64>)>,
         decode: impl Fn(&dyn DbRow) -> Result<T, sqlx::Error>,
     ) -> AppResult<Vec<T>> {
         self.log.admit()?;
+        self.log
+            .reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_statement(&sql, key);
         let params = self.params_of(&args);
         let started = Instant::now();
         let text = if self.log.capture {

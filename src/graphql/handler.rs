@@ -603,13 +603,14 @@ fn plan_extension(planned: Option<(usize, Vec<Json>)>) -> async_graphql::Value {
 
 /// A live subscriber's answer now: `live` run as its query twin by `viewer`, its statements
 /// run by `mux` together with the other subscribers' (see [`crate::db::multiplex`]). The
-/// JSON body, as a query's; `Err`: the operation no longer runs (its errors).
+/// JSON body, as a query's, and what it read; `Err`: the operation no longer runs (its
+/// errors).
 pub async fn live_answer(
     state: &AppState,
     mux: &Arc<crate::db::multiplex::Multiplexer>,
     who: Who,
     live: &crate::live::Operation,
-) -> Result<Vec<u8>, Json> {
+) -> Result<(Vec<u8>, crate::db::changes::Reads), Json> {
     let log = Arc::new(
         StatementLog::new(state.config.budget()).with_row_budget(state.config.row_budget()),
     );
@@ -638,7 +639,10 @@ pub async fn live_answer(
     };
     let mut response = response;
     ensure_error_codes(&mut response, true);
-    Ok(response_body(Some(&response.data), &response))
+    Ok((
+        response_body(Some(&response.data), &response),
+        log.take_reads(),
+    ))
 }
 
 /// Executes a prepared operation in the request's session (or, for a live subscriber, on

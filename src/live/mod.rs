@@ -77,6 +77,9 @@ pub struct Subscriber {
     pub deliver: Deliver,
     /// A hash of the last answer sent (0: none yet).
     last: AtomicU64,
+    /// What its last answer read (`None`: not answered yet): only a change to those rows
+    /// refreshes it.
+    reads: Mutex<Option<crate::db::changes::Reads>>,
     /// It left (or was ended): nothing more is sent.
     gone: AtomicBool,
 }
@@ -108,6 +111,7 @@ impl Subscriber {
             client,
             deliver,
             last: AtomicU64::new(0),
+            reads: Mutex::new(None),
             gone: AtomicBool::new(false),
         }
     }
@@ -115,6 +119,20 @@ impl Subscriber {
     /// Whether it left.
     pub fn gone(&self) -> bool {
         self.gone.load(Ordering::Acquire)
+    }
+
+    /// Records what its latest answer read.
+    fn read(&self, reads: crate::db::changes::Reads) {
+        *self.reads.lock().unwrap_or_else(|e| e.into_inner()) = Some(reads);
+    }
+
+    /// Whether `set` may change its answer.
+    fn may_change(&self, set: &crate::db::changes::ChangeSet) -> bool {
+        self.reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|r| r.may_change(set))
     }
 
     /// Records `body` as its latest answer; `true` when it differs from the last one sent.
@@ -299,23 +317,32 @@ impl Registry {
         joining
     }
 
-    /// The members of every group whose answers may depend on a change to `touched` tables
-    /// (`None`: anything may have changed), by group, in the order the groups were formed.
+    /// The members whose answers `set` may change (`None`: anything may have changed), by
+    /// group, in the order the groups were formed.
     fn touched(
         &self,
-        touched: Option<&dyn Fn(&str) -> bool>,
+        set: Option<&crate::db::changes::ChangeSet>,
     ) -> Vec<(GroupKey, Vec<Arc<Subscriber>>)> {
         let inner = self.lock();
         let mut groups: Vec<(u64, GroupKey, Vec<Arc<Subscriber>>)> = inner
             .groups
             .iter()
-            .filter(|(_, g)| match touched {
+            // A group's tables say at once when none of its members can change.
+            .filter(|(_, g)| match set {
                 None => true,
-                // Not refreshed yet: its tables are not known.
                 Some(_) if g.tables.is_empty() => true,
-                Some(t) => g.tables.iter().any(|name| t(name)),
+                Some(set) => g.tables.iter().any(|t| set.touches(t)),
             })
-            .map(|(k, g)| (g.seq, k.clone(), g.members.clone()))
+            .map(|(k, g)| {
+                let members = g
+                    .members
+                    .iter()
+                    .filter(|m| set.is_none_or(|set| m.may_change(set)))
+                    .cloned()
+                    .collect();
+                (g.seq, k.clone(), members)
+            })
+            .filter(|(_, _, members): &(u64, GroupKey, Vec<Arc<Subscriber>>)| !members.is_empty())
             .collect();
         drop(inner);
         groups.sort_unstable_by_key(|g| g.0);

@@ -16,6 +16,7 @@ use std::time::Instant;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{Delivery, GroupKey, Refresh, Subscriber};
+use crate::db::changes::Reads;
 use crate::db::multiplex::Multiplexer;
 use crate::db::{Session, StatementLog};
 use crate::documents::predict::Who;
@@ -58,12 +59,7 @@ async fn run(state: AppState) {
                 let (groups, since, seq) = match set {
                     Ok(set) => {
                         let since = set.since.unwrap_or_else(Instant::now);
-                        let groups = if set.everything {
-                            live.touched(None)
-                        } else {
-                            live.touched(Some(&|t: &str| set.touches(t)))
-                        };
-                        (groups, since, Some(set.seq))
+                        (live.touched(Some(&set)), since, Some(set.seq))
                     }
                     // Sets were missed: anything may have changed.
                     Err(RecvError::Lagged(_)) => (live.touched(None), Instant::now(), None),
@@ -82,7 +78,7 @@ async fn run(state: AppState) {
 
 /// What one member's refresh gave.
 enum Answer {
-    Body(Vec<u8>),
+    Body(Vec<u8>, Reads),
     Errors(serde_json::Value),
     Expired,
 }
@@ -111,7 +107,8 @@ async fn refresh(state: &AppState, key: &GroupKey, members: Vec<Arc<Subscriber>>
                 continue;
             }
             let kept = match answer {
-                Answer::Body(body) => {
+                Answer::Body(body, reads) => {
+                    member.read(reads);
                     if !member.changed(&body) {
                         continue;
                     }
@@ -173,7 +170,7 @@ async fn answer(state: &AppState, mux: &Arc<Multiplexer>, member: &Subscriber) -
         client: member.client,
     };
     match handler::live_answer(state, mux, who, &member.operation).await {
-        Ok(body) => Answer::Body(body),
+        Ok((body, reads)) => Answer::Body(body, reads),
         Err(errors) => Answer::Errors(errors),
     }
 }

@@ -159,15 +159,22 @@ async fn one_change_for(n: usize) {
             }
         }
     }
+    // A change to an order item: every subscriber's answer reads the items of its order
+    // through one batch, where a changed item may belong to any of them, so all are
+    // refreshed, together; only the first order's answer changed.
     let (order, _) = followed[0];
     exec(
         &app,
-        &format!("update orders set status = 'cancelled' where id = {order}"),
+        &format!(
+            "update order_items set quantity = quantity + 10 where id = \
+             (select min(id) from order_items where order_id = {order})"
+        ),
         vec![],
     )
     .await;
     let changed = next(&mut sockets[0].1, &format!("o{order}")).await;
-    assert_eq!(changed["data"]["order"]["status"], "CANCELLED");
+    let quantity = &changed["data"]["order"]["items"][0]["quantity"];
+    assert!(quantity.as_i64().is_some_and(|q| q > 10), "{changed}");
     // The refresh that sent it (the last: no write came after).
     let refresh = app.state.live.counts().last().expect("a refresh");
     assert_eq!(refresh.group, n, "every subscriber refreshed together");
@@ -176,6 +183,19 @@ async fn one_change_for(n: usize) {
         "{n} subscribers: the shape's two statements"
     );
     assert_eq!(refresh.sent, 1, "only the changed answer is sent");
+
+    // A change to one order's own row: each answer read its order by id, so only that
+    // order's subscriber is refreshed.
+    exec(
+        &app,
+        &format!("update orders set status = 'cancelled' where id = {order}"),
+        vec![],
+    )
+    .await;
+    let changed = next(&mut sockets[0].1, &format!("o{order}")).await;
+    assert_eq!(changed["data"]["order"]["status"], "CANCELLED");
+    let refresh = app.state.live.counts().last().expect("a refresh");
+    assert_eq!((refresh.group, refresh.statements, refresh.sent), (1, 2, 1));
 }
 
 #[tokio::test]
