@@ -190,9 +190,17 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let subscribe_secs = started.elapsed().as_secs_f64();
-    // Idle: what the subscriptions hold once answered.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_idle = server.rss_kib().unwrap_or(0) as f64;
+    // Idle: what the subscriptions hold once answered, after the allocator has given back
+    // what answering them took (the lowest RSS over up to 30 s, until it stops falling).
+    let mut rss_idle = server.rss_kib().unwrap_or(0) as f64;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = server.rss_kib().unwrap_or(0) as f64;
+        if now >= rss_idle {
+            break;
+        }
+        rss_idle = now;
+    }
     progress(&format!(
         "{subscriptions} subscriptions answered in {subscribe_secs:.1} s; RSS {:.0} -> {:.0} MiB",
         rss_before / 1024.0,

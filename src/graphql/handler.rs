@@ -601,16 +601,25 @@ fn plan_extension(planned: Option<(usize, Vec<Json>)>) -> async_graphql::Value {
     async_graphql::Value::Object(plan)
 }
 
+/// A live subscriber's answer now.
+#[derive(Debug)]
+pub enum LiveAnswer {
+    /// The JSON body, as a query's, and what it read.
+    Answer(Vec<u8>, crate::db::changes::Reads),
+    /// The database could not be reached: nothing to tell the subscriber yet (the change
+    /// feed reports everything as changed once it is back).
+    Unavailable,
+}
+
 /// A live subscriber's answer now: `live` run as its query twin by `viewer`, its statements
-/// run by `mux` together with the other subscribers' (see [`crate::db::multiplex`]). The
-/// JSON body, as a query's, and what it read; `Err`: the operation no longer runs (its
-/// errors).
+/// run by `mux` together with the other subscribers' (see [`crate::db::multiplex`]).
+/// `Err`: the operation no longer runs (its errors).
 pub async fn live_answer(
     state: &AppState,
     mux: &Arc<crate::db::multiplex::Multiplexer>,
     who: Who,
     live: &crate::live::Operation,
-) -> Result<(Vec<u8>, crate::db::changes::Reads), Json> {
+) -> Result<LiveAnswer, Json> {
     let log = Arc::new(
         StatementLog::new(state.config.budget()).with_row_budget(state.config.row_budget()),
     );
@@ -639,7 +648,14 @@ pub async fn live_answer(
     };
     let mut response = response;
     ensure_error_codes(&mut response, true);
-    Ok((
+    let unavailable = response.errors.iter().any(|e| {
+        e.extensions.as_ref().and_then(|x| x.get("code"))
+            == Some(&async_graphql::Value::from("SERVICE_UNAVAILABLE"))
+    });
+    if unavailable {
+        return Ok(LiveAnswer::Unavailable);
+    }
+    Ok(LiveAnswer::Answer(
         response_body(Some(&response.data), &response),
         log.take_reads(),
     ))

@@ -126,6 +126,11 @@ impl Subscriber {
         *self.reads.lock().unwrap_or_else(|e| e.into_inner()) = Some(reads);
     }
 
+    /// Forgets what it read: any set of changes refreshes it next.
+    fn forget_reads(&self) {
+        *self.reads.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Whether `set` may change its answer.
     fn may_change(&self, set: &crate::db::changes::ChangeSet) -> bool {
         self.reads
@@ -192,8 +197,8 @@ pub struct Counts {
     pub messages: AtomicU64,
     /// Subscribers refreshed (summed over refreshes).
     pub refreshed: AtomicU64,
-    /// The latest refresh.
-    last: Mutex<Option<Refresh>>,
+    /// The latest refreshes, newest last (at most [`HISTORY`]).
+    last: Mutex<std::collections::VecDeque<Refresh>>,
     /// The number of the latest set of changes whose refreshes are all done.
     handled: AtomicU64,
 }
@@ -211,7 +216,13 @@ pub struct Refresh {
     pub sent: usize,
     /// From the change set's arrival (or the join) to the last message handed on.
     pub micros: u64,
+    /// The set of changes it followed ([`crate::db::changes::ChangeSet::seq`]; `None`: it
+    /// answered joining subscribers, or followed missed sets).
+    pub seq: Option<u64>,
 }
+
+/// Refreshes kept for [`Counts::recent`].
+const HISTORY: usize = 64;
 
 impl Counts {
     /// The number ([`crate::db::changes::ChangeSet::seq`]) of the latest set of changes whose
@@ -222,7 +233,21 @@ impl Counts {
 
     /// The latest refresh.
     pub fn last(&self) -> Option<Refresh> {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .back()
+            .copied()
+    }
+
+    /// The latest refreshes (up to 64), oldest first.
+    pub fn recent(&self) -> Vec<Refresh> {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect()
     }
 
     fn record(&self, r: Refresh) {
@@ -232,7 +257,11 @@ impl Counts {
         self.rows.fetch_add(r.rows as u64, Ordering::Relaxed);
         self.refreshed.fetch_add(r.group as u64, Ordering::Relaxed);
         self.messages.fetch_add(r.sent as u64, Ordering::Relaxed);
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.len() == HISTORY {
+            last.pop_front();
+        }
+        last.push_back(r);
     }
 }
 

@@ -52,7 +52,7 @@ async fn run(state: AppState) {
                     by_group.entry(key).or_default().push(sub);
                 }
                 for (key, members) in by_group {
-                    refresh(&state, &key, members, Instant::now()).await;
+                    refresh(&state, &key, members, (Instant::now(), None)).await;
                 }
             }
             set = changes.recv() => {
@@ -66,7 +66,7 @@ async fn run(state: AppState) {
                     Err(RecvError::Closed) => return,
                 };
                 for (key, members) in groups {
-                    refresh(&state, &key, members, since).await;
+                    refresh(&state, &key, members, (since, seq)).await;
                 }
                 if let Some(seq) = seq {
                     live.counts().handled.store(seq, Ordering::Release);
@@ -79,12 +79,20 @@ async fn run(state: AppState) {
 /// What one member's refresh gave.
 enum Answer {
     Body(Vec<u8>, Reads),
+    /// The database could not be reached: nothing is sent, and the member is refreshed by
+    /// the next set of changes, whatever it touches.
+    Unavailable,
     Errors(serde_json::Value),
     Expired,
 }
 
 /// Refreshes `members` of group `key` (see the module documentation).
-async fn refresh(state: &AppState, key: &GroupKey, members: Vec<Arc<Subscriber>>, since: Instant) {
+async fn refresh(
+    state: &AppState,
+    key: &GroupKey,
+    members: Vec<Arc<Subscriber>>,
+    (since, seq): (Instant, Option<u64>),
+) {
     let live = &state.live;
     let members: Vec<Arc<Subscriber>> = members.into_iter().filter(|m| !m.gone()).collect();
     let batch = usize::try_from(state.config.limits.live_batch).unwrap_or(usize::MAX);
@@ -118,6 +126,10 @@ async fn refresh(state: &AppState, key: &GroupKey, members: Vec<Arc<Subscriber>>
                         body,
                     })
                 }
+                Answer::Unavailable => {
+                    member.forget_reads();
+                    continue;
+                }
                 Answer::Errors(errors) => {
                     (member.deliver)(Delivery::Errors {
                         op: member.op.clone(),
@@ -142,6 +154,7 @@ async fn refresh(state: &AppState, key: &GroupKey, members: Vec<Arc<Subscriber>>
             rows: mux.rows(),
             sent,
             micros: u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX),
+            seq,
         };
         tracing::debug!(
             group = report.group,
@@ -170,7 +183,8 @@ async fn answer(state: &AppState, mux: &Arc<Multiplexer>, member: &Subscriber) -
         client: member.client,
     };
     match handler::live_answer(state, mux, who, &member.operation).await {
-        Ok((body, reads)) => Answer::Body(body, reads),
+        Ok(handler::LiveAnswer::Answer(body, reads)) => Answer::Body(body, reads),
+        Ok(handler::LiveAnswer::Unavailable) => Answer::Unavailable,
         Err(errors) => Answer::Errors(errors),
     }
 }
