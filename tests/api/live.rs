@@ -571,3 +571,40 @@ async fn shutdown_closes_sockets_with_1001_and_ends_streams() {
     assert_eq!(receive(&mut socket).await, json!({ "close": 1001 }));
     assert_eq!(stream.next().await, None);
 }
+
+/// An access token that expires ends what follows with it: the WebSocket is closed with 4403,
+/// the event stream ends with an `UNAUTHENTICATED` error and `complete`, at the next change.
+#[tokio::test]
+async fn an_expired_token_ends_its_subscriptions() {
+    // Tokens live 1 s (and 5 s of leeway).
+    let app = crate::helpers::spawn_app_with(&["--access-token-ttl-secs", "1"]).await;
+    app.seed(2, 1, 1, 2).await;
+    let addr = serve(&app).await;
+    let (order, owner) = orders(&app).await[0];
+    let token = app.token_for(owner, Role::Customer);
+    let vars = json!({ "id": order.to_string() });
+    let mut socket = acknowledged(addr, &token).await;
+    send(&mut socket, subscribe("s", ORDER, vars.clone())).await;
+    next(&mut socket, "s").await;
+    let mut stream = Events::open(&app, Some(&token), ORDER, vars).await;
+    stream.result().await;
+
+    // Past the token's life and leeway, a change to the order.
+    tokio::time::sleep(Duration::from_millis(7_500)).await;
+    exec(
+        &app,
+        &format!("update orders set status = 'cancelled' where id = {order}"),
+        vec![],
+    )
+    .await;
+    assert_eq!(receive(&mut socket).await, json!({ "close": 4403 }));
+    let ended = stream.result().await;
+    assert_eq!(
+        ended["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{ended}"
+    );
+    assert_eq!(
+        stream.next().await.map(|e| e.0).as_deref(),
+        Some("complete")
+    );
+}
