@@ -92,6 +92,17 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fm
     c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
 }
 
+/// Counters read from atomics: `(name, help, value)`.
+fn counters(
+    e: &mut DescriptorEncoder,
+    list: &[(&str, &str, &std::sync::atomic::AtomicU64)],
+) -> std::fmt::Result {
+    for (name, help, n) in list {
+        counter(e, name, help, n.load(std::sync::atomic::Ordering::Relaxed))?;
+    }
+    Ok(())
+}
+
 impl Collector for Live {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let (open, idle) = self.db.pool_status();
@@ -147,30 +158,26 @@ impl Collector for Live {
             self.persisted.len() as i64,
         )?;
         let changes = self.db.changes().counts();
-        for (name, help, n) in [
-            (
-                "eagerql_changes_received",
-                "Committed writes the change feed was told of (a statement on PostgreSQL, a table of a transaction on SQLite).",
-                &changes.received,
-            ),
-            (
-                "eagerql_change_sets",
-                "Sets of changes the feed handed on, one per coalescing window with writes (EAGERQL_LIVE_COALESCE_MS).",
-                &changes.sets,
-            ),
-            (
-                "eagerql_change_listen_connects",
-                "Times the change feed's LISTEN connection was opened (more than once: it was lost and opened again).",
-                &changes.connects,
-            ),
-        ] {
-            counter(
-                &mut e,
-                name,
-                help,
-                n.load(std::sync::atomic::Ordering::Relaxed),
-            )?;
-        }
+        counters(
+            &mut e,
+            &[
+                (
+                    "eagerql_changes_received",
+                    "Committed writes the change feed was told of (a statement on PostgreSQL, a table of a transaction on SQLite).",
+                    &changes.received,
+                ),
+                (
+                    "eagerql_change_sets",
+                    "Sets of changes the feed handed on, one per coalescing window with writes (EAGERQL_LIVE_COALESCE_MS).",
+                    &changes.sets,
+                ),
+                (
+                    "eagerql_change_listen_connects",
+                    "Times the change feed's LISTEN connection was opened (more than once: it was lost and opened again).",
+                    &changes.connects,
+                ),
+            ],
+        )?;
         gauge(
             &mut e,
             "eagerql_live_subscriptions",
@@ -184,31 +191,27 @@ impl Collector for Live {
             self.live.groups() as i64,
         )?;
         let live = self.live.counts();
-        for (name, help, n) in [
-            (
-                "eagerql_live_refreshes",
-                "Refreshes of live subscribers (one set of statements each).",
-                &live.refreshes,
-            ),
-            (
-                "eagerql_live_statements",
-                "SQL statements the refreshes ran.",
-                &live.statements,
-            ),
-            ("eagerql_live_rows", "Rows the refreshes read.", &live.rows),
-            (
-                "eagerql_live_messages",
-                "Messages sent to live subscribers (only answers that changed).",
-                &live.messages,
-            ),
-        ] {
-            counter(
-                &mut e,
-                name,
-                help,
-                n.load(std::sync::atomic::Ordering::Relaxed),
-            )?;
-        }
+        counters(
+            &mut e,
+            &[
+                (
+                    "eagerql_live_refreshes",
+                    "Refreshes of live subscribers (one set of statements each).",
+                    &live.refreshes,
+                ),
+                (
+                    "eagerql_live_statements",
+                    "SQL statements the refreshes ran.",
+                    &live.statements,
+                ),
+                ("eagerql_live_rows", "Rows the refreshes read.", &live.rows),
+                (
+                    "eagerql_live_messages",
+                    "Messages sent to live subscribers (only answers that changed).",
+                    &live.messages,
+                ),
+            ],
+        )?;
         if let Some(replicas) = self.db.replicas().filter(|r| !r.list().is_empty()) {
             let mut reads = e.encode_descriptor(
                 "eagerql_read_snapshots",
