@@ -2446,9 +2446,28 @@ fn arg_set(f: &CField, names: &[&str]) -> Json {
     Json::Array(
         names
             .iter()
-            .map(|n| f.arg(n).cloned().unwrap_or(Json::Null))
+            .map(|n| match *n {
+                "where" => filter_of(f),
+                "status" => Json::Null,
+                n => f.arg(n).cloned().unwrap_or(Json::Null),
+            })
             .collect(),
     )
+}
+
+/// A field's filter in the one form the server plans it: `status: X` is `where: { status:
+/// { eq: X } }` (an `and` of both when both are given), and an empty `where` is no filter.
+fn filter_of(f: &CField) -> Json {
+    let cond = f
+        .arg("where")
+        .filter(|w| w.as_object().is_some_and(|m| !m.is_empty()));
+    let status = f.arg("status");
+    match (status, cond) {
+        (None, None) => Json::Null,
+        (None, Some(w)) => w.clone(),
+        (Some(s), None) => serde_json::json!({ "status": { "eq": s } }),
+        (Some(s), Some(w)) => serde_json::json!([{ "status": { "eq": s } }, w]),
+    }
 }
 
 /// The selections of a connection's rows: its `nodes { ... }` and `edges { node { ... } }`.
