@@ -14,7 +14,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::model::{EnumType, ORDER_STATUS, ROLE};
+use crate::model::{EnumType, ORDER_EVENT_KIND, ORDER_STATUS, ROLE};
 
 /// The object types backed by tables.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,15 +27,18 @@ pub enum Entity {
     OrderItem,
     /// `products`
     Product,
+    /// `order_events`
+    OrderEvent,
 }
 
 impl Entity {
     /// Every entity.
-    pub const ALL: [Entity; 4] = [
+    pub const ALL: [Entity; 5] = [
         Entity::User,
         Entity::Order,
         Entity::OrderItem,
         Entity::Product,
+        Entity::OrderEvent,
     ];
 
     /// The tables the description names: each entity's, then each link table, once.
@@ -63,6 +66,7 @@ impl Entity {
             Entity::Order => &ORDER,
             Entity::OrderItem => &ORDER_ITEM,
             Entity::Product => &PRODUCT,
+            Entity::OrderEvent => &ORDER_EVENT,
         }
     }
 
@@ -171,6 +175,8 @@ pub enum Kind {
     /// One of the values an enum type describes (an order's status, an account's role),
     /// stored as its text: `OrderStatus!`, `Role!`.
     Enum(&'static EnumType),
+    /// A nullable [`Kind::Enum`]: `OrderStatus`.
+    OptEnum(&'static EnumType),
 }
 
 impl Kind {
@@ -186,6 +192,7 @@ impl Kind {
             Kind::Money => "Decimal!",
             Kind::Int => "Int!",
             Kind::Enum(e) => e.non_null,
+            Kind::OptEnum(e) => e.name,
         }
     }
 }
@@ -749,6 +756,17 @@ pub static ORDER: EntityDesc = EntityDesc {
             args: &[EdgeArg::OrderBy(ORDER_BY_DOC), EdgeArg::Where(WHERE_DOC)],
             doc: "The products of the order (through `order_products`), ordered by id.",
         },
+        Relation {
+            field: "events",
+            target: Entity::OrderEvent,
+            link: Link::Children("order_id"),
+            args: &[
+                EdgeArg::Filter("kind"),
+                EdgeArg::OrderBy(ORDER_BY_DOC),
+                EdgeArg::Where(WHERE_DOC),
+            ],
+            doc: "What happened to the order (placed, each status change), ordered by id.",
+        },
     ],
 };
 
@@ -875,6 +893,72 @@ pub static PRODUCT: EntityDesc = EntityDesc {
     ],
 };
 
+/// `order_events`: the order life cycle as a log, written by triggers on `orders` whoever
+/// writes them (migration `0010_order_events`); ids follow commit order.
+pub static ORDER_EVENT: EntityDesc = EntityDesc {
+    entity: Entity::OrderEvent,
+    name: "OrderEvent",
+    doc: "Something that happened to an order: it was placed, its status changed, or it was \
+          cancelled. Events are numbered in the order they were committed.",
+    table: "order_events",
+    visibility: Visibility::Through {
+        key: "order_id",
+        parent: Entity::Order,
+    },
+    constraints: &[],
+    roots: Roots {
+        by_id: None,
+        list: Some(Root {
+            name: "orderEvents",
+            access: Access::SignedIn,
+        }),
+    },
+    filter_args: &[
+        FilterArg {
+            arg: "kind",
+            column: "kind",
+            at_least: false,
+            doc: "Only events of this kind.",
+        },
+        FilterArg {
+            arg: "orderId",
+            column: "order_id",
+            at_least: false,
+            doc: "Only this order's events.",
+        },
+    ],
+    columns: &[
+        ID,
+        Column::foreign_key("order_id"),
+        Column::field(
+            "kind",
+            "kind",
+            Kind::Enum(&ORDER_EVENT_KIND),
+            "What happened.",
+        ),
+        Column::field(
+            "status",
+            "status",
+            Kind::Enum(&ORDER_STATUS),
+            "The order's status after the event.",
+        ),
+        Column::field(
+            "previous_status",
+            "previousStatus",
+            Kind::OptEnum(&ORDER_STATUS),
+            "The order's status before the event; null when it was placed.",
+        ),
+        Column::field("at", "at", Kind::DateTime, "When it happened.").sortable(),
+    ],
+    relations: &[Relation {
+        field: "order",
+        target: Entity::Order,
+        link: Link::ForeignKey("order_id"),
+        args: &[],
+        doc: "The order, as it is now. Joined into the statement that loads the event.",
+    }],
+};
+
 /// A relationship, by its entity and its position in that entity's [`EntityDesc::relations`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Rel {
@@ -951,7 +1035,8 @@ fn names_visible(
 pub enum Val {
     /// Not read by this load (its field was not selected).
     Absent,
-    /// SQL `NULL`, in a nullable column ([`Kind::OptText`], [`Kind::OptDateTime`]).
+    /// SQL `NULL`, in a nullable column ([`Kind::OptText`], [`Kind::OptDateTime`],
+    /// [`Kind::OptEnum`]).
     Null,
     /// [`Kind::Id`] and [`Kind::Int`].
     Int(i64),
@@ -963,7 +1048,7 @@ pub enum Val {
     Time(DateTime<Utc>),
     /// [`Kind::Money`].
     Money(Decimal),
-    /// [`Kind::Enum`]: the type and the index of its value.
+    /// [`Kind::Enum`] and [`Kind::OptEnum`]: the type and the index of its value.
     Enum(&'static EnumType, u8),
     /// An average.
     Float(f64),

@@ -36,13 +36,18 @@ impl EnumType {
         u8::try_from(i).ok()
     }
 
-    /// `a OrderStatus` or `an Role`, for messages: the article the name takes.
+    /// `an OrderStatus` or `a Role`, for messages: the article the name takes.
     pub fn article(&self) -> &'static str {
-        if self.name.starts_with(['A', 'E', 'I', 'O', 'U']) {
-            "an"
-        } else {
-            "a"
-        }
+        article(self.name)
+    }
+}
+
+/// The indefinite article a type name takes (`an Order`, `a Product`), by its first letter.
+pub fn article(name: &str) -> &'static str {
+    if name.starts_with(['A', 'E', 'I', 'O']) {
+        "an"
+    } else {
+        "a"
     }
 }
 
@@ -82,6 +87,31 @@ pub static ROLE: EnumType = EnumType {
     values: &[("CUSTOMER", "customer"), ("ADMIN", "admin")],
     register: |r| drop(<Role as async_graphql::OutputType>::create_type_info(r)),
 };
+
+/// [`OrderEventKind`] as a column kind.
+pub static ORDER_EVENT_KIND: EnumType = EnumType {
+    name: "OrderEventKind",
+    non_null: "OrderEventKind!",
+    filter: "OrderEventKindFilter",
+    values: &[
+        ("CREATED", "created"),
+        ("STATUS_CHANGED", "status_changed"),
+        ("CANCELLED", "cancelled"),
+    ],
+    register: |r| drop(<OrderEventKind as async_graphql::OutputType>::create_type_info(r)),
+};
+
+/// What happened to an order. Stored in `order_events.kind` as `created`, `status_changed`
+/// and `cancelled`.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OrderEventKind {
+    /// The order was placed.
+    Created,
+    /// Its status changed (to anything but cancelled).
+    StatusChanged,
+    /// It was cancelled.
+    Cancelled,
+}
 
 /// The life cycle of an order. Stored as the lowercase strings `pending`, `completed`,
 /// `shipped` and `cancelled`.
@@ -153,6 +183,12 @@ mod tests {
             assert_eq!(r.to_value(), Value::Enum(Name::new(name)));
             assert_eq!(super::Role::from_db(stored), Some(r));
         }
+        use super::OrderEventKind as K;
+        for k in [K::Created, K::StatusChanged, K::Cancelled] {
+            let (name, _) = super::ORDER_EVENT_KIND.values[k as usize];
+            assert_eq!(k.to_value(), Value::Enum(Name::new(name)));
+        }
+        assert_eq!(super::ORDER_EVENT_KIND.values.len(), 3);
         assert_eq!(super::ORDER_STATUS.values.len(), OrderStatus::ALL.len());
         assert_eq!(super::ROLE.values.len(), 2);
     }

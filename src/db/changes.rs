@@ -27,12 +27,13 @@ use tokio::sync::{broadcast, mpsc};
 pub const CHANNEL: &str = "eagerql_changes";
 
 /// The tables whose writes are announced.
-pub const TABLES: [&str; 5] = [
+pub const TABLES: [&str; 6] = [
     "users",
     "orders",
     "order_items",
     "products",
     "order_products",
+    "order_events",
 ];
 
 /// Raw changes waiting for the coalescing task, at most.

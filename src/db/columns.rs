@@ -80,6 +80,16 @@ fn read(col: &Column, r: &dyn DbRow, p: usize) -> Result<Val, sqlx::Error> {
         Kind::OptDateTime => r.opt_ts(p)?.map_or(Val::Null, Val::Time),
         Kind::Money => Val::Money(from_cents(r.i64(p)?)),
         Kind::Enum(e) => Val::Enum(e, stored(r, p, col.name, |t| e.by_stored(t))?),
+        Kind::OptEnum(e) => match r.opt_text(p)? {
+            None => Val::Null,
+            Some(t) => Val::Enum(
+                e,
+                e.by_stored(&t).ok_or_else(|| sqlx::Error::ColumnDecode {
+                    index: col.name.into(),
+                    source: format!("unknown {} {t:?}", col.name).into(),
+                })?,
+            ),
+        },
     })
 }
 

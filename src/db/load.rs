@@ -732,7 +732,7 @@ fn filter_sql(backend: Backend, entity: Entity, alias: &str, f: &Filter, p: &mut
 /// `not` is the complement.
 fn guard(alias: &str, col: &Column, pred: String) -> String {
     match col.kind {
-        Kind::OptText | Kind::OptDateTime => {
+        Kind::OptText | Kind::OptDateTime | Kind::OptEnum(_) => {
             format!("({alias}.{} is not null and {pred})", col.name)
         }
         _ => pred,

@@ -118,29 +118,40 @@ pub async fn handle(state: &AppState, incoming: Incoming) -> Outcome {
                 return Outcome::QueriesOnly;
             }
             if prepared.ty == OperationType::Subscription {
-                return Outcome::Subscription(crate::live::Operation {
+                match crate::live::stream::rewrite(&query, operation_name, &variables) {
+                    Ok(stream) => {
+                        let (query, stream) = match stream {
+                            Some((text, spec)) => (Arc::from(text), Some(Arc::new(spec))),
+                            None => (query, None),
+                        };
+                        return Outcome::Subscription(crate::live::Operation {
+                            query,
+                            operation_name: operation_name.map(str::to_owned),
+                            variables,
+                            stream,
+                        });
+                    }
+                    Err(message) => request_error(message, "BAD_USER_INPUT", &[]),
+                }
+            } else {
+                let who = Who { viewer, client };
+                let query = query.to_string();
+                match run(
+                    state,
+                    &log,
+                    who,
+                    prepared,
                     query,
-                    operation_name: operation_name.map(str::to_owned),
-                    variables,
-                });
-            }
-            let who = Who { viewer, client };
-            let query = query.to_string();
-            match run(
-                state,
-                &log,
-                who,
-                prepared,
-                query,
-                (params.extensions, asks),
-                None,
-            )
-            .await
-            {
-                Ok(response) => response,
-                Err(errors) => {
-                    unavailable = true;
-                    async_graphql::Response::from_errors(errors)
+                    (params.extensions, asks),
+                    None,
+                )
+                .await
+                {
+                    Ok(response) => response,
+                    Err(errors) => {
+                        unavailable = true;
+                        async_graphql::Response::from_errors(errors)
+                    }
                 }
             }
         }

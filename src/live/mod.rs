@@ -7,6 +7,7 @@
 //! statements read; each subscriber is sent a message only when its answer changed.
 
 pub mod refresh;
+pub mod stream;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -24,6 +25,8 @@ pub struct Operation {
     pub operation_name: Option<String>,
     /// Its variables.
     pub variables: apollo_compiler::response::JsonMap,
+    /// It is an event stream, not a live query: where the subscriber stands in it.
+    pub stream: Option<Arc<stream::Spec>>,
 }
 
 // No `Debug` for the variables: they may hold secrets.

@@ -79,6 +79,8 @@ async fn run(state: AppState) {
 /// What one member's refresh gave.
 enum Answer {
     Body(Vec<u8>, Reads),
+    /// An event stream's new events (see [`super::stream`]); `more`: its page was full.
+    Events(Vec<Vec<u8>>, Reads, bool),
     /// The database could not be reached: nothing is sent, and the member is refreshed by
     /// the next set of changes, whatever it touches.
     Unavailable,
@@ -93,80 +95,118 @@ async fn refresh(
     members: Vec<Arc<Subscriber>>,
     (since, seq): (Instant, Option<u64>),
 ) {
-    let live = &state.live;
     let members: Vec<Arc<Subscriber>> = members.into_iter().filter(|m| !m.gone()).collect();
     let batch = usize::try_from(state.config.limits.live_batch).unwrap_or(usize::MAX);
     for chunk in members.chunks(batch.max(1)) {
-        let log = Arc::new(StatementLog::new(None).with_hook(state.statement_hook.clone()));
-        let session = Session::new(state.db.clone(), log)
-            .as_viewer(Viewer::OPERATOR)
-            .begin_read_primary();
-        let mux = Multiplexer::new(session.clone());
-        let answers = mux
-            .run_all(chunk.iter().map(|m| answer(state, &mux, m)).collect())
-            .await;
-        if let Err(e) = session.end_read().await {
-            tracing::warn!(error = %e.detail(), "ending a refresh's snapshot failed");
-        }
-        live.learned(key, &mux.tables());
-        let mut sent = 0usize;
-        for (member, answer) in chunk.iter().zip(answers) {
-            if member.gone() {
-                continue;
+        let mut chunk = chunk.to_vec();
+        // An event stream whose page was full is refreshed again at once, a few rounds.
+        for round in 1..=super::stream::ROUNDS {
+            chunk = refresh_chunk(state, key, &chunk, (since, seq), round).await;
+            if chunk.is_empty() {
+                break;
             }
-            let kept = match answer {
-                Answer::Body(body, reads) => {
-                    member.read(reads);
-                    if !member.changed(&body) {
-                        continue;
-                    }
-                    sent += 1;
-                    (member.deliver)(Delivery::Next {
-                        op: member.op.clone(),
-                        body,
-                    })
-                }
-                Answer::Unavailable => {
-                    member.forget_reads();
+        }
+    }
+}
+
+/// Refreshes `chunk` (one multiplexed run) and hands on what changed; gives back the event
+/// stream members with events still waiting.
+async fn refresh_chunk(
+    state: &AppState,
+    key: &GroupKey,
+    chunk: &[Arc<Subscriber>],
+    (since, seq): (Instant, Option<u64>),
+    round: usize,
+) -> Vec<Arc<Subscriber>> {
+    let live = &state.live;
+    let mut waiting = Vec::new();
+    let log = Arc::new(StatementLog::new(None).with_hook(state.statement_hook.clone()));
+    let session = Session::new(state.db.clone(), log)
+        .as_viewer(Viewer::OPERATOR)
+        .begin_read_primary();
+    let mux = Multiplexer::new(session.clone());
+    let answers = mux
+        .run_all(chunk.iter().map(|m| answer(state, &mux, m)).collect())
+        .await;
+    if let Err(e) = session.end_read().await {
+        tracing::warn!(error = %e.detail(), "ending a refresh's snapshot failed");
+    }
+    live.learned(key, &mux.tables());
+    let mut sent = 0usize;
+    for (member, answer) in chunk.iter().zip(answers) {
+        if member.gone() {
+            continue;
+        }
+        let kept = match answer {
+            Answer::Body(body, reads) => {
+                member.read(reads);
+                if !member.changed(&body) {
                     continue;
                 }
-                Answer::Errors(errors) => {
-                    (member.deliver)(Delivery::Errors {
-                        op: member.op.clone(),
-                        errors,
-                    });
-                    false
-                }
-                Answer::Expired => {
-                    (member.deliver)(Delivery::Expired(
-                        "Forbidden: the access token is invalid or expired".to_owned(),
-                    ));
-                    false
-                }
-            };
-            if !kept {
-                live.leave(member.id);
+                sent += 1;
+                (member.deliver)(Delivery::Next {
+                    op: member.op.clone(),
+                    body,
+                })
             }
-        }
-        let report = Refresh {
-            group: chunk.len(),
-            statements: mux.statements(),
-            rows: mux.rows(),
-            sent,
-            micros: u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX),
-            seq,
+            Answer::Events(bodies, reads, more) => {
+                member.read(reads);
+                if more && round < super::stream::ROUNDS {
+                    waiting.push(member.clone());
+                } else if more {
+                    member.forget_reads();
+                }
+                let mut kept = true;
+                for body in bodies {
+                    sent += 1;
+                    kept &= (member.deliver)(Delivery::Next {
+                        op: member.op.clone(),
+                        body,
+                    });
+                }
+                kept
+            }
+            Answer::Unavailable => {
+                member.forget_reads();
+                continue;
+            }
+            Answer::Errors(errors) => {
+                (member.deliver)(Delivery::Errors {
+                    op: member.op.clone(),
+                    errors,
+                });
+                false
+            }
+            Answer::Expired => {
+                (member.deliver)(Delivery::Expired(
+                    "Forbidden: the access token is invalid or expired".to_owned(),
+                ));
+                false
+            }
         };
-        tracing::debug!(
-            group = report.group,
-            statements = report.statements,
-            rows = report.rows,
-            sent,
-            micros = report.micros,
-            "live refresh"
-        );
-        state.metrics.record_refresh(&report);
-        live.counts().record(report);
+        if !kept {
+            live.leave(member.id);
+        }
     }
+    let report = Refresh {
+        group: chunk.len(),
+        statements: mux.statements(),
+        rows: mux.rows(),
+        sent,
+        micros: u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX),
+        seq,
+    };
+    tracing::debug!(
+        group = report.group,
+        statements = report.statements,
+        rows = report.rows,
+        sent,
+        micros = report.micros,
+        "live refresh"
+    );
+    state.metrics.record_refresh(&report);
+    live.counts().record(report);
+    waiting
 }
 
 /// One member's answer now, by its viewer (its token checked again).
@@ -182,6 +222,20 @@ async fn answer(state: &AppState, mux: &Arc<Multiplexer>, member: &Subscriber) -
         viewer,
         client: member.client,
     };
+    if let Some(stream) = &member.operation.stream {
+        let op = crate::live::Operation {
+            variables: stream.variables(&member.operation.variables),
+            ..member.operation.clone()
+        };
+        return match handler::live_answer(state, mux, who, &op).await {
+            Ok(handler::LiveAnswer::Answer(body, reads)) => match stream.page(&body) {
+                super::stream::Page::Events { bodies, more } => Answer::Events(bodies, reads, more),
+                super::stream::Page::Errors(errors) => Answer::Errors(errors),
+            },
+            Ok(handler::LiveAnswer::Unavailable) => Answer::Unavailable,
+            Err(errors) => Answer::Errors(errors),
+        };
+    }
     match handler::live_answer(state, mux, who, &member.operation).await {
         Ok(handler::LiveAnswer::Answer(body, reads)) => Answer::Body(body, reads),
         Ok(handler::LiveAnswer::Unavailable) => Answer::Unavailable,

@@ -186,6 +186,18 @@ pub fn encode(order: SortKeys, order_text: &str, row: &Row) -> String {
     URL_SAFE_NO_PAD.encode(text)
 }
 
+/// The cursor of the row `id` in a list of `entity` in the default order (by id).
+pub fn of_id(entity: Entity, id: i64) -> String {
+    let text = Json::Array(vec![
+        Json::from(entity.desc().name),
+        Json::from(""),
+        Json::Array(Vec::new()),
+        Json::from(id),
+    ])
+    .to_string();
+    URL_SAFE_NO_PAD.encode(text)
+}
+
 impl Cursor {
     /// Reads a cursor of a list of `entity` ordered by `order`.
     pub fn decode(

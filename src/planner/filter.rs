@@ -142,7 +142,7 @@ pub fn kind_filter(kind: Kind) -> (&'static str, &'static [&'static str]) {
         Kind::DateTime | Kind::OptDateTime => ("DateTimeFilter", ORDERED),
         Kind::Money => ("DecimalFilter", ORDERED),
         Kind::Int => ("IntFilter", ORDERED),
-        Kind::Enum(e) => (e.filter, &["eq", "in"]),
+        Kind::Enum(e) | Kind::OptEnum(e) => (e.filter, &["eq", "in"]),
     }
 }
 
@@ -566,7 +566,7 @@ fn lit(kind: Kind, v: &Value, at: &str) -> Result<Lit, PlanError> {
             })?)
         }
         // Enum values come as names from a document and as strings from the variables.
-        (Kind::Enum(e), Value::Enum(_) | Value::String(_)) => Lit::Enum(
+        (Kind::Enum(e) | Kind::OptEnum(e), Value::Enum(_) | Value::String(_)) => Lit::Enum(
             e,
             e.by_name(&name_of(v))
                 .ok_or_else(|| bad(&format!("{} {}", e.article(), e.name)))?,
@@ -577,6 +577,8 @@ fn lit(kind: Kind, v: &Value, at: &str) -> Result<Lit, PlanError> {
         (Kind::Int, _) => return Err(bad("an Int")),
         (Kind::DateTime | Kind::OptDateTime, _) => return Err(bad("a DateTime")),
         (Kind::Money, _) => return Err(bad("a Decimal")),
-        (Kind::Enum(e), _) => return Err(bad(&format!("{} {}", e.article(), e.name))),
+        (Kind::Enum(e) | Kind::OptEnum(e), _) => {
+            return Err(bad(&format!("{} {}", e.article(), e.name)));
+        }
     })
 }

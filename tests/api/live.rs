@@ -23,7 +23,7 @@ const ORDER: &str = "subscription Order($id: ID!) { order(id: $id) { id status u
                      items { quantity product { name } } } }";
 
 /// Every order's id and its customer's id.
-async fn orders(app: &TestApp) -> Vec<(i64, i64)> {
+pub(crate) async fn orders(app: &TestApp) -> Vec<(i64, i64)> {
     Session::unmetered(app.db.clone())
         .fetch(
             "test.orders",
@@ -35,12 +35,12 @@ async fn orders(app: &TestApp) -> Vec<(i64, i64)> {
         .expect("orders")
 }
 
-fn subscribe(id: &str, query: &str, variables: Value) -> Value {
+pub(crate) fn subscribe(id: &str, query: &str, variables: Value) -> Value {
     json!({ "type": "subscribe", "id": id, "payload": { "query": query, "variables": variables } })
 }
 
 /// The next message on `socket`, which must be a `next` for `id`; its payload.
-async fn next(socket: &mut Socket, id: &str) -> Value {
+pub(crate) async fn next(socket: &mut Socket, id: &str) -> Value {
     let m = receive(socket).await;
     assert_eq!(m["type"], "next", "{m}");
     assert_eq!(m["id"], id, "{m}");
@@ -160,22 +160,8 @@ async fn one_change_for(n: usize) {
             }
         }
     }
-    // The set-up's writes (the seed) are refreshed and done with: no set of theirs is left
-    // (none arrived for a few coalescing windows) or waiting for the refresher.
-    // (A set handed on before the refresher started is never its to handle: the wait is
-    // bounded.)
-    let mut latest = 0;
-    for _ in 0..30 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut more = false;
-        while let Ok(set) = feed.try_recv() {
-            latest = set.seq;
-            more = true;
-        }
-        if !more && app.state.live.counts().handled() >= latest {
-            break;
-        }
-    }
+    // The set-up's writes (the seed) are refreshed and done with.
+    settled(&app, &mut feed).await;
     // A change to an order item: every subscriber's answer reads the items of its order
     // through one batch, where a changed item may belong to any of them, so all are
     // refreshed, together; only the first order's answer changed.
@@ -214,9 +200,30 @@ async fn one_change_for(n: usize) {
     assert_eq!((refresh.group, refresh.statements, refresh.sent), (1, 2, 1));
 }
 
+/// Waits until the sets of changes so far are refreshed and done with: none arrived for a
+/// few coalescing windows, and none waits for the refresher. (A set handed on before the
+/// refresher started is never its to handle: the wait is bounded.)
+pub(crate) async fn settled(
+    app: &TestApp,
+    feed: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<eagerql::db::changes::ChangeSet>>,
+) {
+    let mut latest = 0;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut more = false;
+        while let Ok(set) = feed.try_recv() {
+            latest = set.seq;
+            more = true;
+        }
+        if !more && app.state.live.counts().handled() >= latest {
+            break;
+        }
+    }
+}
+
 /// The refresh that followed the next set of changes touching `table` (the test's only
 /// group).
-async fn refresh_of(
+pub(crate) async fn refresh_of(
     app: &TestApp,
     feed: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<eagerql::db::changes::ChangeSet>>,
     table: &str,

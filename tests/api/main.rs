@@ -31,6 +31,7 @@ mod lazy;
 mod live;
 mod mutations;
 mod operations;
+mod order_events;
 mod output;
 mod scale_out;
 mod schema;

@@ -90,7 +90,10 @@ pub fn register_filters(registry: &mut Registry) {
         input_object(
             registry,
             name.to_owned(),
-            format!("Conditions on a {scalar} field; every one given must hold."),
+            format!(
+                "Conditions on {} {scalar} field; every one given must hold.",
+                crate::model::article(scalar)
+            ),
             fields,
         );
     }

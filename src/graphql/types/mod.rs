@@ -145,7 +145,7 @@ pub(crate) fn register_kind(kind: Kind, registry: &mut Registry) {
         }
         Kind::Money => drop(<Decimal as OutputType>::create_type_info(registry)),
         Kind::Int => drop(<i32 as OutputType>::create_type_info(registry)),
-        Kind::Enum(e) => (e.register)(registry),
+        Kind::Enum(e) | Kind::OptEnum(e) => (e.register)(registry),
     }
 }
 
@@ -472,7 +472,14 @@ pub fn register_connection(entity: Entity, registry: &mut Registry) -> String {
         edge.clone(),
         object_type(
             edge.clone(),
-            Some(format!("A {type_name} in a connection, with its cursor.")),
+            Some(format!(
+                "{} {type_name} in a connection, with its cursor.",
+                if crate::model::article(type_name) == "an" {
+                    "An"
+                } else {
+                    "A"
+                }
+            )),
             fields,
         ),
     );
