@@ -86,8 +86,18 @@ impl Replica {
         let ping = sqlx::raw_sql("select 1").execute(&self.pool);
         match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
             Ok(Ok(_)) => self.set_healthy(true, None),
-            // Every connection of its pool is serving reads: busy, not down.
-            Ok(Err(sqlx::Error::PoolTimedOut)) => {}
+            // Every connection of its pool is serving reads (busy, not down), or none can be
+            // opened (down: the pool retries a refused connection until its acquire timeout,
+            // so a stopped replica looks busy): a connection of the check's own tells which.
+            Ok(Err(sqlx::Error::PoolTimedOut)) => {
+                let opts = self.pool.connect_options();
+                let own = sqlx::ConnectOptions::connect(&*opts);
+                match tokio::time::timeout(CHECK_TIMEOUT, own).await {
+                    Ok(Ok(conn)) => drop(sqlx::Connection::close(conn).await),
+                    Ok(Err(e)) => self.set_healthy(false, Some(&e)),
+                    Err(_) => self.set_healthy(false, Some(&"no connection in time")),
+                }
+            }
             Ok(Err(e)) => self.set_healthy(false, Some(&e)),
             Err(_) => self.set_healthy(false, Some(&"no answer to the health check in time")),
         }
