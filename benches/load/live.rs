@@ -34,6 +34,10 @@ pub struct Report {
     pub sockets: usize,
     pub subscribe_secs: f64,
     pub idle_bytes_per_subscription: f64,
+    /// Bytes the allocator handed out per idle subscription (`eagerql_memory_allocated_bytes`
+    /// before subscribing and once idle): what the subscriptions hold, without the
+    /// allocator's own overhead.
+    pub allocated_bytes_per_subscription: f64,
     pub writes: usize,
     pub write_rate: f64,
     pub delivered: usize,
@@ -121,6 +125,7 @@ pub async fn run(
         return Err("no pending orders to write".into());
     }
     let rss_before = server.rss_kib().unwrap_or(0) as f64;
+    let allocated_before = metric(&scrape(addr).await?, "eagerql_memory_allocated_bytes");
     // Subscriptions follow the pending orders first (each written once), then other orders.
     let ids: Vec<i64> = (0..subscriptions)
         .map(|k| match orders.get(k) {
@@ -207,6 +212,7 @@ pub async fn run(
         rss_idle / 1024.0
     ));
     let before = scrape(addr).await?;
+    let allocated_idle = metric(&before, "eagerql_memory_allocated_bytes");
     let cpu_before = server.cpu_time();
     let mut conn = Conn::connect(addr).await?;
     let every = Duration::from_secs_f64(1.0 / rate.max(0.001));
@@ -265,6 +271,8 @@ pub async fn run(
         sockets,
         subscribe_secs,
         idle_bytes_per_subscription: (rss_idle - rss_before) * 1024.0 / subscriptions as f64,
+        allocated_bytes_per_subscription: (allocated_idle - allocated_before)
+            / subscriptions as f64,
         writes,
         write_rate: writes as f64 / write_secs,
         delivered: lat.len(),
@@ -284,7 +292,8 @@ impl Report {
     pub fn print(&self, backend: &str) -> String {
         format!(
             "== {backend} live queries: {} subscriptions over {} WebSockets, {} writes at {:.0}/s ==\n\
-             subscribed and answered in {:.1} s; {:.0} bytes of RSS per idle subscription\n\
+             subscribed and answered in {:.1} s; {:.0} bytes of RSS ({:.0} allocated) per idle \
+             subscription\n\
              write sent -> subscriber's message: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
              ({} of {} messages)\n\
              refreshes {:.0}: {:.2} statements and {:.0} subscribers per refresh; server CPU \
@@ -295,6 +304,7 @@ impl Report {
             self.write_rate,
             self.subscribe_secs,
             self.idle_bytes_per_subscription,
+            self.allocated_bytes_per_subscription,
             self.p50_ms,
             self.p99_ms,
             self.max_ms,

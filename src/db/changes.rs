@@ -84,23 +84,40 @@ impl ChangeSet {
 /// What an answer read: for each table, the rows it depends on (by id, when only those rows
 /// can change it), or every row (a list, a batch of children, an aggregate, a filter: a new or
 /// changed row anywhere may enter it).
+///
+/// Kept by every live subscriber between refreshes, so kept small: a short list of tables,
+/// each with every row or a sorted list of ids.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reads {
-    tables: BTreeMap<&'static str, Rows>,
+    tables: Vec<(&'static str, Read)>,
+}
+
+/// The rows of one table an answer read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Read {
+    All,
+    /// Sorted, without repeats.
+    Ids(Vec<i64>),
 }
 
 impl Reads {
     /// Adds rows of `table`.
     pub fn add(&mut self, table: &'static str, rows: Rows) {
-        match (
-            self.tables
-                .entry(table)
-                .or_insert(Rows::Ids(BTreeSet::new())),
-            rows,
-        ) {
-            (Rows::All, _) => {}
-            (mine @ Rows::Ids(_), Rows::All) => *mine = Rows::All,
-            (Rows::Ids(mine), Rows::Ids(ids)) => mine.extend(ids),
+        let at = match self.tables.iter().position(|(t, _)| *t == table) {
+            Some(at) => at,
+            None => {
+                self.tables.push((table, Read::Ids(Vec::new())));
+                self.tables.len() - 1
+            }
+        };
+        match (&mut self.tables[at].1, rows) {
+            (Read::All, _) => {}
+            (mine @ Read::Ids(_), Rows::All) => *mine = Read::All,
+            (Read::Ids(mine), Rows::Ids(ids)) => {
+                mine.extend(ids);
+                mine.sort_unstable();
+                mine.dedup();
+            }
         }
     }
 
@@ -117,16 +134,27 @@ impl Reads {
         }
     }
 
+    /// The same, holding no spare capacity (what a subscriber keeps).
+    pub fn compact(mut self) -> Self {
+        for (_, read) in &mut self.tables {
+            if let Read::Ids(ids) = read {
+                ids.shrink_to_fit();
+            }
+        }
+        self.tables.shrink_to_fit();
+        self
+    }
+
     /// Whether `set` may change an answer that read these rows.
     pub fn may_change(&self, set: &ChangeSet) -> bool {
         set.everything
-            || set
+            || self
                 .tables
                 .iter()
-                .any(|(t, changed)| match (self.tables.get(t), changed) {
+                .any(|(t, mine)| match (set.tables.get(t), mine) {
                     (None, _) => false,
-                    (Some(Rows::All), _) | (Some(_), Rows::All) => true,
-                    (Some(Rows::Ids(mine)), Rows::Ids(ids)) => !mine.is_disjoint(ids),
+                    (Some(_), Read::All) | (Some(Rows::All), _) => true,
+                    (Some(Rows::Ids(ids)), Read::Ids(mine)) => mine.iter().any(|i| ids.contains(i)),
                 })
     }
 }

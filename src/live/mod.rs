@@ -72,8 +72,9 @@ pub struct Subscriber {
     pub op: Arc<str>,
     /// What it runs.
     pub operation: Operation,
-    /// Its access token (`None`: anonymous), checked before every message.
-    pub token: Option<String>,
+    /// Its access token (`None`: anonymous), checked before every message; shared by the
+    /// subscriptions of one connection.
+    pub token: Option<Arc<str>>,
     /// The client's address.
     pub client: Option<IpAddr>,
     /// Where its messages go.
@@ -85,6 +86,8 @@ pub struct Subscriber {
     reads: Mutex<Option<crate::db::changes::Reads>>,
     /// It left (or was ended): nothing more is sent.
     gone: AtomicBool,
+    /// Its messages carry `extensions.refresh` (the client sent `x-eagerql-debug`).
+    debug: bool,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -101,7 +104,7 @@ impl Subscriber {
     pub fn new(
         op: &str,
         operation: Operation,
-        token: Option<String>,
+        token: Option<Arc<str>>,
         client: Option<IpAddr>,
         deliver: Deliver,
     ) -> Subscriber {
@@ -116,7 +119,13 @@ impl Subscriber {
             last: AtomicU64::new(0),
             reads: Mutex::new(None),
             gone: AtomicBool::new(false),
+            debug: false,
         }
+    }
+
+    /// The same, its messages carrying what each refresh did (`extensions.refresh`).
+    pub fn debugged(self, debug: bool) -> Self {
+        Subscriber { debug, ..self }
     }
 
     /// Whether it left.
@@ -126,7 +135,7 @@ impl Subscriber {
 
     /// Records what its latest answer read.
     fn read(&self, reads: crate::db::changes::Reads) {
-        *self.reads.lock().unwrap_or_else(|e| e.into_inner()) = Some(reads);
+        *self.reads.lock().unwrap_or_else(|e| e.into_inner()) = Some(reads.compact());
     }
 
     /// Forgets what it read: any set of changes refreshes it next.
@@ -224,6 +233,31 @@ pub struct Refresh {
     pub seq: Option<u64>,
 }
 
+impl Refresh {
+    /// `body` (a JSON answer) with `extensions.refresh`: the refresh's subscribers,
+    /// statements, rows, and the milliseconds from the change's arrival to now.
+    fn annotate(&self, body: Vec<u8>, since: std::time::Instant) -> Vec<u8> {
+        let Ok(serde_json::Value::Object(mut answer)) = serde_json::from_slice(&body) else {
+            return body;
+        };
+        let ext = answer
+            .entry("extensions")
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        if let serde_json::Value::Object(ext) = ext {
+            ext.insert(
+                "refresh".to_owned(),
+                serde_json::json!({
+                    "subscribers": self.group,
+                    "statements": self.statements,
+                    "rows": self.rows,
+                    "sinceChangeMs": since.elapsed().as_secs_f64() * 1000.0,
+                }),
+            );
+        }
+        serde_json::to_vec(&answer).unwrap_or(body)
+    }
+}
+
 /// Refreshes kept for [`Counts::recent`].
 const HISTORY: usize = 64;
 
@@ -308,6 +342,15 @@ impl Registry {
         if let Some(sub) = found {
             sub.gone.store(true, Ordering::Release);
             inner.subscribers -= 1;
+        }
+    }
+
+    /// Gives `operation` the document text of the group it will join, when there is one:
+    /// one copy of a text per group, however many subscribers follow it.
+    pub fn share_text(&self, operation: &mut Operation) {
+        let key = (operation.query.clone(), operation.operation_name.clone());
+        if let Some(((text, _), _)) = self.lock().groups.get_key_value(&key) {
+            operation.query = text.clone();
         }
     }
 

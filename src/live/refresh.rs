@@ -132,6 +132,23 @@ async fn refresh_chunk(
         tracing::warn!(error = %e.detail(), "ending a refresh's snapshot failed");
     }
     live.learned(key, &mux.tables());
+    let mut report = Refresh {
+        group: chunk.len(),
+        statements: mux.statements(),
+        rows: mux.rows(),
+        sent: 0,
+        micros: 0,
+        seq,
+    };
+    // A message, with what the refresh did when its subscriber asked.
+    let next = |member: &Subscriber, body: Vec<u8>| Delivery::Next {
+        op: member.op.clone(),
+        body: if member.debug {
+            report.annotate(body, since)
+        } else {
+            body
+        },
+    };
     let mut sent = 0usize;
     for (member, answer) in chunk.iter().zip(answers) {
         if member.gone() {
@@ -144,10 +161,7 @@ async fn refresh_chunk(
                     continue;
                 }
                 sent += 1;
-                (member.deliver)(Delivery::Next {
-                    op: member.op.clone(),
-                    body,
-                })
+                (member.deliver)(next(member, body))
             }
             Answer::Events(bodies, reads, more) => {
                 member.read(reads);
@@ -159,10 +173,7 @@ async fn refresh_chunk(
                 let mut kept = true;
                 for body in bodies {
                     sent += 1;
-                    kept &= (member.deliver)(Delivery::Next {
-                        op: member.op.clone(),
-                        body,
-                    });
+                    kept &= (member.deliver)(next(member, body));
                 }
                 kept
             }
@@ -188,14 +199,8 @@ async fn refresh_chunk(
             live.leave(member.id);
         }
     }
-    let report = Refresh {
-        group: chunk.len(),
-        statements: mux.statements(),
-        rows: mux.rows(),
-        sent,
-        micros: u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX),
-        seq,
-    };
+    report.sent = sent;
+    report.micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
     tracing::debug!(
         group = report.group,
         statements = report.statements,

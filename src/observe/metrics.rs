@@ -82,6 +82,17 @@ impl std::fmt::Debug for Live {
     }
 }
 
+/// jemalloc's allocated and resident bytes, read fresh (0 when unavailable, as in tests built
+/// without it as the global allocator).
+fn allocator() -> (i64, i64) {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    if epoch::advance().is_err() {
+        return (0, 0);
+    }
+    let get = |v: Result<usize, _>| v.ok().and_then(|n| i64::try_from(n).ok()).unwrap_or(0);
+    (get(stats::allocated::read()), get(stats::resident::read()))
+}
+
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
     let g = ConstGauge::new(v);
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
@@ -177,6 +188,20 @@ impl Collector for Live {
                     &changes.connects,
                 ),
             ],
+        )?;
+        let (allocated, resident) = allocator();
+        gauge(
+            &mut e,
+            "eagerql_memory_allocated_bytes",
+            "Bytes the server's allocator (jemalloc) has handed out and not had back.",
+            allocated,
+        )?;
+        gauge(
+            &mut e,
+            "eagerql_memory_resident_bytes",
+            "Bytes of memory the allocator holds resident (allocations, its own metadata, and \
+             freed pages not yet given back to the system).",
+            resident,
         )?;
         gauge(
             &mut e,

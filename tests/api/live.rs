@@ -615,3 +615,125 @@ async fn an_expired_token_ends_its_subscriptions() {
         Some("complete")
     );
 }
+
+#[tokio::test]
+async fn each_message_says_what_its_refresh_did_when_the_client_asks() {
+    let app = spawn_app().await;
+    app.seed(3, 2, 2, 4).await;
+    let addr = serve(&app).await;
+    let (order, owner) = orders(&app).await[0];
+    let token = app.token_for(owner, Role::Customer);
+    let mut socket = crate::websocket::connect(addr).await;
+    send(
+        &mut socket,
+        json!({ "type": "connection_init", "payload": {
+            "Authorization": format!("Bearer {token}"),
+            "x-eagerql-debug": "sql",
+        } }),
+    )
+    .await;
+    assert_eq!(receive(&mut socket).await["type"], "connection_ack");
+    send(
+        &mut socket,
+        subscribe("s", ORDER, json!({ "id": order.to_string() })),
+    )
+    .await;
+    let first = next(&mut socket, "s").await;
+    let refresh = &first["extensions"]["refresh"];
+    assert_eq!(refresh["subscribers"], 1, "{first}");
+    assert_eq!(refresh["statements"], 2, "the shape's statements: {first}");
+    assert!(refresh["rows"].as_u64().is_some_and(|r| r >= 1), "{first}");
+    assert!(refresh["sinceChangeMs"].as_f64().is_some(), "{first}");
+    exec(
+        &app,
+        &format!("update orders set status = 'cancelled' where id = {order}"),
+        vec![],
+    )
+    .await;
+    let changed = next(&mut socket, "s").await;
+    assert_eq!(changed["data"]["order"]["status"], "CANCELLED");
+    assert_eq!(
+        changed["extensions"]["refresh"]["statements"], 2,
+        "{changed}"
+    );
+
+    // Without the header, a message is the answer alone.
+    let mut plain = crate::websocket::acknowledged(addr, &token).await;
+    send(
+        &mut plain,
+        subscribe("s", ORDER, json!({ "id": order.to_string() })),
+    )
+    .await;
+    let m = next(&mut plain, "s").await;
+    assert!(m.get("extensions").is_none(), "{m}");
+}
+
+/// PostgreSQL drops every connection of the database (as a restart does): the listener
+/// connects again, every subscriber is refreshed, and a write made meanwhile is not missed.
+#[tokio::test]
+async fn subscriptions_survive_the_database_dropping_every_connection() {
+    if crate::helpers::backend() != eagerql::db::Backend::Postgres {
+        return;
+    }
+    let app = spawn_app().await;
+    app.seed(3, 2, 2, 4).await;
+    let addr = serve(&app).await;
+    let (order, owner) = orders(&app).await[0];
+    let token = app.token_for(owner, Role::Customer);
+    let mut socket = acknowledged(addr, &token).await;
+    send(
+        &mut socket,
+        subscribe("s", ORDER, json!({ "id": order.to_string() })),
+    )
+    .await;
+    next(&mut socket, "s").await;
+    let connects = || {
+        app.db
+            .changes()
+            .counts()
+            .connects
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    let before = connects();
+    // Every other connection of the database ends (the listener's and the pool's), and a
+    // write commits at once, while the listener is away or going.
+    exec(
+        &app,
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity \
+         where datname = current_database() and pid <> pg_backend_pid()",
+        vec![],
+    )
+    .await;
+    // (A pooled connection the database ended fails once, cleanly: the write is retried.)
+    let write = format!("update orders set status = 'cancelled' where id = {order}");
+    let mut done = false;
+    for _ in 0..50 {
+        let r = Session::unmetered(app.db.clone())
+            .execute("test.exec", write.clone(), vec![])
+            .await;
+        if r.is_ok() {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(done, "the write went through");
+    let changed = next(&mut socket, "s").await;
+    assert_eq!(changed["data"]["order"]["status"], "CANCELLED", "{changed}");
+    for _ in 0..1000 {
+        if connects() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(connects() > before, "the listener connected again");
+    // And it follows the writes after it.
+    exec(
+        &app,
+        &format!("update orders set status = 'pending' where id = {order}"),
+        vec![],
+    )
+    .await;
+    let again = next(&mut socket, "s").await;
+    assert_eq!(again["data"]["order"]["status"], "PENDING", "{again}");
+}

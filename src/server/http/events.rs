@@ -117,6 +117,7 @@ fn finished(events: Vec<Bytes>) -> Response {
 /// bearer token, checked again before each live message.
 pub(super) async fn serve(state: AppState, incoming: Incoming, token: Option<String>) -> Response {
     let client = incoming.client;
+    let debug = (incoming.asks.sql || incoming.asks.plan) && state.config.debug_sql_allowed();
     match handler::handle(&state, incoming).await {
         Outcome::Answered(answer) => finished(vec![next(&answer.body), complete()]),
         Outcome::Document(e) => finished(vec![next(&error(&e.message(), e.code())), complete()]),
@@ -127,16 +128,20 @@ pub(super) async fn serve(state: AppState, incoming: Incoming, token: Option<Str
             )),
             complete(),
         ]),
-        Outcome::Subscription(operation) => {
+        Outcome::Subscription(mut operation) => {
+            state.live.share_text(&mut operation);
             let (tx, rx) = mpsc::channel(QUEUE);
             let ended = Arc::new(AtomicBool::new(false));
-            let sub = Arc::new(Subscriber::new(
-                "sse",
-                operation,
-                token,
-                client,
-                deliver(tx, ended),
-            ));
+            let sub = Arc::new(
+                Subscriber::new(
+                    "sse",
+                    operation,
+                    token.map(Arc::from),
+                    client,
+                    deliver(tx, ended),
+                )
+                .debugged(debug),
+            );
             let id = sub.id;
             if !state
                 .live

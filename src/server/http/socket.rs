@@ -21,7 +21,7 @@ use serde_json::{Map, Value as Json, json};
 use tokio::sync::{Notify, mpsc};
 
 use super::{authenticate, bearer};
-use crate::graphql::handler::{self, DebugAsks, Incoming, Outcome, Params};
+use crate::graphql::handler::{self, DEBUG_HEADER, DebugAsks, Incoming, Outcome, Params};
 use crate::live::{Deliver, Delivery, Subscriber, refresh};
 use crate::server::state::AppState;
 use crate::server::ws::{self as protocol, Closing, Connection, Step};
@@ -86,6 +86,9 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
     // Live subscriptions by operation id.
     let mut live: HashMap<String, u64> = HashMap::new();
     let not_reading = Arc::new(Notify::new());
+    // Where every operation's messages go; its token is the one `connection_init` gave
+    // (shared by the connection's subscriptions).
+    let mut to = Sender::new(out_tx.clone(), not_reading.clone(), None, false);
     let init = tokio::time::sleep(Duration::from_secs(
         state.config.limits.ws_init_timeout_secs,
     ));
@@ -166,6 +169,15 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
                     break Some(Closing::forbidden(format!("Forbidden: {message}")));
                 }
                 auth = headers;
+                // `x-eagerql-debug` in the payload: each live message says what its refresh did.
+                let debug = DebugAsks::read(&auth).is_some_and(|a| a.sql || a.plan)
+                    && state.config.debug_sql_allowed();
+                to = Sender::new(
+                    out_tx.clone(),
+                    to.not_reading.clone(),
+                    bearer(&auth).map(Arc::from),
+                    debug,
+                );
                 conn.acknowledge();
                 protocol::ack()
             }
@@ -212,11 +224,6 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
                     variables: object(operation.variables),
                     extensions: object(operation.extensions),
                 };
-                let to = Sender {
-                    out: out_tx.clone(),
-                    not_reading: not_reading.clone(),
-                    token: bearer(&auth),
-                };
                 let task = tokio::spawn(run(
                     state.clone(),
                     Incoming {
@@ -229,7 +236,7 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
                         started: Instant::now(),
                     },
                     id.clone(),
-                    to,
+                    to.clone(),
                 ));
                 running.insert(id, task.abort_handle());
                 continue;
@@ -254,19 +261,38 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
     }
 }
 
-/// Where an operation's messages go.
+/// Where an operation's messages go: one per connection, shared by its operations.
+#[derive(Clone)]
 struct Sender {
     out: mpsc::Sender<Out>,
     /// Told when a live query's message finds the queue full.
     not_reading: Arc<Notify>,
     /// The connection's access token, checked again before each live message.
-    token: Option<String>,
+    token: Option<Arc<str>>,
+    /// How the live engine reaches this connection.
+    deliver: Deliver,
+    /// Live messages carry `extensions.refresh`.
+    debug: bool,
 }
 
 impl Sender {
-    /// How the live engine reaches this connection.
-    fn deliver(&self) -> Deliver {
-        let (out, not_reading) = (self.out.clone(), self.not_reading.clone());
+    fn new(
+        out: mpsc::Sender<Out>,
+        not_reading: Arc<Notify>,
+        token: Option<Arc<str>>,
+        debug: bool,
+    ) -> Self {
+        let deliver = Self::deliver(out.clone(), not_reading.clone());
+        Sender {
+            out,
+            not_reading,
+            token,
+            deliver,
+            debug,
+        }
+    }
+
+    fn deliver(out: mpsc::Sender<Out>, not_reading: Arc<Notify>) -> Deliver {
         Arc::new(move |d: Delivery| {
             let sent = match d {
                 Delivery::Next { op, body } => {
@@ -300,14 +326,12 @@ async fn run(state: AppState, incoming: Incoming, id: String, to: Sender) {
     let client = incoming.client;
     let out = to.out.clone();
     let messages = match handler::handle(&state, incoming).await {
-        Outcome::Subscription(operation) => {
-            let sub = Arc::new(Subscriber::new(
-                &id,
-                operation,
-                to.token.clone(),
-                client,
-                to.deliver(),
-            ));
+        Outcome::Subscription(mut operation) => {
+            state.live.share_text(&mut operation);
+            let sub = Arc::new(
+                Subscriber::new(&id, operation, to.token.clone(), client, to.deliver.clone())
+                    .debugged(to.debug),
+            );
             let sub_id = sub.id;
             if state
                 .live
@@ -366,6 +390,15 @@ fn init_headers(payload: Option<&Map<String, Json>>) -> HeaderMap {
     });
     if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
         headers.insert(header::AUTHORIZATION, v);
+    }
+    // The debug header, as a client that cannot set a WebSocket's headers sends it.
+    let debug = payload.and_then(|p| {
+        p.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(DEBUG_HEADER))
+            .and_then(|(_, v)| v.as_str())
+    });
+    if let Some(v) = debug.and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(DEBUG_HEADER, v);
     }
     headers
 }
