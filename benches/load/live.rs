@@ -38,6 +38,9 @@ pub struct Report {
     /// before subscribing and once idle): what the subscriptions hold, without the
     /// allocator's own overhead.
     pub allocated_bytes_per_subscription: f64,
+    /// Bytes the allocator holds resident per idle subscription (`eagerql_memory_resident_bytes`):
+    /// the allocations with the allocator's own overhead and freed pages not yet given back.
+    pub resident_bytes_per_subscription: f64,
     pub writes: usize,
     pub write_rate: f64,
     pub delivered: usize,
@@ -125,7 +128,9 @@ pub async fn run(
         return Err("no pending orders to write".into());
     }
     let rss_before = server.rss_kib().unwrap_or(0) as f64;
-    let allocated_before = metric(&scrape(addr).await?, "eagerql_memory_allocated_bytes");
+    let start = scrape(addr).await?;
+    let allocated_before = metric(&start, "eagerql_memory_allocated_bytes");
+    let resident_before = metric(&start, "eagerql_memory_resident_bytes");
     // Subscriptions follow the pending orders first (each written once), then other orders.
     let ids: Vec<i64> = (0..subscriptions)
         .map(|k| match orders.get(k) {
@@ -196,15 +201,22 @@ pub async fn run(
     }
     let subscribe_secs = started.elapsed().as_secs_f64();
     // Idle: what the subscriptions hold once answered, after the allocator has given back
-    // what answering them took (the lowest RSS over up to 30 s, until it stops falling).
+    // what answering them took: jemalloc purges freed pages over its decay time (10 s), so
+    // the lowest RSS over up to 30 s, until it has not fallen for 5 s.
     let mut rss_idle = server.rss_kib().unwrap_or(0) as f64;
+    let mut steady = 0;
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = server.rss_kib().unwrap_or(0) as f64;
         if now >= rss_idle {
-            break;
+            steady += 1;
+            if steady == 5 {
+                break;
+            }
+        } else {
+            steady = 0;
+            rss_idle = now;
         }
-        rss_idle = now;
     }
     progress(&format!(
         "{subscriptions} subscriptions answered in {subscribe_secs:.1} s; RSS {:.0} -> {:.0} MiB",
@@ -213,6 +225,7 @@ pub async fn run(
     ));
     let before = scrape(addr).await?;
     let allocated_idle = metric(&before, "eagerql_memory_allocated_bytes");
+    let resident_idle = metric(&before, "eagerql_memory_resident_bytes");
     let cpu_before = server.cpu_time();
     let mut conn = Conn::connect(addr).await?;
     let every = Duration::from_secs_f64(1.0 / rate.max(0.001));
@@ -273,6 +286,7 @@ pub async fn run(
         idle_bytes_per_subscription: (rss_idle - rss_before) * 1024.0 / subscriptions as f64,
         allocated_bytes_per_subscription: (allocated_idle - allocated_before)
             / subscriptions as f64,
+        resident_bytes_per_subscription: (resident_idle - resident_before) / subscriptions as f64,
         writes,
         write_rate: writes as f64 / write_secs,
         delivered: lat.len(),
@@ -292,8 +306,8 @@ impl Report {
     pub fn print(&self, backend: &str) -> String {
         format!(
             "== {backend} live queries: {} subscriptions over {} WebSockets, {} writes at {:.0}/s ==\n\
-             subscribed and answered in {:.1} s; {:.0} bytes of RSS ({:.0} allocated) per idle \
-             subscription\n\
+             subscribed and answered in {:.1} s; per idle subscription: {:.0} bytes of RSS, {:.0} \
+             resident in the allocator, {:.0} allocated\n\
              write sent -> subscriber's message: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
              ({} of {} messages)\n\
              refreshes {:.0}: {:.2} statements and {:.0} subscribers per refresh; server CPU \
@@ -304,6 +318,7 @@ impl Report {
             self.write_rate,
             self.subscribe_secs,
             self.idle_bytes_per_subscription,
+            self.resident_bytes_per_subscription,
             self.allocated_bytes_per_subscription,
             self.p50_ms,
             self.p99_ms,

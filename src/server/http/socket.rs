@@ -36,6 +36,9 @@ pub const MAX_OPERATIONS: usize = 100;
 /// closes the connection (1008), never grows the server's memory.
 const QUEUE: usize = 4 * MAX_OPERATIONS;
 
+/// The initial read buffer of a connection.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// Accepts a WebSocket upgrade that offers the `graphql-transport-ws` subprotocol.
 pub(super) fn upgrade(ws: WebSocketUpgrade, state: AppState, client: Option<IpAddr>) -> Response {
     let ws = ws.protocols([protocol::SUBPROTOCOL]);
@@ -57,8 +60,11 @@ pub(super) fn upgrade(ws: WebSocketUpgrade, state: AppState, client: Option<IpAd
     };
     // A message is bounded like a request body (EAGERQL_MAX_BODY_BYTES).
     let most = state.config.limits.max_body_bytes;
+    // A connection's read buffer starts small (subscribe messages are small) and grows for a
+    // larger message: 128 KiB each up front was most of what an idle connection held.
     ws.max_message_size(most)
         .max_frame_size(most)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
             serve(socket, state, client).await;
             drop(open);
