@@ -118,7 +118,9 @@ pub async fn handle(state: &AppState, incoming: Incoming) -> Outcome {
                 return Outcome::QueriesOnly;
             }
             if prepared.ty == OperationType::Subscription {
-                match crate::live::stream::rewrite(&query, operation_name, &variables) {
+                let stream = crate::live::stream::rewrite(&query, operation_name, &variables)
+                    .and_then(|stream| stream_prepares(state, stream, operation_name, &variables));
+                match stream {
                     Ok(stream) => {
                         let (query, stream) = match stream {
                             Some((text, spec)) => (Arc::from(text), Some(Arc::new(spec))),
@@ -425,6 +427,27 @@ fn retry_after(response: &async_graphql::Response) -> Option<u64> {
             _ => None,
         }
     })
+}
+
+/// An event stream's rewritten operation, when it prepares as a query (it is checked once,
+/// at subscribe time, rather than found wanting at its first refresh).
+fn stream_prepares(
+    state: &AppState,
+    stream: Option<(String, crate::live::stream::Spec)>,
+    operation_name: Option<&str>,
+    variables: &apollo_compiler::response::JsonMap,
+) -> Result<Option<(String, crate::live::stream::Spec)>, String> {
+    let Some((text, spec)) = stream else {
+        return Ok(None);
+    };
+    let vars = spec.variables(variables, crate::live::stream::PAGE);
+    match state.preparer.prepare(&text, operation_name, &vars) {
+        Ok(_) => Ok(Some((text, spec))),
+        Err(Refused(errors)) => Err(errors.first().map_or_else(
+            || "the subscription cannot run".to_owned(),
+            |e| e.message.clone(),
+        )),
+    }
 }
 
 /// A request-level error (no `data`) with `extensions.code` and more extensions.

@@ -38,7 +38,7 @@ administrator every event. `kind`, `orderId` and `where` keep only some events, 
 
 const AFTER_DOC: &str = "Start after this event id: every later event the viewer may see \
 is sent first, in order (a client that reconnects passes the id of the last event it \
-received). Default: only events committed after the subscription starts.";
+received). Absent or null: only events committed after the subscription starts.";
 
 /// Replaces the live list `orderEvents` by the event stream of the same name: the
 /// arguments of `Query.orderEventsConnection` that choose rows, and `after` an event id.

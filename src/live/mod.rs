@@ -190,6 +190,8 @@ struct Inner {
     groups: HashMap<GroupKey, Group>,
     /// Joined, not answered yet.
     joining: Vec<Arc<Subscriber>>,
+    /// Event streams with events still to send: refreshed again soon.
+    backlog: Vec<Arc<Subscriber>>,
     /// Subscribers in all.
     subscribers: usize,
     /// Groups formed so far.
@@ -352,6 +354,22 @@ impl Registry {
         if let Some(((text, _), _)) = self.lock().groups.get_key_value(&key) {
             operation.query = text.clone();
         }
+    }
+
+    /// Refreshes the event stream `sub` again soon: its page was full.
+    fn follow_up(&self, sub: Arc<Subscriber>) {
+        let mut inner = self.lock();
+        if !inner.backlog.iter().any(|s| s.id == sub.id) {
+            inner.backlog.push(sub);
+        }
+    }
+
+    fn has_backlog(&self) -> bool {
+        !self.lock().backlog.is_empty()
+    }
+
+    fn take_backlog(&self) -> Vec<Arc<Subscriber>> {
+        std::mem::take(&mut self.lock().backlog)
     }
 
     /// Subscriptions followed now.

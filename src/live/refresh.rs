@@ -46,14 +46,7 @@ async fn run(state: AppState) {
                     }
                     followed = true;
                 }
-                let mut by_group: HashMap<GroupKey, Vec<Arc<Subscriber>>> = HashMap::new();
-                for sub in live.take_joining() {
-                    let key = (sub.operation.query.clone(), sub.operation.operation_name.clone());
-                    by_group.entry(key).or_default().push(sub);
-                }
-                for (key, members) in by_group {
-                    refresh(&state, &key, members, (Instant::now(), None)).await;
-                }
+                refresh_grouped(&state, live.take_joining()).await;
             }
             set = changes.recv() => {
                 let (groups, since, seq) = match set {
@@ -72,7 +65,30 @@ async fn run(state: AppState) {
                     live.counts().handled.store(seq, Ordering::Release);
                 }
             }
+            // Event streams with events still to send, once their transports have written
+            // the last page.
+            () = tokio::time::sleep(FOLLOW_UP), if live.has_backlog() => {
+                refresh_grouped(&state, live.take_backlog()).await;
+            }
         }
+    }
+}
+
+/// How soon an event stream whose page was full is refreshed again.
+const FOLLOW_UP: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Refreshes `subs` (joining, or following up), by group.
+async fn refresh_grouped(state: &AppState, subs: Vec<Arc<Subscriber>>) {
+    let mut by_group: HashMap<GroupKey, Vec<Arc<Subscriber>>> = HashMap::new();
+    for sub in subs {
+        let key = (
+            sub.operation.query.clone(),
+            sub.operation.operation_name.clone(),
+        );
+        by_group.entry(key).or_default().push(sub);
+    }
+    for (key, members) in by_group {
+        refresh(state, &key, members, (Instant::now(), None)).await;
     }
 }
 
@@ -98,28 +114,18 @@ async fn refresh(
     let members: Vec<Arc<Subscriber>> = members.into_iter().filter(|m| !m.gone()).collect();
     let batch = usize::try_from(state.config.limits.live_batch).unwrap_or(usize::MAX);
     for chunk in members.chunks(batch.max(1)) {
-        let mut chunk = chunk.to_vec();
-        // An event stream whose page was full is refreshed again at once, a few rounds.
-        for round in 1..=super::stream::ROUNDS {
-            chunk = refresh_chunk(state, key, &chunk, (since, seq), round).await;
-            if chunk.is_empty() {
-                break;
-            }
-        }
+        refresh_chunk(state, key, chunk, (since, seq)).await;
     }
 }
 
-/// Refreshes `chunk` (one multiplexed run) and hands on what changed; gives back the event
-/// stream members with events still waiting.
+/// Refreshes `chunk` (one multiplexed run) and hands on what changed.
 async fn refresh_chunk(
     state: &AppState,
     key: &GroupKey,
     chunk: &[Arc<Subscriber>],
     (since, seq): (Instant, Option<u64>),
-    round: usize,
-) -> Vec<Arc<Subscriber>> {
+) {
     let live = &state.live;
-    let mut waiting = Vec::new();
     let log = Arc::new(StatementLog::new(None).with_hook(state.statement_hook.clone()));
     let session = Session::new(state.db.clone(), log)
         .as_viewer(Viewer::OPERATOR)
@@ -165,15 +171,13 @@ async fn refresh_chunk(
             }
             Answer::Events(bodies, reads, more) => {
                 member.read(reads);
-                if more && round < super::stream::ROUNDS {
-                    waiting.push(member.clone());
-                } else if more {
-                    member.forget_reads();
-                }
                 let mut kept = true;
                 for body in bodies {
                     sent += 1;
                     kept &= (member.deliver)(next(member, body));
+                }
+                if more && kept {
+                    live.follow_up(member.clone());
                 }
                 kept
             }
@@ -211,7 +215,6 @@ async fn refresh_chunk(
     );
     state.metrics.record_refresh(&report);
     live.counts().record(report);
-    waiting
 }
 
 /// One member's answer now, by its viewer (its token checked again).
@@ -229,7 +232,10 @@ async fn answer(state: &AppState, mux: &Arc<Multiplexer>, member: &Subscriber) -
     };
     if let Some(stream) = &member.operation.stream {
         let op = crate::live::Operation {
-            variables: stream.variables(&member.operation.variables),
+            variables: stream.variables(
+                &member.operation.variables,
+                super::stream::PAGE.min(state.config.limits.max_page_size),
+            ),
             ..member.operation.clone()
         };
         return match handler::live_answer(state, mux, who, &op).await {

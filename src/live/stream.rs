@@ -29,12 +29,12 @@ pub const FIELD: &str = "orderEvents";
 /// The `Query` field it reads.
 const CONNECTION: &str = "orderEventsConnection";
 
-/// Events one refresh reads per subscriber and round.
-pub const PAGE: i64 = 100;
-
-/// Rounds of [`PAGE`] events one set of changes may send a subscriber (a resume from far
-/// back continues at the next set of changes).
-pub const ROUNDS: usize = 4;
+/// Events one refresh reads per subscriber, at most (and at most the configured page size):
+/// fewer than a transport's send queue holds (an event stream's 64), so that a page never
+/// finds the queue full of its own messages. A full page is followed by another refresh of
+/// the subscriber soon after (see [`super::Registry::follow_up`]), once its transport has
+/// written the page.
+pub const PAGE: i64 = 32;
 
 /// The variables the rewritten operation adds.
 const FIRST: &str = "eagerqlStreamFirst";
@@ -83,10 +83,14 @@ pub fn rewrite(
     let Ok(mut doc) = ast::Document::parse(query, "subscription.graphql") else {
         return Ok(None);
     };
-    let fragments_select_it = doc.definitions.iter().any(|d| {
-        matches!(d, Definition::FragmentDefinition(f)
-            if f.type_condition == "Subscription" && selects(&f.selection_set))
-    });
+    let fragments: std::collections::HashMap<Name, Vec<Selection>> = doc
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::FragmentDefinition(f) => Some((f.name.clone(), f.selection_set.clone())),
+            _ => None,
+        })
+        .collect();
     let Some(op) = doc.definitions.iter_mut().find_map(|d| match d {
         Definition::OperationDefinition(op)
             if operation_name.is_none_or(|n| op.name.as_deref() == Some(n)) =>
@@ -104,12 +108,8 @@ pub fn rewrite(
     let through_fragment = op
         .selection_set
         .iter()
-        .any(|s| matches!(s, Selection::InlineFragment(f) if selects(&f.selection_set)))
-        || (fragments_select_it
-            && op
-                .selection_set
-                .iter()
-                .any(|s| matches!(s, Selection::FragmentSpread(_))));
+        .filter(|s| !matches!(s, Selection::Field(_)))
+        .any(|s| selects(std::slice::from_ref(s), &fragments, 0));
     if through_fragment {
         return Err(format!(
             "`{FIELD}` must be selected directly in the subscription, not through a fragment"
@@ -127,6 +127,11 @@ pub fn rewrite(
             "the variables ${FIRST}, ${LAST} and ${AFTER} are reserved in a `{FIELD}` subscription"
         ));
     }
+    let defaults: std::collections::HashMap<Name, Node<ast::Value>> = op
+        .variables
+        .iter()
+        .filter_map(|v| Some((v.name.clone(), v.default_value.clone()?)))
+        .collect();
     let op = op.make_mut();
     op.operation_type = ast::OperationType::Query;
     for (name, ty) in [(FIRST, "Int"), (LAST, "Int"), (AFTER, "String")] {
@@ -139,6 +144,7 @@ pub fn rewrite(
     }
     let mut start = Position::Unknown;
     let mut after_var = None;
+    let mut key = None;
     for sel in &mut op.selection_set {
         let Selection::Field(field) = sel else {
             continue;
@@ -147,8 +153,8 @@ pub fn rewrite(
             continue;
         }
         let field = field.make_mut();
-        let key = field.alias.clone().unwrap_or_else(|| field.name.clone());
-        field.alias = Some(key.clone());
+        let k = field.alias.clone().unwrap_or_else(|| field.name.clone());
+        field.alias = Some(k.clone());
         field.name = name_of(CONNECTION);
         let mut args = Vec::new();
         for arg in field.arguments.drain(..) {
@@ -156,10 +162,13 @@ pub fn rewrite(
                 if let ast::Value::Variable(v) = &*arg.value {
                     after_var = Some(v.clone());
                 }
-                start = Position::After(
-                    resolve(&arg.value, variables)?
-                        .map(|id| crate::planner::cursor::of_id(Entity::OrderEvent, id)),
-                );
+                // Null or absent: from now on, as without `after`.
+                if let Some(id) = resolve(&arg.value, variables, &defaults)? {
+                    start = Position::After(Some(crate::planner::cursor::of_id(
+                        Entity::OrderEvent,
+                        id,
+                    )));
+                }
             } else {
                 args.push(arg);
             }
@@ -182,43 +191,64 @@ pub fn rewrite(
                 ],
             ),
         ];
-        let spec = Spec {
-            key: key.to_string(),
-            position: Mutex::new(start),
-        };
-        if let Some(var) = after_var {
-            drop_if_unused(&mut doc, operation_name, &var);
-        }
-        return Ok(Some((doc.to_string(), spec)));
+        key = Some(k);
+        break;
     }
-    Ok(None)
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    // `after` is now the engine's position: its variable goes when nothing else uses it.
+    if let Some(var) = after_var
+        && !uses(&op.selection_set, &fragments, &var, 0)
+    {
+        op.variables.retain(|v| v.name != var);
+    }
+    let spec = Spec {
+        key: key.to_string(),
+        position: Mutex::new(start),
+    };
+    Ok(Some((doc.to_string(), spec)))
 }
 
-/// Removes the definition of `$var` from the operation when nothing refers to it any more
-/// (it was the stream's `after`, now a position of the engine's).
-fn drop_if_unused(doc: &mut ast::Document, operation_name: Option<&str>, var: &Name) {
-    let text = doc.to_string();
-    let token = format!("${var}");
-    let uses = text
-        .match_indices(&token)
-        .filter(|(at, _)| {
-            !text[at + token.len()..]
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_alphanumeric() || c == '_')
-        })
-        .count();
-    // One is the definition itself.
-    if uses > 1 {
-        return;
-    }
-    for d in &mut doc.definitions {
-        if let Definition::OperationDefinition(op) = d
-            && operation_name.is_none_or(|n| op.name.as_deref() == Some(n))
-        {
-            op.make_mut().variables.retain(|v| v.name != *var);
+/// Fragments nest at most this deep here (validation refuses cycles; this bounds the walk).
+const MAX_DEPTH: usize = 32;
+
+/// Whether `set` (with the fragments it spreads) refers to the variable `var`.
+fn uses(
+    set: &[Selection],
+    fragments: &std::collections::HashMap<Name, Vec<Selection>>,
+    var: &Name,
+    depth: usize,
+) -> bool {
+    fn in_value(v: &ast::Value, var: &Name) -> bool {
+        match v {
+            ast::Value::Variable(n) => n == var,
+            ast::Value::List(items) => items.iter().any(|i| in_value(i, var)),
+            ast::Value::Object(fields) => fields.iter().any(|(_, v)| in_value(v, var)),
+            _ => false,
         }
     }
+    let in_directives = |d: &ast::DirectiveList| {
+        d.iter()
+            .any(|d| d.arguments.iter().any(|a| in_value(&a.value, var)))
+    };
+    depth <= MAX_DEPTH
+        && set.iter().any(|s| match s {
+            Selection::Field(f) => {
+                f.arguments.iter().any(|a| in_value(&a.value, var))
+                    || in_directives(&f.directives)
+                    || uses(&f.selection_set, fragments, var, depth + 1)
+            }
+            Selection::InlineFragment(f) => {
+                in_directives(&f.directives) || uses(&f.selection_set, fragments, var, depth + 1)
+            }
+            Selection::FragmentSpread(f) => {
+                in_directives(&f.directives)
+                    || fragments
+                        .get(&f.fragment_name)
+                        .is_some_and(|set| uses(set, fragments, var, depth + 1))
+            }
+        })
 }
 
 fn name_of(s: &str) -> Name {
@@ -239,17 +269,29 @@ fn is_stream_field(s: &Selection) -> bool {
     matches!(s, Selection::Field(f) if f.name == FIELD)
 }
 
-/// Whether a root selection set selects the stream field, directly or in an inline fragment.
-fn selects(set: &[Selection]) -> bool {
-    set.iter().any(|s| match s {
-        Selection::Field(f) => f.name == FIELD,
-        Selection::InlineFragment(f) => selects(&f.selection_set),
-        Selection::FragmentSpread(_) => false,
-    })
+/// Whether a root selection set selects the stream field, directly or in a fragment.
+fn selects(
+    set: &[Selection],
+    fragments: &std::collections::HashMap<Name, Vec<Selection>>,
+    depth: usize,
+) -> bool {
+    depth <= MAX_DEPTH
+        && set.iter().any(|s| match s {
+            Selection::Field(f) => f.name == FIELD,
+            Selection::InlineFragment(f) => selects(&f.selection_set, fragments, depth + 1),
+            Selection::FragmentSpread(f) => fragments
+                .get(&f.fragment_name)
+                .is_some_and(|set| selects(set, fragments, depth + 1)),
+        })
 }
 
-/// The event id an `after` argument names (`None`: null or absent).
-fn resolve(value: &ast::Value, variables: &JsonMap) -> Result<Option<i64>, String> {
+/// The event id an `after` argument names (`None`: null or absent); a variable the request
+/// does not give takes its definition's default.
+fn resolve(
+    value: &ast::Value,
+    variables: &JsonMap,
+    defaults: &std::collections::HashMap<Name, Node<ast::Value>>,
+) -> Result<Option<i64>, String> {
     let bad = || "`after` must be an event id".to_owned();
     let id = |s: &str| s.parse::<i64>().map(Some).map_err(|_| bad());
     match value {
@@ -257,7 +299,11 @@ fn resolve(value: &ast::Value, variables: &JsonMap) -> Result<Option<i64>, Strin
         ast::Value::String(s) => id(s),
         ast::Value::Int(i) => id(i.as_str()),
         ast::Value::Variable(name) => match variables.get(name.as_str()) {
-            None | Some(apollo_compiler::response::JsonValue::Null) => Ok(None),
+            None => match defaults.get(name) {
+                Some(default) => resolve(default, variables, &Default::default()),
+                None => Ok(None),
+            },
+            Some(apollo_compiler::response::JsonValue::Null) => Ok(None),
             Some(apollo_compiler::response::JsonValue::String(s)) => id(s.as_str()),
             Some(apollo_compiler::response::JsonValue::Number(n)) => {
                 n.as_i64().map(Some).ok_or_else(bad)
@@ -278,11 +324,12 @@ impl Spec {
 
     /// The operation's variables for the next refresh: the subscriber's own, and the page
     /// after its position (or, while that is unknown, the last event it may see).
-    pub fn variables(&self, own: &JsonMap) -> JsonMap {
+    /// `page`: the events to read at most.
+    pub fn variables(&self, own: &JsonMap, page: i64) -> JsonMap {
         let mut vars = own.clone();
         let (first, last, after) = match self.position() {
             Position::Unknown => (None, Some(1), None),
-            Position::After(cursor) => (Some(PAGE), None, cursor),
+            Position::After(cursor) => (Some(page.max(1)), None, cursor),
         };
         let num = |n: Option<i64>| n.map_or(apollo_compiler::response::JsonValue::Null, Into::into);
         vars.insert(FIRST, num(first));
@@ -370,7 +417,7 @@ mod tests {
         );
         assert!(text.contains("nodes {"), "{text}");
         let own = vars(serde_json::json!({ "k": "CREATED" }));
-        let v = spec.variables(&own);
+        let v = spec.variables(&own, PAGE);
         assert_eq!(v.get("eagerqlStreamFirst"), Some(&PAGE.into()));
         assert_eq!(
             v.get("eagerqlStreamAfter").and_then(|c| c.as_str()),
@@ -389,7 +436,7 @@ mod tests {
             br#"{"data":{"e":{"id":"9","kind":"CANCELLED"}}}"#.to_vec()
         );
         assert_eq!(
-            spec.variables(&own).get("eagerqlStreamAfter"),
+            spec.variables(&own, PAGE).get("eagerqlStreamAfter"),
             Some(&"c9".into())
         );
     }
@@ -399,14 +446,15 @@ mod tests {
         let (_, spec) = rewrite("subscription { orderEvents { id } }", None, &JsonMap::new())
             .expect("valid")
             .expect("a stream");
-        let v = spec.variables(&JsonMap::new());
+        let v = spec.variables(&JsonMap::new(), PAGE);
         assert_eq!(v.get("eagerqlStreamLast"), Some(&1.into()));
         let page = spec.page(
             br#"{"data":{"orderEvents":{"nodes":[{"id":"3"}],"pageInfo":{"endCursor":"c3","hasNextPage":false}}}}"#,
         );
         assert!(matches!(page, Page::Events { bodies, .. } if bodies.is_empty()));
         assert_eq!(
-            spec.variables(&JsonMap::new()).get("eagerqlStreamAfter"),
+            spec.variables(&JsonMap::new(), PAGE)
+                .get("eagerqlStreamAfter"),
             Some(&"c3".into())
         );
     }
@@ -421,5 +469,47 @@ mod tests {
             &JsonMap::new(),
         );
         assert!(refused.is_err());
+        let spread = rewrite(
+            "subscription { ... on Subscription { ...F } } \
+             fragment F on Subscription { orderEvents { id } }",
+            None,
+            &JsonMap::new(),
+        );
+        assert!(spread.is_err(), "{spread:?}");
+    }
+
+    #[test]
+    fn null_absent_and_defaulted_after() {
+        let doc = "subscription($after: ID) { orderEvents(after: $after) { id } }";
+        for vars in [serde_json::json!({}), serde_json::json!({ "after": null })] {
+            let (text, spec) = rewrite(doc, None, &self::vars(vars))
+                .expect("valid")
+                .expect("a stream");
+            assert!(!text.contains("$after"), "{text}");
+            // From now on: the first refresh only finds the position.
+            let v = spec.variables(&JsonMap::new(), PAGE);
+            assert_eq!(v.get("eagerqlStreamLast"), Some(&1.into()));
+        }
+        let (_, spec) = rewrite(
+            "subscription($after: ID = \"5\") { orderEvents(after: $after) { id } }",
+            None,
+            &JsonMap::new(),
+        )
+        .expect("valid")
+        .expect("a stream");
+        let v = spec.variables(&JsonMap::new(), PAGE);
+        assert_eq!(
+            v.get("eagerqlStreamAfter").and_then(|c| c.as_str()),
+            Some(crate::planner::cursor::of_id(Entity::OrderEvent, 5).as_str())
+        );
+        // `$after` also used elsewhere in the operation keeps its definition.
+        let (text, _) = rewrite(
+            "subscription($after: ID) { orderEvents(after: $after, where: { id: { eq: $after } }) { id } }",
+            None,
+            &JsonMap::new(),
+        )
+        .expect("valid")
+        .expect("a stream");
+        assert!(text.contains("$after: ID"), "{text}");
     }
 }

@@ -423,14 +423,19 @@ async fn every_subscriber_ends_each_round_with_its_query_twins_answer() {
 }
 
 /// A Server-Sent Events response, read event by event.
-struct Events {
+pub(crate) struct Events {
     body: axum::body::Body,
     text: String,
 }
 
 impl Events {
     /// Sends `query` as POST accepting `text/event-stream`, with `token`.
-    async fn open(app: &TestApp, token: Option<&str>, query: &str, variables: Value) -> Events {
+    pub(crate) async fn open(
+        app: &TestApp,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> Events {
         use tower::ServiceExt as _;
         let mut req = axum::http::Request::post("/graphql")
             .header("content-type", "application/json")
@@ -495,7 +500,7 @@ impl Events {
     }
 
     /// The next event, which must be `next`: its result.
-    async fn result(&mut self) -> Value {
+    pub(crate) async fn result(&mut self) -> Value {
         let (event, data) = self.next().await.expect("an event");
         assert_eq!(event, "next", "{data}");
         serde_json::from_str(&data).expect("JSON")

@@ -301,3 +301,53 @@ async fn ten_event_stream_subscribers_one_change_cost_the_shapes_statements() {
 async fn a_thousand_event_stream_subscribers_one_change_cost_the_shapes_statements() {
     one_event_for(1000).await;
 }
+
+/// A resume far back: more events than a transport's send queue holds (an event stream's
+/// 64). They come a page at a time, each page once the last is written, all in order, and
+/// the stream goes on.
+#[tokio::test]
+async fn a_long_backlog_drains_in_order_over_an_event_stream_and_a_websocket() {
+    let app = spawn_app().await;
+    app.seed(2, 1, 1, 2).await;
+    let addr = serve(&app).await;
+    let (order, owner) = orders(&app).await[0];
+    let customer = app.token_for(owner, Role::Customer);
+    for k in 0..150 {
+        let status = if k % 2 == 0 { "shipped" } else { "pending" };
+        exec(
+            &app,
+            &format!("update orders set status = '{status}' where id = {order}"),
+            vec![],
+        )
+        .await;
+    }
+    let listed = events_of(&app, &customer).await;
+    let listed = listed.as_array().expect("events").clone();
+    assert!(listed.len() > 150, "{}", listed.len());
+    let doc = "subscription($after: ID) { orderEvents(after: $after) { id } }";
+    let after = json!({ "after": listed[0]["id"] });
+
+    let mut stream = crate::live::Events::open(&app, Some(&customer), doc, after.clone()).await;
+    for expected in &listed[1..] {
+        let m = stream.result().await;
+        assert_eq!(m["data"]["orderEvents"]["id"], expected["id"], "{m}");
+    }
+    let mut socket = acknowledged(addr, &customer).await;
+    send(&mut socket, subscribe("r", doc, after)).await;
+    for expected in &listed[1..] {
+        let m = next(&mut socket, "r").await;
+        assert_eq!(m["data"]["orderEvents"]["id"], expected["id"], "{m}");
+    }
+    quiet(&mut socket).await;
+    // Both go on with the next event.
+    exec(
+        &app,
+        &format!("update orders set status = 'cancelled' where id = {order}"),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        next(&mut socket, "r").await["data"]["orderEvents"]["id"],
+        stream.result().await["data"]["orderEvents"]["id"]
+    );
+}

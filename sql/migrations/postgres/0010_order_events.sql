@@ -25,6 +25,10 @@ begin
     if tg_op = 'UPDATE' and new.status is not distinct from old.status then
         return null;
     end if;
+    -- Deleted later in the same transaction: nothing to tell.
+    if not exists (select 1 from orders where id = new.id) then
+        return null;
+    end if;
     perform pg_advisory_xact_lock(hashtext('eagerql_order_events'));
     if tg_op = 'INSERT' then
         insert into order_events (order_id, kind, status, previous_status, at)
@@ -36,7 +40,12 @@ begin
             case when new.status = 'cancelled' then 'cancelled' else 'status_changed' end,
             new.status,
             old.status,
-            coalesce(new.status_changed_at, now())
+            -- The change's own time when the writer set it, else the transaction's.
+            case
+                when new.status_changed_at is distinct from old.status_changed_at
+                    then coalesce(new.status_changed_at, now())
+                else now()
+            end
         );
     end if;
     return null;

@@ -3,7 +3,9 @@
 -- (`status_changed`, or `cancelled` when it becomes cancelled), whoever wrote it: triggers on
 -- `orders` write the rows. SQLite has one writer at a time, so ids follow commit order.
 create table order_events (
-    id              integer primary key,
+    -- AUTOINCREMENT: an id is never used again, even after the newest rows are deleted (a
+    -- subscriber positioned after it would miss the next event).
+    id              integer primary key autoincrement,
     order_id        integer not null references orders (id) on delete cascade,
     kind            text    not null,
     status          text    not null,
@@ -29,6 +31,10 @@ begin
         case when new.status = 'cancelled' then 'cancelled' else 'status_changed' end,
         new.status,
         old.status,
-        coalesce(new.status_changed_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        case
+            when new.status_changed_at is not old.status_changed_at
+                then coalesce(new.status_changed_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+            else strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+        end
     );
 end;
