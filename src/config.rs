@@ -179,6 +179,19 @@ pub struct ServeConfig {
     #[arg(long, env = "EAGERQL_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
 
+    /// Seconds between SIGTERM and closing the listener: meanwhile `/readyz` answers 503
+    /// `draining` and requests are still served, so a load balancer's health check takes the
+    /// instance out of rotation before it stops accepting connections.
+    #[arg(long, env = "EAGERQL_SHUTDOWN_DELAY_SECS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub shutdown_delay_secs: u64,
+
+    /// Seconds in-flight requests get to finish once the listener is closed; then the server
+    /// exits anyway.
+    #[arg(long, env = "EAGERQL_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_timeout_secs: u64,
+
     /// Apply pending migrations on start.
     #[arg(long, env = "EAGERQL_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate: bool,

@@ -209,12 +209,6 @@ impl Replicas {
         )
     }
 
-    /// Checks every replica now (for `/readyz`), then gives [`Replicas::health`].
-    pub async fn check_now(&self) -> (usize, usize) {
-        self.check_all().await;
-        self.health()
-    }
-
     /// Closes every replica's pool.
     pub async fn close(&self) {
         for r in &self.list {

@@ -131,8 +131,19 @@ impl App {
             .and_then(|l| l.local_addr().ok())
     }
 
-    /// Serves until Ctrl-C / SIGTERM, then drains in-flight requests and closes the pool.
+    /// Serves until Ctrl-C / SIGTERM, then drains (see [`App::run_until`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal`, then: `/readyz` answers 503 `draining` and live connections
+    /// are closed (1001), requests are still served for `EAGERQL_SHUTDOWN_DELAY_SECS` (a
+    /// load balancer takes the instance out of rotation), the listener closes, in-flight
+    /// requests get `EAGERQL_SHUTDOWN_TIMEOUT_SECS` to finish, and the pool is closed.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let db = self.state.db.clone();
         if let Some(listener) = self.metrics_listener {
             let router = crate::server::http::metrics_router(self.state.clone());
@@ -160,29 +171,50 @@ impl App {
             }
         });
         let closing = self.state.closing.clone();
+        let delay = std::time::Duration::from_secs(self.state.config.shutdown_delay_secs);
+        let drain = std::time::Duration::from_secs(self.state.config.shutdown_timeout_secs);
         let stopped = async move {
-            shutdown_signal().await;
+            signal.await;
             closing.send_replace(true);
+            if !delay.is_zero() {
+                tracing::info!(seconds = delay.as_secs(), "draining: /readyz answers 503");
+                tokio::time::sleep(delay).await;
+            }
+        };
+        // Once the listener is closed, in-flight requests get `drain` to finish.
+        let mut closed = self.state.closing.subscribe();
+        let deadline = async move {
+            let _ = closed.wait_for(|c| *c).await;
+            tokio::time::sleep(delay + drain).await;
         };
         let router = crate::server::http::router(self.state);
-        match self.tls {
-            Some(config) => {
-                // `tap_io` gives the listener the connect-info of its address.
-                let listener = crate::server::tls::TlsListener::new(self.listener, config)?;
-                axum::serve(
-                    axum::serve::ListenerExt::tap_io(listener, |_| {}),
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(stopped)
-                .await?;
+        let served = async move {
+            match self.tls {
+                Some(config) => {
+                    // `tap_io` gives the listener the connect-info of its address.
+                    let listener = crate::server::tls::TlsListener::new(self.listener, config)?;
+                    axum::serve(
+                        axum::serve::ListenerExt::tap_io(listener, |_| {}),
+                        router.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(stopped)
+                    .await
+                }
+                None => {
+                    axum::serve(
+                        self.listener,
+                        router.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(stopped)
+                    .await
+                }
             }
-            None => {
-                axum::serve(
-                    self.listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(stopped)
-                .await?;
+        };
+        tokio::select! {
+            r = served => r?,
+            () = deadline => {
+                tracing::warn!(seconds = drain.as_secs(),
+                    "in-flight requests did not finish in time; stopping anyway");
             }
         }
         pruner.abort();

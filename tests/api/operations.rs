@@ -696,3 +696,60 @@ async fn database_time_never_counts_the_wait_for_the_connection() {
         "database time {db_us} us within {wall_us} us"
     );
 }
+
+/// SIGTERM (here, the signal future `run_until` is given): `/readyz` answers 503 `draining`
+/// at once while requests are still served for EAGERQL_SHUTDOWN_DELAY_SECS, then the listener
+/// closes and the server ends within EAGERQL_SHUTDOWN_TIMEOUT_SECS.
+#[tokio::test]
+async fn on_shutdown_readiness_drains_first_then_the_server_stops_in_bounded_time() {
+    let tdb = crate::helpers::TestDb::create().await;
+    let app = crate::helpers::build_app(
+        &tdb.url,
+        &["--shutdown-delay-secs", "2", "--shutdown-timeout-secs", "3"],
+    )
+    .await
+    .expect("starts");
+    let addr = app.local_addr().unwrap();
+    let (stop, signal) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = signal.await;
+    }));
+    let readyz = || async {
+        let (status, _, body) =
+            crate::helpers::http_request(addr, "GET", "/readyz", &[], String::new()).await;
+        (status.as_u16(), body)
+    };
+    assert_eq!(readyz().await, (200, "ready".to_owned()));
+    let stopped_at = std::time::Instant::now();
+    stop.send(()).expect("the server listens for the signal");
+    let mut draining = readyz().await;
+    for _ in 0..50 {
+        if draining.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        draining = readyz().await;
+    }
+    assert_eq!(draining, (503, "draining: shutting down".to_owned()));
+    // Still served meanwhile.
+    let (status, _, body) = crate::helpers::http_request(
+        addr,
+        "POST",
+        "/graphql",
+        &[("content-type", "application/json")],
+        json!({ "query": "{ __typename }" }).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Then it stops, within the delay and the drain time.
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the server stops in bounded time")
+        .expect("the server task")
+        .expect("the server");
+    assert!(stopped_at.elapsed() >= std::time::Duration::from_secs(2));
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+}

@@ -153,9 +153,12 @@ async fn refusals(req: axum::extract::Request, next: axum::middleware::Next) -> 
     // Chosen only for a refusal: a served answer has its media type already.
     let accept = req.headers().get(header::ACCEPT).cloned();
     let graphql = req.uri().path() == "/graphql";
+    // A probe's own answer (`draining`, `database unreachable`) is for load balancers and
+    // orchestrators: kept as written.
+    let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
     let mut resp = next.run(req).await;
     let status = resp.status();
-    if status.is_client_error() || status.is_server_error() {
+    if (status.is_client_error() || status.is_server_error()) && !probe {
         let media = negotiate(accept.as_ref()).unwrap_or(Media::Json);
         resp = as_graphql_error(resp, media);
     }
@@ -760,6 +763,10 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> HttpResponse {
+    // Shutting down: out of rotation, while in-flight requests finish.
+    if *state.closing.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down").into_response();
+    }
     let session = Session::unmetered(state.db.clone());
     match session
         .fetch(
@@ -772,7 +779,8 @@ async fn readyz(State(state): State<AppState>) -> HttpResponse {
     {
         Ok(_) => match state.db.replicas() {
             Some(replicas) if !replicas.list().is_empty() => {
-                let (healthy, all) = replicas.check_now().await;
+                // The background check's verdict (every second), not a check per probe.
+                let (healthy, all) = replicas.health();
                 let body = if healthy == all {
                     format!("ready ({all} of {all} read replicas answering)")
                 } else if healthy == 0 {
