@@ -230,25 +230,24 @@ async fn answer(state: &AppState, mux: &Arc<Multiplexer>, member: &Subscriber) -
         viewer,
         client: member.client,
     };
-    if let Some(stream) = &member.operation.stream {
-        let op = crate::live::Operation {
-            variables: stream.variables(
-                &member.operation.variables,
-                super::stream::PAGE.min(state.config.limits.max_page_size),
-            ),
-            ..member.operation.clone()
-        };
-        return match handler::live_answer(state, mux, who, &op).await {
-            Ok(handler::LiveAnswer::Answer(body, reads)) => match stream.page(&body) {
-                super::stream::Page::Events { bodies, more } => Answer::Events(bodies, reads, more),
-                super::stream::Page::Errors(errors) => Answer::Errors(errors),
-            },
-            Ok(handler::LiveAnswer::Unavailable) => Answer::Unavailable,
-            Err(errors) => Answer::Errors(errors),
-        };
-    }
-    match handler::live_answer(state, mux, who, &member.operation).await {
-        Ok(handler::LiveAnswer::Answer(body, reads)) => Answer::Body(body, reads),
+    // An event stream reads the page after its position.
+    let stream = member.operation.stream.as_deref();
+    let paged = stream.map(|stream| crate::live::Operation {
+        variables: stream.variables(
+            &member.operation.variables,
+            super::stream::PAGE.min(state.config.limits.max_page_size),
+        ),
+        ..member.operation.clone()
+    });
+    let op = paged.as_ref().unwrap_or(&member.operation);
+    match handler::live_answer(state, mux, who, op).await {
+        Ok(handler::LiveAnswer::Answer(body, reads)) => match stream.map(|s| s.page(&body)) {
+            None => Answer::Body(body, reads),
+            Some(super::stream::Page::Events { bodies, more }) => {
+                Answer::Events(bodies, reads, more)
+            }
+            Some(super::stream::Page::Errors(errors)) => Answer::Errors(errors),
+        },
         Ok(handler::LiveAnswer::Unavailable) => Answer::Unavailable,
         Err(errors) => Answer::Errors(errors),
     }
