@@ -426,6 +426,104 @@ pub struct AuthConfig {
     /// Seconds a refresh token is valid (each refresh issues a new one).
     #[arg(long, env = "EAGERQL_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     pub refresh_token_ttl_secs: u64,
+
+    /// Seconds of clock difference allowed when checking a token's `exp` and `nbf` (the
+    /// server's own tokens and an identity provider's).
+    #[arg(long, env = "EAGERQL_JWT_LEEWAY_SECS", default_value_t = 5)]
+    pub jwt_leeway_secs: u64,
+
+    /// An identity provider whose tokens are accepted too.
+    #[command(flatten)]
+    pub external: ExternalAuthConfig,
+}
+
+/// Tokens signed by an external identity provider (RS256/384/512, PS256/384/512,
+/// ES256/384, EdDSA), accepted beside the server's own. Off unless a key or a JWKS URL is set.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Identity provider")]
+pub struct ExternalAuthConfig {
+    /// The provider's public key: a PEM `PUBLIC KEY` (RSA, EC P-256/P-384 or Ed25519), or
+    /// the path of a file holding one.
+    #[arg(long, env = "EAGERQL_JWT_PUBLIC_KEY", allow_hyphen_values = true)]
+    pub jwt_public_key: Option<String>,
+
+    /// The provider's key set (JWKS), fetched over HTTP(S) at start-up, refreshed every
+    /// EAGERQL_JWKS_REFRESH_SECS, and again when a token names a key (`kid`) it lacks.
+    #[arg(long, env = "EAGERQL_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// Seconds between two fetches of the key set caused by tokens naming unknown keys: a
+    /// rotation is picked up at once, a flood of forged `kid`s costs the provider one fetch
+    /// per period.
+    #[arg(long, env = "EAGERQL_JWKS_REFETCH_SECS", default_value_t = 60)]
+    pub jwks_refetch_secs: u64,
+
+    /// Seconds between two background fetches of the key set (retired keys are dropped).
+    #[arg(long, env = "EAGERQL_JWKS_REFRESH_SECS", default_value_t = 600)]
+    pub jwks_refresh_secs: u64,
+
+    /// The issuer (`iss`) the provider's tokens must name.
+    #[arg(long, env = "EAGERQL_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The audiences (`aud`, comma-separated) a token must name one of.
+    #[arg(long, env = "EAGERQL_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+
+    /// The algorithms accepted from the provider (comma-separated).
+    #[arg(
+        long,
+        env = "EAGERQL_JWT_ALGORITHMS",
+        value_delimiter = ',',
+        default_value = "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,EdDSA"
+    )]
+    pub jwt_algorithms: Vec<String>,
+
+    /// Where the subject is in a token: a claim name, a JSON path (`$.a.b`,
+    /// `$['https://example.com/claims'].id`) or a JSON pointer (`/a/b`).
+    #[arg(long, env = "EAGERQL_JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+
+    /// Which column of `users` the subject is: `external-id` (the provider's subject, kept
+    /// in `users.external_id`), `email` (the token's e-mail claim, which must not be marked
+    /// unverified) or `id` (the account id itself).
+    #[arg(long, env = "EAGERQL_JWT_USER_MATCH", value_enum, default_value_t = UserMatch::ExternalId)]
+    pub jwt_user_match: UserMatch,
+
+    /// Where the e-mail address is in a token (same forms as EAGERQL_JWT_USER_CLAIM).
+    #[arg(long, env = "EAGERQL_JWT_EMAIL_CLAIM", default_value = "email")]
+    pub jwt_email_claim: String,
+
+    /// Where the role is in a token (a string or an array of strings; same forms as
+    /// EAGERQL_JWT_USER_CLAIM). Unset: the role is the account's (`users.role`).
+    #[arg(long, env = "EAGERQL_JWT_ROLE_CLAIM")]
+    pub jwt_role_claim: Option<String>,
+
+    /// The role values that make a viewer an administrator (comma-separated); any other is
+    /// a customer.
+    #[arg(
+        long,
+        env = "EAGERQL_JWT_ADMIN_ROLES",
+        value_delimiter = ',',
+        default_value = "admin"
+    )]
+    pub jwt_admin_roles: Vec<String>,
+
+    /// Creates the account of a subject seen for the first time (from its e-mail claim);
+    /// an existing password account with the same, verified, address is linked instead.
+    #[arg(long, env = "EAGERQL_JWT_CREATE_USERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub jwt_create_users: bool,
+}
+
+/// Which column of `users` an external token's subject names.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UserMatch {
+    /// `users.external_id`.
+    ExternalId,
+    /// `users.email`.
+    Email,
+    /// `users.id`.
+    Id,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -434,6 +532,8 @@ impl std::fmt::Debug for AuthConfig {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| REDACTED))
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .field("jwt_leeway_secs", &self.jwt_leeway_secs)
+            .field("external", &self.external)
             .finish()
     }
 }
@@ -477,6 +577,7 @@ impl AuthConfig {
         crate::auth::TokenConfig {
             access_ttl: Duration::from_secs(self.access_token_ttl_secs.max(1)),
             refresh_ttl: Duration::from_secs(self.refresh_token_ttl_secs.max(1)),
+            leeway_secs: self.jwt_leeway_secs,
         }
     }
 }

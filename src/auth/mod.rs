@@ -9,13 +9,20 @@
 //! - **The signing key** is generated on first start and kept in the database (`server_keys`),
 //!   so every instance on one database accepts the same tokens and a restart keeps sessions;
 //!   `EAGERQL_JWT_SECRET` overrides it.
+//! - **An identity provider's tokens** (RS/PS/ES/EdDSA, [`external`]) are accepted beside
+//!   them when a public key or a JWKS URL is configured.
 //! - **Login attempts** are limited per account and per client address ([`LoginLimiter`]),
 //!   counted in the database.
 
+pub mod claims;
+pub mod external;
+pub mod jwks;
+pub mod key;
 pub mod password;
 
 use foldhash::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -39,6 +46,8 @@ pub struct TokenConfig {
     pub access_ttl: Duration,
     /// How long a refresh token is valid (each rotation starts a new period).
     pub refresh_ttl: Duration,
+    /// Seconds of clock difference allowed on `exp` and `nbf`.
+    pub leeway_secs: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,6 +65,8 @@ pub struct Keys {
     decoding: DecodingKey,
     validation: Validation,
     config: TokenConfig,
+    /// An identity provider whose tokens are accepted too.
+    external: Option<external::Provider>,
     /// Tokens already verified, with what they name and when they expire: a client sends
     /// the same token with every request, and checking its signature and claims again each
     /// time cost a fifth of a small request. Keyed by the whole token, so a hit is the very
@@ -77,7 +88,7 @@ impl std::fmt::Debug for Keys {
 /// Why a token was refused (the client sees one message for all of them).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct TokenError(String);
+pub struct TokenError(pub(crate) String);
 
 /// `n` random bytes from the operating system.
 fn random_bytes<const N: usize>() -> AppResult<[u8; N]> {
@@ -102,12 +113,13 @@ impl Keys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
-        validation.leeway = 5;
+        validation.leeway = config.leeway_secs;
         Ok(Keys {
             encoding: EncodingKey::from_secret(secret).map_err(bad)?,
             decoding: DecodingKey::from_secret(secret).map_err(bad)?,
             validation,
             config,
+            external: None,
             verified: std::sync::RwLock::new(HashMap::default()),
         })
     }
@@ -127,6 +139,32 @@ impl Keys {
             }
         };
         Keys::from_secret(secret.as_bytes(), config)
+    }
+
+    /// The server's keys ([`Keys::load`]) and the identity provider `auth` describes, if
+    /// any, whose key set is then refreshed in the background while the keys live.
+    pub async fn for_server(
+        db: &crate::db::Db,
+        auth: &crate::config::AuthConfig,
+    ) -> AppResult<Keys> {
+        let session = Session::unmetered(db.clone());
+        let mut keys = Keys::load(&session, auth.jwt_secret.as_deref(), auth.tokens()).await?;
+        keys.external =
+            external::Provider::from_config(&auth.external, auth.jwt_leeway_secs, db.clone())
+                .await
+                .map_err(AppError::internal)?;
+        if let Some(jwks) = keys.external.as_ref().and_then(external::Provider::jwks) {
+            jwks::refresh_in_background(
+                Arc::downgrade(jwks),
+                Duration::from_secs(auth.external.jwks_refresh_secs),
+            );
+        }
+        Ok(keys)
+    }
+
+    /// The identity provider, if one is configured.
+    pub fn external(&self) -> Option<&external::Provider> {
+        self.external.as_ref()
     }
 
     /// The lifetimes.
@@ -152,24 +190,40 @@ impl Keys {
         Ok((token, expires))
     }
 
-    /// The viewer an access token names, if it is well-formed, correctly signed and unexpired.
-    pub fn verify(&self, token: &str) -> Result<Viewer, TokenError> {
-        // Valid while `exp >= now - leeway`, as the full check has it.
+    /// Whether a token that expires at `exp` is still valid: `exp >= now - leeway`, as the
+    /// full check has it.
+    fn fresh(&self, exp: i64) -> bool {
         let now = Utc::now().timestamp();
-        let fresh = |exp: i64| exp.saturating_add(self.validation.leeway as i64) >= now;
-        if let Some((viewer, exp)) = self
-            .verified
+        exp.saturating_add(i64::try_from(self.validation.leeway).unwrap_or(i64::MAX)) >= now
+    }
+
+    /// The viewer of a token already verified and not yet expired, without checking it again
+    /// (the path of nearly every request); `None`: call [`Keys::verify`].
+    pub fn verified(&self, token: &str) -> Option<Viewer> {
+        self.verified
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(token)
-            && fresh(*exp)
-        {
-            return Ok(*viewer);
+            .filter(|(_, exp)| self.fresh(*exp))
+            .map(|(viewer, _)| *viewer)
+    }
+
+    /// The viewer an access token names, if it is well-formed, correctly signed, current
+    /// and, for an identity provider's token, names an active account (which may take a
+    /// statement, or a fetch of the provider's keys, the first time the token is seen).
+    pub async fn verify(&self, token: &str) -> Result<Viewer, TokenError> {
+        if let Some(viewer) = self.verified(token) {
+            return Ok(viewer);
         }
-        let (viewer, exp) = self.check(token)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError(e.to_string()))?;
+        let (viewer, exp) = match (header.alg, &self.external) {
+            (Algorithm::HS256, _) => self.check(token)?,
+            (_, Some(provider)) => provider.verify(token, &header).await?,
+            (alg, None) => return Err(TokenError(format!("algorithm {alg:?} is not accepted"))),
+        };
         let mut cache = self.verified.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_VERIFIED {
-            cache.retain(|_, (_, exp)| fresh(*exp));
+            cache.retain(|_, (_, exp)| self.fresh(*exp));
             if cache.len() >= MAX_VERIFIED {
                 cache.clear();
             }
@@ -376,34 +430,35 @@ mod tests {
             TokenConfig {
                 access_ttl: Duration::from_secs(60),
                 refresh_ttl: Duration::from_secs(600),
+                leeway_secs: 5,
             },
         )
         .unwrap_or_else(|e| panic!("{}", e.detail()))
     }
 
-    #[test]
-    fn a_token_names_its_viewer_and_only_its_key_accepts_it() {
+    #[tokio::test]
+    async fn a_token_names_its_viewer_and_only_its_key_accepts_it() {
         let k = keys("one");
         let (token, expires) = k
             .issue(42, Role::Admin)
             .unwrap_or_else(|e| panic!("{}", e.detail()));
         assert!(expires > Utc::now());
         assert_eq!(
-            k.verify(&token).ok(),
+            k.verify(&token).await.ok(),
             Some(Viewer::User {
                 id: 42,
                 role: Role::Admin
             })
         );
-        assert!(keys("two").verify(&token).is_err(), "another key");
+        assert!(keys("two").verify(&token).await.is_err(), "another key");
         let mut tampered = token.clone();
         tampered.push('x');
-        assert!(k.verify(&tampered).is_err());
-        assert!(k.verify("not a token").is_err());
+        assert!(k.verify(&tampered).await.is_err());
+        assert!(k.verify("not a token").await.is_err());
     }
 
-    #[test]
-    fn a_remembered_token_is_refused_once_it_expires() {
+    #[tokio::test]
+    async fn a_remembered_token_is_refused_once_it_expires() {
         let k = keys("s");
         let now = Utc::now().timestamp();
         let claims = Claims {
@@ -415,7 +470,10 @@ mod tests {
         };
         let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding)
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(k.verify(&expired).is_err(), "never remembered: refused");
+        assert!(
+            k.verify(&expired).await.is_err(),
+            "never remembered: refused"
+        );
         let remember = |exp: i64| {
             let viewer = Viewer::User {
                 id: 7,
@@ -428,19 +486,19 @@ mod tests {
         };
         // A hit answers from the cache while its expiry holds...
         remember(now + 60);
-        assert!(k.verify(&expired).is_ok(), "a hit");
+        assert!(k.verify(&expired).await.is_ok(), "a hit");
         // ...and not once it has passed: the token is checked afresh, and refused.
         remember(now - 60);
-        assert!(k.verify(&expired).is_err(), "a stale hit");
+        assert!(k.verify(&expired).await.is_err(), "a stale hit");
         // A token is only ever a hit for itself: one byte more is verified afresh.
         remember(now + 60);
         let mut forged = expired.clone();
         forged.push('A');
-        assert!(k.verify(&forged).is_err());
+        assert!(k.verify(&forged).await.is_err());
     }
 
-    #[test]
-    fn an_expired_token_is_refused() {
+    #[tokio::test]
+    async fn an_expired_token_is_refused() {
         let k = keys("s");
         let claims = Claims {
             sub: "1".into(),
@@ -451,6 +509,6 @@ mod tests {
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding)
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(k.verify(&token).is_err());
+        assert!(k.verify(&token).await.is_err());
     }
 }

@@ -51,3 +51,100 @@ pub async fn active_for_order(s: &Session, id: i64) -> AppResult<Option<bool>> {
     })
     .await
 }
+
+/// An account as an identity provider's token finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// `users.id`.
+    pub id: i64,
+    /// `users.role`, as stored.
+    pub role: String,
+    /// Whether it may be used.
+    pub is_active: bool,
+    /// The provider's subject, once linked.
+    pub external_id: Option<String>,
+}
+
+/// The columns an identity provider's subject may name (see [`find_account`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AccountKey {
+    /// `users.id`.
+    Id,
+    /// `users.email` (lower case).
+    Email,
+    /// `users.external_id`.
+    ExternalId,
+}
+
+const ACCOUNT_COLUMNS: &str = "id, role, is_active, external_id";
+
+fn account(r: &dyn super::session::DbRow) -> Result<Account, sqlx::Error> {
+    Ok(Account {
+        id: r.i64(0)?,
+        role: r.text(1)?,
+        is_active: r.bool(2)?,
+        external_id: r.opt_text(3)?,
+    })
+}
+
+/// The account whose `key` column holds `value`, if any.
+pub async fn find_account(s: &Session, key: AccountKey, value: &str) -> AppResult<Option<Account>> {
+    let (name, sql, arg) = match key {
+        AccountKey::Id => match value.parse::<i64>() {
+            Ok(id) => (
+                "users.account_by_id",
+                "select id, role, is_active, external_id from users where id = $1",
+                Arg::I64(id),
+            ),
+            Err(_) => return Ok(None),
+        },
+        AccountKey::Email => (
+            "users.account_by_email",
+            "select id, role, is_active, external_id from users where email = $1",
+            Arg::Text(value.to_lowercase()),
+        ),
+        AccountKey::ExternalId => (
+            "users.account_by_external_id",
+            "select id, role, is_active, external_id from users where external_id = $1",
+            Arg::Text(value.to_owned()),
+        ),
+    };
+    s.fetch_first(name, sql, vec![arg], account).await
+}
+
+/// Creates the account of an identity provider's subject (no password: `!` is no hash any
+/// password matches). `None` when the e-mail address, the username or the subject is taken
+/// (decided by the unique constraints, so two first requests cannot create two accounts).
+pub async fn create_external(
+    s: &Session,
+    email: &str,
+    username: &str,
+    external_id: Option<&str>,
+) -> AppResult<Option<Account>> {
+    let sql = format!(
+        "insert into users (email, username, password_hash, external_id) \
+         values ($1, $2, '!', $3) on conflict do nothing returning {ACCOUNT_COLUMNS}"
+    );
+    let args = vec![
+        Arg::Text(email.to_lowercase()),
+        Arg::Text(username.to_owned()),
+        Arg::OptText(external_id.map(str::to_owned)),
+    ];
+    s.fetch_first("users.create_external", &sql, args, account)
+        .await
+}
+
+/// Links account `id`, not yet linked, to an identity provider's subject; `None` when it is
+/// already linked (to this or another subject) or the subject is taken.
+pub async fn link_external(s: &Session, id: i64, external_id: &str) -> AppResult<Option<Account>> {
+    let sql = format!(
+        "update users set external_id = $2, updated_at = {} \
+         where id = $1 and external_id is null \
+         and not exists (select 1 from users u where u.external_id = $2) \
+         returning {ACCOUNT_COLUMNS}",
+        s.backend().now()
+    );
+    let args = vec![Arg::I64(id), Arg::Text(external_id.to_owned())];
+    s.fetch_first("users.link_external", &sql, args, account)
+        .await
+}

@@ -221,7 +221,7 @@ async fn refresh_chunk(
 async fn answer(state: &AppState, mux: &Arc<Multiplexer>, member: &Subscriber) -> Answer {
     let viewer = match &member.token {
         None => Viewer::Anonymous,
-        Some(token) => match state.keys.verify(token) {
+        Some(token) => match state.keys.verify(token).await {
             Ok(viewer) => viewer,
             Err(_) => return Answer::Expired,
         },

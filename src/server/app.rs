@@ -54,13 +54,9 @@ impl App {
         if config.migrate {
             db.migrate().await?;
         }
-        let keys = Keys::load(
-            &Session::unmetered(db.clone()),
-            config.auth.jwt_secret.as_deref(),
-            config.auth.tokens(),
-        )
-        .await
-        .map_err(|e| e.detail())?;
+        let keys = Keys::for_server(&db, &config.auth)
+            .await
+            .map_err(|e| e.detail())?;
         let demo = config.demo_data;
         let bind = config.bind;
         let state = AppState::new(db.clone(), config, keys)?;

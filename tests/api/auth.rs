@@ -248,7 +248,7 @@ async fn every_instance_on_one_database_accepts_the_same_tokens() {
     .await
     .unwrap_or_else(|e| panic!("{}", e.detail()));
     assert_eq!(
-        keys.verify(&token).ok(),
+        keys.verify(&token).await.ok(),
         Some(eagerql::model::Viewer::User {
             id: 7,
             role: Role::Customer

@@ -250,13 +250,9 @@ pub async fn spawn_app_with_hook(extra: &[&str], hook: Option<StatementHook>) ->
         .await
         .expect("connect");
     db.migrate().await.expect("migrate");
-    let keys = Keys::load(
-        &Session::unmetered(db.clone()),
-        config.auth.jwt_secret.as_deref(),
-        config.auth.tokens(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("keys: {}", e.detail()));
+    let keys = Keys::for_server(&db, &config.auth)
+        .await
+        .unwrap_or_else(|e| panic!("keys: {}", e.detail()));
     let mut state = AppState::new(db.clone(), config, keys).expect("state");
     state.statement_hook = hook;
     let token = state.keys.issue(1, Role::Admin).expect("admin token").0;

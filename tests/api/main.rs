@@ -22,6 +22,7 @@ mod correctness;
 mod database_stats;
 mod differential;
 mod errors;
+mod external_tokens;
 mod filter_properties;
 mod filters;
 mod hostile;

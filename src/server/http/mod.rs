@@ -312,7 +312,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Headers {
 /// The viewer an `Authorization: Bearer` header names: anonymous without one. `Err` (the
 /// client's message) for a malformed, wrongly signed or expired token, which is never
 /// answered as anonymous: see [`unauthorized`].
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Viewer, &'static str> {
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Viewer, &'static str> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Viewer::Anonymous);
     };
@@ -321,7 +321,11 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Viewer, &'stati
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
         _ => return Err("the Authorization header must be `Bearer <access token>`"),
     };
-    state.keys.verify(token).map_err(|e| {
+    if let Some(viewer) = state.keys.verified(token) {
+        return Ok(viewer);
+    }
+    // First sight: a signature to check, perhaps an account to find or a key set to fetch.
+    Box::pin(state.keys.verify(token)).await.map_err(|e| {
         tracing::debug!(error = %e, "refused an access token");
         "the access token is invalid or expired"
     })
@@ -509,7 +513,7 @@ async fn execute(
     method: Method,
 ) -> HttpResponse {
     let started = std::time::Instant::now();
-    let viewer = match authenticate(&state, &headers) {
+    let viewer = match authenticate(&state, &headers).await {
         Ok(viewer) => viewer,
         Err(message) => return unauthorized(message),
     };

@@ -171,7 +171,7 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
         let reply = match step {
             Step::Init(payload) => {
                 let headers = init_headers(payload.as_ref());
-                if let Err(message) = authenticate(&state, &headers) {
+                if let Err(message) = authenticate(&state, &headers).await {
                     break Some(Closing::forbidden(format!("Forbidden: {message}")));
                 }
                 auth = headers;
@@ -217,7 +217,7 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
             }
             Step::Subscribe { id, operation } => {
                 // The token is checked again: one that has expired ends the connection.
-                let viewer = match authenticate(&state, &auth) {
+                let viewer = match authenticate(&state, &auth).await {
                     Ok(v) => v,
                     Err(message) => {
                         break Some(Closing::forbidden(format!("Forbidden: {message}")));
