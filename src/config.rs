@@ -71,6 +71,17 @@ pub struct DbConfig {
     )]
     pub replica_urls: Vec<String>,
 
+    /// A read replica further behind the primary than this (`500ms`, `10s`, `2m`; `0`: no
+    /// limit) is not read from until it catches up; lag is measured from the WAL every
+    /// second.
+    #[arg(long, env = "EAGERQL_REPLICA_MAX_LAG", default_value = "10s", value_parser = parse_duration)]
+    pub replica_max_lag: Duration,
+
+    /// After a viewer's write commits, for this long its reads use only replicas that have
+    /// replayed it, else the primary (`0`: off). Keep it above EAGERQL_REPLICA_MAX_LAG.
+    #[arg(long, env = "EAGERQL_READ_YOUR_WRITES", default_value = "30s", value_parser = parse_duration)]
+    pub read_your_writes: Duration,
+
     /// PostgreSQL: where the change feed LISTENs for committed writes (one connection per
     /// instance). Default: `DATABASE_URL`, unless `EAGERQL_POOLER=transaction`: a
     /// transaction-mode pooler cannot keep a LISTEN, so give PostgreSQL's own (or a
@@ -104,6 +115,8 @@ impl std::fmt::Debug for DbConfig {
             .field("slow_statement_ms", &self.slow_statement_ms)
             .field("pooler", &self.pooler)
             .field("replica_urls", &replicas)
+            .field("replica_max_lag", &self.replica_max_lag)
+            .field("read_your_writes", &self.read_your_writes)
             .field("listen_url", &self.listen_url.as_deref().map(redacted_url))
             .field("live_coalesce_ms", &self.live_coalesce_ms)
             .field("log", &self.log)
@@ -143,6 +156,10 @@ impl DbConfig {
                 .collect(),
             listen_url: self.listen_url.clone().filter(|u| !u.trim().is_empty()),
             change_window: Duration::from_millis(self.live_coalesce_ms),
+            consistency: crate::db::replicas::Consistency {
+                max_lag: (!self.replica_max_lag.is_zero()).then_some(self.replica_max_lag),
+                read_your_writes: self.read_your_writes,
+            },
         }
     }
 
@@ -536,6 +553,27 @@ impl std::fmt::Debug for AuthConfig {
             .field("external", &self.external)
             .finish()
     }
+}
+
+/// A duration: a number with `ms`, `s`, `m` or `h` (`500ms`, `10s`, `2m`), or a bare number
+/// of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit `{other}` (ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
 /// What `Debug` shows instead of a secret.

@@ -326,10 +326,14 @@ async fn coalesce(mut rx: mpsc::Receiver<Raw>, window: Duration, outlet: Outlet)
 /// Listens on [`CHANNEL`] through `pool` (one connection of its own) for as long as the feed
 /// lives, opening the connection again after it is lost (backing off up to 30 s) and sending
 /// "everything" each time it is (re)opened.
-pub(crate) async fn listen(pool: sqlx::PgPool, changes: Changes) {
+pub(crate) async fn listen(
+    pool: sqlx::PgPool,
+    changes: Changes,
+    replicas: Arc<super::replicas::Replicas>,
+) {
     let mut backoff = Duration::from_millis(100);
     while !pool.is_closed() {
-        let mut listener = match open(&pool, &changes).await {
+        let mut listener = match open(&pool, &changes, replicas.follows_writes()).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "change feed: cannot listen; retrying");
@@ -345,6 +349,9 @@ pub(crate) async fn listen(pool: sqlx::PgPool, changes: Changes) {
         let since = std::time::Instant::now();
         loop {
             match listener.try_recv().await {
+                Ok(Some(n)) if n.channel() == super::replicas::WRITES_CHANNEL => {
+                    replicas.heard_write(n.payload());
+                }
                 Ok(Some(n)) => match parse(n.payload()) {
                     Some(raw) => changes.send(raw),
                     None => tracing::warn!(payload = n.payload(), "change feed: unknown payload"),
@@ -375,10 +382,15 @@ pub(crate) async fn listen(pool: sqlx::PgPool, changes: Changes) {
 async fn open(
     pool: &sqlx::PgPool,
     changes: &Changes,
+    writes: bool,
 ) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
     let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
     listener.eager_reconnect(false);
     listener.listen(CHANNEL).await?;
+    // Other instances' viewers' writes, for read-your-writes on the replicas.
+    if writes {
+        listener.listen(super::replicas::WRITES_CHANNEL).await?;
+    }
     register(&mut listener, changes).await?;
     Ok(listener)
 }

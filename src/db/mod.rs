@@ -239,6 +239,8 @@ pub struct PoolConfig {
     pub listen_url: Option<String>,
     /// How long the change feed gathers changes before it sends them as one set.
     pub change_window: Duration,
+    /// How far replicas may lag, and how long a writer reads its own writes.
+    pub consistency: replicas::Consistency,
 }
 
 impl PoolConfig {
@@ -343,7 +345,7 @@ impl Db {
                 let pool = pg_pool(replica, cfg, replicas::ACQUIRE_TIMEOUT, true).await?;
                 replicas.push(replicas::Replica::new(i + 1, replica, pool));
             }
-            let replicas = replicas::Replicas::start(replicas).await;
+            let replicas = replicas::Replicas::start(replicas, pool.clone(), cfg.consistency).await;
             let changes = changes::Changes::new(cfg.change_window);
             let listen_url = match (&cfg.listen_url, cfg.pooler) {
                 (Some(u), _) => Some(u.as_str()),
@@ -366,7 +368,11 @@ impl Db {
                 };
                 let listen_pool =
                     pg_pool(listen_url, &listen_cfg, cfg.acquire_timeout, true).await?;
-                tokio::spawn(changes::listen(listen_pool.clone(), changes.clone()));
+                tokio::spawn(changes::listen(
+                    listen_pool.clone(),
+                    changes.clone(),
+                    replicas.clone(),
+                ));
                 Some(listen_pool)
             } else {
                 None
@@ -599,6 +605,7 @@ mod tests {
             replica_urls: Vec::new(),
             listen_url: None,
             change_window: Duration::from_millis(20),
+            consistency: replicas::Consistency::default(),
         };
         assert_eq!(
             cfg.slow_log(),

@@ -4,10 +4,26 @@
 //! once (that request begins on the next one, or on the primary) until a health check,
 //! every [`CHECK_EVERY`], finds it answering again. With every replica down, reads use the
 //! primary and `/readyz` says "degraded".
+//!
+//! **Lag.** The same check samples the primary's WAL position (`pg_current_wal_lsn()`) and
+//! each replica's replayed position (`pg_last_wal_replay_lsn()`). A replica's lag is how long
+//! ago the primary was first seen past what the replica has replayed (zero when it has
+//! replayed every sample): measured from the WAL, so an idle primary never makes a replica
+//! look behind, and a replica whose replay is paused or whose stream is cut does. A replica
+//! further behind than `EAGERQL_REPLICA_MAX_LAG` is not used for reads until it catches up.
+//!
+//! **Read-your-writes.** After a viewer's write commits, its position on the primary is
+//! noted for that viewer (and sent to the other instances on the channel [`WRITES_CHANNEL`]):
+//! for `EAGERQL_READ_YOUR_WRITES` that viewer's reads use only replicas known to have
+//! replayed it, else the primary. So a client never reads its own write as missing, on any
+//! instance, while everyone else keeps reading from the replicas.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use foldhash::HashMap;
 
 use sqlx::postgres::PgPool;
 
@@ -21,6 +37,41 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// The longest a health check waits for its answer.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The channel an instance announces its viewers' writes on (`<user id> <LSN>`).
+pub const WRITES_CHANNEL: &str = "eagerql_writes";
+
+/// Samples of the primary's WAL position kept (one per check): lag is measured up to this
+/// many checks back, and "at least that" beyond.
+const SAMPLES: usize = 600;
+
+/// Viewers with a recent write remembered, at most; past it every read uses the primary
+/// for the read-your-writes period.
+const MAX_WRITERS: usize = 100_000;
+
+/// How replicas are kept consistent enough for reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Consistency {
+    /// A replica further behind than this is not read from (`None`: no limit).
+    pub max_lag: Option<Duration>,
+    /// How long after a write its viewer reads only what has replayed it (zero: off).
+    pub read_your_writes: Duration,
+}
+
+impl Default for Consistency {
+    fn default() -> Self {
+        Consistency {
+            max_lag: Some(Duration::from_secs(10)),
+            read_your_writes: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A WAL position (`16/B374D848`) as a number.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
 /// One read replica.
 #[derive(Debug)]
 pub struct Replica {
@@ -33,6 +84,13 @@ pub struct Replica {
     healthy: AtomicBool,
     /// Read snapshots begun on it.
     reads: AtomicU64,
+    /// The WAL position it had replayed at its last check (0: unknown; `u64::MAX`: it is
+    /// not replaying, e.g. a primary).
+    replayed: AtomicU64,
+    /// Its lag at the last check, in milliseconds.
+    lag_ms: AtomicU64,
+    /// Further behind than the maximum lag (out of rotation until it catches up).
+    lagging: AtomicBool,
 }
 
 impl Replica {
@@ -50,7 +108,30 @@ impl Replica {
             pool,
             healthy: AtomicBool::new(false),
             reads: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            lag_ms: AtomicU64::new(0),
+            lagging: AtomicBool::new(false),
         }
+    }
+
+    /// Whether reads may use it: it answers and is not too far behind.
+    pub fn in_rotation(&self) -> bool {
+        self.is_healthy() && !self.is_lagging()
+    }
+
+    /// Whether it is further behind than the maximum lag.
+    pub fn is_lagging(&self) -> bool {
+        self.lagging.load(Ordering::Relaxed)
+    }
+
+    /// Its lag at the last check.
+    pub fn lag(&self) -> Duration {
+        Duration::from_millis(self.lag_ms.load(Ordering::Relaxed))
+    }
+
+    /// The WAL position it had replayed at its last check.
+    fn replayed(&self) -> u64 {
+        self.replayed.load(Ordering::Relaxed)
     }
 
     /// Whether reads may use it now.
@@ -80,12 +161,37 @@ impl Replica {
         }
     }
 
-    /// One health check: a simple-protocol `select` (it passes any pooler) within
-    /// [`CHECK_TIMEOUT`].
+    fn set_lag(&self, lag: Duration, max: Option<Duration>) {
+        self.lag_ms.store(
+            u64::try_from(lag.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let lagging = max.is_some_and(|max| lag > max);
+        match (self.lagging.swap(lagging, Ordering::Relaxed), lagging) {
+            (false, true) => tracing::warn!(replica = %self.label, host = %self.host,
+                lag_ms = lag.as_millis(), "read replica is behind: reads skip it until it catches up"),
+            (true, false) => tracing::info!(replica = %self.label, host = %self.host,
+                "read replica caught up: reads use it"),
+            _ => {}
+        }
+    }
+
+    /// One health check: a simple-protocol `select` of its replayed WAL position (it passes
+    /// any pooler) within [`CHECK_TIMEOUT`].
     async fn check(&self) {
-        let ping = sqlx::raw_sql("select 1").execute(&self.pool);
+        let ping = sqlx::raw_sql("select pg_last_wal_replay_lsn()::text").fetch_one(&self.pool);
         match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
-            Ok(Ok(_)) => self.set_healthy(true, None),
+            Ok(Ok(row)) => {
+                use sqlx::Row as _;
+                let replayed = match row.try_get::<Option<String>, _>(0) {
+                    Ok(Some(lsn)) => parse_lsn(&lsn).unwrap_or(0),
+                    // Not in recovery: it is a primary, with everything.
+                    Ok(None) => u64::MAX,
+                    Err(_) => 0,
+                };
+                self.replayed.store(replayed, Ordering::Relaxed);
+                self.set_healthy(true, None);
+            }
             // Every connection of its pool is serving reads (busy, not down), or none can be
             // opened (down: the pool retries a refused connection until its acquire timeout,
             // so a stopped replica looks busy): a connection of the check's own tells which.
@@ -112,16 +218,30 @@ pub struct Replicas {
     /// Read snapshots begun on the primary.
     primary_reads: AtomicU64,
     primary_label: Option<Arc<str>>,
+    /// The primary, whose WAL position is sampled with each check.
+    primary: Option<PgPool>,
+    consistency: Consistency,
+    /// The primary's WAL position at each check, oldest first.
+    samples: Mutex<VecDeque<(Instant, u64)>>,
+    /// Viewers' recent writes: user id -> (WAL position, until when it binds).
+    writes: Mutex<HashMap<i64, (u64, Instant)>>,
+    /// Every read uses the primary until then (too many writers to remember).
+    all_primary_until: Mutex<Option<Instant>>,
 }
 
 impl Replicas {
     /// Checks each replica once, then every [`CHECK_EVERY`] for as long as the pool lives.
-    pub async fn start(list: Vec<Replica>) -> Arc<Replicas> {
+    pub async fn start(
+        list: Vec<Replica>,
+        primary: PgPool,
+        consistency: Consistency,
+    ) -> Arc<Replicas> {
         let replicas = Arc::new(Replicas {
             list,
-            next: AtomicUsize::new(0),
-            primary_reads: AtomicU64::new(0),
             primary_label: Some(Arc::from("primary")),
+            primary: Some(primary),
+            consistency,
+            ..Default::default()
         });
         if replicas.list.is_empty() {
             return replicas;
@@ -148,7 +268,129 @@ impl Replicas {
     }
 
     async fn check_all(&self) {
+        // The primary's position first: what a replica has replayed is compared with
+        // positions the primary had before the replica was asked.
+        if let Some(primary) = &self.primary {
+            let sample = sqlx::raw_sql("select pg_current_wal_lsn()::text").fetch_one(primary);
+            if let Ok(Ok(row)) = tokio::time::timeout(CHECK_TIMEOUT, sample).await {
+                use sqlx::Row as _;
+                if let Some(lsn) = row.try_get::<String, _>(0).ok().and_then(|t| parse_lsn(&t)) {
+                    self.sample(Instant::now(), lsn);
+                }
+            }
+        }
         futures_util::future::join_all(self.list.iter().map(Replica::check)).await;
+        for r in &self.list {
+            if r.is_healthy() {
+                r.set_lag(self.lag_of(r.replayed()), self.consistency.max_lag);
+            }
+        }
+    }
+
+    /// Records the primary's WAL position `lsn` at `at`.
+    fn sample(&self, at: Instant, lsn: u64) {
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if samples.len() >= SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back((at, lsn));
+    }
+
+    /// How far behind a replica that has replayed up to `replayed` is: since when the
+    /// primary has been past it (zero when it has replayed every sample).
+    fn lag_of(&self, replayed: u64) -> Duration {
+        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples
+            .iter()
+            .find(|(_, lsn)| *lsn > replayed)
+            .map_or(Duration::ZERO, |(at, _)| at.elapsed())
+    }
+
+    /// Notes that viewer `user` wrote, the primary being at `lsn` after its commit: for the
+    /// read-your-writes period its reads use only what has replayed `lsn`.
+    pub fn note_write(&self, user: i64, lsn: u64) {
+        let window = self.consistency.read_your_writes;
+        if window.is_zero() || self.list.is_empty() {
+            return;
+        }
+        let until = Instant::now() + window;
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        if writes.len() >= MAX_WRITERS && !writes.contains_key(&user) {
+            let now = Instant::now();
+            writes.retain(|_, (_, until)| *until > now);
+            if writes.len() >= MAX_WRITERS {
+                writes.clear();
+                *self
+                    .all_primary_until
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(until);
+            }
+        }
+        let entry = writes.entry(user).or_insert((lsn, until));
+        *entry = (entry.0.max(lsn), until);
+    }
+
+    /// The WAL position a read by `user` must see, if it wrote recently.
+    pub(crate) fn required_lsn(&self, user: Option<i64>) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .all_primary_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|until| until > now)
+        {
+            return Some(u64::MAX);
+        }
+        let user = user?;
+        let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        writes
+            .get(&user)
+            .filter(|(_, until)| *until > now)
+            .map(|(lsn, _)| *lsn)
+    }
+
+    /// The read-your-writes announcement of `payload` (`<user id> <LSN>`), from any instance.
+    pub(crate) fn heard_write(&self, payload: &str) {
+        let mut parts = payload.split(' ');
+        if let (Some(user), Some(lsn)) = (
+            parts.next().and_then(|u| u.parse::<i64>().ok()),
+            parts.next().and_then(parse_lsn),
+        ) {
+            self.note_write(user, lsn);
+        }
+    }
+
+    /// Announces that viewer `user`'s write has committed: the primary's WAL position now
+    /// (past the commit) is noted for it here and sent to every instance. When that fails,
+    /// the viewer reads from the primary for the period.
+    pub(crate) async fn announce_write(&self, user: i64) {
+        let Some(primary) = &self.primary else {
+            return;
+        };
+        let sql = format!(
+            "with l as (select pg_current_wal_lsn()::text as lsn) \
+             select lsn, pg_notify('{WRITES_CHANNEL}', '{user} ' || lsn) from l"
+        );
+        let announced = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_one(primary);
+        let lsn = match tokio::time::timeout(CHECK_TIMEOUT, announced).await {
+            Ok(Ok(row)) => {
+                use sqlx::Row as _;
+                row.try_get::<String, _>(0).ok().and_then(|t| parse_lsn(&t))
+            }
+            _ => None,
+        };
+        if lsn.is_none() {
+            tracing::warn!(
+                user,
+                "a write's WAL position is unknown: its viewer reads from the primary for a while"
+            );
+        }
+        self.note_write(user, lsn.unwrap_or(u64::MAX));
+    }
+
+    /// Whether viewers' writes are announced (replicas to keep them from).
+    pub(crate) fn follows_writes(&self) -> bool {
+        !self.list.is_empty() && !self.consistency.read_your_writes.is_zero()
     }
 
     /// The replicas, in configuration order.
@@ -156,24 +398,21 @@ impl Replicas {
         &self.list
     }
 
-    /// The next healthy replica, round-robin; `None` when there is none (reads use the
-    /// primary).
-    pub(crate) fn pick(&self) -> Option<&Replica> {
-        let n = self.list.len();
+    /// The next replica in rotation that has replayed `min` (when given), round-robin;
+    /// `None` when there is none (reads use the primary).
+    pub(crate) fn pick(&self, min: Option<u64>) -> Option<&Replica> {
+        let usable = |r: &&Replica| r.in_rotation() && min.is_none_or(|m| r.replayed() >= m);
+        // The k-th usable one, so each gets an even share.
+        let n = self.list.iter().filter(usable).count();
         if n == 0 {
             return None;
         }
-        // The k-th healthy one, so each healthy replica gets an even share.
-        let healthy = self.list.iter().filter(|r| r.is_healthy()).count();
-        if healthy == 0 {
-            return None;
-        }
-        let k = self.next.fetch_add(1, Ordering::Relaxed) % healthy;
+        let k = self.next.fetch_add(1, Ordering::Relaxed) % n;
         self.list
             .iter()
-            .filter(|r| r.is_healthy())
+            .filter(usable)
             .nth(k)
-            .or_else(|| self.list.iter().find(|r| r.is_healthy()))
+            .or_else(|| self.list.iter().find(usable))
     }
 
     /// Takes a replica out of rotation after `err` (until a health check passes).
@@ -201,10 +440,14 @@ impl Replicas {
         self.primary_reads.load(Ordering::Relaxed)
     }
 
-    /// `(healthy, configured)` replicas.
-    pub fn health(&self) -> (usize, usize) {
+    /// `(in rotation, behind, configured)` replicas.
+    pub fn health(&self) -> (usize, usize, usize) {
         (
-            self.list.iter().filter(|r| r.is_healthy()).count(),
+            self.list.iter().filter(|r| r.in_rotation()).count(),
+            self.list
+                .iter()
+                .filter(|r| r.is_healthy() && r.is_lagging())
+                .count(),
             self.list.len(),
         )
     }
@@ -241,13 +484,13 @@ mod tests {
         assert_eq!(replicas.list[0].host, "db1:5433");
         assert_eq!(replicas.list[1].host, "db2");
         assert_eq!(replicas.list[2].host, "db3:6000");
-        assert!(replicas.pick().is_none());
+        assert!(replicas.pick(None).is_none());
         for r in &replicas.list {
             r.set_healthy(true, None);
         }
         // In turn: each of the three once in every three picks.
         let picked: Vec<&str> = (0..6)
-            .map(|_| &*replicas.pick().expect("one").label)
+            .map(|_| &*replicas.pick(None).expect("one").label)
             .collect();
         assert_eq!(picked[..3], picked[3..]);
         let mut first = picked[..3].to_vec();
@@ -255,12 +498,79 @@ mod tests {
         assert_eq!(first, ["replica-1", "replica-2", "replica-3"]);
         replicas.mark_down(&replicas.list[1], &sqlx::Error::PoolTimedOut);
         let picked: Vec<&str> = (0..4)
-            .map(|_| &*replicas.pick().expect("one").label)
+            .map(|_| &*replicas.pick(None).expect("one").label)
             .collect();
         assert!(!picked.contains(&"replica-2"), "{picked:?}");
-        assert_eq!(replicas.health(), (2, 3));
+        assert_eq!(replicas.health(), (2, 0, 3));
         replicas.list[0].set_healthy(false, None);
         replicas.list[2].set_healthy(false, None);
-        assert!(replicas.pick().is_none());
+        assert!(replicas.pick(None).is_none());
+    }
+
+    #[test]
+    fn lag_is_how_long_the_primary_has_been_past_what_a_replica_replayed() {
+        assert_eq!(parse_lsn("16/B374D848"), Some((0x16 << 32) | 0xB374_D848));
+        assert_eq!(parse_lsn("0/0"), Some(0));
+        assert_eq!(parse_lsn("nonsense"), None);
+        let replicas = Replicas::default();
+        let now = Instant::now();
+        replicas.sample(now - Duration::from_secs(5), 100);
+        replicas.sample(now - Duration::from_secs(3), 200);
+        replicas.sample(now - Duration::from_secs(1), 200);
+        replicas.sample(now, 300);
+        // Everything replayed: no lag, however long ago the primary last wrote.
+        assert_eq!(replicas.lag_of(300), Duration::ZERO);
+        // Behind the last sample only: as old as that sample.
+        assert!(replicas.lag_of(250) < Duration::from_secs(1));
+        // Behind since the primary reached 200, three seconds ago.
+        let lag = replicas.lag_of(150);
+        assert!(
+            lag >= Duration::from_secs(3) && lag < Duration::from_secs(4),
+            "{lag:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_writer_reads_only_replicas_that_replayed_its_write_for_a_while() {
+        let replicas = Replicas {
+            list: vec![
+                replica(1, "postgres://db1/x"),
+                replica(2, "postgres://db2/x"),
+            ],
+            consistency: Consistency {
+                max_lag: Some(Duration::from_secs(1)),
+                read_your_writes: Duration::from_millis(200),
+            },
+            ..Default::default()
+        };
+        for r in &replicas.list {
+            r.set_healthy(true, None);
+        }
+        replicas.list[0].replayed.store(500, Ordering::Relaxed);
+        replicas.list[1].replayed.store(400, Ordering::Relaxed);
+        replicas.heard_write("7 0/1C2");
+        assert_eq!(replicas.required_lsn(Some(7)), Some(450));
+        assert_eq!(replicas.required_lsn(Some(8)), None, "another viewer");
+        for _ in 0..4 {
+            assert_eq!(
+                replicas.pick(Some(450)).map(|r| &*r.label),
+                Some("replica-1")
+            );
+        }
+        assert!(
+            replicas.pick(Some(600)).is_none(),
+            "none has it: the primary"
+        );
+        // A replica too far behind leaves the rotation.
+        replicas.list[0].set_lag(Duration::from_secs(2), replicas.consistency.max_lag);
+        assert!(replicas.pick(Some(450)).is_none());
+        assert_eq!(replicas.health(), (1, 1, 2));
+        replicas.list[0].set_lag(Duration::ZERO, replicas.consistency.max_lag);
+        // The period ends.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(replicas.required_lsn(Some(7)), None);
+        replicas.heard_write("garbage");
+        replicas.heard_write("1 nonsense");
+        assert_eq!(replicas.required_lsn(Some(1)), None);
     }
 }

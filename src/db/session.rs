@@ -770,8 +770,17 @@ impl Session {
             return Ok(());
         }
         guard.end(true).await?;
+        drop(guard);
         // Listed only once it happened: a request with no `commit` wrote nothing.
         self.log.push_control("commit");
+        // With read replicas, the writer's next reads must see this write.
+        if let Db::Postgres(pg) = &self.db
+            && pg.replicas().follows_writes()
+            && let Some(user) = self.viewer.user_id()
+        {
+            pg.replicas().announce_write(user).await;
+            self.log.push_control("announce write");
+        }
         Ok(())
     }
 
@@ -857,8 +866,10 @@ impl Session {
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         let sql = pg.begin_read_sql();
         // Each replica at most once: a health check may put one back meanwhile.
+        // A viewer who wrote recently reads only what has replayed its write.
+        let min = pg.replicas().required_lsn(self.viewer.user_id());
         for _ in 0..pg.replicas().list().len() {
-            let Some(replica) = pg.replicas().pick() else {
+            let Some(replica) = pg.replicas().pick(min) else {
                 break;
             };
             match replica.pool.begin_with(AssertSqlSafe(sql.to_owned())).await {

@@ -252,13 +252,25 @@ impl Collector for Live {
             }
             let mut healthy = e.encode_descriptor(
                 "eagerql_replica_healthy",
-                "1 while the read replica is in rotation (its health check passes).",
+                "1 while the read replica is in rotation (it answers its health check and is \
+                 not behind by more than EAGERQL_REPLICA_MAX_LAG).",
                 None,
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
             for r in replicas.list() {
-                ConstGauge::new(i64::from(r.is_healthy()))
+                ConstGauge::new(i64::from(r.in_rotation()))
                     .encode(healthy.encode_family(&[("replica", &*r.label)])?)?;
+            }
+            let mut lag = e.encode_descriptor(
+                "eagerql_replica_lag_seconds",
+                "How long the primary has been past what the read replica has replayed, at its \
+                 last check.",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for r in replicas.list() {
+                ConstGauge::new(r.lag().as_secs_f64())
+                    .encode(lag.encode_family(&[("replica", &*r.label)])?)?;
             }
         }
         Ok(())

@@ -454,7 +454,7 @@ async fn reads_use_the_replica_and_fall_back_to_the_primary_when_it_stops() {
     let server = tokio::spawn(app.run_until_stopped());
     assert_eq!(
         readyz(addr).await,
-        (200, "ready (1 of 1 read replicas answering)".to_owned())
+        (200, "ready (1 of 1 read replicas in use)".to_owned())
     );
 
     // Reads: on the replica, counted there as the server counts them (where the replica has
@@ -497,6 +497,7 @@ async fn reads_use_the_replica_and_fall_back_to_the_primary_when_it_stops() {
               where dbid = (select oid from pg_database where datname = current_database()) \
               and query !~* '^\\s*(begin|commit|rollback|select pg_stat_statements_reset)' \
               and query not like '%pg_stat_statements%' and query not like 'select (%' \
+              and query not like '%pg_last_wal_replay_lsn%' \
               and query <> 'select $1')",
         )
         .await;
@@ -601,7 +602,7 @@ async fn reads_use_the_replica_and_fall_back_to_the_primary_when_it_stops() {
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        "degraded: none of 1 read replicas answering; reads use the primary"
+        "degraded: none of 1 read replicas in use; reads use the primary"
     );
     assert_eq!(
         metric(addr, "eagerql_replica_healthy{replica=\"replica-1\"}").await,
@@ -623,6 +624,174 @@ async fn reads_use_the_replica_and_fall_back_to_the_primary_when_it_stops() {
     assert!(back, "the replica is back in rotation");
     assert_eq!(readyz(addr).await.0, 200);
     server.abort();
+}
+
+/// POSTs `query` with `variables` as `token` to `addr`; the body.
+async fn post(
+    addr: std::net::SocketAddr,
+    token: &str,
+    query: &str,
+    variables: serde_json::Value,
+) -> serde_json::Value {
+    let auth = format!("Bearer {token}");
+    let (_, _, text) = crate::helpers::http_request(
+        addr,
+        "POST",
+        "/graphql",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &auth),
+        ],
+        json!({ "query": query, "variables": variables }).to_string(),
+    )
+    .await;
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// Polls `check` every 100 ms for up to `seconds`; whether it passed.
+async fn within(seconds: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..seconds * 10 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A replica whose replay is paused (`pg_wal_replay_pause()`) falls behind: a customer who
+/// has just ordered reads the order at once, on the instance that took it and on another
+/// one (its reads use the primary until a replica has replayed the write), while other
+/// viewers keep reading the replica; once the replica is further behind than
+/// EAGERQL_REPLICA_MAX_LAG nobody reads from it (`/readyz` and the lag metric say so);
+/// resumed, it is back in rotation, for the writer too once it has replayed the write.
+#[tokio::test]
+async fn a_lagging_replica_leaves_the_rotation_and_a_writer_always_reads_its_own_writes() {
+    let Some(replica_server) = component("EAGERQL_TEST_REPLICA_URL") else {
+        return;
+    };
+    let tdb = TestDb::create().await;
+    let replica = same_database_at(&tdb.url, &replica_server);
+    migrated_and_seeded(&tdb.url, 5).await;
+    replayed(&tdb.url, &replica).await;
+    let settings = [
+        "--replica-urls",
+        &replica,
+        "--debug-sql",
+        "on",
+        "--replica-max-lag",
+        "2s",
+        "--read-your-writes",
+        "60s",
+    ];
+    let mut addrs = Vec::new();
+    let mut servers = Vec::new();
+    let mut admin = String::new();
+    let mut customer = String::new();
+    for _ in 0..2 {
+        let app = crate::helpers::build_app(&tdb.url, &settings)
+            .await
+            .expect("starts");
+        addrs.push(app.local_addr().unwrap());
+        admin = app
+            .state()
+            .keys
+            .issue(1, eagerql::model::Role::Admin)
+            .unwrap()
+            .0;
+        customer = app
+            .state()
+            .keys
+            .issue(2, eagerql::model::Role::Customer)
+            .unwrap()
+            .0;
+        servers.push(tokio::spawn(app.run_until_stopped()));
+    }
+    let (a, b) = (addrs[0], addrs[1]);
+    const MINE: &str = "{ me { orders(first: 100) { id } } }";
+    let orders = |r: &crate::helpers::Gql| -> Vec<String> {
+        r.data()["me"]["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // In rotation for everyone before any write.
+    assert!(
+        within(10, async || read_on(a, &customer, MINE).await.1
+            == "replica-1")
+        .await,
+        "the customer reads the replica"
+    );
+    assert_eq!(readyz(a).await.1, "ready (1 of 1 read replicas in use)");
+
+    scalar(&replica, "(select 1 from (select pg_wal_replay_pause()) p)").await;
+    let placed = post(
+        a,
+        &customer,
+        "mutation($input: CreateOrderInput!) { createOrder(input: $input) { id } }",
+        json!({ "input": { "userId": "2", "items": [{ "productId": "4", "quantity": 1 }] } }),
+    )
+    .await;
+    let id = placed["data"]["createOrder"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{placed}"))
+        .to_owned();
+    // The writer, on either instance, at once: its order, read on the primary.
+    for addr in [a, b] {
+        let (r, on) = read_on(addr, &customer, MINE).await;
+        assert!(orders(&r).contains(&id), "{addr}: {}", r.body);
+        assert_eq!(on, "primary", "{addr}");
+    }
+    // Another viewer still reads the replica while it is within the allowed lag.
+    assert_eq!(read_on(b, &admin, SHAPES[0].0).await.1, "replica-1");
+    // Past the allowed lag nobody reads it.
+    assert!(
+        within(20, async || readyz(b).await.1.contains("1 behind")).await,
+        "{:?}",
+        readyz(b).await
+    );
+    assert_eq!(
+        readyz(b).await,
+        (
+            200,
+            "degraded: none of 1 read replicas in use, 1 behind by more than \
+             EAGERQL_REPLICA_MAX_LAG; reads use the primary"
+                .to_owned()
+        )
+    );
+    assert!(metric(b, "eagerql_replica_lag_seconds{replica=\"replica-1\"}").await > 2.0);
+    assert_eq!(
+        metric(b, "eagerql_replica_healthy{replica=\"replica-1\"}").await,
+        0.0
+    );
+    assert_eq!(read_on(b, &admin, SHAPES[0].0).await.1, "primary");
+
+    // Resumed: back in rotation, for the writer too, with its order.
+    scalar(
+        &replica,
+        "(select 1 from (select pg_wal_replay_resume()) p)",
+    )
+    .await;
+    assert!(
+        within(20, async || read_on(b, &admin, SHAPES[0].0).await.1
+            == "replica-1")
+        .await,
+        "the replica is back"
+    );
+    let (r, on) = read_on(b, &customer, MINE).await;
+    assert!(orders(&r).contains(&id), "{}", r.body);
+    assert!(
+        within(10, async || read_on(a, &customer, MINE).await.1
+            == "replica-1")
+        .await,
+        "the writer reads the replica once it has replayed the write ({on} before)"
+    );
+    assert_eq!(readyz(a).await.1, "ready (1 of 1 read replicas in use)");
+    for s in servers {
+        s.abort();
+    }
 }
 
 /// A replica that is down when the server starts: the server starts, reads use the
@@ -654,7 +823,7 @@ async fn a_replica_down_at_start_leaves_reads_on_the_primary() {
         readyz(addr).await,
         (
             200,
-            "degraded: none of 1 read replicas answering; reads use the primary".to_owned()
+            "degraded: none of 1 read replicas in use; reads use the primary".to_owned()
         )
     );
     server.abort();

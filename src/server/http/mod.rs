@@ -784,15 +784,19 @@ async fn readyz(State(state): State<AppState>) -> HttpResponse {
         Ok(_) => match state.db.replicas() {
             Some(replicas) if !replicas.list().is_empty() => {
                 // The background check's verdict (every second), not a check per probe.
-                let (healthy, all) = replicas.health();
-                let body = if healthy == all {
-                    format!("ready ({all} of {all} read replicas answering)")
-                } else if healthy == 0 {
+                let (used, behind, all) = replicas.health();
+                let behind = match behind {
+                    0 => String::new(),
+                    n => format!(", {n} behind by more than EAGERQL_REPLICA_MAX_LAG"),
+                };
+                let body = if used == all {
+                    format!("ready ({all} of {all} read replicas in use)")
+                } else if used == 0 {
                     format!(
-                        "degraded: none of {all} read replicas answering; reads use the primary"
+                        "degraded: none of {all} read replicas in use{behind}; reads use the primary"
                     )
                 } else {
-                    format!("degraded: {healthy} of {all} read replicas answering")
+                    format!("degraded: {used} of {all} read replicas in use{behind}")
                 };
                 (StatusCode::OK, body).into_response()
             }
