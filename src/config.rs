@@ -446,7 +446,8 @@ pub struct AuthConfig {
 
     /// Seconds of clock difference allowed when checking a token's `exp` and `nbf` (the
     /// server's own tokens and an identity provider's).
-    #[arg(long, env = "EAGERQL_JWT_LEEWAY_SECS", default_value_t = 5)]
+    #[arg(long, env = "EAGERQL_JWT_LEEWAY_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
     pub jwt_leeway_secs: u64,
 
     /// An identity provider whose tokens are accepted too.
@@ -472,18 +473,25 @@ pub struct ExternalAuthConfig {
     /// Seconds between two fetches of the key set caused by tokens naming unknown keys: a
     /// rotation is picked up at once, a flood of forged `kid`s costs the provider one fetch
     /// per period.
-    #[arg(long, env = "EAGERQL_JWKS_REFETCH_SECS", default_value_t = 60)]
+    #[arg(long, env = "EAGERQL_JWKS_REFETCH_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub jwks_refetch_secs: u64,
 
     /// Seconds between two background fetches of the key set (retired keys are dropped).
     #[arg(long, env = "EAGERQL_JWKS_REFRESH_SECS", default_value_t = 600)]
     pub jwks_refresh_secs: u64,
 
-    /// The issuer (`iss`) the provider's tokens must name.
+    /// PEM certificates trusted for EAGERQL_JWKS_URL besides the Mozilla roots (a provider
+    /// behind a private certificate authority).
+    #[arg(long, env = "EAGERQL_JWKS_CA_FILE")]
+    pub jwks_ca_file: Option<std::path::PathBuf>,
+
+    /// The issuer (`iss`) the provider's tokens must name (required with a provider's key).
     #[arg(long, env = "EAGERQL_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
-    /// The audiences (`aud`, comma-separated) a token must name one of.
+    /// The audiences (`aud`, comma-separated) a token must name one of (required with a
+    /// provider's key; `*`: any, not recommended).
     #[arg(long, env = "EAGERQL_JWT_AUDIENCE", value_delimiter = ',')]
     pub jwt_audience: Vec<String>,
 
@@ -511,6 +519,15 @@ pub struct ExternalAuthConfig {
     #[arg(long, env = "EAGERQL_JWT_EMAIL_CLAIM", default_value = "email")]
     pub jwt_email_claim: String,
 
+    /// Where the provider says it verified the e-mail address (`true` or `"true"`): an
+    /// address not marked verified names no account and makes none.
+    #[arg(
+        long,
+        env = "EAGERQL_JWT_EMAIL_VERIFIED_CLAIM",
+        default_value = "email_verified"
+    )]
+    pub jwt_email_verified_claim: String,
+
     /// Where the role is in a token (a string or an array of strings; same forms as
     /// EAGERQL_JWT_USER_CLAIM). Unset: the role is the account's (`users.role`).
     #[arg(long, env = "EAGERQL_JWT_ROLE_CLAIM")]
@@ -526,10 +543,16 @@ pub struct ExternalAuthConfig {
     )]
     pub jwt_admin_roles: Vec<String>,
 
-    /// Creates the account of a subject seen for the first time (from its e-mail claim);
-    /// an existing password account with the same, verified, address is linked instead.
+    /// Creates the account of a subject seen for the first time (from its verified e-mail
+    /// address).
     #[arg(long, env = "EAGERQL_JWT_CREATE_USERS", default_value_t = false, action = clap::ArgAction::Set)]
     pub jwt_create_users: bool,
+
+    /// With EAGERQL_JWT_CREATE_USERS: a new subject whose verified address belongs to a
+    /// customer's password account (not yet linked) is linked to it instead of refused.
+    /// Administrators' accounts are never linked this way.
+    #[arg(long, env = "EAGERQL_JWT_LINK_BY_EMAIL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub jwt_link_by_email: bool,
 }
 
 /// Which column of `users` an external token's subject names.

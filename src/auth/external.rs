@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::TokenError;
 use super::claims::ClaimPath;
@@ -38,7 +37,10 @@ struct Mapping {
     email: ClaimPath,
     role: Option<ClaimPath>,
     admin_roles: Vec<String>,
+    /// Where the provider says whether it verified the e-mail address.
+    email_verified: ClaimPath,
     create: bool,
+    link_by_email: bool,
 }
 
 /// Checks an identity provider's tokens and finds the accounts they name.
@@ -46,7 +48,8 @@ struct Mapping {
 pub struct Provider {
     fixed: Vec<Key>,
     jwks: Option<Arc<Jwks>>,
-    issuer: Option<String>,
+    issuer: String,
+    /// Empty: any audience (`EAGERQL_JWT_AUDIENCE=*`).
     audience: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway: u64,
@@ -56,7 +59,7 @@ pub struct Provider {
 
 /// A refusal, with what the logs say.
 fn refuse(why: impl Into<String>) -> TokenError {
-    TokenError(why.into())
+    TokenError::refused(why)
 }
 
 impl Provider {
@@ -87,6 +90,7 @@ impl Provider {
                 Jwks::new(
                     url.trim(),
                     std::time::Duration::from_secs(config.jwks_refetch_secs),
+                    config.jwks_ca_file.as_deref(),
                 )
                 .map_err(|e| format!("EAGERQL_JWKS_URL: {e}"))?,
             )),
@@ -95,6 +99,37 @@ impl Provider {
         if fixed.is_empty() && jwks.is_none() {
             return Ok(None);
         }
+        // A key set may sign tokens for other applications (a shared provider's tenants):
+        // the issuer and the audience say which are for this server.
+        let issuer = config
+            .jwt_issuer
+            .as_deref()
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .ok_or(
+                "EAGERQL_JWT_ISSUER is required with an identity provider's key: the issuer \
+                 (`iss`) its tokens carry",
+            )?
+            .to_owned();
+        let audience: Vec<String> = config
+            .jwt_audience
+            .iter()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if audience.is_empty() {
+            return Err(
+                "EAGERQL_JWT_AUDIENCE is required with an identity provider's key: \
+                        the audience (`aud`) of tokens meant for this server (`*`: any, \
+                        not recommended)"
+                    .to_owned(),
+            );
+        }
+        let audience = if audience.iter().any(|a| a == "*") {
+            Vec::new()
+        } else {
+            audience
+        };
         let mut algorithms = Vec::new();
         for name in &config.jwt_algorithms {
             let alg: Algorithm = name
@@ -129,7 +164,12 @@ impl Provider {
                 .map(|r| r.trim().to_owned())
                 .filter(|r| !r.is_empty())
                 .collect(),
+            email_verified: path(
+                "EAGERQL_JWT_EMAIL_VERIFIED_CLAIM",
+                &config.jwt_email_verified_claim,
+            )?,
             create: config.jwt_create_users,
+            link_by_email: config.jwt_link_by_email,
         };
         if let Some(jwks) = &jwks {
             match jwks.refresh().await {
@@ -142,13 +182,8 @@ impl Provider {
         Ok(Some(Provider {
             fixed,
             jwks,
-            issuer: config.jwt_issuer.clone().filter(|i| !i.is_empty()),
-            audience: config
-                .jwt_audience
-                .iter()
-                .map(|a| a.trim().to_owned())
-                .filter(|a| !a.is_empty())
-                .collect(),
+            issuer,
+            audience,
             algorithms,
             leeway,
             mapping,
@@ -197,11 +232,8 @@ impl Provider {
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.leeway;
         validation.validate_nbf = true;
-        let mut required = vec!["exp"];
-        if let Some(issuer) = &self.issuer {
-            validation.set_issuer(&[issuer]);
-            required.push("iss");
-        }
+        validation.set_issuer(&[&self.issuer]);
+        let mut required = vec!["exp", "iss"];
         if self.audience.is_empty() {
             validation.validate_aud = false;
         } else {
@@ -267,9 +299,15 @@ impl Provider {
                 _ => None,
             }
         };
-        // An address the provider says it has not verified names nobody.
-        let email =
-            text_at(&m.email).filter(|_| claims.get("email_verified") != Some(&Value::Bool(false)));
+        // Only an address the provider says it verified names, or makes, an account.
+        let verified = match m.email_verified.get(claims) {
+            Some(Value::Bool(v)) => *v,
+            Some(Value::String(v)) => v == "true",
+            _ => false,
+        };
+        let email = text_at(&m.email)
+            .filter(|_| verified)
+            .and_then(|e| crate::validate::email(&e).ok());
         let (key, subject) = match m.user_match {
             UserMatch::ExternalId => (AccountKey::ExternalId, text_at(&m.user)),
             UserMatch::Id => (AccountKey::Id, text_at(&m.user)),
@@ -277,16 +315,17 @@ impl Provider {
         };
         let subject = subject.ok_or_else(|| {
             refuse(match m.user_match {
-                UserMatch::Email => format!("no verified e-mail address at {}", m.email),
+                UserMatch::Email => format!(
+                    "no verified e-mail address at {} ({} must be true)",
+                    m.email, m.email_verified
+                ),
                 _ => format!("no subject at {}", m.user),
             })
         })?;
         let session = Session::unmetered(self.db.clone());
-        let failed =
-            |e: crate::error::AppError| refuse(format!("finding the account: {}", e.detail()));
         if let Some(found) = users::find_account(&session, key, &subject)
             .await
-            .map_err(failed)?
+            .map_err(unreachable)?
         {
             return Ok(found);
         }
@@ -300,67 +339,126 @@ impl Provider {
             ))
         })?;
         let external = (key == AccountKey::ExternalId).then_some(subject.as_str());
-        self.create(&session, claims, &email, external)
-            .await
-            .map_err(failed)?
-            .ok_or_else(|| refuse("the e-mail address belongs to another account"))
+        self.create(&session, claims, &email, external).await
     }
 
-    /// Creates the account of a subject seen for the first time, or links the password
-    /// account with its verified address; `None` when the address belongs to an account
-    /// linked to another subject.
+    /// Creates the account of a subject seen for the first time (or, with
+    /// `EAGERQL_JWT_LINK_BY_EMAIL`, links the customer's password account with its verified
+    /// address).
     async fn create(
         &self,
         session: &Session,
         claims: &Value,
         email: &str,
         external: Option<&str>,
-    ) -> crate::error::AppResult<Option<Account>> {
-        let base = ["preferred_username", "nickname"]
-            .iter()
-            .find_map(|c| claims.get(*c).and_then(Value::as_str))
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| email.split('@').next().unwrap_or(email))
-            .chars()
-            .take(80)
-            .collect::<String>();
-        let suffix = hex::encode(&Sha256::digest(external.unwrap_or(email).as_bytes())[..4]);
-        for username in [base.clone(), format!("{base}-{suffix}")] {
-            let tx = session.begin_write().await?;
-            let created = users::create_external(&tx, email, &username, external).await?;
-            let outcome = match created {
-                Some(account) => Some(account),
-                // Taken: by this very subject (a concurrent first request), by the address
-                // (an account to link, when the provider verified it), or by the username.
-                None => match external {
-                    Some(ext) => match users::find_account(&tx, AccountKey::ExternalId, ext).await?
-                    {
-                        Some(found) => Some(found),
-                        None => match users::find_account(&tx, AccountKey::Email, email).await? {
-                            Some(owner)
-                                if claims.get("email_verified") == Some(&Value::Bool(true)) =>
-                            {
-                                users::link_external(&tx, owner.id, ext).await?
-                            }
-                            Some(_) => {
-                                tx.commit().await?;
-                                return Ok(None);
-                            }
-                            None => None,
-                        },
-                    },
-                    None => users::find_account(&tx, AccountKey::Email, email).await?,
-                },
-            };
-            tx.commit().await?;
-            if let Some(account) = outcome {
-                tracing::info!(
-                    user = account.id,
-                    "account of an identity provider's subject ready"
-                );
-                return Ok(Some(account));
+    ) -> Result<Account, TokenError> {
+        let taken = || refuse("the e-mail address belongs to another account");
+        for username in usernames(claims, email) {
+            let tx = session.begin_write().await.map_err(unreachable)?;
+            let outcome = self.create_in(&tx, email, &username, external).await;
+            match outcome {
+                Ok(Created::Account(account)) => {
+                    tx.commit().await.map_err(unreachable)?;
+                    tracing::info!(
+                        user = account.id,
+                        "account of an identity provider's subject ready"
+                    );
+                    return Ok(account);
+                }
+                Ok(Created::EmailTaken) => {
+                    tx.rollback().await;
+                    return Err(taken());
+                }
+                Ok(Created::UsernameTaken) => tx.rollback().await,
+                Err(e) => {
+                    tx.rollback().await;
+                    return Err(unreachable(e));
+                }
             }
         }
-        Ok(None)
+        Err(refuse("no free username for the new account"))
     }
+
+    /// One attempt of [`Provider::create`] with `username`, in `tx`.
+    async fn create_in(
+        &self,
+        tx: &Session,
+        email: &str,
+        username: &str,
+        external: Option<&str>,
+    ) -> crate::error::AppResult<Created> {
+        if let Some(account) = users::create_external(tx, email, username, external).await? {
+            return Ok(Created::Account(account));
+        }
+        // Taken: by this very subject (a concurrent first request), by the address, or by
+        // the username.
+        if let Some(ext) = external
+            && let Some(found) = users::find_account(tx, AccountKey::ExternalId, ext).await?
+        {
+            return Ok(Created::Account(found));
+        }
+        let Some(owner) = users::find_account(tx, AccountKey::Email, email).await? else {
+            return Ok(Created::UsernameTaken);
+        };
+        let Some(ext) = external else {
+            // Matched by address: a concurrent first request made it.
+            return Ok(Created::Account(owner));
+        };
+        // A password account with this address: linked only when allowed, and never an
+        // administrator's.
+        if self.mapping.link_by_email
+            && owner.external_id.is_none()
+            && Role::from_db(&owner.role) == Some(Role::Customer)
+            && let Some(linked) = users::link_external(tx, owner.id, ext).await?
+        {
+            return Ok(Created::Account(linked));
+        }
+        Ok(Created::EmailTaken)
+    }
+}
+
+/// What one attempt to create an account found.
+enum Created {
+    Account(Account),
+    EmailTaken,
+    UsernameTaken,
+}
+
+/// A token that could not be checked because the database did not answer.
+fn unreachable(e: crate::error::AppError) -> TokenError {
+    TokenError::unavailable(format!("finding the account: {}", e.detail()))
+}
+
+/// Usernames to try for a new account: the token's `preferred_username` or `nickname`, else
+/// the address's local part (cleaned to what usernames allow), then that with a random
+/// suffix, twice.
+fn usernames(claims: &Value, email: &str) -> Vec<String> {
+    let claimed = ["preferred_username", "nickname"]
+        .iter()
+        .filter_map(|c| claims.get(*c).and_then(Value::as_str))
+        .find_map(|u| crate::validate::username(u).ok());
+    let base = claimed.unwrap_or_else(|| {
+        let local: String = email
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            .take(80)
+            .collect();
+        if local.len() < 3 {
+            format!("user-{local}")
+        } else {
+            local
+        }
+    });
+    let base: String = base.chars().take(80).collect();
+    let mut names = vec![base.clone()];
+    for _ in 0..2 {
+        let mut random = [0u8; 4];
+        if getrandom::fill(&mut random).is_ok() {
+            names.push(format!("{base}-{}", hex::encode(random)));
+        }
+    }
+    names
 }

@@ -4,9 +4,14 @@
 //! A token naming a `kid` the set lacks fetches it again, at most once per
 //! `EAGERQL_JWKS_REFETCH_SECS`, and only one fetch runs at a time (other requests wait for
 //! it): a key rotation at the provider is picked up by the first token signed with the new
-//! key, and a flood of forged `kid`s costs the provider one request per period. A fetch is
-//! bounded in time (10 s) and size (1 MiB); a failed one keeps the set already held.
+//! key, and a flood of forged `kid`s costs the provider one request per period (counted from
+//! the end of the last fetch; requests within it do not wait). A fetch is bounded in time
+//! (10 s) and size (1 MiB); a failed one keeps the set already held. The set comes over
+//! HTTPS (the Mozilla roots, plus `EAGERQL_JWKS_CA_FILE`), or plain HTTP from this machine
+//! only: whoever can change the set can sign any token.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,10 +33,13 @@ pub struct Jwks {
     url: Uri,
     tls: Arc<rustls::ClientConfig>,
     keys: RwLock<Arc<Vec<Key>>>,
-    /// When the last fetch caused by an unknown `kid` started; held while one runs.
-    refetched: tokio::sync::Mutex<Option<Instant>>,
+    /// Held while a fetch caused by an unknown `kid` runs.
+    refetching: tokio::sync::Mutex<()>,
+    /// When the last such fetch ended, in milliseconds since `started` (0: never).
+    refetched_ms: AtomicU64,
+    started: Instant,
     refetch: Duration,
-    fetches: std::sync::atomic::AtomicU64,
+    fetches: AtomicU64,
 }
 
 impl std::fmt::Debug for Jwks {
@@ -46,18 +54,40 @@ impl std::fmt::Debug for Jwks {
 impl Jwks {
     /// A set to be fetched from `url` (`http` or `https`), fetched again for an unknown
     /// `kid` at most once per `refetch`. Nothing is fetched yet.
-    pub fn new(url: &str, refetch: Duration) -> Result<Jwks, String> {
+    pub fn new(url: &str, refetch: Duration, ca_file: Option<&Path>) -> Result<Jwks, String> {
         let url: Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let host = url.host().ok_or_else(|| format!("{url}: no host"))?;
         match url.scheme_str() {
-            Some("http" | "https") => {}
+            Some("https") => {}
+            Some("http") if is_loopback(host) => {}
+            Some("http") => {
+                return Err(format!(
+                    "{url}: plain HTTP is only accepted from this machine (whoever can change \
+                     the key set can sign any token): use https"
+                ));
+            }
             _ => return Err(format!("{url}: not an http(s) URL")),
         }
-        if url.host().is_none() {
-            return Err(format!("{url}: no host"));
-        }
-        let roots = rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        if let Some(path) = ca_file {
+            use rustls::pki_types::pem::PemObject as _;
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("EAGERQL_JWKS_CA_FILE {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "EAGERQL_JWKS_CA_FILE {}: no certificate",
+                    path.display()
+                ));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("EAGERQL_JWKS_CA_FILE {}: {e}", path.display()))?;
+            }
+        }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -69,9 +99,11 @@ impl Jwks {
             url,
             tls: Arc::new(tls),
             keys: RwLock::new(Arc::new(Vec::new())),
-            refetched: tokio::sync::Mutex::new(None),
+            refetching: tokio::sync::Mutex::new(()),
+            refetched_ms: AtomicU64::new(0),
+            started: Instant::now(),
             refetch,
-            fetches: std::sync::atomic::AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
         })
     }
 
@@ -82,14 +114,13 @@ impl Jwks {
 
     /// How many fetches were made.
     pub fn fetches(&self) -> u64 {
-        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+        self.fetches.load(Ordering::Relaxed)
     }
 
     /// Fetches the set now and keeps it; how many usable keys it has. On failure the set
     /// held is kept.
     pub async fn refresh(&self) -> Result<usize, String> {
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fetches.fetch_add(1, Ordering::Relaxed);
         let body = tokio::time::timeout(FETCH_TIMEOUT, self.fetch())
             .await
             .map_err(|_| format!("{}: no answer within {FETCH_TIMEOUT:?}", self.url))??;
@@ -102,17 +133,32 @@ impl Jwks {
     /// The keys after fetching the set again for a token naming `kid`, if it is still
     /// unknown and the last such fetch is at least the refetch period old.
     pub async fn refetch_for(&self, kid: Option<&str>) -> Arc<Vec<Key>> {
-        let mut last = self.refetched.lock().await;
         let known = |keys: &[Key]| {
             kid.is_some_and(|kid| keys.iter().any(|k| k.kid.as_deref() == Some(kid)))
         };
+        let recent = || {
+            let at = self.refetched_ms.load(Ordering::Acquire);
+            at != 0
+                && self
+                    .started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(at))
+                    < self.refetch
+        };
+        // Within the period nothing waits: the set held is the answer.
+        if recent() {
+            return self.keys();
+        }
+        let _fetching = self.refetching.lock().await;
         let keys = self.keys();
         // Another request's fetch, while this one waited, may have brought the key.
-        if known(&keys) || last.is_some_and(|at| at.elapsed() < self.refetch) {
+        if known(&keys) || recent() {
             return keys;
         }
-        *last = Some(Instant::now());
-        match self.refresh().await {
+        let outcome = self.refresh().await;
+        let ended = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.refetched_ms.store(ended.max(1), Ordering::Release);
+        match outcome {
             Ok(n) => tracing::info!(
                 keys = n,
                 kid,
@@ -168,6 +214,15 @@ impl Jwks {
             .map_err(|e| failed(&e))?;
         Ok(body.to_bytes())
     }
+}
+
+/// Whether `host` is this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Sends `request` on a new HTTP/1.1 connection over `io`.

@@ -85,10 +85,33 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-/// Why a token was refused (the client sees one message for all of them).
+/// Why a token was refused (the client sees one message for all of them), or that it could
+/// not be checked now (the database or the identity provider is unreachable).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TokenError(pub(crate) String);
+#[error("{message}")]
+pub struct TokenError {
+    message: String,
+    /// The token may be fine: checking it failed (the client is told to try again).
+    pub unavailable: bool,
+}
+
+impl TokenError {
+    /// A refusal.
+    pub(crate) fn refused(message: impl Into<String>) -> TokenError {
+        TokenError {
+            message: message.into(),
+            unavailable: false,
+        }
+    }
+
+    /// A check that could not be made now.
+    pub(crate) fn unavailable(message: impl Into<String>) -> TokenError {
+        TokenError {
+            message: message.into(),
+            unavailable: true,
+        }
+    }
+}
 
 /// `n` random bytes from the operating system.
 fn random_bytes<const N: usize>() -> AppResult<[u8; N]> {
@@ -215,11 +238,22 @@ impl Keys {
         if let Some(viewer) = self.verified(token) {
             return Ok(viewer);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError(e.to_string()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::refused(e.to_string()))?;
         let (viewer, exp) = match (header.alg, &self.external) {
             (Algorithm::HS256, _) => self.check(token)?,
-            (_, Some(provider)) => provider.verify(token, &header).await?,
-            (alg, None) => return Err(TokenError(format!("algorithm {alg:?} is not accepted"))),
+            // Remembered no longer than one of the server's own tokens: an account
+            // deactivated meanwhile is found out then, however long the provider's token lives.
+            (_, Some(provider)) => {
+                let (viewer, exp) = provider.verify(token, &header).await?;
+                let ttl = i64::try_from(self.config.access_ttl.as_secs()).unwrap_or(i64::MAX);
+                (viewer, exp.min(Utc::now().timestamp().saturating_add(ttl)))
+            }
+            (alg, None) => {
+                return Err(TokenError::refused(format!(
+                    "algorithm {alg:?} is not accepted"
+                )));
+            }
         };
         let mut cache = self.verified.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_VERIFIED {
@@ -236,16 +270,16 @@ impl Keys {
     /// token names, with its expiry.
     fn check(&self, token: &str) -> Result<(Viewer, i64), TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| TokenError(e.to_string()))?;
+            .map_err(|e| TokenError::refused(e.to_string()))?;
         let id = data
             .claims
             .sub
             .parse::<i64>()
             .ok()
             .filter(|id| *id > 0)
-            .ok_or_else(|| TokenError("the subject is not an account id".into()))?;
+            .ok_or_else(|| TokenError::refused("the subject is not an account id"))?;
         let role =
-            Role::from_db(&data.claims.role).ok_or_else(|| TokenError("unknown role".into()))?;
+            Role::from_db(&data.claims.role).ok_or_else(|| TokenError::refused("unknown role"))?;
         Ok((Viewer::User { id, role }, data.claims.exp))
     }
 }

@@ -223,6 +223,7 @@ async fn answer(state: &AppState, mux: &Arc<Multiplexer>, member: &Subscriber) -
         None => Viewer::Anonymous,
         Some(token) => match state.keys.verify(token).await {
             Ok(viewer) => viewer,
+            Err(e) if e.unavailable => return Answer::Unavailable,
             Err(_) => return Answer::Expired,
         },
     };

@@ -54,6 +54,11 @@ impl Closing {
         Closing::new(4403, reason)
     }
 
+    /// 1013 (try again later): the server cannot check the credentials now.
+    pub fn try_again(reason: impl Into<String>) -> Closing {
+        Closing::new(1013, reason)
+    }
+
     /// 4408: no `connection_init` in time.
     pub fn init_timeout() -> Closing {
         Closing::new(4408, "Connection initialisation timeout")

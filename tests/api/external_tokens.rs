@@ -357,8 +357,7 @@ async fn rs256_es256_and_eddsa_tokens_of_the_provider_sign_in_and_every_forgery_
         1,
         "no refused token created an account"
     );
-    // The same refusals over a WebSocket's connection_init are covered by the shared
-    // authentication; an inactive account is refused on its next new token.
+    // An inactive account is refused on its next new token.
     deactivate(&app, id).await;
     let fresh = with(&|c| c["jti"] = json!("another token"));
     assert_eq!(me(&app, &rs.sign(&fresh)).await, refused(), "inactive");
@@ -418,8 +417,10 @@ async fn a_pem_key_and_hasura_style_claims_name_the_account_and_its_role() {
     let app = spawn_app_with(&[
         "--jwt-public-key",
         path.to_str().unwrap(),
-        "--jwt-algorithms",
-        "ES256",
+        "--jwt-issuer",
+        ISSUER,
+        "--jwt-audience",
+        AUDIENCE,
         "--jwt-user-match",
         "id",
         "--jwt-user-claim",
@@ -433,6 +434,8 @@ async fn a_pem_key_and_hasura_style_claims_name_the_account_and_its_role() {
     app.seed(3, 1, 1, 2).await;
     let token = |user: &str, role: &str| {
         es.sign(&json!({
+            "iss": ISSUER,
+            "aud": AUDIENCE,
             "sub": "someone",
             "https://hasura.io/jwt/claims": { "x-hasura-user-id": user, "x-hasura-default-role": role },
             "exp": now() + 600,
@@ -455,7 +458,7 @@ async fn a_pem_key_and_hasura_style_claims_name_the_account_and_its_role() {
         Some(3),
         "an administrator"
     );
-    // No issuer or audience configured: none required. But no account, no viewer.
+    // No account, no viewer.
     assert_eq!(
         me(&app, &token("999", "admin")).await,
         refused(),
@@ -467,7 +470,8 @@ async fn a_pem_key_and_hasura_style_claims_name_the_account_and_its_role() {
     // The key accepts only its own algorithm: an RSA key's token is refused.
     let rs = rsa_signer(0, "any");
     let signed = rs.sign(&json!({
-        "sub": "x", "https://hasura.io/jwt/claims": { "x-hasura-user-id": "2" }, "exp": now() + 600,
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": now() + 600,
+        "https://hasura.io/jwt/claims": { "x-hasura-user-id": "2" },
     }));
     assert_eq!(me(&app, &signed).await, refused(), "another family");
     // The server's own tokens are still accepted beside the provider's.
@@ -506,6 +510,8 @@ async fn keycloak_style_roles_and_an_existing_password_account_linked_by_its_ver
         &[
             "--jwt-create-users",
             "true",
+            "--jwt-link-by-email",
+            "true",
             "--jwt-role-claim",
             "$.realm_access.roles",
             "--jwt-admin-roles",
@@ -530,6 +536,26 @@ async fn keycloak_style_roles_and_an_existing_password_account_linked_by_its_ver
         .await;
     assert_eq!(r.data()["users"].as_array().map(Vec::len), Some(1), "admin");
 
+    // An administrator's password account is never linked by address.
+    let root = password_account(&app, "root").await;
+    exec(
+        &app,
+        "update users set role = 'admin' where username = 'root'",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        me(&app, &rs.sign(&claims("kc-root", "root@example.com"))).await,
+        refused()
+    );
+    assert_eq!(
+        scalar_i64(
+            &app,
+            &format!("select count(*) from users where id = {root} and external_id is null")
+        )
+        .await,
+        1
+    );
     // Another subject claiming the linked address is refused, verified or not.
     let mallory = claims("kc-mallory", "carol@example.com");
     assert_eq!(me(&app, &rs.sign(&mallory)).await, refused());
@@ -576,57 +602,157 @@ async fn keycloak_style_roles_and_an_existing_password_account_linked_by_its_ver
 #[tokio::test]
 async fn without_account_creation_an_unknown_subject_is_refused_until_it_is_linked() {
     let rs = rsa_signer(0, "k");
-    let app = spawn_app_with(&["--jwt-public-key", &rs.public_pem, "--jwt-issuer", ISSUER]).await;
+    let app = spawn_app_with(&[
+        "--jwt-public-key",
+        &rs.public_pem,
+        "--jwt-issuer",
+        ISSUER,
+        "--jwt-audience",
+        &format!("another-api,{AUDIENCE}"),
+    ])
+    .await;
     app.seed(1, 0, 0, 1).await;
-    let token =
-        rs.sign(&json!({ "iss": ISSUER, "sub": "ext-1", "exp": now() + 600, "aud": "anything" }));
-    assert_eq!(me(&app, &token).await, refused());
+    let token = |exp: i64| {
+        rs.sign(
+            &json!({ "iss": ISSUER, "sub": "ext-1", "exp": now() + exp, "aud": [AUDIENCE, "x"] }),
+        )
+    };
+    assert_eq!(me(&app, &token(600)).await, refused());
     exec(
         &app,
         "update users set external_id = 'ext-1' where id = 1",
         vec![],
     )
     .await;
-    let again = rs.sign(&json!({ "iss": ISSUER, "sub": "ext-1", "exp": now() + 601 }));
-    assert_eq!(me(&app, &again).await, Ok(1));
+    assert_eq!(me(&app, &token(601)).await, Ok(1), "one of the audiences");
+    // The database unreachable: the token cannot be checked, which is not its fault.
+    app.db.close().await;
+    let r = app
+        .gql_as(Some(&token(602)), "{ me { id } }", json!({}))
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn matched_by_e_mail_only_an_address_the_provider_verified_names_an_account() {
+    let ed = ed_signer("k");
+    let app = spawn_app_with(&[
+        "--jwt-public-key",
+        &ed.public_pem,
+        "--jwt-issuer",
+        ISSUER,
+        "--jwt-audience",
+        AUDIENCE,
+        "--jwt-user-match",
+        "email",
+        "--jwt-email-verified-claim",
+        "$.ext.verified",
+    ])
+    .await;
+    let grace = password_account(&app, "grace").await;
+    let token = |verified: Value| {
+        ed.sign(&json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "whoever", "email": " Grace@Example.com",
+            "ext": { "verified": verified }, "exp": now() + 600,
+        }))
+    };
+    assert_eq!(me(&app, &token(json!(true))).await, Ok(grace));
+    assert_eq!(
+        me(&app, &token(json!("true"))).await,
+        Ok(grace),
+        "Cognito's string"
+    );
+    for unverified in [json!(false), json!("false"), json!(null), json!(1)] {
+        assert_eq!(
+            me(&app, &token(unverified.clone())).await,
+            refused(),
+            "{unverified}"
+        );
+    }
+    let missing = ed.sign(&json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "whoever", "email": "grace@example.com",
+        "exp": now() + 600,
+    }));
+    assert_eq!(me(&app, &missing).await, refused(), "no verification claim");
 }
 
 #[tokio::test]
 async fn misconfigured_providers_stop_the_server_with_a_reason() {
     let url = crate::helpers::TestDb::create().await;
+    let both = |extra: &[&'static str]| {
+        let mut args = vec!["--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE];
+        args.extend_from_slice(extra);
+        args
+    };
     for (args, expected) in [
         (
-            vec!["--jwt-public-key", "/nonexistent/key.pem"],
+            both(&["--jwt-public-key", "/nonexistent/key.pem"]),
             "EAGERQL_JWT_PUBLIC_KEY",
         ),
         (
-            vec![
+            both(&[
                 "--jwt-public-key",
                 "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
-            ],
+            ]),
             "EAGERQL_JWT_PUBLIC_KEY",
         ),
         (
-            vec!["--jwks-url", "ftp://example.test/keys"],
+            both(&["--jwks-url", "ftp://example.test/keys"]),
             "EAGERQL_JWKS_URL",
         ),
         (
-            vec![
+            both(&["--jwks-url", "http://idp.example.test/keys"]),
+            "plain HTTP",
+        ),
+        (
+            both(&[
+                "--jwks-url",
+                "https://idp.example.test/keys",
+                "--jwks-ca-file",
+                "/nonexistent",
+            ]),
+            "EAGERQL_JWKS_CA_FILE",
+        ),
+        (
+            both(&[
                 "--jwks-url",
                 "http://127.0.0.1:9/keys",
                 "--jwt-algorithms",
                 "HS256",
-            ],
+            ]),
             "EAGERQL_JWT_ALGORITHMS",
+        ),
+        (
+            both(&[
+                "--jwks-url",
+                "http://127.0.0.1:9/keys",
+                "--jwt-role-claim",
+                "$.a[",
+            ]),
+            "EAGERQL_JWT_ROLE_CLAIM",
         ),
         (
             vec![
                 "--jwks-url",
                 "http://127.0.0.1:9/keys",
-                "--jwt-role-claim",
-                "$.a[",
+                "--jwt-audience",
+                AUDIENCE,
             ],
-            "EAGERQL_JWT_ROLE_CLAIM",
+            "EAGERQL_JWT_ISSUER",
+        ),
+        (
+            vec![
+                "--jwks-url",
+                "http://127.0.0.1:9/keys",
+                "--jwt-issuer",
+                ISSUER,
+            ],
+            "EAGERQL_JWT_AUDIENCE",
         ),
     ] {
         let err = crate::helpers::build_app(&url.url, &args)

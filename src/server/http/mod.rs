@@ -312,23 +312,74 @@ impl<S: Send + Sync> FromRequestParts<S> for Headers {
 /// The viewer an `Authorization: Bearer` header names: anonymous without one. `Err` (the
 /// client's message) for a malformed, wrongly signed or expired token, which is never
 /// answered as anonymous: see [`unauthorized`].
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Viewer, &'static str> {
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Refused> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Viewer::Anonymous);
     };
     let text = value.to_str().unwrap_or_default().trim();
     let token = match text.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => return Err("the Authorization header must be `Bearer <access token>`"),
+        _ => {
+            return Err(Refused::Invalid(
+                "the Authorization header must be `Bearer <access token>`",
+            ));
+        }
     };
     if let Some(viewer) = state.keys.verified(token) {
         return Ok(viewer);
     }
     // First sight: a signature to check, perhaps an account to find or a key set to fetch.
     Box::pin(state.keys.verify(token)).await.map_err(|e| {
-        tracing::debug!(error = %e, "refused an access token");
-        "the access token is invalid or expired"
+        if e.unavailable {
+            tracing::warn!(error = %e, "an access token could not be checked");
+            Refused::Unavailable
+        } else {
+            tracing::debug!(error = %e, "refused an access token");
+            Refused::Invalid("the access token is invalid or expired")
+        }
     })
+}
+
+/// Why a request's credentials were not accepted.
+#[derive(Debug)]
+enum Refused {
+    /// Refused: the client's message (401 `UNAUTHENTICATED`).
+    Invalid(&'static str),
+    /// Not checked: what it needs is unreachable now (503 `SERVICE_UNAVAILABLE`).
+    Unavailable,
+}
+
+impl Refused {
+    const UNAVAILABLE: &str = "the access token cannot be checked now; try again";
+
+    /// The answer to a request refused so.
+    fn response(&self) -> HttpResponse {
+        match self {
+            Refused::Invalid(message) => unauthorized(message),
+            Refused::Unavailable => {
+                let mut resp = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SERVICE_UNAVAILABLE",
+                    Self::UNAVAILABLE,
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp.headers_mut()
+                    .insert(COUNT_HEADER, HeaderValue::from_static("0"));
+                resp
+            }
+        }
+    }
+
+    /// How a WebSocket refused so is closed.
+    fn closing(&self) -> crate::server::ws::Closing {
+        match self {
+            Refused::Invalid(message) => {
+                crate::server::ws::Closing::forbidden(format!("Forbidden: {message}"))
+            }
+            Refused::Unavailable => crate::server::ws::Closing::try_again(Self::UNAVAILABLE),
+        }
+    }
 }
 
 /// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750) and UNAUTHENTICATED.
@@ -515,7 +566,7 @@ async fn execute(
     let started = std::time::Instant::now();
     let viewer = match authenticate(&state, &headers).await {
         Ok(viewer) => viewer,
-        Err(message) => return unauthorized(message),
+        Err(refused) => return refused.response(),
     };
     let Some(asks) = DebugAsks::read(&headers) else {
         let mut resp = error_response(

@@ -171,8 +171,8 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
         let reply = match step {
             Step::Init(payload) => {
                 let headers = init_headers(payload.as_ref());
-                if let Err(message) = authenticate(&state, &headers).await {
-                    break Some(Closing::forbidden(format!("Forbidden: {message}")));
+                if let Err(refused) = authenticate(&state, &headers).await {
+                    break Some(refused.closing());
                 }
                 auth = headers;
                 // `x-eagerql-debug` in the payload: each live message says what its refresh did.
@@ -219,9 +219,7 @@ async fn serve(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
                 // The token is checked again: one that has expired ends the connection.
                 let viewer = match authenticate(&state, &auth).await {
                     Ok(v) => v,
-                    Err(message) => {
-                        break Some(Closing::forbidden(format!("Forbidden: {message}")));
-                    }
+                    Err(refused) => break Some(refused.closing()),
                 };
                 let params = Params {
                     query: operation.query,
