@@ -20,11 +20,11 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde_json::Value;
 
-use super::TokenError;
 use super::claims::ClaimPath;
 use super::jwks::Jwks;
 use super::key::Key;
-use crate::config::{ExternalAuthConfig, UserMatch};
+use super::{Keys, TokenError};
+use crate::config::{AuthConfig, ExternalAuthConfig, UserMatch};
 use crate::db::users::{self, Account, AccountKey};
 use crate::db::{Db, Session};
 use crate::model::{Role, Viewer};
@@ -461,4 +461,23 @@ fn usernames(claims: &Value, email: &str) -> Vec<String> {
         }
     }
     names
+}
+
+impl Keys {
+    /// The server's keys ([`Keys::load`]) and the identity provider `auth` describes, if
+    /// any, whose key set is then refreshed in the background while the keys live.
+    pub async fn for_server(db: &Db, auth: &AuthConfig) -> crate::error::AppResult<Keys> {
+        let session = Session::unmetered(db.clone());
+        let mut keys = Keys::load(&session, auth.jwt_secret.as_deref(), auth.tokens()).await?;
+        keys.external = Provider::from_config(&auth.external, auth.jwt_leeway_secs, db.clone())
+            .await
+            .map_err(crate::error::AppError::internal)?;
+        if let Some(jwks) = keys.external.as_ref().and_then(Provider::jwks) {
+            super::jwks::refresh_in_background(
+                Arc::downgrade(jwks),
+                std::time::Duration::from_secs(auth.external.jwks_refresh_secs),
+            );
+        }
+        Ok(keys)
+    }
 }

@@ -22,7 +22,6 @@ pub mod password;
 
 use foldhash::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -162,27 +161,6 @@ impl Keys {
             }
         };
         Keys::from_secret(secret.as_bytes(), config)
-    }
-
-    /// The server's keys ([`Keys::load`]) and the identity provider `auth` describes, if
-    /// any, whose key set is then refreshed in the background while the keys live.
-    pub async fn for_server(
-        db: &crate::db::Db,
-        auth: &crate::config::AuthConfig,
-    ) -> AppResult<Keys> {
-        let session = Session::unmetered(db.clone());
-        let mut keys = Keys::load(&session, auth.jwt_secret.as_deref(), auth.tokens()).await?;
-        keys.external =
-            external::Provider::from_config(&auth.external, auth.jwt_leeway_secs, db.clone())
-                .await
-                .map_err(AppError::internal)?;
-        if let Some(jwks) = keys.external.as_ref().and_then(external::Provider::jwks) {
-            jwks::refresh_in_background(
-                Arc::downgrade(jwks),
-                Duration::from_secs(auth.external.jwks_refresh_secs),
-            );
-        }
-        Ok(keys)
     }
 
     /// The identity provider, if one is configured.
