@@ -295,8 +295,18 @@ async fn load_server(env: &Env, name: &str, plan: Plan, body: BodyFn) -> Res<Row
     let start = server.rss_kib();
     let reset = server.reset_peak();
     let cpu_before = server.cpu_times();
+    let postgres = env.backend == Backend::Postgres;
+    let db_before = postgres.then(setup::Server::postgres_cpu).flatten();
     let stats = client::run_http(server.addr, plan, body).await?;
     let mut row = Row::from_stats(&stats, plan.clients);
+    if let (Some(d0), Some(d1)) = (
+        db_before,
+        postgres.then(setup::Server::postgres_cpu).flatten(),
+    ) && stats.ok > 0
+    {
+        let measured = plan.duration.as_secs_f64() / (plan.duration + plan.warmup).as_secs_f64();
+        row.db_cpu_us_per_req = Some((d1 - d0).as_secs_f64() * measured * 1e6 / stats.ok as f64);
+    }
     if let (Some((u0, s0)), Some((u1, s1))) = (cpu_before, server.cpu_times())
         && stats.ok > 0
     {

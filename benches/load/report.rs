@@ -32,6 +32,8 @@ pub(crate) struct Row {
     pub(crate) floor_per_sec: Option<f64>,
     /// The server's CPU per request: user and system microseconds.
     pub(crate) cpu_us_per_req: Option<(f64, f64)>,
+    /// PostgreSQL's CPU per request (all its processes, user and system), microseconds.
+    pub(crate) db_cpu_us_per_req: Option<f64>,
     /// Rows (scale shapes: parent users selected).
     pub(crate) parents: Option<u64>,
     pub(crate) note: Option<String>,
@@ -134,7 +136,7 @@ pub(crate) fn print_table(out: &Out, title: &str, rows: &[&Row]) {
     let mut t = String::new();
     t.push_str(&format!("\n{title}\n"));
     t.push_str(&format!(
-        "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} {:>13} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>9}\n",
+        "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} {:>13} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>9}\n",
         "workload",
         "req/s",
         "p50 ms",
@@ -143,6 +145,7 @@ pub(crate) fn print_table(out: &Out, title: &str, rows: &[&Row]) {
         "resp bytes",
         "peak MiB",
         "cpu us usr/sys",
+        "db cpu us",
         "direct/s",
         "p50 ms",
         "p99 ms",
@@ -150,7 +153,7 @@ pub(crate) fn print_table(out: &Out, title: &str, rows: &[&Row]) {
         "floor/s",
         "srv/floor"
     ));
-    t.push_str(&format!("{}\n", "-".repeat(157)));
+    t.push_str(&format!("{}\n", "-".repeat(167)));
     for r in rows {
         let (drps, dp50, dp99) = match &r.direct {
             Some(d) => (
@@ -161,7 +164,7 @@ pub(crate) fn print_table(out: &Out, title: &str, rows: &[&Row]) {
             None => ("-".into(), "-".into(), "-".into()),
         };
         t.push_str(&format!(
-            "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} {:>13} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>9}\n",
+            "{:<16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>9} {:>13} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>9}\n",
             r.workload,
             fmt_f(r.requests_per_sec, 1),
             fmt_f(r.p50_ms, 2),
@@ -172,6 +175,7 @@ pub(crate) fn print_table(out: &Out, title: &str, rows: &[&Row]) {
             r.cpu_us_per_req
                 .map(|(u, s)| format!("{u:.0}/{s:.0}"))
                 .unwrap_or_else(|| "-".into()),
+            fmt_opt(r.db_cpu_us_per_req, 0),
             drps,
             dp50,
             dp99,

@@ -391,6 +391,27 @@ impl Server {
         ))
     }
 
+    /// CPU time of every `postgres` process on this machine (the server's backends with
+    /// the rest): what a workload cost the database, as a difference.
+    pub fn postgres_cpu() -> Option<Duration> {
+        let mut ticks = 0u64;
+        for entry in fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            if !head.ends_with("(postgres") {
+                continue;
+            }
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+            ticks += field(11).unwrap_or(0) + field(12).unwrap_or(0);
+        }
+        Some(Duration::from_millis(ticks * 10))
+    }
+
     pub fn cpu_time(&self) -> Option<Duration> {
         self.cpu_times().map(|(user, sys)| user + sys)
     }

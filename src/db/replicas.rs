@@ -332,6 +332,9 @@ impl Replicas {
 
     /// The WAL position a read by `user` must see, if it wrote recently.
     pub(crate) fn required_lsn(&self, user: Option<i64>) -> Option<u64> {
+        if !self.follows_writes() {
+            return None;
+        }
         let now = Instant::now();
         if self
             .all_primary_until
