@@ -78,7 +78,8 @@ pub struct DbConfig {
     pub replica_max_lag: Duration,
 
     /// After a viewer's write commits, for this long its reads use only replicas that have
-    /// replayed it, else the primary (`0`: off). Keep it above EAGERQL_REPLICA_MAX_LAG.
+    /// replayed it, else the primary (`0`: off). Keep it above EAGERQL_REPLICA_MAX_LAG plus
+    /// 2 s.
     #[arg(long, env = "EAGERQL_READ_YOUR_WRITES", default_value = "30s", value_parser = parse_duration)]
     pub read_your_writes: Duration,
 
@@ -156,9 +157,10 @@ impl DbConfig {
                 .collect(),
             listen_url: self.listen_url.clone().filter(|u| !u.trim().is_empty()),
             change_window: Duration::from_millis(self.live_coalesce_ms),
+            // At most a day each: enough for any deployment, and far from `Instant`'s range.
             consistency: crate::db::replicas::Consistency {
-                max_lag: (!self.replica_max_lag.is_zero()).then_some(self.replica_max_lag),
-                read_your_writes: self.read_your_writes,
+                max_lag: (!self.replica_max_lag.is_zero()).then_some(self.replica_max_lag.min(DAY)),
+                read_your_writes: self.read_your_writes.min(DAY),
             },
         }
     }
@@ -577,6 +579,9 @@ impl std::fmt::Debug for AuthConfig {
             .finish()
     }
 }
+
+/// The longest duration setting taken as given.
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// A duration: a number with `ms`, `s`, `m` or `h` (`500ms`, `10s`, `2m`), or a bare number
 /// of seconds.

@@ -343,6 +343,11 @@ pub(crate) async fn listen(
             }
         };
         changes.counts.connects.fetch_add(1, Ordering::Relaxed);
+        // Viewers' writes announced while the connection was lost are unknown (those before
+        // the first connection are covered at start, see `Replicas::start`).
+        if changes.counts.connects.load(Ordering::Relaxed) > 1 {
+            replicas.listening().await;
+        }
         // Listening, and registered as a follower: from here on nothing committed is missed,
         // and what happened before is unknown.
         changes.send(Raw::Everything);

@@ -208,6 +208,11 @@ impl Pg {
         &self.replicas
     }
 
+    /// The read replicas, shared (for work that outlives a request).
+    pub(crate) fn replicas_shared(&self) -> Arc<replicas::Replicas> {
+        self.replicas.clone()
+    }
+
     /// Begins a write transaction on the primary.
     pub(crate) async fn begin_write(
         &self,
@@ -359,6 +364,13 @@ impl Db {
                     None
                 }
             };
+            if listen_url.is_none() && replicas.follows_writes() {
+                tracing::warn!(
+                    "read-your-writes covers only this instance's viewers: without a \
+                     listening connection it does not hear other instances' writes; set \
+                     EAGERQL_LISTEN_URL"
+                );
+            }
             let listen_pool = if let Some(listen_url) = listen_url {
                 let listen_cfg = PoolConfig {
                     max_connections: 1,

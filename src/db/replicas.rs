@@ -177,8 +177,9 @@ impl Replica {
     }
 
     /// One health check: a simple-protocol `select` of its replayed WAL position (it passes
-    /// any pooler) within [`CHECK_TIMEOUT`].
-    async fn check(&self) {
+    /// any pooler) within [`CHECK_TIMEOUT`]. `Some(replayed)` when it answers (the caller
+    /// sets its lag, then puts it back in rotation); `None` when it is out.
+    async fn check(&self) -> Option<u64> {
         let ping = sqlx::raw_sql("select pg_last_wal_replay_lsn()::text").fetch_one(&self.pool);
         match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
             Ok(Ok(row)) => {
@@ -189,8 +190,7 @@ impl Replica {
                     Ok(None) => u64::MAX,
                     Err(_) => 0,
                 };
-                self.replayed.store(replayed, Ordering::Relaxed);
-                self.set_healthy(true, None);
+                return Some(replayed);
             }
             // Every connection of its pool is serving reads (busy, not down), or none can be
             // opened (down: the pool retries a refused connection until its acquire timeout,
@@ -207,6 +207,7 @@ impl Replica {
             Ok(Err(e)) => self.set_healthy(false, Some(&e)),
             Err(_) => self.set_healthy(false, Some(&"no answer to the health check in time")),
         }
+        None
     }
 }
 
@@ -225,8 +226,9 @@ pub struct Replicas {
     samples: Mutex<VecDeque<(Instant, u64)>>,
     /// Viewers' recent writes: user id -> (WAL position, until when it binds).
     writes: Mutex<HashMap<i64, (u64, Instant)>>,
-    /// Every read uses the primary until then (too many writers to remember).
-    all_primary_until: Mutex<Option<Instant>>,
+    /// A position every read must see, until when: what may have been written unheard (the
+    /// listener was away), or everything (too many writers to remember).
+    floor: Mutex<Option<(u64, Instant)>>,
 }
 
 impl Replicas {
@@ -247,6 +249,18 @@ impl Replicas {
             return replicas;
         }
         replicas.check_all().await;
+        // A new instance (a restart, one more behind the balancer) has heard of no write
+        // other instances announced: every read needs what the primary had now, which the
+        // replicas just checked have mostly replayed already.
+        if replicas.follows_writes() {
+            let now = replicas
+                .samples
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .back()
+                .map(|(_, lsn)| *lsn);
+            replicas.require_everywhere(now.unwrap_or(u64::MAX));
+        }
         for r in replicas.list.iter().filter(|r| !r.is_healthy()) {
             tracing::warn!(replica = %r.label, host = %r.host,
                 "read replica is not answering at start: reads use the others or the primary");
@@ -279,10 +293,13 @@ impl Replicas {
                 }
             }
         }
-        futures_util::future::join_all(self.list.iter().map(Replica::check)).await;
-        for r in &self.list {
-            if r.is_healthy() {
-                r.set_lag(self.lag_of(r.replayed()), self.consistency.max_lag);
+        let checked = futures_util::future::join_all(self.list.iter().map(Replica::check)).await;
+        for (r, checked) in self.list.iter().zip(checked) {
+            // Its lag first: a replica that answers again is not in rotation while behind.
+            if let Some(replayed) = checked {
+                r.replayed.store(replayed, Ordering::Relaxed);
+                r.set_lag(self.lag_of(replayed), self.consistency.max_lag);
+                r.set_healthy(true, None);
             }
         }
     }
@@ -297,7 +314,10 @@ impl Replicas {
     }
 
     /// How far behind a replica that has replayed up to `replayed` is: since when the
-    /// primary has been past it (zero when it has replayed every sample).
+    /// primary has been past it (zero when it has replayed every sample). Behind even the
+    /// oldest sample, it is at least that old: an instance that has just started learns a
+    /// replica's full lag over its first checks, and meanwhile its reads require what the
+    /// primary had at its start (see [`Replicas::start`]), which such a replica lacks.
     fn lag_of(&self, replayed: u64) -> Duration {
         let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         samples
@@ -313,21 +333,58 @@ impl Replicas {
         if window.is_zero() || self.list.is_empty() {
             return;
         }
-        let until = Instant::now() + window;
+        let now = Instant::now();
+        let until = now + window;
         let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         if writes.len() >= MAX_WRITERS && !writes.contains_key(&user) {
-            let now = Instant::now();
             writes.retain(|_, (_, until)| *until > now);
             if writes.len() >= MAX_WRITERS {
                 writes.clear();
-                *self
-                    .all_primary_until
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(until);
+                self.require_everywhere(u64::MAX);
             }
         }
         let entry = writes.entry(user).or_insert((lsn, until));
-        *entry = (entry.0.max(lsn), until);
+        // An expired entry binds nothing any more: the new write replaces it.
+        let lsn = if entry.1 > now { entry.0.max(lsn) } else { lsn };
+        *entry = (lsn, until);
+    }
+
+    /// Requires `lsn` of every read for the read-your-writes period: writes may have been
+    /// made that this instance did not hear of.
+    fn require_everywhere(&self, lsn: u64) {
+        let until = Instant::now() + self.consistency.read_your_writes;
+        let mut floor = self.floor.lock().unwrap_or_else(|e| e.into_inner());
+        let lsn = match *floor {
+            Some((old, old_until)) if old_until > Instant::now() => old.max(lsn),
+            _ => lsn,
+        };
+        *floor = Some((lsn, until));
+    }
+
+    /// Called when the change feed (re)starts listening: writes announced while it was not
+    /// are unknown, so every read requires the primary's position of now for the period
+    /// (every read uses the primary when that position cannot be read).
+    pub(crate) async fn listening(&self) {
+        if !self.follows_writes() {
+            return;
+        }
+        let lsn = match &self.primary {
+            Some(primary) => {
+                let now =
+                    sqlx::raw_sql("select pg_current_wal_insert_lsn()::text").fetch_one(primary);
+                match tokio::time::timeout(CHECK_TIMEOUT, now).await {
+                    Ok(Ok(row)) => {
+                        use sqlx::Row as _;
+                        row.try_get::<String, _>(0).ok().and_then(|t| parse_lsn(&t))
+                    }
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        self.require_everywhere(lsn.unwrap_or(u64::MAX));
+        // What the replicas have replayed, now rather than at the next check.
+        self.check_all().await;
     }
 
     /// The WAL position a read by `user` must see, if it wrote recently.
@@ -336,20 +393,16 @@ impl Replicas {
             return None;
         }
         let now = Instant::now();
-        if self
-            .all_primary_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|until| until > now)
-        {
-            return Some(u64::MAX);
-        }
-        let user = user?;
-        let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        writes
-            .get(&user)
-            .filter(|(_, until)| *until > now)
-            .map(|(lsn, _)| *lsn)
+        let floor = *self.floor.lock().unwrap_or_else(|e| e.into_inner());
+        let floor = floor.filter(|(_, until)| *until > now).map(|(lsn, _)| lsn);
+        let own = user.and_then(|user| {
+            let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+            writes
+                .get(&user)
+                .filter(|(_, until)| *until > now)
+                .map(|(lsn, _)| *lsn)
+        });
+        floor.max(own)
     }
 
     /// The read-your-writes announcement of `payload` (`<user id> <LSN>`), from any instance.
@@ -363,15 +416,15 @@ impl Replicas {
         }
     }
 
-    /// Announces that viewer `user`'s write has committed: the primary's WAL position now
-    /// (past the commit) is noted for it here and sent to every instance. When that fails,
-    /// the viewer reads from the primary for the period.
+    /// Announces that viewer `user`'s write has committed: the primary's WAL insert position
+    /// now (past the commit record) is noted for it here and sent to every instance. When
+    /// that fails, the viewer reads from the primary for the period.
     pub(crate) async fn announce_write(&self, user: i64) {
         let Some(primary) = &self.primary else {
             return;
         };
         let sql = format!(
-            "with l as (select pg_current_wal_lsn()::text as lsn) \
+            "with l as (select pg_current_wal_insert_lsn()::text as lsn) \
              select lsn, pg_notify('{WRITES_CHANNEL}', '{user} ' || lsn) from l"
         );
         let announced = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_one(primary);
@@ -531,6 +584,8 @@ mod tests {
             lag >= Duration::from_secs(3) && lag < Duration::from_secs(4),
             "{lag:?}"
         );
+        // Behind every sample: at least as old as the oldest.
+        assert!(replicas.lag_of(50) >= Duration::from_secs(5));
     }
 
     #[tokio::test]
@@ -572,6 +627,15 @@ mod tests {
         // The period ends.
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(replicas.required_lsn(Some(7)), None);
+        // Writes this instance may not have heard of: every read needs the floor.
+        replicas.require_everywhere(420);
+        assert_eq!(replicas.required_lsn(None), Some(420));
+        replicas.heard_write("7 0/1F4");
+        assert_eq!(replicas.required_lsn(Some(7)), Some(500));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // An expired write is replaced, not kept as a maximum.
+        replicas.note_write(7, 10);
+        assert_eq!(replicas.required_lsn(Some(7)), Some(10));
         replicas.heard_write("garbage");
         replicas.heard_write("1 nonsense");
         assert_eq!(replicas.required_lsn(Some(1)), None);

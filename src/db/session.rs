@@ -685,6 +685,10 @@ async fn rollback(tx: &mut Tx) {
     }
 }
 
+/// How long a commit waits for its write's position to be announced (see
+/// [`super::replicas`]).
+const ANNOUNCE_WAIT: Duration = Duration::from_millis(200);
+
 impl Session {
     /// Binds `db` to `log`, for an anonymous viewer (see [`Session::as_viewer`]).
     pub fn new(db: Db, log: Arc<StatementLog>) -> Self {
@@ -776,9 +780,19 @@ impl Session {
         // With read replicas, the writer's next reads must see this write.
         if let Db::Postgres(pg) = &self.db
             && pg.replicas().follows_writes()
-            && let Some(user) = self.viewer.user_id()
+            && let Some(user) = self.viewer.user_id().filter(|id| *id > 0)
         {
-            pg.replicas().announce_write(user).await;
+            // On its own task, so a request given up meanwhile still leaves the note; waited
+            // for briefly, so a busy pool never turns a committed write into a failed request
+            // (the viewer then reads from the primary for the period).
+            let replicas = pg.replicas_shared();
+            let announced = tokio::spawn(async move { replicas.announce_write(user).await });
+            if tokio::time::timeout(ANNOUNCE_WAIT, announced)
+                .await
+                .is_err()
+            {
+                pg.replicas().note_write(user, u64::MAX);
+            }
             self.log.push_control("announce write");
         }
         Ok(())

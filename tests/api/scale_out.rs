@@ -378,6 +378,9 @@ async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} not in {text}"))
 }
 
+/// Held by the tests that stop, start or pause the streaming replica.
+static REPLICA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A query with `x-eagerql-debug: sql`: the answer and the server its snapshot was read on.
 async fn read_on(
     addr: std::net::SocketAddr,
@@ -424,6 +427,8 @@ async fn read_on(
 /// back in rotation within a health check.
 #[tokio::test]
 async fn reads_use_the_replica_and_fall_back_to_the_primary_when_it_stops() {
+    // One at a time on the one replica (nextest runs them in the `replica` group too).
+    let _replica = REPLICA.lock().await;
     let Some(replica_server) = component("EAGERQL_TEST_REPLICA_URL") else {
         return;
     };
@@ -667,6 +672,8 @@ async fn within(seconds: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
 /// resumed, it is back in rotation, for the writer too once it has replayed the write.
 #[tokio::test]
 async fn a_lagging_replica_leaves_the_rotation_and_a_writer_always_reads_its_own_writes() {
+    // One at a time on the one replica (nextest runs them in the `replica` group too).
+    let _replica = REPLICA.lock().await;
     let Some(replica_server) = component("EAGERQL_TEST_REPLICA_URL") else {
         return;
     };
