@@ -71,9 +71,9 @@ pub struct DbConfig {
     )]
     pub replica_urls: Vec<String>,
 
-    /// A read replica further behind the primary than this (`500ms`, `10s`, `2m`; `0`: no
-    /// limit) is not read from until it catches up; lag is measured from the WAL every
-    /// second.
+    /// A read replica further behind the primary than this (`10s`, `2m`; `0`: no limit) is
+    /// not read from until it catches up; lag is measured from the WAL every second, so to
+    /// the second.
     #[arg(long, env = "EAGERQL_REPLICA_MAX_LAG", default_value = "10s", value_parser = parse_duration)]
     pub replica_max_lag: Duration,
 

@@ -73,9 +73,12 @@ pub fn script(statements: &[Statement], begin_read: Option<&str>) -> String {
         s.push_str(";\n");
     }
     for st in statements {
-        // pgbench reads one statement per line.
+        // pgbench reads one statement per line: comment lines go (on one line a comment
+        // would swallow the rest of the statement).
         let one_line: String = inline(&st.sql, &st.params)
-            .split_whitespace()
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .flat_map(str::split_whitespace)
             .collect::<Vec<_>>()
             .join(" ");
         s.push_str(&one_line);
