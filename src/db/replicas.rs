@@ -260,6 +260,11 @@ impl Replicas {
                 .back()
                 .map(|(_, lsn)| *lsn);
             replicas.require_everywhere(now.unwrap_or(u64::MAX));
+            // A replica a moment behind that position would send every read to the primary
+            // until the next check: check again, briefly, until they have it.
+            if let Some(now) = now {
+                replicas.until_replayed(now).await;
+            }
         }
         for r in replicas.list.iter().filter(|r| !r.is_healthy()) {
             tracing::warn!(replica = %r.label, host = %r.host,
@@ -301,6 +306,27 @@ impl Replicas {
                 r.set_lag(self.lag_of(replayed), self.consistency.max_lag);
                 r.set_healthy(true, None);
             }
+        }
+    }
+
+    /// Checks the replicas again, every 50 ms for at most a second, until each one in
+    /// rotation has replayed `lsn`.
+    async fn until_replayed(&self, lsn: u64) {
+        for _ in 0..20 {
+            let behind = self
+                .list
+                .iter()
+                .any(|r| r.in_rotation() && r.replayed() < lsn);
+            if !behind {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            futures_util::future::join_all(self.list.iter().map(|r| async move {
+                if let Some(replayed) = r.check().await {
+                    r.replayed.fetch_max(replayed, Ordering::Relaxed);
+                }
+            }))
+            .await;
         }
     }
 
@@ -384,7 +410,9 @@ impl Replicas {
         };
         self.require_everywhere(lsn.unwrap_or(u64::MAX));
         // What the replicas have replayed, now rather than at the next check.
-        self.check_all().await;
+        if let Some(lsn) = lsn {
+            self.until_replayed(lsn).await;
+        }
     }
 
     /// The WAL position a read by `user` must see, if it wrote recently.

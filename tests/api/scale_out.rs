@@ -378,6 +378,17 @@ async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} not in {text}"))
 }
 
+/// Resumes the replica's replay at `.0` when dropped.
+struct Resume(String);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([self.0.as_str(), "-XAtqc", "select pg_wal_replay_resume()"])
+            .output();
+    }
+}
+
 /// Held by the tests that stop, start or pause the streaming replica.
 static REPLICA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -734,6 +745,8 @@ async fn a_lagging_replica_leaves_the_rotation_and_a_writer_always_reads_its_own
     assert_eq!(readyz(a).await.1, "ready (1 of 1 read replicas in use)");
 
     scalar(&replica, "(select 1 from (select pg_wal_replay_pause()) p)").await;
+    // Resumed whatever happens below, so a failure here does not stall the other tests.
+    let _resume = Resume(replica.clone());
     let placed = post(
         a,
         &customer,
