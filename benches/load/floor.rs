@@ -64,6 +64,20 @@ fn inline(sql: &str, params: &[Value]) -> String {
     out
 }
 
+/// `line` up to its `--` comment, if it has one outside a string literal.
+fn without_comment(line: &str) -> &str {
+    let mut quoted = false;
+    let bytes = line.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'\'' => quoted = !quoted,
+            b'-' if !quoted && bytes.get(i + 1) == Some(&b'-') => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
 /// The pgbench script of one request: its statements, inside `begin_read` (the server's read
 /// snapshot, when it opened one) and `commit`.
 pub fn script(statements: &[Statement], begin_read: Option<&str>) -> String {
@@ -73,11 +87,11 @@ pub fn script(statements: &[Statement], begin_read: Option<&str>) -> String {
         s.push_str(";\n");
     }
     for st in statements {
-        // pgbench reads one statement per line: comment lines go (on one line a comment
+        // pgbench reads one statement per line: comments go first (on one line a comment
         // would swallow the rest of the statement).
         let one_line: String = inline(&st.sql, &st.params)
             .lines()
-            .filter(|line| !line.trim_start().starts_with("--"))
+            .map(without_comment)
             .flat_map(str::split_whitespace)
             .collect::<Vec<_>>()
             .join(" ");
