@@ -39,7 +39,6 @@ pub struct Jwks {
     refetched_ms: AtomicU64,
     started: Instant,
     refetch: Duration,
-    fetches: AtomicU64,
 }
 
 impl std::fmt::Debug for Jwks {
@@ -103,7 +102,6 @@ impl Jwks {
             refetched_ms: AtomicU64::new(0),
             started: Instant::now(),
             refetch,
-            fetches: AtomicU64::new(0),
         })
     }
 
@@ -112,15 +110,9 @@ impl Jwks {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// How many fetches were made.
-    pub fn fetches(&self) -> u64 {
-        self.fetches.load(Ordering::Relaxed)
-    }
-
     /// Fetches the set now and keeps it; how many usable keys it has. On failure the set
     /// held is kept.
     pub async fn refresh(&self) -> Result<usize, String> {
-        self.fetches.fetch_add(1, Ordering::Relaxed);
         let body = tokio::time::timeout(FETCH_TIMEOUT, self.fetch())
             .await
             .map_err(|_| format!("{}: no answer within {FETCH_TIMEOUT:?}", self.url))??;

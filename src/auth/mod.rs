@@ -163,11 +163,6 @@ impl Keys {
         Keys::from_secret(secret.as_bytes(), config)
     }
 
-    /// The identity provider, if one is configured.
-    pub fn external(&self) -> Option<&external::Provider> {
-        self.external.as_ref()
-    }
-
     /// The lifetimes.
     pub fn config(&self) -> TokenConfig {
         self.config
