@@ -30,9 +30,12 @@ tokio::task_local! {
 }
 
 /// Runs `fut` as the request `id`: every line it logs carries the id.
-pub fn in_request<F: Future>(id: HeaderValue, fut: F) -> impl Future<Output = F::Output> {
+pub fn in_request<F: Future>(id: HeaderValue, fut: F) -> InRequest<F> {
     REQUEST_ID.scope(id, fut)
 }
+
+/// The future of [`in_request`].
+pub type InRequest<F> = tokio::task::futures::TaskLocalFuture<HeaderValue, F>;
 
 /// Log line format.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -17,7 +17,7 @@ use tracing_subscriber::{Layer, Registry};
 mod filter;
 mod format;
 
-pub use format::{LogFormat, in_request};
+pub use format::{InRequest, LogFormat, in_request};
 
 /// Errors of setting up telemetry.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -8,13 +8,17 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, header};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use axum::http::{HeaderName, HeaderValue, Request, Response, header};
 use axum::middleware::Next;
-use axum::response::Response;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
+
+use crate::observe::telemetry::{InRequest, in_request};
 
 /// The request id header, read and echoed.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -69,15 +73,49 @@ fn fresh() -> HeaderValue {
     HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
 }
 
-/// Gives the request its id, serves it as that id (and, with traces on, inside its span),
-/// and echoes the id with the security headers the response does not set itself (outermost,
-/// so every response has them, whichever layer made it).
-pub async fn request_id(req: Request, next: Next) -> Response {
-    let id = match req.headers().get(&REQUEST_ID) {
-        Some(v) if sane(v) => v.clone(),
-        _ => fresh(),
-    };
-    let mut resp = if crate::observe::telemetry::traces_on() {
+/// Gives each request its id, serves it as that id (and, with traces on, inside its span),
+/// and echoes the id with the security headers the response does not set itself. Outermost,
+/// so every response has them, whichever layer made it. A service of its own (not
+/// `axum::middleware::from_fn`): nothing is boxed or cloned per request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WithIdLayer;
+
+impl<S> tower::Layer<S> for WithIdLayer {
+    type Service = WithId<S>;
+
+    fn layer(&self, inner: S) -> WithId<S> {
+        WithId { inner }
+    }
+}
+
+/// The service of [`WithIdLayer`].
+#[derive(Clone, Debug)]
+pub struct WithId<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for WithId<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = WithIdFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let id = match req.headers().get(&REQUEST_ID) {
+            Some(v) if sane(v) => v.clone(),
+            _ => fresh(),
+        };
+        if !crate::observe::telemetry::traces_on() {
+            // No span to make, enter and leave on every poll: the id is all log lines need.
+            let fut = in_request(id.clone(), self.inner.call(req));
+            return WithIdFuture::Plain { fut, id: Some(id) };
+        }
         // Exported: the trace's attributes, and the caller's trace joined.
         use tracing_opentelemetry::OpenTelemetrySpanExt as _;
         let span = tracing::info_span!(
@@ -95,17 +133,57 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         if let Err(e) = span.set_parent(crate::observe::telemetry::remote_context(req.headers())) {
             tracing::warn!(error = ?e, "the caller's trace context could not be joined");
         }
-        let fut = next.run(req).instrument(span.clone());
-        let resp = crate::observe::telemetry::in_request(id.clone(), fut).await;
-        span.record("http.response.status_code", resp.status().as_u16());
-        resp
-    } else {
-        // No span to make, enter and leave on every poll: the id is all log lines need.
-        crate::observe::telemetry::in_request(id.clone(), next.run(req)).await
-    };
-    resp.headers_mut().insert(REQUEST_ID, id);
-    secure(resp.headers_mut());
-    resp
+        let fut = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        let fut = in_request(id.clone(), fut).instrument(span.clone());
+        WithIdFuture::Traced {
+            fut,
+            id: Some(id),
+            span,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`WithId`].
+    #[project = WithIdProj]
+    pub enum WithIdFuture<F> {
+        Plain { #[pin] fut: InRequest<F>, id: Option<HeaderValue> },
+        Traced {
+            #[pin] fut: tracing::instrument::Instrumented<InRequest<F>>,
+            id: Option<HeaderValue>,
+            span: tracing::Span,
+        },
+    }
+}
+
+impl<F, B, E> Future for WithIdFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let (mut out, id) = match self.project() {
+            WithIdProj::Plain { fut, id } => (ready!(fut.poll(cx)), id),
+            WithIdProj::Traced { fut, id, span } => {
+                let out = ready!(fut.poll(cx));
+                if let Ok(resp) = &out {
+                    span.record("http.response.status_code", resp.status().as_u16());
+                }
+                (out, id)
+            }
+        };
+        if let Ok(resp) = &mut out {
+            if let Some(id) = id.take() {
+                resp.headers_mut().insert(REQUEST_ID, id);
+            }
+            secure(resp.headers_mut());
+        }
+        Poll::Ready(out)
+    }
 }
 
 /// The GraphiQL page's policy: its own scripts and styles (the one inline script by its
@@ -144,7 +222,7 @@ const DATA_CSP: HeaderValue =
     HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'");
 
 /// Adds the security headers a response does not set itself.
-pub async fn security_headers(req: Request, next: Next) -> Response {
+pub async fn security_headers(req: axum::extract::Request, next: Next) -> axum::response::Response {
     let mut resp = next.run(req).await;
     secure(resp.headers_mut());
     resp

@@ -13,14 +13,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::get;
 use serde_json::{Map, Value as Json, json};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::compression::CompressionLayer;
-use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
@@ -29,9 +26,12 @@ use crate::documents::persisted::ApqError;
 use crate::graphql::handler::{self, DebugAsks, Incoming, Outcome, Params, params_from_json};
 use crate::model::Viewer;
 use crate::server::state::AppState;
+use compress::{Coding, Quality};
 
+mod compress;
 mod events;
 mod headers;
+mod refusals;
 mod socket;
 
 pub use headers::REQUEST_ID;
@@ -46,7 +46,6 @@ const TEXT_EVENT_STREAM: &str = "text/event-stream";
 
 /// The router of the whole service.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.limits.max_body_bytes;
     let timeout = state.config.request_timeout();
     let cors = cors_layer(&state.config.cors_origins);
     let public = Router::new();
@@ -68,40 +67,19 @@ pub fn router(state: AppState) -> Router {
     let stack = tower::ServiceBuilder::new()
         // Outermost: every response, whichever layer made it, carries the request's id, and
         // every log line of the request its span.
-        .layer(axum::middleware::from_fn(headers::request_id))
-        // Responses above a kilobyte (the dashboard's 400 KB) are compressed when the client
-        // accepts br or gzip (br first on equal quality: it is the smaller here, and zstd,
-        // larger still, breaks some clients' fetch); small answers are sent as they are.
-        .layer(
-            CompressionLayer::new().compress_when(
-                SizeAbove::new(1024)
-                    .and(NotForContentType::IMAGES)
-                    .and(NotForContentType::GRPC)
-                    // An event stream is written event by event: a compressor would hold
-                    // them back.
-                    .and(NotForContentType::SSE),
-            ),
-        )
+        .layer(headers::WithIdLayer)
+        // Answers of a kilobyte or more compressed, when the client accepts br or gzip.
+        .layer(compress::CompressLayer)
         // Without configured origins there is no CORS layer at all (it would answer every
         // OPTIONS request as a preflight).
         .option_layer(cors)
-        // Outside the timeout, so that a cut-off request's 503 becomes a GraphQL error too.
-        .layer(axum::middleware::from_fn(refusals))
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                tracing::error!("a request handler panicked");
-                error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL",
-                    "an internal error occurred",
-                )
-            },
-        ))
+        // Refusals as GraphQL errors, and a panic as a 500; outside the timeout, so that a
+        // cut-off request's 503 becomes a GraphQL error too.
+        .layer(refusals::RefusalsLayer)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
-        .layer(DefaultBodyLimit::max(body_limit))
         .service(routes);
     Router::new().fallback_service(stack)
 }
@@ -139,79 +117,6 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
             .allow_credentials(true)
             .vary([header::ORIGIN]),
     )
-}
-
-/// Every refusal is a GraphQL-shaped JSON error with `extensions.code`: a body over the size
-/// limit (413), a method a route does not serve (405, with its `Allow`), a request cut off by
-/// the timeout (503), an unknown path (404); and every refusal is in the media type the
-/// client's `Accept` asks for (Apollo Client reads a non-2xx body only when it is
-/// `application/graphql-response+json`, so an expired token's 401 must be one to be acted on).
-/// Every answer of `/graphql` says how many statements it ran: a refusal before execution
-/// (bad parameters, media types, a method or a body it does not accept) ran 0. A request cut
-/// off by the timeout or a panic may have run some: its count is unknown, so it has none.
-async fn refusals(req: axum::extract::Request, next: axum::middleware::Next) -> HttpResponse {
-    // Chosen only for a refusal: a served answer has its media type already.
-    let accept = req.headers().get(header::ACCEPT).cloned();
-    let graphql = req.uri().path() == "/graphql";
-    // A probe's own answer (`draining`, `database unreachable`) is for load balancers and
-    // orchestrators: kept as written.
-    let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
-    let mut resp = next.run(req).await;
-    let status = resp.status();
-    if (status.is_client_error() || status.is_server_error()) && !probe {
-        let media = negotiate(accept.as_ref()).unwrap_or(Media::Json);
-        resp = as_graphql_error(resp, media);
-    }
-    if graphql && !resp.status().is_server_error() {
-        resp.headers_mut()
-            .entry(COUNT_HEADER)
-            .or_insert(HeaderValue::from_static("0"));
-    }
-    resp
-}
-
-/// A response of a layer or extractor that is not a GraphQL error, rewritten as one.
-fn as_graphql_error(mut resp: HttpResponse, media: Media) -> HttpResponse {
-    let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return resp;
-    }
-    let content_type = resp.headers().get(header::CONTENT_TYPE);
-    if content_type == Some(&Media::Json.content_type()) {
-        // Written by `error_response`: only its media type is left to choose.
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, media.content_type());
-        return resp;
-    }
-    if content_type
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json"))
-    {
-        return resp;
-    }
-    let (code, message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            "PAYLOAD_TOO_LARGE",
-            "the request body is larger than the server accepts (EAGERQL_MAX_BODY_BYTES)",
-        ),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("METHOD_NOT_ALLOWED", "this path does not serve that method")
-        }
-        StatusCode::SERVICE_UNAVAILABLE => (
-            "SERVICE_UNAVAILABLE",
-            "the request took longer than the server allows (EAGERQL_REQUEST_TIMEOUT_SECS)",
-        ),
-        StatusCode::NOT_FOUND => ("NOT_FOUND", "no such path"),
-        _ => ("BAD_REQUEST", "the request was refused"),
-    };
-    let allow = resp.headers().get(header::ALLOW).cloned();
-    let mut out = error_response(status, code, message);
-    out.headers_mut()
-        .insert(header::CONTENT_TYPE, media.content_type());
-    if let Some(allow) = allow {
-        out.headers_mut().insert(header::ALLOW, allow);
-    }
-    out
 }
 
 /// The response media type chosen from `Accept`.
@@ -285,12 +190,19 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
         parts: &mut axum::http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
+        Ok(ClientAddr::of(parts))
+    }
+}
+
+impl ClientAddr {
+    /// The address of the request with these parts.
+    fn of(parts: &axum::http::request::Parts) -> ClientAddr {
+        ClientAddr(
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0.ip()),
-        ))
+        )
     }
 }
 
@@ -444,12 +356,22 @@ fn answer_media(headers: &HeaderMap) -> Result<Media, Box<HttpResponse>> {
     })
 }
 
-async fn graphql_post(
-    State(state): State<AppState>,
-    client: ClientAddr,
-    Headers(headers): Headers,
-    body: Bytes,
-) -> HttpResponse {
+/// `POST /graphql`: a GraphQL request in a JSON body.
+async fn graphql_post(State(state): State<AppState>, req: axum::extract::Request) -> HttpResponse {
+    let (mut parts, body) = req.into_parts();
+    let client = ClientAddr::of(&parts);
+    let headers = std::mem::take(&mut parts.headers);
+    // Read whole, up to EAGERQL_MAX_BODY_BYTES (a larger one is a 413, which the refusals
+    // layer words).
+    let limit = state.config.limits.max_body_bytes;
+    let body =
+        match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+            }
+            Err(_) => return bad_request("the request body could not be read"),
+        };
     let media = match answer_media(&headers) {
         Ok(media) => media,
         Err(refusal) => return *refusal,
@@ -479,9 +401,8 @@ async fn graphql_post(
         Err(_) => return bad_request("the request body is not valid JSON"),
     };
     match params_from_json(json) {
-        // Boxed: the pipeline's future is large, and the handler's own future is moved
-        // several times on its way to the connection's task.
-        Ok(params) => Box::pin(execute(state, client, headers, media, params, Method::Post)).await,
+        // Not boxed: axum boxes this handler's future once, whole.
+        Ok(params) => execute(state, client, headers, media, params, Method::Post).await,
         Err(message) => bad_request(&message),
     }
 }
@@ -591,7 +512,8 @@ async fn execute(
         started,
     };
     if media == Media::EventStream {
-        return events::serve(state, incoming, bearer(&headers)).await;
+        // Boxed: an event stream's future is large, and rare beside single answers.
+        return Box::pin(events::serve(state, incoming, bearer(&headers))).await;
     }
     match handler::handle(&state, incoming).await {
         Outcome::Document(e) => persisted_refusal(&e, media),
@@ -678,20 +600,12 @@ struct Asset {
 impl Asset {
     fn new(name: &'static str, ty: &'static str, identity: &'static [u8]) -> Asset {
         use sha2::Digest as _;
-        use std::io::Write as _;
-        let mut br = Vec::new();
-        let params = brotli::enc::BrotliEncoderParams {
-            quality: 9,
-            ..Default::default()
-        };
-        // Writing to a Vec cannot fail; an encoder error would leave the asset uncompressed.
-        if brotli::BrotliCompress(&mut &identity[..], &mut br, &params).is_err() {
-            br.clear();
-        }
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        let gzip: Vec<u8> = gz
-            .write_all(identity)
-            .and_then(|()| gz.finish())
+        // An encoder error leaves the asset uncompressed in that coding.
+        let br = Coding::Br
+            .encode(identity, Quality::Best)
+            .unwrap_or_default();
+        let gzip = Coding::Gzip
+            .encode(identity, Quality::Best)
             .unwrap_or_default();
         let digest = sha2::Sha256::digest(identity);
         let etag = HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..12])))
@@ -734,27 +648,6 @@ static GRAPHIQL_ASSETS: std::sync::LazyLock<Vec<Asset>> = std::sync::LazyLock::n
     ]
 });
 
-/// Whether `Accept-Encoding` accepts `coding` (with a non-zero quality, or by `*`).
-fn accepts_encoding(headers: &HeaderMap, coding: &str) -> bool {
-    let mut star = false;
-    for value in headers.get_all(header::ACCEPT_ENCODING) {
-        for item in value.to_str().unwrap_or("").split(',') {
-            let mut parts = item.split(';').map(str::trim);
-            let name = parts.next().unwrap_or("");
-            let q_zero = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            if name.eq_ignore_ascii_case(coding) {
-                return !q_zero;
-            }
-            star |= name == "*" && !q_zero;
-        }
-    }
-    star
-}
-
 /// A GraphiQL asset: br or gzip as the client accepts (compressed once, not per request),
 /// with an `ETag`, revalidated on every load (`no-cache`), so an upgraded server's GraphiQL is
 /// picked up at once and an unchanged one costs a `304`.
@@ -780,19 +673,21 @@ async fn graphiql_asset(Path(file): Path<String>, headers: HeaderMap) -> HttpRes
     if fresh {
         return (StatusCode::NOT_MODIFIED, cache).into_response();
     }
-    let (body, coding): (&'static [u8], Option<&'static str>) =
-        if !asset.br.is_empty() && accepts_encoding(&headers, "br") {
-            (&asset.br, Some("br"))
-        } else if !asset.gzip.is_empty() && accepts_encoding(&headers, "gzip") {
-            (&asset.gzip, Some("gzip"))
-        } else {
-            (asset.identity, None)
-        };
+    let (body, coding): (&'static [u8], Option<Coding>) = match Coding::preferred(&headers) {
+        Some(Coding::Br) if !asset.br.is_empty() => (&asset.br, Some(Coding::Br)),
+        Some(_) if !asset.gzip.is_empty() && Coding::Gzip.accepted(&headers) => {
+            (&asset.gzip, Some(Coding::Gzip))
+        }
+        _ => (asset.identity, None),
+    };
     let mut resp = (cache, Bytes::from_static(body)).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.ty));
     if let Some(coding) = coding {
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
     }
     resp
 }
