@@ -202,8 +202,21 @@ pub(crate) fn parse(payload: &str) -> Option<Raw> {
 }
 
 /// The feed: a handle to send raw changes into, and to subscribe to the coalesced sets.
+/// Cloned with every session: one reference count, not one per part.
 #[derive(Clone, Debug)]
-pub struct Changes {
+pub struct Changes(Arc<Feed>);
+
+impl std::ops::Deref for Changes {
+    type Target = Feed;
+
+    fn deref(&self) -> &Feed {
+        &self.0
+    }
+}
+
+/// The parts of [`Changes`].
+#[derive(Debug)]
+pub struct Feed {
     raw: mpsc::Sender<Raw>,
     overflow: Arc<AtomicBool>,
     out: broadcast::Sender<Arc<ChangeSet>>,
@@ -234,14 +247,14 @@ impl Changes {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let changes = Changes {
+        let changes = Changes(Arc::new(Feed {
             raw,
             overflow: Arc::new(AtomicBool::new(false)),
             out,
             counts: Arc::new(Counts::default()),
             followed: Arc::default(),
             instance: format!("{}-{nanos:x}", std::process::id()).into(),
-        };
+        }));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(coalesce(rx, window, changes.weak()));
         }

@@ -136,8 +136,21 @@ pub enum Pooler {
 }
 
 /// A PostgreSQL primary's pool, how it is reached, and its read replicas.
+/// Cloned with every session: one reference count, not one per part.
 #[derive(Clone, Debug)]
-pub struct Pg {
+pub struct Pg(Arc<PgParts>);
+
+impl std::ops::Deref for Pg {
+    type Target = PgParts;
+
+    fn deref(&self) -> &PgParts {
+        &self.0
+    }
+}
+
+/// The parts of [`Pg`].
+#[derive(Debug)]
+pub struct PgParts {
     pool: PgPool,
     /// The `BEGIN` of read snapshots and of writes (with `SET LOCAL` settings behind a
     /// transaction pooler).
@@ -390,13 +403,13 @@ impl Db {
                 None
             };
             tokio::spawn(changes::renew(pool.clone(), changes.clone()));
-            Ok(Db::Postgres(Pg {
+            Ok(Db::Postgres(Pg(Arc::new(PgParts {
                 pool,
                 begin: Arc::new(Begin::new(cfg.pooler, cfg.statement_timeout)),
                 replicas,
                 changes,
                 listen_pool,
-            }))
+            }))))
         } else {
             if !cfg.replica_urls.is_empty() {
                 return Err(sqlx::Error::Configuration(

@@ -15,9 +15,22 @@ use crate::observe::metrics::Metrics;
 /// Any start-up failure.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What every handler shares.
+/// What every handler shares: cloned for each request, so one reference count, not one per
+/// part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     /// The GraphQL schema.
     pub schema: AppSchema,
     /// Validates requests and rewrites them into the canonical documents the schema runs.
@@ -75,7 +88,7 @@ impl AppState {
             persisted.clone(),
             live.clone(),
         ));
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             schema,
             preparer,
             plans: Arc::new(crate::graphql::operation::Plans::new(
@@ -98,6 +111,13 @@ impl AppState {
             live,
             closing: Arc::new(tokio::sync::watch::Sender::new(false)),
             statement_hook: None,
-        })
+        })))
+    }
+
+    /// The same state with `hook` called after every statement of every request.
+    pub fn with_statement_hook(&self, hook: Option<StatementHook>) -> AppState {
+        let mut shared = Shared::clone(self);
+        shared.statement_hook = hook;
+        AppState(Arc::new(shared))
     }
 }

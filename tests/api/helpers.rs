@@ -253,8 +253,9 @@ pub async fn spawn_app_with_hook(extra: &[&str], hook: Option<StatementHook>) ->
     let keys = Keys::for_server(&db, &config.auth)
         .await
         .unwrap_or_else(|e| panic!("keys: {}", e.detail()));
-    let mut state = AppState::new(db.clone(), config, keys).expect("state");
-    state.statement_hook = hook;
+    let state = AppState::new(db.clone(), config, keys)
+        .expect("state")
+        .with_statement_hook(hook);
     let token = state.keys.issue(1, Role::Admin).expect("admin token").0;
     TestApp {
         router: eagerql::server::http::router(state.clone()),
@@ -280,7 +281,7 @@ pub async fn spawn_app() -> TestApp {
 impl TestApp {
     /// The same app (same database and pool) with `hook` called after every statement.
     pub fn with_hook(mut self, hook: StatementHook) -> TestApp {
-        self.state.statement_hook = Some(hook);
+        self.state = self.state.with_statement_hook(Some(hook));
         self.router = eagerql::server::http::router(self.state.clone());
         self
     }
