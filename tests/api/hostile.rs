@@ -396,27 +396,50 @@ async fn cors_is_off_by_default_and_follows_the_configured_origins() {
 async fn large_responses_are_compressed_small_ones_are_not() {
     let app = spawn_app().await;
     app.seed(50, 4, 1, 5).await;
-    let post = |query: &str| {
+    let large = "{ users(first: 50) { email orders { id status totalAmount } } }";
+    let post = |query: &str, accept: &str| {
         Request::post("/graphql")
             .header("content-type", "application/json")
             .header("authorization", format!("Bearer {}", app.token))
-            .header("accept-encoding", "gzip, deflate, br, zstd")
+            .header("accept-encoding", accept)
             .body(Body::from(json!({ "query": query }).to_string()))
             .expect("request")
     };
-    let (_, headers, body) = app
-        .send_bytes(post(
-            "{ users(first: 50) { email orders { id status totalAmount } } }",
-        ))
-        .await;
+    let (_, headers, body) = app.send_bytes(post(large, "gzip, deflate, br, zstd")).await;
     let encoding = headers
         .get("content-encoding")
         .map(|v| v.to_str().unwrap_or(""));
     // Of equal qualities, br: the smallest here (zstd, larger, breaks some clients' fetch).
     assert_eq!(encoding, Some("br"), "{headers:?}");
+    assert_eq!(headers["vary"], "accept-encoding");
     assert!(body.len() < 5_000, "compressed to {} bytes", body.len());
-    let (_, headers, body) = app.send_bytes(post("{ __typename }")).await;
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut brotli::Decompressor::new(&body[..], 4096), &mut answer)
+        .expect("br");
+    let answer: serde_json::Value = serde_json::from_slice(&answer).expect("JSON");
+    assert_eq!(answer["data"]["users"].as_array().map(Vec::len), Some(50));
+    // The client's preference, and gzip when it takes only that.
+    let (_, headers, body) = app.send_bytes(post(large, "br;q=0.5, gzip")).await;
+    assert_eq!(headers["content-encoding"], "gzip");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)
+        .expect("gzip");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).expect("JSON"),
+        answer
+    );
+    // Neither accepted: the answer as it is, still saying it varies on the header.
+    let (_, headers, body) = app.send_bytes(post(large, "br;q=0, identity")).await;
     assert!(headers.get("content-encoding").is_none());
+    assert_eq!(headers["vary"], "accept-encoding");
+    assert_eq!(headers["content-length"], body.len().to_string().as_str());
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).expect("JSON"),
+        answer
+    );
+    let (_, headers, body) = app.send_bytes(post("{ __typename }", "br")).await;
+    assert!(headers.get("content-encoding").is_none());
+    assert!(headers.get("vary").is_none());
     assert!(String::from_utf8_lossy(&body).contains("Query"));
 }
 
