@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -219,8 +220,9 @@ pub async fn load_child_in(
 /// The results of a node's batches (and of the batches below its joins), grouped by parent.
 #[derive(Default)]
 struct Children {
-    /// Per batch: its arguments (shared by every parent's object) and the children by parent.
-    batches: Vec<(Arc<EdgeArgs>, ByParent<Vec<Obj>>)>,
+    /// Per batch: its arguments and its children (shared by every parent's object), and
+    /// each parent's run of them.
+    batches: Vec<BatchChildren>,
     /// Per aggregate: its arguments and values (shared), and the rows by parent.
     aggregates: Vec<AggChildren>,
     joins: Vec<Children>,
@@ -250,6 +252,10 @@ impl std::hash::Hasher for IdHasher {
         self.0 ^ (self.0 >> 32)
     }
 }
+
+/// A batch's arguments and children (shared by every parent's object), and each parent's
+/// run of the children.
+type BatchChildren = (Arc<EdgeArgs>, Arc<[Obj]>, ByParent<Range<u32>>);
 
 /// An aggregate's arguments and values (shared by every parent's object), and its rows.
 type AggChildren = (
@@ -298,6 +304,33 @@ pub async fn build_page(
     build_shown(s, node, marked).await
 }
 
+/// A batch's children, each parent's one run of them (in the order fetched), and where each
+/// parent's run is. A batch's rows come in parent runs (see [`build_batch`]); were a parent's
+/// rows ever apart, they are brought together first, each parent's in the order fetched.
+fn runs(mut pairs: Vec<(i64, Obj)>) -> (Arc<[Obj]>, ByParent<Range<u32>>) {
+    let mut runs = ByParent::default();
+    if !index_runs(&pairs, &mut runs) {
+        pairs.sort_by_key(|(parent, _)| *parent);
+        runs.clear();
+        index_runs(&pairs, &mut runs);
+    }
+    let all: Arc<[Obj]> = pairs.into_iter().map(|(_, obj)| obj).collect();
+    (all, runs)
+}
+
+/// Notes where each parent's run of `pairs` is; `false` if a parent has two runs.
+fn index_runs(pairs: &[(i64, Obj)], runs: &mut ByParent<Range<u32>>) -> bool {
+    let mut at = 0u32;
+    for run in pairs.chunk_by(|a, b| a.0 == b.0) {
+        let end = at + run.len() as u32;
+        if runs.insert(run[0].0, at..end).is_some() {
+            return false;
+        }
+        at = end;
+    }
+    true
+}
+
 /// A batch's rows by parent (in the order fetched), assembled; in a paged batch each
 /// parent's rows past the page size are its look-ahead row (see [`build_shown`]).
 pub async fn build_batch(
@@ -334,14 +367,13 @@ fn load_children<'a>(
             let mut ids: Vec<i64> = rows.iter().map(|l| l.row.id()).collect();
             ids.sort_unstable();
             ids.dedup();
-            let mut grouped: ByParent<Vec<Obj>> = ByParent::default();
-            if !ids.is_empty() {
+            let (all, runs) = if ids.is_empty() {
+                (Arc::from(Vec::new()), ByParent::default())
+            } else {
                 let found = load::fetch_batch(s, batch, ids).await?;
-                for (parent, obj) in build_batch(s, batch, found).await? {
-                    grouped.entry(parent).or_default().push(obj);
-                }
-            }
-            out.batches.push((Arc::new(batch.args.clone()), grouped));
+                runs(build_batch(s, batch, found).await?)
+            };
+            out.batches.push((Arc::new(batch.args.clone()), all, runs));
         }
         for agg in &node.aggregates {
             let mut ids: Vec<i64> = rows.iter().map(|l| l.row.id()).collect();
@@ -380,12 +412,9 @@ fn assemble(node: &Node, loaded: Loaded, children: &Children) -> Obj {
         .batches
         .iter()
         .zip(&children.batches)
-        .map(|(b, (args, map))| {
-            (
-                b.edge.index,
-                args.clone(),
-                map.get(&id).cloned().unwrap_or_default(),
-            )
+        .map(|(b, (args, all, runs))| {
+            let run = runs.get(&id).cloned().unwrap_or(0..0);
+            (b.edge.index, args.clone(), all.clone(), run)
         })
         .collect();
     let aggs = node

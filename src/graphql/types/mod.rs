@@ -34,11 +34,16 @@ pub struct ObjData {
     /// The joined to-one relationships, by their index in the entity's relationships.
     pub ones: Vec<(u8, Obj)>,
     /// The loaded to-many relationships, by index and argument set.
-    pub manys: Vec<(u8, Arc<EdgeArgs>, Vec<Obj>)>,
+    pub manys: Vec<Many>,
     /// The aggregates over to-many relationships, by index and argument set: what was
     /// aggregated (`(function, column)`) and the values, in that order.
     pub aggs: Vec<Aggregated>,
 }
+
+/// One to-many relationship of an object: relationship index, arguments, and its children:
+/// the run `range` of the whole batch's children (every parent's, in parent runs), shared by
+/// the batch's parents rather than copied into each.
+pub type Many = (u8, Arc<EdgeArgs>, Arc<[Obj]>, std::ops::Range<u32>);
 
 /// One aggregate of an object: relationship index, arguments, what was aggregated, values.
 pub type Aggregated = (u8, Arc<EdgeArgs>, Arc<Vec<(AggFunc, u8)>>, Arc<AggRow>);
@@ -77,8 +82,8 @@ impl Obj {
         self.0
             .manys
             .iter()
-            .find(|(r, a, _)| *r == rel && **a == *args)
-            .map(|(_, _, v)| v.as_slice())
+            .find(|(r, a, _, _)| *r == rel && **a == *args)
+            .and_then(|(_, _, all, run)| all.get(run.start as usize..run.end as usize))
     }
 }
 
