@@ -255,7 +255,7 @@ impl std::hash::Hasher for IdHasher {
 
 /// A batch's arguments and children (shared by every parent's object), and each parent's
 /// run of the children.
-type BatchChildren = (Arc<EdgeArgs>, Arc<[Obj]>, ByParent<Range<u32>>);
+type BatchChildren = (Arc<EdgeArgs>, Arc<[Obj]>, ByParent<Range<usize>>);
 
 /// An aggregate's arguments and values (shared by every parent's object), and its rows.
 type AggChildren = (
@@ -304,31 +304,29 @@ pub async fn build_page(
     build_shown(s, node, marked).await
 }
 
-/// A batch's children, each parent's one run of them (in the order fetched), and where each
-/// parent's run is. A batch's rows come in parent runs (see [`build_batch`]); were a parent's
-/// rows ever apart, they are brought together first, each parent's in the order fetched.
-fn runs(mut pairs: Vec<(i64, Obj)>) -> (Arc<[Obj]>, ByParent<Range<u32>>) {
+/// A batch's children (in the order [`build_batch`] gives them: each parent's one run), and
+/// where each parent's run is.
+fn runs(pairs: Vec<(i64, Obj)>) -> (Arc<[Obj]>, ByParent<Range<usize>>) {
     let mut runs = ByParent::default();
-    if !index_runs(&pairs, &mut runs) {
-        pairs.sort_by_key(|(parent, _)| *parent);
-        runs.clear();
-        index_runs(&pairs, &mut runs);
+    let mut at = 0;
+    for run in pairs.chunk_by(|a, b| a.0 == b.0) {
+        runs.insert(run[0].0, at..at + run.len());
+        at += run.len();
     }
     let all: Arc<[Obj]> = pairs.into_iter().map(|(_, obj)| obj).collect();
     (all, runs)
 }
 
-/// Notes where each parent's run of `pairs` is; `false` if a parent has two runs.
-fn index_runs(pairs: &[(i64, Obj)], runs: &mut ByParent<Range<u32>>) -> bool {
-    let mut at = 0u32;
-    for run in pairs.chunk_by(|a, b| a.0 == b.0) {
-        let end = at + run.len() as u32;
-        if runs.insert(run[0].0, at..end).is_some() {
-            return false;
-        }
-        at = end;
+/// Whether each parent's rows are one run: true when the parents never decrease (every
+/// batch statement's rows, as fetched), otherwise checked.
+fn in_parent_runs(found: &[(i64, Loaded)]) -> bool {
+    if found.windows(2).all(|w| w[0].0 <= w[1].0) {
+        return true;
     }
-    true
+    let mut seen = ByParent::<()>::default();
+    found
+        .chunk_by(|a, b| a.0 == b.0)
+        .all(|run| seen.insert(run[0].0, ()).is_none())
 }
 
 /// A batch's rows by parent (in the order fetched), assembled; in a paged batch each
@@ -340,7 +338,12 @@ pub async fn build_batch(
 ) -> AppResult<Vec<(i64, Obj)>> {
     let page = batch.args.page.as_ref();
     // Every batch statement returns its rows grouped by parent (ordered by parent, or
-    // sorted so after the fetch): a parent's rows are one run, counted as it goes.
+    // sorted so after the fetch): a parent's rows are one run, counted as it goes. Were a
+    // parent's rows ever apart, they are brought together first (in the order fetched).
+    let mut found = found;
+    if !in_parent_runs(&found) {
+        found.sort_by_key(|(parent, _)| *parent);
+    }
     let mut parents = Vec::with_capacity(found.len());
     let mut marked = Vec::with_capacity(found.len());
     let mut run = (None, 0usize);

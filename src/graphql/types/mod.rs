@@ -43,7 +43,7 @@ pub struct ObjData {
 /// One to-many relationship of an object: relationship index, arguments, and its children:
 /// the run `range` of the whole batch's children (every parent's, in parent runs), shared by
 /// the batch's parents rather than copied into each.
-pub type Many = (u8, Arc<EdgeArgs>, Arc<[Obj]>, std::ops::Range<u32>);
+pub type Many = (u8, Arc<EdgeArgs>, Arc<[Obj]>, std::ops::Range<usize>);
 
 /// One aggregate of an object: relationship index, arguments, what was aggregated, values.
 pub type Aggregated = (u8, Arc<EdgeArgs>, Arc<Vec<(AggFunc, u8)>>, Arc<AggRow>);
@@ -83,7 +83,7 @@ impl Obj {
             .manys
             .iter()
             .find(|(r, a, _, _)| *r == rel && **a == *args)
-            .and_then(|(_, _, all, run)| all.get(run.start as usize..run.end as usize))
+            .and_then(|(_, _, all, run)| all.get(run.clone()))
     }
 }
 

@@ -44,22 +44,21 @@ impl Coding {
     }
 
     /// The coding `headers`' `Accept-Encoding` prefers: the highest non-zero quality (`*`
-    /// stands for a coding it does not name), br on equal quality; `None` without the header
-    /// or when it accepts neither.
+    /// stands for a coding it does not name), br on equal quality; `None` without the header,
+    /// when it accepts neither, or when it gives `identity` a higher quality than both.
     pub fn preferred(headers: &HeaderMap) -> Option<Coding> {
-        let (br, gzip) = qualities(headers);
-        if br > 0.0 && br >= gzip {
-            Some(Coding::Br)
-        } else if gzip > 0.0 {
-            Some(Coding::Gzip)
+        let (br, gzip, identity) = qualities(headers);
+        let (best, q) = if br >= gzip {
+            (Coding::Br, br)
         } else {
-            None
-        }
+            (Coding::Gzip, gzip)
+        };
+        (q > 0.0 && identity.is_none_or(|i| q >= i)).then_some(best)
     }
 
     /// Whether `headers`' `Accept-Encoding` accepts this coding at all.
     pub fn accepted(self, headers: &HeaderMap) -> bool {
-        let (br, gzip) = qualities(headers);
+        let (br, gzip, _) = qualities(headers);
         match self {
             Coding::Br => br > 0.0,
             Coding::Gzip => gzip > 0.0,
@@ -103,9 +102,10 @@ pub enum Quality {
 }
 
 /// The qualities `Accept-Encoding` gives br and gzip (0 when it does not accept them, or has
-/// no such header). An item whose quality does not parse is ignored.
-fn qualities(headers: &HeaderMap) -> (f32, f32) {
-    let (mut br, mut gzip, mut star) = (None, None, None);
+/// no such header), and `identity` when it names it. An item whose quality does not parse is
+/// ignored; of a coding named twice, the first counts.
+fn qualities(headers: &HeaderMap) -> (f32, f32, Option<f32>) {
+    let (mut br, mut gzip, mut star, mut identity) = (None, None, None, None);
     for value in headers.get_all(header::ACCEPT_ENCODING) {
         for item in value.to_str().unwrap_or("").split(',') {
             let mut parts = item.split(';');
@@ -126,13 +126,19 @@ fn qualities(headers: &HeaderMap) -> (f32, f32) {
                 &mut gzip
             } else if name == "*" {
                 &mut star
+            } else if name.eq_ignore_ascii_case("identity") {
+                &mut identity
             } else {
                 continue;
             };
             slot.get_or_insert(q);
         }
     }
-    (br.or(star).unwrap_or(0.0), gzip.or(star).unwrap_or(0.0))
+    (
+        br.or(star).unwrap_or(0.0),
+        gzip.or(star).unwrap_or(0.0),
+        identity,
+    )
 }
 
 /// Whether an answer is worth compressing: of a known size of at least [`MIN_SIZE`], not
@@ -253,10 +259,15 @@ where
                                 }
                             }
                             Err(err) => {
-                                // Every answer compressed is in memory: this does not happen.
+                                // Every answer compressed is in memory: this does not happen,
+                                // and if it did the answer would be lost, not sent empty.
                                 tracing::error!(error = %err, "an answer's body failed");
-                                chunks.clear();
-                                break;
+                                self.set(CompressFuture::Done);
+                                return Poll::Ready(Ok(super::error_response(
+                                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                                    "INTERNAL",
+                                    "an internal error occurred",
+                                )));
                             }
                         }
                     }
@@ -331,6 +342,10 @@ mod tests {
         // A quality that does not parse drops its item, not the header.
         assert_eq!(preferred("br;q=high, gzip"), Some(Coding::Gzip));
         assert_eq!(preferred("br;q=2, gzip;q=0.1"), Some(Coding::Gzip));
+        // identity wins only when worth more than both.
+        assert_eq!(preferred("identity;q=1, gzip;q=0.5"), None);
+        assert_eq!(preferred("identity, gzip"), Some(Coding::Gzip));
+        assert_eq!(preferred("identity;q=0, br"), Some(Coding::Br));
         assert!(Coding::Gzip.accepted(&accept("br, gzip;q=0.1")));
         assert!(!Coding::Gzip.accepted(&accept("br")));
     }
