@@ -183,7 +183,8 @@ impl App {
             let _ = closed.wait_for(|c| *c).await;
             tokio::time::sleep(delay + drain).await;
         };
-        let router = crate::server::http::router(self.state);
+        let connections =
+            crate::server::http::Connections(crate::server::http::service(self.state));
         let served = async move {
             match self.tls {
                 Some(config) => {
@@ -191,18 +192,15 @@ impl App {
                     let listener = crate::server::tls::TlsListener::new(self.listener, config)?;
                     axum::serve(
                         axum::serve::ListenerExt::tap_io(listener, |_| {}),
-                        router.into_make_service_with_connect_info::<SocketAddr>(),
+                        connections,
                     )
                     .with_graceful_shutdown(stopped)
                     .await
                 }
                 None => {
-                    axum::serve(
-                        self.listener,
-                        router.into_make_service_with_connect_info::<SocketAddr>(),
-                    )
-                    .with_graceful_shutdown(stopped)
-                    .await
+                    axum::serve(self.listener, connections)
+                        .with_graceful_shutdown(stopped)
+                        .await
                 }
             }
         };

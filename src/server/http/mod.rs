@@ -44,8 +44,25 @@ const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
 const TEXT_EVENT_STREAM: &str = "text/event-stream";
 
-/// The router of the whole service.
+/// The router of the whole service: [`service`] as a `Router` (what tests call).
 pub fn router(state: AppState) -> Router {
+    Router::new().fallback_service(service(state))
+}
+
+/// The whole service: the routes inside the layers every request goes through. The server
+/// serves it as it is ([`Connections`]); a router around it would box its future once more per
+/// request.
+pub fn service(
+    state: AppState,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = HttpResponse,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
     let timeout = state.config.request_timeout();
     let cors = cors_layer(&state.config.cors_origins);
     let public = Router::new();
@@ -64,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state);
     // The layers wrap the router as a whole (not each route, as `Router::layer` does), so
     // a request clones one stack of plain services, not a boxed stack per layer.
-    let stack = tower::ServiceBuilder::new()
+    tower::ServiceBuilder::new()
         // Outermost: every response, whichever layer made it, carries the request's id, and
         // every log line of the request its span.
         .layer(headers::WithIdLayer)
@@ -80,8 +97,63 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
-        .service(routes);
-    Router::new().fallback_service(stack)
+        .service(routes)
+}
+
+/// Makes each connection's service: [`service`], its requests carrying the peer's address
+/// (`ConnectInfo`), as a router's `into_make_service_with_connect_info` does.
+#[derive(Clone, Debug)]
+pub struct Connections<S>(pub S);
+
+impl<'a, L, S> tower::Service<axum::serve::IncomingStream<'a, L>> for Connections<S>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    S: Clone,
+{
+    type Response = WithPeer<S>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<WithPeer<S>, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: axum::serve::IncomingStream<'a, L>) -> Self::Future {
+        std::future::ready(Ok(WithPeer {
+            inner: self.0.clone(),
+            peer: *stream.remote_addr(),
+        }))
+    }
+}
+
+/// One connection's service (see [`Connections`]).
+#[derive(Clone, Debug)]
+pub struct WithPeer<S> {
+    inner: S,
+    peer: SocketAddr,
+}
+
+impl<S: tower::Service<axum::extract::Request>> tower::Service<axum::extract::Request>
+    for WithPeer<S>
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: axum::extract::Request) -> S::Future {
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        self.inner.call(req)
+    }
 }
 
 /// CORS for `EAGERQL_CORS_ORIGINS`: none by default (same-origin only); `*` lets any origin
