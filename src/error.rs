@@ -143,9 +143,14 @@ impl From<sqlx::Error> for AppError {
                     Violation::Refused(why) => AppError::bad_input(why),
                 };
             }
-            // The server is shutting down or restarting, or the connection broke: retryable.
+            // The server is shutting down or restarting, the connection broke, the server is
+            // out of a resource (connections, memory, disk), or the database takes no new
+            // connection now: retryable.
             if let Some(code) = db.code()
-                && (code.starts_with("57P") || code.starts_with("08"))
+                && (code.starts_with("57P")
+                    || code.starts_with("08")
+                    || code.starts_with("53")
+                    || (code == "55000" && db.message().contains("accepting connections")))
             {
                 return AppError::Unavailable(err);
             }

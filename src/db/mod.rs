@@ -271,6 +271,10 @@ impl PoolConfig {
     }
 }
 
+/// The `application_name` of the change feed's listening connection (the pools' other
+/// connections are `eagerql`).
+pub const CHANGES_APPLICATION: &str = "eagerql-changes";
+
 /// A pool of connections to the PostgreSQL server at `url` (`lazy`: connects on first use).
 /// Whether `url` names a server on this machine and says nothing of TLS: the driver's
 /// default (`prefer`) would then encrypt traffic that never leaves the machine, at a cost on
@@ -290,8 +294,14 @@ async fn pg_pool(
     cfg: &PoolConfig,
     acquire_timeout: Duration,
     lazy: bool,
+    application_name: &str,
 ) -> Result<PgPool, sqlx::Error> {
     let mut opts = PgConnectOptions::from_str(url)?;
+    // How an operator tells the connections apart in `pg_stat_activity` (unless the URL
+    // names them itself).
+    if opts.get_application_name().is_none() {
+        opts = opts.application_name(application_name);
+    }
     if loopback_without_sslmode(url, opts.get_host()) {
         opts = opts.ssl_mode(PgSslMode::Disable);
     }
@@ -355,12 +365,13 @@ impl Db {
     /// path, created if missing.
     pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, sqlx::Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = pg_pool(url, cfg, cfg.acquire_timeout, false).await?;
+            let pool = pg_pool(url, cfg, cfg.acquire_timeout, false, "eagerql").await?;
             let mut replicas = Vec::with_capacity(cfg.replica_urls.len());
             for (i, replica) in cfg.replica_urls.iter().enumerate() {
                 // A replica may be down at start: its pool connects when first used, and
                 // reads use the primary until its health check passes.
-                let pool = pg_pool(replica, cfg, replicas::ACQUIRE_TIMEOUT, true).await?;
+                let pool =
+                    pg_pool(replica, cfg, replicas::ACQUIRE_TIMEOUT, true, "eagerql").await?;
                 replicas.push(replicas::Replica::new(i + 1, replica, pool));
             }
             let replicas = replicas::Replicas::start(replicas, pool.clone(), cfg.consistency).await;
@@ -391,8 +402,14 @@ impl Db {
                     statement_timeout: None,
                     ..cfg.clone()
                 };
-                let listen_pool =
-                    pg_pool(listen_url, &listen_cfg, cfg.acquire_timeout, true).await?;
+                let listen_pool = pg_pool(
+                    listen_url,
+                    &listen_cfg,
+                    cfg.acquire_timeout,
+                    true,
+                    CHANGES_APPLICATION,
+                )
+                .await?;
                 tokio::spawn(changes::listen(
                     listen_pool.clone(),
                     changes.clone(),

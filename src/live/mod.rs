@@ -192,6 +192,9 @@ struct Inner {
     joining: Vec<Arc<Subscriber>>,
     /// Event streams with events still to send: refreshed again soon.
     backlog: Vec<Arc<Subscriber>>,
+    /// Members whose last refresh could not reach the database: refreshed again after a
+    /// while, not left until the next change (there may be none).
+    unreached: Vec<Arc<Subscriber>>,
     /// Subscribers in all.
     subscribers: usize,
     /// Groups formed so far.
@@ -362,6 +365,22 @@ impl Registry {
         if !inner.backlog.iter().any(|s| s.id == sub.id) {
             inner.backlog.push(sub);
         }
+    }
+
+    /// Refreshes `sub` again after a while: the database could not be reached for it.
+    fn retry_later(&self, sub: Arc<Subscriber>) {
+        let mut inner = self.lock();
+        if !inner.unreached.iter().any(|s| s.id == sub.id) {
+            inner.unreached.push(sub);
+        }
+    }
+
+    fn has_unreached(&self) -> bool {
+        !self.lock().unreached.is_empty()
+    }
+
+    fn take_unreached(&self) -> Vec<Arc<Subscriber>> {
+        std::mem::take(&mut self.lock().unreached)
     }
 
     fn has_backlog(&self) -> bool {

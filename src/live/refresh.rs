@@ -70,12 +70,20 @@ async fn run(state: AppState) {
             () = tokio::time::sleep(FOLLOW_UP), if live.has_backlog() => {
                 refresh_grouped(&state, live.take_backlog()).await;
             }
+            // Members the database could not be reached for (it restarted, or dropped the
+            // pool's connections): a change made meanwhile may have no later one to follow.
+            () = tokio::time::sleep(RETRY_UNREACHED), if live.has_unreached() => {
+                refresh_grouped(&state, live.take_unreached()).await;
+            }
         }
     }
 }
 
 /// How soon an event stream whose page was full is refreshed again.
 const FOLLOW_UP: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How soon a member whose refresh could not reach the database is refreshed again.
+const RETRY_UNREACHED: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Refreshes `subs` (joining, or following up), by group.
 async fn refresh_grouped(state: &AppState, subs: Vec<Arc<Subscriber>>) {
@@ -97,8 +105,8 @@ enum Answer {
     Body(Vec<u8>, Reads),
     /// An event stream's new events (see [`super::stream`]); `more`: its page was full.
     Events(Vec<Vec<u8>>, Reads, bool),
-    /// The database could not be reached: nothing is sent, and the member is refreshed by
-    /// the next set of changes, whatever it touches.
+    /// The database could not be reached: nothing is sent, and the member is refreshed again
+    /// after [`RETRY_UNREACHED`] (or by the next set of changes, whatever it touches).
     Unavailable,
     Errors(serde_json::Value),
     Expired,
@@ -183,6 +191,7 @@ async fn refresh_chunk(
             }
             Answer::Unavailable => {
                 member.forget_reads();
+                live.retry_later(member.clone());
                 continue;
             }
             Answer::Errors(errors) => {

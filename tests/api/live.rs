@@ -47,6 +47,81 @@ pub(crate) async fn next(socket: &mut Socket, id: &str) -> Value {
     m["payload"].clone()
 }
 
+/// A refresh that cannot reach the database is tried again, not left for a next change that
+/// may never come: a write committed while the pool could not connect reaches its subscriber
+/// once the database takes connections again.
+#[tokio::test]
+async fn a_refresh_that_cannot_reach_the_database_is_tried_again() {
+    use sqlx::Connection as _;
+    if crate::helpers::backend() != eagerql::db::Backend::Postgres {
+        return;
+    }
+    let app = crate::helpers::spawn_app_with(&["--pool-timeout-secs", "1"]).await;
+    app.seed(3, 2, 2, 4).await;
+    let addr = serve(&app).await;
+    let (order, owner) = orders(&app).await[0];
+    let token = app.token_for(owner, Role::Customer);
+    let mut socket = acknowledged(addr, &token).await;
+    send(
+        &mut socket,
+        subscribe("s", ORDER, json!({ "id": order.to_string() })),
+    )
+    .await;
+    next(&mut socket, "s").await;
+    // The test's own connection stays; the database takes no new one, and every other
+    // connection but the change feed's listener ends.
+    let mut own = sqlx::PgConnection::connect(app.database_url())
+        .await
+        .expect("connect");
+    let run = async |own: &mut sqlx::PgConnection, sql: String| {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(own)
+            .await
+            .expect("statement");
+    };
+    let name: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(&mut own)
+        .await
+        .expect("name");
+    // A database's connections are allowed or not from another database.
+    let url = app.database_url();
+    let mut admin = sqlx::PgConnection::connect(&format!(
+        "{}/postgres",
+        &url[..url.rfind('/').expect("a database in the URL")]
+    ))
+    .await
+    .expect("connect");
+    run(
+        &mut admin,
+        format!("alter database \"{name}\" with allow_connections false"),
+    )
+    .await;
+    run(
+        &mut own,
+        format!(
+            "select count(pg_terminate_backend(pid)) from (select pid from pg_stat_activity \
+             where datname = current_database() and pid <> pg_backend_pid() \
+             and application_name <> '{}') t",
+            eagerql::db::CHANGES_APPLICATION
+        ),
+    )
+    .await;
+    // Announced to the listener; its refresh finds no connection to open.
+    run(
+        &mut own,
+        format!("update orders set status = 'cancelled' where id = {order}"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    run(
+        &mut admin,
+        format!("alter database \"{name}\" with allow_connections true"),
+    )
+    .await;
+    let changed = next(&mut socket, "s").await;
+    assert_eq!(changed["data"]["order"]["status"], "CANCELLED", "{changed}");
+}
+
 #[tokio::test]
 async fn a_live_query_sends_its_answer_then_each_change_and_nothing_else() {
     let app = spawn_app().await;
