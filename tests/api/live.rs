@@ -47,6 +47,22 @@ pub(crate) async fn next(socket: &mut Socket, id: &str) -> Value {
     m["payload"].clone()
 }
 
+/// A socket of the first order's owner following it (`s`, its first answer read), and the
+/// order's id.
+async fn following_an_order(app: &TestApp) -> (Socket, i64) {
+    let addr = serve(app).await;
+    let (order, owner) = orders(app).await[0];
+    let token = app.token_for(owner, Role::Customer);
+    let mut socket = acknowledged(addr, &token).await;
+    send(
+        &mut socket,
+        subscribe("s", ORDER, json!({ "id": order.to_string() })),
+    )
+    .await;
+    next(&mut socket, "s").await;
+    (socket, order)
+}
+
 /// A refresh that cannot reach the database is tried again, not left for a next change that
 /// may never come: a write committed while the pool could not connect reaches its subscriber
 /// once the database takes connections again.
@@ -58,16 +74,7 @@ async fn a_refresh_that_cannot_reach_the_database_is_tried_again() {
     }
     let app = crate::helpers::spawn_app_with(&["--pool-timeout-secs", "1"]).await;
     app.seed(3, 2, 2, 4).await;
-    let addr = serve(&app).await;
-    let (order, owner) = orders(&app).await[0];
-    let token = app.token_for(owner, Role::Customer);
-    let mut socket = acknowledged(addr, &token).await;
-    send(
-        &mut socket,
-        subscribe("s", ORDER, json!({ "id": order.to_string() })),
-    )
-    .await;
-    next(&mut socket, "s").await;
+    let (mut socket, order) = following_an_order(&app).await;
     // The test's own connection stays; the database takes no new one, and every other
     // connection but the change feed's listener ends.
     let mut own = sqlx::PgConnection::connect(app.database_url())
@@ -757,16 +764,7 @@ async fn subscriptions_survive_the_database_dropping_every_connection() {
     }
     let app = spawn_app().await;
     app.seed(3, 2, 2, 4).await;
-    let addr = serve(&app).await;
-    let (order, owner) = orders(&app).await[0];
-    let token = app.token_for(owner, Role::Customer);
-    let mut socket = acknowledged(addr, &token).await;
-    send(
-        &mut socket,
-        subscribe("s", ORDER, json!({ "id": order.to_string() })),
-    )
-    .await;
-    next(&mut socket, "s").await;
+    let (mut socket, order) = following_an_order(&app).await;
     let connects = || {
         app.db
             .changes()
