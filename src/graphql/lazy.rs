@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_graphql::dataloader::{DataLoader, Loader};
 
 use super::preload::{build, build_batch};
-use super::types::Obj;
+use super::types::{Obj, Objs};
 use crate::db::Session;
 use crate::db::load::{self, RootQuery};
 use crate::entities::Rel;
@@ -40,10 +40,10 @@ pub struct EdgeLoader {
 }
 
 impl Loader<ManyKey> for EdgeLoader {
-    type Value = Vec<Obj>;
+    type Value = Objs;
     type Error = Arc<AppError>;
 
-    async fn load(&self, keys: &[ManyKey]) -> Result<HashMap<ManyKey, Vec<Obj>>, Arc<AppError>> {
+    async fn load(&self, keys: &[ManyKey]) -> Result<HashMap<ManyKey, Objs>, Arc<AppError>> {
         let mut groups: HashMap<(Rel, EdgeArgs, Arc<Node>), Vec<i64>> = HashMap::new();
         for k in keys {
             groups
@@ -61,10 +61,7 @@ impl Loader<ManyKey> for EdgeLoader {
                 node: (*node).clone(),
             };
             let rows = load::fetch_batch(&self.session, &batch, parents.clone()).await?;
-            let mut by_parent: HashMap<i64, Vec<Obj>> = HashMap::new();
-            for (owner, obj) in build_batch(&self.session, &batch, rows).await? {
-                by_parent.entry(owner).or_default().push(obj);
-            }
+            let batched = build_batch(&self.session, &batch, rows).await?;
             for parent in parents {
                 let key = ManyKey {
                     edge,
@@ -72,7 +69,7 @@ impl Loader<ManyKey> for EdgeLoader {
                     node: node.clone(),
                     parent,
                 };
-                out.insert(key, by_parent.remove(&parent).unwrap_or_default());
+                out.insert(key, batched.of(parent));
             }
         }
         Ok(out)
@@ -132,7 +129,7 @@ impl RequestLoader {
         args: EdgeArgs,
         node: Arc<Node>,
         parents: Vec<i64>,
-    ) -> AppResult<HashMap<i64, Vec<Obj>>> {
+    ) -> AppResult<HashMap<i64, Objs>> {
         let keys = parents.into_iter().map(|parent| ManyKey {
             edge,
             args: args.clone(),

@@ -15,7 +15,7 @@ use async_graphql::Context;
 
 use super::RequestContext;
 use super::lookahead::selection;
-use super::types::{Obj, ObjData};
+use super::types::{Obj, ObjData, Objs};
 use crate::db::load::{self, AggRow, Loaded, RootQuery};
 use crate::db::{Reserved, Session};
 use crate::entities::{AggFunc, Entity};
@@ -155,7 +155,7 @@ pub async fn load_connection(
     entity: Entity,
     args: EdgeArgs,
     filter: Option<Arc<Filter>>,
-) -> AppResult<(Vec<Obj>, Option<i64>, Arc<View>)> {
+) -> AppResult<(Objs, Option<i64>, Arc<View>)> {
     let rc = RequestContext::of(ctx)?;
     let page = args
         .page
@@ -181,7 +181,11 @@ pub async fn load_connection(
         || serde_json::json!({ "totalCount": counted, "node": node.describe() }),
     )?;
     if reserved == Reserved::PlanOnly {
-        return Ok((Vec::new(), counted.then_some(0), planned.view.clone()));
+        return Ok((
+            Vec::new().into(),
+            counted.then_some(0),
+            planned.view.clone(),
+        ));
     }
     let total = if counted {
         Some(
@@ -253,9 +257,24 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-/// A batch's arguments and children (shared by every parent's object), and each parent's
-/// run of the children.
-type BatchChildren = (Arc<EdgeArgs>, Arc<[Obj]>, ByParent<Range<usize>>);
+/// A batch's arguments and children.
+type BatchChildren = (Arc<EdgeArgs>, Batched);
+
+/// A batch's children, assembled: every parent's in one run, all in one allocation shared by
+/// the parents' objects.
+#[derive(Default)]
+pub struct Batched {
+    all: Arc<[ObjData]>,
+    runs: ByParent<Range<usize>>,
+}
+
+impl Batched {
+    /// The children of `parent`.
+    pub fn of(&self, parent: i64) -> Objs {
+        let run = self.runs.get(&parent).cloned().unwrap_or(0..0);
+        Objs::new(self.all.clone(), run)
+    }
+}
 
 /// An aggregate's arguments and values (shared by every parent's object), and its rows.
 type AggChildren = (
@@ -267,8 +286,9 @@ type AggChildren = (
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = AppResult<T>> + Send + 'a>>;
 
 /// Loads every batch below `node` for `rows`, then assembles the objects.
-pub fn build<'a>(s: &'a Session, node: &'a Node, rows: Vec<Loaded>) -> BoxFut<'a, Vec<Obj>> {
-    build_shown(s, node, rows.into_iter().map(|l| (l, true)).collect())
+pub async fn build(s: &Session, node: &Node, rows: Vec<Loaded>) -> AppResult<Vec<Obj>> {
+    let marked = rows.into_iter().map(|l| (l, true)).collect();
+    Ok(Obj::all(build_shown(s, node, marked).await?))
 }
 
 /// [`build`] for rows some of which are a page's look-ahead row (`false`): read only to tell
@@ -278,7 +298,7 @@ fn build_shown<'a>(
     s: &'a Session,
     node: &'a Node,
     rows: Vec<(Loaded, bool)>,
-) -> BoxFut<'a, Vec<Obj>> {
+) -> BoxFut<'a, Vec<ObjData>> {
     Box::pin(async move {
         let refs: Vec<&Loaded> = rows.iter().filter(|r| r.1).map(|r| &r.0).collect();
         let children = load_children(s, node, &refs).await?;
@@ -295,26 +315,13 @@ pub async fn build_page(
     node: &Node,
     rows: Vec<Loaded>,
     page: &Page,
-) -> AppResult<Vec<Obj>> {
+) -> AppResult<Objs> {
     let marked = rows
         .into_iter()
         .enumerate()
         .map(|(i, l)| (l, page.shows(i)))
         .collect();
-    build_shown(s, node, marked).await
-}
-
-/// A batch's children (in the order [`build_batch`] gives them: each parent's one run), and
-/// where each parent's run is.
-fn runs(pairs: Vec<(i64, Obj)>) -> (Arc<[Obj]>, ByParent<Range<usize>>) {
-    let mut runs = ByParent::default();
-    let mut at = 0;
-    for run in pairs.chunk_by(|a, b| a.0 == b.0) {
-        runs.insert(run[0].0, at..at + run.len());
-        at += run.len();
-    }
-    let all: Arc<[Obj]> = pairs.into_iter().map(|(_, obj)| obj).collect();
-    (all, runs)
+    Ok(build_shown(s, node, marked).await?.into())
 }
 
 /// Whether each parent's rows are one run: true when the parents never decrease (every
@@ -329,13 +336,14 @@ fn in_parent_runs(found: &[(i64, Loaded)]) -> bool {
         .all(|run| seen.insert(run[0].0, ()).is_none())
 }
 
-/// A batch's rows by parent (in the order fetched), assembled; in a paged batch each
-/// parent's rows past the page size are its look-ahead row (see [`build_shown`]).
+/// A batch's rows (in the order fetched, each parent's one run), assembled, and where each
+/// parent's run is; in a paged batch each parent's rows past the page size are its
+/// look-ahead row (see [`build_shown`]).
 pub async fn build_batch(
     s: &Session,
     batch: &crate::planner::Batch,
     found: Vec<(i64, Loaded)>,
-) -> AppResult<Vec<(i64, Obj)>> {
+) -> AppResult<Batched> {
     let page = batch.args.page.as_ref();
     // Every batch statement returns its rows grouped by parent (ordered by parent, or
     // sorted so after the fetch): a parent's rows are one run, counted as it goes. Were a
@@ -344,19 +352,27 @@ pub async fn build_batch(
     if !in_parent_runs(&found) {
         found.sort_by_key(|(parent, _)| *parent);
     }
-    let mut parents = Vec::with_capacity(found.len());
+    let mut runs = ByParent::default();
     let mut marked = Vec::with_capacity(found.len());
     let mut run = (None, 0usize);
-    for (parent, loaded) in found {
+    for (at, (parent, loaded)) in found.into_iter().enumerate() {
         if run.0 != Some(parent) {
+            if let Some(last) = run.0 {
+                runs.insert(last, at - run.1..at);
+            }
             run = (Some(parent), 0);
         }
         marked.push((loaded, page.is_none_or(|page| page.shows(run.1))));
         run.1 += 1;
-        parents.push(parent);
+    }
+    if let Some(last) = run.0 {
+        runs.insert(last, marked.len() - run.1..marked.len());
     }
     let objs = build_shown(s, &batch.node, marked).await?;
-    Ok(parents.into_iter().zip(objs).collect())
+    Ok(Batched {
+        all: objs.into(),
+        runs,
+    })
 }
 
 fn load_children<'a>(
@@ -370,13 +386,13 @@ fn load_children<'a>(
             let mut ids: Vec<i64> = rows.iter().map(|l| l.row.id()).collect();
             ids.sort_unstable();
             ids.dedup();
-            let (all, runs) = if ids.is_empty() {
-                (Arc::from(Vec::new()), ByParent::default())
+            let batched = if ids.is_empty() {
+                Batched::default()
             } else {
                 let found = load::fetch_batch(s, batch, ids).await?;
-                runs(build_batch(s, batch, found).await?)
+                build_batch(s, batch, found).await?
             };
-            out.batches.push((Arc::new(batch.args.clone()), all, runs));
+            out.batches.push((Arc::new(batch.args.clone()), batched));
         }
         for agg in &node.aggregates {
             let mut ids: Vec<i64> = rows.iter().map(|l| l.row.id()).collect();
@@ -402,23 +418,20 @@ fn load_children<'a>(
     })
 }
 
-fn assemble(node: &Node, loaded: Loaded, children: &Children) -> Obj {
+fn assemble(node: &Node, loaded: Loaded, children: &Children) -> ObjData {
     let id = loaded.row.id();
     let ones = node
         .joins
         .iter()
         .zip(loaded.joins)
         .zip(&children.joins)
-        .map(|((join, l), c)| (join.edge.index, assemble(&join.node, l, c)))
+        .map(|((join, l), c)| (join.edge.index, Obj::new(assemble(&join.node, l, c))))
         .collect();
     let manys = node
         .batches
         .iter()
         .zip(&children.batches)
-        .map(|(b, (args, all, runs))| {
-            let run = runs.get(&id).cloned().unwrap_or(0..0);
-            (b.edge.index, args.clone(), all.clone(), run)
-        })
+        .map(|(b, (args, batched))| (b.edge.index, args.clone(), batched.of(id)))
         .collect();
     let aggs = node
         .aggregates
@@ -432,10 +445,10 @@ fn assemble(node: &Node, loaded: Loaded, children: &Children) -> Obj {
             (a.edge.index, args.clone(), values.clone(), row)
         })
         .collect();
-    Obj(Arc::new(ObjData {
+    ObjData {
         row: loaded.row,
         ones,
         manys,
         aggs,
-    }))
+    }
 }

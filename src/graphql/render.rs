@@ -25,7 +25,7 @@ use futures_util::future::BoxFuture;
 
 use super::lazy::{LazyLoader, RequestLoader};
 use super::lookahead::selection;
-use super::types::{Connection, Obj, Object, Typed, register_entity};
+use super::types::{Connection, Obj, ObjData, Object, Objs, Typed, register_entity};
 use super::{RequestContext, preload};
 use crate::db::Session;
 use crate::db::load::AggRow;
@@ -82,7 +82,7 @@ pub struct Out {
 
 /// Relationships loaded after the plan (lazy mode), keyed by parent.
 #[doc(hidden)]
-pub type Filled = HashMap<(Entity, i64, u8, EdgeArgs), Vec<Obj>>;
+pub type Filled = HashMap<(Entity, i64, u8, EdgeArgs), Objs>;
 
 /// Writes objects; `filled` holds what the lazy pass loaded.
 #[doc(hidden)]
@@ -161,24 +161,23 @@ fn aggregate(
 }
 
 impl Writer<'_> {
-    fn one<'o>(&'o self, o: &'o Obj, rel: u8) -> Option<&'o Obj> {
-        o.one(rel).or_else(|| {
-            self.filled
+    fn one<'o>(&'o self, o: &'o ObjData, rel: u8) -> Option<&'o ObjData> {
+        match o.one(rel) {
+            Some(one) => Some(one),
+            None => self
+                .filled
                 .get(&(o.entity(), o.id(), rel, EdgeArgs::default()))
-                .and_then(|v| v.first())
-        })
+                .and_then(|objs| objs.as_slice().first()),
+        }
     }
 
-    fn many<'o>(&'o self, o: &'o Obj, rel: u8, args: &EdgeArgs) -> Option<&'o [Obj]> {
-        o.many(rel, args).or_else(|| {
-            self.filled
-                .get(&(o.entity(), o.id(), rel, args.clone()))
-                .map(Vec::as_slice)
-        })
+    fn many<'o>(&'o self, o: &'o ObjData, rel: u8, args: &EdgeArgs) -> Option<&'o Objs> {
+        o.many(rel, args)
+            .or_else(|| self.filled.get(&(o.entity(), o.id(), rel, args.clone())))
     }
 
-    fn object(&self, o: &Obj, sel: &[Compiled], out: &mut Out) -> Step {
-        let row = &o.0.row;
+    fn object(&self, o: &ObjData, sel: &[Compiled], out: &mut Out) -> Step {
+        let row = &o.row;
         out.buf.push(b'{');
         for (i, c) in sel.iter().enumerate() {
             if i > 0 {
@@ -196,10 +195,11 @@ impl Writer<'_> {
                     self.object(self.one(o, *rel).ok_or(Stop::Missing)?, s, out)?
                 }
                 What::Many(rel, args, s) => {
-                    self.list(self.many(o, *rel, args).ok_or(Stop::Missing)?, s, out)?
+                    let items = self.many(o, *rel, args).ok_or(Stop::Missing)?;
+                    self.list(items.as_slice(), s, out)?
                 }
                 What::Conn(rel, args, parts) => {
-                    let rows = self.many(o, *rel, args).ok_or(Stop::Missing)?;
+                    let rows = self.many(o, *rel, args).ok_or(Stop::Missing)?.as_slice();
                     let total = conn_counts(parts)
                         .then(|| o.aggregate(*rel, &args.matching()).map(|(_, a)| a.count))
                         .flatten();
@@ -224,7 +224,7 @@ impl Writer<'_> {
     /// when more follow in the page's direction; reversed for `last`).
     fn connection(
         &self,
-        rows: &[Obj],
+        rows: &[ObjData],
         args: &EdgeArgs,
         total: Option<i64>,
         parts: &[ConnPart],
@@ -232,14 +232,14 @@ impl Writer<'_> {
     ) -> Step {
         let page = args.page.as_ref().ok_or(Stop::Missing)?;
         let more = page.more(rows.len());
-        let mut shown: Vec<&Obj> = rows.iter().take(page.shown_of(rows.len())).collect();
+        let mut shown: Vec<&ObjData> = rows.iter().take(page.shown_of(rows.len())).collect();
         if page.backward {
             shown.reverse();
         }
         let target = shown.first().map(|o| o.entity());
         let order_text = target.map(|e| cursor::order_text(e, args.order));
         let cursor_of =
-            |o: &Obj| cursor::encode(args.order, order_text.as_deref().unwrap_or(""), &o.0.row);
+            |o: &ObjData| cursor::encode(args.order, order_text.as_deref().unwrap_or(""), &o.row);
         out.buf.push(b'{');
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
@@ -303,7 +303,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn list(&self, items: &[Obj], sel: &[Compiled], out: &mut Out) -> Step {
+    fn list(&self, items: &[ObjData], sel: &[Compiled], out: &mut Out) -> Step {
         array(out, items, |o, out| self.object(o, sel, out))
     }
 }
@@ -313,8 +313,8 @@ impl Writer<'_> {
 #[inline]
 fn array<'o>(
     out: &mut Out,
-    items: impl IntoIterator<Item = &'o Obj>,
-    mut item: impl FnMut(&'o Obj, &mut Out) -> Step,
+    items: impl IntoIterator<Item = &'o ObjData>,
+    mut item: impl FnMut(&'o ObjData, &mut Out) -> Step,
 ) -> Step {
     out.buf.push(b'[');
     for (i, o) in items.into_iter().enumerate() {
@@ -411,16 +411,16 @@ fn fill<'a>(
                         let crate::entities::Link::ForeignKey(fk) = rel.desc().link else {
                             return Err(AppError::internal("a to-one edge without a key"));
                         };
-                        let ids = missing.iter().map(|o| o.0.row.key(fk)).collect();
+                        let ids = missing.iter().map(|o| o.row.key(fk)).collect();
                         let found = loader.one(node, ids).await?;
                         for o in &missing {
-                            let target = found.get(&o.0.row.key(fk)).cloned().ok_or_else(|| {
+                            let target = found.get(&o.row.key(fk)).cloned().ok_or_else(|| {
                                 AppError::NotFound(format!(
                                     "{}: the related object does not exist",
                                     rel.path()
                                 ))
                             })?;
-                            filled.insert(key(o), vec![target]);
+                            filled.insert(key(o), target.into());
                         }
                     }
                 }
@@ -429,8 +429,13 @@ fn fill<'a>(
             for o in &objs {
                 let w = Writer { filled: &*filled };
                 match &args {
-                    None => next.extend(w.one(o, index).cloned()),
-                    Some(a) => next.extend(w.many(o, index, a).into_iter().flatten().cloned()),
+                    None => match o.one(index) {
+                        Some(one) => next.push(one.clone()),
+                        None => {
+                            next.extend(filled.get(&key(o)).and_then(|objs| objs.handles().next()))
+                        }
+                    },
+                    Some(a) => next.extend(w.many(o, index, a).into_iter().flat_map(Objs::handles)),
                 }
             }
             fill(rc, loader, rel.target(), next, subs, filled).await?;
@@ -489,24 +494,24 @@ impl Writes for Answer {
         match self {
             Answer::One(_, o) => o.iter().cloned().collect(),
             Answer::List(_, objs) => objs.clone(),
-            Answer::Page(c) => c.objs.clone(),
+            Answer::Page(c) => c.objs.handles().collect(),
         }
     }
     fn write(&self, w: &Writer<'_>, view: &View, out: &mut Out) -> Step {
         match self {
-            Answer::One(_, o) => write_one(w, o.as_ref(), view, out),
-            Answer::List(_, objs) => write_list(w, objs.iter(), view, out),
+            Answer::One(_, o) => write_one(w, o.as_deref(), view, out),
+            Answer::List(_, objs) => write_list(w, objs.iter().map(|o| &**o), view, out),
             Answer::Page(c) => {
                 let View::Connection(parts) = view else {
                     return Err(Stop::Missing);
                 };
-                w.connection(&c.objs, &c.args, c.total, parts, out)
+                w.connection(c.objs.as_slice(), &c.args, c.total, parts, out)
             }
         }
     }
 }
 
-fn write_one(w: &Writer<'_>, obj: Option<&Obj>, view: &View, out: &mut Out) -> Step {
+fn write_one(w: &Writer<'_>, obj: Option<&ObjData>, view: &View, out: &mut Out) -> Step {
     match obj {
         Some(o) => w.object(o, object_view(view)?, out),
         None => {
@@ -518,7 +523,7 @@ fn write_one(w: &Writer<'_>, obj: Option<&Obj>, view: &View, out: &mut Out) -> S
 
 fn write_list<'o>(
     w: &Writer<'_>,
-    objs: impl Iterator<Item = &'o Obj>,
+    objs: impl Iterator<Item = &'o ObjData>,
     view: &View,
     out: &mut Out,
 ) -> Step {
@@ -564,7 +569,7 @@ object_shape!(
     |v: &Vec<Object<T>>| v.iter().map(|o| o.0.clone()).collect(),
     |v: &Vec<Object<T>>, w: &Writer<'_>, view: &View, out: &mut Out| write_list(
         w,
-        v.iter().map(|o| &o.0),
+        v.iter().map(|o| &*o.0),
         view,
         out
     )
@@ -574,7 +579,7 @@ object_shape!(
     |v: &Option<Object<T>>| v.iter().map(|o| o.0.clone()).collect(),
     |v: &Option<Object<T>>, w: &Writer<'_>, view: &View, out: &mut Out| write_one(
         w,
-        v.as_ref().map(|o| &o.0),
+        v.as_ref().map(|o| &*o.0),
         view,
         out
     )

@@ -2,8 +2,9 @@
 //! ([`crate::entities`]): one generic [`Object`] type per entity, whose schema fields, types,
 //! arguments and documentation are those of its [`EntityDesc`](crate::entities::EntityDesc).
 //!
-//! A value is an [`Obj`]: a row and the relationships its plan loaded, behind an `Arc`, so a
-//! value shared by many parents (a product on many items) is cheap to hand out. Whatever
+//! A value is an [`Obj`]: a row and the relationships its plan loaded ([`ObjData`]), one of
+//! a run of them behind one `Arc` (a root's rows, or a batch's children: every parent's, in
+//! one allocation, shared by the parents), so a value is cheap to hand out. Whatever
 //! returns one (a query root, a mutation, an analytics row) is written as JSON by the one
 //! renderer, [`super::render`]: these types have no field resolvers of their own.
 
@@ -12,6 +13,7 @@ mod filters;
 pub use filters::register_filters;
 
 use std::marker::PhantomData;
+use std::ops::{Deref, Range};
 use std::sync::Arc;
 
 use async_graphql::indexmap::IndexMap;
@@ -40,50 +42,132 @@ pub struct ObjData {
     pub aggs: Vec<Aggregated>,
 }
 
-/// One to-many relationship of an object: relationship index, arguments, and its children:
-/// the run `range` of the whole batch's children (every parent's, in parent runs), shared by
-/// the batch's parents rather than copied into each.
-pub type Many = (u8, Arc<EdgeArgs>, Arc<[Obj]>, std::ops::Range<usize>);
-
-/// One aggregate of an object: relationship index, arguments, what was aggregated, values.
-pub type Aggregated = (u8, Arc<EdgeArgs>, Arc<Vec<(AggFunc, u8)>>, Arc<AggRow>);
-
-/// A loaded object of any entity.
-#[derive(Clone, Debug)]
-pub struct Obj(pub Arc<ObjData>);
-
-impl Obj {
+impl ObjData {
     /// Its entity.
     pub fn entity(&self) -> Entity {
-        self.0.row.entity
+        self.row.entity
     }
 
     /// Its primary key.
     pub fn id(&self) -> i64 {
-        self.0.row.id()
+        self.row.id()
     }
 
     /// The target of to-one relationship `rel`, if the plan joined it.
     pub fn one(&self, rel: u8) -> Option<&Obj> {
-        self.0.ones.iter().find(|(r, _)| *r == rel).map(|(_, o)| o)
+        self.ones.iter().find(|(r, _)| *r == rel).map(|(_, o)| o)
     }
 
     /// The aggregates over to-many relationship `rel` with arguments `args`, if loaded.
     pub fn aggregate(&self, rel: u8, args: &EdgeArgs) -> Option<(&[(AggFunc, u8)], &AggRow)> {
-        self.0
-            .aggs
+        self.aggs
             .iter()
             .find(|(r, a, _, _)| *r == rel && **a == *args)
             .map(|(_, _, what, row)| (what.as_slice(), row.as_ref()))
     }
 
     /// The children over to-many relationship `rel` with arguments `args`, if loaded.
-    pub fn many(&self, rel: u8, args: &EdgeArgs) -> Option<&[Obj]> {
-        self.0
-            .manys
+    pub fn many(&self, rel: u8, args: &EdgeArgs) -> Option<&Objs> {
+        self.manys
             .iter()
-            .find(|(r, a, _, _)| *r == rel && **a == *args)
-            .and_then(|(_, _, all, run)| all.get(run.clone()))
+            .find(|(r, a, _)| *r == rel && **a == *args)
+            .map(|(_, _, objs)| objs)
+    }
+}
+
+/// One to-many relationship of an object: relationship index, arguments, and its children.
+pub type Many = (u8, Arc<EdgeArgs>, Objs);
+
+/// One aggregate of an object: relationship index, arguments, what was aggregated, values.
+pub type Aggregated = (u8, Arc<EdgeArgs>, Arc<Vec<(AggFunc, u8)>>, Arc<AggRow>);
+
+/// A run of loaded objects: the range `run` of `all` (a batch's children, every parent's in
+/// parent runs, shared by the batch's parents rather than copied into each).
+#[derive(Clone, Debug, Default)]
+pub struct Objs {
+    all: Arc<[ObjData]>,
+    run: Range<usize>,
+}
+
+impl Objs {
+    /// The run `run` of `all` (empty when out of its bounds).
+    pub fn new(all: Arc<[ObjData]>, run: Range<usize>) -> Self {
+        let run = if run.end <= all.len() { run } else { 0..0 };
+        Objs { all, run }
+    }
+
+    /// The objects.
+    pub fn as_slice(&self) -> &[ObjData] {
+        &self.all[self.run.clone()]
+    }
+
+    /// A handle on each object.
+    pub fn handles(&self) -> impl Iterator<Item = Obj> + '_ {
+        self.run.clone().map(|at| Obj {
+            all: self.all.clone(),
+            at,
+        })
+    }
+}
+
+impl From<Vec<ObjData>> for Objs {
+    fn from(objs: Vec<ObjData>) -> Self {
+        let run = 0..objs.len();
+        Objs {
+            all: objs.into(),
+            run,
+        }
+    }
+}
+
+impl From<Obj> for Objs {
+    fn from(obj: Obj) -> Self {
+        Objs {
+            run: obj.at..obj.at + 1,
+            all: obj.all,
+        }
+    }
+}
+
+/// A loaded object of any entity: one of a run of them ([`Objs`]), reached through [`Deref`].
+#[derive(Clone)]
+pub struct Obj {
+    all: Arc<[ObjData]>,
+    at: usize,
+}
+
+impl Obj {
+    /// An object on its own.
+    pub fn new(data: ObjData) -> Self {
+        Obj {
+            all: Arc::new([data]),
+            at: 0,
+        }
+    }
+
+    /// A handle on each of `objs`, which share one allocation.
+    pub fn all(objs: Vec<ObjData>) -> Vec<Obj> {
+        let all: Arc<[ObjData]> = objs.into();
+        (0..all.len())
+            .map(|at| Obj {
+                all: all.clone(),
+                at,
+            })
+            .collect()
+    }
+}
+
+impl Deref for Obj {
+    type Target = ObjData;
+
+    fn deref(&self) -> &ObjData {
+        &self.all[self.at]
+    }
+}
+
+impl std::fmt::Debug for Obj {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
     }
 }
 
@@ -532,7 +616,7 @@ pub struct Connection {
     /// The rows' entity.
     pub entity: Entity,
     /// The rows, in the order they were read (reversed for `last`).
-    pub objs: Vec<Obj>,
+    pub objs: Objs,
     /// The order and page.
     pub args: EdgeArgs,
     /// The list's count, when `totalCount` is selected.
