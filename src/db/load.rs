@@ -412,11 +412,10 @@ fn decode(
 ) -> Result<Loaded, sqlx::Error> {
     let mask = masks.next().copied().unwrap_or(u32::MAX);
     let row = decode_row(node.entity, mask, r, at)?;
-    let joins = node
-        .joins
-        .iter()
-        .map(|j| decode(&j.node, r, at, masks))
-        .collect::<Result<_, _>>()?;
+    let mut joins = Vec::with_capacity(node.joins.len());
+    for j in &node.joins {
+        joins.push(decode(&j.node, r, at, masks)?);
+    }
     Ok(Loaded { row, joins })
 }
 
@@ -1052,12 +1051,16 @@ pub async fn fetch_batch(
     let ordered = ordered(&batch.args);
     let statement = kept_batch_statement(backend, viewer, batch, parent_ids);
     let masks = &statement.shaped.select.masks;
-    let decoder = |r: &dyn DbRow| {
-        let mut at = 1;
-        Ok((
-            r.i64(0)?,
-            decode(&batch.node, r, &mut at, &mut masks.iter())?,
-        ))
+    let in_row = parent_in_row(batch);
+    let decoder = |r: &dyn DbRow| match in_row {
+        Some(key) => {
+            let child = decode(&batch.node, r, &mut 0, &mut masks.iter())?;
+            Ok((child.row.int(key), child))
+        }
+        None => {
+            let parent = r.i64(0)?;
+            Ok((parent, decode(&batch.node, r, &mut 1, &mut masks.iter())?))
+        }
     };
     let mut rows = match parents_only(batch) {
         Some(parents) => {
@@ -1094,6 +1097,23 @@ fn parents_only(batch: &Batch) -> Option<&'static str> {
         Visibility::Through { key, parent: p } if key == col && p == parent);
     let joins_back = batch.node.joins.iter().any(|j| j.edge.target() == parent);
     (through && batch.args.filter.is_none() && !joins_back).then(|| table(parent))
+}
+
+/// Where the parent's id is in a child's row, when the batch's statement reads it only there:
+/// the child's own key column naming its parent (an order's `user_id`), which every load
+/// reads. Otherwise (through an association table, or numbered per parent for a limit) the
+/// statement reads it first, as `parent_id`.
+fn parent_in_row(batch: &Batch) -> Option<usize> {
+    let Link::Children(col) = batch.edge.desc().link else {
+        return None;
+    };
+    if batch.args.first.is_some() || batch.args.page.is_some() {
+        return None;
+    }
+    let entity = batch.node.entity;
+    entity
+        .column_named(col)
+        .filter(|&at| entity.desc().columns[at].always_read())
 }
 
 /// Whether a batch's statement orders its rows (by `orderBy`, or for a page); otherwise the
@@ -1184,6 +1204,10 @@ fn batch_statement(
     let ordered = ordered(&batch.args);
     let by = order_by(backend, batch.node.entity, "t0", order, reverse);
     let filter = format!("{}{rest}", in_ids(backend, parent, ids));
+    let lead = match parent_in_row(batch) {
+        Some(_) => String::new(),
+        None => format!("{parent} as parent_id, "),
+    };
     let sql = match first {
         // A connection's pages on PostgreSQL: per parent, the first rows in order through a
         // LATERAL subquery, so an index on (parent, sort keys) reads just the page's rows of
@@ -1202,12 +1226,12 @@ fn batch_statement(
         // By id: no ORDER BY, the caller sorts each parent's children by id, which costs the
         // server far less than a sort costs the database (the scarcer resource under load).
         None if !ordered => format!(
-            "select {parent} as parent_id, {} from {from}{} where {filter}",
+            "select {lead}{} from {from}{} where {filter}",
             select.list(),
             select.joins
         ),
         None => format!(
-            "select {parent} as parent_id, {} from {from}{} where {filter} order by {parent}, {by}",
+            "select {lead}{} from {from}{} where {filter} order by {parent}, {by}",
             select.list(),
             select.joins
         ),
