@@ -419,32 +419,25 @@ fn load_children<'a>(
 }
 
 fn assemble(node: &Node, loaded: Loaded, children: &Children) -> ObjData {
+    // Loops into vectors of the known size: most objects (a batch's leaves) have none of
+    // these, and an empty one then costs nothing.
     let id = loaded.row.id();
-    let ones = node
-        .joins
-        .iter()
-        .zip(loaded.joins)
-        .zip(&children.joins)
-        .map(|((join, l), c)| (join.edge.index, Obj::new(assemble(&join.node, l, c))))
-        .collect();
-    let manys = node
-        .batches
-        .iter()
-        .zip(&children.batches)
-        .map(|(b, (args, batched))| (b.edge.index, args.clone(), batched.of(id)))
-        .collect();
-    let aggs = node
-        .aggregates
-        .iter()
-        .zip(&children.aggregates)
-        .map(|(a, (args, values, map))| {
-            let row = map
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(AggRow::empty(a.values.len())));
-            (a.edge.index, args.clone(), values.clone(), row)
-        })
-        .collect();
+    let mut ones = Vec::with_capacity(node.joins.len());
+    for ((join, l), c) in node.joins.iter().zip(loaded.joins).zip(&children.joins) {
+        ones.push((join.edge.index, Obj::new(assemble(&join.node, l, c))));
+    }
+    let mut manys = Vec::with_capacity(node.batches.len());
+    for (b, (args, batched)) in node.batches.iter().zip(&children.batches) {
+        manys.push((b.edge.index, args.clone(), batched.of(id)));
+    }
+    let mut aggs = Vec::with_capacity(node.aggregates.len());
+    for (a, (args, values, map)) in node.aggregates.iter().zip(&children.aggregates) {
+        let row = map
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(AggRow::empty(a.values.len())));
+        aggs.push((a.edge.index, args.clone(), values.clone(), row));
+    }
     ObjData {
         row: loaded.row,
         ones,
