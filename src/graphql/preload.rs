@@ -181,11 +181,7 @@ pub async fn load_connection(
         || serde_json::json!({ "totalCount": counted, "node": node.describe() }),
     )?;
     if reserved == Reserved::PlanOnly {
-        return Ok((
-            Vec::new().into(),
-            counted.then_some(0),
-            planned.view.clone(),
-        ));
+        return Ok((Objs::default(), counted.then_some(0), planned.view.clone()));
     }
     let total = if counted {
         Some(
@@ -298,7 +294,7 @@ fn build_shown<'a>(
     s: &'a Session,
     node: &'a Node,
     rows: Vec<(Loaded, bool)>,
-) -> BoxFut<'a, Vec<ObjData>> {
+) -> BoxFut<'a, Arc<[ObjData]>> {
     Box::pin(async move {
         let refs: Vec<&Loaded> = rows.iter().filter(|r| r.1).map(|r| &r.0).collect();
         let children = load_children(s, node, &refs).await?;
@@ -368,11 +364,8 @@ pub async fn build_batch(
     if let Some(last) = run.0 {
         runs.insert(last, marked.len() - run.1..marked.len());
     }
-    let objs = build_shown(s, &batch.node, marked).await?;
-    Ok(Batched {
-        all: objs.into(),
-        runs,
-    })
+    let all = build_shown(s, &batch.node, marked).await?;
+    Ok(Batched { all, runs })
 }
 
 fn load_children<'a>(
@@ -438,10 +431,11 @@ fn assemble(node: &Node, loaded: Loaded, children: &Children) -> ObjData {
             .unwrap_or_else(|| Arc::new(AggRow::empty(a.values.len())));
         aggs.push((a.edge.index, args.clone(), values.clone(), row));
     }
+    // Of the exact size (no reallocation), and two words each instead of three.
     ObjData {
         row: loaded.row,
-        ones,
-        manys,
-        aggs,
+        ones: ones.into_boxed_slice(),
+        manys: manys.into_boxed_slice(),
+        aggs: aggs.into_boxed_slice(),
     }
 }

@@ -34,12 +34,12 @@ pub struct ObjData {
     /// The row.
     pub row: Row,
     /// The joined to-one relationships, by their index in the entity's relationships.
-    pub ones: Vec<(u8, Obj)>,
+    pub ones: Box<[(u8, Obj)]>,
     /// The loaded to-many relationships, by index and argument set.
-    pub manys: Vec<Many>,
+    pub manys: Box<[Many]>,
     /// The aggregates over to-many relationships, by index and argument set: what was
     /// aggregated (`(function, column)`) and the values, in that order.
-    pub aggs: Vec<Aggregated>,
+    pub aggs: Box<[Aggregated]>,
 }
 
 impl ObjData {
@@ -110,13 +110,10 @@ impl Objs {
     }
 }
 
-impl From<Vec<ObjData>> for Objs {
-    fn from(objs: Vec<ObjData>) -> Self {
-        let run = 0..objs.len();
-        Objs {
-            all: objs.into(),
-            run,
-        }
+impl From<Arc<[ObjData]>> for Objs {
+    fn from(all: Arc<[ObjData]>) -> Self {
+        let run = 0..all.len();
+        Objs { all, run }
     }
 }
 
@@ -145,9 +142,8 @@ impl Obj {
         }
     }
 
-    /// A handle on each of `objs`, which share one allocation.
-    pub fn all(objs: Vec<ObjData>) -> Vec<Obj> {
-        let all: Arc<[ObjData]> = objs.into();
+    /// A handle on each of `all`.
+    pub fn all(all: Arc<[ObjData]>) -> Vec<Obj> {
         (0..all.len())
             .map(|at| Obj {
                 all: all.clone(),
