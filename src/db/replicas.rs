@@ -37,8 +37,27 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// The longest a health check waits for its answer.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The channel an instance announces its viewers' writes on (`<user id> <LSN>`).
+/// The channel an instance announces its viewers' writes on (`<user id> <LSN> <echo>`; the
+/// echo, which other instances ignore, tells the announcing one it was heard).
 pub const WRITES_CHANNEL: &str = "eagerql_writes";
+
+/// How long a write's announcement waits to be heard back by its own instance's listener.
+/// PostgreSQL signals every listener of the channel at the same commit, so once the
+/// announcing instance hears it, the others have been handed it too: the writer's answer
+/// then goes out, and its next read, on whichever instance, finds the write noted (on an
+/// instance whose listener is slower still by more than a client's round trip, the read can
+/// still miss it on a replica; a lost listener makes every read there require the primary's
+/// position, see [`Replicas::listening`]).
+const ECHO_WAIT: Duration = Duration::from_millis(100);
+
+/// This process's mark on its announcements' echoes (random, so two instances never share
+/// one).
+static ECHO_TAG: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+});
 
 /// Samples of the primary's WAL position kept (one per check): lag is measured up to this
 /// many checks back, and "at least that" beyond.
@@ -229,6 +248,10 @@ pub struct Replicas {
     /// A position every read must see, until when: what may have been written unheard (the
     /// listener was away), or everything (too many writers to remember).
     floor: Mutex<Option<(u64, Instant)>>,
+    /// This instance's announcements not heard back yet, by echo number.
+    echoes: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>,
+    /// The next echo number.
+    next_echo: AtomicU64,
 }
 
 impl Replicas {
@@ -433,7 +456,8 @@ impl Replicas {
         floor.max(own)
     }
 
-    /// The read-your-writes announcement of `payload` (`<user id> <LSN>`), from any instance.
+    /// The read-your-writes announcement of `payload` (`<user id> <LSN> <echo>`), from any
+    /// instance; this instance's own one is its echo (see [`ECHO_WAIT`]).
     pub(crate) fn heard_write(&self, payload: &str) {
         let mut parts = payload.split(' ');
         if let (Some(user), Some(lsn)) = (
@@ -441,6 +465,21 @@ impl Replicas {
             parts.next().and_then(parse_lsn),
         ) {
             self.note_write(user, lsn);
+        }
+        let own = parts
+            .next()
+            .and_then(|echo| echo.split_once('.'))
+            .filter(|(tag, _)| u64::from_str_radix(tag, 16).ok() == Some(*ECHO_TAG))
+            .and_then(|(_, n)| n.parse::<u64>().ok());
+        if let Some(n) = own {
+            let waiting = self
+                .echoes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&n);
+            if let Some(heard) = waiting {
+                let _ = heard.send(());
+            }
         }
     }
 
@@ -451,9 +490,16 @@ impl Replicas {
         let Some(primary) = &self.primary else {
             return;
         };
+        let n = self.next_echo.fetch_add(1, Ordering::Relaxed);
+        let (heard, echo) = tokio::sync::oneshot::channel();
+        self.echoes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(n, heard);
+        let tag = *ECHO_TAG;
         let sql = format!(
             "with l as (select pg_current_wal_insert_lsn()::text as lsn) \
-             select lsn, pg_notify('{WRITES_CHANNEL}', '{user} ' || lsn) from l"
+             select lsn, pg_notify('{WRITES_CHANNEL}', '{user} ' || lsn || ' {tag:x}.{n}') from l"
         );
         let announced = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_one(primary);
         let lsn = match tokio::time::timeout(CHECK_TIMEOUT, announced).await {
@@ -470,6 +516,13 @@ impl Replicas {
             );
         }
         self.note_write(user, lsn.unwrap_or(u64::MAX));
+        if lsn.is_some() {
+            let _ = tokio::time::timeout(ECHO_WAIT, echo).await;
+        }
+        self.echoes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&n);
     }
 
     /// Whether viewers' writes are announced (replicas to keep them from).
@@ -667,5 +720,37 @@ mod tests {
         replicas.heard_write("garbage");
         replicas.heard_write("1 nonsense");
         assert_eq!(replicas.required_lsn(Some(1)), None);
+    }
+
+    #[tokio::test]
+    async fn an_announcement_is_heard_back_by_its_own_echo_only() {
+        let replicas = Replicas {
+            list: vec![replica(1, "postgres://db1/x")],
+            consistency: Consistency {
+                max_lag: None,
+                read_your_writes: Duration::from_secs(5),
+            },
+            ..Default::default()
+        };
+        let mut waiting = Vec::new();
+        for n in 0..2 {
+            let (heard, echo) = tokio::sync::oneshot::channel();
+            replicas.echoes.lock().unwrap().insert(n, heard);
+            waiting.push(echo);
+        }
+        let own = *ECHO_TAG;
+        // Another instance's announcement with the same number is not this one's echo, and
+        // an announcement without an echo (an older instance's) is still a write.
+        replicas.heard_write(&format!("3 0/10 {:x}.0", own.wrapping_add(1)));
+        replicas.heard_write("4 0/20");
+        assert_eq!(replicas.required_lsn(Some(3)), Some(0x10));
+        assert_eq!(replicas.required_lsn(Some(4)), Some(0x20));
+        replicas.heard_write(&format!("5 0/30 {own:x}.1"));
+        assert_eq!(replicas.required_lsn(Some(5)), Some(0x30));
+        let second = waiting.pop().expect("two waiting");
+        let mut first = waiting.pop().expect("two waiting");
+        assert!(second.await.is_ok(), "echo 1 heard");
+        assert!(first.try_recv().is_err(), "echo 0 not heard");
+        assert_eq!(replicas.echoes.lock().unwrap().len(), 1);
     }
 }
