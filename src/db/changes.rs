@@ -364,6 +364,7 @@ pub(crate) async fn listen(
         // Listening, and registered as a follower: from here on nothing committed is missed,
         // and what happened before is unknown.
         changes.send(Raw::Everything);
+        replicas.set_hearing(replicas.follows_writes());
         let since = std::time::Instant::now();
         loop {
             match listener.try_recv().await {
@@ -384,6 +385,7 @@ pub(crate) async fn listen(
                 }
             }
         }
+        replicas.set_hearing(false);
         // A connection that stayed up starts the backoff afresh; one dropped at once (a
         // proxy, a loop of terminations) keeps backing off.
         if since.elapsed() > Duration::from_secs(10) {

@@ -252,6 +252,9 @@ pub struct Replicas {
     echoes: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>,
     /// The next echo number.
     next_echo: AtomicU64,
+    /// Whether this instance's listener is hearing the channel now (only then is an echo
+    /// waited for).
+    hearing: AtomicBool,
 }
 
 impl Replicas {
@@ -516,13 +519,19 @@ impl Replicas {
             );
         }
         self.note_write(user, lsn.unwrap_or(u64::MAX));
-        if lsn.is_some() {
+        if lsn.is_some() && self.hearing.load(Ordering::Relaxed) {
             let _ = tokio::time::timeout(ECHO_WAIT, echo).await;
         }
         self.echoes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&n);
+    }
+
+    /// Notes whether this instance's listener is hearing [`WRITES_CHANNEL`] (from when it
+    /// listens until its connection is lost).
+    pub(crate) fn set_hearing(&self, hearing: bool) {
+        self.hearing.store(hearing, Ordering::Relaxed);
     }
 
     /// Whether viewers' writes are announced (replicas to keep them from).
