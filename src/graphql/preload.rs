@@ -349,20 +349,19 @@ pub async fn build_batch(
         found.sort_by_key(|(parent, _)| *parent);
     }
     let mut runs = ByParent::default();
+    let mut at = 0;
+    for run in found.chunk_by(|a, b| a.0 == b.0) {
+        runs.insert(run[0].0, at..at + run.len());
+        at += run.len();
+    }
     let mut marked = Vec::with_capacity(found.len());
     let mut run = (None, 0usize);
-    for (at, (parent, loaded)) in found.into_iter().enumerate() {
+    for (parent, loaded) in found {
         if run.0 != Some(parent) {
-            if let Some(last) = run.0 {
-                runs.insert(last, at - run.1..at);
-            }
             run = (Some(parent), 0);
         }
         marked.push((loaded, page.is_none_or(|page| page.shows(run.1))));
         run.1 += 1;
-    }
-    if let Some(last) = run.0 {
-        runs.insert(last, marked.len() - run.1..marked.len());
     }
     let all = build_shown(s, &batch.node, marked).await?;
     Ok(Batched { all, runs })
