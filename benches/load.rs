@@ -127,9 +127,15 @@ struct Opts {
     /// Rounds per server for --observability (each --duration / rounds seconds).
     #[arg(long, default_value_t = 6)]
     rounds: usize,
-    /// Skip the direct sqlx replay.
+    /// Skip the direct sqlx replay (and, with it, the floor).
     #[arg(long)]
     no_direct: bool,
+    /// PostgreSQL read workloads: measure the server and its floor this many times each,
+    /// alternating which goes first; the table shows the median round (by req/s over the
+    /// floor) and a note lists every round. The floor moves by up to a third between runs on
+    /// a shared machine, so a share of it is judged over several rounds.
+    #[arg(long, default_value_t = 1)]
+    floor_rounds: usize,
     /// Seconds to wait after each read workload before reading the server's RSS again (does
     /// memory go back after load?); 0 skips it.
     #[arg(long, default_value_t = 0.0)]
@@ -342,24 +348,85 @@ async fn read_workload(env: &Env, opts: &Opts, name: &str, body: BodyFn, plan: P
         .then_some("begin isolation level repeatable read read only");
     drop(conn);
 
-    let mut row = load_server(env, name, plan, body).await?;
-    if env.backend == Backend::Postgres && !opts.no_direct && !statements.is_empty() {
-        let db = env.db.as_ref().ok_or("no database")?;
-        let script = floor::script(&statements, begin_read);
-        let url = db.url.clone();
-        let (clients, secs) = (plan.clients, plan.duration.as_secs_f64());
-        progress(&format!(
-            "postgres {name} floor: pgbench -c {clients}, {secs:.0} s"
-        ));
-        let tps = tokio::task::spawn_blocking(move || {
-            floor::pgbench(&url, &script, clients, secs, &std::env::temp_dir())
-        })
-        .await?;
-        match tps {
-            Ok(tps) => row.floor_per_sec = Some(tps),
-            Err(e) => progress(&format!("no floor for {name}: {e}")),
-        }
+    let with_floor = env.backend == Backend::Postgres && !opts.no_direct && !statements.is_empty();
+    if !with_floor {
+        return direct_replay(
+            env,
+            opts,
+            name,
+            plan,
+            statements,
+            load_server(env, name, plan, body).await?,
+        )
+        .await;
     }
+    let script = floor::script(&statements, begin_read);
+    let rounds = opts.floor_rounds.max(1);
+    let mut measured = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        // Alternating which goes first, so a drift of the machine during the run weighs on
+        // both alike.
+        let (row, floor) = if round % 2 == 0 {
+            let row = load_server(env, name, plan, body.clone()).await?;
+            (row, run_floor(env, name, plan, &script).await?)
+        } else {
+            let floor = run_floor(env, name, plan, &script).await?;
+            (load_server(env, name, plan, body.clone()).await?, floor)
+        };
+        measured.push((row, floor));
+    }
+    let share = |(row, floor): &(Row, Option<f64>)| floor.map_or(0.0, |f| row.requests_per_sec / f);
+    measured.sort_by(|a, b| share(a).total_cmp(&share(b)));
+    let shares: Vec<String> = measured
+        .iter()
+        .map(|m| format!("{:.0}%", 100.0 * share(m)))
+        .collect();
+    let (mut row, floor) = measured.swap_remove(measured.len() / 2);
+    row.floor_per_sec = floor;
+    if rounds > 1 {
+        let note = format!(
+            "srv/floor over {rounds} rounds: {} (the median shown)",
+            shares.join(", ")
+        );
+        row.note = Some(match row.note.take() {
+            Some(n) => format!("{n}; {note}"),
+            None => note,
+        });
+    }
+    direct_replay(env, opts, name, plan, statements, row).await
+}
+
+/// The floor of a PostgreSQL workload: `script` under pgbench, as many clients and as long as
+/// the server's run; `None` (and a line saying why) when pgbench could not run.
+async fn run_floor(env: &Env, name: &str, plan: Plan, script: &str) -> Res<Option<f64>> {
+    let db = env.db.as_ref().ok_or("no database")?;
+    let (url, script) = (db.url.clone(), script.to_owned());
+    let (clients, secs) = (plan.clients, plan.duration.as_secs_f64());
+    progress(&format!(
+        "postgres {name} floor: pgbench -c {clients}, {secs:.0} s"
+    ));
+    let tps = tokio::task::spawn_blocking(move || {
+        floor::pgbench(&url, &script, clients, secs, &std::env::temp_dir())
+    })
+    .await?;
+    Ok(match tps {
+        Ok(tps) => Some(tps),
+        Err(e) => {
+            progress(&format!("no floor for {name}: {e}"));
+            None
+        }
+    })
+}
+
+/// The same statements replayed through sqlx (unless `--no-direct`), beside `row`.
+async fn direct_replay(
+    env: &Env,
+    opts: &Opts,
+    name: &str,
+    plan: Plan,
+    statements: Vec<direct::Statement>,
+    mut row: Row,
+) -> Res<Row> {
     if let Some(pool) = &env.pool
         && !opts.no_direct
         && !statements.is_empty()
