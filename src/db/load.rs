@@ -163,6 +163,32 @@ struct Select {
     masks: Vec<u32>,
     joins: String,
     next_alias: usize,
+    /// How the to-one joins are written.
+    form: Joins,
+}
+
+/// How a statement's to-one edges are joined.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Joins {
+    /// Plain joins: the planner chooses how.
+    Planned,
+    /// PostgreSQL: each joined row looked up by its key, through a LATERAL subquery the
+    /// planner may not flatten (`offset 0`), so a nested loop over the target's primary key.
+    /// For the children of one parent: under the generic plan of a prepared statement the
+    /// planner cannot know the batch is that small, and a plain join there hashes the whole
+    /// target table (every product) on each run to join a handful of rows.
+    Lookup,
+}
+
+/// How many parents a batch statement is for, as the operation's shape fixes it, never the
+/// rows it meets: the same operation writes the same texts whatever the data, so the
+/// subscribers of a live query still share one statement per level.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Parents {
+    /// At most one: the children of a row read by its id (or of a row joined to it).
+    One,
+    /// Any number.
+    Many,
 }
 
 /// Texts already written, by the shape that fixes them (a key of small numbers, compared on
@@ -324,14 +350,20 @@ impl Statement {
 /// same shapes as the last one's far more often than not. A statement whose values are
 /// written into its text (`p.literal`) is written each time.
 fn select(backend: Backend, node: &Node, p: &mut Params) -> Arc<Shaped> {
+    select_joined(backend, node, p, Joins::Planned)
+}
+
+/// [`select`], its to-one edges joined as `form` says.
+fn select_joined(backend: Backend, node: &Node, p: &mut Params, form: Joins) -> Arc<Shaped> {
     debug_assert!(p.args.is_empty(), "the select is a statement's first text");
     if p.literal {
         return Arc::new(Shaped {
-            select: Select::new(backend, node, p),
+            select: Select::new(backend, node, p, form),
             viewer: false,
         });
     }
-    let key = select_key(backend, p.viewer, node);
+    let mut key = select_key(backend, p.viewer, node);
+    key.push(form as u32);
     if let Some(kept) = SHAPED.get(&key) {
         if kept.viewer
             && let Some(id) = p.viewer.user_id()
@@ -340,7 +372,7 @@ fn select(backend: Backend, node: &Node, p: &mut Params) -> Arc<Shaped> {
         }
         return kept;
     }
-    let select = Select::new(backend, node, p);
+    let select = Select::new(backend, node, p, form);
     let shaped = Arc::new(Shaped {
         viewer: p.viewer_at.is_some(),
         select,
@@ -351,7 +383,7 @@ fn select(backend: Backend, node: &Node, p: &mut Params) -> Arc<Shaped> {
 }
 
 impl Select {
-    fn new(backend: Backend, node: &Node, params: &mut Params) -> Self {
+    fn new(backend: Backend, node: &Node, params: &mut Params, form: Joins) -> Self {
         let mut s = Select {
             backend,
             list: String::with_capacity(256),
@@ -359,6 +391,7 @@ impl Select {
             masks: Vec::new(),
             joins: String::new(),
             next_alias: 1,
+            form,
         };
         s.add(node, "t0", params);
         s
@@ -384,15 +417,22 @@ impl Select {
             // Foreign keys are NOT NULL, and what a row the viewer may see names is visible to
             // them too (the description shows it for every to-one edge,
             // `Rel::target_visibility`), so an inner join never drops a visible parent row.
-            let _ = write!(
-                self.joins,
-                " join {} {child} on {child}.id = {alias}.{}",
-                table(join.node.entity),
-                join_key(join.edge)
-            );
-            if let Some(pred) = params.visible(join.node.entity, &child) {
-                let _ = write!(self.joins, " and {pred}");
-            }
+            let (target, key) = (table(join.node.entity), join_key(join.edge));
+            let visible = params.visible(join.node.entity, &child);
+            let visible = visible
+                .map(|pred| format!(" and {pred}"))
+                .unwrap_or_default();
+            let _ = match self.form {
+                Joins::Planned => write!(
+                    self.joins,
+                    " join {target} {child} on {child}.id = {alias}.{key}{visible}"
+                ),
+                Joins::Lookup => write!(
+                    self.joins,
+                    " cross join lateral (select * from {target} {child} where {child}.id = \
+                     {alias}.{key}{visible} offset 0) {child}"
+                ),
+            };
             self.add(&join.node, &child, params);
         }
     }
@@ -1040,16 +1080,18 @@ fn batch_source(edge: Rel) -> (&'static str, &'static str, &'static str) {
 
 /// Runs one batch: the children of every parent in `parent_ids`, as `(parent id, child)` in
 /// parent, then child id order (sorted here, not by the database). `parent_ids` must not be
-/// empty.
+/// empty; `parents` says how many there can be by the operation's shape.
 pub async fn fetch_batch(
     s: &Session,
     batch: &Batch,
     parent_ids: Vec<i64>,
+    parents: Parents,
 ) -> AppResult<Vec<(i64, Loaded)>> {
     let (backend, viewer) = (s.backend(), s.viewer());
     let name = batch_source(batch.edge).2;
     let ordered = ordered(&batch.args);
-    let statement = kept_batch_statement(backend, viewer, batch, parent_ids);
+    debug_assert!(parents == Parents::Many || parent_ids.len() == 1);
+    let statement = kept_batch_statement(backend, viewer, batch, parent_ids, parents);
     let masks = &statement.shaped.select.masks;
     let in_row = parent_in_row(batch);
     let decoder = |r: &dyn DbRow| match in_row {
@@ -1130,6 +1172,7 @@ fn kept_batch_statement(
     viewer: Viewer,
     batch: &Batch,
     parent_ids: Vec<i64>,
+    parents: Parents,
 ) -> Statement {
     let args = &batch.args;
     if args.filter.is_none() && args.page.is_none() {
@@ -1139,6 +1182,7 @@ fn kept_batch_statement(
             batch.edge.from as u32,
             u32::from(batch.edge.index),
             u32::from(args.first.is_some()),
+            batch_joins(backend, parents) as u32,
         ]);
         key.extend(
             args.order
@@ -1153,11 +1197,20 @@ fn kept_batch_statement(
         let Some(Arg::Ids(parent_ids)) = own.into_iter().next() else {
             unreachable!("the first value is the parents' ids")
         };
-        let statement = batch_statement(backend, viewer, batch, parent_ids);
+        let statement = batch_statement(backend, viewer, batch, parent_ids, parents);
         statement.keep(key);
         return statement;
     }
-    batch_statement(backend, viewer, batch, parent_ids)
+    batch_statement(backend, viewer, batch, parent_ids, parents)
+}
+
+/// How a batch statement for `parents` joins its to-one edges: one parent's children (a few
+/// rows) look each joined row up; any other batch lets the planner choose.
+fn batch_joins(backend: Backend, parents: Parents) -> Joins {
+    match (backend, parents) {
+        (Backend::Postgres, Parents::One) => Joins::Lookup,
+        _ => Joins::Planned,
+    }
 }
 
 /// The statement of `batch`, written for these parents.
@@ -1166,10 +1219,11 @@ fn batch_statement(
     viewer: Viewer,
     batch: &Batch,
     parent_ids: Vec<i64>,
+    parents: Parents,
 ) -> Statement {
     let (from, parent, _) = batch_source(batch.edge);
     let mut p = Params::new(viewer);
-    let shaped = select(backend, &batch.node, &mut p);
+    let shaped = select_joined(backend, &batch.node, &mut p, batch_joins(backend, parents));
     let select = &shaped.select;
     let ids = p.push(Arg::Ids(parent_ids));
     // The conditions beside the parent's: ` and ...`.
@@ -1528,6 +1582,60 @@ mod tests {
     }
 
     #[test]
+    fn one_parents_children_look_their_joined_rows_up_on_postgres_only() {
+        let batch = Batch {
+            edge: Entity::User.relation("orders").unwrap(),
+            node: order_with_user(),
+            args: EdgeArgs::default(),
+        };
+        let customer = customer(7_201);
+        let one = kept_batch_statement(Backend::Postgres, customer, &batch, vec![9], Parents::One);
+        assert!(
+            one.text.contains(
+                " cross join lateral (select * from users t1 where t1.id = t0.user_id and t1.id = $1 \
+                 offset 0) t1 "
+            ),
+            "{}",
+            one.text
+        );
+        assert!(!one.text.contains(" join users t1 on"), "{}", one.text);
+        // The viewer's rule stays inside the lookup: an anonymous viewer's join finds nothing.
+        let anonymous = kept_batch_statement(
+            Backend::Postgres,
+            Viewer::Anonymous,
+            &batch,
+            vec![9],
+            Parents::One,
+        );
+        assert!(
+            anonymous
+                .text
+                .contains("t0.user_id and 1 = 0 offset 0) t1 "),
+            "{}",
+            anonymous.text
+        );
+        // Any number of parents, or SQLite: a plain join, the planner's choice.
+        let many = kept_batch_statement(
+            Backend::Postgres,
+            customer,
+            &batch,
+            vec![9, 10],
+            Parents::Many,
+        );
+        assert!(
+            many.text.contains(" join users t1 on t1.id = t0.user_id"),
+            "{}",
+            many.text
+        );
+        assert!(!many.text.contains("lateral"), "{}", many.text);
+        let sqlite = kept_batch_statement(Backend::Sqlite, customer, &batch, vec![9], Parents::One);
+        assert!(!sqlite.text.contains("lateral"), "{}", sqlite.text);
+        // Both forms decode the same columns in the same order.
+        let list = |st: &Statement| st.text.split(" from ").next().unwrap().to_owned();
+        assert_eq!(list(&one), list(&many));
+    }
+
+    #[test]
     fn a_kept_statement_binds_what_a_written_one_binds() {
         let items = {
             let mut item = leaf(Entity::OrderItem, &["quantity"]);
@@ -1568,11 +1676,20 @@ mod tests {
                         args: args.clone(),
                     };
                     for batch in [&batch, &item_batch] {
-                        let ids = vec![id, id + 7];
-                        assert_eq!(
-                            written(&kept_batch_statement(backend, viewer, batch, ids.clone())),
-                            written(&batch_statement(backend, viewer, batch, ids)),
-                        );
+                        for (ids, parents) in
+                            [(vec![id, id + 7], Parents::Many), (vec![id], Parents::One)]
+                        {
+                            assert_eq!(
+                                written(&kept_batch_statement(
+                                    backend,
+                                    viewer,
+                                    batch,
+                                    ids.clone(),
+                                    parents
+                                )),
+                                written(&batch_statement(backend, viewer, batch, ids, parents)),
+                            );
+                        }
                     }
                 }
             }

@@ -13,7 +13,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use super::preload::{build, build_batch};
 use super::types::{Obj, Objs};
 use crate::db::Session;
-use crate::db::load::{self, RootQuery};
+use crate::db::load::{self, Parents, RootQuery};
 use crate::entities::Rel;
 use crate::error::{AppError, AppResult};
 use crate::planner::{Batch, EdgeArgs, Node};
@@ -60,7 +60,8 @@ impl Loader<ManyKey> for EdgeLoader {
                 args: args.clone(),
                 node: (*node).clone(),
             };
-            let rows = load::fetch_batch(&self.session, &batch, parents.clone()).await?;
+            let rows =
+                load::fetch_batch(&self.session, &batch, parents.clone(), Parents::Many).await?;
             let batched = build_batch(&self.session, &batch, rows).await?;
             for parent in parents {
                 let key = ManyKey {

@@ -16,7 +16,7 @@ use async_graphql::Context;
 use super::RequestContext;
 use super::lookahead::selection;
 use super::types::{Obj, ObjData, Objs};
-use crate::db::load::{self, AggRow, Loaded, RootQuery};
+use crate::db::load::{self, AggRow, Loaded, Parents, RootQuery};
 use crate::db::{Reserved, Session};
 use crate::entities::{AggFunc, Entity};
 use crate::error::{AppError, AppResult};
@@ -143,8 +143,13 @@ async fn load_node(
     if reserved == Reserved::PlanOnly {
         return Ok(Vec::new());
     }
+    let parents = match q {
+        RootQuery::ById(_) => Parents::One,
+        _ => Parents::Many,
+    };
     let loaded = load::fetch_root(session, node, q).await?;
-    build(session, node, loaded).await
+    let marked = loaded.into_iter().map(|l| (l, true)).collect();
+    Ok(Obj::all(build_shown(session, node, marked, parents).await?))
 }
 
 /// Loads a root connection's page (`Query.ordersConnection`): the rows named by its
@@ -284,20 +289,22 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = AppResult<T>> + Send + 'a>>;
 /// Loads every batch below `node` for `rows`, then assembles the objects.
 pub async fn build(s: &Session, node: &Node, rows: Vec<Loaded>) -> AppResult<Vec<Obj>> {
     let marked = rows.into_iter().map(|l| (l, true)).collect();
-    Ok(Obj::all(build_shown(s, node, marked).await?))
+    Ok(Obj::all(build_shown(s, node, marked, Parents::Many).await?))
 }
 
 /// [`build`] for rows some of which are a page's look-ahead row (`false`): read only to tell
 /// whether a next page exists, never shown, so nothing below them is loaded. They are never
 /// parents of the next level, and a level whose only row is one sends no batch below it.
+/// `parents`: how many rows there can be, by the operation's shape.
 fn build_shown<'a>(
     s: &'a Session,
     node: &'a Node,
     rows: Vec<(Loaded, bool)>,
+    parents: Parents,
 ) -> BoxFut<'a, Arc<[ObjData]>> {
     Box::pin(async move {
         let refs: Vec<&Loaded> = rows.iter().filter(|r| r.1).map(|r| &r.0).collect();
-        let children = load_children(s, node, &refs).await?;
+        let children = load_children(s, node, &refs, parents).await?;
         Ok(rows
             .into_iter()
             .map(|(l, _)| assemble(node, l, &children))
@@ -317,7 +324,7 @@ pub async fn build_page(
         .enumerate()
         .map(|(i, l)| (l, page.shows(i)))
         .collect();
-    Ok(build_shown(s, node, marked).await?.into())
+    Ok(build_shown(s, node, marked, Parents::Many).await?.into())
 }
 
 /// Whether each parent's rows are one run: true when the parents never decrease (every
@@ -363,7 +370,7 @@ pub async fn build_batch(
         marked.push((loaded, page.is_none_or(|page| page.shows(run.1))));
         run.1 += 1;
     }
-    let all = build_shown(s, &batch.node, marked).await?;
+    let all = build_shown(s, &batch.node, marked, Parents::Many).await?;
     Ok(Batched { all, runs })
 }
 
@@ -371,6 +378,7 @@ fn load_children<'a>(
     s: &'a Session,
     node: &'a Node,
     rows: &'a [&'a Loaded],
+    parents: Parents,
 ) -> BoxFut<'a, Children> {
     Box::pin(async move {
         let mut out = Children::default();
@@ -381,7 +389,7 @@ fn load_children<'a>(
             let batched = if ids.is_empty() {
                 Batched::default()
             } else {
-                let found = load::fetch_batch(s, batch, ids).await?;
+                let found = load::fetch_batch(s, batch, ids, parents).await?;
                 build_batch(s, batch, found).await?
             };
             out.batches.push((Arc::new(batch.args.clone()), batched));
@@ -404,7 +412,9 @@ fn load_children<'a>(
         }
         for (k, join) in node.joins.iter().enumerate() {
             let joined: Vec<&Loaded> = rows.iter().filter_map(|l| l.joins.get(k)).collect();
-            out.joins.push(load_children(s, &join.node, &joined).await?);
+            // A row joined to one row is one row.
+            out.joins
+                .push(load_children(s, &join.node, &joined, parents).await?);
         }
         Ok(out)
     })
