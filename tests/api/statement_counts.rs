@@ -903,3 +903,50 @@ async fn reports_are_predicted_without_running_and_then_run_what_was_predicted()
         "{refused}"
     );
 }
+
+/// The statements' texts of an answer, in order.
+fn statement_texts(body: &serde_json::Value) -> Vec<String> {
+    body["extensions"]["sql"]["statements"]
+        .as_array()
+        .expect("extensions.sql.statements")
+        .iter()
+        .map(|s| s["sql"].as_str().expect("sql").to_owned())
+        .collect()
+}
+
+/// On PostgreSQL the batch of one parent's children (an order read by its id: its items) looks
+/// each joined product up by its key, since the batch's generic plan cannot see that it is
+/// small; a batch of a list's children keeps the plain join. Same answers, same counts; SQLite
+/// always joins plainly.
+#[tokio::test]
+async fn one_orders_items_look_their_products_up_and_a_lists_join_them() {
+    use crate::helpers::backend;
+    use eagerql::db::Backend;
+
+    let app = spawn_app().await;
+    app.seed(3, 2, 3, 5).await;
+    let items = "items { id quantity product { id name } }";
+    let one = app
+        .gql(&format!("{{ order(id: 1) {{ id {items} }} }}"))
+        .await;
+    let list = app
+        .gql(&format!("{{ orders(first: 1) {{ id {items} }} }}"))
+        .await;
+    assert_eq!(one.statements, 2);
+    assert_eq!(list.statements, 2);
+    assert_eq!(one.data()["order"], list.data()["orders"][0]);
+    assert!(
+        !one.data()["order"]["items"].as_array().unwrap().is_empty(),
+        "{}",
+        one.body
+    );
+    let (one_sql, list_sql) = (statement_texts(&one.body), statement_texts(&list.body));
+    let lookup = "cross join lateral (select * from products";
+    assert_eq!(
+        one_sql[1].contains(lookup),
+        backend() == Backend::Postgres,
+        "{one_sql:?}"
+    );
+    assert!(!list_sql[1].contains(lookup), "{list_sql:?}");
+    assert!(list_sql[1].contains(" join products "), "{list_sql:?}");
+}
