@@ -158,13 +158,18 @@ fn script(name: &str, args: &[&str]) {
 
 /// One row of one query on its own connection.
 async fn scalar(url: &str, sql: &str) -> String {
+    try_scalar(url, sql).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`scalar`], or why it could not be read.
+async fn try_scalar(url: &str, sql: &str) -> Result<String, String> {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
         .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-    let v: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select ({sql})::text")))
+        .map_err(|e| format!("connect {url}: {e}"))?;
+    let v = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select ({sql})::text")))
         .fetch_one(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        .map_err(|e| format!("{sql}: {e}"));
     let _ = sqlx::Connection::close(conn).await;
     v
 }
@@ -348,18 +353,23 @@ async fn through_pgbouncer_in_transaction_mode() {
 /// written so far.
 async fn replayed(primary: &str, replica: &str) {
     let target = scalar(primary, "pg_current_wal_lsn()").await;
+    let mut last = String::new();
     for _ in 0..200 {
-        let caught_up = scalar(
+        // The test's database itself may not be on the replica yet (its creation is one of
+        // the writes to replay): not reachable is not caught up.
+        match try_scalar(
             replica,
             &format!("coalesce(pg_last_wal_replay_lsn() >= '{target}'::pg_lsn, false)"),
         )
-        .await;
-        if caught_up == "true" {
-            return;
+        .await
+        {
+            Ok(caught_up) if caught_up == "true" => return,
+            Ok(caught_up) => last = caught_up,
+            Err(e) => last = e,
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("the replica did not replay up to {target}");
+    panic!("the replica did not replay up to {target}: {last}");
 }
 
 /// `/readyz`'s status and body.
