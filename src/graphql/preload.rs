@@ -148,8 +148,7 @@ async fn load_node(
         _ => Parents::Many,
     };
     let loaded = load::fetch_root(session, node, q).await?;
-    let marked = loaded.into_iter().map(|l| (l, true)).collect();
-    Ok(Obj::all(build_shown(session, node, marked, parents).await?))
+    build_for(session, node, loaded, parents).await
 }
 
 /// Loads a root connection's page (`Query.ordersConnection`): the rows named by its
@@ -288,8 +287,18 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = AppResult<T>> + Send + 'a>>;
 
 /// Loads every batch below `node` for `rows`, then assembles the objects.
 pub async fn build(s: &Session, node: &Node, rows: Vec<Loaded>) -> AppResult<Vec<Obj>> {
+    build_for(s, node, rows, Parents::Many).await
+}
+
+/// [`build`] for rows of which there can be as many as `parents` says.
+async fn build_for(
+    s: &Session,
+    node: &Node,
+    rows: Vec<Loaded>,
+    parents: Parents,
+) -> AppResult<Vec<Obj>> {
     let marked = rows.into_iter().map(|l| (l, true)).collect();
-    Ok(Obj::all(build_shown(s, node, marked, Parents::Many).await?))
+    Ok(Obj::all(build_shown(s, node, marked, parents).await?))
 }
 
 /// [`build`] for rows some of which are a page's look-ahead row (`false`): read only to tell
