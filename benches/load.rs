@@ -90,7 +90,7 @@ struct Opts {
     /// Concurrent clients (one keep-alive connection each).
     #[arg(long, default_value_t = 8)]
     clients: usize,
-    /// Server pool size (EAGERQL_POOL_SIZE), also used for the direct replay.
+    /// Server pool size (EAGERQL_POOL_SIZE); the direct replay holds a connection per client.
     #[arg(long, default_value_t = 10)]
     pool_size: u32,
     /// Workloads to run, comma-separated (see below).
@@ -345,20 +345,16 @@ async fn read_workload(env: &Env, opts: &Opts, name: &str, body: BodyFn, plan: P
         .pointer("/extensions/sql/transactionControl")
         .and_then(Value::as_array)
         .is_some_and(|c| c.iter().any(|x| x == "begin read"))
-        .then_some("begin isolation level repeatable read read only");
+        .then_some(match env.backend {
+            Backend::Postgres => "begin isolation level repeatable read read only",
+            Backend::Sqlite => "begin",
+        });
     drop(conn);
 
     let with_floor = env.backend == Backend::Postgres && !opts.no_direct && !statements.is_empty();
     if !with_floor {
-        return direct_replay(
-            env,
-            opts,
-            name,
-            plan,
-            statements,
-            load_server(env, name, plan, body).await?,
-        )
-        .await;
+        let row = load_server(env, name, plan, body).await?;
+        return direct_replay(env, opts, name, plan, (statements, begin_read), row).await;
     }
     let script = floor::script(&statements, begin_read);
     let rounds = opts.floor_rounds.max(1);
@@ -393,7 +389,7 @@ async fn read_workload(env: &Env, opts: &Opts, name: &str, body: BodyFn, plan: P
             None => note,
         });
     }
-    direct_replay(env, opts, name, plan, statements, row).await
+    direct_replay(env, opts, name, plan, (statements, begin_read), row).await
 }
 
 /// The floor of a PostgreSQL workload: `script` under pgbench, as many clients and as long as
@@ -418,13 +414,14 @@ async fn run_floor(env: &Env, name: &str, plan: Plan, script: &str) -> Res<Optio
     })
 }
 
-/// The same statements replayed through sqlx (unless `--no-direct`), beside `row`.
+/// The same statements replayed through sqlx (unless `--no-direct`) in the same transaction
+/// (`begin`, when the server opened a read snapshot), beside `row`.
 async fn direct_replay(
     env: &Env,
     opts: &Opts,
     name: &str,
     plan: Plan,
-    statements: Vec<direct::Statement>,
+    (statements, begin): (Vec<direct::Statement>, Option<&'static str>),
     mut row: Row,
 ) -> Res<Row> {
     if let Some(pool) = &env.pool
@@ -441,9 +438,20 @@ async fn direct_replay(
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        let d = direct::run_direct(pool, plan, statements).await?;
+        let d = direct::run_direct(pool, plan, statements, begin).await?;
         let p50 = d.pct_ms(50.0);
         row.server_over_direct_p50 = (p50 > 0.0).then(|| row.p50_ms / p50);
+        if let Some(floor) = row.floor_per_sec.filter(|f| *f > 0.0) {
+            let note = format!(
+                "the direct replay (a bare sqlx client: same SQL and transaction, no GraphQL, \
+                 HTTP or JSON) made {:.0}% of the floor",
+                100.0 * d.rps() / floor
+            );
+            row.note = Some(match row.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+        }
         row.direct = Some(DirectRow {
             requests_per_sec: d.rps(),
             p50_ms: p50,

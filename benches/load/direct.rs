@@ -1,6 +1,8 @@
 //! The database's own work: the statements one GraphQL request ran (as reported under
-//! `x-eagerql-debug: sql`), replayed through sqlx with the same SQL and parameters, without
-//! GraphQL, HTTP or JSON in between.
+//! `x-eagerql-debug: sql`), replayed through sqlx with the same SQL and parameters, in the
+//! same read transaction, without GraphQL, HTTP or JSON in between. Each client holds one
+//! connection, as pgbench's do: what a bare Rust client on this driver can make of the
+//! request, the ceiling of any server built on it.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -8,9 +10,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Postgres, Sqlite};
 
@@ -100,20 +103,72 @@ impl Pool {
         }
     }
 
+    /// A connection of the pool's settings, held by one replaying client for its whole run
+    /// and closed with it: detached, so it neither waits for nor takes one of the pool's
+    /// slots, and a connection left inside a failed transaction never goes back to the pool.
+    async fn hold(&self) -> Res<Held> {
+        Ok(match self {
+            Pool::Postgres(p) => Held::Postgres(p.acquire().await?.detach()),
+            Pool::Sqlite(p) => Held::Sqlite(p.acquire().await?.detach()),
+        })
+    }
+}
+
+/// A connection a replaying client holds.
+enum Held {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl Held {
     /// Runs one statement with `fetch_all`; returns the number of rows.
-    pub async fn run(&self, stmt: &Statement) -> Res<usize> {
+    async fn run(&mut self, stmt: &Statement) -> Res<usize> {
         match self {
-            Pool::Postgres(pool) => {
+            Held::Postgres(c) => {
                 let q = sqlx::query(AssertSqlSafe(stmt.sql.clone()));
                 let q = stmt.params.iter().try_fold(q, bind_pg)?;
-                Ok(q.fetch_all(pool).await?.len())
+                Ok(q.fetch_all(&mut *c).await?.len())
             }
-            Pool::Sqlite(pool) => {
+            Held::Sqlite(c) => {
                 let q = sqlx::query(AssertSqlSafe(stmt.sql.clone()));
                 let q = stmt.params.iter().try_fold(q, bind_sqlite)?;
-                Ok(q.fetch_all(pool).await?.len())
+                Ok(q.fetch_all(&mut *c).await?.len())
             }
         }
+    }
+
+    /// Sends transaction control (`begin ...`, `commit`) as a simple query, as the server sends
+    /// its `begin`.
+    async fn control(&mut self, sql: &'static str) -> Res<()> {
+        match self {
+            Held::Postgres(c) => {
+                sqlx::raw_sql(sql).execute(&mut *c).await?;
+            }
+            Held::Sqlite(c) => {
+                sqlx::raw_sql(sql).execute(&mut *c).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One request: the statements in order, inside `begin` and `commit` (as the floor's
+    /// script) when the server opened a read snapshot for them.
+    async fn request(
+        &mut self,
+        statements: &[Statement],
+        begin: Option<&'static str>,
+    ) -> Res<usize> {
+        if let Some(begin) = begin {
+            self.control(begin).await?;
+        }
+        let mut rows = 0;
+        for s in statements {
+            rows += self.run(s).await?;
+        }
+        if begin.is_some() {
+            self.control("commit").await?;
+        }
+        Ok(rows)
     }
 }
 
@@ -182,10 +237,11 @@ fn bind_sqlite<'q>(q: SqliteQuery<'q>, v: &Value) -> Res<SqliteQuery<'q>> {
     })
 }
 
-/// A task of [`run_direct`]: replays the statements in order on the shared pool.
+/// A task of [`run_direct`]: replays the statements in order on its own connection.
 struct Replayer {
-    pool: Pool,
+    conn: Held,
     statements: Arc<Vec<Statement>>,
+    begin: Option<&'static str>,
 }
 
 impl Worker for Replayer {
@@ -193,11 +249,7 @@ impl Worker for Replayer {
     type Outcome = usize;
 
     async fn step(&mut self) -> Res<usize> {
-        let mut rows = 0usize;
-        for s in self.statements.iter() {
-            rows += self.pool.run(s).await?;
-        }
-        Ok(rows)
+        self.conn.request(&self.statements, self.begin).await
     }
 
     fn record(stats: &mut Stats, latency: Duration, rows: usize) {
@@ -207,22 +259,37 @@ impl Worker for Replayer {
     }
 }
 
-/// Replays `statements` in order, as one "request", from `plan.clients` tasks in a closed loop
-/// (see [`closed_loop`]). Fails on the first database error.
-pub async fn run_direct(pool: &Pool, plan: Plan, statements: Vec<Statement>) -> Res<Stats> {
+/// Replays `statements` in order, as one "request" (inside `begin` and `commit` when `begin`
+/// is given: the server's read snapshot), from `plan.clients` tasks in a closed loop (see
+/// [`closed_loop`]), each on a connection of its own. Fails on the first database error.
+pub async fn run_direct(
+    pool: &Pool,
+    plan: Plan,
+    statements: Vec<Statement>,
+    begin: Option<&'static str>,
+) -> Res<Stats> {
     let statements = Arc::new(statements);
     // Once outside the clock, so that a statement that cannot be replayed fails clearly.
+    let mut first = pool.hold().await?;
     for s in statements.iter() {
-        pool.run(s)
+        first
+            .run(s)
             .await
             .map_err(|e| format!("replaying {}: {e}", s.name))?;
     }
-    let replayers = (0..plan.clients.max(1))
-        .map(|_| Replayer {
-            pool: pool.clone(),
+    let mut replayers = Vec::with_capacity(plan.clients.max(1));
+    let mut conn = Some(first);
+    for _ in 0..plan.clients.max(1) {
+        let conn = match conn.take() {
+            Some(c) => c,
+            None => pool.hold().await?,
+        };
+        replayers.push(Replayer {
+            conn,
             statements: statements.clone(),
-        })
-        .collect();
+            begin,
+        });
+    }
     let mut stats = closed_loop(plan, replayers).await?;
     let per = statements.len() as u64;
     stats.statements = stats.ok * per;

@@ -206,7 +206,9 @@ pub(crate) fn print_table(out: &Out, title: &str, rows: &[&Row]) {
         "  peak MiB: the server's VmHWM during the workload, reset to its RSS at the start \
          (the allocator keeps freed memory, so it never drops below earlier workloads' RSS);\n  \
          cpu us usr/sys: the server's user and system CPU per request;\n  \
-         srv/direct: server p50 over the p50 of the same SQL replayed through sqlx;\n  \
+         direct/s: the same SQL replayed through sqlx in the same transaction, one held \
+         connection per client (a bare client on the server's driver); srv/direct: server p50 \
+         over its p50;\n  \
          floor/s: pgbench on the same SQL in the same snapshot (PostgreSQL), srv/floor: req/s over it\n",
     );
     out.print(&t);
