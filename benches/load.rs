@@ -2,7 +2,9 @@
 //! against it, drives it over HTTP with concurrent clients, and prints per workload the
 //! request rate, p50/p99 latency, SQL statements per request, response bytes and the server's
 //! peak memory (VmHWM). Beside each read workload it replays the same SQL statements straight
-//! through sqlx ("direct") to show how much the server adds on top of the database's work.
+//! through sqlx ("direct": in the same read transaction, one connection held per client) to
+//! show how much the server adds on top of a bare client's work, and on PostgreSQL runs them
+//! under pgbench (the floor).
 //!
 //! Run it with `scripts/bench [--help]` (which builds `target/release/eagerql` first), or
 //! `cargo bench --bench load -- [options]`.
