@@ -6,17 +6,6 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, spawn_app};
 
-fn sql_texts(r: &crate::helpers::Gql) -> Vec<String> {
-    r.body["extensions"]["sql"]["statements"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .filter_map(|s| s["sql"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn debug_sql(app: &TestApp, q: &str, vars: serde_json::Value) -> crate::helpers::Gql {
     let r = app.gql_vars(q, vars).await;
     r.data();
@@ -36,7 +25,7 @@ async fn values_are_bound_so_the_text_depends_only_on_the_shape() {
     )
     .await;
     assert_eq!(b.data()["products"], json!([]));
-    let (ta, tb) = (sql_texts(&a), sql_texts(&b));
+    let (ta, tb) = (a.sql_texts(), b.sql_texts());
     assert_eq!(ta.len(), 1, "one statement, listed");
     assert_eq!(ta, tb, "the same statement text for other values");
     assert!(!tb.concat().contains("drop table"), "{tb:?}");

@@ -167,6 +167,18 @@ impl Gql {
         &self.body["data"]
     }
 
+    /// The SQL texts of its statements, in order (`extensions.sql`; none when absent).
+    pub fn sql_texts(&self) -> Vec<String> {
+        self.body["extensions"]["sql"]["statements"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|s| s["sql"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The `extensions.code` of the first error.
     pub fn error_code(&self) -> &str {
         self.body["errors"][0]["extensions"]["code"]

@@ -904,16 +904,6 @@ async fn reports_are_predicted_without_running_and_then_run_what_was_predicted()
     );
 }
 
-/// The statements' texts of an answer, in order.
-fn statement_texts(body: &serde_json::Value) -> Vec<String> {
-    body["extensions"]["sql"]["statements"]
-        .as_array()
-        .expect("extensions.sql.statements")
-        .iter()
-        .map(|s| s["sql"].as_str().expect("sql").to_owned())
-        .collect()
-}
-
 /// On PostgreSQL the batch of one parent's children (an order read by its id: its items) looks
 /// each joined product up by its key, since the batch's generic plan cannot see that it is
 /// small; a batch of a list's children keeps the plain join. Same answers, same counts; SQLite
@@ -940,7 +930,7 @@ async fn one_orders_items_look_their_products_up_and_a_lists_join_them() {
         "{}",
         one.body
     );
-    let (one_sql, list_sql) = (statement_texts(&one.body), statement_texts(&list.body));
+    let (one_sql, list_sql) = (one.sql_texts(), list.sql_texts());
     let lookup = "cross join lateral (select * from products";
     assert_eq!(
         one_sql[1].contains(lookup),
