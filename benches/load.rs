@@ -386,10 +386,7 @@ async fn read_workload(env: &Env, opts: &Opts, name: &str, body: BodyFn, plan: P
             "srv/floor over {rounds} rounds: {} (the median shown)",
             shares.join(", ")
         );
-        row.note = Some(match row.note.take() {
-            Some(n) => format!("{n}; {note}"),
-            None => note,
-        });
+        row.add_note(note);
     }
     direct_replay(env, opts, name, plan, (statements, begin_read), row).await
 }
@@ -449,10 +446,7 @@ async fn direct_replay(
                  HTTP or JSON) made {:.0}% of the floor",
                 100.0 * d.rps() / floor
             );
-            row.note = Some(match row.note.take() {
-                Some(n) => format!("{n}; {note}"),
-                None => note,
-            });
+            row.add_note(note);
         }
         row.direct = Some(DirectRow {
             requests_per_sec: d.rps(),

@@ -50,6 +50,14 @@ pub(crate) struct DirectRow {
 }
 
 impl Row {
+    /// Appends `note` to the row's note (`; ` between notes).
+    pub(crate) fn add_note(&mut self, note: String) {
+        self.note = Some(match self.note.take() {
+            Some(n) => format!("{n}; {note}"),
+            None => note,
+        });
+    }
+
     pub(crate) fn from_stats(stats: &Stats, clients: usize) -> Row {
         Row {
             clients,
